@@ -1,0 +1,281 @@
+"""
+The validated configuration model: what the runtime sees instead of raw text.
+
+Every value here is frozen and already checked.  The parser (``parse.py``)
+turns xinetd-syntax text into these values; the loader (``load.py``) supplies
+the I/O facts they depend on (accounts, ``/etc/services``, included files).
+Nothing under ``superd/`` outside ``superd.config`` ever handles a raw
+attribute string.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from typing import Mapping, Optional, Tuple, Union
+
+import attrs
+
+__all__ = [
+    "FOREVER",
+    "UNLIMITED",
+    "AddressSpec",
+    "AddressKind",
+    "Configuration",
+    "ConfigWarning",
+    "Credentials",
+    "CPS",
+    "FileLog",
+    "Location",
+    "LogTarget",
+    "Redirect",
+    "ServiceConfig",
+    "SocketType",
+    "SyslogLog",
+    "TimeInterval",
+]
+
+#: ``UNLIMITED`` for ``instances``/``per_source``/``rlimit_*`` values.
+UNLIMITED: int = -1
+#: ``deny_time = FOREVER``.
+FOREVER: int = -1
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+@attrs.frozen
+class Location:
+    """Where something was written: a file name and a 1-based line number."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class SocketType(enum.Enum):
+    """The ``socket_type`` attribute."""
+
+    STREAM = "stream"
+    DGRAM = "dgram"
+    RAW = "raw"
+    SEQPACKET = "seqpacket"
+
+
+class AddressKind(enum.Enum):
+    """Which xinetd form an ``only_from``/``no_access`` entry was written in."""
+
+    #: A numeric address or network (plain, trailing-zero wildcard, CIDR,
+    #: factorized element).  ``AddressSpec.network`` holds it.
+    NETWORK = "network"
+    #: A host name to be matched by reverse lookup plus forward confirmation.
+    HOST = "host"
+    #: A ``.domain`` suffix matched against the confirmed reverse name.
+    DOMAIN = "domain"
+
+
+@attrs.frozen
+class AddressSpec:
+    """
+    One parsed ``only_from``/``no_access`` element.
+
+    A factorized entry such as ``10.0.{1,2}`` yields one spec per element.
+    ``text`` is what the user wrote (for messages and ``superd check``).
+    """
+
+    text: str
+    kind: AddressKind
+    network: Optional[IPNetwork] = None
+    name: Optional[str] = None
+    #: True when xinetd's implicit trailing-zero rule widened the mask
+    #: (``192.168.0.0`` means 192.168/16); ``superd check`` warns about it.
+    implicit_wildcard: bool = False
+
+
+@attrs.frozen
+class CPS:
+    """``cps = MAX WAIT``: at most MAX connections per second, else pause WAIT s."""
+
+    max: int = 50
+    wait: int = 10
+
+
+@attrs.frozen
+class TimeInterval:
+    """One ``access_times`` interval in minutes after local midnight.
+
+    ``end`` may be 1440 (``24:00``); ``start > end`` wraps past midnight.
+    Bounds are inclusive at minute granularity, as xinetd.
+    """
+
+    start: int
+    end: int
+
+
+@attrs.frozen
+class SyslogLog:
+    """``log_type = SYSLOG facility [level]``."""
+
+    facility: str
+    level: str = "info"
+
+
+@attrs.frozen
+class FileLog:
+    """``log_type = FILE path [soft [hard]]`` (sizes in bytes, None = no limit)."""
+
+    path: str
+    soft: Optional[int] = None
+    hard: Optional[int] = None
+
+
+LogTarget = Union[SyslogLog, FileLog]
+
+
+@attrs.frozen
+class Redirect:
+    """``redirect = host port``: relay TCP to another host."""
+
+    host: str
+    port: int
+
+
+@attrs.frozen
+class Credentials:
+    """
+    Who an external server runs as, resolved at load time.
+
+    ``None`` in ``uid``/``gid`` means "unchanged" (superd's own).  ``groups``
+    is the ``groups`` attribute: True = initgroups of ``user``, False =
+    supplementary groups cleared (only when superd runs as root).
+    """
+
+    user: Optional[str] = None
+    uid: Optional[int] = None
+    group: Optional[str] = None
+    gid: Optional[int] = None
+    groups: bool = False
+
+
+@attrs.frozen
+class ServiceConfig:
+    """
+    One service, fully validated, with defaults already applied.
+
+    ``name`` is what follows ``service``; ``id`` is the unique identifier used
+    in logs (defaults to ``name``).  ``lines`` maps each attribute that was
+    written to the location of the line that set it last, so runtime errors
+    (a bind failure, say) can point at the file and line.
+    """
+
+    name: str
+    id: str
+    location: Location
+    socket_type: SocketType
+    protocol: str
+    wait: bool
+    port: Optional[int]
+    #: Listen addresses as IP literals (``bind``/``interface``).  Empty means
+    #: "any address" (IPv6 dual-stack unless ``IPv4`` is in ``flags``).
+    bind: Tuple[str, ...] = ()
+    v6only: Optional[bool] = None
+    #: ``type`` values: subset of INTERNAL, UNLISTED, TCPMUX, TCPMUXPLUS.
+    type: frozenset[str] = frozenset()
+    #: ``flags`` values, e.g. NAMEINARGS, SENSOR, IPv4, IPv6, NOLIBWRAP.
+    flags: frozenset[str] = frozenset()
+    server: Optional[str] = None
+    server_args: Tuple[str, ...] = ()
+    credentials: Credentials = Credentials()
+    umask: Optional[int] = None
+    nice: Optional[int] = None
+    #: ``rlimit_as``, ``rlimit_cpu`` ...: resource name (``"as"``) -> value
+    #: (bytes/seconds/count, or UNLIMITED).  Absent = unchanged.
+    rlimits: Mapping[str, int] = attrs.field(factory=dict)
+    #: ``env`` as (NAME, VALUE) pairs in order.
+    env: Tuple[Tuple[str, str], ...] = ()
+    #: ``passenv`` names; None = attribute absent (whole environment passed).
+    passenv: Optional[Tuple[str, ...]] = None
+    instances: int = UNLIMITED
+    per_source: int = UNLIMITED
+    cps: CPS = CPS()
+    max_load: Optional[float] = None
+    access_times: Tuple[TimeInterval, ...] = ()
+    #: None = attribute absent (everyone); () = written empty (nobody).
+    only_from: Optional[Tuple[AddressSpec, ...]] = None
+    no_access: Tuple[AddressSpec, ...] = ()
+    log_type: Optional[LogTarget] = None
+    log_on_success: frozenset[str] = frozenset()
+    log_on_failure: frozenset[str] = frozenset()
+    banner: Optional[str] = None
+    banner_success: Optional[str] = None
+    banner_fail: Optional[str] = None
+    redirect: Optional[Redirect] = None
+    #: Minutes; FOREVER; 0 = NEVER.
+    deny_time: int = 0
+    libwrap: Optional[str] = None
+    #: Attributes not known to superd itself (for users' own protocols, and
+    #: for ``superd check`` warnings): name -> values.
+    extra: Mapping[str, Tuple[str, ...]] = attrs.field(factory=dict)
+    lines: Mapping[str, Location] = attrs.field(factory=dict, eq=False)
+
+    @property
+    def is_internal(self) -> bool:
+        """True for ``type = INTERNAL`` (builtins and user protocols)."""
+        return "INTERNAL" in self.type
+
+    @property
+    def is_sensor(self) -> bool:
+        """True for ``flags = SENSOR`` traps."""
+        return "SENSOR" in self.flags
+
+    @property
+    def is_mux_client(self) -> bool:
+        """True for services reached only through tcpmux (no socket of their own)."""
+        return bool(self.type & {"TCPMUX", "TCPMUXPLUS"})
+
+    @property
+    def kind(self) -> str:
+        """``sensor``, ``builtin``, ``redirect``, ``tcpmux-client`` or ``external``."""
+        if self.is_sensor:
+            return "sensor"
+        if self.redirect is not None:
+            return "redirect"
+        if self.is_mux_client:
+            return "tcpmux-client"
+        if self.is_internal:
+            return "builtin"
+        return "external"
+
+    def line_of(self, attribute: str) -> Location:
+        """The location of ``attribute``'s line, or of the service header."""
+        return self.lines.get(attribute, self.location)
+
+
+@attrs.frozen
+class ConfigWarning:
+    """A non-fatal finding (unknown attribute, trailing-zero wildcard ...)."""
+
+    location: Location
+    service: Optional[str]
+    attribute: Optional[str]
+    message: str
+
+    def __str__(self) -> str:
+        parts = [str(self.location)]
+        if self.service is not None:
+            parts.append(f"service {self.service}")
+        if self.attribute is not None:
+            parts.append(self.attribute)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+@attrs.frozen
+class Configuration:
+    """Everything superd runs: the enabled services, and what was noticed."""
+
+    services: Tuple[ServiceConfig, ...]
+    warnings: Tuple[ConfigWarning, ...] = ()
+    #: Files read, in order (for messages and reload diagnostics).
+    sources: Tuple[str, ...] = ()

@@ -1,0 +1,156 @@
+"""
+Log event names and reason words, kept in one place.
+
+Every decision superd makes is a ``twisted.logger`` event whose ``event``
+field is one of the ``EV_*`` names below and whose other fields are named
+values (``service``, ``peer``, ``reason``, ``pid`` ...).  Format strings only
+ever reference those fields, so peer-supplied bytes never become part of a
+format string.  The xinetd-format service log lines (START/EXIT/FAIL ...) are
+one rendering of these events.
+"""
+
+from __future__ import annotations
+
+from typing import AbstractSet, Final, Optional
+
+from twisted.logger import Logger
+
+from superd.config.model import ServiceConfig
+from superd.session import Peer
+
+__all__ = [
+    "emit_exit",
+    "emit_fail",
+    "emit_start",
+    "exit_line",
+    "fail_line",
+    "start_line",
+    "REASON_ADDRESS",
+    "REASON_CPS",
+    "REASON_EXEC",
+    "REASON_FORK",
+    "REASON_LIBWRAP",
+    "REASON_LOAD",
+    "REASON_PER_SOURCE",
+    "REASON_PROCESS_LIMIT",
+    "REASON_SERVICE_LIMIT",
+    "REASON_TIME",
+    "REASON_TLS",
+]
+
+# xinetd's FAIL reason words, exactly (xinetd-behaviour.md section 9.1).
+REASON_ADDRESS: Final = "address"
+REASON_TIME: Final = "time"
+REASON_FORK: Final = "fork"
+REASON_SERVICE_LIMIT: Final = "service_limit"
+REASON_PER_SOURCE: Final = "per_source_limit"
+REASON_PROCESS_LIMIT: Final = "process_limit"
+REASON_LIBWRAP: Final = "libwrap"
+REASON_LOAD: Final = "load"
+REASON_CPS: Final = "connections per second"
+# superd's additions.
+REASON_EXEC: Final = "exec"
+REASON_TLS: Final = "tls"
+
+# Event names (the ``event`` field of structured log events).
+EV_LISTENING: Final = "listening"
+EV_ACCEPT: Final = "accept"
+EV_REFUSE: Final = "refuse"
+EV_START: Final = "start"
+EV_EXIT: Final = "exit"
+EV_SPAWN_FAILED: Final = "spawn_failed"
+EV_BAN: Final = "ban"
+EV_RELOAD: Final = "reload"
+EV_LIMIT: Final = "limit"
+EV_CONFIG_ERROR: Final = "config_error"
+EV_CONFIG_WARNING: Final = "config_warning"
+EV_PEER_ERROR: Final = "peer_error"
+
+
+# -- xinetd-format service log lines (xinetd-behaviour.md section 9.1) -------
+#
+# These render the text of START/EXIT/FAIL lines from the service's
+# log_on_success/log_on_failure flags.  The structured event carries the line
+# in its ``xinetd_line`` field (None when the flags ask for no line), so the
+# service-log writers (FILE/SYSLOG) and log scanners see xinetd's exact shape.
+
+_log = Logger(namespace="superd")
+
+
+def _from(peer: Optional[Peer]) -> str:
+    return "<no address>" if peer is None else peer.host
+
+
+def start_line(service_id: str, flags: AbstractSet[str], pid: int,
+               peer: Optional[Peer]) -> Optional[str]:
+    """``START: <id>[ pid=<pid>][ from=<addr>]``, or None if nothing is logged."""
+    if not flags:
+        return None
+    line = f"START: {service_id}"
+    if "PID" in flags:
+        line += f" pid={pid}"
+    if "HOST" in flags:
+        line += f" from={_from(peer)}"
+    return line
+
+
+def exit_line(service_id: str, flags: AbstractSet[str], pid: int,
+              status: Optional[int], signal: Optional[int],
+              duration: float) -> Optional[str]:
+    """``EXIT: <id>[ status=<n>| signal=<n>][ pid=<pid>][ duration=<s>(sec)]``."""
+    if not flags & {"EXIT", "DURATION"}:
+        return None
+    line = f"EXIT: {service_id}"
+    if "EXIT" in flags:
+        line += f" signal={signal}" if signal is not None else f" status={status}"
+    if "PID" in flags:
+        line += f" pid={pid}"
+    if "DURATION" in flags:
+        line += f" duration={int(duration)}(sec)"
+    return line
+
+
+def fail_line(service_id: str, flags: AbstractSet[str], reason: str,
+              peer: Optional[Peer]) -> Optional[str]:
+    """``FAIL: <id> <reason>[ from=<addr>]``, or None if nothing is logged."""
+    if not flags:
+        return None
+    line = f"FAIL: {service_id} {reason}"
+    if "HOST" in flags:
+        line += f" from={_from(peer)}"
+    return line
+
+
+def emit_start(service: ServiceConfig, pid: int, peer: Optional[Peer]) -> None:
+    """Log that ``peer`` was admitted and is being served (pid 0: in-process)."""
+    _log.info(
+        "START {service_id} pid={pid} from={peer_host}",
+        event=EV_START, service_id=service.id, pid=pid,
+        peer_host=_from(peer), peer_port=None if peer is None else peer.port,
+        xinetd_line=start_line(service.id, service.log_on_success, pid, peer),
+    )
+
+
+def emit_exit(service: ServiceConfig, pid: int, status: Optional[int],
+              signal: Optional[int], duration: float) -> None:
+    """Log that a server process of ``service`` ended."""
+    _log.info(
+        "EXIT {service_id} pid={pid} status={status} signal={signal}"
+        " duration={duration:.3f}s",
+        event=EV_EXIT, service_id=service.id, pid=pid, status=status,
+        signal=signal, duration=duration,
+        xinetd_line=exit_line(service.id, service.log_on_success, pid,
+                              status, signal, duration),
+    )
+
+
+def emit_fail(service: ServiceConfig, reason: str, peer: Optional[Peer],
+              detail: str = "") -> None:
+    """Log that ``peer`` was refused (or could not be served) for ``reason``."""
+    _log.info(
+        "FAIL {service_id} {reason} from={peer_host} {detail}",
+        event=EV_REFUSE, service_id=service.id, reason=reason,
+        peer_host=_from(peer), peer_port=None if peer is None else peer.port,
+        detail=detail,
+        xinetd_line=fail_line(service.id, service.log_on_failure, reason, peer),
+    )

@@ -1,0 +1,236 @@
+"""
+Where a service listens, and how its listening sockets are made.
+
+A ``ListenAddress`` is one (address, port, socket type) of one service, worked
+out purely from its ``bind``/``port``/``protocol``/``flags``/``v6only``.  The
+listening itself prefers Twisted endpoint strings (``tcp:PORT:interface=...``)
+and falls back to a socket made here when the configuration asks for
+something no endpoint string can say: an explicit ``v6only``, or the
+``NODELAY``/``KEEPALIVE`` flags (set on the listening socket so that every
+accepted connection inherits them, as Linux does and as xinetd relies on).
+
+Every failure to listen becomes a ``BindError`` that names the service, the
+address and the configuration line, so startup can stop with a message a
+person can act on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any, Optional, Tuple
+
+import attrs
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from superd.config.model import Location, ServiceConfig, SocketType
+from superd.events import EV_LISTENING
+
+__all__ = [
+    "BindError",
+    "ListenAddress",
+    "bind_socket",
+    "emit_listening",
+    "endpoint_description",
+    "listen_addresses",
+    "listen_datagram",
+    "listen_stream",
+]
+
+_log = Logger(namespace="superd.listen")
+
+#: Largest datagram an internal UDP service reads (the IPv4 maximum).
+MAX_DATAGRAM = 65535
+
+
+@attrs.frozen
+class ListenAddress:
+    """One socket a service listens on."""
+
+    service_id: str
+    #: The service's name (what follows ``service``; ids may differ).
+    name: str
+    host: str
+    port: int
+    socket_type: SocketType
+    #: Where the ``bind`` (or ``port``, or the service header) was written.
+    location: Location
+    #: None: leave the kernel default (dual-stack on Linux for ``::``).
+    v6only: Optional[bool] = None
+    backlog: int = 1024
+    nodelay: bool = False
+    keepalive: bool = False
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        """AF_INET6 for an IPv6 literal, else AF_INET."""
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    @property
+    def protocol(self) -> str:
+        """``tcp`` or ``udp``."""
+        return "tcp" if self.socket_type is SocketType.STREAM else "udp"
+
+    def describe(self, port: Optional[int] = None) -> str:
+        """``tcp [::1]:7`` / ``udp 127.0.0.1:7``: the address as people write it."""
+        shown = self.port if port is None else port
+        host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
+        return f"{self.protocol} {host}:{shown}"
+
+    @property
+    def needs_own_socket(self) -> bool:
+        """True when no endpoint string can express this socket's options."""
+        v6only_matters = self.v6only is not None and self.family == socket.AF_INET6
+        return v6only_matters or self.nodelay or self.keepalive
+
+
+class BindError(Exception):
+    """A listening socket could not be made; the message says which and why."""
+
+    def __init__(self, address: ListenAddress, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(
+            f"{address.location}: service {address.service_id}: "
+            f"cannot listen on {address.describe()}: {reason}"
+        )
+
+
+def _wildcard(service: ServiceConfig) -> str:
+    """The any-address for a service without ``bind`` (xinetd: IPv6 unless IPv4 only)."""
+    if "IPv4" in service.flags and "IPv6" not in service.flags:
+        return "0.0.0.0"
+    return "::"
+
+
+def listen_addresses(service: ServiceConfig, backlog: int = 1024) -> Tuple[ListenAddress, ...]:
+    """Every address ``service`` listens on: one per ``bind`` value, or the wildcard."""
+    if service.port is None:
+        raise ValueError(f"service {service.id} has no port")
+    hosts = service.bind or (_wildcard(service),)
+    location = service.lines.get("bind") or service.line_of("port")
+    return tuple(
+        ListenAddress(
+            service_id=service.id, name=service.name, host=str(ipaddress.ip_address(host)),
+            port=service.port, socket_type=service.socket_type,
+            location=location, v6only=service.v6only, backlog=backlog,
+            nodelay="NODELAY" in service.flags,
+            keepalive="KEEPALIVE" in service.flags,
+        )
+        for host in hosts
+    )
+
+
+def endpoint_description(address: ListenAddress) -> str:
+    """The Twisted endpoint string for a stream ``address`` (colons escaped)."""
+    interface = address.host.replace(":", "\\:")
+    return f"tcp:{address.port}:interface={interface}:backlog={address.backlog}"
+
+
+def _socket_kind(address: ListenAddress) -> int:
+    return socket.SOCK_STREAM if address.socket_type is SocketType.STREAM else socket.SOCK_DGRAM
+
+
+def _configure(sock: socket.socket, address: ListenAddress) -> None:
+    if address.socket_type is SocketType.STREAM:
+        # Not for UDP: there SO_REUSEADDR lets a second daemon bind the same
+        # port silently instead of failing loudly.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if address.family == socket.AF_INET6 and address.v6only is not None:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(address.v6only))
+    if address.nodelay:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if address.keepalive:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def bind_socket(address: ListenAddress) -> socket.socket:
+    """
+    A bound (and, for streams, listening) non-blocking socket for ``address``.
+
+    For wait=yes servers, which need the socket itself, and for options no
+    endpoint string expresses.  Raises ``BindError``.
+    """
+    try:
+        sock = socket.socket(address.family, _socket_kind(address))
+    except OSError as e:
+        raise BindError(address, e.strerror or str(e)) from e
+    try:
+        _configure(sock, address)
+        sock.bind((address.host, address.port))
+        if address.socket_type is SocketType.STREAM:
+            sock.listen(address.backlog)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise BindError(address, e.strerror or str(e)) from e
+    return sock
+
+
+def _cannot_listen_reason(error: CannotListenError) -> str:
+    cause = error.socketError
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(cause)
+
+
+def _listen_endpoint(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
+    # Imported here: importing endpoints consumes systemd's LISTEN_FDS
+    # (twisted-notes section 6.2), which only the daemon may do.
+    from twisted.internet.endpoints import serverFromString
+
+    outcome: list[Any] = []
+    serverFromString(reactor, endpoint_description(address)).listen(factory).addBoth(outcome.append)
+    if not outcome:
+        raise BindError(address, "the endpoint did not listen synchronously")
+    result = outcome[0]
+    if isinstance(result, Failure):
+        if isinstance(result.value, CannotListenError):
+            raise BindError(address, _cannot_listen_reason(result.value))
+        result.raiseException()
+    port: IListeningPort = result
+    return port
+
+
+def listen_stream(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
+    """Listen for connections on ``address`` with ``factory``; raises ``BindError``."""
+    if not address.needs_own_socket:
+        return _listen_endpoint(reactor, address, factory)
+    sock = bind_socket(address)
+    try:
+        port: IListeningPort = reactor.adoptStreamPort(sock.fileno(), address.family, factory)
+    finally:
+        sock.close()  # the reactor keeps its own dup
+    return port
+
+
+def listen_datagram(reactor: Any, address: ListenAddress, protocol: Any) -> IListeningPort:
+    """Receive datagrams on ``address`` with ``protocol``; raises ``BindError``."""
+    if address.needs_own_socket:
+        sock = bind_socket(address)
+        try:
+            return reactor.adoptDatagramPort(  # type: ignore[no-any-return]
+                sock.fileno(), address.family, protocol, MAX_DATAGRAM)
+        finally:
+            sock.close()
+    try:
+        return reactor.listenUDP(  # type: ignore[no-any-return]
+            address.port, protocol, interface=address.host, maxPacketSize=MAX_DATAGRAM)
+    except CannotListenError as e:
+        raise BindError(address, _cannot_listen_reason(e)) from e
+
+
+def emit_listening(address: ListenAddress, port: IListeningPort) -> int:
+    """Log the structured ``listening`` event for a bound socket; return its port."""
+    host: Any = port.getHost()
+    bound = int(host.port)
+    _log.info(
+        "service {service_id} listening on {where}",
+        event=EV_LISTENING, service_id=address.service_id, name=address.name,
+        host=address.host, port=bound, protocol=address.protocol,
+        where=address.describe(bound),
+    )
+    return bound

@@ -1,0 +1,324 @@
+"""
+The service tree: one listener per service per listen address.
+
+``build_service`` turns a loaded ``Configuration`` into a ``SuperdService``
+(a ``MultiService``).  It only chooses and wires: the handler for each
+service (builtin, spawned server, sensor), the access-controlled factory
+around it, and a ``Listener`` child per address.  Sockets are bound in
+``privilegedStartService``, before twistd could drop privileges, and a
+socket that cannot be bound stops startup with a message naming the service,
+the address and the configuration line.
+
+Collaborators (access control, builtins, external servers) are imported when
+a service needs them; a build without one refuses that service by name
+instead of silently leaving it out.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import socket
+from types import ModuleType
+from typing import Any, Callable, Iterable, List, Mapping, NoReturn, Optional
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from superd.config.errors import ConfigError, Problem
+from superd.config.model import Configuration, ServiceConfig, SocketType
+from superd.listen import (
+    BindError,
+    ListenAddress,
+    emit_listening,
+    listen_addresses,
+    listen_datagram,
+    listen_stream,
+)
+from superd.runtime import Runtime
+
+__all__ = [
+    "Listener",
+    "SuperdService",
+    "Unavailable",
+    "build_service",
+    "notify_ready",
+    "protected_ports",
+]
+
+_log = Logger(namespace="superd.service")
+
+EV_READY = "ready"
+EV_BIND_FAILED = "bind_failed"
+
+NOT_BUILT = "not available in this build"
+
+
+class Unavailable(Exception):
+    """A service needs something this build (or platform) cannot provide."""
+
+    def __init__(self, attribute: str, message: str) -> None:
+        self.attribute = attribute
+        self.message = message
+        super().__init__(message)
+
+
+class Listener(Service):
+    """Listens on one address for one service; the port opens at privileged start."""
+
+    def __init__(self, address: ListenAddress,
+                 open_port: Callable[[ListenAddress], IListeningPort]) -> None:
+        self.address = address
+        self._open_port = open_port
+        self.port: Optional[IListeningPort] = None
+        self.bound_port: Optional[int] = None
+
+    def _listen(self) -> None:
+        if self.port is None:
+            self.port = self._open_port(self.address)
+            self.bound_port = emit_listening(self.address, self.port)
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        super().startService()
+        self._listen()  # runners that skip privilegedStartService (twist)
+
+    def stopService(self) -> Optional[Deferred[Any]]:
+        super().stopService()
+        port, self.port = self.port, None
+        if port is None:
+            return None
+        stop: Callable[[], Any] = port.stopListening
+        return maybeDeferred(stop)
+
+
+def notify_ready(environ: Mapping[str, str]) -> bool:
+    """Send ``READY=1`` to systemd's ``$NOTIFY_SOCKET`` if set; True if sent."""
+    path = environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):  # abstract namespace
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"READY=1", path)
+    except OSError as e:
+        _log.warn("could not notify {path}: {error}", path=path, error=str(e))
+        return False
+    return True
+
+
+def _raise(error: BindError) -> NoReturn:
+    raise error
+
+
+class SuperdService(MultiService):
+    """
+    The whole daemon: every listener, the SIGHUP guard, and orderly stop.
+
+    ``on_bind_error`` decides what a failed bind does (the tap prints it and
+    exits non-zero); ``install_signal`` is ``signal.signal`` outside tests.
+    """
+
+    def __init__(self, runtime: Runtime, *,
+                 on_bind_error: Callable[[BindError], NoReturn] = _raise,
+                 install_signal: Callable[..., Any] = signal.signal,
+                 environ: Mapping[str, str] = os.environ) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self._on_bind_error = on_bind_error
+        self._install_signal = install_signal
+        self._environ = environ
+        self._old_hup: Any = None
+        self.configuration: Optional[Configuration] = None
+
+    def _guarded(self, start: Callable[[], None]) -> None:
+        try:
+            start()
+        except BindError as e:
+            _log.critical("{message}", event=EV_BIND_FAILED, message=str(e),
+                          service_id=e.address.service_id, host=e.address.host,
+                          port=e.address.port, protocol=e.address.protocol)
+            self._close_listeners()
+            self._on_bind_error(e)
+
+    def _close_listeners(self) -> None:
+        for child in self:
+            port = getattr(child, "port", None)
+            if port is not None:
+                child.port = None
+                port.stopListening()
+
+    def privilegedStartService(self) -> None:
+        self._guarded(super().privilegedStartService)
+
+    def startService(self) -> None:
+        self._guarded(super().startService)
+        self._old_hup = self._install_signal(signal.SIGHUP, self._on_sighup)
+        self.runtime.reactor.callWhenRunning(self._announce_ready)
+
+    def _on_sighup(self, signum: int, frame: object) -> None:
+        # Signal handlers run between bytecodes: hop into the reactor.
+        self.runtime.reactor.callFromThread(self.reload)
+
+    def reload(self) -> None:
+        """SIGHUP: not implemented yet (issue 5); the daemon keeps running."""
+        _log.warn("reload is not implemented yet; SIGHUP ignored", event="reload")
+
+    def _announce_ready(self) -> None:
+        listeners = [c for c in self if isinstance(c, Listener)]
+        _log.info("superd ready: {count} sockets listening", event=EV_READY,
+                  count=len(listeners),
+                  services=0 if self.configuration is None else len(self.configuration.services))
+        notify_ready(self._environ)
+
+    def stopService(self) -> Deferred[Any]:
+        if self._old_hup is not None:
+            self._install_signal(signal.SIGHUP, self._old_hup)
+            self._old_hup = None
+        _log.info("superd stopping", event="stopping")
+        stopped: Deferred[Any] = super().stopService()
+        processes = self.runtime.processes
+        if processes is not None:
+            grace = self.runtime.options.grace
+            stopped.addCallback(lambda _: processes.stop_all(grace))
+        return stopped
+
+
+# -- choosing what serves each service --------------------------------------
+
+def _collaborator(module: str, attribute: str, what: str) -> ModuleType:
+    """Import ``module``, or refuse the service if this build lacks it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is None or not module.startswith(e.name):
+            raise  # a bug inside the module, not a missing module
+        raise Unavailable(attribute, f"{what} are {NOT_BUILT}") from e
+
+
+def protected_ports(config: Configuration) -> frozenset[int]:
+    """The ports of every UDP builtin: UDP builtins never answer them."""
+    return frozenset(
+        s.port for s in config.services
+        if s.socket_type is SocketType.DGRAM and s.kind == "builtin" and s.port
+    )
+
+
+def _builtin_handler(service: ServiceConfig, runtime: Runtime,
+                     protected: frozenset[int]) -> Any:
+    registry = _collaborator("superd.builtins.registry", "type", "internal services")
+    if not registry.is_builtin(service.name, service.socket_type):
+        raise Unavailable("type", f"no such internal service: "
+                                  f"{service.name}/{service.socket_type.value}")
+    if service.socket_type is SocketType.STREAM:
+        return registry.stream_handler(service, runtime)
+    return registry.datagram_handler(service, runtime, protected)
+
+
+def _handler(service: ServiceConfig, runtime: Runtime, protected: frozenset[int]) -> Any:
+    """The IStreamHandler/IDatagramHandler for an in-process service (None: sensor)."""
+    if service.kind == "sensor":
+        return None
+    if service.kind == "builtin":
+        return _builtin_handler(service, runtime, protected)
+    if service.socket_type is SocketType.DGRAM:
+        raise Unavailable("wait", "datagram external servers need wait = yes")
+    spawn = _collaborator("superd.spawn.handler", "server", "external servers")
+    return spawn.ExternalHandler(service, runtime)
+
+
+def _wait_services(service: ServiceConfig, runtime: Runtime) -> List[IService]:
+    wait = _collaborator("superd.spawn.wait", "server", "external servers")
+    return [wait.wait_service(service, address.host, runtime)
+            for address in listen_addresses(service, runtime.options.backlog)]
+
+
+def _access_factory(service: ServiceConfig, handler: Any, runtime: Runtime) -> Any:
+    factory = _collaborator("superd.access.factory", "only_from", "access-controlled services")
+    return factory.AccessControlledFactory(service, handler, runtime)
+
+
+def _stream_listeners(service: ServiceConfig, handler: Any, runtime: Runtime) -> List[IService]:
+    # One factory for every address of the service: counts are per service.
+    factory = _access_factory(service, handler, runtime)
+    reactor = runtime.reactor
+
+    def open_port(address: ListenAddress) -> IListeningPort:
+        return listen_stream(reactor, address, factory)
+
+    return [Listener(address, open_port)
+            for address in listen_addresses(service, runtime.options.backlog)]
+
+
+def _datagram_listeners(service: ServiceConfig, handler: Any, runtime: Runtime) -> List[IService]:
+    access = _collaborator("superd.access.factory", "only_from", "access-controlled services")
+    reactor = runtime.reactor
+
+    def open_port(address: ListenAddress) -> IListeningPort:
+        # A DatagramProtocol has one transport, so one per address.
+        protocol = access.AccessControlledDatagramProtocol(service, handler, runtime)
+        return listen_datagram(reactor, address, protocol)
+
+    return [Listener(address, open_port)
+            for address in listen_addresses(service, runtime.options.backlog)]
+
+
+def _unsupported_kind(service: ServiceConfig) -> Optional[Unavailable]:
+    if service.socket_type not in (SocketType.STREAM, SocketType.DGRAM):
+        return Unavailable("socket_type",
+                           f"socket_type {service.socket_type.value} is not supported")
+    if service.kind == "redirect":
+        return Unavailable("redirect", f"redirect services are {NOT_BUILT}")
+    if service.kind == "tcpmux-client":
+        return Unavailable("type", f"tcpmux services are {NOT_BUILT}")
+    return None
+
+
+def service_children(service: ServiceConfig, runtime: Runtime,
+                     protected: frozenset[int]) -> List[IService]:
+    """The listener services for one configured service; raises ``Unavailable``."""
+    unsupported = _unsupported_kind(service)
+    if unsupported is not None:
+        raise unsupported
+    if service.kind == "external" and service.wait:
+        return _wait_services(service, runtime)
+    handler = _handler(service, runtime, protected)
+    if service.socket_type is SocketType.STREAM:
+        return _stream_listeners(service, handler, runtime)
+    return _datagram_listeners(service, handler, runtime)
+
+
+def _problem(service: ServiceConfig, error: Unavailable) -> Problem:
+    where = service.line_of(error.attribute)
+    return Problem(where.file, where.line, service.name, error.attribute, error.message)
+
+
+def build_service(config: Configuration, runtime: Runtime, *,
+                  on_bind_error: Callable[[BindError], NoReturn] = _raise,
+                  install_signal: Callable[..., Any] = signal.signal) -> SuperdService:
+    """
+    The service tree for ``config``.  Raises ``ConfigError`` listing every
+    service this build cannot run (nothing is bound until it starts).
+    """
+    top = SuperdService(runtime, on_bind_error=on_bind_error, install_signal=install_signal)
+    top.configuration = config
+    protected = protected_ports(config)
+    problems: List[Problem] = []
+    for service in config.services:
+        try:
+            children: Iterable[IService] = service_children(service, runtime, protected)
+        except Unavailable as e:
+            problems.append(_problem(service, e))
+            continue
+        for child in children:
+            child.setServiceParent(top)
+    if problems:
+        raise ConfigError(problems)
+    return top

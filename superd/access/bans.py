@@ -1,0 +1,181 @@
+"""
+The global ban list that SENSOR services fill (xinetd's global_no_access).
+
+A hit on a sensor bans the source's canonical address from every service,
+TCP and UDP, for the sensor's ``deny_time`` minutes (``FOREVER``: until
+removed; 0/``NEVER``: no ban).  Unlike xinetd, a repeat hit extends the ban,
+and bans are kept in SQLite (``banstore``) so they survive reload and
+restart.  Lookups are served from an in-memory dict -- no SQL per
+connection; once a second the list checks ``PRAGMA data_version`` to pick up
+changes made by ``superd bans`` and, once a minute, purges expired bans.
+Expired bans are also dropped lazily when looked up.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from typing import Any
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from superd import events
+from superd.access.banstore import Ban, BanStore
+from superd.config.model import FOREVER
+
+__all__ = ["BanList"]
+
+_log = Logger(namespace="superd")
+
+#: A bound on memory when a (spoofed) UDP flood hits a sensor.
+MAX_BANS = 100_000
+
+
+class BanList:
+    """Banned sources: memory for lookups, SQLite for persistence."""
+
+    def __init__(self, store: BanStore, clock: Any, *,
+                 poll_interval: float = 1.0,
+                 purge_interval: float = 60.0) -> None:
+        self.store = store
+        self._clock = clock
+        self._bans: dict[str, float] = {}
+        self._version = -1
+        self._poll = LoopingCall(self._tick)
+        self._poll.clock = clock
+        self._poll_interval = poll_interval
+        self._purge_interval = purge_interval
+        self._last_purge = clock.seconds()
+        self._load()
+
+    def __len__(self) -> int:
+        return len(self._bans)
+
+    def is_banned(self, host: str) -> bool:
+        """True while ``host`` (canonical) is banned; drops an expired ban."""
+        expires = self._bans.get(host)
+        if expires is None:
+            return False
+        if expires > self._clock.seconds():
+            return True
+        del self._bans[host]
+        return False
+
+    def expiry(self, host: str) -> float | None:
+        """When ``host``'s ban ends (``math.inf``: never), None if not banned."""
+        return self._bans.get(host) if self.is_banned(host) else None
+
+    def ban(self, host: str, minutes: int, service_id: str) -> None:
+        """Ban ``host`` for ``minutes`` (FOREVER, or 0 for no ban), or extend."""
+        if minutes == 0:
+            return
+        now = self._clock.seconds()
+        until = math.inf if minutes == FOREVER else now + 60.0 * minutes
+        previous = self._bans.get(host)
+        if previous is None and len(self._bans) >= MAX_BANS:
+            _log.error("ban list full; not banning {peer_host}",
+                       event=events.EV_BAN, peer_host=host, action="full")
+            return
+        extended = previous is not None and previous > now
+        self._bans[host] = max(until, previous or 0.0)
+        self._persist(host, now, service_id)
+        self._log_ban(host, minutes, service_id, extended)
+
+    def unban(self, host: str) -> bool:
+        """Lift the ban of ``host``; True if there was one."""
+        present = self._bans.pop(host, None) is not None
+        self._write(lambda: self.store.remove(host))
+        return present
+
+    def _persist(self, host: str, now: float, service_id: str) -> None:
+        expires = self._bans[host]
+        def write() -> None:
+            old = self.store.get(host)
+            hits = 1 if old is None else old.hits + 1
+            added = now if old is None else old.added
+            stored = None if math.isinf(expires) else expires
+            self.store.put(Ban(host, stored, added, service_id, hits))
+        self._write(write)
+
+    def _write(self, operation: Any) -> None:
+        try:
+            operation()
+        except sqlite3.Error as e:
+            _log.error("cannot store bans in {path}: {error}",
+                       event=events.EV_BAN, action="store_error",
+                       path=self.store.path, error=str(e))
+
+    def _log_ban(self, host: str, minutes: int, service_id: str,
+                 extended: bool) -> None:
+        if minutes == FOREVER:
+            text = "Adding {peer_host} to the global_no_access list forever"
+        else:
+            text = ("Adding {peer_host} to the global_no_access list for"
+                    " {minutes} minutes")
+        if extended:
+            text = "Extending: " + text
+        _log.critical(text, event=events.EV_BAN, peer_host=host,
+                      minutes=None if minutes == FOREVER else minutes,
+                      service_id=service_id,
+                      action="extend" if extended else "add")
+
+    # -- synchronisation with the database ------------------------------
+
+    def _load(self) -> None:
+        """Replace the in-memory list with the database's unexpired bans."""
+        now = self._clock.seconds()
+        try:
+            self._version = self.store.data_version()
+            stored = self.store.all()
+        except sqlite3.Error as e:
+            _log.error("cannot read bans from {path}: {error}",
+                       event=events.EV_BAN, action="store_error",
+                       path=self.store.path, error=str(e))
+            return
+        self._bans = {
+            ban.host: math.inf if ban.expires is None else ban.expires
+            for ban in stored
+            if ban.expires is None or ban.expires > now
+        }
+
+    def refresh(self) -> bool:
+        """Reload if another process changed the database; True if it did."""
+        try:
+            version = self.store.data_version()
+        except sqlite3.Error:
+            return False
+        if version == self._version:
+            return False
+        self._load()
+        return True
+
+    def purge(self) -> int:
+        """Delete expired bans from memory and the database."""
+        now = self._clock.seconds()
+        expired = [h for h, until in self._bans.items() if until <= now]
+        for host in expired:
+            del self._bans[host]
+        self._write(lambda: self.store.purge(now))
+        self._last_purge = now
+        if expired:
+            _log.info("At least 1 DENY_TIME has expired, global_no_access"
+                      " list updated", event=events.EV_BAN, action="expire",
+                      hosts=expired)
+        return len(expired)
+
+    def _tick(self) -> None:
+        self.refresh()
+        if self._clock.seconds() - self._last_purge >= self._purge_interval:
+            self.purge()
+
+    def start(self) -> None:
+        """Start polling the database (idempotent)."""
+        if not self._poll.running:
+            self._poll.start(self._poll_interval, now=False)
+
+    def stop(self) -> None:
+        """Stop polling and close the database."""
+        if self._poll.running:
+            self._poll.stop()
+        self.store.close()

@@ -1,0 +1,118 @@
+"""
+Concurrency limits: ``instances``, ``per_source`` and the global ``--limit``.
+
+A session counts from admission until ``session.end()`` -- a live connection
+for an in-process builtin, a running child for an external server -- so one
+counter serves both.  The counter belongs to the runtime, not to a service's
+factory, so sessions admitted before a reload still count after it.
+Sources are counted by canonical address (``::ffff:a.b.c.d`` is
+``a.b.c.d``).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from superd import events
+from superd.access.decision import ALLOW, Decision, deny
+from superd.runtime import Runtime
+from superd.session import Peer, Session
+
+__all__ = [
+    "GlobalLimitPolicy",
+    "InstancesPolicy",
+    "PerSourcePolicy",
+    "SessionCounter",
+]
+
+
+def _host(session: Session) -> str:
+    return "" if session.peer is None else session.peer.host
+
+
+class SessionCounter:
+    """Live sessions per service and per (service, source)."""
+
+    def __init__(self) -> None:
+        self._services: dict[str, int] = {}
+        self._sources: dict[tuple[str, str], int] = {}
+
+    def running(self, service_id: str) -> int:
+        """Live sessions of ``service_id``."""
+        return self._services.get(service_id, 0)
+
+    def from_source(self, service_id: str, host: str) -> int:
+        """Live sessions of ``service_id`` from ``host``."""
+        return self._sources.get((service_id, host), 0)
+
+    def acquire(self, session: Session) -> None:
+        """Count ``session`` until it ends."""
+        sid, key = session.service_id, (session.service_id, _host(session))
+        self._services[sid] = self._services.get(sid, 0) + 1
+        self._sources[key] = self._sources.get(key, 0) + 1
+        session.on_end(self._release)
+
+    def _release(self, session: Session) -> None:
+        sid, key = session.service_id, (session.service_id, _host(session))
+        _decrement(self._services, sid)
+        _decrement(self._sources, key)
+
+
+_K = TypeVar("_K")
+
+
+def _decrement(table: dict[_K, int], key: _K) -> None:
+    left = table.get(key, 0) - 1
+    if left > 0:
+        table[key] = left
+    else:
+        table.pop(key, None)
+
+
+class InstancesPolicy:
+    """Denies when the service already has ``limit`` live sessions."""
+
+    reason = events.REASON_SERVICE_LIMIT
+
+    def __init__(self, service_id: str, limit: int,
+                 counter: SessionCounter) -> None:
+        self.service_id = service_id
+        self.limit = limit
+        self._counter = counter
+
+    def check(self, peer: Peer, now: float) -> Decision:
+        if self._counter.running(self.service_id) >= self.limit:
+            return deny(events.REASON_SERVICE_LIMIT)
+        return ALLOW
+
+
+class PerSourcePolicy:
+    """Denies when the peer's address already has ``limit`` live sessions."""
+
+    reason = events.REASON_PER_SOURCE
+
+    def __init__(self, service_id: str, limit: int,
+                 counter: SessionCounter) -> None:
+        self.service_id = service_id
+        self.limit = limit
+        self._counter = counter
+
+    def check(self, peer: Peer, now: float) -> Decision:
+        if self._counter.from_source(self.service_id, peer.host) >= self.limit:
+            return deny(events.REASON_PER_SOURCE)
+        return ALLOW
+
+
+class GlobalLimitPolicy:
+    """Denies a spawning service while ``--limit`` children are running."""
+
+    reason = events.REASON_PROCESS_LIMIT
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def check(self, peer: Peer, now: float) -> Decision:
+        limit = self._runtime.options.limit
+        if limit is not None and self._runtime.running_children >= limit:
+            return deny(events.REASON_PROCESS_LIMIT)
+        return ALLOW

@@ -1,0 +1,63 @@
+"""
+Longest-prefix lookup at a cost independent of the number of prefixes.
+
+One dict per prefix length that occurs, probed from the longest length
+down: a lookup costs at most one dict probe per *distinct* length (33 for
+IPv4, 129 for IPv6), whether the table holds ten networks or a million.
+Written here because the stdlib has no prefix table and a radix-tree
+dependency would buy nothing at these sizes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+__all__ = ["IPNetwork", "PrefixTable", "family_tables", "unmapped"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def unmapped(network: IPNetwork) -> IPNetwork:
+    """``::ffff:a.b.c.d/n`` (n >= 96) as the IPv4 network it denotes."""
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((int(mapped), network.prefixlen - 96))
+    return network
+
+
+class PrefixTable:
+    """Networks of one address family, each carrying OR-ed integer flags."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._tables: dict[int, dict[int, int]] = {}
+        self._lengths: list[tuple[int, int, dict[int, int]]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._tables)
+
+    def add(self, network: IPNetwork, flag: int) -> None:
+        """Add ``network`` with ``flag`` (OR-ed into any flags it has)."""
+        length = network.prefixlen
+        table = self._tables.get(length)
+        if table is None:
+            table = self._tables[length] = {}
+            self._lengths = sorted(
+                ((n, self.width - n, t) for n, t in self._tables.items()),
+                key=lambda item: -item[0])
+        key = int(network.network_address) >> (self.width - length)
+        table[key] = table.get(key, 0) | flag
+
+    def best(self, address: int) -> tuple[int, int] | None:
+        """``(prefix length, flags)`` of the longest prefix holding ``address``."""
+        for length, shift, table in self._lengths:
+            flags = table.get(address >> shift)
+            if flags:
+                return length, flags
+        return None
+
+
+def family_tables() -> dict[int, PrefixTable]:
+    """An empty table per IP version (4 and 6)."""
+    return {4: PrefixTable(32), 6: PrefixTable(128)}

@@ -27,11 +27,17 @@ class Problem:
     service: Optional[str]
     attribute: Optional[str]
     message: str
+    #: A block that is not a service (``defaults``), shown where the
+    #: service would be.
+    section: Optional[str] = None
 
     def __str__(self) -> str:
-        parts = [f"{self.file}:{self.line}"]
+        # Line 0 means "the file as a whole" (unreadable, not found ...).
+        parts = [f"{self.file}:{self.line}" if self.line > 0 else self.file]
         if self.service is not None:
             parts.append(f"service {self.service}")
+        elif self.section is not None:
+            parts.append(self.section)
         if self.attribute is not None:
             parts.append(self.attribute)
         parts.append(self.message)

@@ -17,14 +17,14 @@ from typing import Mapping, Optional, Tuple, Union
 import attrs
 
 __all__ = [
+    "CPS",
     "FOREVER",
     "UNLIMITED",
-    "AddressSpec",
     "AddressKind",
-    "Configuration",
+    "AddressSpec",
     "ConfigWarning",
+    "Configuration",
     "Credentials",
-    "CPS",
     "FileLog",
     "Location",
     "LogTarget",
@@ -260,11 +260,16 @@ class ConfigWarning:
     service: Optional[str]
     attribute: Optional[str]
     message: str
+    #: A block that is not a service (``defaults``), shown where the
+    #: service would be.
+    section: Optional[str] = None
 
     def __str__(self) -> str:
         parts = [str(self.location)]
         if self.service is not None:
             parts.append(f"service {self.service}")
+        elif self.section is not None:
+            parts.append(self.section)
         if self.attribute is not None:
             parts.append(self.attribute)
         parts.append(self.message)

@@ -1,0 +1,256 @@
+"""
+The table of every attribute superd knows: value count, operators, scope, parser.
+
+Pure data plus small value parsers.  The table mirrors xinetd's
+``parse.c:service_attributes`` and ``default_attributes`` (xinetd-behaviour.md
+§3, §4); ``draft.py`` applies it line by line.  A parser returns the parsed
+value (a tuple of items for cumulative attributes) or raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import attrs
+
+from superd.config import values as v
+from superd.config.addrspec import parse_address
+from superd.config.model import CPS, AddressSpec, SocketType
+
+__all__ = [
+    "ATTRIBUTES",
+    "COPIED_FROM_DEFAULTS",
+    "FAILURE_FLAGS",
+    "FILLED_FROM_DEFAULTS",
+    "FLAGS",
+    "SUCCESS_FLAGS",
+    "TYPES",
+    "AttributeSpec",
+    "lookup",
+]
+
+TYPES = ("INTERNAL", "UNLISTED", "TCPMUX", "TCPMUXPLUS")
+FLAGS = (
+    "INTERCEPT", "NORETRY", "IDONLY", "NAMEINARGS", "NODELAY", "KEEPALIVE",
+    "NOLIBWRAP", "SENSOR", "IPv4", "IPv6", "LABELED", "REUSE",
+)  # fmt: skip
+SUCCESS_FLAGS = ("PID", "HOST", "USERID", "EXIT", "DURATION", "TRAFFIC")
+FAILURE_FLAGS = ("HOST", "USERID", "ATTEMPT")
+
+#: Copied from the defaults *as they stand* when the service block starts;
+#: the service's ``+=``/``-=`` then modify that copy (xinetd-behaviour.md §4).
+COPIED_FROM_DEFAULTS = frozenset({
+    "log_on_success", "log_on_failure", "only_from", "no_access", "passenv",
+    "banner", "banner_success", "banner_fail",
+})  # fmt: skip
+#: Filled from the final defaults after every file is read, when the service
+#: did not set them.
+FILLED_FROM_DEFAULTS = frozenset({
+    "instances", "per_source", "cps", "groups", "umask", "max_load", "bind",
+    "v6only", "deny_time", "log_type", "log_on_success", "log_on_failure",
+})  # fmt: skip
+
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+@attrs.frozen
+class AttributeSpec:
+    """How one attribute is written and read."""
+
+    name: str
+    parse: Callable[[Tuple[str, ...]], Any]
+    #: Exact number of values, or None for "any number" (at least ``minimum``).
+    count: Optional[int] = 1
+    minimum: int = 0
+    #: ``+=``/``-=`` allowed, and the attribute may appear several times.
+    cumulative: bool = False
+    #: ``-=`` allowed (every cumulative attribute except ``env``).
+    removable: bool = True
+    in_defaults: bool = False
+    in_service: bool = True
+    #: Set when the attribute exists in xinetd but superd refuses it.
+    unsupported: Optional[str] = None
+    #: Storage key (``interface`` is stored as ``bind``).
+    key: str = attrs.field(default="")
+
+    def __attrs_post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.name)
+
+    @property
+    def values_text(self) -> str:
+        """How many values, in words, for messages."""
+        if self.count is None:
+            return f"at least {self.minimum} value" + ("s" if self.minimum != 1 else "")
+        return f"{self.count} value" + ("s" if self.count != 1 else "")
+
+
+def _one(parse: Callable[[str], Any]) -> Callable[[Tuple[str, ...]], Any]:
+    return lambda words: parse(words[0])
+
+
+def _each(parse: Callable[[str], Any]) -> Callable[[Tuple[str, ...]], Tuple[Any, ...]]:
+    return lambda words: tuple(parse(word) for word in words)
+
+
+def _word(word: str) -> str:
+    return word
+
+
+def _path(word: str) -> str:
+    if not word.startswith("/"):
+        raise ValueError(f"expected an absolute path, got {word!r}")
+    return word
+
+
+def _socket_type(word: str) -> SocketType:
+    if word in ("raw", "seqpacket"):
+        raise ValueError(f"socket_type {word} is not supported (use stream or dgram)")
+    if word not in ("stream", "dgram"):
+        raise ValueError(f"expected stream or dgram, got {word!r}")
+    return SocketType(word)
+
+
+def _protocol(word: str) -> str:
+    if word not in ("tcp", "udp"):
+        raise ValueError(f"expected tcp or udp, got {word!r}")
+    return word
+
+
+def _types(words: Tuple[str, ...]) -> frozenset[str]:
+    for word in words:
+        if word == "RPC":
+            raise ValueError("RPC services are not supported")
+        if word == "SPECIAL":
+            raise ValueError("SPECIAL is internal to xinetd and cannot be configured")
+    return v.words_in(words, TYPES, "type")
+
+
+def _flags(words: Tuple[str, ...]) -> frozenset[str]:
+    if "DISABLE" in words:
+        raise ValueError("there is no DISABLE flag; write 'disable = yes'")
+    return v.words_in(words, FLAGS, "flag")
+
+
+def _account(word: str) -> str:
+    if not re.match(r"^[A-Za-z0-9_.][A-Za-z0-9_.$-]*$", word):
+        raise ValueError(f"expected a user or group name or number, got {word!r}")
+    return word
+
+
+def _cps(words: Tuple[str, ...]) -> CPS:
+    return CPS(v.integer(words[0], 0), v.integer(words[1], 0))
+
+
+def _listen_address(word: str) -> str:
+    """An IP literal (normalised) or a host name to resolve at load."""
+    try:
+        return str(ipaddress.ip_address(word))
+    except ValueError:
+        pass
+    labels = word.rstrip(".").split(".")
+    if ":" in word or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(f"expected an IP address or host name, got {word!r}")
+    if labels[-1].isdigit():
+        raise ValueError(f"{word!r} is not a valid IP address")
+    return word
+
+
+def _addresses(words: Tuple[str, ...]) -> Tuple[AddressSpec, ...]:
+    return tuple(spec for word in words for spec in parse_address(word))
+
+
+def _redirect(words: Tuple[str, ...]) -> Tuple[str, str]:
+    host = _listen_address(words[0])
+    if not words[1].isascii() or not (words[1].isdigit() or _HOST_LABEL.match(words[1])):
+        raise ValueError(f"expected a port number or tcp service name, got {words[1]!r}")
+    if words[1].isdigit():
+        v.integer(words[1], 1, 65535)
+    return host, words[1]
+
+
+def _log_flags(words: Tuple[str, ...], allowed: Tuple[str, ...]) -> Tuple[str, ...]:
+    return tuple(sorted(v.words_in(words, allowed, "flag")))
+
+
+def _env_name(word: str) -> str:
+    if not word or "=" in word or "\x00" in word:
+        raise ValueError(f"expected a variable name, got {word!r}")
+    return word
+
+
+def _spec(name: str, parse: Callable[[Tuple[str, ...]], Any], **kw: Any) -> AttributeSpec:
+    return AttributeSpec(name, parse, **kw)
+
+
+def _list(name: str, parse: Callable[[Tuple[str, ...]], Any], minimum: int = 0,
+          **kw: Any) -> AttributeSpec:  # fmt: skip
+    return AttributeSpec(name, parse, count=None, minimum=minimum, **kw)
+
+
+def _cumulative(name: str, parse: Callable[[Tuple[str, ...]], Any], **kw: Any) -> AttributeSpec:
+    return AttributeSpec(name, parse, count=None, cumulative=True, **kw)
+
+
+_RPC = "RPC services are not supported"
+_RLIMITS = {
+    "rlimit_as": _one(v.size),
+    "rlimit_data": _one(v.size),
+    "rlimit_rss": _one(v.size),
+    "rlimit_stack": _one(v.size),
+    "rlimit_files": _one(v.size),
+    "rlimit_cpu": _one(lambda w: v.size(w, suffixes=False)),
+}
+
+_TABLE = (
+    _spec("id", _one(_word)),
+    _list("type", _types),
+    _list("flags", _flags),
+    _spec("socket_type", _one(_socket_type)),
+    _spec("protocol", _one(_protocol)),
+    _spec("wait", _one(v.yes_no)),
+    _spec("user", _one(_account)),
+    _spec("group", _one(_account)),
+    _spec("groups", _one(v.yes_no), in_defaults=True),
+    _spec("server", _one(_path)),
+    _list("server_args", tuple, minimum=1),
+    _spec("port", _one(lambda w: v.integer(w, 0, 65535))),
+    _list("bind", _each(_listen_address), minimum=1, in_defaults=True),
+    _list("interface", _each(_listen_address), minimum=1, in_defaults=True, key="bind"),
+    _spec("v6only", _one(v.yes_no), in_defaults=True),
+    _spec("instances", _one(v.limit), in_defaults=True),
+    _spec("per_source", _one(v.limit), in_defaults=True),
+    _spec("cps", _cps, count=2, in_defaults=True),
+    _spec("max_load", _one(v.positive_float), in_defaults=True),
+    _list("access_times", _each(v.access_time)),
+    _cumulative("only_from", _addresses, in_defaults=True),
+    _cumulative("no_access", _addresses, in_defaults=True),
+    _list("log_type", v.log_type, minimum=2, in_defaults=True),
+    _cumulative("log_on_success", lambda w: _log_flags(w, SUCCESS_FLAGS), in_defaults=True),
+    _cumulative("log_on_failure", lambda w: _log_flags(w, FAILURE_FLAGS), in_defaults=True),
+    _cumulative("env", _each(v.env_pair), removable=False),
+    _cumulative("passenv", _each(_env_name), in_defaults=True),
+    _spec("nice", _one(lambda w: v.integer(w, -20, 19))),
+    _spec("umask", _one(v.octal_mode), in_defaults=True),
+    *(_spec(name, parse) for name, parse in _RLIMITS.items()),
+    _spec("redirect", _redirect, count=2),
+    _spec("banner", _one(_path), in_defaults=True),
+    _spec("banner_success", _one(_path), in_defaults=True),
+    _spec("banner_fail", _one(_path), in_defaults=True),
+    _spec("disable", _one(v.yes_no)),
+    _spec("deny_time", _one(v.deny_time), in_defaults=True),
+    _spec("libwrap", _one(_word)),
+    _cumulative("disabled", _each(_word), in_defaults=True, in_service=False),
+    _cumulative("enabled", _each(_word), in_defaults=True, in_service=False),
+    _list("rpc_version", tuple, unsupported=_RPC),
+    _list("rpc_number", tuple, unsupported=_RPC),
+)
+
+ATTRIBUTES: Dict[str, AttributeSpec] = {spec.name: spec for spec in _TABLE}
+
+
+def lookup(name: str) -> Optional[AttributeSpec]:
+    """The spec of attribute ``name``, or None if superd does not know it."""
+    return ATTRIBUTES.get(name)

@@ -1,0 +1,366 @@
+"""
+From drafts to validated ``ServiceConfig`` values, and to one ``Configuration``.
+
+Pure apart from the injected ``LoadEnvironment`` (accounts, ``/etc/services``,
+host names, executability, the builtin table): this is where defaults are
+filled in, required attributes and impossible combinations are refused,
+ports, listen addresses and credentials are resolved, and
+``disabled``/``enabled`` and duplicate listeners are applied.  Every problem
+is collected; ``build_configuration`` raises one ``ConfigError`` with all of
+them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import attrs
+
+from superd.config.attributes import FILLED_FROM_DEFAULTS
+from superd.config.conflicts import check_conflicts
+from superd.config.credentials import resolve_credentials
+from superd.config.draft import Draft, Reporter, draft_services
+from superd.config.environment import LoadEnvironment
+from superd.config.errors import ConfigError, Problem
+from superd.config.model import (
+    CPS,
+    UNLIMITED,
+    Configuration,
+    Redirect,
+    ServiceConfig,
+    SocketType,
+)
+from superd.config.parse import RawBlock
+
+__all__ = ["build_configuration", "build_service"]
+
+_PROTOCOL_OF = {SocketType.STREAM: "tcp", SocketType.DGRAM: "udp"}
+_SOCKET_OF = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
+
+
+@attrs.define
+class _Checker:
+    """One service's draft under validation, with its error reporting."""
+
+    draft: Draft
+    env: LoadEnvironment
+    report: Reporter
+    failed: bool = False
+
+    @property
+    def name(self) -> str:
+        assert self.draft.name is not None
+        return self.draft.name
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.draft.values.get(key, default)
+
+    def error(self, attribute: Optional[str], message: str) -> None:
+        if message.startswith("missing") and attribute in self.draft.invalid:
+            self.failed = True  # already reported as invalid where it was written
+            return
+        location = self.draft.lines.get(attribute or "", self.draft.location)
+        self.report.error(location, message, service=self.name, attribute=attribute)
+        self.failed = True
+
+    def warn(self, attribute: Optional[str], message: str) -> None:
+        location = self.draft.lines.get(attribute or "", self.draft.location)
+        self.report.warn(location, message, service=self.name, attribute=attribute)
+
+
+def _fill_defaults(draft: Draft, defaults: Draft) -> None:
+    for key in FILLED_FROM_DEFAULTS & defaults.values.keys():
+        if key not in draft.values:
+            value = defaults.values[key]
+            draft.values[key] = list(value) if isinstance(value, list) else value
+            draft.lines[key] = defaults.lines[key]
+
+
+def _socket(c: _Checker) -> Tuple[Optional[SocketType], Optional[str]]:
+    socket_type, protocol = c.get("socket_type"), c.get("protocol")
+    if socket_type is None and protocol is None:
+        c.error("socket_type", "missing: write socket_type = stream (tcp) or dgram (udp)")
+        return None, None
+    socket_type = socket_type or _SOCKET_OF[protocol]
+    protocol = protocol or _PROTOCOL_OF[socket_type]
+    if _PROTOCOL_OF[socket_type] != protocol:
+        c.error(
+            "protocol",
+            f"protocol {protocol} does not fit socket_type {socket_type.value} "
+            "(stream uses tcp, dgram uses udp)",
+        )
+    return socket_type, protocol
+
+
+def _kind_checks(c: _Checker, socket_type: SocketType, wait: Optional[bool]) -> None:
+    types, flags = c.get("type", frozenset()), c.get("flags", frozenset())
+    sensor, redirect = "SENSOR" in flags, c.get("redirect") is not None
+    internal, server = "INTERNAL" in types, c.get("server") is not None
+    if sensor and not (internal or server):
+        c.error("flags", "a SENSOR service needs type = INTERNAL (or a server line)")
+    elif redirect:
+        _redirect_checks(c, socket_type, wait)
+    elif internal and not sensor and not (types & {"TCPMUX", "TCPMUXPLUS"}):
+        if not c.env.is_builtin(c.name, socket_type):
+            c.error(
+                "type",
+                f"superd has no builtin service {c.name!r} for socket_type "
+                f"{socket_type.value} (builtins are chosen by service name)",
+            )
+    elif not internal and not sensor and not server:
+        c.error("server", "missing: write server = /path/to/program (or type = INTERNAL)")
+    if socket_type is SocketType.DGRAM and wait is False:
+        c.error("wait", "dgram services need wait = yes")
+    if (types & {"TCPMUX", "TCPMUXPLUS"}) and socket_type is not SocketType.STREAM:
+        c.error("type", "TCPMUX services need socket_type = stream")
+
+
+def _redirect_checks(c: _Checker, socket_type: SocketType, wait: Optional[bool]) -> None:
+    if socket_type is not SocketType.STREAM:
+        c.error("redirect", "redirect works only with socket_type = stream")
+    if wait is True:
+        c.error("redirect", "redirect needs wait = no")
+    if "INTERNAL" in c.get("type", frozenset()):
+        c.error("redirect", "a redirect service cannot also be type = INTERNAL")
+
+
+def _flag_checks(c: _Checker, wait: Optional[bool]) -> None:
+    flags, types = c.get("flags", frozenset()), c.get("type", frozenset())
+    if "NAMEINARGS" in flags:
+        if not c.get("server_args"):
+            c.error("flags", "NAMEINARGS needs server_args (argv[0] comes from it)")
+        if "INTERNAL" in types or c.get("redirect") is not None:
+            c.error("flags", "NAMEINARGS is not allowed on INTERNAL or redirect services")
+    if "INTERCEPT" in flags:
+        c.warn("flags", "INTERCEPT is not supported; superd ignores it")
+    if "LABELED" in flags:
+        c.warn("flags", "LABELED (SELinux) is not supported; superd ignores it")
+    if "TRAFFIC" in c.get("log_on_success", ()) and c.get("redirect") is None:
+        c.error("log_on_success", "TRAFFIC is only allowed on redirect services")
+
+
+def _port(c: _Checker, protocol: str) -> Optional[int]:
+    types = c.get("type", frozenset())
+    written, unlisted = c.get("port"), "UNLISTED" in types
+    if types & {"TCPMUX", "TCPMUXPLUS"}:
+        return None  # reached through tcpmux; no socket of its own
+    if unlisted and written is None:
+        c.error("port", "missing: UNLISTED services need port = N")
+        return None
+    if unlisted:
+        return int(written)
+    try:
+        listed: Optional[int] = c.env.getservbyname(c.name, protocol)
+    except OSError:
+        listed = None
+    if listed is None:
+        c.error(
+            "port" if written is not None else "type",
+            f"{c.name}/{protocol} is not in /etc/services; "
+            "write type = UNLISTED and port = N to run it anyway",
+        )
+    elif written is not None and written != listed:
+        c.error(
+            "port",
+            f"service {c.name} expects port {listed}, not {written} (/etc/services); "
+            "add UNLISTED to type to use another port",
+        )
+    return listed
+
+
+def _families(flags: frozenset[str]) -> Tuple[int, ...]:
+    if "IPv4" in flags and "IPv6" not in flags:
+        return (4,)
+    if "IPv6" in flags and "IPv4" not in flags:
+        return (6,)
+    return (4, 6)
+
+
+def _bind(c: _Checker) -> Tuple[str, ...]:
+    families = _families(c.get("flags", frozenset()))
+    found: List[str] = []
+    for word in c.get("bind", ()):
+        for literal in _bind_word(c, word, families):
+            if literal not in found:
+                found.append(literal)
+    return tuple(found)
+
+
+def _bind_word(c: _Checker, word: str, families: Tuple[int, ...]) -> List[str]:
+    try:
+        address = ipaddress.ip_address(word)
+    except ValueError:
+        return _resolve_bind(c, word, families)
+    if address.version not in families:
+        wanted = f"IPv{families[0]}"
+        c.error("bind", f"{word} is an IPv{address.version} address but flags has {wanted}")
+    return [str(address)]
+
+
+def _resolve_bind(c: _Checker, name: str, families: Tuple[int, ...]) -> List[str]:
+    try:
+        literals = [ipaddress.ip_address(a) for a in c.env.resolve_host(name)]
+    except (OSError, ValueError) as error:
+        c.error("bind", f"cannot resolve {name!r}: {error}")
+        return []
+    chosen = [str(a) for a in literals if a.version in families]
+    if not chosen:
+        wanted = " or ".join(f"IPv{f}" for f in families)
+        c.error("bind", f"{name!r} has no {wanted} address")
+    return chosen
+
+
+def _redirect(c: _Checker) -> Optional[Redirect]:
+    written = c.get("redirect")
+    if written is None:
+        return None
+    host, port_word = written
+    try:
+        port = int(port_word) if port_word.isdigit() else c.env.getservbyname(port_word, "tcp")
+    except OSError:
+        c.error("redirect", f"{port_word!r} is not a tcp service in /etc/services")
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+        return Redirect(str(address), port)
+    except ValueError:
+        pass
+    try:
+        literals = c.env.resolve_host(host)
+    except OSError as error:
+        literals = ()
+        reason = f": {error}"
+    else:
+        reason = ""
+    if not literals:
+        c.error("redirect", f"cannot resolve {host!r}{reason}")
+        return None
+    return Redirect(str(ipaddress.ip_address(literals[0])), port)
+
+
+def _server(c: _Checker) -> None:
+    server = c.get("server")
+    if server is not None and not c.env.is_executable(server):
+        c.error("server", f"{server} is not an executable file")
+
+
+def _kind(c: _Checker) -> str:
+    types, flags = c.get("type", frozenset()), c.get("flags", frozenset())
+    if "SENSOR" in flags:
+        return "sensor"
+    if c.get("redirect") is not None:
+        return "redirect"
+    if types & {"TCPMUX", "TCPMUXPLUS"}:
+        return "tcpmux-client"
+    return "builtin" if "INTERNAL" in types else "external"
+
+
+def build_service(draft: Draft, defaults: Draft, env: LoadEnvironment,
+                  report: Reporter) -> Optional[ServiceConfig]:  # fmt: skip
+    """Validate one service draft; None (with errors reported) if it is unusable."""
+    _fill_defaults(draft, defaults)
+    c = _Checker(draft, env, report)
+    socket_type, protocol = _socket(c)
+    wait = c.get("wait")
+    if wait is None:
+        c.error("wait", "missing: write wait = no (one server per connection) or wait = yes")
+    if socket_type is None or protocol is None:
+        return None
+    _kind_checks(c, socket_type, wait)
+    _flag_checks(c, wait)
+    port = _port(c, protocol)
+    bind = _bind(c)
+    credentials = resolve_credentials(c, _kind(c))
+    _server(c)
+    redirect = _redirect(c)
+    if c.failed or wait is None:
+        return None
+    return _service_config(c, socket_type, protocol, wait, port, bind, credentials, redirect)
+
+
+def _service_config(c: _Checker, socket_type: SocketType, protocol: str, wait: bool,
+                    port: Optional[int], bind: Tuple[str, ...], credentials: Any,
+                    redirect: Optional[Redirect]) -> ServiceConfig:  # fmt: skip
+    get = c.get
+    only_from = get("only_from")
+    passenv = get("passenv")
+    return ServiceConfig(
+        name=c.name, id=get("id", c.name), location=c.draft.location,
+        socket_type=socket_type, protocol=protocol, wait=wait, port=port, bind=bind,
+        v6only=get("v6only"), type=get("type", frozenset()), flags=get("flags", frozenset()),
+        server=get("server"), server_args=tuple(get("server_args", ())),
+        credentials=credentials, umask=get("umask"), nice=get("nice"),
+        rlimits={k[len("rlimit_"):]: val for k, val in c.draft.values.items()
+                 if k.startswith("rlimit_")},
+        env=tuple(get("env", ())), passenv=None if passenv is None else tuple(passenv),
+        instances=get("instances", UNLIMITED), per_source=get("per_source", UNLIMITED),
+        cps=get("cps", CPS()), max_load=get("max_load"),
+        access_times=tuple(get("access_times", ())),
+        only_from=None if only_from is None else tuple(only_from),
+        no_access=tuple(get("no_access", ())), log_type=get("log_type"),
+        log_on_success=frozenset(get("log_on_success", ())),
+        log_on_failure=frozenset(get("log_on_failure", ())),
+        banner=get("banner"), banner_success=get("banner_success"),
+        banner_fail=get("banner_fail"), redirect=redirect, deny_time=get("deny_time", 0),
+        libwrap=get("libwrap"), extra=dict(c.draft.extra), lines=dict(c.draft.lines),
+    )  # fmt: skip
+
+
+def _selected(defaults: Draft, drafts: List[Draft], report: Reporter) -> List[Draft]:
+    """Apply ``disabled = ...`` and ``enabled = ...`` from the defaults."""
+    ids = {d.values.get("id", d.name) for d in drafts}
+    disabled = set(defaults.values.get("disabled", ()))
+    enabled = defaults.values.get("enabled")
+    for key, listed in (("disabled", disabled), ("enabled", set(enabled or ()))):
+        for unknown in sorted(listed - ids):
+            report.warn(defaults.lines[key], f"no service has id {unknown!r}",
+                        section="defaults", attribute=key)  # fmt: skip
+    return [
+        d for d in drafts
+        if d.values.get("id", d.name) not in disabled
+        and (enabled is None or d.values.get("id", d.name) in enabled)
+    ]  # fmt: skip
+
+
+def _ordered(problems: Sequence[Problem], sources: Sequence[str]) -> List[Problem]:
+    rank: Dict[str, int] = {}
+    for source in sources:
+        rank.setdefault(source, len(rank))
+    return sorted(problems, key=lambda p: (rank.get(p.file, len(rank)), p.line))
+
+
+def build_configuration(
+    blocks: Sequence[RawBlock],
+    env: LoadEnvironment,
+    *,
+    strict: bool = False,
+    problems: Sequence[Problem] = (),
+    sources: Sequence[str] = (),
+) -> Configuration:
+    """
+    Every enabled service of ``blocks`` (in reading order), validated.
+
+    ``problems`` are earlier ones (syntax, unreadable files) to report along
+    with these.  With ``strict``, warnings are errors too.
+    """
+    report = Reporter(errors=list(problems))
+    defaults, drafts = draft_services(blocks, report)
+    services = []
+    for draft in _selected(defaults, drafts, report):
+        service = build_service(draft, defaults, env, report)
+        if service is not None:
+            services.append(service)
+    check_conflicts(services, report)
+    errors = list(report.errors)
+    if strict:
+        errors += [_as_problem(w) for w in report.warnings]
+    if errors:
+        raise ConfigError(_ordered(errors, sources))
+    return Configuration(tuple(services), tuple(report.warnings), tuple(sources))
+
+
+def _as_problem(warning: Any) -> Problem:
+    location = warning.location
+    return Problem(location.file, location.line, warning.service, warning.attribute,
+                   warning.message, warning.section)  # fmt: skip

@@ -1,0 +1,58 @@
+"""Tests for ``superd.config.check``: what ``superd check`` prints."""
+
+from __future__ import annotations
+
+import json
+
+from superd.config.check import render_json, render_table
+from tests.config.fakes import load_text
+
+TEXT = """\
+service echo
+{
+    type = INTERNAL UNLISTED
+    port = 0
+    socket_type = stream
+    wait = no
+    bind = 127.0.0.1 ::1
+    instances = 10
+}
+service ssh
+{
+    socket_type = stream
+    wait = no
+    user = root
+    server = /usr/sbin/sshd
+    server_args = -i
+    only_from = 10.0.0.0
+    cps = 30 10
+    mdns = yes
+}
+"""
+
+
+def test_table_lists_services_and_warnings() -> None:
+    """The table has one aligned row per service, then every warning."""
+    assert render_table(load_text(TEXT)) == (
+        "id    name  proto  socket  listen               kind      wait  limits\n"
+        "echo  echo  tcp    stream  127.0.0.1:0 [::1]:0  builtin   no    "
+        "inst=10 per_src=- cps=50/10\n"
+        "ssh   ssh   tcp    stream  *:22                 external  no    "
+        "inst=- per_src=- cps=30/10\n"
+        "2 service(s) from 1 file(s)\n"
+        "warning: /etc/superd/test.conf:17: service ssh: only_from: 10.0.0.0 is read as "
+        "10.0.0.0/8 (xinetd's trailing-zero wildcard); write 10.0.0.0/8 to say so\n"
+        "warning: /etc/superd/test.conf:19: service ssh: mdns: unknown attribute, ignored\n"
+    )
+
+
+def test_json_has_services_and_warnings() -> None:
+    """The JSON document carries each service's listen facts and the warnings."""
+    document = json.loads(render_json(load_text(TEXT)))
+    echo, ssh = document["services"]
+    assert (echo["id"], echo["port"], echo["bind"], echo["kind"]) == (
+        "echo", 0, ["127.0.0.1", "::1"], "builtin",
+    )  # fmt: skip
+    assert (ssh["user"], ssh["cps"], ssh["instances"]) == ("root", [30, 10], None)
+    assert [w["attribute"] for w in document["warnings"]] == ["only_from", "mdns"]
+    assert document["sources"] == ["/etc/superd/test.conf"]

@@ -1,0 +1,154 @@
+"""
+Tests for ``superd.config.load``: ``-c`` as file or directory, includes,
+the seed article's configuration and Debian's stock xinetd files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from superd.config.errors import ConfigError
+from superd.config.load import LoadEnvironment, included_names, load_configuration
+from superd.config.model import SocketType
+from tests.config.fakes import SERVICES, fake_environment
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ECHO = "service echo\n{\n type = INTERNAL\n socket_type = stream\n wait = no\n}\n"
+DAYTIME = "service daytime\n{\n type = INTERNAL\n socket_type = stream\n wait = no\n}\n"
+
+
+def _errors(path: str, files: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_configuration(path, environment=fake_environment(files))
+    return [str(p) for p in caught.value.problems]
+
+
+def test_seed_article_loads() -> None:
+    """Every block of the seed article loads once its addresses are loopback."""
+    services = {**SERVICES, ("rootexternalssh", "tcp"): 33333, ("sftp", "tcp"): 115,
+                ("irc", "tcp"): 194}  # fmt: skip
+    text = (FIXTURES / "seed.conf").read_text()
+    env = fake_environment(
+        {"/etc/superd/seed.conf": text},
+        services=services,
+        executables=("/usr/sbin/sshd", "/usr/lib/dovecot/imap-login"),
+    )
+    config = load_configuration("/etc/superd/seed.conf", environment=env)
+    summary = [(s.id, s.port, s.bind, s.kind) for s in config.services]
+    assert summary == [
+        ("ssh", 22, ("127.0.0.2",), "external"),
+        ("ssh", 22, ("127.0.0.1",), "external"),
+        ("rootexternalssh", 33333, (), "external"),
+        ("imaps", 993, ("127.0.0.2", "127.0.0.1"), "external"),
+        ("ftp", 21, ("127.0.0.1",), "sensor"),
+        ("sftp", 115, ("127.0.0.1",), "sensor"),
+        ("irc", 194, ("127.0.0.1",), "sensor"),
+        ("telnet", 23, ("127.0.0.1",), "sensor"),
+    ]
+    # The trailing-zero wildcards (127.0.0.0 = 127/8) are flagged, twice.
+    assert [w.attribute for w in config.warnings] == ["only_from", "only_from"]
+
+
+def _debian_files(root: str) -> dict[str, str]:
+    files = {f"{root}/xinetd.conf": (FIXTURES / "debian" / "xinetd.conf").read_text()}
+    for entry in sorted((FIXTURES / "debian" / "xinetd.d").iterdir()):
+        files[f"{root}/xinetd.d/{entry.name}"] = entry.read_text()
+    return files
+
+
+def test_debian_stock_xinetd_conf_loads_unchanged() -> None:
+    """Debian's /etc/xinetd.conf and /etc/xinetd.d load as shipped (all disabled)."""
+    files = _debian_files("/etc")
+    config = load_configuration("/etc/xinetd.conf", environment=fake_environment(files))
+    assert config.services == ()
+    assert config.sources[0] == "/etc/xinetd.conf"
+    assert "/etc/xinetd.d/echo-udp" in config.sources
+    assert len(config.sources) == 13
+
+
+def test_debian_stock_files_enabled_load() -> None:
+    """With ``disable = yes`` removed, the stock builtins load (except stubs xinetd removed)."""
+    files = {
+        name: text.replace("disable\t\t= yes", "disable\t\t= no")
+        for name, text in _debian_files("/etc").items()
+        if not name.endswith(("/servers", "/services", "-udp"))
+    }
+    config = load_configuration("/etc/xinetd.d", environment=fake_environment(files))
+    ids = sorted(s.id for s in config.services)
+    assert ids == sorted(f"{n}-{k}" for n in ("chargen", "daytime", "discard", "echo", "time")
+                         for k in ("stream", "dgram"))  # fmt: skip
+    assert {s.port for s in config.services} == {7, 9, 13, 19, 37}
+
+
+def test_directory_reads_like_includedir() -> None:
+    """-c DIR reads sorted entries, skipping names with '.' or ending in '~'."""
+    assert included_names(["b", "a.conf", "c~", "a", "README.md"]) == ["a", "b"]
+    files = {"/c/b": DAYTIME, "/c/a": ECHO, "/c/x.conf": "junk", "/c/y~": "junk"}
+    config = load_configuration("/c", environment=fake_environment(files))
+    assert config.sources == ("/c/a", "/c/b")
+    assert [s.name for s in config.services] == ["echo", "daytime"]
+
+
+def test_relative_include_resolves_against_including_file() -> None:
+    """``include`` and ``includedir`` paths are relative to the including file's directory."""
+    files = {
+        "/etc/superd/main.conf": "include sub/one\nincludedir more\n",
+        "/etc/superd/sub/one": ECHO,
+        "/etc/superd/more/two": DAYTIME,
+    }
+    config = load_configuration("/etc/superd/main.conf", environment=fake_environment(files))
+    assert config.sources == (
+        "/etc/superd/main.conf",
+        "/etc/superd/sub/one",
+        "/etc/superd/more/two",
+    )
+
+
+def test_include_cycle_is_an_error_with_location() -> None:
+    """A file including itself, directly or not, is reported at the include line."""
+    files = {"/e/a": "include b\n", "/e/b": "\ninclude a\n"}
+    assert _errors("/e/a", files) == ["/e/b:2: include cycle: /e/a -> /e/b -> /e/a"]
+
+
+def test_unreadable_include_and_missing_file() -> None:
+    """Unreadable includes are errors at their line; a missing -c file is named."""
+    files = {"/e/a": "include nothere\nincludedir nodir\n"}
+    assert _errors("/e/a", files) == [
+        "/e/a:1: cannot read /e/nothere: No such file or directory",
+        "/e/a:2: cannot read directory /e/nodir: No such file or directory",
+    ]
+    assert _errors("/missing.conf", {}) == [
+        "/missing.conf: cannot read /missing.conf: No such file or directory"
+    ]
+
+
+def test_errors_from_every_file_in_one_pass() -> None:
+    """Problems of several files are all reported together, in file order."""
+    files = {
+        "/c/a": "service echo\n{\n wait = maybe\n}\n",
+        "/c/b": "bogus line\n",
+    }
+    assert _errors("/c", files) == [
+        "/c/a:1: service echo: socket_type: missing: write socket_type = stream (tcp) "
+        "or dgram (udp)",
+        "/c/a:3: service echo: wait: expected yes or no, got 'maybe'",
+        "/c/b:1: expected 'service NAME', 'defaults', 'include FILE' or 'includedir DIR', "
+        "got 'bogus line'",
+    ]
+
+
+def test_builtins_resolve_through_the_registry() -> None:
+    """``type = INTERNAL`` is checked against superd's builtin table by name and socket type."""
+    config = load_configuration("/c", environment=fake_environment({"/c/echo": ECHO}))
+    assert config.services[0].socket_type is SocketType.STREAM
+    assert config.services[0].kind == "builtin"
+
+
+@pytest.mark.skipif(not os.path.exists("/etc/xinetd.conf"), reason="xinetd not installed")
+def test_system_environment_reads_this_machine() -> None:
+    """The one test using the real machine: Debian's installed xinetd files load."""
+    config = load_configuration("/etc/xinetd.conf", environment=LoadEnvironment.system())
+    assert "/etc/xinetd.conf" in config.sources

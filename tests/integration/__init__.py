@@ -1,0 +1,1 @@
+"""Integration tests: the real daemon (twistd) and real programs over loopback."""

@@ -1,0 +1,268 @@
+"""
+Run the real daemon for integration tests.
+
+``start_superd(conf_dir)`` starts ``twistd -n --pidfile= --logger
+superd.logs.json_stdout superd -c DIR --state-dir TMP`` from the test
+interpreter's environment, reads its JSON log as it is written, and returns
+once the daemon logs ``ready``.  Configurations in tests use ``type =
+UNLISTED`` and ``port = 0``; ``Superd.port()`` reads the ports the kernel
+chose from the ``listening`` events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+__all__ = [
+    "Superd",
+    "SuperdStartError",
+    "require_program",
+    "run_twistd",
+    "start_superd",
+    "twistd_command",
+]
+
+#: Set by CI: a missing system program fails the test instead of skipping it.
+REQUIRE_ALL = os.environ.get("SUPERD_REQUIRE_ALL") == "1"
+
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+Event = dict[str, Any]
+
+
+def require_program(name: str) -> str:
+    """The path of system program ``name``; skip (or, in CI, fail) if it is missing."""
+    path = shutil.which(name) or shutil.which(
+        name, path=os.pathsep.join((os.environ.get("PATH", ""), *_SBIN)))
+    if path is not None:
+        return path
+    message = f"system program {name!r} is not installed"
+    if REQUIRE_ALL:
+        pytest.fail(f"{message} (SUPERD_REQUIRE_ALL=1)")
+    pytest.skip(message)
+
+
+def twistd_program() -> list[str]:
+    """The environment's own ``twistd`` script, run by this interpreter."""
+    script = os.path.join(os.path.dirname(sys.executable), "twistd")
+    if os.path.exists(script):
+        return [sys.executable, script]
+    # twisted.scripts.twistd has no __main__ block; call its entry point.
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def twistd_command(conf: str, *extra_args: str, state_dir: str) -> list[str]:
+    """The command line that runs superd in the foreground with JSON logs."""
+    return [
+        *twistd_program(), "-n", "--pidfile=",
+        "--logger", "superd.logs.json_stdout", "superd", "-c", conf,
+        "--state-dir", state_dir, *extra_args,
+    ]
+
+
+def run_twistd(conf: str, *extra_args: str, env: Mapping[str, str] | None = None,
+               timeout: float = 30, state_dir: str | None = None,
+               ) -> subprocess.CompletedProcess[str]:
+    """Run the daemon to completion (for startup failures); never left running."""
+    with tempfile.TemporaryDirectory(prefix="superd-state-") as tmp:
+        command = twistd_command(conf, *extra_args, state_dir=state_dir or tmp)
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              env=_environment(env), stdin=subprocess.DEVNULL, check=False)
+
+
+def _environment(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    env.update(extra or {})
+    return env
+
+
+def level_of(event: Event) -> str:
+    """The ``log_level`` name of a JSON-decoded event."""
+    level = event.get("log_level")
+    if isinstance(level, dict):
+        return str(level.get("name", ""))
+    return str(level or "")
+
+
+class SuperdStartError(AssertionError):
+    """The daemon exited or stalled before it was ready."""
+
+
+class Superd:
+    """One running daemon, its JSON log and its standard error."""
+
+    def __init__(self, process: subprocess.Popen[str], state_dir: str,
+                 owns_state_dir: bool) -> None:
+        self.process = process
+        self.pid = process.pid
+        self.state_dir = state_dir
+        self._owns_state_dir = owns_state_dir
+        self._events: list[Event] = []
+        self._stderr: list[str] = []
+        self._noise: list[str] = []
+        self._changed = threading.Condition()
+        self.stopped_by_test = False
+        #: Tests that provoke errors on purpose set this so teardown does not fail.
+        self.allow_errors = False
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    # -- reading the daemon's output ----------------------------------------
+
+    def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self._noise.append(line)
+                continue
+            with self._changed:
+                self._events.append(event)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr.append(line)
+
+    def events(self) -> list[Event]:
+        """Every log event so far, in order."""
+        with self._changed:
+            return list(self._events)
+
+    def stderr(self) -> str:
+        """What the daemon wrote to its standard error so far."""
+        return "".join(self._stderr)
+
+    def wait_for_event(self, pred: Callable[[Event], bool], timeout: float = 10,
+                       after: int = 0) -> Event:
+        """The first event (from index ``after``) matching ``pred``; fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for event in self._events[after:]:
+                    if pred(event):
+                        return event
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and
+                                      not self._readers[0].is_alive()):
+                    raise AssertionError(
+                        f"no matching event within {timeout}s (superd pid {self.pid}, "
+                        f"exit {self.process.poll()}); stderr:\n{self.stderr()}")
+                self._changed.wait(min(remaining, 0.2))
+
+    def xinetd_lines(self) -> list[str]:
+        """The xinetd-format service log lines (START/EXIT/FAIL ...) so far."""
+        return [str(e["xinetd_line"]) for e in self.events() if e.get("xinetd_line")]
+
+    def errors(self) -> list[Event]:
+        """Events logged at error or critical level (unhandled failures among them)."""
+        return [e for e in self.events() if level_of(e) in ("error", "critical")]
+
+    def port(self, service_id: str, proto: str = "tcp", host: str | None = None) -> int:
+        """The port a service listens on (from its ``listening`` event)."""
+        for event in self.events():
+            if (event.get("event") == "listening" and event.get("service_id") == service_id
+                    and event.get("protocol") == proto
+                    and (host is None or event.get("host") == host)):
+                return int(event["port"])
+        raise KeyError(f"service {service_id!r} does not listen on {proto}"
+                       + (f" at {host}" if host else ""))
+
+    # -- the process ---------------------------------------------------------
+
+    def reload(self) -> None:
+        """Ask the daemon to reload (SIGHUP)."""
+        os.kill(self.pid, signal.SIGHUP)
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM, wait, and return the exit status (negative: killed by signal)."""
+        self.stopped_by_test = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise AssertionError(
+                f"superd pid {self.pid} did not stop within {timeout}s") from None
+        finally:
+            self._finish()
+        return status
+
+    def _finish(self) -> None:
+        for reader in self._readers:
+            reader.join(5)
+        if self._owns_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def fd_count(self) -> int:
+        """How many descriptors the daemon holds open now."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def children(self) -> list[int]:
+        """PIDs of the daemon's live (not zombie) child processes."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                stat = _read_stat(entry)
+                if stat is not None and stat[1] == self.pid and stat[0] != "Z":
+                    found.append(int(entry))
+        return sorted(found)
+
+
+def _read_stat(pid: str) -> tuple[str, int] | None:
+    """(state, ppid) from /proc/PID/stat, or None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def start_superd(conf_dir: str, *extra_args: str, env: Mapping[str, str] | None = None,
+                 timeout: float = 20, state_dir: str | None = None) -> Superd:
+    """Start the daemon on ``conf_dir`` and return once it logged ``ready``."""
+    owns = state_dir is None
+    state = state_dir or tempfile.mkdtemp(prefix="superd-state-")
+    process = subprocess.Popen(
+        twistd_command(str(conf_dir), *extra_args, state_dir=state),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=_environment(env), bufsize=1)
+    superd = Superd(process, state, owns)
+    try:
+        superd.wait_for_event(lambda e: e.get("event") == "ready", timeout)
+    except AssertionError as e:
+        if process.poll() is None:
+            process.kill()
+        process.wait(5)
+        superd._finish()
+        raise SuperdStartError(
+            f"superd did not become ready (exit {process.returncode}):\n"
+            f"{superd.stderr()}{''.join(superd._noise)}") from e
+    return superd
+

@@ -1,0 +1,130 @@
+"""
+The three servers a benchmark compares: superd, xinetd and the C spawn loop.
+
+Each is started pinned to the server CPU (children inherit the affinity),
+on its own port range, with its files in the run's temporary directory, and
+returned as a ``procs.Server`` that the caller stops by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from . import confgen, procs
+
+__all__ = ["SPAWNLOOP_PORT", "Paths", "start_spawnloop", "start_superd", "start_xinetd"]
+
+SPAWNLOOP_PORT = 26005
+XINETD = "/usr/sbin/xinetd"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where things are: the repository, its venv, the build and temp dirs."""
+
+    repo: str
+    build: str
+    tmp: str
+
+    @property
+    def venv_bin(self) -> str:
+        return os.path.join(self.repo, ".venv", "bin")
+
+    @property
+    def twistd(self) -> str:
+        venv = os.path.join(self.venv_bin, "twistd")
+        return venv if os.path.exists(venv) else shutil.which("twistd") or "twistd"
+
+    @property
+    def python(self) -> str:
+        venv = os.path.join(self.venv_bin, "python")
+        return venv if os.path.exists(venv) else "python3"
+
+
+def _ports(services: list[confgen.Service], base: int) -> list[int]:
+    return [svc.port(base) for svc in services]
+
+
+def start_xinetd(paths: Paths, services: list[confgen.Service], cpu: int | None) -> procs.Server:
+    """xinetd in the foreground on its own configuration file (never /etc)."""
+    work = os.path.join(paths.tmp, "xinetd")
+    os.makedirs(work, exist_ok=True)
+    conf = os.path.join(work, "xinetd.conf")
+    with open(conf, "w") as f:
+        f.write(confgen.render(services, confgen.XINETD_BASE, log_dir=work))
+    argv = [
+        *procs.pin_prefix(cpu),
+        XINETD,
+        "-dontfork",
+        "-stayalive",
+        "-filelog",
+        os.path.join(work, "xinetd.log"),
+        "-f",
+        conf,
+        "-pidfile",
+        os.path.join(work, "xinetd.pid"),
+    ]
+    server = procs.start("xinetd", argv, os.path.join(work, "stdout.log"))
+    procs.wait_listening(server, _ports(services, confgen.XINETD_BASE))
+    return server
+
+
+def superd_argv(paths: Paths, conf_dir: str, state_dir: str, cpu: int | None) -> list[str]:
+    return [
+        *procs.pin_prefix(cpu),
+        paths.twistd,
+        "-n",
+        "--pidfile=",
+        "superd",
+        "-c",
+        conf_dir,
+        "--state-dir",
+        state_dir,
+    ]
+
+
+def start_superd(paths: Paths, services: list[confgen.Service], cpu: int | None) -> procs.Server:
+    """``twistd -n superd`` on a directory holding the generated configuration."""
+    work = os.path.join(paths.tmp, "superd")
+    conf_dir = os.path.join(work, "conf")
+    state_dir = os.path.join(work, "state")
+    os.makedirs(conf_dir, exist_ok=True)
+    os.makedirs(state_dir, exist_ok=True)
+    # No dot in the name: a directory is read like includedir, which skips those.
+    with open(os.path.join(conf_dir, "bench"), "w") as f:
+        f.write(confgen.render(services, confgen.SUPERD_BASE, log_dir=work))
+    argv = superd_argv(paths, conf_dir, state_dir, cpu)
+    server = procs.start("superd", argv, os.path.join(work, "superd.log"), cwd=work)
+    procs.wait_listening(server, _ports(services, confgen.SUPERD_BASE))
+    return server
+
+
+def start_spawnloop(paths: Paths, cpu: int | None, program: str = "/bin/cat") -> procs.Server:
+    """The C accept-and-posix_spawn loop on 127.0.0.1:SPAWNLOOP_PORT."""
+    argv = [
+        *procs.pin_prefix(cpu),
+        os.path.join(paths.build, "spawnloop"),
+        str(SPAWNLOOP_PORT),
+        program,
+    ]
+    server = procs.start("spawnloop", argv, os.path.join(paths.tmp, "spawnloop.log"))
+    procs.wait_listening(server, [SPAWNLOOP_PORT])
+    return server
+
+
+def ports_in_use(ports: list[int]) -> list[int]:
+    """The given ports that something already listens on."""
+    return sorted(set(ports) & procs.listening_ports())
+
+
+def version_of(argv: list[str]) -> str:
+    """First line a ``--version``-style command prints (stdout or stderr)."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except OSError as e:
+        return f"unavailable ({e.strerror})"
+    text = (done.stdout + done.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"

@@ -1,0 +1,134 @@
+"""
+Running the C load generator and turning its output into samples.
+
+A sample is one bounded run of ``loadgen`` against one port, with the
+server's CPU time (its own plus its reaped children's) read from /proc
+before and after, so CPU per connection comes from the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import subprocess
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from . import procs
+
+__all__ = ["Loadgen", "Sample", "Series", "parse_result"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One loadgen run: connections, errors, bytes, seconds, server CPU."""
+
+    conns: int
+    errors: int
+    nbytes: int
+    secs: float
+    # Completions including the warm-up: the denominator of CPU per connection.
+    total: int = 0
+    cpu: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.conns / self.secs if self.secs else 0.0
+
+    @property
+    def mbps(self) -> float:
+        return self.nbytes / self.secs / 1e6 if self.secs else 0.0
+
+    @property
+    def cpu_per_conn_us(self) -> float | None:
+        if self.cpu is None or not self.total:
+            return None
+        return self.cpu / self.total * 1e6
+
+
+@dataclass
+class Series:
+    """Repeated samples of one measurement; figures use the median."""
+
+    samples: list[Sample] = field(default_factory=list)
+
+    def median(self, key: Callable[[Sample], float | None]) -> float | None:
+        values = [v for v in (key(s) for s in self.samples) if v is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def rate(self) -> float | None:
+        return self.median(lambda s: s.rate)
+
+    @property
+    def mbps(self) -> float | None:
+        return self.median(lambda s: s.mbps)
+
+    @property
+    def cpu_per_conn_us(self) -> float | None:
+        return self.median(lambda s: s.cpu_per_conn_us)
+
+    @property
+    def errors(self) -> int:
+        return sum(s.errors for s in self.samples)
+
+
+def parse_result(line: str) -> Sample:
+    """Parse loadgen's ``key=value`` result line."""
+    values = dict(item.split("=", 1) for item in line.split())
+    return Sample(
+        conns=int(values["conns"]),
+        errors=int(values["errors"]),
+        nbytes=int(values["bytes"]),
+        secs=float(values["secs"]),
+        total=int(values.get("total", values["conns"])),
+    )
+
+
+@dataclass(frozen=True)
+class Loadgen:
+    """How to run the compiled load generator (binary, CPU, durations)."""
+
+    binary: str
+    cpu: int | None
+    duration: float
+    warmup: float
+
+    def argv(
+        self,
+        mode: str,
+        port: int,
+        *,
+        conc: int = 1,
+        bind: str | None = None,
+        duration: float | None = None,
+    ) -> list[str]:
+        argv = [*procs.pin_prefix(self.cpu), self.binary, "-m", mode, "-p", str(port)]
+        argv += ["-c", str(conc), "-d", str(duration or self.duration), "-w", str(self.warmup)]
+        if bind:
+            argv += ["-b", bind]
+        return argv
+
+    def sample(
+        self,
+        mode: str,
+        port: int,
+        server_pid: int | None,
+        *,
+        conc: int = 1,
+        bind: str | None = None,
+    ) -> Sample:
+        """One bounded run; the server's CPU delta is attached when its PID is given."""
+        before = procs.cpu_seconds(server_pid) if server_pid else None
+        out = self._run(self.argv(mode, port, conc=conc, bind=bind))
+        sample = parse_result(out)
+        if server_pid and before is not None:
+            sample = dataclasses.replace(sample, cpu=procs.cpu_seconds(server_pid) - before)
+        return sample
+
+    def _run(self, argv: Sequence[str]) -> str:
+        timeout = self.duration + self.warmup + 30
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0 or not done.stdout.strip():
+            raise RuntimeError(f"loadgen failed ({done.returncode}): {done.stderr.strip()}")
+        return done.stdout.strip().splitlines()[-1]

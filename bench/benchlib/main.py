@@ -1,0 +1,140 @@
+"""
+The ``bench/run`` command: parse options, build, start the servers, run the
+chosen figures, stop everything by PID, print the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+from . import build, confgen, daemons, figures, procs
+from .load import Loadgen
+from .report import Report
+
+__all__ = ["main"]
+
+BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(BENCH_DIR)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="bench/run", description="superd vs xinetd benchmark (loopback)"
+    )
+    p.add_argument("--quick", action="store_true", help="1 repetition of 0.5 s each (smoke run)")
+    p.add_argument("--only", default=",".join(figures.FIGURES), help="comma-separated figures")
+    p.add_argument("--reps", type=int, default=5, help="repetitions per measurement (median)")
+    p.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
+    p.add_argument("--no-superd", action="store_true", help="measure xinetd and the C loop only")
+    p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.reps, args.duration = 1, 0.5
+    args.only = [f.strip() for f in args.only.split(",") if f.strip()]
+    unknown = set(args.only) - set(figures.FIGURES)
+    if unknown:
+        p.error(f"unknown figure(s) {sorted(unknown)}; known: {', '.join(figures.FIGURES)}")
+    return args
+
+
+def pinning(no_pin: bool) -> tuple[int | None, int | None, str]:
+    """(server CPU, load CPU, sentence saying so)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if no_pin or len(cpus) < 2 or not shutil.which("taskset"):
+        return None, None, "not pinned (taskset unavailable, fewer than 2 CPUs, or --no-pin)"
+    return (
+        cpus[0],
+        cpus[1],
+        f"servers and their children pinned to CPU {cpus[0]}, load generators to CPU {cpus[1]}",
+    )
+
+
+def machine_facts(paths: daemons.Paths, pin_text: str, args: argparse.Namespace) -> list[str]:
+    py = paths.python
+    with open("/proc/cpuinfo") as f:
+        models = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+    version = "import sys, twisted; print(sys.version.split()[0], twisted.__version__)"
+    py_version, _, tw_version = daemons.version_of([py, "-c", version]).partition(" ")
+    method = f"{args.reps} x {args.duration:g} s per measurement (+0.3 s warm-up)"
+    return [
+        f"date        {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+        f"machine     nproc={os.cpu_count()} ({models[0] if models else '?'}),"
+        f" kernel {platform.release()}",
+        f"python      {py_version} ({py})",
+        f"twisted     {tw_version}",
+        f"xinetd      {daemons.version_of([daemons.XINETD, '-version'])}",
+        f"gcc         {daemons.version_of(['gcc', '-dumpfullversion'])}",
+        f"pinning     {pin_text}",
+        f"method      {method}, servers interleaved, median reported",
+    ]
+
+
+def check_ports() -> None:
+    wanted = [confgen.XINETD_BASE + i for i in range(1, 200)] + [
+        confgen.SUPERD_BASE + i for i in range(1, 200)
+    ]
+    busy = daemons.ports_in_use([*wanted, daemons.SPAWNLOOP_PORT])
+    if busy:
+        raise SystemExit(f"bench/run: ports already in use: {busy}; stop whatever listens there")
+
+
+def start_servers(bench: figures.Bench, services: list[confgen.Service], no_superd: bool) -> None:
+    bench.xinetd = daemons.start_xinetd(bench.paths, services, bench.server_cpu)
+    if no_superd:
+        bench.superd_missing = "--no-superd"
+        return
+    try:
+        bench.superd = daemons.start_superd(bench.paths, services, bench.server_cpu)
+    except RuntimeError as e:
+        bench.superd_missing = str(e).splitlines()[0]
+        bench.report.notes.append("superd did not start: " + " | ".join(str(e).splitlines()[-4:]))
+
+
+def run_figures(bench: figures.Bench, names: list[str]) -> None:
+    for name in names:
+        t0 = time.monotonic()
+        print(f"  running {name} ...", flush=True)
+        try:
+            figures.FIGURES[name](bench)
+        except Exception as e:  # one broken figure must not lose the others
+            bench.report.notes.append(f"figure {name} failed: {type(e).__name__}: {e}")
+        print(f"    done in {time.monotonic() - t0:.1f} s", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit(
+            "bench/run: run as root (xinetd's user = root services, the nobody figure)"
+        )
+    check_ports()
+    binaries = build.build_all(BENCH_DIR, os.path.join(BENCH_DIR, "build"))
+    server_cpu, load_cpu, pin_text = pinning(args.no_pin)
+    tmp = tempfile.mkdtemp(prefix="superd-bench-")
+    paths = daemons.Paths(REPO, os.path.join(BENCH_DIR, "build"), tmp)
+    print("\n".join(machine_facts(paths, pin_text, args)), flush=True)
+    loadgen = Loadgen(binaries["loadgen"], load_cpu, args.duration, 0.3)
+    report = Report(columns=["superd", "xinetd", "spawnloop"])
+    bench = figures.Bench(loadgen, args.reps, report, paths, server_cpu, None, None)
+    try:
+        start_servers(bench, confgen.bench_services(), args.no_superd)
+        if bench.superd:
+            rss = procs.rss_kib(bench.superd.pid) / 1024
+            report.notes.append(f"superd idle RSS with the bench config: {rss:.1f} MiB")
+        run_figures(bench, args.only)
+    finally:
+        for srv in (bench.superd, bench.xinetd, bench.spawnloop):
+            if srv is not None:
+                srv.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(report.render())
+    if args.keep:
+        print(f"\nlogs and configs kept in {tmp}")
+    return 0

@@ -1,0 +1,125 @@
+"""
+Starting, watching and stopping the processes a benchmark runs.
+
+Every process is started here, remembered by PID, and stopped by that PID
+(SIGTERM, then SIGKILL after a grace period); nothing is ever killed by name.
+Readiness is read from /proc/net/tcp (a LISTEN entry for each port), so no
+probe connection is made (a probe to the sensor port would ban 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import IO, Sequence
+
+__all__ = [
+    "Server",
+    "cpu_seconds",
+    "listening_ports",
+    "pin_prefix",
+    "rss_kib",
+    "start",
+    "wait_listening",
+]
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    """One started daemon: its name, process handle and log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: str
+    log_file: IO[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM this PID, SIGKILL it after ``grace`` seconds; its exit status."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log_file.close()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 15) -> str:
+        with open(self.log_path, "rb") as f:
+            return b"".join(f.readlines()[-lines:]).decode(errors="replace")
+
+
+def pin_prefix(cpu: int | None) -> list[str]:
+    """``taskset -c CPU`` when pinning is possible, else nothing."""
+    if cpu is None:
+        return []
+    return ["taskset", "-c", str(cpu)]
+
+
+def start(name: str, argv: Sequence[str], log_path: str, cwd: str | None = None) -> Server:
+    """Start ``argv`` with stdout and stderr going to ``log_path``."""
+    log_file = open(log_path, "wb")  # noqa: SIM115 (closed by Server.stop)
+    proc = subprocess.Popen(
+        list(argv), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd
+    )
+    return Server(name, proc, log_path, log_file)
+
+
+def listening_ports() -> set[int]:
+    """Local TCP ports in LISTEN state (IPv4 and IPv6)."""
+    ports = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A":
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        except FileNotFoundError:
+            continue
+    return ports
+
+
+def wait_listening(server: Server, ports: Sequence[int], timeout: float = 30.0) -> None:
+    """Return once every port listens; raise if the server dies or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
+        if set(ports) <= listening_ports():
+            return
+        time.sleep(0.1)
+    missing = sorted(set(ports) - listening_ports())
+    raise RuntimeError(f"{server.name} not listening on {missing}:\n{server.log_tail()}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of ``pid`` plus cutime+cstime of its reaped children."""
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name may contain spaces; fields resume after ')'.
+        rest = f.read().rsplit(")", 1)[1].split()
+    # rest[0] is field 3 (state); fields 14..17 are rest[11..14].
+    return sum(int(x) for x in rest[11:15]) / _CLK_TCK
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of ``pid`` in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")

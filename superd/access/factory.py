@@ -2,9 +2,20 @@
 The access-controlled factories: the one seam every connection and datagram
 passes through before anything serves it.
 
-``AccessControlledFactory`` is a plain ``ServerFactory`` whose
-``buildProtocol`` runs the access policies and returns ``None`` to refuse
-(Twisted then closes the socket without reading, twisted-notes section 4.2).
+``AccessControlledFactory`` is a plain ``ServerFactory`` (no wrapping
+factories, twisted-notes section 4): ``buildProtocol`` runs the service's
+policies and returns ``None`` to refuse, so Twisted closes the socket
+without reading from it; with ``banner_fail`` it returns a tiny protocol
+that sends the banner and closes.  An admitted peer becomes a ``Session``,
+counted until ``session.end()``, and the handler builds its protocol.
+
+When a decision must wait (a host-name lookup) or a banner must be written
+first, ``buildProtocol`` returns a ``_Gate``: it pauses the transport (not a
+byte is read), waits, and then either closes or connects the handler's
+protocol to the same transport.  Without banners or names no gate exists,
+so the common path costs one function call per policy.
+
+FAIL lines are logged here (``events.emit_fail``); START is the handler's.
 """
 
 from __future__ import annotations
@@ -15,7 +26,13 @@ from typing import Any
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from superd import events
+from superd.access.banners import Banners, FailBannerProtocol, send_now
+from superd.access.decision import Decision, MaybeDeferred, deny
+from superd.access.pipeline import policies_for, run_policies
+from superd.access.setup import state_of
 from superd.config.model import ServiceConfig
 from superd.runtime import Runtime
 from superd.session import Peer, Session
@@ -24,9 +41,18 @@ __all__ = [
     "AccessControlledDatagramProtocol",
     "AccessControlledFactory",
     "admit_datagram_source",
+    "trip_sensor",
 ]
 
 _log = Logger(namespace="superd.access")
+_SENSOR = deny(events.REASON_ADDRESS)
+
+
+def trip_sensor(service: ServiceConfig, peer: Peer, runtime: Runtime) -> None:
+    """A peer touched a SENSOR: ban it everywhere for ``deny_time``."""
+    bans = runtime.bans
+    if bans is not None and service.deny_time != 0:
+        bans.ban(peer.host, service.deny_time, service.id)
 
 
 class AccessControlledFactory(ServerFactory):
@@ -37,14 +63,127 @@ class AccessControlledFactory(ServerFactory):
         self.service = service
         self.handler = handler
         self.runtime = runtime
+        self.policies = policies_for(service, runtime, sessions=True)
+        self.banners = Banners.load(service)
+        self._gated = bool(self.banners.banner or self.banners.success)
+        self._counter = state_of(runtime).counter
+
+    def decide(self, peer: Peer) -> MaybeDeferred:
+        """Run the service's policies for ``peer``."""
+        return run_policies(self.policies, peer, self.runtime.seconds)
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         peer = Peer.from_address(addr)
-        if self.handler is None:
+        if self.service.is_sensor:
+            trip_sensor(self.service, peer, self.runtime)
+            return self.refuse(peer, _SENSOR)
+        if self._gated:
+            return _Gate(self, peer, None)
+        outcome = self.decide(peer)
+        if not isinstance(outcome, Decision):
+            return _Gate(self, peer, outcome)
+        if outcome.allowed:
+            return self.admit(peer, None)
+        return self.refuse(peer, outcome)
+
+    def refuse(self, peer: Peer, decision: Decision) -> Protocol | None:
+        """Log the refusal; the protocol to send ``banner_fail``, or None."""
+        events.emit_fail(self.service, decision.reason, peer, decision.detail)
+        if self.banners.fail is None:
             return None
-        session = Session(self.service.id, peer, None, self.runtime.seconds())
-        protocol: Protocol = self.handler.protocol_for(session)
+        return FailBannerProtocol(self.banners.fail, self.runtime.reactor)
+
+    def admit(self, peer: Peer, local: Peer | None) -> Protocol | None:
+        """Count a session for ``peer`` and let the handler serve it."""
+        if self.handler is None:
+            events.emit_fail(self.service, events.REASON_FORK, peer,
+                             "no handler")
+            return None
+        session = Session(self.service.id, peer, local, self.runtime.seconds())
+        self._counter.acquire(session)
+        try:
+            protocol: Protocol | None = self.handler.protocol_for(session)
+        except Exception:
+            _log.failure("handler of {service_id} failed for {peer_host}",
+                         event="handler_error", service_id=self.service.id,
+                         peer_host=peer.host)
+            protocol = None
+        if protocol is None:
+            session.end()
+            events.emit_fail(self.service, events.REASON_FORK, peer,
+                             "handler refused")
         return protocol
+
+
+class _Gate(Protocol):
+    """Holds a paused connection while banners go out and checks finish."""
+
+    def __init__(self, factory: AccessControlledFactory, peer: Peer,
+                 pending: MaybeDeferred | None) -> None:
+        self.gate_factory = factory
+        self.peer = peer
+        self._pending = pending
+        self._lost = False
+        self._queued = False
+
+    def _send(self, data: bytes | None) -> None:
+        if not data:
+            return
+        if self._queued:
+            self.transport.write(data)  # type: ignore[union-attr]
+        else:
+            self._queued = not send_now(self.transport, data)
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        transport.pauseProducing()
+        factory = self.gate_factory
+        self._send(factory.banners.banner)
+        outcome = self._pending
+        if outcome is None:
+            outcome = factory.decide(self.peer)
+        if isinstance(outcome, Decision):
+            self._decided(outcome)
+        else:
+            outcome.addCallback(self._decided).addErrback(self._failed)
+
+    def _failed(self, failure: Failure) -> None:
+        _log.failure("access decision failed", failure, event="policy_error")
+        if not self._lost:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _decided(self, decision: Decision) -> None:
+        factory, transport = self.gate_factory, self.transport
+        if not decision.allowed:
+            self._switch(factory.refuse(self.peer, decision))
+            return
+        if self._lost:
+            return
+        local = Peer.from_address(transport.getHost())  # type: ignore[union-attr]
+        protocol = factory.admit(self.peer, local)
+        if protocol is not None:
+            self._send(factory.banners.success)
+        self._switch(protocol)
+
+    def _switch(self, protocol: Protocol | None) -> None:
+        """Give the connection to ``protocol``, or close it."""
+        transport: Any = self.transport
+        if self._lost:
+            return
+        if protocol is None:
+            transport.loseConnection()
+            return
+        # Resume before handing over: the new protocol may pause or hand the
+        # socket off in connectionMade, and nothing is read until we return.
+        transport.resumeProducing()
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Never called: the transport is paused until the hand-over."""
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._lost = True
 
 
 class AccessControlledDatagramProtocol(DatagramProtocol):
@@ -55,12 +194,45 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
         self.service = service
         self.handler = handler
         self.runtime = runtime
+        self.policies = policies_for(service, runtime, sessions=False)
+        self._fail_log = FailLogLimiter()
+        self._waiting = 0
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         peer = Peer.from_address(addr)
+        if self.service.is_sensor:
+            trip_sensor(self.service, peer, self.runtime)
+            self._refused(peer, _SENSOR)
+            return
+        outcome = run_policies(self.policies, peer, self.runtime.seconds)
+        if isinstance(outcome, Decision):
+            self._decided(outcome, datagram, peer, addr)
+        elif self._waiting < MAX_WAITING_DATAGRAMS:
+            self._waiting += 1
+            outcome.addCallback(self._late, datagram, peer, addr)
+
+    def _late(self, decision: Decision, datagram: bytes, peer: Peer,
+              addr: Any) -> None:
+        self._waiting -= 1
+        self._decided(decision, datagram, peer, addr)
+
+    def _decided(self, decision: Decision, datagram: bytes, peer: Peer,
+                 addr: Any) -> None:
+        if not decision.allowed:
+            self._refused(peer, decision)
+            return
         if self.handler is None:
             return
-        self.handler.handle_datagram(datagram, peer, self._replier(addr))
+        try:
+            self.handler.handle_datagram(datagram, peer, self._replier(addr))
+        except Exception:
+            _log.failure("datagram handler of {service_id} failed",
+                         event="handler_error", service_id=self.service.id)
+
+    def _refused(self, peer: Peer, decision: Decision) -> None:
+        if self._fail_log.allow(peer, decision.reason, self.runtime.seconds()):
+            events.emit_fail(self.service, decision.reason, peer,
+                             decision.detail)
 
     def _replier(self, addr: Any) -> Callable[[bytes], None]:
         def reply(data: bytes) -> None:
@@ -70,7 +242,50 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
         return reply
 
 
+#: Datagrams held while their source's names are looked up, per service.
+MAX_WAITING_DATAGRAMS = 256
+
+
+class FailLogLimiter:
+    """
+    FAIL lines for refused datagrams, at most one per source (address, port
+    and reason) per ``interval`` seconds -- xinetd's DGRAM_IGNORE_TIME, so a
+    flood cannot become a flood of log lines.
+    """
+
+    def __init__(self, interval: float = 60.0, max_entries: int = 10_000) -> None:
+        self._interval = interval
+        self._max_entries = max_entries
+        self._last: dict[tuple[str, int, str], float] = {}
+
+    def allow(self, peer: Peer, reason: str, now: float) -> bool:
+        key = (peer.host, peer.port, reason)
+        last = self._last.get(key)
+        if last is not None and 0 <= now - last < self._interval:
+            return False
+        if len(self._last) >= self._max_entries:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
 def admit_datagram_source(service: ServiceConfig, peer: Peer,
                           runtime: Runtime) -> bool:
-    """Full checks for one datagram source of a wait=yes dgram service."""
-    return not service.is_sensor
+    """
+    Full checks for a datagram source of a ``wait = yes`` dgram service
+    (FAIL logged, sensors trip).  This answer cannot wait: if it depends on
+    host names not yet cached, the source is refused this time while the
+    lookup fills the cache for its next datagram.
+    """
+    if service.is_sensor:
+        trip_sensor(service, peer, runtime)
+        events.emit_fail(service, events.REASON_ADDRESS, peer)
+        return False
+    policies = policies_for(service, runtime, sessions=False)
+    outcome = run_policies(policies, peer, runtime.seconds)
+    if not isinstance(outcome, Decision):
+        outcome.addErrback(lambda _: None)
+        outcome = deny(events.REASON_ADDRESS, "host name lookup pending")
+    if not outcome.allowed:
+        events.emit_fail(service, outcome.reason, peer, outcome.detail)
+    return outcome.allowed

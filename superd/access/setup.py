@@ -1,11 +1,109 @@
-"""Attach the daemon-wide access state (bans, hosts.allow/deny) to a Runtime."""
+"""
+The daemon-wide access state, attached to a ``Runtime`` once per process.
+
+``attach`` opens the ban database under ``runtime.options.state_dir`` and
+sets ``runtime.bans`` and ``runtime.hosts_access``; everything else the
+access layer keeps across reloads (session counts, cps counters, the name
+cache, compiled policies) lives in an ``AccessState`` found through
+``state_of(runtime)``.  ``Runtime`` has no slot for it, so it is kept in a
+weak mapping keyed by the runtime.
+"""
 
 from __future__ import annotations
 
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from superd import events
+from superd.access.bans import BanList
+from superd.access.banstore import BanStore, db_path
+from superd.access.hostsaccess import HostsAccess
+from superd.access.limits import SessionCounter
+from superd.access.load import CachedLoad, read_loadavg
+from superd.access.names import NameResolver, thread_runner
+from superd.access.rate import ConnectionRate
+from superd.access.times import LocalTime
+from superd.config.model import CPS
 from superd.runtime import Runtime
 
-__all__ = ["attach"]
+__all__ = ["AccessState", "attach", "detach", "state_of"]
+
+_log = Logger(namespace="superd")
 
 
-def attach(runtime: Runtime) -> None:
-    """Set ``runtime.bans`` and ``runtime.hosts_access``."""
+@attrs.define(eq=False)
+class AccessState:
+    """What the access layer keeps for the life of the process."""
+
+    counter: SessionCounter = attrs.field(factory=SessionCounter)
+    resolver: NameResolver | None = None
+    load: CachedLoad = attrs.field(factory=CachedLoad)
+    localtime: LocalTime = time.localtime
+    rates: dict[tuple[str, CPS], ConnectionRate] = attrs.field(factory=dict)
+    #: service id -> (the ServiceConfig they were built for, policies).
+    compiled: dict[str, tuple[object, Any]] = attrs.field(factory=dict)
+
+    def rate_for(self, service_id: str, cps: CPS, clock: Any) -> ConnectionRate:
+        """The service's cps counter, kept across reloads while cps is unchanged."""
+        key = (service_id, cps)
+        rate = self.rates.get(key)
+        if rate is None:
+            rate = self.rates[key] = ConnectionRate(service_id, cps, clock)
+        return rate
+
+
+_states: weakref.WeakKeyDictionary[Runtime, AccessState] = (
+    weakref.WeakKeyDictionary())
+
+
+def state_of(runtime: Runtime) -> AccessState:
+    """The runtime's access state (a default one if ``attach`` was not called)."""
+    state = _states.get(runtime)
+    if state is None:
+        state = _states[runtime] = AccessState()
+    return state
+
+
+def _open_bans(runtime: Runtime) -> BanList:
+    path = db_path(runtime.options.state_dir)
+    try:
+        store = BanStore(path)
+    except Exception as e:  # sqlite3.Error, OSError: keep banning in memory
+        _log.error("cannot open the ban database {path}: {error}; bans will"
+                   " not survive a restart", event=events.EV_BAN,
+                   action="store_error", path=path, error=str(e))
+        store = BanStore(":memory:")
+    return BanList(store, runtime.reactor)
+
+
+def attach(runtime: Runtime, *, resolver: NameResolver | None = None,
+           load_reader: Callable[[], float] = read_loadavg,
+           localtime: LocalTime = time.localtime) -> None:
+    """Set ``runtime.bans`` and ``runtime.hosts_access`` and start polling."""
+    if resolver is None:
+        resolver = NameResolver(runtime.reactor, thread_runner(runtime.reactor))
+    _states[runtime] = AccessState(resolver=resolver,
+                                   load=CachedLoad(load_reader),
+                                   localtime=localtime)
+    bans = _open_bans(runtime)
+    runtime.bans = bans
+    runtime.hosts_access = HostsAccess(runtime.options.hosts_allow,
+                                       runtime.options.hosts_deny, resolver)
+    bans.start()
+    trigger = getattr(runtime.reactor, "addSystemEventTrigger", None)
+    if trigger is not None:
+        trigger("after", "shutdown", detach, runtime)
+
+
+def detach(runtime: Runtime) -> None:
+    """Stop polling the ban database and close it (idempotent)."""
+    bans = runtime.bans
+    if isinstance(bans, BanList):
+        bans.stop()
+    for rate in state_of(runtime).rates.values():
+        rate.stop()

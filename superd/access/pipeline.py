@@ -1,0 +1,143 @@
+"""
+The policies of one service, in compatibility.md's order, and how they run.
+
+Order: SENSOR ban list, address lists, hosts.allow/deny, access_times, cps,
+instances, per_source, max_load, global ``--limit``.  Only the policies a
+service configures are built, so a service without lists or limits pays for
+nothing it does not use.  The first denial wins; a policy that raises is
+logged and denies with its own reason word; a policy that must wait (a name
+lookup) suspends the rest until its answer arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from superd import events
+from superd.access.addresses import AddressPolicy, AddressRules
+from superd.access.decision import ALLOW, Decision, MaybeDeferred, Policy, deny
+from superd.access.hostsaccess import HostsAccessPolicy, daemon_name
+from superd.access.limits import (
+    GlobalLimitPolicy,
+    InstancesPolicy,
+    PerSourcePolicy,
+)
+from superd.access.load import LoadPolicy
+from superd.access.setup import AccessState, state_of
+from superd.access.times import TimePolicy
+from superd.config.model import UNLIMITED, ServiceConfig
+from superd.runtime import Runtime
+from superd.session import Peer
+
+__all__ = ["BanPolicy", "build_policies", "policies_for", "run_policies"]
+
+_log = Logger(namespace="superd.access")
+_BANNED = deny(events.REASON_ADDRESS)
+
+
+class BanPolicy:
+    """Denies sources a SENSOR has banned (xinetd's global_no_access)."""
+
+    reason = events.REASON_ADDRESS
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def check(self, peer: Peer, now: float) -> Decision:
+        bans = self._runtime.bans
+        if bans is not None and bans.is_banned(peer.host):
+            return _BANNED
+        return ALLOW
+
+
+def _filters(service: ServiceConfig, runtime: Runtime,
+             state: AccessState) -> list[Policy]:
+    policies: list[Policy] = [BanPolicy(runtime)]
+    rules = AddressRules.for_service(service)
+    if rules is not None:
+        resolver = state.resolver if rules.needs_names else None
+        policies.append(AddressPolicy(rules, resolver))
+    if "NOLIBWRAP" not in service.flags and runtime.hosts_access is not None:
+        policies.append(HostsAccessPolicy(daemon_name(service),
+                                          runtime.hosts_access))
+    if service.access_times:
+        policies.append(TimePolicy(service.access_times, state.localtime))
+    if service.cps.max > 0:
+        policies.append(state.rate_for(service.id, service.cps, runtime.reactor))
+    return policies
+
+
+def build_policies(service: ServiceConfig, runtime: Runtime, *,
+                   sessions: bool) -> list[Policy]:
+    """
+    The service's policies in order.  ``sessions`` adds the limits on live
+    sessions (instances, per_source, --limit), which in-process datagram
+    services do not have.
+    """
+    state = state_of(runtime)
+    policies = _filters(service, runtime, state)
+    if sessions and service.instances != UNLIMITED:
+        policies.append(InstancesPolicy(service.id, service.instances,
+                                        state.counter))
+    if sessions and service.per_source != UNLIMITED:
+        policies.append(PerSourcePolicy(service.id, service.per_source,
+                                        state.counter))
+    if service.max_load is not None:
+        policies.append(LoadPolicy(service.max_load, state.load))
+    if service.kind == "external" and runtime.options.limit is not None:
+        policies.append(GlobalLimitPolicy(runtime))
+    return policies
+
+
+def policies_for(service: ServiceConfig, runtime: Runtime, *,
+                 sessions: bool) -> list[Policy]:
+    """``build_policies``, compiled once per loaded ``ServiceConfig``."""
+    compiled = state_of(runtime).compiled
+    key = f"{service.id}\0{sessions}"
+    hit = compiled.get(key)
+    if hit is not None and hit[0] is service:
+        policies: list[Policy] = hit[1]
+        return policies
+    policies = build_policies(service, runtime, sessions=sessions)
+    compiled[key] = (service, policies)
+    return policies
+
+
+def _crashed(policy: Policy, peer: Peer, failure: Failure) -> Decision:
+    _log.failure("access policy {policy} failed for {peer_host}; denying",
+                 failure, event="policy_error", policy=type(policy).__name__,
+                 peer_host=peer.host)
+    return deny(policy.reason, "policy error")
+
+
+def run_policies(policies: Sequence[Policy], peer: Peer,
+                 now: Callable[[], float], start: int = 0) -> MaybeDeferred:
+    """The first denial among ``policies[start:]``, else ALLOW."""
+    for index in range(start, len(policies)):
+        policy = policies[index]
+        try:
+            outcome = policy.check(peer, now())
+        except Exception:
+            return _crashed(policy, peer, Failure())
+        if isinstance(outcome, Decision):
+            if not outcome.allowed:
+                return outcome
+            continue
+        return _resume(outcome, policies, policy, peer, now, index + 1)
+    return ALLOW
+
+
+def _resume(pending: Deferred[Decision], policies: Sequence[Policy],
+            policy: Policy, peer: Peer, now: Callable[[], float],
+            rest: int) -> Deferred[Decision]:
+    def next_step(decision: Decision) -> MaybeDeferred:
+        if not decision.allowed:
+            return decision
+        return run_policies(policies, peer, now, rest)
+    result: Deferred[Decision] = pending.addCallbacks(
+        next_step, lambda failure: _crashed(policy, peer, failure))
+    return result

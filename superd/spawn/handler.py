@@ -1,0 +1,128 @@
+"""
+``wait = no`` stream services run by an external server: each admitted
+connection is handed to a new child, and the session lasts as long as the
+child does (instances and per_source are released when it is reaped).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from superd.config.model import ServiceConfig
+from superd.events import (
+    EV_SPAWN_FAILED,
+    REASON_EXEC,
+    emit_exit,
+    emit_fail,
+    emit_start,
+)
+from superd.interfaces import IStreamHandler
+from superd.session import Session
+from superd.spawn.environ import stream_environment
+from superd.spawn.handoff import NotHandOffable, hand_off
+from superd.spawn.spawner import SpawnError
+from superd.spawn.spec import SpawnSpec, build_spec
+from superd.spawn.table import Child, ProcessTable, attach
+
+__all__ = ["EXEC_FAILED_STATUS", "ExternalHandler", "HandOffProtocol",
+           "log_spawn_failure"]
+
+_log = Logger(namespace="superd.spawn")
+
+#: The exit status a shell reports for a command it could not execute; the
+#: EXIT line of a failed exec carries it (there was no real child to reap).
+EXEC_FAILED_STATUS = 127
+
+
+def log_spawn_failure(service: ServiceConfig, error: SpawnError,
+                      peer: Any) -> None:
+    """FAIL ``fork``/``exec`` with the reason, plus EXIT status 127 for exec."""
+    _log.error(
+        "service {service_id}: cannot start {server}: {detail}",
+        event=EV_SPAWN_FAILED, service_id=service.id, server=service.server,
+        reason=error.reason, errno=error.errno, detail=error.detail)
+    emit_fail(service, error.reason, peer, detail=error.detail)
+    if error.reason == REASON_EXEC:
+        emit_exit(service, 0, EXEC_FAILED_STATUS, None, 0.0)
+
+
+class HandOffProtocol(Protocol):
+    """Hands its connection to a child as soon as it is made."""
+
+    def __init__(self, handler: "ExternalHandler", session: Session) -> None:
+        self._handler = handler
+        self._session = session
+        self._handed = False
+
+    def connectionMade(self) -> None:
+        self._handed = True
+        self._handler.serve(self._session, self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        # Reading stops before the hand-off; bytes stay queued for the child.
+        pass
+
+    def connectionLost(self, reason: Optional[Failure] = None) -> None:
+        # After a hand-off this only means superd dropped its copy; the
+        # session ends when the child does.
+        if not self._handed:
+            self._session.end()
+
+
+@implementer(IStreamHandler)
+class ExternalHandler:
+    """Serves each admitted connection of ``service`` with a new child."""
+
+    def __init__(self, service: ServiceConfig, runtime: Any) -> None:
+        if runtime.processes is None:
+            attach(runtime)
+        self.service = service
+        self._runtime = runtime
+        self._table: ProcessTable = runtime.processes
+        self.spec: SpawnSpec = build_spec(service, self._table)
+
+    def protocol_for(self, session: Session) -> HandOffProtocol:
+        """See ``IStreamHandler``."""
+        return HandOffProtocol(self, session)
+
+    def serve(self, session: Session, transport: Any) -> None:
+        """Start the child for ``session`` on ``transport``'s socket."""
+        env = stream_environment(self.spec.base_env, session.peer,
+                                 session.local)
+        child: Optional[Child] = None
+        try:
+            child = hand_off(
+                transport,
+                lambda fd: self._table.spawn(self.spec.request(env, fd),
+                                             self.service.id, session.peer),
+                nodelay="NODELAY" in self.service.flags,
+                keepalive="KEEPALIVE" in self.service.flags)
+        except SpawnError as e:
+            log_spawn_failure(self.service, e, session.peer)
+        except NotHandOffable as e:
+            transport.loseConnection()
+            _log.error("service {service_id}: hand-off failed: {error}",
+                       event=EV_SPAWN_FAILED, service_id=self.service.id,
+                       error=str(e))
+        except OSError as e:
+            _log.error("service {service_id}: hand-off failed: {error}",
+                       event=EV_SPAWN_FAILED, service_id=self.service.id,
+                       error=str(e))
+        if child is None:
+            session.end()
+            return
+        session.pid = child.pid
+        emit_start(self.service, child.pid, session.peer)
+        child.on_exit(lambda c: self._exited(session, c))
+
+    def _exited(self, session: Session, child: Child) -> None:
+        status = child.status
+        assert status is not None
+        emit_exit(self.service, child.pid, status.code, status.signal,
+                  self._runtime.seconds() - child.started)
+        session.end()

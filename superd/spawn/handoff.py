@@ -1,0 +1,94 @@
+"""
+Giving an accepted Twisted TCP connection to a child process.
+
+The verified recipe (twisted-notes.md section 1.4): find the real
+``tcp.Server`` under any ``ProtocolWrapper`` layers; stop polling it (the
+epoll registration belongs to the open file description the child will
+share); make it blocking (``O_NONBLOCK`` is shared too, and inetd servers
+expect blocking I/O); spawn with the socket on fds 0, 1 and 2; then make
+Twisted drop *its* descriptor with a plain ``close()``: ``_shouldShutdown =
+False`` and ``connectionLost``.  ``loseConnection`` would ``shutdown()`` the
+shared socket under the child and ``abortConnection`` would make the child's
+final close an RST.  Afterwards superd holds nothing, and the client sees EOF
+exactly when the last process holding the socket closes it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable, Optional, TypeVar
+
+from twisted.internet import error, tcp
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.python.failure import Failure
+
+__all__ = ["NotHandOffable", "hand_off", "pending_output", "raw_tcp_transport"]
+
+T = TypeVar("T")
+
+
+class NotHandOffable(Exception):
+    """The transport is not a plain TCP socket (TLS, or not TCP at all)."""
+
+
+def raw_tcp_transport(transport: Any) -> Optional[tcp.Server]:
+    """The ``tcp.Server`` under ``transport``, or None if TLS is involved."""
+    layer = transport
+    while isinstance(layer, ProtocolWrapper):
+        layer = layer.transport
+    if isinstance(layer, tcp.Server) and not getattr(layer, "TLS", False):
+        return layer
+    return None
+
+
+def pending_output(server: tcp.Server) -> bytes:
+    """Bytes written to ``server`` (a banner, say) that Twisted still holds."""
+    chunks = [bytes(server.dataBuffer[server.offset:])]
+    chunks.extend(bytes(c) for c in server._tempDataBuffer)
+    return b"".join(chunks)
+
+
+def _set_options(sock: socket.socket, nodelay: bool, keepalive: bool) -> None:
+    # Options belong to the socket, so they travel to the child.
+    if nodelay:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if keepalive:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+#: Seconds to wait for a client to take bytes written before the hand-off.
+FLUSH_TIMEOUT = 2.0
+
+
+def _flush(sock: socket.socket, unsent: bytes) -> None:
+    # Written before the hand-off (a banner, say): deliver it before the
+    # child's bytes.  Small, so it normally fits the socket buffer at once;
+    # the timeout bounds the wait for a client that does not read.
+    if unsent:
+        sock.settimeout(FLUSH_TIMEOUT)
+        sock.sendall(unsent)
+
+
+def hand_off(transport: Any, spawn: Callable[[int], T], *,
+             nodelay: bool = False, keepalive: bool = False) -> T:
+    """
+    Call ``spawn(fd)`` with ``transport``'s socket made ready for a child,
+    then release superd's copy -- also when ``spawn`` raises, in which case
+    the client sees a plain close (FIN).  Returns what ``spawn`` returned.
+    """
+    server = raw_tcp_transport(transport)
+    if server is None:
+        raise NotHandOffable(f"cannot hand {transport!r} to a child")
+    server.stopReading()
+    server.stopWriting()
+    sock = server.getHandle()
+    fd = sock.fileno()
+    try:
+        _set_options(sock, nodelay, keepalive)
+        _flush(sock, pending_output(server))
+        os.set_blocking(fd, True)
+        return spawn(fd)
+    finally:
+        server._shouldShutdown = False
+        server.connectionLost(Failure(error.ConnectionDone("handed to child")))

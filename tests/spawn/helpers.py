@@ -1,0 +1,42 @@
+"""Builders shared by the spawn unit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from superd.config.model import Location, ServiceConfig, SocketType
+from superd.runtime import Runtime, RuntimeOptions
+from superd.spawn.credentials import Identity
+from superd.spawn.table import attach
+from tests.fakes import FakeProcessReactor, FakeSpawner
+
+
+def external_service(**changes: Any) -> ServiceConfig:
+    """A wait=no TCP service running /usr/sbin/sshd -i, with ``changes``."""
+    base = ServiceConfig(
+        name="ssh", id="ssh", location=Location("conf/ssh", 1),
+        socket_type=SocketType.STREAM, protocol="tcp", wait=False, port=22,
+        server="/usr/sbin/sshd", server_args=("-i",),
+        log_on_success=frozenset({"PID", "HOST", "EXIT", "DURATION"}),
+        log_on_failure=frozenset({"HOST"}),
+    )
+    return attrs.evolve(base, **changes)
+
+
+ROOT = Identity(0, 0, (0,))
+USER = Identity(1000, 1000, (1000,))
+
+
+def fake_runtime(identity: Identity = ROOT,
+                 environ: Any = None) -> "tuple[Runtime, FakeSpawner]":
+    """A Runtime on a FakeProcessReactor with a FakeSpawner process table."""
+    runtime = Runtime(FakeProcessReactor(), RuntimeOptions(grace=5.0))
+    spawner = FakeSpawner()
+    attach(runtime, spawner=spawner,
+           environ={"PATH": "/usr/bin:/bin", "LANG": "C"} if environ is None else environ,
+           identity=identity,
+           which=lambda name: f"/usr/bin/{name}",
+           group_list=lambda user, gid: [gid, 4, 27])
+    return runtime, spawner

@@ -107,6 +107,8 @@ def _ipv6(text: str) -> AddressSpec:
 
 def _ipv4(text: str) -> AddressSpec:
     octets = _octets(text, text)
+    if len(octets) > 4:
+        raise ValueError(f"{text!r} is not a valid IPv4 address")
     if len(octets) != 4:
         raise ValueError(
             f"{text!r}: write all four numbers, or a prefix such as "

@@ -202,7 +202,8 @@ def _resolve_bind(c: _Checker, name: str, families: Tuple[int, ...]) -> List[str
     try:
         literals = [ipaddress.ip_address(a) for a in c.env.resolve_host(name)]
     except (OSError, ValueError) as error:
-        c.error("bind", f"cannot resolve {name!r}: {error}")
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        c.error("bind", f"cannot resolve {name!r}: {reason}")
         return []
     chosen = [str(a) for a in literals if a.version in families]
     if not chosen:
@@ -230,7 +231,7 @@ def _redirect(c: _Checker) -> Optional[Redirect]:
         literals = c.env.resolve_host(host)
     except OSError as error:
         literals = ()
-        reason = f": {error}"
+        reason = f": {error.strerror or error}"
     else:
         reason = ""
     if not literals:

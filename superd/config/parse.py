@@ -116,7 +116,9 @@ class _Parser:
     expect_brace: bool = False
 
     def problem(self, line: int, message: str, service: Optional[str] = None) -> None:
-        self.problems.append(Problem(self.source, line, service, None, message))
+        in_defaults = self.block is not None and self.block[0] is None
+        section = "defaults" if in_defaults else None
+        self.problems.append(Problem(self.source, line, service, None, message, section))
 
     def here(self, line: int) -> Location:
         return Location(self.source, line)
@@ -206,8 +208,7 @@ class _Parser:
     def unclosed(self) -> None:
         assert self.block is not None
         name, location, _ = self.block
-        what = "defaults" if name is None else f"service {name}"
-        self.problem(location.line, f"{what} opened here is missing its closing '}}'", name)
+        self.problem(location.line, "block opened here has no closing '}'", name)
         self.close_block()
 
     def finish(self) -> ParsedFile:

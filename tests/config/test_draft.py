@@ -1,0 +1,166 @@
+"""
+Tests for ``superd.config.draft``: operators and the two ``defaults``
+inheritance mechanisms (copied at parse time vs filled after everything).
+"""
+
+from __future__ import annotations
+
+from superd.config.load import load_configuration
+from superd.config.model import UNLIMITED, ServiceConfig
+from tests.config.fakes import errors_of, fake_environment, load_text
+
+ECHO = "service echo\n{{\n type = INTERNAL\n socket_type = stream\n wait = no\n{body}}}\n"
+
+
+def _echo(body: str = "") -> str:
+    return ECHO.format(body=body)
+
+
+def _only(text: str) -> ServiceConfig:
+    (service,) = load_text(text).services
+    return service
+
+
+def _from_texts(only_from: ServiceConfig) -> list[str]:
+    assert only_from.only_from is not None
+    return [str(spec.network) for spec in only_from.only_from]
+
+
+def test_service_plus_equals_extends_the_defaults_copy() -> None:
+    """defaults only_from 10.0.0.0 plus service += 192.168.1.0 gives both (§4 example)."""
+    text = "defaults\n{\n only_from = 10.0.0.0/8\n}\n" + _echo(" only_from += 192.168.1.0/24\n")
+    assert _from_texts(_only(text)) == ["10.0.0.0/8", "192.168.1.0/24"]
+
+
+def test_service_equals_replaces_and_minus_equals_removes() -> None:
+    """``=`` replaces the copied value; ``-=`` removes entries by meaning."""
+    defaults = "defaults\n{\n only_from = 10.0.0.0/8 127.0.0.1\n}\n"
+    assert _from_texts(_only(defaults + _echo(" only_from = ::1\n"))) == ["::1/128"]
+    removed = _only(defaults + _echo(" only_from -= 10.0.0.0/8\n"))
+    assert _from_texts(removed) == ["127.0.0.1/32"]
+
+
+def test_copied_attributes_see_defaults_as_they_stood() -> None:
+    """A defaults section after a service does not reach its copied attributes."""
+    text = _echo() + "defaults\n{\n only_from = 10.0.0.0/8\n no_access = 10.0.0.1\n}\n"
+    service = _only(text)
+    assert service.only_from is None
+    assert service.no_access == ()
+
+
+def test_filled_attributes_come_from_the_final_defaults() -> None:
+    """instances, cps, bind, log_on_* ... fill from defaults wherever the defaults are."""
+    text = _echo() + (
+        "defaults\n{\n instances = 30\n per_source = 10\n cps = 25 5\n umask = 027\n"
+        " max_load = 2.5\n groups = yes\n v6only = yes\n deny_time = 5\n"
+        " log_type = SYSLOG daemon\n log_on_success = HOST PID\n log_on_failure = HOST\n"
+        " bind = 127.0.0.1\n}\n"
+    )
+    s = _only(text)
+    assert (s.instances, s.per_source, s.cps.max, s.cps.wait) == (30, 10, 25, 5)
+    assert (s.umask, s.max_load, s.credentials.groups, s.v6only) == (0o27, 2.5, True, True)
+    assert (s.deny_time, s.bind) == (5, ("127.0.0.1",))
+    assert s.log_on_success == {"HOST", "PID"}
+    assert s.log_on_failure == {"HOST"}
+    assert s.line_of("instances").line == 9
+
+
+def test_service_values_win_over_filled_defaults() -> None:
+    """A service's own value is never overwritten by the defaults."""
+    text = "defaults\n{\n instances = 30\n}\n" + _echo(" instances = UNLIMITED\n")
+    assert _only(text).instances == UNLIMITED
+
+
+def test_equals_in_defaults_accumulates() -> None:
+    """In defaults, ``=`` acts as ``+=`` for cumulative attributes, so lines add up."""
+    text = (
+        "defaults\n{\n log_on_success = HOST\n log_on_success = PID\n"
+        " log_on_success -= HOST\n passenv = PATH\n passenv = LANG\n}\n" + _echo()
+    )
+    service = _only(text)
+    assert service.log_on_success == {"PID"}
+    assert service.passenv == ("PATH", "LANG")
+
+
+def test_defaults_merge_across_files() -> None:
+    """A defaults section in an included file merges into the same defaults."""
+    files = {
+        "/c/a": "defaults\n{\n only_from = 127.0.0.1\n}\n",
+        "/c/b": "defaults\n{\n only_from = ::1\n}\n" + _echo(),
+    }
+    (service,) = load_configuration("/c", environment=fake_environment(files)).services
+    assert _from_texts(service) == ["127.0.0.1/32", "::1/128"]
+
+
+def test_empty_only_from_denies_everybody_and_absent_allows() -> None:
+    """``only_from =`` is an empty list (nobody); no only_from at all is None (everybody)."""
+    assert _only(_echo(" only_from =\n")).only_from == ()
+    assert _only(_echo()).only_from is None
+    assert _only(_echo(" only_from -= 10.0.0.1\n")).only_from is None
+
+
+def test_env_equals_in_service_clears_earlier_env_lines() -> None:
+    """``env =`` replaces earlier env lines of the service; ``+=`` appends."""
+    service = _only(_echo(" env = A=1\n env += B=2\n"))
+    assert service.env == (("A", "1"), ("B", "2"))
+    assert _only(_echo(" env = A=1\n env = C=3\n")).env == (("C", "3"),)
+
+
+def test_disabled_and_enabled_lists() -> None:
+    """``disabled`` removes ids; ``enabled`` keeps only the listed ids."""
+    two = _echo() + "service daytime\n{\n type = INTERNAL\n socket_type = stream\n wait = no\n}\n"
+    disabled = load_text("defaults\n{\n disabled = echo\n}\n" + two)
+    assert [s.id for s in disabled.services] == ["daytime"]
+    enabled = load_text("defaults\n{\n enabled = echo\n}\n" + two)
+    assert [s.id for s in enabled.services] == ["echo"]
+
+
+def test_unknown_ids_in_disabled_are_warned_about() -> None:
+    """Listing an id no service has is a warning with the defaults line."""
+    config = load_text("defaults\n{\n disabled = nosuch\n}\n" + _echo())
+    assert [str(w) for w in config.warnings] == [
+        "/etc/superd/test.conf:3: defaults: disabled: no service has id 'nosuch'"
+    ]
+
+
+def test_disable_yes_drops_the_service_unchecked() -> None:
+    """``disable = yes`` drops the whole service, as xinetd stops parsing it."""
+    text = "service ghost\n{\n disable = yes\n wait = maybe\n}\n" + _echo(" disable = no\n")
+    assert [s.name for s in load_text(text).services] == ["echo"]
+
+
+def test_scope_and_operator_errors() -> None:
+    """Service-only attributes in defaults, ``+=`` on single values, repeats: all errors."""
+    text = "defaults\n{\n user = root\n instances = 1\n instances = 2\n}\n" + _echo(
+        " wait = yes\n nice += 1\n enabled = echo\n env -= A=1\n"
+    )
+    assert errors_of(text) == [
+        "/etc/superd/test.conf:3: defaults: user: not allowed in defaults; set it in each service",
+        "/etc/superd/test.conf:5: defaults: instances: set twice (first at line 4); write it once",
+        "/etc/superd/test.conf:12: service echo: wait: set twice (first at line 11); write it once",
+        "/etc/superd/test.conf:13: service echo: nice: '+=' is not allowed for this attribute; "
+        "use '='",
+        "/etc/superd/test.conf:14: service echo: enabled: only allowed in the defaults section",
+        "/etc/superd/test.conf:15: service echo: env: '-=' is not allowed for this attribute",
+    ]
+
+
+def test_two_defaults_in_one_file_is_an_error() -> None:
+    """xinetd allows one defaults section per file."""
+    assert errors_of("defaults\n{\n}\ndefaults\n{\n}\n" + _echo()) == [
+        "/etc/superd/test.conf:4: defaults: only one defaults section is allowed per file "
+        "(first at line 1)"
+    ]
+
+
+def test_unknown_attributes_warn_and_are_kept_in_extra() -> None:
+    """Unknown names warn with file and line, are kept, and fail under --strict."""
+    text = _echo(" mdns = yes\n")
+    config = load_text(text)
+    assert config.services[0].extra == {"mdns": ("yes",)}
+    assert [str(w) for w in config.warnings] == [
+        "/etc/superd/test.conf:6: service echo: mdns: unknown attribute, ignored"
+    ]
+    assert errors_of(text, strict=True) == [
+        "/etc/superd/test.conf:6: service echo: mdns: unknown attribute, ignored"
+    ]

@@ -1,0 +1,77 @@
+"""
+The two clock services: daytime (xinetd's exact bytes) and time (RFC 868).
+
+Both read the injected clock (``runtime.reactor.seconds()``), never the
+system clock directly, so tests pin the instant.  The formatting functions
+are pure; ``ReplyStream`` sends one finite reply and closes.
+
+* daytime: ``DD MON YYYY HH:MM:SS ZONE\\r\\n`` in local time, with an
+  uppercase English month whatever the locale, exactly as xinetd
+  (``"%02d %s %d %02d:%02d:%02d"`` then ``strftime(" %Z\\r\\n")``),
+  e.g. ``29 NOV 2026 22:18:01 UTC\\r\\n``.  RFC 867 leaves the format free.
+* time: RFC 868, the seconds since 1900-01-01T00:00Z as a 32-bit big-endian
+  unsigned integer, modulo 2**32 (it wraps on 2036-02-07T06:28:16Z, as the
+  RFC's clients expect).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from typing import Callable, Final
+
+from superd.builtins.base import BuiltinProtocol
+
+__all__ = [
+    "RFC868_OFFSET",
+    "ReplyStream",
+    "daytime_bytes",
+    "time_bytes",
+]
+
+#: Seconds from 1900-01-01T00:00Z (RFC 868's epoch) to the Unix epoch.
+RFC868_OFFSET: Final = 2208988800
+
+# Not strftime("%b"): that follows the locale, xinetd's table does not.
+_MONTHS: Final = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN",
+                  "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def daytime_bytes(seconds: float) -> bytes:
+    """xinetd's daytime reply for the Unix time ``seconds``, in local time."""
+    tm = time.localtime(math.floor(seconds))
+    # xinetd: "%02d %s %d %02d:%02d:%02d" (day, month, year, H, M, S).
+    text = (f"{tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year}"
+            f" {tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}")
+    text += time.strftime(" %Z\r\n", tm)
+    return text.encode("ascii", "replace")
+
+
+def time_bytes(seconds: float) -> bytes:
+    """RFC 868's 4-byte reply for the Unix time ``seconds``."""
+    value = (math.floor(seconds) + RFC868_OFFSET) % 2**32
+    return struct.pack("!I", value)
+
+
+class ReplyStream(BuiltinProtocol):
+    """Sends one reply computed from the clock, then closes (flush, then FIN)."""
+
+    #: Builds the reply from the injected clock's time.
+    render: Callable[[float], bytes] = staticmethod(time_bytes)
+
+    def serve(self) -> None:
+        self.transport.write(self.render(self.runtime.seconds()))
+        self.close_gracefully()
+
+
+class DaytimeStream(ReplyStream):
+    """Stream daytime: the date line, then close."""
+
+    render = staticmethod(daytime_bytes)
+
+
+class TimeStream(ReplyStream):
+    """Stream time: four bytes, then close."""
+
+    render = staticmethod(time_bytes)

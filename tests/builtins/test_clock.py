@@ -1,0 +1,133 @@
+"""Tests for superd.builtins.clock: daytime (xinetd's bytes) and time (RFC 868)."""
+
+from __future__ import annotations
+
+import calendar
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+
+from superd.builtins.base import LINGER_TIMEOUT
+from superd.builtins.clock import (
+    DaytimeStream,
+    TimeStream,
+    daytime_bytes,
+    time_bytes,
+)
+from tests.builtins.conftest import (
+    INSTANT,
+    PushBackTransport,
+    make_runtime,
+    make_service,
+    make_session,
+)
+
+
+@pytest.fixture
+def timezone() -> Iterator[None]:
+    """Lets a test set ``TZ``; restores the process's zone afterwards."""
+    saved = os.environ.get("TZ")
+    yield
+    if saved is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+def set_tz(zone: str) -> None:
+    os.environ["TZ"] = zone
+    time.tzset()
+
+
+def test_daytime_is_xinetds_bytes_in_utc(timezone: None) -> None:
+    """The reply is byte-for-byte xinetd's capture for 2026-11-29 22:18:01 UTC."""
+    set_tz("UTC")
+    assert daytime_bytes(INSTANT) == b"29 NOV 2026 22:18:01 UTC\r\n"
+
+
+def test_daytime_uses_local_time_and_zone(timezone: None) -> None:
+    """Local time and zone name follow TZ (POSIX rule, no tzdata needed); fractions truncate."""
+    set_tz("CET-1")
+    assert daytime_bytes(INSTANT + 0.999) == b"29 NOV 2026 23:18:01 CET\r\n"
+
+
+def test_daytime_pads_day_and_time_not_year(timezone: None) -> None:
+    """Day, hour, minute and second are two digits; months are uppercase English."""
+    set_tz("UTC")
+    instant = calendar.timegm((2027, 3, 5, 4, 3, 2, 0, 0, 0))
+    assert daytime_bytes(instant) == b"05 MAR 2027 04:03:02 UTC\r\n"
+
+
+def test_time_matches_xinetd_capture() -> None:
+    """RFC 868 bytes equal those xinetd sent at Unix time 1795990315."""
+    assert time_bytes(1795990315) == b"\xee\xb7!\xab"
+
+
+def test_time_for_known_instant() -> None:
+    """2026-11-29T22:18:01Z is 4004979481 seconds after 1900-01-01, big-endian."""
+    assert time_bytes(INSTANT) == int(INSTANT + 2208988800).to_bytes(4, "big")
+    assert time_bytes(INSTANT) == b"\xee\xb7\x23\x19"
+
+
+def test_time_wraps_modulo_2_32_in_2036() -> None:
+    """At 2036-02-07T06:28:16Z the count wraps to 0, and continues from there."""
+    wrap = calendar.timegm((2036, 2, 7, 6, 28, 16, 0, 0, 0))
+    assert time_bytes(wrap - 1) == b"\xff\xff\xff\xff"
+    assert time_bytes(wrap) == b"\x00\x00\x00\x00"
+    later = calendar.timegm((2040, 1, 1, 0, 0, 0, 0, 0, 0))
+    assert int.from_bytes(time_bytes(later), "big") == later + 2208988800 - 2**32
+
+
+def test_time_epoch_is_1900() -> None:
+    """Unix time 0 is 2208988800 seconds after the RFC 868 epoch (not 0, as wire.Time sends)."""
+    assert time_bytes(0) == (2208988800).to_bytes(4, "big")
+
+
+def test_stream_time_writes_then_closes() -> None:
+    """Stream time writes its 4 bytes from the injected clock, then loses the connection."""
+    runtime = make_runtime()
+    proto = TimeStream(make_service("time"), runtime, make_session(runtime))
+    transport = PushBackTransport()
+    proto.makeConnection(transport)
+    assert transport.value() == b"\xee\xb7\x23\x19"
+    assert transport.disconnecting and not transport.aborted
+
+
+def test_stream_daytime_writes_then_closes(timezone: None) -> None:
+    """Stream daytime writes the line for the injected clock, then loses the connection."""
+    set_tz("UTC")
+    runtime = make_runtime()
+    proto = DaytimeStream(make_service("daytime"), runtime, make_session(runtime))
+    transport = PushBackTransport()
+    proto.makeConnection(transport)
+    assert transport.value() == b"29 NOV 2026 22:18:01 UTC\r\n"
+    assert transport.disconnecting
+
+
+def test_peer_that_never_reads_is_aborted_after_linger() -> None:
+    """If the reply is never flushed, the connection is aborted after the linger time."""
+    runtime = make_runtime()
+    proto = TimeStream(make_service("time"), runtime, make_session(runtime))
+    transport = PushBackTransport()
+    proto.makeConnection(transport)
+    runtime.reactor.advance(LINGER_TIMEOUT)
+    assert transport.aborted
+
+
+def test_normal_close_cancels_abort_and_ends_session() -> None:
+    """When the close completes the abort timer is cancelled and the session ends."""
+    runtime = make_runtime()
+    proto = TimeStream(make_service("time"), runtime, make_session(runtime))
+    transport = PushBackTransport()
+    proto.makeConnection(transport)
+    proto.dataReceived(b"garbage the client sent anyway")
+    proto.connectionLost(Failure(ConnectionDone()))
+    assert runtime.reactor.getDelayedCalls() == []
+    assert proto.session.ended
+    runtime.reactor.advance(LINGER_TIMEOUT)
+    assert not transport.aborted

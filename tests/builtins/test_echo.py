@@ -1,0 +1,82 @@
+"""Tests for superd.builtins.echo: RFC 862 echo with back-pressure and half-close."""
+
+from __future__ import annotations
+
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.python.failure import Failure
+
+from superd.builtins.base import LINGER_TIMEOUT
+from superd.builtins.echo import EchoStream, echo_reply
+from tests.builtins.conftest import (
+    PushBackTransport,
+    make_runtime,
+    make_service,
+    make_session,
+)
+
+
+def connect() -> tuple[EchoStream, PushBackTransport]:
+    runtime = make_runtime()
+    proto = EchoStream(make_service("echo"), runtime, make_session(runtime))
+    transport = PushBackTransport()
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_echoes_bytes_exactly() -> None:
+    """Every byte, including NUL, CR, LF and non-ASCII, comes back unchanged and in order."""
+    proto, transport = connect()
+    chunks = [b"hello\r\n", b"\x00\xff\x7f", bytes(range(256))]
+    for chunk in chunks:
+        proto.dataReceived(chunk)
+    assert transport.value() == b"".join(chunks)
+
+
+def test_stops_reading_when_client_does_not_read() -> None:
+    """When the write buffer is full, echo stops reading; it resumes once it drains."""
+    proto, transport = connect()
+    assert transport.producer is proto and transport.streaming
+    proto.dataReceived(b"x" * (transport.bufferSize + 1))
+    assert transport.producerState == "paused"  # reading from the client stopped
+    assert transport.drain() == b"x" * (transport.bufferSize + 1)
+    assert transport.producerState == "producing"
+
+
+def test_half_close_flushes_then_closes() -> None:
+    """Client EOF on its write side: the pending echo is flushed, then the connection closes."""
+    proto, transport = connect()
+    assert IHalfCloseableProtocol.providedBy(proto)
+    proto.dataReceived(b"last words")
+    proto.readConnectionLost()
+    assert transport.value() == b"last words"
+    assert transport.disconnecting
+    assert transport.producer is None  # else the close would wait for ever
+    proto.connectionLost(Failure(ConnectionDone()))
+    assert proto.session.ended
+    assert proto.clock.getDelayedCalls() == []
+
+
+def test_half_closed_client_that_never_reads_is_aborted() -> None:
+    """A client that half-closes but never reads the rest is aborted after the linger time."""
+    proto, transport = connect()
+    proto.dataReceived(b"y" * 1000)
+    proto.readConnectionLost()
+    proto.clock.advance(LINGER_TIMEOUT - 1)
+    assert not transport.aborted
+    proto.clock.advance(1)
+    assert transport.aborted
+
+
+def test_reset_mid_stream_ends_session() -> None:
+    """A reset ends the session once; nothing is left scheduled."""
+    proto, _ = connect()
+    proto.dataReceived(b"partial")
+    proto.connectionLost(Failure(ConnectionLost("reset")))
+    assert proto.session.ended
+    assert proto.clock.getDelayedCalls() == []
+
+
+def test_datagram_reply_is_the_datagram() -> None:
+    """The UDP echo reply is the datagram itself."""
+    assert echo_reply(b"\x00ping\xff") == b"\x00ping\xff"

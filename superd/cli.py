@@ -73,10 +73,10 @@ def _check(path: str, strict: bool, as_json: bool, out: IO[str], err: IO[str]) -
     except OSError as e:
         print(f"superd: cannot read {path}: {e.strerror or e}", file=err)
         return EX_CONFIG
-    report_warnings(configuration.warnings, err)
-    out.write(render_json(configuration) if as_json else render_table(configuration))
-    if not out.isatty():
-        out.flush()
+    # Both renderings include the warnings.
+    text = render_json(configuration) if as_json else render_table(configuration)
+    out.write(text if text.endswith("\n") else text + "\n")
+    out.flush()
     return 0
 
 

@@ -1,0 +1,216 @@
+"""
+Starting and stopping the real daemon: refusing bad configuration with exit
+status 78, failing clearly on a port that is taken, signals, readiness, and
+the shipped sample configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Superd, run_twistd
+
+REPO = Path(__file__).resolve().parents[2]
+StartSuperd = Callable[..., Superd]
+
+ECHO = """\
+service echo
+{{
+	type        = INTERNAL UNLISTED
+	socket_type = stream
+	wait        = no
+	port        = {port}
+	bind        = {bind}
+}}
+"""
+
+BAD = """\
+service echo
+{
+	type        = INTERNAL UNLISTED
+	socket_type = stream
+	wait        = maybe
+	port        = 70000
+	bind        = 127.0.0.1
+}
+
+service daytime
+{
+	type        = INTERNAL UNLISTED
+	wait        = no
+	port        = 10013
+}
+"""
+
+
+def listening_events(stdout: str) -> list[dict[str, object]]:
+    events = []
+    for line in stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "listening":
+            events.append(event)
+    return events
+
+
+def test_config_error_exits_78_with_every_problem(tmp_path: Path) -> None:
+    """twistd itself exits 78 and prints every problem as FILE:LINE: service: attribute."""
+    (tmp_path / "bad").write_text(BAD)
+    result = run_twistd(str(tmp_path))
+    path = tmp_path / "bad"
+    assert result.returncode == 78, result
+    assert result.stderr == (
+        f"{path}:5: service echo: wait: expected yes or no, got 'maybe'\n"
+        f"{path}:6: service echo: port: expected an integer from 0 to 65535, got '70000'\n"
+        f"{path}:10: service daytime: socket_type: missing: "
+        "write socket_type = stream (tcp) or dgram (udp)\n"
+        "superd: 3 configuration errors; nothing started\n"
+    )
+    assert listening_events(result.stdout) == []
+
+
+def test_missing_config_option_is_a_usage_error(tmp_path: Path) -> None:
+    """Without -c, superd says what is missing and exits 64 (EX_USAGE), not 0."""
+    command = [sys.executable, os.path.join(os.path.dirname(sys.executable), "twistd"),
+               "-n", "--pidfile=", "superd"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 64
+    assert "superd: -c/--config PATH is required" in result.stderr
+
+
+def test_taken_port_names_service_and_address(tmp_path: Path) -> None:
+    """A port held by someone else stops startup: message with file:line, exit 71."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        (tmp_path / "echo").write_text(ECHO.format(port=port, bind="127.0.0.1"))
+        result = run_twistd(str(tmp_path))
+    assert result.returncode == 71, result
+    expected = (f"superd: {tmp_path / 'echo'}:7: service echo: "
+                f"cannot listen on tcp 127.0.0.1:{port}: Address already in use\n")
+    assert result.stderr == expected
+    assert "Traceback" not in result.stdout
+
+
+def test_second_address_taken_releases_the_first(tmp_path: Path) -> None:
+    """When the second bind address fails, nothing stays bound and the exit is non-zero."""
+    with socket.socket(socket.AF_INET6) as holder:
+        holder.bind(("::1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        (tmp_path / "echo").write_text(ECHO.format(port=port, bind="127.0.0.1 ::1"))
+        result = run_twistd(str(tmp_path))
+    assert result.returncode == 71
+    assert f"cannot listen on tcp [::1]:{port}" in result.stderr
+    with socket.socket() as probe:  # the IPv4 side was released
+        probe.bind(("127.0.0.1", port))
+
+
+def test_sighup_does_not_kill_and_sigterm_stops_cleanly(
+        tmp_path: Path, superd_factory: StartSuperd) -> None:
+    """SIGHUP is logged as not implemented (daemon lives on); SIGTERM stops it and unbinds."""
+    (tmp_path / "echo").write_text(ECHO.format(port=0, bind="127.0.0.1"))
+    superd = superd_factory(tmp_path)
+    port = superd.port("echo")
+    superd.reload()
+    superd.wait_for_event(lambda e: e.get("event") == "reload")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"after hup")
+        assert sock.recv(64) == b"after hup"
+    # twistd re-raises the stop signal on itself after a clean shutdown.
+    assert superd.stop() in (0, -signal.SIGTERM)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
+
+
+def test_notify_socket_gets_ready(tmp_path: Path, superd_factory: StartSuperd) -> None:
+    """With $NOTIFY_SOCKET set (systemd Type=notify), superd sends READY=1 once ready."""
+    (tmp_path / "echo").write_text(ECHO.format(port=0, bind="127.0.0.1"))
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(path)
+        listener.settimeout(10)
+        superd_factory(tmp_path, env={"NOTIFY_SOCKET": path})
+        assert listener.recv(64) == b"READY=1"
+
+
+def test_listening_events_name_every_socket(tmp_path: Path,
+                                            superd_factory: StartSuperd) -> None:
+    """Each bound socket is one structured listening event with its real port."""
+    (tmp_path / "echo").write_text(ECHO.format(port=0, bind="127.0.0.1 ::1"))
+    superd = superd_factory(tmp_path)
+    found = sorted((e["host"], e["protocol"]) for e in superd.events()
+                   if e.get("event") == "listening")
+    assert found == [("127.0.0.1", "tcp"), ("::1", "tcp")]
+    assert superd.port("echo", host="::1") != 0
+
+
+def test_sample_configuration_checks_clean() -> None:
+    """Every file in conf/ loads: `superd check -c conf/` exits 0."""
+    superd_script = os.path.join(os.path.dirname(sys.executable), "superd")
+    result = subprocess.run([superd_script, "check", "-c", str(REPO / "conf")],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "service(s)" in result.stdout
+
+
+def test_sample_configuration_serves(superd_factory: StartSuperd) -> None:
+    """The shipped conf/ starts unprivileged and serves echo and daytime on loopback."""
+    superd = superd_factory(REPO / "conf")
+    with socket.create_connection(("127.0.0.1", superd.port("echo-stream")), timeout=5) as s:
+        s.sendall(b"sample")
+        assert s.recv(64) == b"sample"
+    with socket.create_connection(("::1", superd.port("daytime-stream", host="::1")),
+                                  timeout=5) as s:
+        assert s.recv(64).endswith(b"\r\n")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signals_exit_zero(tmp_path: Path, superd_factory: StartSuperd,
+                                sig: signal.Signals) -> None:
+    """SIGTERM and SIGINT stop the daemon cleanly (twistd re-raises the signal)."""
+    (tmp_path / "echo").write_text(ECHO.format(port=0, bind="127.0.0.1"))
+    superd = superd_factory(tmp_path)
+    superd.stopped_by_test = True
+    os.kill(superd.pid, sig)
+    assert superd.process.wait(10) in (0, -sig)
+    superd.wait_for_event(lambda e: e.get("log_format") == "Server Shut Down.")
+    assert any(e.get("event") == "stopping" for e in superd.events())
+
+
+def test_sample_disabled_services_are_valid_when_enabled(tmp_path: Path) -> None:
+    """
+    The seed's services shipped disabled in conf/ are still correct: with
+    `disable = yes` removed they load, apart from programs absent here.
+    """
+    from superd.config.errors import ConfigError
+    from superd.config.load import load_configuration
+
+    if os.geteuid() != 0:
+        pytest.skip("these services run as user = root, which needs superd to be root")
+    for source in (REPO / "conf").iterdir():
+        lines = source.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if line.split() != ["disable", "=", "yes"]]
+        (tmp_path / source.name).write_text("".join(kept))
+    try:
+        configuration = load_configuration(str(tmp_path))
+    except ConfigError as e:
+        absent = [p for p in e.problems
+                  if p.attribute == "server" and "is not an executable file" in p.message
+                  and not os.path.exists(p.message.split()[0])]
+        assert list(e.problems) == absent
+        return
+    ids = {s.id for s in configuration.services}
+    assert {"ssh", "ssh-public", "rootexternalssh", "imaps"} <= ids

@@ -1,0 +1,55 @@
+# superd developer entry points.  See README.rst.
+#
+#   make run     set up .venv and run superd in the foreground on conf/
+#   make test    set up .venv and run the whole test suite
+#   make check   ruff + mypy + the whole test suite
+#   make bench   superd against xinetd (bench/run)
+#   make clean   remove build output, caches and ./state (keeps .venv)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.superd-installed
+PYTEST_ARGS ?=
+
+.PHONY: all venv run test check lint typecheck bench clean distclean
+
+all: test
+
+# The editable install must use compat mode: the import-hook mode of newer
+# setuptools hides twisted/plugins/ from Twisted's plugin discovery.  The
+# dropin cache is written at install time so that a daemon running as another
+# user does not try (and fail) to write it on every start.
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]' --config-settings editable_mode=compat
+	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/twistd -n --pidfile= superd -c conf/ --state-dir ./state
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: $(STAMP)
+	@if [ -x bench/run ]; then PATH="$(CURDIR)/$(BIN):$$PATH" bench/run; \
+	else echo "bench/run is not there yet" >&2; exit 1; fi
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis state
+	rm -f twisted/plugins/dropin.cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

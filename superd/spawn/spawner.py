@@ -113,14 +113,15 @@ class SpawnRequest:
 class ISpawner(Interface):
     """Starts children and signals their process groups."""
 
-    def spawn(request, on_exit):  # type: ignore[no-untyped-def]
+    def spawn(request: SpawnRequest,
+              on_exit: Callable[[ExitStatus], None]) -> int:
         """
         Start ``request`` as a session leader and return its pid, or raise
         ``SpawnError`` synchronously.  ``on_exit(ExitStatus)`` is called once
         when it is reaped -- possibly before ``spawn`` returns.
         """
 
-    def kill_group(pgid, signum):  # type: ignore[no-untyped-def]
+    def kill_group(pgid: int, signum: int) -> bool:
         """Send ``signum`` to process group ``pgid``; False if it is gone."""
 
 

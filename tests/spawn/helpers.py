@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import attrs
+from twisted.internet import tcp
+from twisted.internet.testing import MemoryReactorClock
 
 from superd.config.model import Location, ServiceConfig, SocketType
 from superd.runtime import Runtime, RuntimeOptions
@@ -40,3 +43,23 @@ def fake_runtime(identity: Identity = ROOT,
            which=lambda name: f"/usr/bin/{name}",
            group_list=lambda user, gid: [gid, 4, 27])
     return runtime, spawner
+
+
+def connected_server(protocol: Any, reactor: Any = None
+                     ) -> "tuple[tcp.Server, socket.socket]":
+    """
+    A real loopback TCP connection: the accepted side wrapped in a real
+    ``tcp.Server`` (on a memory reactor, so nothing polls it) and connected
+    to ``protocol``, and the client's socket.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname(), timeout=10)
+    accepted, address = listener.accept()
+    listener.close()
+    accepted.setblocking(False)
+    server = tcp.Server(accepted, protocol, address, None, 1,  # type: ignore[arg-type]
+                        MemoryReactorClock() if reactor is None else reactor)
+    protocol.makeConnection(server)
+    return server, client

@@ -1,0 +1,159 @@
+"""Tests for superd.spawn.handler: ExternalHandler with a fake spawner."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any, Dict, Iterator, List, cast
+
+import pytest
+from twisted.logger import ILogObserver, globalLogPublisher
+from zope.interface.verify import verifyObject
+
+from superd.config.model import Credentials
+from superd.events import EV_EXIT, EV_REFUSE, EV_START, REASON_EXEC, REASON_FORK
+from superd.interfaces import IStreamHandler
+from superd.session import Peer, Session
+from superd.spawn.credentials import CredentialPlan
+from superd.spawn.handler import ExternalHandler
+from tests.spawn.helpers import USER, connected_server, external_service, fake_runtime
+
+PEER = Peer("127.0.0.1", 40000)
+LOCAL = Peer("127.0.0.1", 2222)
+
+
+@pytest.fixture
+def events() -> Iterator[List[Dict[str, Any]]]:
+    seen: List[Dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    yield seen
+    globalLogPublisher.removeObserver(observer)
+
+
+def named(events: List[Dict[str, Any]], name: str) -> List[Dict[str, Any]]:
+    return [e for e in events if e.get("event") == name]
+
+
+def serve(handler: ExternalHandler, runtime: Any):  # type: ignore[no-untyped-def]
+    session = Session("ssh", PEER, LOCAL, runtime.seconds())
+    ended: List[Session] = []
+    session.on_end(ended.append)
+    protocol = handler.protocol_for(session)
+    server, client = connected_server(protocol, runtime.reactor)
+    return session, ended, client
+
+
+def test_provides_stream_handler() -> None:
+    """ExternalHandler provides IStreamHandler."""
+    runtime, _ = fake_runtime()
+    assert verifyObject(IStreamHandler, ExternalHandler(external_service(), runtime))
+
+
+def test_connection_spawns_child_with_socket_and_env(events: List[Dict[str, Any]]) -> None:
+    """An admitted connection starts the server with the socket on 0, 1, 2,
+    the peer in the environment, the session's pid set and START logged."""
+    runtime, spawner = fake_runtime()
+    handler = ExternalHandler(external_service(), runtime)
+    session, ended, client = serve(handler, runtime)
+    (request,) = spawner.requests
+    assert request.executable == "/usr/sbin/sshd" and request.argv == ("sshd", "-i")
+    assert set(request.fds) == {0, 1, 2} and len(set(request.fds.values())) == 1
+    assert request.env["REMOTE_HOST"] == "127.0.0.1"
+    assert request.env["TCPLOCALPORT"] == "2222" and request.env["LANG"] == "C"
+    assert session.pid == 1000 and ended == []
+    (start,) = named(events, EV_START)
+    assert start["xinetd_line"] == "START: ssh pid=1000 from=127.0.0.1"
+    assert runtime.running_children == 1
+    client.close()
+
+
+def test_child_exit_logs_and_ends_session(events: List[Dict[str, Any]]) -> None:
+    """When the child is reaped: EXIT with status, pid and duration, the
+    session ends (releasing its counts) and running_children drops."""
+    runtime, spawner = fake_runtime()
+    handler = ExternalHandler(external_service(), runtime)
+    session, ended, client = serve(handler, runtime)
+    runtime.reactor.advance(7.5)
+    spawner.exit(1000, 3)
+    (exit_,) = named(events, EV_EXIT)
+    assert exit_["xinetd_line"] == "EXIT: ssh status=3 pid=1000 duration=7(sec)"
+    assert ended == [session] and runtime.running_children == 0
+    client.close()
+
+
+def test_killed_child_logs_signal(events: List[Dict[str, Any]]) -> None:
+    """A child killed by a signal logs signal=N."""
+    runtime, spawner = fake_runtime()
+    session, ended, client = serve(ExternalHandler(external_service(), runtime), runtime)
+    spawner.kill(1000, 9)
+    assert named(events, EV_EXIT)[0]["signal"] == 9
+    client.close()
+
+
+def test_exec_failure(events: List[Dict[str, Any]]) -> None:
+    """A program that cannot be executed: FAIL exec with the reason, EXIT
+    status 127, the session ends and the client sees the connection close."""
+    runtime, spawner = fake_runtime()
+    spawner.fail_next(REASON_EXEC, errno.ENOENT)
+    session, ended, client = serve(ExternalHandler(external_service(), runtime), runtime)
+    (fail,) = named(events, EV_REFUSE)
+    assert fail["xinetd_line"] == "FAIL: ssh exec from=127.0.0.1"
+    assert fail["detail"] == "No such file or directory"
+    assert named(events, EV_EXIT)[0]["status"] == 127
+    assert named(events, EV_START) == []
+    assert ended == [session] and runtime.running_children == 0
+    client.settimeout(5)
+    assert client.recv(1) == b""
+    client.close()
+
+
+def test_fork_failure_has_no_exit_line(events: List[Dict[str, Any]]) -> None:
+    """No process could be created: FAIL fork, no EXIT, daemon keeps going."""
+    runtime, spawner = fake_runtime()
+    spawner.fail_next(REASON_FORK, errno.EAGAIN)
+    handler = ExternalHandler(external_service(), runtime)
+    session, ended, client = serve(handler, runtime)
+    assert named(events, EV_REFUSE)[0]["reason"] == REASON_FORK
+    assert named(events, EV_EXIT) == [] and ended == [session]
+    client.close()
+    session2, ended2, client2 = serve(handler, runtime)
+    assert session2.pid == 1000 and ended2 == []
+    client2.close()
+
+
+def test_credentials_umask_nice_rlimits_reach_request() -> None:
+    """user/groups, umask, nice and rlimit_* are resolved at build time and
+    carried by every request (rlimits through the prlimit prefix)."""
+    runtime, spawner = fake_runtime()
+    service = external_service(
+        credentials=Credentials("nobody", 65534, None, 65534, True),
+        umask=0o027, nice=5, rlimits={"files": 64})
+    session, ended, client = serve(ExternalHandler(service, runtime), runtime)
+    (request,) = spawner.requests
+    assert request.credentials == CredentialPlan(65534, 65534, (4, 27, 65534))
+    assert request.umask == 0o027 and request.nice is not None
+    assert request.executable == "/usr/bin/prlimit"
+    assert request.argv == ("/usr/bin/prlimit", "--nofile=64:64", "--",
+                            "/usr/sbin/sshd", "-i")
+    client.close()
+
+
+def test_not_root_gets_no_credentials() -> None:
+    """A non-root superd never asks to change credentials."""
+    runtime, spawner = fake_runtime(identity=USER)
+    service = external_service(credentials=Credentials("u", None, None, None, False))
+    session, ended, client = serve(ExternalHandler(service, runtime), runtime)
+    assert spawner.requests[0].credentials is None
+    client.close()
+
+
+def test_connection_lost_before_hand_off_ends_session() -> None:
+    """If the connection goes away before the protocol is connected, the
+    session still ends."""
+    runtime, _ = fake_runtime()
+    handler = ExternalHandler(external_service(), runtime)
+    session = Session("ssh", PEER, LOCAL, 0.0)
+    ended: List[Session] = []
+    session.on_end(ended.append)
+    handler.protocol_for(session).connectionLost(None)
+    assert ended == [session]

@@ -15,6 +15,7 @@ from twisted.logger import ILogObserver, capturedLogs, globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from superd import events
+from superd.config.load import load_configuration
 from superd.config.model import FileLog, SyslogLog
 from superd.servicelog.router import ServiceLogRouter
 from superd.session import Peer
@@ -227,3 +228,29 @@ class TestSyslog:
                                   clock, syslog_module=fake)
         router(line_event("a", "USERID: a x\r\nFAIL: a"))
         assert fake.messages[0][1] == "USERID: a x\\r\\nFAIL: a"
+
+
+def test_defaults_file_from_the_loader_is_shared(tmp_path: Path,
+                                                 clock: Clock) -> None:
+    """`log_type = FILE` in defaults, read by the real loader, opens one file once."""
+    log = tmp_path / "all.log"
+    conf = tmp_path / "xinetd.conf"
+    blocks = "".join(
+        f"service {name}\n{{\n\ttype = INTERNAL UNLISTED\n"
+        f"\tsocket_type = stream\n\twait = no\n\tport = 0\n}}\n"
+        for name in ("echo", "discard"))
+    conf.write_text(f"defaults\n{{\n\tlog_type = FILE {log} 10K\n"
+                    f"\tlog_on_success = HOST\n}}\n{blocks}")
+    opened: list[str] = []
+
+    def opener(name: str, flags: int, mode: int) -> int:
+        opened.append(name)
+        return os.open(name, flags, mode)
+
+    router = ServiceLogRouter(load_configuration(str(conf)), clock,
+                              opener=opener)
+    router(line_event("echo", "START: echo from=127.0.0.1"))
+    router(line_event("discard", "START: discard from=::1"))
+    assert opened == [str(log)]
+    assert [line[19:] for line in lines(log)] == [
+        "START: echo from=127.0.0.1", "START: discard from=::1"]

@@ -71,10 +71,10 @@ def _factorized(text: str) -> Tuple[AddressSpec, ...]:
         raise ValueError(f"{text!r}: empty element inside {{...}}")
     specs = []
     for element in elements:
-        octet = _octets(element.strip(), text)
-        if len(octet) != 1:
-            raise ValueError(f"{text!r}: each element inside {{...}} is one number")
-        octets = prefix + octet
+        element = element.strip()
+        if not _OCTET.match(element) or int(element) > 255:
+            raise ValueError(f"{text!r}: {element!r} is not a number from 0 to 255")
+        octets = (*prefix, int(element))
         specs.append(AddressSpec(text, AddressKind.NETWORK, _network(octets, 8 * len(octets))))
     return tuple(specs)
 

@@ -90,6 +90,7 @@ def _socket(c: _Checker) -> Tuple[Optional[SocketType], Optional[str]]:
             f"protocol {protocol} does not fit socket_type {socket_type.value} "
             "(stream uses tcp, dgram uses udp)",
         )
+        protocol = _PROTOCOL_OF[socket_type]  # go on checking with the consistent one
     return socket_type, protocol
 
 
@@ -156,7 +157,7 @@ def _port(c: _Checker, protocol: str) -> Optional[int]:
         listed = None
     if listed is None:
         c.error(
-            "port" if written is not None else "type",
+            "port",
             f"{c.name}/{protocol} is not in /etc/services; "
             "write type = UNLISTED and port = N to run it anyway",
         )
@@ -349,6 +350,8 @@ def build_configuration(
     defaults, drafts = draft_services(blocks, report)
     services = []
     for draft in _selected(defaults, drafts, report):
+        if not draft.complete:
+            continue  # its missing '}' is reported; its values were checked
         service = build_service(draft, defaults, env, report)
         if service is not None:
             services.append(service)

@@ -58,6 +58,8 @@ class Draft:
     extra: Dict[str, Tuple[str, ...]] = attrs.Factory(dict)
     #: Attributes written with an error (so "missing" is not reported too).
     invalid: set[str] = attrs.Factory(set)
+    #: False for a block without its ``}``: too uncertain to check as a whole.
+    complete: bool = True
 
     @property
     def is_defaults(self) -> bool:
@@ -169,7 +171,7 @@ def _is_disabled(block: RawBlock) -> bool:
 
 
 def _start_service(block: RawBlock, defaults: Draft) -> Draft:
-    draft = Draft(block.name, block.location)
+    draft = Draft(block.name, block.location, complete=block.closed)
     for key in COPIED_FROM_DEFAULTS & defaults.values.keys():
         value = defaults.values[key]
         draft.values[key] = list(value) if isinstance(value, list) else value

@@ -59,6 +59,9 @@ class RawBlock:
     name: Optional[str]
     location: Location
     attributes: Tuple[RawAttribute, ...]
+    #: False when the file ended (or another block began) before its ``}``:
+    #: its attributes may be incomplete, so only their values are checked.
+    closed: bool = True
 
     @property
     def is_defaults(self) -> bool:
@@ -179,10 +182,10 @@ class _Parser:
         self.block = (name, self.here(number), [])
         self.expect_brace = not brace
 
-    def close_block(self) -> None:
+    def close_block(self, closed: bool = True) -> None:
         assert self.block is not None
         name, location, attributes = self.block
-        self.items.append(RawBlock(name, location, tuple(attributes)))
+        self.items.append(RawBlock(name, location, tuple(attributes), closed))
         self.block = None
 
     def feed_block(self, number: int, line: str, words: List[str]) -> None:
@@ -209,7 +212,7 @@ class _Parser:
         assert self.block is not None
         name, location, _ = self.block
         self.problem(location.line, "block opened here has no closing '}'", name)
-        self.close_block()
+        self.close_block(closed=False)
 
     def finish(self) -> ParsedFile:
         if self.block is not None:

@@ -73,10 +73,10 @@ def test_builtin_must_exist_for_name_and_socket_type() -> None:
     assert _one(**ECHO).kind == "builtin"
     assert _one("tcpmux", **ECHO).kind == "builtin"
     assert _errors("tcpmux", type="INTERNAL", socket_type="dgram", wait="yes") == [
+        f"{F}:1: service tcpmux: port: tcpmux/udp is not in /etc/services; "
+        "write type = UNLISTED and port = N to run it anyway",
         f"{F}:3: service tcpmux: type: superd has no builtin service 'tcpmux' for "
         "socket_type dgram (builtins are chosen by service name)",
-        f"{F}:3: service tcpmux: type: tcpmux/udp is not in /etc/services; "
-        "write type = UNLISTED and port = N to run it anyway",
     ]
 
 

@@ -115,7 +115,7 @@ class BanList:
                     " {minutes} minutes")
         if extended:
             text = "Extending: " + text
-        _log.critical(text, event=events.EV_BAN, peer_host=host,
+        _log.warn(text, event=events.EV_BAN, peer_host=host,
                       minutes=None if minutes == FOREVER else minutes,
                       service_id=service_id,
                       action="extend" if extended else "add")

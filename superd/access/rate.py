@@ -68,7 +68,7 @@ class ConnectionRate:
 
     def _deactivate(self) -> None:
         wait = self.cps.wait
-        _log.error(
+        _log.warn(
             "Deactivating service {service_id} due to excessive incoming"
             " connections.  Restarting in {wait} seconds.",
             event=events.EV_LIMIT, service_id=self.service_id, wait=wait,
@@ -77,7 +77,7 @@ class ConnectionRate:
 
     def _activate(self) -> None:
         self._restart = None
-        _log.error("Activating service {service_id}", event=events.EV_LIMIT,
+        _log.warn("Activating service {service_id}", event=events.EV_LIMIT,
                    service_id=self.service_id, limit="cps", active=True)
 
     def stop(self) -> None:

@@ -443,3 +443,15 @@ class TestAgainstLoopbackResponder(unittest.TestCase):
         stuck.cancel()
         stuck.addErrback(lambda f: f.trap(defer.CancelledError))
         yield defer.gatherResults(slow_factory.lost)
+
+    @defer.inlineCallbacks
+    def test_ipv6(self) -> Any:
+        """Lookups work over IPv6 loopback, bound to the reached address."""
+        factory = ResponderFactory(reply(b"3333,2222:USERID:UNIX:v6\r\n"))
+        port: Any = reactor.listenTCP(0, factory, interface="::1")
+        self.addCleanup(port.stopListening)
+        result = yield lookup_user(reactor, Peer("::1", 2222), Peer("::1", 3333),
+                                   port=port.getHost().port, timeout=5)
+        yield defer.gatherResults(factory.lost)
+        assert result.user_text == "UNIX:v6"
+        assert factory.peers == ["::1"]

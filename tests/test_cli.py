@@ -1,0 +1,111 @@
+"""Tests for superd.cli: `superd check`, `superd version` and the dispatch points."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import superd
+from superd.cli import EX_NOT_IMPLEMENTED, main
+
+ECHO = """\
+service echo
+{
+	type        = INTERNAL UNLISTED
+	socket_type = stream
+	wait        = no
+	port        = 10007
+	bind        = 127.0.0.1 ::1
+}
+"""
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(argv), out, err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_check_prints_a_table(tmp_path: Path) -> None:
+    """check on a valid configuration exits 0 with one row per service."""
+    (tmp_path / "echo").write_text(ECHO)
+    status, out, err = run("check", "-c", str(tmp_path))
+    assert (status, err) == (0, "")
+    row = next(line for line in out.splitlines() if line.startswith("echo "))
+    assert "127.0.0.1:10007" in row and "builtin" in row
+
+
+def test_check_json(tmp_path: Path) -> None:
+    """check --json prints one JSON document with the services."""
+    (tmp_path / "echo").write_text(ECHO)
+    status, out, _ = run("check", "-c", str(tmp_path), "--json")
+    assert status == 0
+    document = json.loads(out)
+    assert [s["id"] for s in document["services"]] == ["echo"]
+
+
+def test_check_errors_exit_78_with_file_and_line(tmp_path: Path) -> None:
+    """Every problem is printed as FILE:LINE: service: attribute: problem; exit 78."""
+    (tmp_path / "echo").write_text(ECHO.replace("wait        = no", "wait = sometimes"))
+    status, out, err = run("check", "-c", str(tmp_path))
+    assert (status, out) == (78, "")
+    assert err == (f"{tmp_path / 'echo'}:5: service echo: wait: expected yes or no, "
+                   "got 'sometimes'\nsuperd: 1 configuration error; nothing started\n")
+
+
+def test_check_strict_refuses_unknown_attribute(tmp_path: Path) -> None:
+    """An unknown attribute is a warning, and an error with --strict."""
+    (tmp_path / "echo").write_text(ECHO.replace("\tport", "\tmdns        = yes\n\tport"))
+    status, out, _ = run("check", "-c", str(tmp_path))
+    assert status == 0 and "mdns" in out
+    status, _, err = run("check", "-c", str(tmp_path), "--strict")
+    assert status == 78 and "mdns" in err
+
+
+def test_check_warns_about_trailing_zero_wildcards(tmp_path: Path) -> None:
+    """only_from = 10.0.0.0 is flagged (it means 10/8)."""
+    (tmp_path / "echo").write_text(ECHO.replace("\tport", "\tonly_from   = 10.0.0.0\n\tport"))
+    status, out, _ = run("check", "-c", str(tmp_path))
+    assert status == 0
+    assert "10.0.0.0/8" in out
+
+
+def test_check_missing_path(tmp_path: Path) -> None:
+    """A configuration path that does not exist is refused with exit 78."""
+    status, _, err = run("check", "-c", str(tmp_path / "absent"))
+    assert status == 78
+    assert "absent" in err
+
+
+def test_version() -> None:
+    """version prints superd's version."""
+    assert run("version") == (0, f"superd {superd.__version__}\n", "")
+
+
+def test_status_not_implemented() -> None:
+    """status exists but says it is not implemented yet (exit 2)."""
+    status, _, err = run("status")
+    assert status == EX_NOT_IMPLEMENTED
+    assert "not implemented yet" in err
+
+
+def test_bans_dispatches_to_access_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bans passes its arguments to superd.access.banscli.main and returns its status."""
+    seen: list[list[str]] = []
+    fake = types.ModuleType("superd.access.banscli")
+    fake.main = lambda argv: seen.append(argv) or 5  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "superd.access.banscli", fake)
+    status, _, _ = run("bans", "list", "--json")
+    assert (status, seen) == (5, [["list", "--json"]])
+
+
+def test_bans_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the bans module, bans says so and exits 70."""
+    monkeypatch.setitem(sys.modules, "superd.access.banscli", None)
+    status, _, err = run("bans", "list")
+    assert status == 70 and "not available" in err

@@ -1,0 +1,55 @@
+"""Tests for superd.logs: the JSON and text observers for twistd --logger."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from twisted.logger import Logger, LogLevel, LogPublisher
+
+from superd import logs
+
+
+def emit(observer: object, **fields: object) -> None:
+    publisher = LogPublisher(observer)  # type: ignore[arg-type]
+    Logger(namespace="superd.test", observer=publisher).info(
+        "service {service_id} listening", event="listening", service_id="echo",
+        peer_bytes="{not a format}", **fields)
+
+
+def test_json_stdout_writes_one_object_per_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each event is one JSON line (no RFC 7464 separator) with every named field."""
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    observer = logs.json_stdout()
+    emit(observer, port=7)
+    emit(observer, port=8)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "\x1e" not in out.getvalue()
+    first = json.loads(lines[0])
+    assert (first["event"], first["service_id"], first["port"]) == ("listening", "echo", 7)
+    assert first["peer_bytes"] == "{not a format}"
+
+
+def test_text_observer_line() -> None:
+    """Text lines carry time, level, namespace, event name and the message."""
+    out = io.StringIO()
+    emit(logs.text_stdout(out))
+    line = out.getvalue()
+    assert line.endswith("info [superd.test] listening: service echo listening\n")
+    assert line[:4].isdigit()
+
+
+def test_text_observer_failure_is_indented() -> None:
+    """A logged failure's traceback follows the line, indented."""
+    out = io.StringIO()
+    publisher = LogPublisher(logs.text_stdout(out))
+    log = Logger(namespace="superd.test", observer=publisher)
+    try:
+        raise ZeroDivisionError("division by zero")
+    except ZeroDivisionError:
+        log.failure("it broke", level=LogLevel.error)
+    text = out.getvalue()
+    assert "error [superd.test] it broke" in text
+    assert "\n\tTraceback" in text and "ZeroDivisionError" in text

@@ -198,11 +198,13 @@ class _Parser:
             name, op, rest = match.groups()
             self.block[2].append(RawAttribute(name, op, tuple(_words(rest)), self.here(number)))
             return
-        if words[0] in ("service", "defaults", "include", "includedir"):
+        if words[0] in ("service", "defaults"):
             self.unclosed()
             self.feed_top(number, words)
             return
-        if "}" in words:
+        if words[0] in ("include", "includedir"):
+            message = f"{words[0]} is only allowed outside service and defaults blocks"
+        elif "}" in words:
             message = "'}' must be alone on its line"
         else:
             message = f"expected 'ATTRIBUTE = VALUE' or '}}', got {line.strip()[:80]!r}"

@@ -104,8 +104,7 @@ def test_malformed_lines_are_all_reported() -> None:
         "f:6: defaults: expected 'ATTRIBUTE = VALUE' or '}', got 'what is this'",
         "f:9: expected 'service NAME' (one name, no spaces)",
         "f:12: expected 'service NAME' (one name, no spaces)",
-        "f:15: service c: block opened here has no closing '}'",
-        "f:18: unexpected '}' outside a service or defaults block",
+        "f:17: service c: include is only allowed outside service and defaults blocks",
     ]
 
 

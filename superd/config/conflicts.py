@@ -93,10 +93,11 @@ def check_conflicts(services: Iterable[ServiceConfig], report: Reporter) -> None
             None,
         )
         if clash is not None:
+            attribute = next((a for a in ("bind", "port") if a in service.lines), None)
             report.error(
-                service.line_of("bind"),
+                service.line_of(attribute or "bind"),
                 _describe(*clash),
                 service=service.name,
-                attribute="bind" if service.bind else None,
+                attribute=attribute,
             )
         seen.extend(mine)

@@ -28,7 +28,11 @@ from superd.config.errors import Problem
 from superd.config.model import Configuration, Location
 from superd.config.parse import RawBlock, RawDirective, parse_text
 
-__all__ = ["LoadEnvironment", "load_configuration", "read_tree"]
+__all__ = ["MAX_INCLUDE_DEPTH", "LoadEnvironment", "load_configuration", "read_tree"]
+
+#: Nesting limit for includes.  Cycles are caught by path, but a path that
+#: grows through a symlink (``include ./loop/self``) never repeats.
+MAX_INCLUDE_DEPTH = 32
 
 
 def included_names(names: List[str]) -> List[str]:
@@ -67,6 +71,9 @@ class _Reader:
         if key in stack:
             cycle = " -> ".join((*stack[stack.index(key) :], key))
             self.problem(path, at, f"include cycle: {cycle}")
+            return
+        if len(stack) >= MAX_INCLUDE_DEPTH:
+            self.problem(path, at, f"includes nested more than {MAX_INCLUDE_DEPTH} deep")
             return
         try:
             text = self.env.read_file(path)

@@ -38,7 +38,7 @@ def test_wildcard_clashes_with_a_specific_address_of_its_family() -> None:
         f"service echo ({F}:1)"
     ]
     assert errors_of(_echo("daytime", bind="127.0.0.1") + _echo()) == [
-        f"{F}:9: service echo: tcp port 7000 on * is already used by service daytime ({F}:1)"
+        f"{F}:14: service echo: port: tcp port 7000 on * is already used by service daytime ({F}:1)"
     ]
 
 

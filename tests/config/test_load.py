@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from superd.config.errors import ConfigError
-from superd.config.load import LoadEnvironment, included_names, load_configuration
+from superd.config.load import (
+    MAX_INCLUDE_DEPTH,
+    LoadEnvironment,
+    included_names,
+    load_configuration,
+)
 from superd.config.model import SocketType
 from tests.config.fakes import SERVICES, fake_environment
 
@@ -152,3 +157,39 @@ def test_system_environment_reads_this_machine() -> None:
     """The one test using the real machine: Debian's installed xinetd files load."""
     config = load_configuration("/etc/xinetd.conf", environment=LoadEnvironment.system())
     assert "/etc/xinetd.conf" in config.sources
+
+
+def test_include_depth_is_bounded() -> None:
+    """A chain of includes that never repeats a path still ends, with an error."""
+    files = {f"/d/{n}": f"include {n + 1}\n" for n in range(40)}
+    assert _errors("/d/0", files) == [f"/d/{MAX_INCLUDE_DEPTH - 1}:1: includes nested more than "
+                                      f"{MAX_INCLUDE_DEPTH} deep"]  # fmt: skip
+
+
+def test_same_id_twice_in_debian_files_when_enabled() -> None:
+    """Enabling both of Debian's chargen-dgram definitions is reported as not unique."""
+    files = {
+        name: text.replace("disable\t\t= yes", "disable\t\t= no")
+        for name, text in _debian_files("/etc").items()
+        if name.endswith(("/chargen", "/chargen-udp"))
+    }
+    assert _errors("/etc/xinetd.d", files) == [
+        "/etc/xinetd.d/chargen-udp:13: service chargen: port: id chargen-dgram is not unique: "
+        "service chargen (/etc/xinetd.d/chargen:19) already listens on udp port 19 on *"
+    ]
+
+
+def test_real_files_are_read_from_disk(tmp_path: Path) -> None:
+    """The system environment reads a copy of Debian's files; odd bytes in comments load."""
+    (tmp_path / "xinetd.d").mkdir()
+    for entry in (FIXTURES / "debian" / "xinetd.d").iterdir():
+        (tmp_path / "xinetd.d" / entry.name).write_bytes(entry.read_bytes())
+    stock = (FIXTURES / "debian" / "xinetd.conf").read_text()
+    (tmp_path / "xinetd.conf").write_bytes(
+        b"# Latin-1 comment: caf\xe9\n" + stock.replace("/etc/xinetd.d", "xinetd.d").encode()
+    )
+    config = load_configuration(str(tmp_path / "xinetd.conf"), environment=LoadEnvironment.system())
+    assert config.services == ()
+    assert len(config.sources) == 13
+    by_dir = load_configuration(str(tmp_path / "xinetd.d"), environment=LoadEnvironment.system())
+    assert len(by_dir.sources) == 12

@@ -39,6 +39,8 @@ def builtin_file(name: str) -> str:
             f"\twait        = {wait}\n"
             f"\tport        = 0\n"
             f"\tbind        = 127.0.0.1 ::1\n"
+            # No connection-rate limit: the tests below open ~100 connections a second.
+            f"\tcps         = 0 0\n"
             f"}}\n")
     return "\n".join(blocks)
 

@@ -112,7 +112,9 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """Join backslash-continued lines; skip blank and ``#`` lines."""
     pending: list[str] = []
     start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only, as tcpd's fgets sees them.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
         if not pending:
             start = number
         if raw.endswith("\\"):

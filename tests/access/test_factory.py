@@ -1,0 +1,304 @@
+"""Tests for ``superd.access.factory``: the seam every peer passes through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
+
+from superd.access import setup
+from superd.access.factory import (
+    AccessControlledDatagramProtocol,
+    AccessControlledFactory,
+    admit_datagram_source,
+)
+from superd.access.load import CachedLoad
+from superd.access.names import HostNames, NameResolver
+from superd.config.model import CPS, AddressKind, AddressSpec, SocketType, TimeInterval
+from superd.runtime import Runtime
+from superd.session import Peer
+from tests.access.helpers import (
+    RecordingHandler,
+    connect,
+    fail_lines,
+    make_runtime,
+    service,
+    specs,
+)
+
+HOST = frozenset({"HOST"})
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    rt = make_runtime(tmp_path)
+    setup.attach(rt, load_reader=lambda: 0.0)
+    yield rt
+    setup.detach(rt)
+
+
+def factory_for(runtime: Runtime, **changes: Any) -> tuple[AccessControlledFactory,
+                                                           RecordingHandler]:
+    changes.setdefault("log_on_failure", HOST)
+    handler = RecordingHandler()
+    return AccessControlledFactory(service(**changes), handler, runtime), handler
+
+
+def test_admitted_peer_gets_a_counted_session(runtime: Runtime) -> None:
+    """An admitted peer is served by the handler's protocol, counted until it ends."""
+    factory, handler = factory_for(runtime, per_source=1)
+    protocol, transport = connect(factory, "::ffff:10.0.0.1")
+    assert protocol is handler.protocols[0]
+    (session,) = handler.sessions
+    assert session.peer == Peer("10.0.0.1", 40000)
+    assert transport.value() == b"served\n"
+    assert connect(factory, "10.0.0.1")[0] is None
+    protocol.connectionLost(None)  # type: ignore[union-attr]
+    assert connect(factory, "10.0.0.1")[0] is not None
+
+
+def test_refused_peer_is_never_served_and_logged(runtime: Runtime,
+                                                 log_events: list[dict[str, Any]]) -> None:
+    """A refusal returns None (close without reading) and logs FAIL."""
+    factory, handler = factory_for(runtime, only_from=specs("127.0.0.0"))
+    assert connect(factory, "10.0.0.1")[0] is None
+    assert connect(factory, "127.0.0.2")[0] is not None
+    assert len(handler.sessions) == 1
+    assert fail_lines(log_events) == ["FAIL: svc address from=10.0.0.1"]
+
+
+def test_per_source_five(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+    """per_source = 5: five concurrent from one source, not six; others still served."""
+    factory, _ = factory_for(runtime, per_source=5)
+    served = [connect(factory, "127.0.0.2")[0] for _ in range(6)]
+    assert [p is not None for p in served] == [True] * 5 + [False]
+    assert connect(factory, "127.0.0.3")[0] is not None
+    assert fail_lines(log_events) == ["FAIL: svc per_source_limit from=127.0.0.2"]
+
+
+def test_instances(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+    """instances = 2 refuses the third live session with service_limit."""
+    factory, _ = factory_for(runtime, instances=2)
+    served = [connect(factory, f"127.0.0.{i}")[0] for i in (2, 3, 4)]
+    assert [p is not None for p in served] == [True, True, False]
+    assert fail_lines(log_events) == ["FAIL: svc service_limit from=127.0.0.4"]
+
+
+def test_cps_refuses_31st_and_recovers(runtime: Runtime,
+                                       log_events: list[dict[str, Any]]) -> None:
+    """cps = 30 10 through the factory, on the injected clock."""
+    clock: MemoryReactorClock = runtime.reactor
+    clock.advance(500.1)
+    factory, _ = factory_for(runtime, cps=CPS(30, 10))
+    results = [connect(factory, "127.0.0.2")[0] is not None for _ in range(31)]
+    assert results == [True] * 30 + [False]
+    clock.advance(5)
+    assert connect(factory, "127.0.0.3")[0] is None
+    clock.advance(5)
+    assert connect(factory, "127.0.0.3")[0] is not None
+    assert fail_lines(log_events) == [
+        "FAIL: svc connections per second from=127.0.0.2",
+        "FAIL: svc connections per second from=127.0.0.3",
+    ]
+
+
+def test_order_ban_first(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+    """A banned source is refused as ``address`` before any other check."""
+    runtime.bans.ban("127.0.0.3", 10, "trap")
+    factory, _ = factory_for(runtime, instances=0)
+    assert connect(factory, "127.0.0.3")[0] is None
+    assert connect(factory, "127.0.0.4")[0] is None
+    assert fail_lines(log_events) == ["FAIL: svc address from=127.0.0.3",
+                                      "FAIL: svc service_limit from=127.0.0.4"]
+
+
+def test_global_limit_applies_to_spawning_services_only(tmp_path: Path) -> None:
+    """--limit refuses external servers with process_limit, not builtins."""
+    runtime = make_runtime(tmp_path, limit=1)
+    setup.attach(runtime)
+    runtime.running_children = 1
+    external, _ = factory_for(runtime, type=frozenset(), server="/bin/cat")
+    builtin, _ = factory_for(runtime, id="echo")
+    assert connect(external, "127.0.0.2")[0] is None
+    assert connect(builtin, "127.0.0.2")[0] is not None
+    setup.detach(runtime)
+
+
+def test_sensor_bans_everywhere(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+    """A sensor hit is refused and bans the source from other services, TCP and UDP."""
+    sensor = AccessControlledFactory(
+        service(id="trap", flags=frozenset({"SENSOR"}), deny_time=10,
+                log_on_failure=HOST), None, runtime)
+    assert connect(sensor, "127.0.0.3")[0] is None
+    factory, _ = factory_for(runtime)
+    assert connect(factory, "127.0.0.3")[0] is None
+    assert connect(factory, "127.0.0.2")[0] is not None
+    handler = RecordingHandler()
+    udp = AccessControlledDatagramProtocol(
+        service(socket_type=SocketType.DGRAM, protocol="udp", wait=True,
+                log_on_failure=HOST), handler, runtime)
+    udp.datagramReceived(b"x", ("127.0.0.3", 5000))
+    udp.datagramReceived(b"y", ("127.0.0.2", 5000))
+    assert handler.datagrams == [(b"y", Peer("127.0.0.2", 5000))]
+    assert fail_lines(log_events) == ["FAIL: trap address from=127.0.0.3",
+                                      "FAIL: svc address from=127.0.0.3",
+                                      "FAIL: svc address from=127.0.0.3"]
+
+
+def test_hosts_deny_append_applies_at_once(runtime: Runtime, tmp_path: Path,
+                                           log_events: list[dict[str, Any]]) -> None:
+    """Appending to hosts.deny refuses the host on its next connection (libwrap)."""
+    factory, _ = factory_for(runtime, flags=frozenset())
+    assert connect(factory, "127.0.0.4")[0] is not None
+    with open(tmp_path / "hosts.deny", "a") as f:
+        f.write("ALL: 127.0.0.4\n")
+    assert connect(factory, "127.0.0.4")[0] is None
+    nolibwrap, _ = factory_for(runtime, id="free")
+    assert connect(nolibwrap, "127.0.0.4")[0] is not None
+    assert fail_lines(log_events) == ["FAIL: svc libwrap from=127.0.0.4"]
+
+
+def test_banners(runtime: Runtime, tmp_path: Path) -> None:
+    """banner before the checks, banner_success before the handler, banner_fail on refusal."""
+    for name, text in (("b", "hello\n"), ("ok", "welcome\n"), ("no", "go away\n")):
+        (tmp_path / name).write_text(text)
+    factory, handler = factory_for(
+        runtime, banner=str(tmp_path / "b"), banner_success=str(tmp_path / "ok"),
+        banner_fail=str(tmp_path / "no"), only_from=specs("127.0.0.2"))
+    (tmp_path / "b").write_text("changed\n")  # read once, at load
+    _, served = connect(factory, "127.0.0.2")
+    assert served.value() == b"hello\nwelcome\nserved\n"
+    assert served.protocol is handler.protocols[0]
+    assert served.producerState == "producing"
+    _, refused = connect(factory, "127.0.0.3")
+    assert refused.value() == b"hello\ngo away\n"
+    assert refused.write_closed and not handler.protocols[1:]
+    runtime.reactor.advance(3)
+    assert refused.disconnecting
+
+
+def test_banner_fail_without_banner(runtime: Runtime, tmp_path: Path) -> None:
+    """Without ``banner`` a refused peer still gets banner_fail, then an abort."""
+    (tmp_path / "no").write_text("busy\n")
+    factory, _ = factory_for(runtime, banner_fail=str(tmp_path / "no"), instances=0)
+    protocol, transport = connect(factory, "127.0.0.2")
+    assert protocol is not None and transport.value() == b"busy\n"
+    runtime.reactor.advance(3)
+    assert transport.disconnecting
+
+
+class Lookups:
+    """A resolver run whose answers the test gives."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Deferred[HostNames]] = []
+
+    def __call__(self, call: Any) -> Deferred[HostNames]:
+        d: Deferred[HostNames] = Deferred()
+        self.waiting.append(d)
+        return d
+
+
+def test_name_rules_gate_the_connection(tmp_path: Path) -> None:
+    """With a .domain rule the connection waits, paused, for the lookup."""
+    runtime = make_runtime(tmp_path)
+    lookups = Lookups()
+    setup.attach(runtime, resolver=NameResolver(runtime.reactor, lookups))
+    domain = AddressSpec(".example.com", AddressKind.DOMAIN, name="example.com")
+    factory, handler = factory_for(runtime, only_from=(domain,))
+    _, transport = connect(factory, "127.0.0.2")
+    assert transport.producerState == "paused" and not handler.sessions
+    lookups.waiting[0].callback(HostNames(frozenset({"a.example.com"})))
+    assert transport.protocol is handler.protocols[0]
+    assert transport.producerState == "producing"
+    _, other = connect(factory, "127.0.0.3")
+    lookups.waiting[1].callback(HostNames(frozenset({"a.example.org"})))
+    assert other.disconnecting and len(handler.sessions) == 1
+    _, again = connect(factory, "127.0.0.2")  # cached: no gate, no lookup
+    assert again.protocol is handler.protocols[1] and len(lookups.waiting) == 2
+    setup.detach(runtime)
+
+
+def test_policy_exception_denies(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+    """A policy that raises is logged and denies with its reason word."""
+    def broken() -> float:
+        raise OSError("no /proc")
+    setup.state_of(runtime).load = CachedLoad(broken)
+    factory, _ = factory_for(runtime, max_load=1.0)
+    assert connect(factory, "127.0.0.2")[0] is None
+    assert fail_lines(log_events) == ["FAIL: svc load from=127.0.0.2"]
+    assert any(e.get("event") == "policy_error" for e in log_events)
+
+
+def test_handler_failure_refuses_and_releases(runtime: Runtime,
+                                              log_events: list[dict[str, Any]]) -> None:
+    """A handler that raises refuses the peer (FAIL fork) and frees its count."""
+    class Failing(RecordingHandler):
+        def protocol_for(self, session: Any) -> Any:
+            raise RuntimeError("cannot serve")
+    factory = AccessControlledFactory(service(per_source=1, log_on_failure=HOST),
+                                      Failing(), runtime)
+    assert connect(factory, "127.0.0.2")[0] is None
+    assert connect(factory, "127.0.0.2")[0] is None
+    assert fail_lines(log_events) == ["FAIL: svc fork from=127.0.0.2"] * 2
+
+
+def test_datagram_refusals_logged_once_a_minute(runtime: Runtime,
+                                                log_events: list[dict[str, Any]]) -> None:
+    """Refused datagrams are dropped; one FAIL per source per 60 s."""
+    handler = RecordingHandler()
+    udp = AccessControlledDatagramProtocol(
+        service(socket_type=SocketType.DGRAM, protocol="udp", wait=True,
+                only_from=specs("127.0.0.2"), log_on_failure=HOST), handler, runtime)
+    sent: list[tuple[bytes, Any]] = []
+
+    class Transport:
+        def write(self, data: bytes, addr: Any) -> None:
+            sent.append((data, addr))
+
+    udp.transport = Transport()  # type: ignore[assignment]
+    for _ in range(3):
+        udp.datagramReceived(b"no", ("127.0.0.3", 5000))
+    udp.datagramReceived(b"yes", ("127.0.0.2", 5000))
+    runtime.reactor.advance(60)
+    udp.datagramReceived(b"no", ("127.0.0.3", 5000))
+    assert sent == [(b"yes", ("127.0.0.2", 5000))]
+    assert fail_lines(log_events) == ["FAIL: svc address from=127.0.0.3"] * 2
+
+
+def test_admit_datagram_source(runtime: Runtime) -> None:
+    """The wait=yes check runs the full list, and sensors trip."""
+    svc = service(socket_type=SocketType.DGRAM, protocol="udp", wait=True,
+                  type=frozenset(), server="/usr/sbin/in.tftpd",
+                  no_access=specs("127.0.0.5"))
+    assert admit_datagram_source(svc, Peer("127.0.0.2", 69), runtime)
+    assert not admit_datagram_source(svc, Peer("127.0.0.5", 69), runtime)
+    trap = service(id="trap", flags=frozenset({"SENSOR"}), deny_time=-1)
+    assert not admit_datagram_source(trap, Peer("127.0.0.2", 69), runtime)
+    assert not admit_datagram_source(svc, Peer("127.0.0.2", 69), runtime)
+
+
+def test_minimal_policies_without_configuration(runtime: Runtime) -> None:
+    """A service with nothing configured runs only the ban check and xinetd's default cps."""
+    factory, _ = factory_for(runtime)
+    assert [type(p).__name__ for p in factory.policies] == ["BanPolicy", "ConnectionRate"]
+    factory, _ = factory_for(runtime, id="nocps", cps=CPS(0, 0))
+    assert [type(p).__name__ for p in factory.policies] == ["BanPolicy"]
+
+
+def test_full_order(runtime: Runtime) -> None:
+    """Policies run in compatibility.md's order."""
+    runtime.options = attrs.evolve(runtime.options, limit=4)
+    factory, _ = factory_for(
+        runtime, flags=frozenset(), only_from=specs("127.0.0.0"),
+        access_times=(TimeInterval(0, 1440),), cps=CPS(5, 1), instances=3,
+        per_source=2, max_load=9.0, type=frozenset(), server="/bin/cat")
+    assert [type(p).__name__ for p in factory.policies] == [
+        "BanPolicy", "AddressPolicy", "HostsAccessPolicy", "TimePolicy",
+        "ConnectionRate", "InstancesPolicy", "PerSourcePolicy", "LoadPolicy",
+        "GlobalLimitPolicy"]

@@ -1,0 +1,67 @@
+"""Tests for ``superd.access.limits``: instances, per_source and --limit."""
+
+from __future__ import annotations
+
+from twisted.internet.testing import MemoryReactorClock
+
+from superd.access.limits import (
+    GlobalLimitPolicy,
+    InstancesPolicy,
+    PerSourcePolicy,
+    SessionCounter,
+)
+from superd.runtime import Runtime, RuntimeOptions
+from superd.session import Peer, Session
+
+
+def session(host: str, service_id: str = "svc") -> Session:
+    return Session(service_id, Peer(host, 1), None, 0.0)
+
+
+def test_per_source_counts_live_sessions_per_source() -> None:
+    """per_source 5: five live sessions from one source, the sixth refused."""
+    counter = SessionCounter()
+    policy = PerSourcePolicy("svc", 5, counter)
+    live = []
+    for _ in range(5):
+        assert policy.check(Peer("10.0.0.1", 1), 0).allowed
+        live.append(session("10.0.0.1"))
+        counter.acquire(live[-1])
+    refused = policy.check(Peer("10.0.0.1", 1), 0)
+    assert (refused.allowed, refused.reason) == (False, "per_source_limit")
+    assert policy.check(Peer("10.0.0.2", 1), 0).allowed
+    live[0].end()
+    live[0].end()  # idempotent: released once
+    assert counter.from_source("svc", "10.0.0.1") == 4
+    assert policy.check(Peer("10.0.0.1", 1), 0).allowed
+
+
+def test_instances_counts_the_service_only() -> None:
+    """instances 2 counts sessions of this service, not of others."""
+    counter = SessionCounter()
+    policy = InstancesPolicy("svc", 2, counter)
+    counter.acquire(session("10.0.0.1", "other"))
+    counter.acquire(session("10.0.0.1"))
+    assert policy.check(Peer("10.0.0.9", 1), 0).allowed
+    last = session("10.0.0.2")
+    counter.acquire(last)
+    assert policy.check(Peer("10.0.0.9", 1), 0).reason == "service_limit"
+    last.end()
+    assert counter.running("svc") == 1
+    assert policy.check(Peer("10.0.0.9", 1), 0).allowed
+
+
+def test_instances_zero_refuses_everything() -> None:
+    """instances 0 admits nobody."""
+    assert not InstancesPolicy("svc", 0, SessionCounter()).check(
+        Peer("1.1.1.1", 1), 0).allowed
+
+
+def test_global_limit_uses_running_children() -> None:
+    """--limit N refuses while N children run."""
+    runtime = Runtime(MemoryReactorClock(), RuntimeOptions(limit=2))
+    policy = GlobalLimitPolicy(runtime)
+    runtime.running_children = 1
+    assert policy.check(Peer("1.1.1.1", 1), 0).allowed
+    runtime.running_children = 2
+    assert policy.check(Peer("1.1.1.1", 1), 0).reason == "process_limit"

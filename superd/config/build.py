@@ -269,6 +269,8 @@ def build_service(draft: Draft, defaults: Draft, env: LoadEnvironment,
         c.error("wait", "missing: write wait = no (one server per connection) or wait = yes")
     if socket_type is None or protocol is None:
         return None
+    if c.draft.invalid & {"type", "flags", "redirect"}:
+        return None  # what kind of service this is is unknown: later checks would mislead
     _kind_checks(c, socket_type, wait)
     _flag_checks(c, wait)
     port = _port(c, protocol)

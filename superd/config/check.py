@@ -92,6 +92,7 @@ def render_json(config: Configuration) -> str:
             "file": w.location.file,
             "line": w.location.line,
             "service": w.service,
+            "section": w.section,
             "attribute": w.attribute,
             "message": w.message,
             "text": str(w),

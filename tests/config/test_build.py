@@ -293,3 +293,10 @@ def test_tcpmux_clients_have_no_port_of_their_own() -> None:
     """TCPMUX/TCPMUXPLUS services are reached through tcpmux and open no socket."""
     s = _one("myplus", **SSH, type="TCPMUXPLUS UNLISTED")
     assert (s.kind, s.port) == ("tcpmux-client", None)
+
+
+def test_an_invalid_type_does_not_cascade() -> None:
+    """With ``type`` unreadable, only that error is reported, not guesses about the kind."""
+    assert _errors("rsync", type="RPC", socket_type="stream", wait="no") == [
+        f"{F}:3: service rsync: type: RPC services are not supported"
+    ]

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 def _check(path: str, strict: bool, as_json: bool, out: IO[str], err: IO[str]) -> int:
     from superd.config.check import render_json, render_table
     from superd.config.load import load_configuration
+    from superd.service import unavailable_problems
 
     try:
         configuration = load_configuration(path, strict=strict)
@@ -72,6 +73,10 @@ def _check(path: str, strict: bool, as_json: bool, out: IO[str], err: IO[str]) -
         return EX_CONFIG
     except OSError as e:
         print(f"superd: cannot read {path}: {e.strerror or e}", file=err)
+        return EX_CONFIG
+    unavailable = unavailable_problems(configuration)
+    if unavailable:  # the daemon would refuse these at startup
+        report_config_error(ConfigError(unavailable), err)
         return EX_CONFIG
     # Both renderings include the warnings.
     text = render_json(configuration) if as_json else render_table(configuration)

@@ -47,6 +47,7 @@ __all__ = [
     "build_service",
     "notify_ready",
     "protected_ports",
+    "unavailable_problems",
 ]
 
 _log = Logger(namespace="superd.service")
@@ -298,6 +299,15 @@ def service_children(service: ServiceConfig, runtime: Runtime,
 def _problem(service: ServiceConfig, error: Unavailable) -> Problem:
     where = service.line_of(error.attribute)
     return Problem(where.file, where.line, service.name, error.attribute, error.message)
+
+
+def unavailable_problems(config: Configuration) -> List[Problem]:
+    """
+    The services of ``config`` this build cannot run (redirect, tcpmux, raw
+    sockets), found without building or binding anything: for ``superd check``.
+    """
+    found = ((service, _unsupported_kind(service)) for service in config.services)
+    return [_problem(service, error) for service, error in found if error is not None]
 
 
 def build_service(config: Configuration, runtime: Runtime, *,

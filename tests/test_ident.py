@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 from twisted.internet import error as neterror
 from twisted.internet.protocol import Protocol, ServerFactory
@@ -88,6 +90,32 @@ class TestParseReply:
         """Printable text, non-ASCII letters included, is unchanged."""
         assert escape_text("UNIX : j\u00f6rg".encode()) == "UNIX : j\u00f6rg"
         assert escape_text(b"a\tb\x7f") == "a\\x09b\\x7f"
+
+
+@given(st.binary(max_size=200), st.integers(0, 65535), st.integers(0, 65535))
+def test_parse_reply_never_raises_and_text_is_safe(line: bytes, rport: int,
+                                                   lport: int) -> None:
+    """Any reply parses to None or to text with no control characters."""
+    text = parse_reply(line, rport, lport)
+    assert text is None or text.isprintable()
+
+
+@given(st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]),
+               min_size=1, max_size=60).filter(lambda t: t[0] not in " \t\n\x0b\x0c\r"
+                                               and t.isprintable()),
+       st.lists(st.integers(1, 40), max_size=10))
+def test_reply_in_any_chunking(user: str, cuts: list[int]) -> None:
+    """A valid reply yields its text however TCP splits it."""
+    reply_bytes = b"3333 , 2222 : USERID : " + user.encode() + b"\r\n"
+    r = MemoryReactorClock()
+    _, results = start(r)
+    protocol, _ = connect(r)
+    position = 0
+    for cut in cuts:
+        protocol.dataReceived(reply_bytes[position:position + cut])
+        position += cut
+    protocol.dataReceived(reply_bytes[position:])
+    assert results == [IdentResult(user_text=user)]
 
 
 def test_line_shapes() -> None:

@@ -6,11 +6,14 @@ import calendar
 import errno
 import os
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.logger import LogEvent, capturedLogs
 
 from superd.config.model import FileLog
@@ -307,3 +310,16 @@ class TestFailures:
         with capturedLogs() as events:
             sink.write("s", "START: s", EXAMPLE)
         assert all("xinetd_line" not in e for e in events)
+
+
+@given(st.lists(st.text(max_size=80), min_size=1, max_size=20))
+def test_one_record_is_one_line(records: list[str]) -> None:
+    """Whatever a line contains (CR, LF, surrogates), each write is one line of the file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "svc.log"
+        sink = FileSink(FileLog(str(path)), "s")
+        sink.open()
+        for record in records:
+            sink.write("s", record, EXAMPLE)
+        sink.close()
+        assert path.read_bytes().count(b"\n") == len(records)

@@ -22,7 +22,7 @@ from superd.events import (
     emit_start,
 )
 from superd.interfaces import IStreamHandler
-from superd.session import Session
+from superd.session import Peer, Session
 from superd.spawn.environ import stream_environment
 from superd.spawn.handoff import NotHandOffable, hand_off
 from superd.spawn.spawner import SpawnError
@@ -92,8 +92,10 @@ class ExternalHandler:
 
     def serve(self, session: Session, transport: Any) -> None:
         """Start the child for ``session`` on ``transport``'s socket."""
-        env = stream_environment(self.spec.base_env, session.peer,
-                                 session.local)
+        local = session.local
+        if local is None:
+            local = Peer.from_address(transport.getHost())
+        env = stream_environment(self.spec.base_env, session.peer, local)
         child: Optional[Child] = None
         try:
             child = hand_off(

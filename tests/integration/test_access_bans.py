@@ -1,0 +1,90 @@
+"""
+SENSOR bans and the hosts.deny workflow on the real daemon: a sensor hit
+bans the source from every service, TCP and UDP, and across a restart;
+appending to hosts.deny refuses a host on its next connection, no signal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from superd.access import banscli
+from tests.access.clients import (
+    block,
+    daytime_block,
+    fetch,
+    hosts_args,
+    udp_ask,
+)
+
+SENSOR = block("daytime", "trap", extra="\tflags          = SENSOR\n"
+                                         "\tdeny_time      = 10\n")
+
+
+def config(conf_dir: Callable[..., Path]) -> Path:
+    return conf_dir(trap=SENSOR, daytime=daytime_block("daytime"),
+                    echo=block("echo", "echo-udp", kind="dgram"))
+
+
+def test_sensor_bans_everywhere_and_survives_restart(
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """A hit on the sensor from 127.0.0.3 bans it on TCP and UDP services,
+    leaves 127.0.0.2 alone, and still holds after superd restarts."""
+    conf = config(conf_dir)
+    state = str(tmp_path / "state")
+    superd = superd_factory(conf, *hosts_args(tmp_path), state_dir=state)
+    assert not fetch("127.0.0.3", superd.port("trap"))
+    superd.wait_for_event(lambda e: e.get("event") == "ban")
+    assert not fetch("127.0.0.3", superd.port("daytime"))
+    assert fetch("127.0.0.2", superd.port("daytime"))
+    udp = superd.port("echo-udp", "udp")
+    assert udp_ask("127.0.0.2", udp) == b"ping"
+    assert udp_ask("127.0.0.3", udp) is None
+    lines = superd.xinetd_lines()
+    assert "FAIL: trap address from=127.0.0.3" in lines
+    assert "FAIL: daytime address from=127.0.0.3" in lines
+    superd.wait_for_event(lambda e: e.get("xinetd_line") ==
+                          "FAIL: echo-udp address from=127.0.0.3")
+    assert superd.stop() in (0, -15)
+    again = superd_factory(conf, *hosts_args(tmp_path), state_dir=state)
+    assert not fetch("127.0.0.3", again.port("daytime"))
+    assert fetch("127.0.0.2", again.port("daytime"))
+
+
+def test_bans_cli_while_running(superd_factory: Callable[..., Any],
+                                conf_dir: Callable[..., Path],
+                                tmp_path: Path) -> None:
+    """``superd bans add/remove`` take effect in a running daemon within ~1 s."""
+    conf = config(conf_dir)
+    state = str(tmp_path / "state")
+    superd = superd_factory(conf, *hosts_args(tmp_path), state_dir=state)
+    port = superd.port("daytime")
+    assert banscli.main(["--state-dir", state, "add", "127.0.0.5"]) == 0
+    time.sleep(1.5)
+    assert not fetch("127.0.0.5", port)
+    assert banscli.main(["--state-dir", state, "remove", "127.0.0.5"]) == 0
+    time.sleep(1.5)
+    assert fetch("127.0.0.5", port)
+
+
+def test_appending_to_hosts_deny(superd_factory: Callable[..., Any],
+                                 conf_dir: Callable[..., Path],
+                                 tmp_path: Path) -> None:
+    """Appending ``ALL: 127.0.0.4`` to hosts.deny refuses that host on its
+    very next connection, with no signal; FAIL says ``libwrap``."""
+    deny = tmp_path / "hosts.deny"
+    deny.write_text("# SeeYouLater appends here\n")
+    conf = conf_dir(daytime=daytime_block("daytime"))
+    superd = superd_factory(conf, *hosts_args(tmp_path))
+    port = superd.port("daytime")
+    assert fetch("127.0.0.4", port)
+    with open(deny, "a") as f:
+        f.write("ALL: 127.0.0.4\n")
+    assert not fetch("127.0.0.4", port)
+    assert fetch("127.0.0.2", port)
+    superd.wait_for_event(lambda e: e.get("xinetd_line") ==
+                          "FAIL: daytime libwrap from=127.0.0.4")

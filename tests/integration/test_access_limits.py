@@ -1,0 +1,81 @@
+"""
+per_source and cps on the real daemon: exact counts of real connections from
+127.0.0.x sources, and one cps test that takes real seconds.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.access.clients import (
+    block,
+    daytime_block,
+    fetch,
+    hosts_args,
+    open_from,
+)
+
+
+def echoes(conn: socket.socket) -> bool:
+    """True if the connection echoes; False if it was closed or reset."""
+    try:
+        conn.sendall(b"ping\n")
+        return conn.recv(16) == b"ping\n"
+    except OSError:
+        return False
+
+
+def test_per_source_five(superd_factory: Callable[..., Any],
+                         conf_dir: Callable[..., Path], tmp_path: Path) -> None:
+    """per_source = 5 admits exactly five concurrent connections from one
+    source, still serves another source, and frees a slot when one ends."""
+    conf = conf_dir(echo=block("echo", "echo", extra="\tper_source     = 5\n"
+                                                      "\tcps            = 0 0\n"))
+    superd = superd_factory(conf, *hosts_args(tmp_path))
+    port = superd.port("echo")
+    held = [open_from("127.0.0.2", port) for _ in range(5)]
+    try:
+        assert all(echoes(c) for c in held)
+        with open_from("127.0.0.2", port) as sixth:
+            assert not echoes(sixth)
+        with open_from("127.0.0.3", port) as other:
+            assert echoes(other)
+        held.pop().close()
+        time.sleep(0.3)  # let the daemon see the close and release the slot
+        with open_from("127.0.0.2", port) as again:
+            assert echoes(again)
+    finally:
+        for c in held:
+            c.close()
+    fails = [line for line in superd.xinetd_lines() if line.startswith("FAIL")]
+    assert fails == ["FAIL: echo per_source_limit from=127.0.0.2"]
+
+
+def test_cps_30_10(superd_factory: Callable[..., Any],
+                   conf_dir: Callable[..., Path], tmp_path: Path) -> None:
+    """cps = 30 10: the 31st connection in a second is refused, the service
+    refuses everything (still listening) for 10 s, then serves again; the
+    log has xinetd's lines."""
+    conf = conf_dir(daytime=daytime_block("daytime", "\tcps            = 30 10\n"))
+    superd = superd_factory(conf, *hosts_args(tmp_path))
+    port = superd.port("daytime")
+    results = [bool(fetch("127.0.0.2", port)) for _ in range(31)]
+    assert results == [True] * 30 + [False]
+    deactivated = time.monotonic()
+    assert not fetch("127.0.0.3", port)  # refused, not ECONNREFUSED
+    time.sleep(max(0.0, deactivated + 10.5 - time.monotonic()))
+    assert fetch("127.0.0.3", port)
+    texts = [e.get("log_format", "").format(**e) for e in superd.events()
+             if e.get("event") == "limit"]
+    assert texts == [
+        "Deactivating service daytime due to excessive incoming connections."
+        "  Restarting in 10 seconds.",
+        "Activating service daytime",
+    ]
+    fails = [line for line in superd.xinetd_lines() if line.startswith("FAIL")]
+    assert fails == ["FAIL: daytime connections per second from=127.0.0.2",
+                     "FAIL: daytime connections per second from=127.0.0.3"]

@@ -31,13 +31,17 @@ __all__ = ["LINGER_TIMEOUT", "BuiltinProtocol", "BuiltinStreamHandler"]
 #: a bad link finishes well within it; a peer that never reads does not.
 LINGER_TIMEOUT: float = 30.0
 
+#: ``log_on_success`` flags that make xinetd write an EXIT line.
+_EXIT_FLAGS = frozenset({"EXIT", "DURATION"})
+
 
 class BuiltinProtocol(Protocol):
     """Base of the stream builtins: one admitted session of one service."""
 
-    #: Log an EXIT line when the connection ends.  True for the builtins
-    #: xinetd forks for (echo, discard, chargen), whose log readers expect
-    #: EXIT with a duration; xinetd logs no EXIT for daytime and time.
+    #: Log EXIT when the connection ends, if ``log_on_success`` has EXIT or
+    #: DURATION.  True for the builtins xinetd forks for (echo, discard,
+    #: chargen), whose log readers expect EXIT with a duration; xinetd logs
+    #: no EXIT for daytime and time.
     logs_exit: bool = False
 
     # Any, not Protocol's ITransport: builtins also use the IConsumer,
@@ -83,10 +87,15 @@ class BuiltinProtocol(Protocol):
             self._linger.cancel()
         self._linger = None
         self.stop()
-        if self.logs_exit and not self.session.ended:
+        if self._logs_exit() and not self.session.ended:
             duration = self.runtime.seconds() - self.session.started
             emit_exit(self.service, 0, 0, None, max(0.0, duration))
         self.session.end()
+
+    def _logs_exit(self) -> bool:
+        # Only when the service asks for an EXIT line: one log event per
+        # connection is a measurable share of a builtin's cost.
+        return self.logs_exit and bool(self.service.log_on_success & _EXIT_FLAGS)
 
     def stop(self) -> None:
         """Release what the protocol holds (timers); called once, on connection loss."""

@@ -63,9 +63,10 @@ def test_stream_handler_builds_the_right_protocol(name: str, protocol_class: typ
 
 
 def test_stream_protocol_logs_start_and_ends_session(events: EventLoggingObserver) -> None:
-    """A served connection logs START (pid 0, the peer) and its loss ends the session once."""
+    """A served connection logs START (pid 0, the peer); its loss ends the session and logs EXIT."""
     runtime = make_runtime()
-    handler = stream_handler(make_service("echo", id="echo-tcp"), runtime)
+    service = make_service("echo", id="echo-tcp", log_on_success=frozenset({"DURATION"}))
+    handler = stream_handler(service, runtime)
     session = make_session(runtime, "echo-tcp", Peer("127.0.0.3", 5000))
     ended: list[object] = []
     session.on_end(ended.append)
@@ -80,11 +81,23 @@ def test_stream_protocol_logs_start_and_ends_session(events: EventLoggingObserve
     assert exit_event["duration"] == 5 and exit_event["status"] == 0
 
 
+def test_no_exit_event_unless_asked(events: EventLoggingObserver) -> None:
+    """Without EXIT/DURATION in log_on_success, echo logs no EXIT (a per-connection cost)."""
+    runtime = make_runtime()
+    proto = stream_handler(make_service("echo"), runtime).protocol_for(make_session(runtime))
+    proto.makeConnection(StringTransport())
+    proto.connectionLost()
+    assert proto.session.ended
+    assert len(named(events, EV_START)) == 1
+    assert named(events, EV_EXIT) == []
+
+
 def test_daytime_and_time_log_no_exit(events: EventLoggingObserver) -> None:
     """As in xinetd, the in-process daytime and time services log START but no EXIT."""
     runtime = make_runtime()
     for name in ("daytime", "time"):
-        proto = stream_handler(make_service(name), runtime).protocol_for(make_session(runtime))
+        service = make_service(name, log_on_success=frozenset({"EXIT", "DURATION"}))
+        proto = stream_handler(service, runtime).protocol_for(make_session(runtime))
         proto.makeConnection(StringTransport())
         proto.connectionLost()
     assert len(named(events, EV_START)) == 2

@@ -1,0 +1,60 @@
+"""
+git under superd: ``git daemon --inetd`` run as nobody, exporting a test
+repository that the real ``git clone git://...`` fetches.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.external import service_block, wait_until, world_directory
+from tests.integration.harness import Superd, require_program
+
+Factory = Callable[..., Superd]
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    yield from world_directory()
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(
+        [require_program("git"), "-c", "user.name=t", "-c", "user.email=t@example.org",
+         "-c", "init.defaultBranch=main", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_git_daemon_inetd_clone(superd_factory: Factory, conf_dir: Callable[..., Path],
+                                world_dir: Path, tmp_path: Path) -> None:
+    """``git clone git://127.0.0.1:PORT/repo`` through a spawned
+    ``git daemon --inetd`` gets the repository's history and files."""
+    git_path = require_program("git")
+    repo = world_dir / "repo"
+    git("init", "-q", str(repo))
+    (repo / "README").write_text("served by superd\n")
+    git("add", "README", cwd=repo)
+    git("commit", "-q", "-m", "first", cwd=repo)
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+    subprocess.run(["chmod", "-R", "a+rX", str(repo)], check=True)
+    # The repository belongs to root and the daemon runs as nobody: git's
+    # ownership check needs safe.directory, given through ``env``.
+    conf = conf_dir(git=service_block(
+        "git", git_path,
+        f"daemon --inetd --export-all --base-path={world_dir} {world_dir}",
+        user="nobody",
+        extra="env = GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory"
+              " GIT_CONFIG_VALUE_0=*"))
+    superd = superd_factory(conf)
+    clone = tmp_path / "clone"
+    git("clone", "-q", f"git://127.0.0.1:{superd.port('git')}/repo", str(clone))
+    assert (clone / "README").read_text() == "served by superd\n"
+    assert git("rev-parse", "HEAD", cwd=clone).strip() == head
+    assert wait_until(lambda: superd.children() == [])
+    assert any(line.startswith("EXIT: git status=0") for line in superd.xinetd_lines())

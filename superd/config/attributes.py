@@ -254,3 +254,53 @@ ATTRIBUTES: Dict[str, AttributeSpec] = {spec.name: spec for spec in _TABLE}
 def lookup(name: str) -> Optional[AttributeSpec]:
     """The spec of attribute ``name``, or None if superd does not know it."""
     return ATTRIBUTES.get(name)
+
+
+# -- issue 6: TLS termination, redirect tuning, users' own protocols ---------
+#
+# Syntax is checked here, like every attribute; what needs the outside world
+# (reading the PEM files, importing a factory, a user protocol's own
+# attributes) is checked at load by ``superd.extensions.check_extensions``.
+
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(word: str) -> str:
+        if word not in allowed:
+            raise ValueError(f"expected {' or '.join(allowed)}, got {word!r}")
+        return word
+    return parse
+
+
+def _factory_path(word: str) -> str:
+    if not _FACTORY.match(word):
+        raise ValueError(f"expected package.module:callable, got {word!r}")
+    return word
+
+
+#: Attributes whose parsed values ``superd.extensions`` turns into
+#: ``ServiceConfig.extensions``.
+EXTENSION_ATTRIBUTES: Tuple[str, ...] = (
+    "tls_cert", "tls_key", "tls_min_version", "tls_ciphers", "tls_client_ca",
+    "tls_verify_client", "tls_client_names", "tls_handshake_timeout",
+    "redirect_tls", "redirect_tls_name", "redirect_tls_ca", "redirect_timeout",
+    "factory", "plugin",
+)  # fmt: skip
+
+ATTRIBUTES.update({spec.name: spec for spec in (
+    _spec("tls_cert", _one(_path)),
+    _spec("tls_key", _one(_path)),
+    _spec("tls_min_version", _one(_choice("1.2", "1.3"))),
+    _spec("tls_ciphers", _one(_word)),
+    _spec("tls_client_ca", _one(_path)),
+    _spec("tls_verify_client", _one(_choice("none", "optional", "require"))),
+    _list("tls_client_names", tuple, minimum=1),
+    _spec("tls_handshake_timeout", _one(v.positive_float)),
+    _spec("redirect_tls", _one(v.yes_no)),
+    _spec("redirect_tls_name", _one(_word)),
+    _spec("redirect_tls_ca", _one(_path)),
+    _spec("redirect_timeout", _one(v.positive_float)),
+    _spec("factory", _one(_factory_path)),
+    _spec("plugin", _one(_word)),
+)})  # fmt: skip

@@ -12,7 +12,7 @@ against earlier *bound* services; superd reports every clash, naming both.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
@@ -85,11 +85,13 @@ def _describe(clash: Listener, earlier: Listener) -> str:
 
 def check_conflicts(services: Iterable[ServiceConfig], report: Reporter) -> None:
     """Report each service whose listener clashes with an earlier service's."""
-    seen: List[Listener] = []
+    # Indexed by (protocol, port): only those can clash, and large trees
+    # (thousands of services) stay linear.
+    seen: Dict[Tuple[str, int], List[Listener]] = {}
     for service in services:
         mine = listeners(service)
         clash = next(
-            ((m, s) for m in mine for s in seen if m.overlaps(s)),
+            ((m, s) for m in mine for s in seen.get((m.protocol, m.port), ()) if m.overlaps(s)),
             None,
         )
         if clash is not None:
@@ -100,4 +102,5 @@ def check_conflicts(services: Iterable[ServiceConfig], report: Reporter) -> None
                 service=service.name,
                 attribute=attribute,
             )
-        seen.extend(mine)
+        for listener in mine:
+            seen.setdefault((listener.protocol, listener.port), []).append(listener)

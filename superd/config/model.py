@@ -25,6 +25,7 @@ __all__ = [
     "ConfigWarning",
     "Configuration",
     "Credentials",
+    "Extensions",
     "FileLog",
     "Location",
     "LogTarget",
@@ -33,6 +34,8 @@ __all__ = [
     "SocketType",
     "SyslogLog",
     "TimeInterval",
+    "TLSSettings",
+    "UpstreamTLS",
 ]
 
 #: ``UNLIMITED`` for ``instances``/``per_source``/``rlimit_*`` values.
@@ -159,6 +162,62 @@ class Credentials:
 
 
 @attrs.frozen
+class TLSSettings:
+    """
+    TLS termination for a stream service (``tls_*`` attributes, issue 6).
+
+    The PEM texts are read at load (and again on every reload), so a bad
+    file is a configuration error, never a failure at the first connection.
+    """
+
+    cert_pem: bytes
+    key_pem: bytes
+    #: ``tls_min_version``: ``1.2`` or ``1.3``.
+    min_version: str = "1.2"
+    #: ``tls_ciphers``: an OpenSSL cipher string (TLS 1.2 and below).
+    ciphers: Optional[str] = None
+    #: ``tls_client_ca``: PEM of the CA(s) client certificates must chain to.
+    client_ca_pem: Optional[bytes] = None
+    #: ``tls_verify_client``: ``none``, ``optional`` or ``require``.
+    verify_client: str = "none"
+    #: ``tls_client_names``: subject CN / SAN names allowed (empty: any).
+    client_names: Tuple[str, ...] = ()
+    #: ``tls_handshake_timeout`` in seconds.
+    handshake_timeout: float = 10.0
+
+
+@attrs.frozen
+class UpstreamTLS:
+    """``redirect_tls = yes``: talk TLS to the redirect target and verify it."""
+
+    #: ``redirect_tls_name``: the name the upstream certificate must carry.
+    name: str
+    #: ``redirect_tls_ca``: PEM of the trusted CA(s); None = system trust store.
+    ca_pem: Optional[bytes] = None
+
+
+@attrs.frozen
+class Extensions:
+    """The issue-6 settings of one service: TLS, redirect tuning, user protocols."""
+
+    tls: Optional[TLSSettings] = None
+    redirect_tls: Optional[UpstreamTLS] = None
+    #: ``redirect_timeout``: seconds allowed for connecting to the upstream.
+    redirect_timeout: float = 10.0
+    #: ``factory = package.module:callable`` (a user's own protocol).
+    factory: Optional[str] = None
+    #: ``plugin = NAME``: a user protocol found with ``twisted.plugin``.
+    plugin: Optional[str] = None
+    #: The user protocol's own attributes, parsed by its declared schema.
+    settings: Mapping[str, object] = attrs.field(factory=dict)
+
+    @property
+    def user_protocol(self) -> bool:
+        """True when the service is served by a user's own protocol."""
+        return self.factory is not None or self.plugin is not None
+
+
+@attrs.frozen
 class ServiceConfig:
     """
     One service, fully validated, with defaults already applied.
@@ -217,6 +276,8 @@ class ServiceConfig:
     #: Attributes not known to superd itself (for users' own protocols, and
     #: for ``superd check`` warnings): name -> values.
     extra: Mapping[str, Tuple[str, ...]] = attrs.field(factory=dict)
+    #: TLS, redirect tuning and users' own protocols (issue 6).
+    extensions: Extensions = Extensions()
     lines: Mapping[str, Location] = attrs.field(factory=dict, eq=False)
 
     @property

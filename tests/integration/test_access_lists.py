@@ -5,9 +5,12 @@ the seed's trailing-zero form, best-match precedence, and a 10,000-entry list.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.access.clients import daytime_block, fetch, hosts_args
 
@@ -48,3 +51,20 @@ def test_ten_thousand_entries(superd_factory: Callable[..., Any],
     port = superd.port("daytime")
     assert served(fetch("127.0.0.2", port))
     assert fetch("127.0.0.3", port) in (b"", None)
+
+
+def test_host_name_entry(superd_factory: Callable[..., Any],
+                         conf_dir: Callable[..., Path], tmp_path: Path) -> None:
+    """``only_from = localhost`` admits 127.0.0.1 after a reverse lookup
+    confirmed forward (done off the reactor), and refuses 127.0.0.2."""
+    try:
+        name = socket.gethostbyaddr("127.0.0.1")[0]
+    except OSError:
+        name = ""
+    if name != "localhost":
+        pytest.skip("127.0.0.1 does not resolve to localhost here")
+    conf = conf_dir(daytime=daytime_block("daytime", "\tonly_from      = localhost\n"))
+    superd = superd_factory(conf, *hosts_args(tmp_path))
+    port = superd.port("daytime")
+    assert served(fetch("127.0.0.1", port))
+    assert fetch("127.0.0.2", port) in (b"", None)

@@ -270,6 +270,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         if word not in allowed:
             raise ValueError(f"expected {' or '.join(allowed)}, got {word!r}")
         return word
+
     return parse
 
 

@@ -32,6 +32,7 @@ from superd.config.model import (
     SocketType,
 )
 from superd.config.parse import RawBlock
+from superd.extensions import check_extensions, is_user_protocol
 
 __all__ = ["build_configuration", "build_service"]
 
@@ -102,7 +103,8 @@ def _kind_checks(c: _Checker, socket_type: SocketType, wait: Optional[bool]) -> 
         c.error("flags", "a SENSOR service needs type = INTERNAL (or a server line)")
     elif redirect:
         _redirect_checks(c, socket_type, wait)
-    elif internal and not sensor and not (types & {"TCPMUX", "TCPMUXPLUS"}):
+    elif (internal and not sensor and not (types & {"TCPMUX", "TCPMUXPLUS"})
+          and not is_user_protocol(c.draft.values)):
         if not c.env.is_builtin(c.name, socket_type):
             c.error(
                 "type",
@@ -278,9 +280,11 @@ def build_service(draft: Draft, defaults: Draft, env: LoadEnvironment,
     credentials = resolve_credentials(c, _kind(c))
     _server(c)
     redirect = _redirect(c)
+    extensions = check_extensions(c.draft.values, c.draft.extra, c.env.read_file, c.error)
     if c.failed or wait is None:
         return None
-    return _service_config(c, socket_type, protocol, wait, port, bind, credentials, redirect)
+    config = _service_config(c, socket_type, protocol, wait, port, bind, credentials, redirect)
+    return attrs.evolve(config, extensions=extensions)
 
 
 def _service_config(c: _Checker, socket_type: SocketType, protocol: str, wait: bool,

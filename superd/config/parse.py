@@ -148,6 +148,8 @@ class _Parser:
             self.feed_top(number, words)
 
     def feed_top(self, number: int, words: List[str]) -> None:
+        if words[0] == "defaults{":
+            words = ["defaults", "{", *words[1:]]
         keyword = words[0]
         if keyword in ("service", "defaults"):
             self.open_block(number, words)
@@ -166,6 +168,8 @@ class _Parser:
             )
 
     def open_block(self, number: int, words: List[str]) -> None:
+        if len(words) > 1 and words[-1] != "{" and words[-1].endswith("{"):
+            words = [*words[:-1], words[-1][:-1], "{"]  # ``service echo{``
         brace = words[-1] == "{" and len(words) > 1
         if brace:
             words = words[:-1]

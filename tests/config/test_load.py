@@ -193,3 +193,9 @@ def test_real_files_are_read_from_disk(tmp_path: Path) -> None:
     assert len(config.sources) == 13
     by_dir = load_configuration(str(tmp_path / "xinetd.d"), environment=LoadEnvironment.system())
     assert len(by_dir.sources) == 12
+
+
+def test_empty_directory_is_an_error() -> None:
+    """-c pointing at a directory with no configuration files says so."""
+    files = {"/c/README.txt": "not read"}
+    assert _errors("/c", files) == ["/c: no configuration files in this directory"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from superd.config.model import Location
 from superd.config.parse import (
     MAX_LINE_BYTES,
@@ -122,3 +125,16 @@ def test_overlong_line_is_an_error() -> None:
     assert _problems(f"service a\n{{\n{long_line}\n}}\n") == [
         f"f:3: service a: line longer than {MAX_LINE_BYTES} bytes"
     ]
+
+
+def test_brace_glued_to_the_name() -> None:
+    """``service echo{`` opens the block of service ``echo``."""
+    assert _only_block("service echo{\nwait = no\n}\n").name == "echo"
+    assert _only_block("defaults{\n}\n").is_defaults
+
+
+@given(st.text(max_size=300))
+def test_parse_text_never_raises(text: str) -> None:
+    """Syntax problems are returned, never raised, whatever the text."""
+    parsed = parse_text("f", text)
+    assert all(p.file == "f" for p in parsed.problems)

@@ -11,9 +11,10 @@ Stream: the pattern is precomputed as whole cycles in one ~64 KiB chunk and
 written through a push producer registered with the transport, so superd
 writes large blocks while the client reads and stops producing the moment
 the transport's buffer is full: memory stays bounded however slowly (or
-never) the client reads.  The client's input is dropped unread into memory,
-and a client that half-closes still receives the stream (RFC 864: it ends
-when the client closes).
+never) the client reads.  The client's input is never read (as xinetd's
+``shutdown(SHUT_RD)``), and a client that half-closes still receives the
+stream (RFC 864: it ends when the client closes, which the next write
+notices).
 
 Datagram: one 74-byte line per request, as BSD inetd; the ring position is
 kept per service and persists across datagrams.
@@ -94,6 +95,10 @@ class ChargenStream(BuiltinProtocol):
     _next_turn: Any = None  # IDelayedCall
 
     def serve(self) -> None:
+        # Never read the client's input (xinetd shuts the read side): a
+        # client that floods us costs no CPU, the kernel's receive window
+        # holds it back, and its close still shows as a failed write.
+        self.transport.pauseProducing()
         self.transport.registerProducer(self, True)
         self.resumeProducing()
 

@@ -123,9 +123,10 @@ def test_consumer_without_back_pressure_gets_bounded_turns() -> None:
     assert proto.clock.getDelayedCalls() == []
 
 
-def test_input_is_discarded() -> None:
-    """Bytes from the client change nothing in the output and are not kept."""
+def test_input_is_never_read() -> None:
+    """Chargen stops the transport reading at once; stray input changes nothing."""
     proto, transport = connect()
+    assert transport.producerState == "paused"
     before = transport.value()
     proto.dataReceived(b"\x00garbage\xff" * 10000)
     assert transport.value() == before

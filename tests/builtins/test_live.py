@@ -153,3 +153,30 @@ def test_udp_chargen_privileged_source_ports(daemon: Superd, source_port: int,
     assert (reply is not None) is answered
     if reply is not None:
         assert len(reply) == 74
+
+
+def wait_for_fd_count(superd: Superd, wanted: int, timeout: float = 10) -> int:
+    deadline = time.monotonic() + timeout
+    count = superd.fd_count()
+    while count > wanted and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = superd.fd_count()
+    return count
+
+
+def test_chargen_notices_clients_that_close_without_it_reading(daemon: Superd) -> None:
+    """
+    Chargen never reads its clients, yet a client that closes (after a
+    half-close, or straight away) releases superd's descriptor: the next
+    write fails and the connection is torn down.
+    """
+    time.sleep(0.5)  # let earlier tests' connections finish closing
+    idle = daemon.fd_count()
+    for i in range(20):
+        with connect(daemon, "chargen") as sock:
+            sock.sendall(b"ignored input")
+            assert len(sock.recv(65536)) > 0
+            if i % 2:
+                sock.shutdown(socket.SHUT_WR)
+                assert len(sock.recv(65536)) > 0  # half-closed: still served
+    assert wait_for_fd_count(daemon, idle) <= idle

@@ -30,6 +30,11 @@ per-thread attribute on Linux too, so it is applied the same way.  Python
 signal handlers may run in the window; Twisted's only schedule work, and the
 window is a few microseconds of straight-line code with the GC disabled.
 Architectures without a known syscall table fall back to a ``setpriv`` prefix.
+
+One visible difference from xinetd: while switched, the spawning thread is
+itself one of the user's tasks, so ``RLIMIT_NPROC`` for a service user lets
+one process fewer run than under xinetd (the clone fails with EAGAIN, logged
+as FAIL ``fork``).
 """
 
 from __future__ import annotations

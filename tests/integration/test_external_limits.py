@@ -1,0 +1,104 @@
+"""
+Resource exhaustion around spawning: a service user at its process limit
+(spawn fails with EAGAIN: FAIL fork, the client is closed, superd keeps
+serving), and per-service rlimits applied race-free before the server runs.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.external import (
+    read_all,
+    script,
+    service_block,
+    wait_until,
+    world_directory,
+)
+from tests.integration.harness import Superd
+
+Factory = Callable[..., Superd]
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    yield from world_directory()
+
+
+def tasks_of(uid: int) -> int:
+    """Threads of every process whose real uid is ``uid`` (what NPROC counts)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if int(fields["Uid"].split()[0]) == uid:
+            count += int(fields["Threads"])
+    return count
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run children as nobody")
+def test_process_limit_gives_fail_fork(superd_factory: Factory,
+                                       conf_dir: Callable[..., Path],
+                                       world_dir: Path) -> None:
+    """With RLIMIT_NPROC reached for the service user, the spawn fails with
+    EAGAIN: FAIL fork is logged, the client sees the connection close, no
+    EXIT is logged, and once a child ends the service works again."""
+    sleeper = script(world_dir, "sleeper", "echo up\nexec sleep 30\n")
+    conf = conf_dir(s=service_block("s", sleeper, user="nobody"))
+    # + 3: two children, plus superd's spawning thread, which counts as one
+    # of nobody's tasks while it has nobody's credentials (see credentials.py).
+    allowed = tasks_of(65534) + 3
+    soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    # Inherited by superd (root ignores it; its children as nobody do not).
+    resource.setrlimit(resource.RLIMIT_NPROC, (allowed, hard))
+    try:
+        superd = superd_factory(conf)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NPROC, (soft, hard))
+    superd.allow_errors = True  # the failed spawn is logged at error level
+    port = superd.port("s")
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    for sock in held:
+        assert sock.recv(16) == b"up\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+        assert read_all(extra) == b""
+    fail = superd.wait_for_event(lambda e: e.get("event") == "refuse")
+    assert fail["reason"] == "fork" and "FAIL: s fork from=127.0.0.1" in superd.xinetd_lines()
+    assert not [e for e in superd.events() if e.get("event") == "exit"]
+    held.pop().close()
+    os.kill(min(superd.children()), 15)
+    superd.wait_for_event(lambda e: e.get("event") == "exit")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as again:
+        assert again.recv(16) == b"up\n"
+    for sock in held:
+        sock.close()
+
+
+def test_rlimits_apply_before_the_server_runs(superd_factory: Factory,
+                                              conf_dir: Callable[..., Path],
+                                              world_dir: Path) -> None:
+    """rlimit_files/rlimit_cpu/rlimit_as reach the server (soft = hard, as
+    xinetd) and, without them, NOFILE is soft = hard (xinetd's default)."""
+    show = script(world_dir, "show", "ulimit -Sn; ulimit -Hn; ulimit -St; ulimit -Sv\n")
+    conf = conf_dir(
+        limited=service_block("limited", show, extra=(
+            "rlimit_files = 64\nrlimit_cpu = 30\nrlimit_as = 512M")),
+        plain=service_block("plain", show))
+    superd = superd_factory(conf)
+    with socket.create_connection(("127.0.0.1", superd.port("limited")), timeout=10) as s:
+        assert read_all(s).split() == [b"64", b"64", b"30", str(512 * 1024).encode()]
+    with socket.create_connection(("127.0.0.1", superd.port("plain")), timeout=10) as s:
+        soft, hard = read_all(s).split()[:2]
+    assert soft == hard
+    assert wait_until(lambda: superd.children() == [])

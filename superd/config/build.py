@@ -103,8 +103,12 @@ def _kind_checks(c: _Checker, socket_type: SocketType, wait: Optional[bool]) -> 
         c.error("flags", "a SENSOR service needs type = INTERNAL (or a server line)")
     elif redirect:
         _redirect_checks(c, socket_type, wait)
-    elif (internal and not sensor and not (types & {"TCPMUX", "TCPMUXPLUS"})
-          and not is_user_protocol(c.draft.values)):
+    elif (
+        internal
+        and not sensor
+        and not (types & {"TCPMUX", "TCPMUXPLUS"})
+        and not is_user_protocol(c.draft.values)
+    ):
         if not c.env.is_builtin(c.name, socket_type):
             c.error(
                 "type",
@@ -220,27 +224,37 @@ def _redirect(c: _Checker) -> Optional[Redirect]:
     if written is None:
         return None
     host, port_word = written
-    try:
-        port = int(port_word) if port_word.isdigit() else c.env.getservbyname(port_word, "tcp")
-    except OSError:
-        c.error("redirect", f"{port_word!r} is not a tcp service in /etc/services")
+    port, address = _redirect_port(c, port_word), _redirect_host(c, host)
+    if port is None or address is None:
         return None
+    return Redirect(address, port)
+
+
+def _redirect_port(c: _Checker, word: str) -> Optional[int]:
+    if word.isdigit():
+        return int(word)
     try:
-        address = ipaddress.ip_address(host)
-        return Redirect(str(address), port)
+        return c.env.getservbyname(word, "tcp")
+    except OSError:
+        c.error("redirect", f"{word!r} is not a tcp service in /etc/services")
+        return None
+
+
+def _redirect_host(c: _Checker, host: str) -> Optional[str]:
+    """An IP literal as written, or the first address a host name resolves to."""
+    try:
+        return str(ipaddress.ip_address(host))
     except ValueError:
         pass
     try:
         literals = c.env.resolve_host(host)
     except OSError as error:
-        literals = ()
-        reason = f": {error.strerror or error}"
-    else:
-        reason = ""
-    if not literals:
-        c.error("redirect", f"cannot resolve {host!r}{reason}")
+        c.error("redirect", f"cannot resolve {host!r}: {error.strerror or error}")
         return None
-    return Redirect(str(ipaddress.ip_address(literals[0])), port)
+    if not literals:
+        c.error("redirect", f"cannot resolve {host!r}")
+        return None
+    return str(ipaddress.ip_address(literals[0]))
 
 
 def _server(c: _Checker) -> None:

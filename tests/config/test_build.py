@@ -300,3 +300,12 @@ def test_an_invalid_type_does_not_cascade() -> None:
     assert _errors("rsync", type="RPC", socket_type="stream", wait="no") == [
         f"{F}:3: service rsync: type: RPC services are not supported"
     ]
+
+
+def test_redirect_to_an_unknown_host_is_an_error() -> None:
+    """A redirect host that does not resolve at load is reported with the resolver's reason."""
+    base = {"socket_type": "stream", "wait": "no", "user": "nobody"}
+    assert _errors("http", **base, redirect="nowhere.example 80") == [
+        f"{F}:6: service http: redirect: cannot resolve 'nowhere.example': "
+        "Name or service not known"
+    ]

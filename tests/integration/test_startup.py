@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -166,9 +167,18 @@ def test_sample_configuration_checks_clean() -> None:
     assert "service(s)" in result.stdout
 
 
-def test_sample_configuration_serves(superd_factory: StartSuperd) -> None:
-    """The shipped conf/ starts unprivileged and serves echo and daytime on loopback."""
-    superd = superd_factory(REPO / "conf")
+def test_sample_configuration_serves(tmp_path: Path, superd_factory: StartSuperd) -> None:
+    """
+    The shipped conf/ starts unprivileged and serves echo and daytime on both
+    loopbacks.  Its fixed ports become 0 here, so that a developer's running
+    `make run` (or a parallel test run) cannot make this test fail.
+    """
+    for source in (REPO / "conf").iterdir():
+        text = re.sub(r"(?m)^(\s*port\s*=\s*)\d+$", r"\g<1>0", source.read_text())
+        (tmp_path / source.name).write_text(text)
+    superd = superd_factory(tmp_path)
+    ready = superd.wait_for_event(lambda e: e.get("event") == "ready")
+    assert ready["count"] == 24  # 5 builtins x tcp/udp x 2 addresses + 4 traps
     with socket.create_connection(("127.0.0.1", superd.port("echo-stream")), timeout=5) as s:
         s.sendall(b"sample")
         assert s.recv(64) == b"sample"

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from . import procs
 
-__all__ = ["Loadgen", "Sample", "Series", "parse_result"]
+__all__ = ["Loadgen", "Sample", "Series", "paired_ratio", "parse_result"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,18 @@ class Series:
     @property
     def errors(self) -> int:
         return sum(s.errors for s in self.samples)
+
+
+def paired_ratio(
+    num: Series, den: Series, key: Callable[[Sample], float] = lambda s: s.rate
+) -> float | None:
+    """Median of the per-repetition ratios num[i] / den[i].
+
+    Repetitions are interleaved, so pairing them cancels load that comes and
+    goes on a shared machine better than a ratio of two medians does.
+    """
+    ratios = [key(a) / key(b) for a, b in zip(num.samples, den.samples, strict=False) if key(b)]
+    return statistics.median(ratios) if ratios else None
 
 
 def parse_result(line: str) -> Sample:

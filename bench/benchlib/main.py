@@ -75,6 +75,28 @@ def machine_facts(paths: daemons.Paths, pin_text: str, args: argparse.Namespace)
     ]
 
 
+def load_average() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def busy_note(start: float, end: float) -> str:
+    """A warning when something else was using the machine during the run."""
+    text = f"1-min load average {start:.2f} at start, {end:.2f} at end"
+    if max(start, end) > 1.5:
+        text += " (a 2-core run saturates ~2 by itself: other work on the machine adds noise)"
+    return text
+
+
+def superd_log_note(bench: figures.Bench) -> str | None:
+    if bench.superd is None:
+        return None
+    size = os.path.getsize(bench.superd.log_path)
+    with open(bench.superd.log_path, "rb") as f:
+        lines = sum(1 for _ in f)
+    return f"superd's main log (twistd stdout) grew to {size / 1e6:.1f} MB, {lines:,} lines"
+
+
 def check_ports() -> None:
     wanted = [confgen.XINETD_BASE + i for i in range(1, 200)] + [
         confgen.SUPERD_BASE + i for i in range(1, 200)
@@ -122,12 +144,18 @@ def main(argv: list[str]) -> int:
     loadgen = Loadgen(binaries["loadgen"], load_cpu, args.duration, 0.3)
     report = Report(columns=["superd", "xinetd", "spawnloop"])
     bench = figures.Bench(loadgen, args.reps, report, paths, server_cpu, None, None)
+    load_start = load_average()
     try:
         start_servers(bench, confgen.bench_services(), args.no_superd)
         if bench.superd:
             rss = procs.rss_kib(bench.superd.pid) / 1024
             report.notes.append(f"superd idle RSS with the bench config: {rss:.1f} MiB")
+        figures.warm_up(bench)
         run_figures(bench, args.only)
+        report.notes.append(busy_note(load_start, load_average()))
+        log_note = superd_log_note(bench)
+        if log_note:
+            report.notes.append(log_note)
     finally:
         for srv in (bench.superd, bench.xinetd, bench.spawnloop):
             if srv is not None:

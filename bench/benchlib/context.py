@@ -1,0 +1,141 @@
+"""
+What every benchmark figure shares: the running servers, the load generator,
+interleaved repetitions, and small helpers to hold connections open, probe
+for refusals and turn series into report values.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from dataclasses import dataclass
+from typing import Callable
+
+from . import confgen, daemons, procs
+from .load import Loadgen, Sample, Series, paired_ratio
+from .report import Report
+
+__all__ = [
+    "BANNED_SOURCE",
+    "GOOD_SOURCE",
+    "HELD_CONNECTIONS",
+    "Bench",
+    "errors_note",
+    "hold",
+    "kept",
+    "rate_of",
+    "refused",
+    "stop",
+    "values",
+    "warm_up",
+]
+
+GOOD_SOURCE = "127.0.0.2"
+BANNED_SOURCE = "127.0.0.3"
+HELD_CONNECTIONS = 1000
+
+
+@dataclass
+class Bench:
+    """Everything a figure needs: load generator, servers, report."""
+
+    loadgen: Loadgen
+    reps: int
+    report: Report
+    paths: daemons.Paths
+    server_cpu: int | None
+    superd: procs.Server | None
+    xinetd: procs.Server | None
+    spawnloop: procs.Server | None = None
+    superd_missing: str = ""
+
+    def port(self, server: str, offset: int) -> int:
+        if server == "spawnloop":
+            return daemons.SPAWNLOOP_PORT
+        base = confgen.SUPERD_BASE if server == "superd" else confgen.XINETD_BASE
+        return base + offset
+
+    def server(self, name: str) -> procs.Server | None:
+        return {"superd": self.superd, "xinetd": self.xinetd, "spawnloop": self.spawnloop}[name]
+
+    def runner(
+        self, name: str, mode: str, offset: int, conc: int = 1, bind: str | None = None
+    ) -> Callable[[], Sample] | None:
+        """A callable taking one sample against ``name``, or None if it is not running."""
+        srv = self.server(name)
+        if srv is None or not srv.alive():
+            return None
+        port = self.port(name, offset)
+        return lambda: self.loadgen.sample(mode, port, srv.pid, conc=conc, bind=bind)
+
+    def interleave(self, runs: dict[str, Callable[[], Sample] | None]) -> dict[str, Series]:
+        series = {name: Series() for name in runs}
+        for _ in range(self.reps):
+            for name, run in runs.items():
+                if run is not None:
+                    series[name].samples.append(run())
+        return series
+
+    def na_reason(self) -> str:
+        if self.superd is None:
+            return f"superd not running: {self.superd_missing}"
+        return "" if self.superd.alive() else "superd died during the run"
+
+
+def warm_up(b: Bench) -> None:
+    """Exercise each daemon's echo and daytime paths once before any figure.
+
+    A freshly started Python daemon pays first-connection costs (imports,
+    caches, allocator growth) that would otherwise land in the first figure.
+    """
+    short = Loadgen(b.loadgen.binary, b.loadgen.cpu, 1.0, 0.0)
+    for name in ("superd", "xinetd"):
+        srv = b.server(name)
+        if srv is not None and srv.alive():
+            short.sample("echo", b.port(name, 1), None, conc=32)
+            short.sample("read", b.port(name, 2), None, conc=32)
+
+
+def errors_note(series: dict[str, Series]) -> str:
+    bad = {name: s.errors for name, s in series.items() if s.errors}
+    return ", ".join(f"{n}: {e} failed conns" for n, e in bad.items())
+
+
+def values(
+    series: dict[str, Series], key: Callable[[Series], float | None]
+) -> dict[str, float | None]:
+    return {name: key(s) if s.samples else None for name, s in series.items()}
+
+
+def rate_of(series: Series) -> float | None:
+    return series.rate
+
+
+def hold(b: Bench, port: int, count: int) -> subprocess.Popen[str]:
+    """Open ``count`` idle connections to ``port``; returns once they are open."""
+    argv = b.loadgen.argv("hold", port, conc=count, duration=600)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith(f"held={count} "):
+        stop(proc)
+        raise RuntimeError(f"could not hold {count} connections: {line!r}")
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM the given PID and return what it printed."""
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    return out or ""
+
+
+def refused(b: Bench, port: int, source: str) -> bool:
+    """True when a short daytime run from ``source`` gets no data at all."""
+    probe = Loadgen(b.loadgen.binary, b.loadgen.cpu, 0.3, 0.0)
+    return probe.sample("read", port, None, conc=1, bind=source).conns == 0
+
+
+def kept(num: dict[str, Series], den: dict[str, Series]) -> dict[str, float | None]:
+    """Per column, the median paired ratio num/den as a percentage."""
+    return {k: None if (r := paired_ratio(num[k], den[k])) is None else 100 * r for k in den}

@@ -70,12 +70,13 @@ class LoadEnvironment:
     getservbyname: Callable[[str, str], int] = _getservbyname
     #: Host name -> IP literals (IPv4 and IPv6), in resolver order.
     resolve_host: Callable[[str], Tuple[str, ...]] = _resolve_host
-    euid: int = 0
-    egid: int = 0
+    #: superd's own effective ids (not root: no switching to other accounts).
+    euid: int = attrs.field(factory=os.geteuid)
+    egid: int = attrs.field(factory=os.getegid)
     is_executable: Callable[[str], bool] = _is_executable
     is_builtin: Callable[[str, SocketType], bool] = _is_builtin
 
     @classmethod
     def system(cls) -> "LoadEnvironment":
         """The real machine: its files, accounts, services, resolver and ids."""
-        return cls(euid=os.geteuid(), egid=os.getegid())
+        return cls()

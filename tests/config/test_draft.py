@@ -164,3 +164,13 @@ def test_unknown_attributes_warn_and_are_kept_in_extra() -> None:
     assert errors_of(text, strict=True) == [
         "/etc/superd/test.conf:6: service echo: mdns: unknown attribute, ignored"
     ]
+
+
+def test_banners_and_passenv_are_copied_and_may_be_overridden() -> None:
+    """Copied single values (banners) are replaced by the service's own line without a
+    'set twice' error; passenv is copied and extended."""
+    defaults = "defaults\n{\n banner = /etc/issue\n banner_fail = /etc/no\n passenv = PATH\n}\n"
+    service = _only(defaults + _echo(" banner = /etc/motd\n passenv += LANG\n"))
+    assert (service.banner, service.banner_fail) == ("/etc/motd", "/etc/no")
+    assert service.passenv == ("PATH", "LANG")
+    assert service.line_of("banner_fail").line == 4

@@ -55,6 +55,15 @@ def test_seed_article_loads() -> None:
     ]
     # The trailing-zero wildcards (127.0.0.0 = 127/8) are flagged, twice.
     assert [w.attribute for w in config.warnings] == ["only_from", "only_from"]
+    lan_ssh, web_ssh, root_ssh, imaps, ftp = config.services[:5]
+    assert [str(s.network) for s in lan_ssh.only_from or ()] == ["127.0.0.0/8"]
+    assert (web_ssh.cps.max, web_ssh.cps.wait, web_ssh.per_source) == (30, 10, 5)
+    assert web_ssh.log_on_success == {"HOST", "USERID"}
+    assert web_ssh.server_args == ("-i", "-o", "PermitRootLogin=no", "-o", "AllowUsers=thisuser")
+    assert (root_ssh.per_source, root_ssh.credentials.uid) == (3, 0)
+    assert "IPv4" in imaps.flags
+    assert [str(s.network) for s in imaps.only_from or ()] == ["127.0.0.0/8", "127.0.0.1/32"]
+    assert (ftp.deny_time, ftp.log_on_success) == (1440, {"HOST", "PID"})
 
 
 def _debian_files(root: str) -> dict[str, str]:

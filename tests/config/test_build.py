@@ -315,6 +315,6 @@ def test_non_root_superd_refuses_other_groups() -> None:
     """A group other than superd's own is refused when superd is not root."""
     no_user = {k: v for k, v in SSH.items() if k != "user"}
     assert errors_of(service_text("ssh", **no_user, group="staff"), euid=1000, egid=1000) == [
-        f"{F}:7: service ssh: group: superd runs as gid 1000, not root, so it cannot start "
+        f"{F}:6: service ssh: group: superd runs as gid 1000, not root, so it cannot start "
         "servers with group 'staff' (gid 50); remove the group line or run superd as root"
     ]

@@ -138,6 +138,9 @@ class SuperdService(MultiService):
         self._environ = environ
         self._old_hup: Any = None
         self.configuration: Optional[Configuration] = None
+        #: xinetd-format service logs (superd.servicelog): started before the
+        #: listeners and stopped after the children, so every EXIT line lands.
+        self.service_log: Optional[Any] = None
 
     def _guarded(self, start: Callable[[], None]) -> None:
         try:
@@ -160,6 +163,8 @@ class SuperdService(MultiService):
         self._guarded(super().privilegedStartService)
 
     def startService(self) -> None:
+        if self.service_log is not None:
+            self.service_log.startService()
         self._guarded(super().startService)
         self._old_hup = self._install_signal(signal.SIGHUP, self._on_sighup)
         self.runtime.reactor.callWhenRunning(self._announce_ready)
@@ -169,8 +174,13 @@ class SuperdService(MultiService):
         self.runtime.reactor.callFromThread(self.reload)
 
     def reload(self) -> None:
-        """SIGHUP: not implemented yet (issue 5); the daemon keeps running."""
-        _log.warn("reload is not implemented yet; SIGHUP ignored", event="reload")
+        """
+        SIGHUP.  Reloading the configuration is not implemented yet (issue 5);
+        the service log files are reopened, so logrotate's HUP still works.
+        """
+        _log.warn("reload is not implemented yet; service logs reopened", event="reload")
+        if self.service_log is not None:
+            self.service_log.router.reopen()
 
     def _announce_ready(self) -> None:
         listeners = [c for c in self if isinstance(c, Listener)]
@@ -189,6 +199,9 @@ class SuperdService(MultiService):
         if processes is not None:
             grace = self.runtime.options.grace
             stopped.addCallback(lambda _: processes.stop_all(grace))
+        service_log = self.service_log
+        if service_log is not None:
+            stopped.addBoth(lambda result: (service_log.stopService(), result)[1])
         return stopped
 
 
@@ -317,8 +330,12 @@ def build_service(config: Configuration, runtime: Runtime, *,
     The service tree for ``config``.  Raises ``ConfigError`` listing every
     service this build cannot run (nothing is bound until it starts).
     """
+    from superd.servicelog import ServiceLogRouter, ServiceLogService
+
     top = SuperdService(runtime, on_bind_error=on_bind_error, install_signal=install_signal)
     top.configuration = config
+    # Opened here, before twistd could drop privileges; failures are logged.
+    top.service_log = ServiceLogService(ServiceLogRouter(config, runtime.reactor))
     protected = protected_ports(config)
     problems: List[Problem] = []
     for service in config.services:

@@ -110,13 +110,3 @@ def test_bans_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     status, _, err = run("bans", "list")
     assert status == 70 and "not available" in err
 
-
-def test_check_refuses_what_the_daemon_cannot_run(tmp_path: Path) -> None:
-    """A service superd would refuse at startup (redirect, for now) fails check too."""
-    (tmp_path / "relay").write_text(
-        "service relay\n{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
-        "\tport = 10080\n\tuser = root\n\tredirect = 127.0.0.1 80\n}\n")
-    status, _, err = run("check", "-c", str(tmp_path))
-    assert status == 78
-    assert err.startswith(f"{tmp_path / 'relay'}:8: service relay: redirect: "
-                          "redirect services are not available in this build\n")

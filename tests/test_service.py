@@ -17,13 +17,18 @@ from superd.config.errors import ConfigError
 from superd.config.model import (
     Configuration,
     Location,
-    Redirect,
     ServiceConfig,
     SocketType,
 )
 from superd.listen import BindError
 from superd.runtime import Runtime, RuntimeOptions
-from superd.service import Listener, build_service, notify_ready, protected_ports
+from superd.service import (
+    Listener,
+    build_service,
+    notify_ready,
+    protected_ports,
+    unavailable_problems,
+)
 
 
 def make_service(**kw: Any) -> ServiceConfig:
@@ -199,19 +204,25 @@ def test_missing_collaborator_refuses_by_name(monkeypatch: pytest.MonkeyPatch) -
         "conf/ssh:9: service ssh: server: external servers are not available in this build"]
 
 
-def test_unknown_builtin_and_redirect_refused_together(
+def test_unavailable_services_refused_together(
         collaborators: types.SimpleNamespace) -> None:
-    """Every unavailable service is reported in one pass."""
+    """Every service this build cannot run is reported in one pass, by file and line."""
     bogus = make_service(name="bogus", id="bogus", lines={"type": Location("conf/b", 3)})
-    relay = make_service(name="relay", id="relay", type=frozenset(),
-                         redirect=Redirect("127.0.0.1", 80),
-                         lines={"redirect": Location("conf/r", 5)})
+    raw = make_service(name="raw", id="raw", socket_type=SocketType.RAW,
+                       lines={"socket_type": Location("conf/r", 5)})
     with pytest.raises(ConfigError) as caught:
-        build_service(config(bogus, relay), runtime())
+        build_service(config(bogus, raw), runtime())
     assert [str(p) for p in caught.value.problems] == [
         "conf/b:3: service bogus: type: no such internal service: bogus/stream",
-        "conf/r:5: service relay: redirect: redirect services are not available in this build",
+        "conf/r:5: service raw: socket_type: socket_type raw is not supported",
     ]
+
+
+def test_unavailable_problems_without_building() -> None:
+    """superd check learns of unrunnable services without building anything."""
+    raw = make_service(name="raw", id="raw", socket_type=SocketType.RAW)
+    assert [str(p) for p in unavailable_problems(config(make_service(), raw))] == [
+        "conf/echo:1: service raw: socket_type: socket_type raw is not supported"]
 
 
 def test_bind_failure_reported_and_earlier_ports_closed(
@@ -327,3 +338,45 @@ def test_real_collaborators_wire_up() -> None:
     (listener,) = list(top)
     assert isinstance(listener, Listener)
     assert listener.address.describe() == "tcp [::]:10007"
+
+
+class FakeServiceLog:
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+        self.router = self
+        self.reopened = 0
+
+    def startService(self) -> None:
+        self.order.append("log started")
+
+    def stopService(self) -> None:
+        self.order.append("log stopped")
+
+    def reopen(self) -> None:
+        self.reopened += 1
+
+
+def test_service_log_outlives_children_and_reopens_on_hup(
+        collaborators: types.SimpleNamespace) -> None:
+    """Service logs start first, stop after every child is gone, and reopen on SIGHUP."""
+    order: list[str] = []
+    rt = runtime()
+    rt.processes = FakeProcesses()
+    top = build_service(config(make_service()), rt, install_signal=lambda *a: None)
+    top.service_log = log = FakeServiceLog(order)
+    top.privilegedStartService()
+    top.startService()
+    assert order == ["log started"]
+    top.reload()
+    assert log.reopened == 1
+    top.stopService()
+    assert order == ["log started"]  # children still stopping
+    rt.processes.done.callback(None)
+    assert order == ["log started", "log stopped"]
+
+
+def test_build_service_wires_service_logs() -> None:
+    """build_service gives the tree a service-log router for the configuration."""
+    top = build_service(config(make_service()), runtime())
+    assert top.service_log is not None
+    assert top.service_log.router.targets() == {}

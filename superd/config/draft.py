@@ -159,7 +159,8 @@ def apply_line(draft: Draft, raw: RawAttribute, report: Reporter) -> None:
             return
         old = draft.values.get(spec.key)
         draft.values[spec.key] = _combine(old, parsed, raw.op, not draft.is_defaults)
-        _warn_wildcards(draft, raw, parsed, report)
+        if raw.op != "-=":
+            _warn_wildcards(draft, raw, parsed, report)
     else:
         draft.values[spec.key] = parsed
 

@@ -1,0 +1,113 @@
+"""
+Issue 6 in one seam: TLS termination, redirect, tcpmux and users' protocols.
+
+Two calls for the loader and the assembly:
+
+* ``check_extensions(values, extra, read_file, error)`` -- at load, from a
+  service's parsed attributes: reads the PEM files, imports a user's
+  factory and parses its own attributes; every problem goes to ``error``
+  with the attribute whose line it is on.  Returns ``Extensions``.
+* ``stream_handler(service, runtime, services)`` -- at assembly: the
+  ``IStreamHandler`` for a redirect, a user protocol or the tcpmux builtin,
+  or None for services served elsewhere (builtins, external servers); and
+  ``with_tls(service, handler, runtime)`` puts any handler under superd's TLS.
+
+Assembly failures raise ``superd.service.Unavailable`` naming the
+attribute, so they are reported like every configuration error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+
+from superd.config.model import Extensions, ServiceConfig
+from superd.runtime import Runtime
+from superd.tls.settings import tls_settings, upstream_tls
+
+__all__ = ["check_extensions", "is_user_protocol", "stream_handler", "with_tls"]
+
+ErrorReporter = Callable[[str, str], None]
+
+
+def is_user_protocol(values: Mapping[str, Any]) -> bool:
+    """True when parsed attributes name a user's protocol (no builtin needed)."""
+    return "factory" in values or "plugin" in values
+
+
+def _user_settings(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, ...]],
+                   error: ErrorReporter) -> Mapping[str, object]:
+    from superd.userproto import UserProtocolError, find_plugin, parse_settings, resolve
+
+    if "factory" in values and "plugin" in values:
+        error("plugin", "write factory or plugin, not both")
+        return {}
+    if "INTERNAL" not in values.get("type", ()):
+        attribute = "factory" if "factory" in values else "plugin"
+        error(attribute, "a user protocol needs type = INTERNAL")
+    try:
+        protocol = resolve(values["factory"]) if "factory" in values \
+            else find_plugin(values["plugin"])
+    except UserProtocolError as e:
+        error(e.attribute, str(e))
+        return {}
+    return parse_settings(protocol, extra, error)
+
+
+def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, ...]],
+                     read_file: Callable[[str], str], error: ErrorReporter) -> Extensions:
+    """The issue-6 settings of one service, checked; problems go to ``error``."""
+    settings: Mapping[str, object] = {}
+    if is_user_protocol(values):
+        settings = _user_settings(values, extra, error)
+    if "redirect_timeout" in values and "redirect" not in values:
+        error("redirect_timeout", "redirect_timeout needs redirect = host port")
+    return Extensions(
+        tls=tls_settings(values, read_file, error),
+        redirect_tls=upstream_tls(values, read_file, error),
+        redirect_timeout=values.get("redirect_timeout", 10.0),
+        factory=values.get("factory"), plugin=values.get("plugin"), settings=settings,
+    )
+
+
+def _unavailable(attribute: str, message: str) -> Exception:
+    from superd.service import Unavailable
+
+    return Unavailable(attribute, message)
+
+
+def _user_handler(service: ServiceConfig, runtime: Runtime) -> Any:
+    from superd.userproto import UserProtocolError, UserProtocolHandler, protocol_of
+
+    try:
+        return UserProtocolHandler(service, runtime, protocol_of(service))
+    except UserProtocolError as e:
+        raise _unavailable(e.attribute, str(e)) from e
+
+
+def stream_handler(service: ServiceConfig, runtime: Runtime,
+                   services: Sequence[ServiceConfig] = ()) -> Optional[Any]:
+    """The handler for a redirect, user protocol or tcpmux service; else None."""
+    if service.kind == "redirect":
+        from superd.redirect import RedirectHandler
+
+        return RedirectHandler(service, runtime)
+    if service.extensions.user_protocol:
+        return _user_handler(service, runtime)
+    if service.kind == "builtin" and service.name == "tcpmux":
+        from superd.tcpmux import TcpmuxHandler
+
+        return TcpmuxHandler(service, runtime, services)
+    return None
+
+
+def with_tls(service: ServiceConfig, handler: Any, runtime: Runtime) -> Any:
+    """``handler`` under TLS terminated by superd when the service has ``tls_cert``."""
+    if service.extensions.tls is None or handler is None:
+        return handler
+    from superd.tls.context import TLSSetupError
+    from superd.tls.protocol import TLSHandler
+
+    try:
+        return TLSHandler(service, handler, runtime)
+    except TLSSetupError as e:
+        raise _unavailable(e.attribute, str(e)) from e

@@ -1,0 +1,149 @@
+"""
+pyOpenSSL contexts built from validated TLS settings.
+
+``server_context`` is used twice: at load, to prove the certificate, key,
+CA and cipher string work together (any error becomes a configuration
+error), and when the service is assembled.  Twisted's ``CertificateOptions``
+does the work; superd only adds the client-verification mode, which
+``CertificateOptions`` cannot express as "optional".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import List, Optional
+
+from OpenSSL import SSL, crypto
+from twisted.internet import ssl
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
+from zope.interface import implementer
+
+from superd.config.model import TLSSettings, UpstreamTLS
+
+__all__ = [
+    "ServerConnectionCreator",
+    "TLSSetupError",
+    "error_text",
+    "client_options",
+    "load_certificates",
+    "server_context",
+]
+
+_PEM_CERT = re.compile(
+    rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+_VERIFY = {
+    "none": SSL.VERIFY_NONE,
+    "optional": SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE,
+    "require": SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE,
+}
+
+
+class TLSSetupError(ValueError):
+    """A TLS setting cannot be used; ``attribute`` names the one to fix."""
+
+    def __init__(self, attribute: str, message: str) -> None:
+        super().__init__(message)
+        self.attribute = attribute
+
+
+def load_certificates(pem: bytes, attribute: str) -> List[crypto.X509]:
+    """Every certificate in a PEM text, in order; at least one."""
+    blocks = _PEM_CERT.findall(pem)
+    if not blocks:
+        raise TLSSetupError(attribute, "no PEM certificate in the file")
+    try:
+        return [crypto.load_certificate(crypto.FILETYPE_PEM, b) for b in blocks]
+    except crypto.Error as e:
+        raise TLSSetupError(attribute, f"unreadable certificate: {error_text(e)}") from None
+
+
+def _private_key(pem: bytes) -> crypto.PKey:
+    try:
+        return crypto.load_privatekey(crypto.FILETYPE_PEM, pem)
+    except crypto.Error as e:
+        raise TLSSetupError("tls_key", f"unreadable private key: {error_text(e)}") from None
+
+
+def error_text(error: BaseException) -> str:
+    """A readable one-line reason for an OpenSSL (or other) error."""
+    args = error.args[0] if error.args else None
+    if isinstance(args, list) and args and isinstance(args[0], tuple):
+        return "; ".join(str(item[-1]) for item in args)
+    return str(error) or type(error).__name__
+
+
+def _ciphers(text: Optional[str]) -> Optional[ssl.AcceptableCiphers]:
+    if text is None:
+        return None
+    try:  # OpenSSL itself says whether the string selects anything
+        SSL.Context(SSL.TLS_METHOD).set_cipher_list(text.encode("ascii", "replace"))
+    except SSL.Error:
+        raise TLSSetupError("tls_ciphers", f"no cipher matches {text!r}") from None
+    chosen: ssl.AcceptableCiphers = ssl.AcceptableCiphers.fromOpenSSLCipherString(text)
+    return chosen
+
+
+def _options(settings: TLSSettings) -> ssl.CertificateOptions:
+    chain = load_certificates(settings.cert_pem, "tls_cert")
+    trust = None
+    if settings.verify_client != "none":
+        if settings.client_ca_pem is None:
+            raise TLSSetupError("tls_verify_client",
+                                f"tls_verify_client = {settings.verify_client} needs tls_client_ca")
+        cas = load_certificates(settings.client_ca_pem, "tls_client_ca")
+        trust = ssl.trustRootFromCertificates([ssl.Certificate(c) for c in cas])
+    return ssl.CertificateOptions(
+        privateKey=_private_key(settings.key_pem), certificate=chain[0],
+        extraCertChain=chain[1:], trustRoot=trust,
+        raiseMinimumTo=_VERSIONS[settings.min_version],
+        acceptableCiphers=_ciphers(settings.ciphers),
+    )
+
+
+def server_context(settings: TLSSettings) -> SSL.Context:
+    """A server context for ``settings``; raises ``TLSSetupError``."""
+    if settings.client_names and settings.verify_client == "none":
+        raise TLSSetupError("tls_client_names",
+                            "tls_client_names needs tls_verify_client = require or optional")
+    options = _options(settings)
+    try:
+        context = options.getContext()
+    except SSL.Error as e:
+        message = f"key does not fit the certificate: {error_text(e)}"
+        raise TLSSetupError("tls_key", message) from None
+    # CertificateOptions knows "required" or "off"; "optional" asks for a
+    # certificate, verifies one if sent, and lets clients without one in.
+    context.set_verify(_VERIFY[settings.verify_client])
+    return context
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerConnectionCreator:
+    """
+    Makes each server ``SSL.Connection`` from one shared context, with the
+    Twisted protocol as its app data (for logging from OpenSSL callbacks).
+    """
+
+    def __init__(self, context: SSL.Context) -> None:
+        self.context = context
+
+    def serverConnectionForTLS(self, protocol: object) -> SSL.Connection:
+        connection = SSL.Connection(self.context, None)
+        connection.set_app_data(protocol)
+        return connection
+
+
+def client_options(upstream: UpstreamTLS) -> IOpenSSLClientConnectionCreator:
+    """Client TLS for a redirect upstream: its certificate must name ``upstream.name``."""
+    trust = None
+    if upstream.ca_pem is not None:
+        cas = load_certificates(upstream.ca_pem, "redirect_tls_ca")
+        trust = ssl.trustRootFromCertificates([ssl.Certificate(c) for c in cas])
+    options: IOpenSSLClientConnectionCreator = ssl.optionsForClientTLS(
+        upstream.name, trustRoot=trust)
+    return options

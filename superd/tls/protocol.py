@@ -1,0 +1,172 @@
+"""
+The TLS layer of one service connection, directly under the service's own
+protocol (no ``WrappingFactory`` between: twisted-notes sections 4 and 10).
+
+``TLSHandler`` wraps another ``IStreamHandler``.  Access control has already
+admitted the peer when it runs, so a refused peer never costs a handshake.
+The service's protocol is connected only once the handshake has succeeded
+and the client certificate passed ``tls_client_names``: a builtin logs START
+only then, and a spawned server is started only then, so abandoned or failed
+handshakes never cost a process.  Every failure -- plain text on the port, a
+certificate that does not verify, a name that is not allowed, a handshake
+that does not finish in ``tls_handshake_timeout`` -- is a FAIL line with
+reason ``tls`` and a closed connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from OpenSSL.SSL import Error as SSLError
+from OpenSSL.SSL import WantReadError
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from superd import events
+from superd.config.model import ServiceConfig, TLSSettings
+from superd.interfaces import IStreamHandler
+from superd.runtime import Runtime
+from superd.session import Session
+from superd.tls.context import ServerConnectionCreator, error_text, server_context
+from superd.tls.names import certificate_names, matching_name
+
+__all__ = ["TLSHandler", "TLSServerProtocol", "client_refusal", "peer_facts"]
+
+_log = Logger(namespace="superd.tls")
+
+
+def client_refusal(settings: TLSSettings, connection: Any) -> Optional[str]:
+    """Why the client's certificate is not allowed by ``tls_client_names``, or None."""
+    if not settings.client_names:
+        return None
+    cert = connection.get_peer_certificate()
+    if cert is None:
+        return "no client certificate"
+    names = certificate_names(cert.to_cryptography())
+    if matching_name(names, settings.client_names) is None:
+        return "client certificate names not allowed: " + ", ".join(names)
+    return None
+
+
+def peer_facts(connection: Any) -> dict[str, str]:
+    """What a server may want to know about a finished handshake (for its environment)."""
+    facts = {"SUPERD_TLS_VERSION": connection.get_protocol_version_name() or "",
+             "SUPERD_TLS_CIPHER": connection.get_cipher_name() or ""}
+    cert = connection.get_peer_certificate()
+    if cert is not None:
+        parsed = cert.to_cryptography()
+        facts["SUPERD_TLS_CLIENT_SUBJECT"] = parsed.subject.rfc4514_string()
+        facts["SUPERD_TLS_CLIENT_NAMES"] = " ".join(certificate_names(parsed))
+    return facts
+
+
+class TLSServerProtocol(BufferingTLSTransport):
+    """TLS for one admitted session; the service protocol starts after the handshake."""
+
+    def __init__(self, factory: TLSMemoryBIOFactory, app: Any, service: ServiceConfig,
+                 session: Session, runtime: Runtime) -> None:
+        super().__init__(factory, app, _connectWrapped=False)
+        self.service = service
+        self.session = session
+        self.runtime = runtime
+        self.settings: TLSSettings = service.extensions.tls  # type: ignore[assignment]
+        self.app_connected = False
+        self._failed = False
+        self._timer: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        self._timer = self.runtime.reactor.callLater(
+            self.settings.handshake_timeout, self._timed_out)
+        super().makeConnection(transport)
+
+    def _checkHandshakeStatus(self) -> None:
+        # Twisted 26.10's own method, except that success starts the service
+        # protocol (connectionMade, then handshakeCompleted) instead of only
+        # telling an already connected one.
+        if self._aborted:
+            return
+        try:
+            self._tlsConnection.do_handshake()
+        except WantReadError:
+            self._flushSendBIO()
+        except SSLError:
+            self._tlsShutdownFinished(Failure())
+        else:
+            self._handshakeDone = True
+            self._handshake_succeeded()
+
+    def _handshake_succeeded(self) -> None:
+        self._cancel_timer()
+        refusal = client_refusal(self.settings, self._tlsConnection)
+        if refusal is not None:
+            self._fail(refusal)
+            self._close_refused()
+            return
+        self.app_connected = True
+        self.wrappedProtocol.makeConnection(self)
+        if IHandshakeListener.providedBy(self.wrappedProtocol):
+            self.wrappedProtocol.handshakeCompleted()
+
+    def _close_refused(self) -> None:
+        # Like abortConnection (no application byte is delivered any more),
+        # but the close_notify and FIN go out instead of an RST.
+        self._aborted = True
+        self.disconnecting = True
+        self._shutdownTLS()
+        transport: Any = self.transport
+        transport.loseConnection()
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if not self._handshakeDone:
+            self._fail(f"handshake not finished in {self.settings.handshake_timeout:g}s")
+            self.abortConnection()
+
+    def _fail(self, detail: str) -> None:
+        if not self._failed:
+            self._failed = True
+            events.emit_fail(self.service, events.REASON_TLS, self.session.peer, detail)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancel_timer()
+        if not self.app_connected:
+            failure: Failure = self._reason or reason
+            self._fail(f"handshake failed: {error_text(failure.value or Exception())}")
+            # The service protocol never started: it must not hear of an end.
+            self.wrappedProtocol = Protocol()
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.session.end()
+
+
+@implementer(IStreamHandler)
+class TLSHandler:
+    """Serves ``inner``'s protocols over TLS terminated by superd."""
+
+    def __init__(self, service: ServiceConfig, inner: Any, runtime: Runtime) -> None:
+        assert service.extensions.tls is not None
+        self.service = service
+        self.inner = inner
+        self.runtime = runtime
+        creator = ServerConnectionCreator(server_context(service.extensions.tls))
+        self.tls_factory = TLSMemoryBIOFactory(creator, False, Factory(), clock=runtime.reactor)
+
+    def protocol_for(self, session: Session) -> Optional[Protocol]:
+        """``inner``'s protocol for ``session``, under a TLS layer of its own."""
+        app = self.inner.protocol_for(session)
+        if app is None:
+            return None
+        return TLSServerProtocol(self.tls_factory, app, self.service, session, self.runtime)
+
+    def __repr__(self) -> str:
+        return f"<TLSHandler {self.service.id} over {self.inner!r}>"

@@ -1,0 +1,137 @@
+"""
+``redirect = host port`` run by the real daemon: relaying to superd's own
+echo on another port (byte-exact, with half-close), TRAFFIC lines, an
+upstream that refuses, an upstream that never answers (connect timeout),
+and the access rules applied before any upstream connection is made.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Superd
+
+ECHO = """service echo
+{
+	id          = echo-up
+	type        = INTERNAL UNLISTED
+	socket_type = stream
+	wait        = no
+	port        = 0
+	bind        = 127.0.0.1
+}
+"""
+
+
+def relay_block(port: int, *, extra: str = "", host: str = "127.0.0.1",
+                name: str = "relay") -> str:
+    return (f"service {name}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
+            f"\tport = 0\n\tbind = 127.0.0.1\n\tuser = root\n\tredirect = {host} {port}\n"
+            f"\tlog_on_success = HOST PID EXIT DURATION TRAFFIC\n\tlog_on_failure = HOST\n"
+            f"{extra}}}\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def start_with_upstream(superd_factory: Callable[..., Superd], conf_dir: Callable[..., Path],
+                        upstream_port: int, extra: str = "") -> Superd:
+    return superd_factory(conf_dir(relay=relay_block(upstream_port, extra=extra)))
+
+
+@pytest.fixture
+def echo_daemon(superd_factory: Callable[..., Superd], conf_dir: Callable[..., Path]) -> Superd:
+    """A daemon serving the upstream echo (the relay runs in a second daemon)."""
+    return superd_factory(conf_dir(echo=ECHO))
+
+
+def test_relay_to_echo_with_half_close(echo_daemon: Superd, superd_factory: Callable[..., Superd],
+                                       conf_dir: Callable[..., Path]) -> None:
+    """1 MiB sent then SHUT_WR comes back whole, then EOF; TRAFFIC counts both ways."""
+    relay = start_with_upstream(superd_factory, conf_dir, echo_daemon.port("echo-up"))
+    payload = bytes(range(256)) * 4096
+    with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=10) as sock:
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda: received.append(recv_all(sock)))
+        reader.start()
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        reader.join(15)
+    assert received == [payload]
+    line = f"TRAFFIC: relay in={len(payload)}(bytes) out={len(payload)}(bytes)"
+    relay.wait_for_event(lambda e: e.get("xinetd_line") == line, timeout=5)
+    relay.wait_for_event(lambda e: str(e.get("xinetd_line")).startswith("EXIT: relay status=0"))
+    assert "START: relay pid=0 from=127.0.0.1" in relay.xinetd_lines()
+
+
+def test_upstream_refuses(superd_factory: Callable[..., Superd],
+                          conf_dir: Callable[..., Path]) -> None:
+    """A closed upstream port: the client sees a close, the failure is logged, no leak."""
+    relay = start_with_upstream(superd_factory, conf_dir, free_port())
+    relay.allow_errors = True
+    before = relay.fd_count()
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=5) as sock:
+            sock.settimeout(5)
+            assert recv_all(sock) == b""
+    relay.wait_for_event(lambda e: e.get("event") == "redirect_failed", timeout=5)
+    time.sleep(0.2)
+    assert relay.fd_count() <= before
+
+
+def test_upstream_connect_timeout(superd_factory: Callable[..., Superd],
+                                  conf_dir: Callable[..., Path]) -> None:
+    """An upstream that never accepts (full backlog) is given up after redirect_timeout."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(0)
+        fillers = []
+        port = hung.getsockname()[1]
+        for _ in range(8):  # fill the backlog so further SYNs are dropped
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", port))
+            fillers.append(f)
+        relay = start_with_upstream(superd_factory, conf_dir, port, "\tredirect_timeout = 1\n")
+        try:
+            with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=10) as sock:
+                started = time.monotonic()
+                sock.settimeout(10)
+                assert recv_all(sock) == b""
+                assert 0.5 < time.monotonic() - started < 6
+            event = relay.wait_for_event(lambda e: e.get("event") == "redirect_failed", 5)
+            assert "timeout" in event["reason"].lower() or "timed out" in event["reason"].lower()
+        finally:
+            for f in fillers:
+                f.close()
+
+
+def test_access_refused_before_connecting(echo_daemon: Superd,
+                                          superd_factory: Callable[..., Superd],
+                                          conf_dir: Callable[..., Path]) -> None:
+    """A peer refused by only_from gets FAIL address and the upstream sees no connection."""
+    relay = start_with_upstream(superd_factory, conf_dir, echo_daemon.port("echo-up"),
+                                "\tonly_from = 127.0.0.2\n")
+    with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=5) as sock:
+        sock.settimeout(5)
+        assert recv_all(sock) == b""
+    relay.wait_for_event(lambda e: e.get("xinetd_line") == "FAIL: relay address from=127.0.0.1")
+    assert not [e for e in echo_daemon.events() if e.get("event") == "start"]

@@ -6,11 +6,13 @@ chosen figures, stop everything by PID, print the report.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import platform
 import shutil
 import tempfile
 import time
+from typing import IO
 
 from . import build, confgen, daemons, figures, procs
 from .load import Loadgen
@@ -20,6 +22,7 @@ __all__ = ["main"]
 
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(BENCH_DIR)
+LOCK_PATH = "/tmp/superd-bench.lock"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -97,6 +100,17 @@ def superd_log_note(bench: figures.Bench) -> str | None:
     return f"superd's main log (twistd stdout) grew to {size / 1e6:.1f} MB, {lines:,} lines"
 
 
+def wait_turn() -> IO[str]:
+    """Hold an exclusive lock so two bench runs on one machine queue, not collide."""
+    lock = open(LOCK_PATH, "w")  # noqa: SIM115 (held until the process exits)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"waiting for another bench/run to finish ({LOCK_PATH}) ...", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
 def check_ports() -> None:
     wanted = [confgen.XINETD_BASE + i for i in range(1, 200)] + [
         confgen.SUPERD_BASE + i for i in range(1, 200)
@@ -135,6 +149,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit(
             "bench/run: run as root (xinetd's user = root services, the nobody figure)"
         )
+    lock = wait_turn()
     check_ports()
     binaries = build.build_all(BENCH_DIR, os.path.join(BENCH_DIR, "build"))
     server_cpu, load_cpu, pin_text = pinning(args.no_pin)
@@ -162,6 +177,7 @@ def main(argv: list[str]) -> int:
                 srv.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+    lock.close()
     print(report.render())
     if args.keep:
         print(f"\nlogs and configs kept in {tmp}")

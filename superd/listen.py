@@ -16,9 +16,10 @@ person can act on.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple, TypeVar
 
 import attrs
 from twisted.internet.error import CannotListenError
@@ -38,9 +39,12 @@ __all__ = [
     "listen_addresses",
     "listen_datagram",
     "listen_stream",
+    "open_with_fallback",
 ]
 
 _log = Logger(namespace="superd.listen")
+
+_T = TypeVar("_T")
 
 #: Largest datagram an internal UDP service reads (the IPv4 maximum).
 MAX_DATAGRAM = 65535
@@ -63,6 +67,9 @@ class ListenAddress:
     backlog: int = 1024
     nodelay: bool = False
     keepalive: bool = False
+    #: xinetd: a service without ``bind`` whose IPv6 socket cannot be made
+    #: (a kernel without IPv6) listens on IPv4 instead.
+    ipv4_fallback: bool = False
 
     @property
     def family(self) -> socket.AddressFamily:
@@ -90,9 +97,11 @@ class ListenAddress:
 class BindError(Exception):
     """A listening socket could not be made; the message says which and why."""
 
-    def __init__(self, address: ListenAddress, reason: str) -> None:
+    def __init__(self, address: ListenAddress, reason: str,
+                 code: Optional[int] = None) -> None:
         self.address = address
         self.reason = reason
+        self.errno = code
         super().__init__(
             f"{address.location}: service {address.service_id}: "
             f"cannot listen on {address.describe()}: {reason}"
@@ -111,6 +120,8 @@ def listen_addresses(service: ServiceConfig, backlog: int = 1024) -> Tuple[Liste
     if service.port is None:
         raise ValueError(f"service {service.id} has no port")
     hosts = service.bind or (_wildcard(service),)
+    # Only IPv6 asked for (flags = IPv6 alone) means no fallback, as xinetd.
+    fallback = not service.bind and service.flags & {"IPv4", "IPv6"} != {"IPv6"}
     location = service.lines.get("bind") or service.line_of("port")
     return tuple(
         ListenAddress(
@@ -119,6 +130,7 @@ def listen_addresses(service: ServiceConfig, backlog: int = 1024) -> Tuple[Liste
             location=location, v6only=service.v6only, backlog=backlog,
             nodelay="NODELAY" in service.flags,
             keepalive="KEEPALIVE" in service.flags,
+            ipv4_fallback=fallback and host == "::",
         )
         for host in hosts
     )
@@ -157,7 +169,7 @@ def bind_socket(address: ListenAddress) -> socket.socket:
     try:
         sock = socket.socket(address.family, _socket_kind(address))
     except OSError as e:
-        raise BindError(address, e.strerror or str(e)) from e
+        raise BindError(address, e.strerror or str(e), e.errno) from e
     try:
         _configure(sock, address)
         sock.bind((address.host, address.port))
@@ -166,15 +178,15 @@ def bind_socket(address: ListenAddress) -> socket.socket:
         sock.setblocking(False)
     except OSError as e:
         sock.close()
-        raise BindError(address, e.strerror or str(e)) from e
+        raise BindError(address, e.strerror or str(e), e.errno) from e
     return sock
 
 
-def _cannot_listen_reason(error: CannotListenError) -> str:
+def _cannot_listen(address: ListenAddress, error: CannotListenError) -> BindError:
     cause = error.socketError
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror
-    return str(cause)
+    if isinstance(cause, OSError):
+        return BindError(address, cause.strerror or str(cause), cause.errno)
+    return BindError(address, str(cause))
 
 
 def _listen_endpoint(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
@@ -189,7 +201,7 @@ def _listen_endpoint(reactor: Any, address: ListenAddress, factory: Any) -> ILis
     result = outcome[0]
     if isinstance(result, Failure):
         if isinstance(result.value, CannotListenError):
-            raise BindError(address, _cannot_listen_reason(result.value))
+            raise _cannot_listen(address, result.value)
         result.raiseException()
     port: IListeningPort = result
     return port
@@ -220,7 +232,25 @@ def listen_datagram(reactor: Any, address: ListenAddress, protocol: Any) -> ILis
         return reactor.listenUDP(  # type: ignore[no-any-return]
             address.port, protocol, interface=address.host, maxPacketSize=MAX_DATAGRAM)
     except CannotListenError as e:
-        raise BindError(address, _cannot_listen_reason(e)) from e
+        raise _cannot_listen(address, e) from e
+
+
+def open_with_fallback(open_port: Callable[[ListenAddress], _T],
+                       address: ListenAddress) -> Tuple[ListenAddress, _T]:
+    """
+    ``open_port(address)``, retried on 0.0.0.0 when ``address`` is the IPv6
+    wildcard of a service without ``bind`` and the kernel has no IPv6.
+    Returns the address actually used and what ``open_port`` returned.
+    """
+    try:
+        return address, open_port(address)
+    except BindError as e:
+        if not (address.ipv4_fallback and e.errno == errno.EAFNOSUPPORT):
+            raise
+    ipv4 = attrs.evolve(address, host="0.0.0.0", v6only=None, ipv4_fallback=False)
+    _log.warn("no IPv6 here: service {service_id} listens on IPv4 only",
+              service_id=address.service_id)
+    return ipv4, open_port(ipv4)
 
 
 def emit_listening(address: ListenAddress, port: IListeningPort) -> int:

@@ -37,6 +37,7 @@ from superd.listen import (
     listen_addresses,
     listen_datagram,
     listen_stream,
+    open_with_fallback,
 )
 from superd.runtime import Runtime
 
@@ -79,8 +80,9 @@ class Listener(Service):
 
     def _listen(self) -> None:
         if self.port is None:
-            self.port = self._open_port(self.address)
-            self.bound_port = emit_listening(self.address, self.port)
+            self.address, port = open_with_fallback(self._open_port, self.address)
+            self.port = port
+            self.bound_port = emit_listening(self.address, port)
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -183,9 +185,9 @@ class SuperdService(MultiService):
             self.service_log.router.reopen()
 
     def _announce_ready(self) -> None:
-        listeners = [c for c in self if isinstance(c, Listener)]
+        # One child per socket: Listeners and the wait=yes services alike.
         _log.info("superd ready: {count} sockets listening", event=EV_READY,
-                  count=len(listeners),
+                  count=len(list(self)),
                   services=0 if self.configuration is None else len(self.configuration.services))
         notify_ready(self._environ)
 

@@ -20,6 +20,7 @@ from superd.listen import (
     listen_addresses,
     listen_datagram,
     listen_stream,
+    open_with_fallback,
 )
 
 
@@ -190,3 +191,46 @@ def test_udp_socket_not_reuseaddr() -> None:
         taken = first.getsockname()[1]
         with pytest.raises(BindError):
             bind_socket(address(socket_type=SocketType.DGRAM, port=taken))
+
+
+def test_wildcard_without_bind_may_fall_back_to_ipv4() -> None:
+    """Only a service without bind (and not IPv6-only) falls back to IPv4, as xinetd."""
+    (plain,) = listen_addresses(make_service())
+    (v6_only,) = listen_addresses(make_service(flags=frozenset({"IPv6"})))
+    (both,) = listen_addresses(make_service(flags=frozenset({"IPv4", "IPv6"})))
+    bound = listen_addresses(make_service(bind=("::",)))
+    assert (plain.ipv4_fallback, v6_only.ipv4_fallback, both.ipv4_fallback) == (
+        True, False, True)
+    assert not bound[0].ipv4_fallback
+
+
+def test_open_with_fallback_retries_on_ipv4_without_ipv6() -> None:
+    """EAFNOSUPPORT on the IPv6 wildcard retries on 0.0.0.0; other errors propagate."""
+    import errno
+
+    tried: list[str] = []
+
+    def open_port(where: ListenAddress) -> str:
+        tried.append(where.host)
+        if where.host == "::":
+            raise BindError(where, "Address family not supported", errno.EAFNOSUPPORT)
+        return "port"
+
+    (wildcard,) = listen_addresses(make_service())
+    used, port = open_with_fallback(open_port, wildcard)
+    assert (used.host, port, tried) == ("0.0.0.0", "port", ["::", "0.0.0.0"])
+
+    def taken(where: ListenAddress) -> str:
+        raise BindError(where, "Address already in use", errno.EADDRINUSE)
+
+    with pytest.raises(BindError, match="already in use"):
+        open_with_fallback(taken, wildcard)
+
+
+def test_bind_error_carries_errno() -> None:
+    """Kernel refusals keep their errno, so callers can tell them apart."""
+    import errno
+
+    with pytest.raises(BindError) as caught:
+        listen_stream(RefusingReactor(), address(port=7), ServerFactory())
+    assert caught.value.errno == errno.EADDRINUSE

@@ -26,7 +26,6 @@ entries cannot decide on their own.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 
 from twisted.internet.defer import Deferred
@@ -34,7 +33,7 @@ from twisted.internet.defer import Deferred
 from superd import events
 from superd.access.decision import ALLOW, Decision, MaybeDeferred, deny
 from superd.access.names import HostNames, NameResolver
-from superd.access.prefixes import family_tables, unmapped
+from superd.access.prefixes import address_int, family_tables, unmapped
 from superd.config.model import AddressKind, AddressSpec, ServiceConfig
 from superd.session import Peer
 
@@ -96,12 +95,11 @@ class AddressRules:
         self._name_rank = max(self._name_rank, rank)
 
     def _numeric(self, host: str) -> tuple[Rank, int]:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
+        parsed = address_int(host)
+        if parsed is None:
             return _NO_RANK, 0
-        table = self._tables[address.version]
-        hit = table.best(int(address))
+        table = self._tables[parsed[0]]
+        hit = table.best(parsed[1])
         if hit is None:
             return _NO_RANK, 0
         length, flags = hit

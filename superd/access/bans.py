@@ -6,7 +6,8 @@ TCP and UDP, for the sensor's ``deny_time`` minutes (``FOREVER``: until
 removed; 0/``NEVER``: no ban).  Unlike xinetd, a repeat hit extends the ban,
 and bans are kept in SQLite (``banstore``) so they survive reload and
 restart.  Lookups are served from an in-memory dict -- no SQL per
-connection; once a second the list checks ``PRAGMA data_version`` to pick up
+connection, and a flood of hits on a sensor writes (and logs) an extension
+only once it has grown by a minute; once a second the list checks ``PRAGMA data_version`` to pick up
 changes made by ``superd bans`` and, once a minute, purges expired bans.
 Expired bans are also dropped lazily when looked up.
 """
@@ -30,6 +31,8 @@ _log = Logger(namespace="superd")
 
 #: A bound on memory when a (spoofed) UDP flood hits a sensor.
 MAX_BANS = 100_000
+#: Extensions of a ban are written (and logged) when they add this much.
+PERSIST_STEP = 60.0
 
 
 class BanList:
@@ -41,6 +44,8 @@ class BanList:
         self.store = store
         self._clock = clock
         self._bans: dict[str, float] = {}
+        #: The expiry last written to the database, per host.
+        self._persisted: dict[str, float] = {}
         self._version = -1
         self._poll = LoopingCall(self._tick)
         self._poll.clock = clock
@@ -78,13 +83,20 @@ class BanList:
                        event=events.EV_BAN, peer_host=host, action="full")
             return
         extended = previous is not None and previous > now
-        self._bans[host] = max(until, previous or 0.0)
+        expires = self._bans[host] = max(until, previous or 0.0)
+        if extended and expires - self._persisted.get(host, 0.0) < PERSIST_STEP:
+            # A flood of hits on a sensor must not become a flood of
+            # database writes and log lines: the extension is kept in memory
+            # and written once it has grown by PERSIST_STEP seconds.
+            return
+        self._persisted[host] = expires
         self._persist(host, now, service_id)
         self._log_ban(host, minutes, service_id, extended)
 
     def unban(self, host: str) -> bool:
         """Lift the ban of ``host``; True if there was one."""
         present = self._bans.pop(host, None) is not None
+        self._persisted.pop(host, None)
         self._write(lambda: self.store.remove(host))
         return present
 
@@ -138,6 +150,7 @@ class BanList:
             for ban in stored
             if ban.expires is None or ban.expires > now
         }
+        self._persisted = dict(self._bans)
 
     def refresh(self) -> bool:
         """Reload if another process changed the database; True if it did."""
@@ -156,6 +169,7 @@ class BanList:
         expired = [h for h, until in self._bans.items() if until <= now]
         for host in expired:
             del self._bans[host]
+            self._persisted.pop(host, None)
         self._write(lambda: self.store.purge(now))
         self._last_purge = now
         if expired:

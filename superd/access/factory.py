@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
 from twisted.logger import Logger
@@ -55,6 +56,20 @@ def trip_sensor(service: ServiceConfig, peer: Peer, runtime: Runtime) -> None:
         bans.ban(peer.host, service.deny_time, service.id)
 
 
+def _peer(addr: IAddress | None) -> Peer:
+    """The peer of a connection; IPv4 addresses are canonical already."""
+    if type(addr) is IPv4Address:
+        return Peer(addr.host, addr.port)
+    return Peer.from_address(addr)
+
+
+def _peer_of_datagram(addr: Any) -> Peer:
+    host = addr[0]
+    if ":" not in host:
+        return Peer(host, addr[1])
+    return Peer.from_address(addr)
+
+
 class AccessControlledFactory(ServerFactory):
     """Admits or refuses each stream connection of one service."""
 
@@ -66,14 +81,16 @@ class AccessControlledFactory(ServerFactory):
         self.policies = policies_for(service, runtime, sessions=True)
         self.banners = Banners.load(service)
         self._gated = bool(self.banners.banner or self.banners.success)
-        self._counter = state_of(runtime).counter
+        state = state_of(runtime)
+        self._counter = state.counter
+        self._refusals = state.stream_refusals
 
     def decide(self, peer: Peer) -> MaybeDeferred:
         """Run the service's policies for ``peer``."""
         return run_policies(self.policies, peer, self.runtime.seconds)
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
-        peer = Peer.from_address(addr)
+        peer = _peer(addr)
         if self.service.is_sensor:
             trip_sensor(self.service, peer, self.runtime)
             return self.refuse(peer, _SENSOR)
@@ -88,7 +105,8 @@ class AccessControlledFactory(ServerFactory):
 
     def refuse(self, peer: Peer, decision: Decision) -> Protocol | None:
         """Log the refusal; the protocol to send ``banner_fail``, or None."""
-        events.emit_fail(self.service, decision.reason, peer, decision.detail)
+        self._refusals.refused(self.service, peer, decision,
+                               self.runtime.seconds())
         if self.banners.fail is None:
             return None
         return FailBannerProtocol(self.banners.fail, self.runtime.reactor)
@@ -195,11 +213,11 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
         self.handler = handler
         self.runtime = runtime
         self.policies = policies_for(service, runtime, sessions=False)
-        self._fail_log = FailLogLimiter()
+        self._refusals = state_of(runtime).dgram_refusals
         self._waiting = 0
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        peer = Peer.from_address(addr)
+        peer = _peer_of_datagram(addr)
         if self.service.is_sensor:
             trip_sensor(self.service, peer, self.runtime)
             self._refused(peer, _SENSOR)
@@ -230,9 +248,9 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
                          event="handler_error", service_id=self.service.id)
 
     def _refused(self, peer: Peer, decision: Decision) -> None:
-        if self._fail_log.allow(peer, decision.reason, self.runtime.seconds()):
-            events.emit_fail(self.service, decision.reason, peer,
-                             decision.detail)
+        key = (self.service.id, peer.host, peer.port, decision.reason)
+        self._refusals.refused(self.service, peer, decision,
+                               self.runtime.seconds(), key)
 
     def _replier(self, addr: Any) -> Callable[[bytes], None]:
         def reply(data: bytes) -> None:
@@ -244,29 +262,6 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
 
 #: Datagrams held while their source's names are looked up, per service.
 MAX_WAITING_DATAGRAMS = 256
-
-
-class FailLogLimiter:
-    """
-    FAIL lines for refused datagrams, at most one per source (address, port
-    and reason) per ``interval`` seconds -- xinetd's DGRAM_IGNORE_TIME, so a
-    flood cannot become a flood of log lines.
-    """
-
-    def __init__(self, interval: float = 60.0, max_entries: int = 10_000) -> None:
-        self._interval = interval
-        self._max_entries = max_entries
-        self._last: dict[tuple[str, int, str], float] = {}
-
-    def allow(self, peer: Peer, reason: str, now: float) -> bool:
-        key = (peer.host, peer.port, reason)
-        last = self._last.get(key)
-        if last is not None and 0 <= now - last < self._interval:
-            return False
-        if len(self._last) >= self._max_entries:
-            self._last.clear()
-        self._last[key] = now
-        return True
 
 
 def admit_datagram_source(service: ServiceConfig, peer: Peer,

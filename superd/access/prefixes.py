@@ -11,10 +11,25 @@ dependency would buy nothing at these sizes.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
-__all__ = ["IPNetwork", "PrefixTable", "family_tables", "unmapped"]
+__all__ = ["IPNetwork", "PrefixTable", "address_int", "family_tables", "unmapped"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def address_int(host: str) -> tuple[int, int] | None:
+    """``(version, integer)`` of a canonical address string, else None.
+
+    ``inet_pton`` rather than ``ipaddress``: this runs for every connection
+    and is several times faster; both accept only canonical-enough text.
+    """
+    try:
+        if ":" in host:
+            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, host), "big")
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, host), "big")
+    except (OSError, ValueError):
+        return None
 
 
 def unmapped(network: IPNetwork) -> IPNetwork:

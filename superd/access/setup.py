@@ -27,6 +27,7 @@ from superd.access.limits import SessionCounter
 from superd.access.load import CachedLoad, read_loadavg
 from superd.access.names import NameResolver, thread_runner
 from superd.access.rate import ConnectionRate
+from superd.access.refusals import RefusalLog
 from superd.access.times import LocalTime
 from superd.config.model import CPS
 from superd.runtime import Runtime
@@ -47,6 +48,12 @@ class AccessState:
     rates: dict[tuple[str, CPS], ConnectionRate] = attrs.field(factory=dict)
     #: service id -> (the ServiceConfig they were built for, policies).
     compiled: dict[str, tuple[object, Any]] = attrs.field(factory=dict)
+    #: FAIL lines of refused connections: a few per source and reason.
+    stream_refusals: RefusalLog = attrs.field(factory=RefusalLog)
+    #: FAIL lines of refused datagrams: one per source address and port a
+    #: minute, as xinetd's DGRAM_IGNORE_TIME.
+    dgram_refusals: RefusalLog = attrs.field(
+        factory=lambda: RefusalLog(burst=1, window=60.0))
 
     def rate_for(self, service_id: str, cps: CPS, clock: Any) -> ConnectionRate:
         """The service's cps counter, kept across reloads while cps is unchanged."""
@@ -87,9 +94,11 @@ def attach(runtime: Runtime, *, resolver: NameResolver | None = None,
     """Set ``runtime.bans`` and ``runtime.hosts_access`` and start polling."""
     if resolver is None:
         resolver = NameResolver(runtime.reactor, thread_runner(runtime.reactor))
-    _states[runtime] = AccessState(resolver=resolver,
-                                   load=CachedLoad(load_reader),
-                                   localtime=localtime)
+    state = _states[runtime] = AccessState(resolver=resolver,
+                                           load=CachedLoad(load_reader),
+                                           localtime=localtime)
+    state.stream_refusals.start(runtime.reactor)
+    state.dgram_refusals.start(runtime.reactor)
     bans = _open_bans(runtime)
     runtime.bans = bans
     runtime.hosts_access = HostsAccess(runtime.options.hosts_allow,
@@ -105,5 +114,8 @@ def detach(runtime: Runtime) -> None:
     bans = runtime.bans
     if isinstance(bans, BanList):
         bans.stop()
-    for rate in state_of(runtime).rates.values():
+    state = state_of(runtime)
+    for rate in state.rates.values():
         rate.stop()
+    state.stream_refusals.stop()
+    state.dgram_refusals.stop()

@@ -43,7 +43,8 @@ def test_never_and_forever(tmp_path: Path) -> None:
 
 
 def test_repeat_hit_extends(tmp_path: Path, log_events: list[dict[str, Any]]) -> None:
-    """A hit during a ban moves its end to now + deny_time and counts hits."""
+    """A hit during a ban moves its end to now + deny_time; the extension is
+    written and logged once it adds a minute (a flood is not a write flood)."""
     clock = Clock()
     bans = open_list(tmp_path, clock)
     bans.ban("10.0.0.3", 1, "trap")
@@ -51,7 +52,12 @@ def test_repeat_hit_extends(tmp_path: Path, log_events: list[dict[str, Any]]) ->
     bans.ban("10.0.0.3", 1, "trap")
     assert bans.expiry("10.0.0.3") == 110
     stored = bans.store.get("10.0.0.3")
-    assert stored is not None and (stored.expires, stored.hits) == (110, 2)
+    assert stored is not None and (stored.expires, stored.hits) == (60, 1)
+    clock.advance(10)
+    bans.ban("10.0.0.3", 1, "trap")  # now 60 s past what is stored: written
+    assert bans.expiry("10.0.0.3") == 120
+    stored = bans.store.get("10.0.0.3")
+    assert stored is not None and (stored.expires, stored.hits) == (120, 2)
     lines = [e["log_format"].format(**e) for e in log_events if e.get("event") == "ban"]
     assert lines == [
         "Adding 10.0.0.3 to the global_no_access list for 1 minutes",

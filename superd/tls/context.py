@@ -10,9 +10,10 @@ does the work; superd only adds the client-verification mode, which
 
 from __future__ import annotations
 
-import re
-from typing import List, Optional
+from typing import Any, List, Optional
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import (
@@ -32,9 +33,6 @@ __all__ = [
     "server_context",
 ]
 
-_PEM_CERT = re.compile(
-    rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
-
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _VERIFY = {
     "none": SSL.VERIFY_NONE,
@@ -51,22 +49,28 @@ class TLSSetupError(ValueError):
         self.attribute = attribute
 
 
-def load_certificates(pem: bytes, attribute: str) -> List[crypto.X509]:
+def load_certificates(pem: bytes, attribute: str) -> List[x509.Certificate]:
     """Every certificate in a PEM text, in order; at least one."""
-    blocks = _PEM_CERT.findall(pem)
-    if not blocks:
-        raise TLSSetupError(attribute, "no PEM certificate in the file")
     try:
-        return [crypto.load_certificate(crypto.FILETYPE_PEM, b) for b in blocks]
-    except crypto.Error as e:
-        raise TLSSetupError(attribute, f"unreadable certificate: {error_text(e)}") from None
+        found = x509.load_pem_x509_certificates(pem)
+    except ValueError as e:
+        if b"-----BEGIN CERTIFICATE-----" not in pem:
+            raise TLSSetupError(attribute, "no PEM certificate in the file") from None
+        raise TLSSetupError(attribute, f"unreadable certificate: {e}") from None
+    return found
 
 
-def _private_key(pem: bytes) -> crypto.PKey:
+def _private_key(pem: bytes) -> Any:
     try:
-        return crypto.load_privatekey(crypto.FILETYPE_PEM, pem)
-    except crypto.Error as e:
-        raise TLSSetupError("tls_key", f"unreadable private key: {error_text(e)}") from None
+        return serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as e:
+        raise TLSSetupError("tls_key", f"unreadable private key: {e}") from None
+
+
+def _trust(pem: bytes, attribute: str) -> Any:
+    cas = load_certificates(pem, attribute)
+    return ssl.trustRootFromCertificates(
+        [ssl.Certificate(crypto.X509.from_cryptography(c)) for c in cas])
 
 
 def error_text(error: BaseException) -> str:
@@ -89,14 +93,15 @@ def _ciphers(text: Optional[str]) -> Optional[ssl.AcceptableCiphers]:
 
 
 def _options(settings: TLSSettings) -> ssl.CertificateOptions:
-    chain = load_certificates(settings.cert_pem, "tls_cert")
+    # Any: Twisted's hints say pyOpenSSL X509, which pyOpenSSL 26 deprecates
+    # in favour of the cryptography objects its Context takes directly.
+    chain: List[Any] = list(load_certificates(settings.cert_pem, "tls_cert"))
     trust = None
     if settings.verify_client != "none":
         if settings.client_ca_pem is None:
             raise TLSSetupError("tls_verify_client",
                                 f"tls_verify_client = {settings.verify_client} needs tls_client_ca")
-        cas = load_certificates(settings.client_ca_pem, "tls_client_ca")
-        trust = ssl.trustRootFromCertificates([ssl.Certificate(c) for c in cas])
+        trust = _trust(settings.client_ca_pem, "tls_client_ca")
     return ssl.CertificateOptions(
         privateKey=_private_key(settings.key_pem), certificate=chain[0],
         extraCertChain=chain[1:], trustRoot=trust,
@@ -142,8 +147,7 @@ def client_options(upstream: UpstreamTLS) -> IOpenSSLClientConnectionCreator:
     """Client TLS for a redirect upstream: its certificate must name ``upstream.name``."""
     trust = None
     if upstream.ca_pem is not None:
-        cas = load_certificates(upstream.ca_pem, "redirect_tls_ca")
-        trust = ssl.trustRootFromCertificates([ssl.Certificate(c) for c in cas])
+        trust = _trust(upstream.ca_pem, "redirect_tls_ca")
     options: IOpenSSLClientConnectionCreator = ssl.optionsForClientTLS(
         upstream.name, trustRoot=trust)
     return options

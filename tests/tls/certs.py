@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Issued", "TestPKI", "make_pki"]
+__all__ = ["Issued", "PKI", "make_pki"]
 
 
 @attrs.frozen
@@ -64,7 +64,7 @@ def _issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer: Optional[x509.
 
 
 @attrs.frozen
-class TestPKI:
+class PKI:
     """Everything the TLS tests need, written under one directory."""
 
     ca_path: Path
@@ -83,10 +83,10 @@ def _write(directory: Path, name: str, cert: x509.Certificate,
     return Issued(cert_pem, _pem_key(key), cert_path, key_path)
 
 
-def make_pki(directory: Path, client_cn: str = "client1") -> TestPKI:
+def make_pki(directory: Path, client_cn: str = "client1", ca_cn: str = "superd test CA") -> PKI:
     """A CA, a localhost server, a good and a wrong client, written to ``directory``."""
     ca_key, other_key = _key(), _key()
-    ca = _issue("superd test CA", ca_key, None, ca_key, ca=True)
+    ca = _issue(ca_cn, ca_key, None, ca_key, ca=True)
     other_ca = _issue("some other CA", other_key, None, other_key, ca=True)
     server_key, client_key, wrong_key = _key(), _key(), _key()
     server = _issue("localhost", server_key, ca, ca_key, server=True, sans=[
@@ -96,6 +96,6 @@ def make_pki(directory: Path, client_cn: str = "client1") -> TestPKI:
     wrong = _issue(client_cn, wrong_key, other_ca, other_key)
     ca_pem = ca.public_bytes(serialization.Encoding.PEM)
     (directory / "ca.pem").write_bytes(ca_pem)
-    return TestPKI(directory / "ca.pem", ca_pem, _write(directory, "server", server, server_key),
+    return PKI(directory / "ca.pem", ca_pem, _write(directory, "server", server, server_key),
                    _write(directory, "client", client, client_key),
                    _write(directory, "wrong", wrong, wrong_key))

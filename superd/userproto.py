@@ -7,9 +7,9 @@ A service names its protocol with ``type = INTERNAL`` and either
   ``ISuperdProtocol``, or a plain callable ``name(context)`` returning an
   ``IProtocolFactory`` (its own attributes, if any, declared in a
   ``superd_attributes`` mapping on it); or
-* ``plugin = NAME`` -- a ``twisted.plugin`` plugin providing
-  ``ISuperdProtocol`` whose ``name`` is ``NAME`` (a module in some
-  ``twisted/plugins/`` directory on the Python path).
+* ``plugin = NAME`` -- a ``twisted.plugin`` plugin (an object providing
+  ``twisted.plugin.IPlugin`` and ``ISuperdProtocol``) whose ``name`` is
+  ``NAME``, in a module of some ``twisted/plugins/`` directory on the path.
 
 The protocol's own attributes are written in the service block like any
 other and parsed at load by the schema it declares (errors name the file and
@@ -122,12 +122,14 @@ def resolve(text: str) -> Any:
     raise UserProtocolError("factory", f"{text} is neither callable nor an ISuperdProtocol")
 
 
-def find_plugin(name: str) -> Any:
-    """The ``ISuperdProtocol`` plugin called ``name`` (``twisted.plugin``)."""
+def find_plugin(name: str, package: Any = None) -> Any:
+    """The ``ISuperdProtocol`` plugin called ``name`` (``twisted.plugin``; in
+    ``package``, by default every ``twisted/plugins`` directory on the path)."""
     from twisted.plugin import getPlugins
 
     try:
-        found = [p for p in getPlugins(ISuperdProtocol) if getattr(p, "name", None) == name]
+        found = [p for p in getPlugins(ISuperdProtocol, package)
+                 if getattr(p, "name", None) == name]
     except Exception as e:
         raise UserProtocolError("plugin", f"cannot list plugins: {e}") from e
     if not found:

@@ -21,7 +21,7 @@ import os
 import signal
 import socket
 from types import ModuleType
-from typing import Any, Callable, Iterable, List, Mapping, NoReturn, Optional
+from typing import Any, Callable, Iterable, List, Mapping, NoReturn, Optional, Sequence
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -238,8 +238,19 @@ def _builtin_handler(service: ServiceConfig, runtime: Runtime,
     return registry.datagram_handler(service, runtime, protected)
 
 
-def _handler(service: ServiceConfig, runtime: Runtime, protected: frozenset[int]) -> Any:
-    """The IStreamHandler/IDatagramHandler for an in-process service (None: sensor)."""
+def _handler(service: ServiceConfig, runtime: Runtime, protected: frozenset[int],
+             services: Sequence[ServiceConfig] = ()) -> Any:
+    """The handler serving ``service`` (None: sensor), under TLS if configured."""
+    # Redirect, tcpmux, users' protocols and TLS (issue 6) live in superd.extensions.
+    extensions = importlib.import_module("superd.extensions")
+    handler = extensions.stream_handler(service, runtime, services)
+    if handler is None:
+        handler = _served_handler(service, runtime, protected)
+    return extensions.with_tls(service, handler, runtime)
+
+
+def _served_handler(service: ServiceConfig, runtime: Runtime, protected: frozenset[int]) -> Any:
+    """The IStreamHandler/IDatagramHandler for a builtin or external server (None: sensor)."""
     if service.kind == "sensor":
         return None
     if service.kind == "builtin":
@@ -290,22 +301,21 @@ def _unsupported_kind(service: ServiceConfig) -> Optional[Unavailable]:
     if service.socket_type not in (SocketType.STREAM, SocketType.DGRAM):
         return Unavailable("socket_type",
                            f"socket_type {service.socket_type.value} is not supported")
-    if service.kind == "redirect":
-        return Unavailable("redirect", f"redirect services are {NOT_BUILT}")
-    if service.kind == "tcpmux-client":
-        return Unavailable("type", f"tcpmux services are {NOT_BUILT}")
     return None
 
 
 def service_children(service: ServiceConfig, runtime: Runtime,
-                     protected: frozenset[int]) -> List[IService]:
+                     protected: frozenset[int],
+                     services: Sequence[ServiceConfig] = ()) -> List[IService]:
     """The listener services for one configured service; raises ``Unavailable``."""
     unsupported = _unsupported_kind(service)
     if unsupported is not None:
         raise unsupported
+    if service.kind == "tcpmux-client":
+        return []  # no socket of its own: the tcpmux service reaches it
     if service.kind == "external" and service.wait:
         return _wait_services(service, runtime)
-    handler = _handler(service, runtime, protected)
+    handler = _handler(service, runtime, protected, services)
     if service.socket_type is SocketType.STREAM:
         return _stream_listeners(service, handler, runtime)
     return _datagram_listeners(service, handler, runtime)
@@ -342,7 +352,8 @@ def build_service(config: Configuration, runtime: Runtime, *,
     problems: List[Problem] = []
     for service in config.services:
         try:
-            children: Iterable[IService] = service_children(service, runtime, protected)
+            children: Iterable[IService] = service_children(service, runtime, protected,
+                                                            config.services)
         except Unavailable as e:
             problems.append(_problem(service, e))
             continue

@@ -55,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="unknown attributes are errors, not warnings")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
     commands.add_parser("version", help="print superd's version")
-    commands.add_parser("status", help="show running services (not implemented yet)")
+    status = commands.add_parser("status", help="show what the running daemon is doing")
+    status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    status.add_argument("--state-dir", metavar="DIR", default=None,
+                        help="the daemon's --state-dir (default as the daemon's)")
     bans = commands.add_parser("bans", help="list or lift sensor bans", add_help=False)
     bans.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -109,6 +112,10 @@ def main(argv: Optional[Sequence[str]] = None,
         return 0
     if args.command == "bans":
         return _bans(args.rest, err)
+    if args.command == "status":
+        from superd.status import run_status
+
+        return run_status(args.state_dir, args.json, out, err)
     print(f"superd {args.command}: not implemented yet", file=err)
     return EX_NOT_IMPLEMENTED
 

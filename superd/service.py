@@ -19,15 +19,25 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import socket
 from types import ModuleType
-from typing import Any, Callable, Iterable, List, Mapping, NoReturn, Optional, Sequence
+from typing import (
+    Any,
+    Callable,
+    Iterable,
+    List,
+    Mapping,
+    NoReturn,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
+from superd import notify
 from superd.config.errors import ConfigError, Problem
 from superd.config.model import Configuration, ServiceConfig, SocketType
 from superd.listen import (
@@ -72,9 +82,13 @@ class Listener(Service):
     """Listens on one address for one service; the port opens at privileged start."""
 
     def __init__(self, address: ListenAddress,
-                 open_port: Callable[[ListenAddress], IListeningPort]) -> None:
+                 open_port: Callable[[ListenAddress], IListeningPort],
+                 target: Any = None) -> None:
         self.address = address
         self._open_port = open_port
+        #: The factory (stream) or protocol (dgram) serving the port: a
+        #: reload moves the bound port to a new Listener and its target.
+        self.target = target
         self.port: Optional[IListeningPort] = None
         self.bound_port: Optional[int] = None
 
@@ -103,18 +117,7 @@ class Listener(Service):
 
 def notify_ready(environ: Mapping[str, str]) -> bool:
     """Send ``READY=1`` to systemd's ``$NOTIFY_SOCKET`` if set; True if sent."""
-    path = environ.get("NOTIFY_SOCKET")
-    if not path:
-        return False
-    if path.startswith("@"):  # abstract namespace
-        path = "\0" + path[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(b"READY=1", path)
-    except OSError as e:
-        _log.warn("could not notify {path}: {error}", path=path, error=str(e))
-        return False
-    return True
+    return notify.ready(environ)
 
 
 def _raise(error: BindError) -> NoReturn:
@@ -143,6 +146,12 @@ class SuperdService(MultiService):
         #: xinetd-format service logs (superd.servicelog): started before the
         #: listeners and stopped after the children, so every EXIT line lands.
         self.service_log: Optional[Any] = None
+        #: Each configured service with its children (sockets), in order:
+        #: what a reload compares and moves (superd.reload).
+        self.groups: List[Tuple[ServiceConfig, List[IService]]] = []
+        #: Reload, status and the control socket (superd.operations), started
+        #: after the listeners and stopped before them.
+        self.operations: Optional[Any] = None
 
     def _guarded(self, start: Callable[[], None]) -> None:
         try:
@@ -168,6 +177,8 @@ class SuperdService(MultiService):
         if self.service_log is not None:
             self.service_log.startService()
         self._guarded(super().startService)
+        if self.operations is not None:
+            self.operations.startService()
         self._old_hup = self._install_signal(signal.SIGHUP, self._on_sighup)
         self.runtime.reactor.callWhenRunning(self._announce_ready)
 
@@ -177,9 +188,12 @@ class SuperdService(MultiService):
 
     def reload(self) -> None:
         """
-        SIGHUP.  Reloading the configuration is not implemented yet (issue 5);
-        the service log files are reopened, so logrotate's HUP still works.
+        SIGHUP: reload all or nothing (superd.operations).  Without it (unit
+        tests) the service log files are still reopened, for logrotate.
         """
+        if self.operations is not None:
+            self.operations.reload()
+            return
         _log.warn("reload is not implemented yet; service logs reopened", event="reload")
         if self.service_log is not None:
             self.service_log.router.reopen()
@@ -196,6 +210,9 @@ class SuperdService(MultiService):
             self._install_signal(signal.SIGHUP, self._old_hup)
             self._old_hup = None
         _log.info("superd stopping", event="stopping")
+        notify.stopping(self._environ)
+        if self.operations is not None:
+            self.operations.stopService()
         stopped: Deferred[Any] = super().stopService()
         processes = self.runtime.processes
         if processes is not None:
@@ -280,7 +297,7 @@ def _stream_listeners(service: ServiceConfig, handler: Any, runtime: Runtime) ->
     def open_port(address: ListenAddress) -> IListeningPort:
         return listen_stream(reactor, address, factory)
 
-    return [Listener(address, open_port)
+    return [Listener(address, open_port, factory)
             for address in listen_addresses(service, runtime.options.backlog)]
 
 
@@ -288,13 +305,12 @@ def _datagram_listeners(service: ServiceConfig, handler: Any, runtime: Runtime) 
     access = _collaborator("superd.access.factory", "only_from", "access-controlled services")
     reactor = runtime.reactor
 
-    def open_port(address: ListenAddress) -> IListeningPort:
+    def listener(address: ListenAddress) -> Listener:
         # A DatagramProtocol has one transport, so one per address.
         protocol = access.AccessControlledDatagramProtocol(service, handler, runtime)
-        return listen_datagram(reactor, address, protocol)
+        return Listener(address, lambda a: listen_datagram(reactor, a, protocol), protocol)
 
-    return [Listener(address, open_port)
-            for address in listen_addresses(service, runtime.options.backlog)]
+    return [listener(address) for address in listen_addresses(service, runtime.options.backlog)]
 
 
 def _unsupported_kind(service: ServiceConfig) -> Optional[Unavailable]:
@@ -357,7 +373,8 @@ def build_service(config: Configuration, runtime: Runtime, *,
         except Unavailable as e:
             problems.append(_problem(service, e))
             continue
-        for child in children:
+        top.groups.append((service, list(children)))
+        for child in top.groups[-1][1]:
             child.setServiceParent(top)
     if problems:
         raise ConfigError(problems)

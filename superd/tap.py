@@ -24,6 +24,7 @@ from superd.cli import report_config_error, report_warnings
 from superd.config.errors import EX_CONFIG, ConfigError
 from superd.config.model import Configuration
 from superd.listen import BindError
+from superd.operations import attach as attach_operations
 from superd.runtime import Runtime, RuntimeOptions
 from superd.service import SuperdService, build_service
 
@@ -186,4 +187,7 @@ def makeService(options: Options) -> IService:
 
     assert options.configuration is not None, "postOptions loads the configuration"
     runtime = Runtime(reactor=reactor, options=options.runtime_options())
-    return assemble(options.configuration, runtime, options.stderr)
+    top = assemble(options.configuration, runtime, options.stderr)
+    # SIGHUP reload, SIGUSR1 status and the control socket (superd.operations).
+    attach_operations(top, options["config"], strict=options["strict"])
+    return top

@@ -35,6 +35,7 @@ from superd.access.decision import Decision, MaybeDeferred, deny
 from superd.access.pipeline import policies_for, run_policies
 from superd.access.setup import state_of
 from superd.config.model import ServiceConfig
+from superd.counters import service_counters
 from superd.runtime import Runtime
 from superd.session import Peer, Session
 
@@ -84,6 +85,7 @@ class AccessControlledFactory(ServerFactory):
         state = state_of(runtime)
         self._counter = state.counter
         self._refusals = state.stream_refusals
+        self._counts = service_counters(runtime, service.id)  # superd status
 
     def decide(self, peer: Peer) -> MaybeDeferred:
         """Run the service's policies for ``peer``."""
@@ -105,6 +107,7 @@ class AccessControlledFactory(ServerFactory):
 
     def refuse(self, peer: Peer, decision: Decision) -> Protocol | None:
         """Log the refusal; the protocol to send ``banner_fail``, or None."""
+        self._counts.refuse(decision.reason)
         self._refusals.refused(self.service, peer, decision,
                                self.runtime.seconds())
         if self.banners.fail is None:
@@ -119,6 +122,7 @@ class AccessControlledFactory(ServerFactory):
             return None
         session = Session(self.service.id, peer, local, self.runtime.seconds())
         self._counter.acquire(session)
+        self._counts.accept()
         try:
             protocol: Protocol | None = self.handler.protocol_for(session)
         except Exception:
@@ -215,6 +219,7 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
         self.policies = policies_for(service, runtime, sessions=False)
         self._refusals = state_of(runtime).dgram_refusals
         self._waiting = 0
+        self._counts = service_counters(runtime, service.id)  # superd status
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         peer = _peer_of_datagram(addr)
@@ -239,6 +244,7 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
         if not decision.allowed:
             self._refused(peer, decision)
             return
+        self._counts.accept()
         if self.handler is None:
             return
         try:
@@ -248,6 +254,7 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
                          event="handler_error", service_id=self.service.id)
 
     def _refused(self, peer: Peer, decision: Decision) -> None:
+        self._counts.refuse(decision.reason)
         key = (self.service.id, peer.host, peer.port, decision.reason)
         self._refusals.refused(self.service, peer, decision,
                                self.runtime.seconds(), key)
@@ -274,6 +281,7 @@ def admit_datagram_source(service: ServiceConfig, peer: Peer,
     """
     if service.is_sensor:
         trip_sensor(service, peer, runtime)
+        service_counters(runtime, service.id).refuse(events.REASON_ADDRESS)
         events.emit_fail(service, events.REASON_ADDRESS, peer)
         return False
     policies = policies_for(service, runtime, sessions=False)
@@ -281,6 +289,8 @@ def admit_datagram_source(service: ServiceConfig, peer: Peer,
     if not isinstance(outcome, Decision):
         outcome.addErrback(lambda _: None)
         outcome = deny(events.REASON_ADDRESS, "host name lookup pending")
+    counts = service_counters(runtime, service.id)  # superd status
+    counts.accept() if outcome.allowed else counts.refuse(outcome.reason)
     if not outcome.allowed:
         events.emit_fail(service, outcome.reason, peer, outcome.detail)
     return outcome.allowed

@@ -1,0 +1,63 @@
+"""
+Per-service connection counters for ``superd status``: how many peers were
+admitted and how many were refused, by xinetd's reason word.
+
+The access layer bumps them on every decision (an attribute increment and a
+dict update: cheap next to accepting a socket).  They belong to the runtime,
+not to a factory, so a reload that rebuilds a service's factory keeps its
+counts, and they count every refusal -- the FAIL log lines are rate-limited
+(``superd.access.refusals``), the counters are not.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Dict
+
+__all__ = ["ServiceCounters", "counters_of", "service_counters"]
+
+
+class ServiceCounters:
+    """The counts of one service since superd started."""
+
+    __slots__ = ("accepted", "refused")
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        #: reason word -> count.
+        self.refused: Dict[str, int] = {}
+
+    def accept(self) -> None:
+        """One peer admitted."""
+        self.accepted += 1
+
+    def refuse(self, reason: str) -> None:
+        """One peer refused for ``reason``."""
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def as_dict(self) -> Dict[str, object]:
+        """``{"accepted": N, "refused": {reason: N}}`` for JSON."""
+        return {"accepted": self.accepted, "refused": dict(sorted(self.refused.items()))}
+
+
+# The Runtime is a contract class with no slot for this; like the access
+# state, the table hangs off it in a weak mapping.
+_tables: "weakref.WeakKeyDictionary[object, Dict[str, ServiceCounters]]" = (
+    weakref.WeakKeyDictionary())
+
+
+def counters_of(runtime: object) -> Dict[str, ServiceCounters]:
+    """Service id -> counters, for every service that counted something."""
+    table = _tables.get(runtime)
+    if table is None:
+        table = _tables[runtime] = {}
+    return table
+
+
+def service_counters(runtime: object, service_id: str) -> ServiceCounters:
+    """The counters of ``service_id`` (created on first use, kept for good)."""
+    table = counters_of(runtime)
+    counters = table.get(service_id)
+    if counters is None:
+        counters = table[service_id] = ServiceCounters()
+    return counters

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
-from superd.config.model import Extensions, ServiceConfig
+from superd.config.model import Extensions, ServiceConfig, SocketType
 from superd.runtime import Runtime
 from superd.tls.settings import tls_settings, upstream_tls
 
@@ -61,8 +61,12 @@ def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, .
         settings = _user_settings(values, extra, error)
     if "redirect_timeout" in values and "redirect" not in values:
         error("redirect_timeout", "redirect_timeout needs redirect = host port")
+    tls = tls_settings(values, read_file, error)
+    if tls is not None and (values.get("wait") is True or values.get("protocol") == "udp"
+                            or values.get("socket_type") is SocketType.DGRAM):
+        error("tls_cert", "TLS needs socket_type = stream and wait = no")
     return Extensions(
-        tls=tls_settings(values, read_file, error),
+        tls=tls,
         redirect_tls=upstream_tls(values, read_file, error),
         redirect_timeout=values.get("redirect_timeout", 10.0),
         factory=values.get("factory"), plugin=values.get("plugin"), settings=settings,
@@ -107,6 +111,13 @@ def with_tls(service: ServiceConfig, handler: Any, runtime: Runtime) -> Any:
     from superd.tls.context import TLSSetupError
     from superd.tls.protocol import TLSHandler
 
+    if service.socket_type is not SocketType.STREAM or service.wait:
+        raise _unavailable("tls_cert", "TLS needs socket_type = stream and wait = no")
+    if service.kind == "external":
+        from superd.tls.pipe import PipeHandler
+
+        # A TLS session cannot be handed to a child: relay it over a socket pair.
+        handler = PipeHandler(service, runtime)
     try:
         return TLSHandler(service, handler, runtime)
     except TLSSetupError as e:

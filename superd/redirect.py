@@ -136,6 +136,9 @@ class RelayProtocol(Protocol):
     """One relayed client connection (the client side) and its upstream."""
 
     transport: Any = None
+    #: The relay itself is what START/TRAFFIC/EXIT and the session's end
+    #: describe (False when a child process is, as in TLS pipe mode).
+    logs_session = True
 
     def __init__(self, service: ServiceConfig, runtime: Runtime, session: Session,
                  endpoint: IStreamClientEndpoint) -> None:
@@ -154,7 +157,8 @@ class RelayProtocol(Protocol):
     # -- client side -------------------------------------------------------
 
     def connectionMade(self) -> None:
-        events.emit_start(self.service, 0, self.session.peer)
+        if self.logs_session:
+            events.emit_start(self.service, 0, self.session.peer)
         _tune(self.transport, False)
         # Nothing is read from the client until the upstream is there.
         self.transport.pauseProducing()
@@ -206,16 +210,19 @@ class RelayProtocol(Protocol):
     def _connect_failed(self, failure: Failure) -> None:
         self._connecting = None
         self.upstream_gone = True
-        if self.client_gone:
-            self._finish_if_done()
-            return
+        if not self.client_gone:
+            self.log_connect_failure(failure)
+            self.transport.loseConnection()
+        self._finish_if_done()
+
+    def log_connect_failure(self, failure: Failure) -> None:
+        """Say why the upstream could not be reached."""
         target = self.service.redirect
         _log.warn("{service_id}: cannot connect to {host} port {port}: {reason}",
                   event=EV_REDIRECT_FAILED, service_id=self.service.id,
                   host=target.host if target else None, port=target.port if target else None,
                   reason=error_text(failure.value or Exception()),
                   peer_host=self.session.peer.host if self.session.peer else None)
-        self.transport.loseConnection()
 
     def from_upstream(self, data: bytes) -> None:
         """Bytes from the upstream, for the client."""
@@ -225,6 +232,9 @@ class RelayProtocol(Protocol):
     def upstream_eof(self) -> None:
         """The upstream finished sending: so does the relay, to the client."""
         if not self.client_gone:
+            # Nothing more comes from the upstream; a TLS transport also waits
+            # for its producer to go before it sends close_notify.
+            self.transport.unregisterProducer()
             _close_writing(self.transport)
         self._close_if_done()
 
@@ -247,6 +257,10 @@ class RelayProtocol(Protocol):
     def _finish_if_done(self) -> None:
         if not (self.client_gone and self.upstream_gone) or self.session.ended:
             return
+        self.finished()
+
+    def finished(self) -> None:
+        """Both sides are closed: log the relay's end and end the session."""
         duration = max(0.0, self.runtime.seconds() - self.session.started)
         emit_traffic(self.service, self.inbound, self.outbound)
         events.emit_exit(self.service, 0, 0, None, duration)

@@ -18,7 +18,7 @@ attribute, so they are reported like every configuration error.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Callable, Mapping, Optional, Sequence, Tuple
 
 from superd.config.model import Extensions, ServiceConfig, SocketType
 from superd.runtime import Runtime
@@ -29,9 +29,10 @@ __all__ = ["check_extensions", "is_user_protocol", "stream_handler", "with_tls"]
 ErrorReporter = Callable[[str, str], None]
 
 
-def is_user_protocol(values: Mapping[str, Any]) -> bool:
-    """True when parsed attributes name a user's protocol (no builtin needed)."""
-    return "factory" in values or "plugin" in values
+def is_user_protocol(values: Mapping[str, Any], invalid: AbstractSet[str] = frozenset()) -> bool:
+    """True when the attributes name a user's protocol (no builtin needed), also
+    when ``factory``/``plugin`` was written but invalid (already reported)."""
+    return bool({"factory", "plugin"} & (values.keys() | invalid))
 
 
 def _user_settings(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, ...]],
@@ -65,6 +66,12 @@ def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, .
     if tls is not None and (values.get("wait") is True or values.get("protocol") == "udp"
                             or values.get("socket_type") is SocketType.DGRAM):
         error("tls_cert", "TLS needs socket_type = stream and wait = no")
+    if tls is not None:
+        for banner in ("banner", "banner_success"):
+            if banner in values:
+                # The access layer writes banners before the handshake, in clear.
+                error(banner, f"{banner} cannot be sent on a TLS service "
+                              "(it would precede the handshake in clear text)")
     return Extensions(
         tls=tls,
         redirect_tls=upstream_tls(values, read_file, error),

@@ -13,13 +13,14 @@ from typing import Callable
 
 from . import confgen, daemons, procs
 from .load import Loadgen, Sample, Series, paired_ratio
-from .report import Report
+from .report import Report, Row
 
 __all__ = [
     "BANNED_SOURCE",
     "GOOD_SOURCE",
     "HELD_CONNECTIONS",
     "Bench",
+    "add_cpu_rows",
     "errors_note",
     "hold",
     "kept",
@@ -105,6 +106,18 @@ def values(
     series: dict[str, Series], key: Callable[[Series], float | None]
 ) -> dict[str, float | None]:
     return {name: key(s) if s.samples else None for name, s in series.items()}
+
+
+def add_cpu_rows(b: Bench, what: str, series: dict[str, Series]) -> None:
+    """CPU per connection and the conn/s it implies for one fully used core.
+
+    CPU time comes from /proc and barely moves when other work shares the
+    machine, so the implied rate is the steadiest comparison on a busy host.
+    """
+    cpu = values(series, lambda x: x.cpu_per_conn_us)
+    b.report.rows.append(Row(f"  {what}: server CPU per conn", "us", cpu))
+    capacity = {n: 1e6 / v if v else None for n, v in cpu.items()}
+    b.report.rows.append(Row(f"  {what}: implied conn/s for 1 core (1/CPU)", "conn/s", capacity))
 
 
 def rate_of(series: Series) -> float | None:

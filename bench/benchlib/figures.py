@@ -8,13 +8,25 @@ targets to the report.  Issue 4's figures are in ``access_figures``.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from typing import Callable
 
 from . import daemons, procs
 from .access_figures import fig_fairness, fig_lists
-from .context import HELD_CONNECTIONS, Bench, errors_note, hold, kept, stop, values, warm_up
+from .context import (
+    HELD_CONNECTIONS,
+    Bench,
+    add_cpu_rows,
+    errors_note,
+    hold,
+    kept,
+    stop,
+    values,
+    warm_up,
+)
 from .load import Sample, Series, paired_ratio
+from .reload_figure import fig_reload
 from .report import Row, Target
 
 __all__ = ["FIGURES", "Bench", "warm_up"]
@@ -27,9 +39,7 @@ def fig_echo(b: Bench) -> None:
     b.report.rows.append(
         Row("echo conn/s (64 B, 32 conc)", "conn/s", values(s, lambda x: x.rate), errors_note(s))
     )
-    b.report.rows.append(
-        Row("echo server CPU per conn", "us", values(s, lambda x: x.cpu_per_conn_us))
-    )
+    add_cpu_rows(b, "echo", s)
     r = paired_ratio(s["superd"], s["xinetd"])
     b.report.targets.append(Target(2, "echo conn/s: superd / xinetd", r, 3.0, why_na=b.na_reason()))
 
@@ -41,9 +51,7 @@ def fig_daytime(b: Bench) -> None:
     b.report.rows.append(
         Row("daytime conn/s (32 conc)", "conn/s", values(s, lambda x: x.rate), errors_note(s))
     )
-    b.report.rows.append(
-        Row("daytime server CPU per conn", "us", values(s, lambda x: x.cpu_per_conn_us))
-    )
+    add_cpu_rows(b, "daytime", s)
 
 
 def fig_chargen(b: Bench) -> None:
@@ -73,13 +81,7 @@ def fig_spawn(b: Bench) -> None:
             errors_note(s),
         )
     )
-    b.report.rows.append(
-        Row(
-            "spawned cat: server+children CPU per conn",
-            "us",
-            values(s, lambda x: x.cpu_per_conn_us),
-        )
-    )
+    add_cpu_rows(b, "spawned cat (server + children)", s)
     na = b.na_reason()
     b.report.targets.append(
         Target(
@@ -149,6 +151,7 @@ def fig_nobody(b: Bench) -> None:
             errors_note(s),
         )
     )
+    add_cpu_rows(b, "user=nobody (server + children)", s)
 
 
 def fig_logging(b: Bench) -> None:
@@ -191,9 +194,32 @@ def fig_rss(b: Bench) -> None:
     if not why:
         value, why = _idle_rss(b, conf)
     b.report.rows.append(Row("superd idle RSS, sample conf/", "MiB", {"superd": value}))
+    for label, code in _BASELINES:
+        rss = _python_rss(b, code)
+        b.report.rows.append(Row(f"  baseline: venv python, {label}", "MiB", {"superd": rss}))
     b.report.targets.append(
         Target(2, "superd idle RSS with conf/", value, 40.0, at_most=True, unit="MiB", why_na=why)
     )
+
+
+# What the interpreter alone costs, to tell superd's own memory from its imports'.
+# twisted.internet.tcp imports the TLS layer (OpenSSL, cryptography) when pyOpenSSL is
+# installed; the second line shows the reactor with that import blocked.
+_BASELINES = (
+    ("epoll reactor imported", "import twisted.internet.epollreactor"),
+    (
+        "same, OpenSSL blocked",
+        "import sys; sys.modules['OpenSSL'] = None; import twisted.internet.epollreactor",
+    ),
+)
+
+
+def _python_rss(b: Bench, code: str) -> float | None:
+    probe = "import re; print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])"
+    done = subprocess.run(
+        [b.paths.python, "-c", f"{code}; {probe}"], capture_output=True, text=True, check=False
+    )
+    return int(done.stdout) / 1024 if done.returncode == 0 and done.stdout.strip() else None
 
 
 def _idle_rss(b: Bench, conf: str) -> tuple[float | None, str]:
@@ -221,4 +247,5 @@ FIGURES: dict[str, Callable[[Bench], None]] = {
     "fairness": fig_fairness,
     "logging": fig_logging,
     "rss": fig_rss,
+    "reload": fig_reload,
 }

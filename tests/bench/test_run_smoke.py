@@ -1,0 +1,45 @@
+"""``bench/run`` itself runs end to end for a tiny duration.
+
+It starts the real superd and xinetd on the generated configuration and
+prints its tables; nothing here looks at how fast anything was.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from benchlib import main
+
+from .conftest import BENCH_DIR
+
+
+def _bench_idle() -> bool:
+    """True unless another bench run holds the lock (the test would wait for it)."""
+    with open(main.LOCK_PATH, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return True
+
+
+def test_quick_echo_run_measures_both_daemons() -> None:
+    """One short echo figure: both daemons start, both get a number, all are stopped."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/xinetd") or not shutil.which("gcc"):
+        pytest.skip("needs root, xinetd and gcc")
+    if not _bench_idle():
+        pytest.skip("another bench/run is measuring on this machine")
+    argv = [sys.executable, os.path.join(BENCH_DIR, "run"), "--quick", "--only", "echo"]
+    argv += ["--duration", "0.2"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    row = next(ln for ln in done.stdout.splitlines() if "echo conn/s" in ln)
+    superd, xinetd = row.split("]", 1)[1].split()[:2]
+    assert superd != "-" and xinetd != "-", done.stdout
+    assert "echo conn/s: superd / xinetd" in done.stdout

@@ -120,6 +120,20 @@ def notify_ready(environ: Mapping[str, str]) -> bool:
     return notify.ready(environ)
 
 
+def _first_only(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], None]:
+    """A signal handler that passes the first signal to ``handler`` and logs the rest."""
+    seen: List[int] = []
+
+    def once(signum: int, frame: Any) -> None:
+        if seen:
+            _log.info("signal {signum} again: already stopping", signum=signum)
+            return
+        seen.append(signum)
+        handler(signum, frame)
+
+    return once
+
+
 def _raise(error: BindError) -> NoReturn:
     raise error
 
@@ -198,7 +212,18 @@ class SuperdService(MultiService):
         if self.service_log is not None:
             self.service_log.router.reopen()
 
+    def _guard_stop_signals(self) -> None:
+        # Supervisors and `timeout` may signal the whole process group, so a
+        # second SIGTERM can arrive while stopping; Twisted would then call
+        # reactor.stop() twice and log a critical ReactorNotRunning.  The
+        # reactor installed its handlers before running this (after startup).
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
+            if callable(previous):
+                self._install_signal(signum, _first_only(previous))
+
     def _announce_ready(self) -> None:
+        self._guard_stop_signals()
         # One child per socket: Listeners and the wait=yes services alike.
         _log.info("superd ready: {count} sockets listening", event=EV_READY,
                   count=len(list(self)),

@@ -380,3 +380,24 @@ def test_build_service_wires_service_logs() -> None:
     top = build_service(config(make_service()), runtime())
     assert top.service_log is not None
     assert top.service_log.router.targets() == {}
+
+
+def test_repeated_stop_signal_reaches_the_reactor_once(
+        collaborators: types.SimpleNamespace, log_events: list[dict[str, Any]]) -> None:
+    """A second SIGTERM while stopping is logged, not passed on (no double reactor.stop)."""
+    installed: dict[int, Any] = {}
+    rt = runtime()
+    top = build_service(config(make_service()), rt,
+                        install_signal=lambda signum, h: installed.__setitem__(signum, h))
+    calls: list[int] = []
+    original = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+        top._guard_stop_signals()
+        guarded = installed[signal.SIGTERM]
+        guarded(signal.SIGTERM, None)
+        guarded(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, original)
+    assert calls == [signal.SIGTERM]
+    assert any("already stopping" in str(e.get("log_format")) for e in log_events)

@@ -1,0 +1,153 @@
+"""Tests for superd.status: the snapshot of a running tree and its rendering."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock
+
+from superd.access.banstore import Ban, BanStore
+from superd.access.setup import state_of
+from superd.config.model import CPS, Configuration, Location, ServiceConfig, SocketType
+from superd.control import control_path
+from superd.counters import service_counters
+from superd.runtime import Runtime
+from superd.service import build_service
+from superd.session import Peer
+from superd.status import EX_UNAVAILABLE, render_text, run_status, snapshot
+
+
+def service(**kw: Any) -> ServiceConfig:
+    values: dict[str, Any] = dict(
+        name="echo", id="echo", location=Location("conf/echo", 1),
+        socket_type=SocketType.STREAM, protocol="tcp", wait=False, port=10007,
+        bind=("127.0.0.1",), type=frozenset({"INTERNAL", "UNLISTED"}),
+    )
+    values.update(kw)
+    return ServiceConfig(**values)
+
+
+class Reactor(MemoryReactorClock):
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50,
+                  interface: str = "") -> Any:
+        fake = super().listenTCP(port, factory, backlog, interface)
+        fake._hostAddress = IPv4Address("TCP", interface, 4000 + port)
+        return fake
+
+
+@attrs.define
+class Child:
+    pid: int
+    service_id: str
+    peer: Peer | None
+    started: float
+
+
+class Processes:
+    def children(self) -> tuple[Child, ...]:
+        return (Child(42, "echo", Peer("127.0.0.9", 5555), 1000.0),)
+
+
+def running(*services: ServiceConfig) -> Any:
+    reactor = Reactor()
+    reactor.advance(2000)
+    runtime = Runtime(reactor=reactor)
+    runtime.processes = Processes()
+    top = build_service(Configuration(services=services, sources=("conf/echo",)), runtime,
+                        install_signal=lambda *a: None)
+    top.privilegedStartService()
+    top.startService()
+    return top
+
+
+def test_snapshot_lists_services_addresses_counters_and_children() -> None:
+    """Every service appears with its bound address, counters and running children."""
+    top = running(service())
+    counts = service_counters(top.runtime, "echo")
+    counts.accept()
+    counts.refuse("address")
+    counts.refuse("address")
+    status = snapshot(top, {"ok": True, "time": 1.0}, pid=7)
+    (entry,) = status["services"]
+    assert entry["listen"] == ["tcp 127.0.0.1:14007"]
+    assert (entry["state"], entry["accepted"], entry["refused"]) == \
+        ("listening", 1, {"address": 2})
+    assert entry["sessions"] == 0 and entry["where"] == "conf/echo:1"
+    assert status["children"] == [{"pid": 42, "service_id": "echo", "peer": "127.0.0.9:5555",
+                                   "started": 1000.0}]
+    assert (status["pid"], status["reload"], status["sources"]) == \
+        (7, {"ok": True, "time": 1.0}, ["conf/echo"])
+    json.dumps(status)  # JSON-ready
+
+
+def test_cps_pause_shows_until_when() -> None:
+    """A service paused by cps says so, with the time it resumes."""
+    top = running(service(cps=CPS(1, 30)))
+    rate = state_of(top.runtime).rates[("echo", CPS(1, 30))]
+    for _ in range(3):
+        rate.check(Peer("127.0.0.1", 1), top.runtime.seconds())
+    (entry,) = snapshot(top)["services"]
+    assert (entry["state"], entry["reason"], entry["until"]) == ("paused", "cps", 2030.0)
+    assert "paused by cps until" in render_text(snapshot(top))
+
+
+def test_bans_from_the_store_skip_expired_ones(tmp_path: Path) -> None:
+    """Live bans are listed with their expiry; expired ones are not."""
+    top = running(service())
+    store = BanStore(str(tmp_path / "bans.sqlite3"))
+    store.put(Ban("10.0.0.1", None, 1.0, "trap", 3))
+    store.put(Ban("10.0.0.2", 1500.0, 1.0, "trap", 1))
+    top.runtime.bans = type("Bans", (), {"store": store})()
+    assert snapshot(top)["bans"] == [{"host": "10.0.0.1", "until": None, "added": 1.0,
+                                      "service_id": "trap", "hits": 3}]
+    assert "10.0.0.1  forever" in render_text(snapshot(top))
+
+
+def test_render_text_shows_a_failed_reload_and_its_errors() -> None:
+    """The last reload's failure and every error are in the text."""
+    top = running(service())
+    text = render_text(snapshot(top, {"ok": False, "time": 0.0,
+                                      "errors": ["conf/x:3: bad", "conf/y:1: worse"]}))
+    assert "FAILED, the previous configuration is running (2 errors):" in text
+    assert "\n  conf/x:3: bad\n  conf/y:1: worse\n" in text
+    assert "echo     builtin  listening  tcp 127.0.0.1:14007" in text
+
+
+def test_run_status_prints_text_or_json(tmp_path: Path) -> None:
+    """``superd status`` renders the daemon's answer; --json prints it as JSON."""
+    status = snapshot(running(service()), pid=9)
+    for as_json in (False, True):
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(control_path(str(tmp_path)))
+        server.listen(1)
+
+        def answer(server: socket.socket = server) -> None:
+            conn, _ = server.accept()
+            with conn, server:
+                conn.recv(4096)
+                conn.sendall(json.dumps({"ok": True, "status": status}).encode() + b"\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        out = io.StringIO()
+        assert run_status(str(tmp_path), as_json, out, io.StringIO()) == 0
+        thread.join(5)
+        Path(control_path(str(tmp_path))).unlink()
+        if as_json:
+            assert json.loads(out.getvalue())["pid"] == 9
+        else:
+            assert out.getvalue().startswith("superd pid 9: 1 services")
+
+
+def test_run_status_without_a_daemon(tmp_path: Path) -> None:
+    """No daemon: a message on stderr and EX_UNAVAILABLE."""
+    err = io.StringIO()
+    assert run_status(str(tmp_path), False, io.StringIO(), err) == EX_UNAVAILABLE
+    assert "is superd running" in err.getvalue()

@@ -224,3 +224,15 @@ def test_sample_disabled_services_are_valid_when_enabled(tmp_path: Path) -> None
         return
     ids = {s.id for s in configuration.services}
     assert {"ssh", "ssh-public", "rootexternalssh", "imaps"} <= ids
+
+
+def test_double_sigterm_stops_cleanly(tmp_path: Path, superd_factory: StartSuperd) -> None:
+    """Two SIGTERMs at once (a supervisor signalling the group) stop it without errors."""
+    (tmp_path / "echo").write_text(ECHO.format(port=0, bind="127.0.0.1"))
+    superd = superd_factory(tmp_path)
+    superd.stopped_by_test = True
+    os.kill(superd.pid, signal.SIGTERM)
+    os.kill(superd.pid, signal.SIGTERM)
+    assert superd.process.wait(10) in (0, -signal.SIGTERM)
+    superd.wait_for_event(lambda e: e.get("log_format") == "Server Shut Down.")
+    assert superd.errors() == []

@@ -226,13 +226,44 @@ def test_sample_disabled_services_are_valid_when_enabled(tmp_path: Path) -> None
     assert {"ssh", "ssh-public", "rootexternalssh", "imaps"} <= ids
 
 
-def test_double_sigterm_stops_cleanly(tmp_path: Path, superd_factory: StartSuperd) -> None:
-    """Two SIGTERMs at once (a supervisor signalling the group) stop it without errors."""
-    (tmp_path / "echo").write_text(ECHO.format(port=0, bind="127.0.0.1"))
-    superd = superd_factory(tmp_path)
-    superd.stopped_by_test = True
-    os.kill(superd.pid, signal.SIGTERM)
-    os.kill(superd.pid, signal.SIGTERM)
-    assert superd.process.wait(10) in (0, -signal.SIGTERM)
+
+STUBBORN = """\
+service stubborn
+{{
+	type        = UNLISTED
+	socket_type = stream
+	wait        = no
+	port        = 0
+	bind        = 127.0.0.1
+	server      = {server}
+	{user}
+}}
+"""
+
+
+def test_second_sigterm_while_stopping_is_harmless(
+        tmp_path: Path, superd_factory: StartSuperd) -> None:
+    """
+    A second SIGTERM while superd waits for a child that ignores the first (a
+    supervisor signalling the process group) is noted, not an error, and the
+    child is still killed after --grace.
+    """
+    script = tmp_path / "stubborn.sh"
+    script.write_text("#!/bin/sh\ntrap '' TERM\necho up\nexec sleep 30\n")
+    script.chmod(0o755)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    user = "user        = root" if os.geteuid() == 0 else ""
+    (conf / "stubborn").write_text(STUBBORN.format(server=script, user=user))
+    superd = superd_factory(conf, "--grace", "2")
+    with socket.create_connection(("127.0.0.1", superd.port("stubborn")), timeout=5) as s:
+        assert s.recv(16) == b"up\n"
+        superd.stopped_by_test = True
+        os.kill(superd.pid, signal.SIGTERM)
+        stopping = superd.wait_for_event(lambda e: e.get("event") == "stopping")
+        assert superd.process.poll() is None, "stopped before the child was dealt with"
+        os.kill(superd.pid, signal.SIGTERM)
+        assert superd.process.wait(10) in (0, -signal.SIGTERM)
+    assert stopping is not None
     superd.wait_for_event(lambda e: e.get("log_format") == "Server Shut Down.")
     assert superd.errors() == []

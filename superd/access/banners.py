@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from twisted.internet import tcp
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -82,7 +83,9 @@ def send_now(transport: Any, data: bytes) -> bool:
     Sending directly matters when the connection is then handed to a child:
     bytes still queued in Twisted's buffer would be lost with the hand-off.
     """
-    sock = getattr(transport, "socket", None)
+    # Only a plain TCP transport: a TLS transport forwards attribute reads
+    # to the TCP connection below it, whose socket must never see cleartext.
+    sock = transport.socket if isinstance(transport, tcp.Connection) else None
     sent = 0
     if sock is not None:
         try:

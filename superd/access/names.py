@@ -84,7 +84,8 @@ class NameResolver:
     def __init__(self, clock: Any, run: Runner, *,
                  lookup: Callable[[str], HostNames] = lookup_names,
                  ttl: float = 300.0, negative_ttl: float = 60.0,
-                 timeout: float = 5.0, max_entries: int = 10_000) -> None:
+                 timeout: float = 5.0, max_entries: int = 10_000,
+                 max_pending: int = 256) -> None:
         self._clock = clock
         self._run = run
         self._lookup = lookup
@@ -92,6 +93,7 @@ class NameResolver:
         self._negative_ttl = negative_ttl
         self._timeout = timeout
         self._max_entries = max_entries
+        self._max_pending = max_pending
         self._cache: dict[str, tuple[float, HostNames]] = {}
         self._pending: dict[str, list[Deferred[HostNames]]] = {}
 
@@ -110,6 +112,10 @@ class NameResolver:
         hit = self.cached(host)
         if hit is not None:
             return succeed(hit)
+        if host not in self._pending and len(self._pending) >= self._max_pending:
+            # Many sources at once (a flood): answer "no names" rather than
+            # queue lookups and hold their connections open.  Not cached.
+            return succeed(UNKNOWN_NAMES)
         waiter: Deferred[HostNames] = Deferred()
         waiters = self._pending.setdefault(host, [])
         waiters.append(waiter)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.task import Clock
 
 from superd.access.banners import MAX_BANNER, Banners, FailBannerProtocol, send_now
@@ -34,18 +35,34 @@ class FakeSocket:
         return min(self.takes, len(data))
 
 
+class TCPTransport(tcp.Connection):
+    """A tcp.Connection stand-in: a fake socket and a recorded write buffer."""
+
+    def __init__(self, sock: FakeSocket) -> None:
+        self.socket = sock  # type: ignore[assignment]
+        self.queued = b""
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.queued += data
+
+
 def test_send_now_writes_to_the_socket_and_queues_the_rest() -> None:
     """Bytes the socket takes at once go there; the rest is queued in order."""
+    partial = TCPTransport(FakeSocket(3))
+    assert not send_now(partial, b"hello")
+    assert (partial.socket.sent, partial.queued) == (b"hel", b"lo")  # type: ignore[attr-defined]
+    whole = TCPTransport(FakeSocket(100))
+    assert send_now(whole, b"hello") and whole.queued == b""
+    blocked = TCPTransport(FakeSocket(BlockingIOError()))
+    assert not send_now(blocked, b"hi") and blocked.queued == b"hi"
+
+
+def test_send_now_never_bypasses_a_wrapping_transport() -> None:
+    """A transport that is not a plain TCP connection (TLS) gets write()."""
     transport = HalfCloseTransport()
-    transport.socket = FakeSocket(3)  # type: ignore[attr-defined]
+    transport.socket = FakeSocket(100)  # type: ignore[attr-defined]
     assert not send_now(transport, b"hello")
-    assert transport.socket.sent == b"hel" and transport.value() == b"lo"  # type: ignore[attr-defined]
-    whole = HalfCloseTransport()
-    whole.socket = FakeSocket(100)  # type: ignore[attr-defined]
-    assert send_now(whole, b"hello") and whole.value() == b""
-    blocked = HalfCloseTransport()
-    blocked.socket = FakeSocket(BlockingIOError())  # type: ignore[attr-defined]
-    assert not send_now(blocked, b"hi") and blocked.value() == b"hi"
+    assert transport.value() == b"hello" and transport.socket.sent == b""  # type: ignore[attr-defined]
 
 
 def test_fail_banner_half_closes_drains_and_aborts() -> None:

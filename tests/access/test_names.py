@@ -100,3 +100,14 @@ def test_localhost_through_nsswitch() -> None:
     if not found.known:
         pytest.skip("this machine has no confirmed name for 127.0.0.1")
     assert "localhost" in found.names
+
+
+def test_too_many_pending_lookups_answer_unknown() -> None:
+    """Beyond max_pending distinct lookups, new sources get 'no names' at once."""
+    clock, runs = Clock(), Runs()
+    resolver = NameResolver(clock, runs, max_pending=2)
+    resolver.names("10.0.0.1")
+    resolver.names("10.0.0.2")
+    assert collect(resolver.names("10.0.0.3")) == [UNKNOWN_NAMES]
+    assert resolver.cached("10.0.0.3") is None
+    assert len(runs.calls) == 2

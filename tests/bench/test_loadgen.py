@@ -74,7 +74,9 @@ def test_echo_mode_counts_round_trips(binaries: dict[str, str], server: int) -> 
     """echo mode completes full 64-byte round trips without errors."""
     sample = Loadgen(binaries["loadgen"], None, 0.3, 0.05).sample("echo", server, None, conc=2)
     assert sample.conns > 0 and sample.errors == 0
-    assert sample.nbytes == 64 * sample.conns
+    # Bytes and completions are stamped separately, so a round trip that
+    # straddles a window edge may count on one side only (at most one per slot).
+    assert abs(sample.nbytes - 64 * sample.conns) <= 64 * 2
 
 
 @pytest.mark.parametrize("server", [_greet], indirect=True)

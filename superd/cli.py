@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true",
                        help="unknown attributes are errors, not warnings")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.add_argument("--explain", action="store_true",
+                       help="say what superd does differently from xinetd (as migrate)")
+    migrate = commands.add_parser("migrate", help="what changes, per service, from xinetd")
+    migrate.add_argument("-c", "--config", default="/etc/xinetd.conf", metavar="PATH",
+                         help="the xinetd tree (default /etc/xinetd.conf)")
+    migrate.add_argument("--strict", action="store_true",
+                         help="unknown attributes are errors, not warnings")
+    migrate.add_argument("--json", action="store_true", help="print JSON instead of text")
     commands.add_parser("version", help="print superd's version")
     status = commands.add_parser("status", help="show what the running daemon is doing")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -105,6 +113,10 @@ def main(argv: Optional[Sequence[str]] = None,
     out = out or sys.stdout
     err = err or sys.stderr
     args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command == "migrate" or (args.command == "check" and args.explain):
+        from superd.migrate import run_migrate
+
+        return run_migrate(args.config, args.json, args.strict, out, err)
     if args.command == "check":
         return _check(args.config, args.strict, args.json, out, err)
     if args.command == "version":

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import superd
-from superd.cli import EX_NOT_IMPLEMENTED, main
+from superd.cli import main
 
 ECHO = """\
 service echo
@@ -87,11 +87,11 @@ def test_version() -> None:
     assert run("version") == (0, f"superd {superd.__version__}\n", "")
 
 
-def test_status_not_implemented() -> None:
-    """status exists but says it is not implemented yet (exit 2)."""
-    status, _, err = run("status")
-    assert status == EX_NOT_IMPLEMENTED
-    assert "not implemented yet" in err
+def test_status_without_a_daemon(tmp_path: Path) -> None:
+    """status names the control socket it could not reach and exits non-zero."""
+    status, _, err = run("status", "--state-dir", str(tmp_path))
+    assert status != 0
+    assert str(tmp_path) in err
 
 
 def test_bans_dispatches_to_access_cli(monkeypatch: pytest.MonkeyPatch) -> None:

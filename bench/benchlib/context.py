@@ -115,9 +115,9 @@ def add_cpu_rows(b: Bench, what: str, series: dict[str, Series]) -> None:
     machine, so the implied rate is the steadiest comparison on a busy host.
     """
     cpu = values(series, lambda x: x.cpu_per_conn_us)
-    b.report.rows.append(Row(f"  {what}: server CPU per conn", "us", cpu))
+    b.report.rows.append(Row(f"  {what}: CPU per conn", "us", cpu))
     capacity = {n: 1e6 / v if v else None for n, v in cpu.items()}
-    b.report.rows.append(Row(f"  {what}: implied conn/s for 1 core (1/CPU)", "conn/s", capacity))
+    b.report.rows.append(Row(f"  {what}: conn/s one core allows (1/CPU)", "conn/s", capacity))
 
 
 def rate_of(series: Series) -> float | None:

@@ -81,7 +81,7 @@ def fig_spawn(b: Bench) -> None:
             errors_note(s),
         )
     )
-    add_cpu_rows(b, "spawned cat (server + children)", s)
+    add_cpu_rows(b, "spawn, server+children", s)
     na = b.na_reason()
     b.report.targets.append(
         Target(
@@ -151,7 +151,7 @@ def fig_nobody(b: Bench) -> None:
             errors_note(s),
         )
     )
-    add_cpu_rows(b, "user=nobody (server + children)", s)
+    add_cpu_rows(b, "nobody, server+children", s)
 
 
 def fig_logging(b: Bench) -> None:

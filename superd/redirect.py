@@ -53,10 +53,11 @@ def traffic_line(service_id: str, flags: frozenset[str], inbound: int,
     return f"TRAFFIC: {service_id} in={inbound}(bytes) out={outbound}(bytes)"
 
 
-def emit_traffic(service: ServiceConfig, inbound: int, outbound: int) -> None:
-    """Log the bytes a relay carried (in = client to server)."""
+def emit_traffic(service: ServiceConfig, inbound: int, outbound: int,
+                 duration: float = 0.0) -> None:
+    """Log the end of a relay: the bytes it carried (in = client to server)."""
     _log.info("TRAFFIC {service_id} in={inbound} out={outbound}", event=EV_TRAFFIC,
-              service_id=service.id, inbound=inbound, outbound=outbound,
+              service_id=service.id, inbound=inbound, outbound=outbound, duration=duration,
               xinetd_line=traffic_line(service.id, service.log_on_success, inbound, outbound))
 
 
@@ -262,8 +263,13 @@ class RelayProtocol(Protocol):
     def finished(self) -> None:
         """Both sides are closed: log the relay's end and end the session."""
         duration = max(0.0, self.runtime.seconds() - self.session.started)
-        emit_traffic(self.service, self.inbound, self.outbound)
-        events.emit_exit(self.service, 0, 0, None, duration)
+        emit_traffic(self.service, self.inbound, self.outbound, duration)
+        # xinetd's relay child logs EXIT; an event only when a line is wanted
+        # (the TRAFFIC event already records the end, and logging is the
+        # largest per-connection cost of a relay).
+        if events.exit_line(self.service.id, self.service.log_on_success, 0, 0, None,
+                            duration) is not None:
+            events.emit_exit(self.service, 0, 0, None, duration)
         self.session.end()
 
 

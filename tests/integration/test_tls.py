@@ -161,3 +161,22 @@ def test_bad_pem_is_a_config_error(conf_dir: Callable[..., Path], pki: PKI) -> N
     assert result.returncode == 78
     assert f"{conf}/echo:10: service echo: tls_key: key does not fit the certificate" \
         in result.stderr + result.stdout
+
+
+def test_tls_behind_a_host_name_rule(superd_factory: Callable[..., Superd],
+                                     conf_dir: Callable[..., Path], pki: PKI) -> None:
+    """A decision that waits for a name lookup holds the socket, then TLS proceeds."""
+    superd = superd_factory(conf_dir(echo=tls_echo(pki, "\tonly_from = localhost\n")))
+    assert tls_round_trip(superd.port("techo"), client_context(pki), b"named") == b"named"
+
+
+def test_min_version(superd_factory: Callable[..., Superd], conf_dir: Callable[..., Path],
+                     pki: PKI) -> None:
+    """tls_min_version = 1.3 refuses a TLS 1.2 client (FAIL tls) and serves a 1.3 one."""
+    superd = superd_factory(conf_dir(echo=tls_echo(pki, "\ttls_min_version = 1.3\n")))
+    old = client_context(pki)
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        tls_round_trip(superd.port("techo"), old, b"old")
+    superd.wait_for_event(lambda e: str(e.get("xinetd_line")).startswith("FAIL: techo tls"))
+    assert tls_round_trip(superd.port("techo"), client_context(pki), b"new") == b"new"

@@ -35,6 +35,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
     p.add_argument("--no-superd", action="store_true", help="measure xinetd and the C loop only")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run servers and load generators at this nice value (e.g. -10 on a shared host)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
     if args.quick:
@@ -153,6 +159,9 @@ def main(argv: list[str]) -> int:
     check_ports()
     binaries = build.build_all(BENCH_DIR, os.path.join(BENCH_DIR, "build"))
     server_cpu, load_cpu, pin_text = pinning(args.no_pin)
+    procs.set_nice(args.nice)
+    if args.nice:
+        pin_text += f"; all at nice {args.nice}"
     tmp = tempfile.mkdtemp(prefix="superd-bench-")
     paths = daemons.Paths(REPO, os.path.join(BENCH_DIR, "build"), tmp)
     print("\n".join(machine_facts(paths, pin_text, args)), flush=True)

@@ -22,6 +22,7 @@ __all__ = [
     "listening_ports",
     "pin_prefix",
     "rss_kib",
+    "set_nice",
     "start",
     "wait_listening",
 ]
@@ -62,11 +63,22 @@ class Server:
             return b"".join(f.readlines()[-lines:]).decode(errors="replace")
 
 
+# ``--nice N`` of bench/run: one setting for every process a run starts, so the
+# compared daemons and the load generators always share the same priority.
+_priority = {"nice": 0}
+
+
+def set_nice(increment: int) -> None:
+    """Start every later process with ``nice -n increment`` (0: unchanged)."""
+    _priority["nice"] = increment
+
+
 def pin_prefix(cpu: int | None) -> list[str]:
-    """``taskset -c CPU`` when pinning is possible, else nothing."""
+    """``nice -n N`` when set, then ``taskset -c CPU`` when pinning is possible."""
+    prefix = ["nice", "-n", str(_priority["nice"])] if _priority["nice"] else []
     if cpu is None:
-        return []
-    return ["taskset", "-c", str(cpu)]
+        return prefix
+    return [*prefix, "taskset", "-c", str(cpu)]
 
 
 def start(name: str, argv: Sequence[str], log_path: str, cwd: str | None = None) -> Server:

@@ -21,6 +21,15 @@ all: test
 # dropin cache is written at install time so that a daemon running as another
 # user does not try (and fail) to write it on every start.
 $(STAMP): setup.cfg pyproject.toml
+	@# Debian ships venv support separately (python3-venv); install it when we can.
+	@if ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        apt-get install -y python3-venv || { apt-get update && apt-get install -y python3-venv; }; \
+	    else \
+	        echo "make: $(PYTHON) cannot create virtualenvs; run: sudo apt-get install python3-venv" >&2; \
+	        exit 1; \
+	    fi; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]' --config-settings editable_mode=compat
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"

@@ -396,6 +396,8 @@ class Reloader:
             config = await self._load()
         except (ConfigError, OSError) as e:
             return self._failed(started, problems_of(e), e)
+        if not self.top.running:  # superd began stopping while the files were read
+            return self._failed(started, ("superd is stopping; reload abandoned",))
         for warning in config.warnings:
             _log.warn("{warning}", event=events.EV_CONFIG_WARNING, warning=str(warning),
                       file=warning.location.file, line=warning.location.line)

@@ -113,6 +113,14 @@ class Reactor(MemoryReactorClock):
         self.ports.append(FakePort(port, factory))
         return self.ports[-1]
 
+    def listenUDP(self, port: int, protocol: Any, interface: str = "",
+                  maxPacketSize: int = 8192) -> FakePort:
+        udp = FakePort(port, None)
+        udp.protocol = protocol  # type: ignore[attr-defined]
+        protocol.makeConnection(udp)  # as udp.Port.startListening does
+        self.ports.append(udp)
+        return udp
+
 
 class Processes:
     def __init__(self) -> None:
@@ -120,6 +128,9 @@ class Processes:
 
     def stop_service(self, service_id: str, grace: float) -> Deferred[None]:
         self.stopped.append((service_id, grace))
+        return succeed(None)
+
+    def stop_all(self, grace: float) -> Deferred[None]:
         return succeed(None)
 
 
@@ -135,6 +146,9 @@ class Router:
         self.calls.append("reopen")
 
     def startService(self) -> None:
+        pass
+
+    def stopService(self) -> None:
         pass
 
 
@@ -280,3 +294,31 @@ def test_signals_during_a_reload_collapse_into_one_more() -> None:
     result: list[ReloadResult] = []
     first.addCallback(result.append)
     assert result[0].changed == 1
+
+
+def test_reload_that_finishes_loading_after_stop_changes_nothing() -> None:
+    """A reload whose files arrive after superd began stopping binds nothing."""
+    top, reactor = running(service(id="old", port=1))
+    pending: Deferred[Configuration] = Deferred()
+    reloader = Reloader(top, lambda: pending)
+    reloader.reload()
+    top.stopService()
+    pending.callback(config(service(id="new", port=2)))
+    assert reloader.last is not None and not reloader.last.ok
+    assert reloader.last.errors == ("superd is stopping; reload abandoned",)
+    assert [p.port for p in reactor.ports] == [1]
+
+
+def test_udp_builtin_changed_moves_its_port_to_a_new_protocol() -> None:
+    """A changed UDP builtin keeps its port; the port now delivers to the new protocol."""
+    old = service(**UDP, port=7)
+    top, reactor = running(old)
+    (port,) = reactor.ports
+    (old_listener,) = list(top)
+    old_protocol = old_listener.target  # type: ignore[attr-defined]
+    new = attrs.evolve(old, only_from=())
+    assert reload(top, config(new)).changed == 1
+    (listener,) = list(top)
+    assert listener.port is port  # type: ignore[attr-defined]
+    assert port.protocol is listener.target is not old_protocol  # type: ignore[attr-defined]
+    assert listener.target.transport is port and old_protocol.transport is None  # type: ignore

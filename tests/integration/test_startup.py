@@ -173,7 +173,7 @@ def test_sample_configuration_serves(tmp_path: Path, superd_factory: StartSuperd
     loopbacks.  Its fixed ports become 0 here, so that a developer's running
     `make run` (or a parallel test run) cannot make this test fail.
     """
-    for source in (REPO / "conf").iterdir():
+    for source in sorted(p for p in (REPO / "conf").iterdir() if p.is_file()):
         text = re.sub(r"(?m)^(\s*port\s*=\s*)\d+$", r"\g<1>0", source.read_text())
         (tmp_path / source.name).write_text(text)
     superd = superd_factory(tmp_path)
@@ -210,7 +210,7 @@ def test_sample_disabled_services_are_valid_when_enabled(tmp_path: Path) -> None
 
     if os.geteuid() != 0:
         pytest.skip("these services run as user = root, which needs superd to be root")
-    for source in (REPO / "conf").iterdir():
+    for source in sorted(p for p in (REPO / "conf").iterdir() if p.is_file()):
         lines = source.read_text().splitlines(keepends=True)
         kept = [line for line in lines if line.split() != ["disable", "=", "yes"]]
         (tmp_path / source.name).write_text("".join(kept))

@@ -8,8 +8,9 @@ per open descriptor: 6.5 ms per spawn at 2,000 descriptors), it cannot
 descriptor superd holds is close-on-exec (PEP 446, plus one startup pass in
 ``superd.spawn.table.prepare_process``), so the child gets exactly the
 descriptors in the request's map, at a cost that does not depend on how many
-descriptors superd has open.  Children are reaped by Twisted's own SIGCHLD
-machinery (``registerReapProcessHandler``).
+descriptors superd has open.  Children are reaped through a pidfd each where
+the kernel has them, else by Twisted's SIGCHLD machinery
+(``superd.spawn.reaping``).
 
 Per-child settings and how they reach the child without leaving the fast path:
 
@@ -35,7 +36,7 @@ import contextlib
 import errno
 import os
 import signal
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Callable, Mapping, Optional, Tuple, Union
 
 import attrs
 from twisted.internet import process
@@ -43,11 +44,16 @@ from zope.interface import Interface, implementer
 
 from superd.events import REASON_EXEC, REASON_FORK
 from superd.spawn.credentials import CredentialPlan, SpawningThread, setpriv_prefix
+from superd.spawn.reaping import ExitStatus, PidfdReaping, TwistedReaping
+
+#: Either watcher in ``superd.spawn.reaping``.
+Reaping = Union[PidfdReaping, TwistedReaping]
 
 __all__ = [
     "ExitStatus",
     "ISpawner",
     "PosixSpawner",
+    "Reaping",
     "SpawnError",
     "SpawnRequest",
     "classify_spawn_error",
@@ -72,26 +78,6 @@ class SpawnError(Exception):
         self.reason = reason
         self.errno = err.errno
         self.detail = err.strerror or str(err)
-
-
-@attrs.frozen
-class ExitStatus:
-    """How a child ended, decoded from its ``waitpid`` status."""
-
-    #: The raw wait status (None if the child was reaped by someone else).
-    raw: Optional[int]
-    code: Optional[int] = None
-    signal: Optional[int] = None
-    core: bool = False
-
-    @classmethod
-    def from_raw(cls, raw: Optional[int]) -> "ExitStatus":
-        """Decode ``raw`` as ``os.waitpid`` returned it."""
-        if raw is None:
-            return cls(None)
-        if os.WIFSIGNALED(raw):
-            return cls(raw, None, os.WTERMSIG(raw), os.WCOREDUMP(raw))
-        return cls(raw, os.WEXITSTATUS(raw))
 
 
 @attrs.frozen
@@ -125,30 +111,6 @@ class ISpawner(Interface):
         """Send ``signum`` to process group ``pgid``; False if it is gone."""
 
 
-class _Reaper:
-    """What ``twisted.internet.process.reapAllProcesses`` calls, per child."""
-
-    def __init__(self, pid: int, on_exit: Callable[[ExitStatus], None],
-                 unregister: Callable[[int, object], None]) -> None:
-        self.pid = pid
-        self._on_exit = on_exit
-        self._unregister = unregister
-
-    def reapProcess(self) -> None:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            self._unregister(self.pid, self)
-            self._on_exit(ExitStatus.from_raw(None))
-            return
-        if pid:
-            self._unregister(self.pid, self)
-            self.processEnded(status)
-
-    def processEnded(self, status: int) -> None:
-        self._on_exit(ExitStatus.from_raw(status))
-
-
 def _default_signals() -> frozenset[int]:
     # Every signal the child should find at its default disposition: Python
     # leaves SIGPIPE and SIGXFSZ ignored, and ignored dispositions survive
@@ -164,6 +126,7 @@ class PosixSpawner:
     def __init__(
         self, thread: SpawningThread, *, setpriv: Optional[str] = None,
         posix_spawn: Callable[..., int] = os.posix_spawn,
+        reaping: Optional[Reaping] = None,
         register: Callable[[int, object], None] = process.registerReapProcessHandler,
         unregister: Callable[[int, object], None] = process.unregisterReapProcessHandler,
         killpg: Callable[[int, int], None] = os.killpg,
@@ -172,8 +135,7 @@ class PosixSpawner:
         self._thread = thread
         self._setpriv = setpriv
         self._posix_spawn = posix_spawn
-        self._register = register
-        self._unregister = unregister
+        self.reaping = TwistedReaping(register, unregister) if reaping is None else reaping
         self._killpg = killpg
         self._setpriority = setpriority
         self._sigdef = _default_signals()
@@ -199,7 +161,7 @@ class PosixSpawner:
         pid = self._with_umask(request.umask, plan, thread_nice, action)
         if request.nice is not None and thread_nice is None:
             self._renice(pid, request.nice)
-        self._register(pid, _Reaper(pid, on_exit, self._unregister))
+        self.reaping.watch(pid, on_exit)
         return pid
 
     def _wrapped(self, plan: CredentialPlan, executable: str,

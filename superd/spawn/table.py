@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from superd.session import Peer
 from superd.spawn.credentials import Identity, SpawningThread
+from superd.spawn.reaping import PidfdReaping
 from superd.spawn.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
 
 __all__ = ["Child", "ProcessTable", "attach", "prepare_process"]
@@ -218,16 +219,19 @@ def prepare_process(fd_dir: str = "/proc/self/fd") -> int:
     return changed
 
 
-def _real_spawner(identity: Identity, which: Callable[[str], Optional[str]]
-                  ) -> PosixSpawner:
+def _real_spawner(reactor: Any, identity: Identity,
+                  which: Callable[[str], Optional[str]]) -> PosixSpawner:
     thread = SpawningThread.for_this_machine(identity)
     if thread.can_switch and not thread.probe():
         thread = SpawningThread(identity, None)
     mechanism = ("thread" if thread.can_switch else
                  "setpriv" if identity.is_root else "none (not root)")
-    _log.info("child credentials via {mechanism}", event="spawn_mechanism",
-              mechanism=mechanism)
-    return PosixSpawner(thread, setpriv=which("setpriv"))
+    spawner = PosixSpawner(thread, setpriv=which("setpriv"),
+                           reaping=PidfdReaping(reactor))
+    _log.info("child credentials via {mechanism}, reaping via {reaping}",
+              event="spawn_mechanism", mechanism=mechanism,
+              reaping="pidfd" if hasattr(os, "pidfd_open") else "sigchld")
+    return spawner
 
 
 def attach(runtime: Any, *, spawner: Optional[ISpawner] = None,
@@ -248,7 +252,7 @@ def attach(runtime: Any, *, spawner: Optional[ISpawner] = None,
         if changed:
             _log.info("made {count} inherited descriptors close-on-exec",
                       event="cloexec", count=changed)
-        spawner = _real_spawner(identity, which)
+        spawner = _real_spawner(runtime.reactor, identity, which)
     env = dict(os.environ) if environ is None else environ
     runtime.processes = ProcessTable(
         runtime.reactor, spawner, environ=env, identity=identity,

@@ -15,8 +15,9 @@ child.  When the child exits superd simply polls again: unlike xinetd it
 discards no queued datagram.
 
 A child that exits within a second without taking its work off the socket
-(the connection queue did not shrink, or the same first datagram is still
-queued) is restarted only after a back-off (``superd.spawn.backoff``).
+(stream: the connection queue did not shrink and it failed; datagram: the
+same first datagram is still queued) is restarted only after a back-off
+(``superd.spawn.backoff``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from superd.session import Peer
 from superd.spawn.backoff import RespawnGuard
 from superd.spawn.environ import datagram_environment, wait_stream_environment
 from superd.spawn.handler import log_spawn_failure
-from superd.spawn.spawner import SpawnError
+from superd.spawn.spawner import ExitStatus, SpawnError
 from superd.spawn.spec import SpawnSpec, build_spec
 from superd.spawn.table import Child, ProcessTable, attach
 
@@ -196,17 +197,23 @@ class WaitPort:
         status = child.status
         assert status is not None
         duration = self._reactor.seconds() - child.started
+        served = self._closed or self._served(status)
         emit_exit(self.service, child.pid, status.code, status.signal, duration)
         self.child = None
         if self._closed:
             return
-        self._back_off(self.guard.after_run(duration, self._served()))
+        self._back_off(self.guard.after_run(duration, served))
 
-    def _served(self) -> bool:
-        """Did the child take anything off the socket?"""
+    def _served(self, status: ExitStatus) -> bool:
+        """
+        Did the child do its job?  Datagram: the first queued datagram is no
+        longer the one it was started for.  Stream: the accept queue shrank,
+        or it exited 0 -- the queue alone cannot tell a connection accepted
+        from one that arrived since, so a clean exit is believed.
+        """
         if self._is_stream:
             after = _accept_queue(self.socket)
-            return after < 0 or after < self._before
+            return after < 0 or after < self._before or status.code == 0
         return bool(_first_datagram(self.socket) != self._before)
 
     def _back_off(self, delay: float) -> None:

@@ -219,3 +219,19 @@ def test_unknown_bind_host_is_refused() -> None:
     service = external_service(wait=True, port=0, bind=("127.0.0.1",))
     with pytest.raises(ValueError):
         wait_service(service, "::1", runtime)
+
+
+def test_stream_clean_exit_is_believed(events: List[Dict[str, Any]]) -> None:
+    """A quick wait=yes stream server that exits 0 while a new connection is
+    already queued (it arrived after the one served) is not backed off."""
+    runtime, spawner, svc, port = started(SocketType.STREAM)
+    first = socket.create_connection(("127.0.0.1", port.getHost().port))
+    port.doRead()
+    accepted, _ = port.socket.accept()
+    second = socket.create_connection(("127.0.0.1", port.getHost().port))
+    spawner.exit(1000, 0)
+    assert named(events, EV_RESPAWN_BACKOFF) == []
+    assert port in runtime.reactor.getReaders()
+    for sock in (first, second, accepted):
+        sock.close()
+    svc.stopService()

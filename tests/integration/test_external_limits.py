@@ -31,6 +31,10 @@ def world_dir() -> Iterator[Path]:
     yield from world_directory()
 
 
+#: A numeric user with no account and, normally, no processes.
+LONELY_UID = 54321
+
+
 def tasks_of(uid: int) -> int:
     """Threads of every process whose real uid is ``uid`` (what NPROC counts)."""
     count = 0
@@ -47,7 +51,7 @@ def tasks_of(uid: int) -> int:
     return count
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run children as nobody")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run children as another user")
 def test_process_limit_gives_fail_fork(superd_factory: Factory,
                                        conf_dir: Callable[..., Path],
                                        world_dir: Path) -> None:
@@ -55,12 +59,13 @@ def test_process_limit_gives_fail_fork(superd_factory: Factory,
     EAGAIN: FAIL fork is logged, the client sees the connection close, no
     EXIT is logged, and once a child ends the service works again."""
     sleeper = script(world_dir, "sleeper", "echo up\nexec sleep 30\n")
-    conf = conf_dir(s=service_block("s", sleeper, user="nobody"))
+    # A uid of its own: nothing else on the machine counts against its limit.
+    conf = conf_dir(s=service_block("s", sleeper, user=str(LONELY_UID)))
     # + 3: two children, plus superd's spawning thread, which counts as one
-    # of nobody's tasks while it has nobody's credentials (see credentials.py).
-    allowed = tasks_of(65534) + 3
+    # of the user's tasks while it has the user's credentials (credentials.py).
+    allowed = tasks_of(LONELY_UID) + 3
     soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
-    # Inherited by superd (root ignores it; its children as nobody do not).
+    # Inherited by superd (root ignores it; its children as that user do not).
     resource.setrlimit(resource.RLIMIT_NPROC, (allowed, hard))
     try:
         superd = superd_factory(conf)

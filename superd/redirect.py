@@ -148,6 +148,7 @@ class RelayProtocol(Protocol):
         self.session = session
         self.endpoint = endpoint
         self.upstream: Optional[_Upstream] = None
+        self._early: list[bytes] = []
         self.inbound = 0
         self.outbound = 0
         self.client_eof = False
@@ -170,6 +171,11 @@ class RelayProtocol(Protocol):
         self.inbound += len(data)
         if self.upstream is not None:
             self.upstream.transport.write(data)  # type: ignore[union-attr]
+        else:
+            # The client is paused while the upstream connects, but a TLS
+            # layer may already hold decrypted bytes (sent with the client's
+            # Finished): at most one read, kept until the upstream is there.
+            self._early.append(data)
 
     def readConnectionLost(self) -> None:
         if self.client_eof:
@@ -204,6 +210,9 @@ class RelayProtocol(Protocol):
         # Each side stops reading while the other cannot take more.
         theirs.registerProducer(self.transport, True)
         self.transport.registerProducer(theirs, True)
+        early, self._early = self._early, []
+        for data in early:
+            theirs.write(data)
         self.transport.resumeProducing()
         if self.client_eof:
             _close_writing(theirs)

@@ -150,3 +150,12 @@ def test_upstream_lost_closes_client() -> None:
     relay.connect_upstream()
     relay.upstream.connectionLost(Failure(Exception("reset")))
     assert relay.client.disconnecting and relay.client.producer is None
+
+
+def test_bytes_before_the_upstream_are_kept() -> None:
+    """Bytes delivered while connecting (a TLS layer's last read) reach the upstream first."""
+    relay = start()
+    relay.protocol.dataReceived(b"early ")
+    up = relay.connect_upstream()
+    relay.protocol.dataReceived(b"late")
+    assert up.value() == b"early late" and relay.protocol.inbound == 10

@@ -232,7 +232,7 @@ class TcpmuxProtocol(Protocol):
         self.session.end()
 
 
-def _client_handler(client: ServiceConfig, runtime: Runtime) -> Any:
+def _client_handler(client: ServiceConfig, runtime: Runtime, tls: bool) -> Any:
     from superd.extensions import stream_handler
 
     own = stream_handler(client, runtime)
@@ -242,6 +242,10 @@ def _client_handler(client: ServiceConfig, runtime: Runtime) -> Any:
         from superd.builtins.registry import stream_handler as builtin_handler
 
         return builtin_handler(client, runtime)
+    if tls:  # a TLS session cannot be handed to a child: relay it
+        from superd.tls.pipe import PipeHandler
+
+        return PipeHandler(client, runtime)
     from superd.spawn.handler import ExternalHandler
 
     return ExternalHandler(client, runtime)
@@ -260,7 +264,7 @@ class TcpmuxHandler:
         self._clients: Dict[str, Tuple[ServiceConfig, Any]] = {}
         for client in services:
             if client.is_mux_client and client.name.lower() not in self._clients:
-                handler = _client_handler(client, runtime)
+                handler = _client_handler(client, runtime, service.extensions.tls is not None)
                 self._clients[client.name.lower()] = (
                     client, AccessControlledFactory(client, handler, runtime))
 

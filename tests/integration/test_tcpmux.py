@@ -9,11 +9,13 @@ rules, and a client that sends 1 MB without a newline.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.integration.harness import Superd, require_program
+from tests.tls.certs import make_pki
 
 TCPMUX = """service tcpmux
 {
@@ -124,3 +126,25 @@ def test_megabyte_without_newline(superd_factory: Callable[..., Superd],
     time.sleep(0.2)
     assert superd.fd_count() <= before
     assert talk(superd.port("tcpmux"), b"echo\r\nstill alive") == b"+Go\r\nstill alive"
+
+
+def test_tcpmux_over_tls(superd_factory: Callable[..., Superd], conf_dir: Callable[..., Path],
+                         tmp_path: Path) -> None:
+    """tcpmux behind TLS: the line and the bytes after it reach a spawned cat via pipe mode."""
+    pki = make_pki(tmp_path)
+    files = conf(require_program("cat"))
+    files["tcpmux"] = TCPMUX.replace(
+        "\tport        = 0\n",
+        f"\tport = 0\n\ttls_cert = {pki.server.cert_path}\n\ttls_key = {pki.server.key_path}\n")
+    superd = superd_factory(conf_dir(**files))
+    context = ssl.create_default_context(cafile=str(pki.ca_path))
+    with socket.create_connection(("127.0.0.1", superd.port("tcpmux")), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"MYPLUS\r\nover tls")
+        got = b""
+        while len(got) < len(b"+Go\r\nover tls"):
+            chunk = tls.recv(100)
+            if not chunk:
+                break
+            got += chunk
+    assert got == b"+Go\r\nover tls"

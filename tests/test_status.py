@@ -151,3 +151,40 @@ def test_run_status_without_a_daemon(tmp_path: Path) -> None:
     err = io.StringIO()
     assert run_status(str(tmp_path), False, io.StringIO(), err) == EX_UNAVAILABLE
     assert "is superd running" in err.getvalue()
+
+
+class WaitPort:
+    def __init__(self, child: Any = None, timer: Any = None) -> None:
+        self.child, self._timer = child, timer
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 99)
+
+
+class Timer:
+    def active(self) -> bool:
+        return True
+
+    def getTime(self) -> float:
+        return 3000.0
+
+
+def test_wait_yes_service_is_suspended_or_backing_off() -> None:
+    """A wait=yes service shows its running server, or when its back-off ends."""
+    import types
+
+    from superd.listen import listen_addresses
+
+    wait = service(wait=True, type=frozenset(), server="/bin/cat")
+    (address,) = listen_addresses(wait)
+    runtime = Runtime(reactor=MemoryReactorClock())
+    for port, expected in ((WaitPort(child=Child(5, "echo", None, 0.0)),
+                            {"state": "suspended", "server_pid": 5}),
+                           (WaitPort(timer=Timer()), {"state": "backing off", "until": 3000.0}),
+                           (WaitPort(), {"state": "listening"})):
+        child = types.SimpleNamespace(address=address, port=port)
+        top = types.SimpleNamespace(runtime=runtime, configuration=None,
+                                    groups=[(wait, [child])])
+        (entry,) = snapshot(top)["services"]
+        assert {k: entry[k] for k in expected} == expected
+        assert entry["listen"] == ["tcp 127.0.0.1:99"]

@@ -50,6 +50,11 @@ class ConnectionRate:
         """True while the service refuses everything for excess rate."""
         return self._restart is not None
 
+    @property
+    def reactivates_at(self) -> float | None:
+        """When a deactivated service serves again (clock seconds), else None."""
+        return None if self._restart is None else float(self._restart.getTime())
+
     def check(self, peer: Peer, now: float) -> Decision:
         if self._restart is not None:
             return _DENY

@@ -24,7 +24,7 @@ def test_31st_in_one_second_deactivates_for_wait_seconds(
     clock.advance(1000.2)
     rate = ConnectionRate("echo", CPS(30, 10), clock)
     assert burst(rate, clock, 31) == [True] * 30 + [False]
-    assert rate.deactivated
+    assert rate.deactivated and rate.reactivates_at == 1010.2
     clock.advance(9.9)
     assert burst(rate, clock, 1) == [False]
     clock.advance(0.1)

@@ -18,6 +18,7 @@ from tests.access.clients import (
     hosts_args,
     open_from,
 )
+from tests.integration.harness import require_program
 
 
 def echoes(conn: socket.socket) -> bool:
@@ -79,3 +80,28 @@ def test_cps_30_10(superd_factory: Callable[..., Any],
     fails = [line for line in superd.xinetd_lines() if line.startswith("FAIL")]
     assert fails == ["FAIL: daytime connections per second from=127.0.0.2",
                      "FAIL: daytime connections per second from=127.0.0.3"]
+
+
+def test_access_times_and_global_limit(superd_factory: Callable[..., Any],
+                                       conf_dir: Callable[..., Path],
+                                       tmp_path: Path) -> None:
+    """Outside access_times a peer gets FAIL ``time``; with ``--limit 1`` a
+    second spawned server is refused with FAIL ``process_limit``."""
+    now = time.localtime()
+    start = (now.tm_hour * 60 + now.tm_min + 5) % 1440
+    window = f"{start // 60:02d}:{start % 60:02d}-{start // 60:02d}:{start % 60:02d}"
+    cat = require_program("cat")
+    conf = conf_dir(
+        daytime=daytime_block("daytime", f"\taccess_times   = {window}\n"),
+        catsrv=("service catsrv\n{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
+                "\twait = no\n\tport = 0\n\tbind = 127.0.0.1\n\tuser = root\n"
+                f"\tserver = {cat}\n\tlog_on_failure = HOST\n}}\n"))
+    superd = superd_factory(conf, *hosts_args(tmp_path), "--limit", "1")
+    assert not fetch("127.0.0.2", superd.port("daytime"))
+    with open_from("127.0.0.2", superd.port("catsrv")) as first:
+        assert echoes(first)
+        with open_from("127.0.0.3", superd.port("catsrv")) as second:
+            assert not echoes(second)
+    lines = superd.xinetd_lines()
+    assert "FAIL: daytime time from=127.0.0.2" in lines
+    assert "FAIL: catsrv process_limit from=127.0.0.3" in lines

@@ -75,6 +75,16 @@ def test_plan_rebuilds_udp_builtins_when_protected_ports_change() -> None:
     assert plan.added == (daytime,)
 
 
+def test_plan_rebuilds_tcpmux_when_its_clients_change() -> None:
+    """The tcpmux server's table of services is rebuilt when a tcpmux client changes."""
+    mux = service(name="tcpmux", id="tcpmux", port=1)
+    client = service(name="finger", id="finger", port=None, type=frozenset({"TCPMUX"}),
+                     server="/bin/cat")
+    plan = plan_reload(config(mux, client), config(mux, attrs.evolve(client, server="/bin/ls")))
+    assert [new.id for _, new in plan.changed] == ["tcpmux", "finger"]
+    assert plan_reload(config(mux, client), config(mux, client)).changed == ()
+
+
 def test_service_key_names_every_identity_attribute() -> None:
     """The identity is xinetd's (id, type, wait, protocol, socket type, port) plus bind."""
     base = service()

@@ -22,7 +22,6 @@ from typing import AbstractSet, Any, Callable, Mapping, Optional, Sequence, Tupl
 
 from superd.config.model import Extensions, ServiceConfig, SocketType
 from superd.runtime import Runtime
-from superd.tls.settings import tls_settings, upstream_tls
 
 __all__ = ["check_extensions", "is_user_protocol", "stream_handler", "with_tls"]
 
@@ -62,7 +61,13 @@ def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, .
         settings = _user_settings(values, extra, error)
     if "redirect_timeout" in values and "redirect" not in values:
         error("redirect_timeout", "redirect_timeout needs redirect = host port")
-    tls = tls_settings(values, read_file, error)
+    tls, upstream = None, None
+    if any(name.startswith(("tls_", "redirect_tls")) for name in values):
+        # pyOpenSSL is imported only by configurations that use TLS.
+        from superd.tls.settings import tls_settings, upstream_tls
+
+        tls = tls_settings(values, read_file, error)
+        upstream = upstream_tls(values, read_file, error)
     if tls is not None and (values.get("wait") is True or values.get("protocol") == "udp"
                             or values.get("socket_type") is SocketType.DGRAM):
         error("tls_cert", "TLS needs socket_type = stream and wait = no")
@@ -74,7 +79,7 @@ def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, .
                               "(it would precede the handshake in clear text)")
     return Extensions(
         tls=tls,
-        redirect_tls=upstream_tls(values, read_file, error),
+        redirect_tls=upstream,
         redirect_timeout=values.get("redirect_timeout", 10.0),
         factory=values.get("factory"), plugin=values.get("plugin"), settings=settings,
     )

@@ -271,13 +271,14 @@ class RelayProtocol(Protocol):
 
     def finished(self) -> None:
         """Both sides are closed: log the relay's end and end the session."""
+        flags = self.service.log_on_success
         duration = max(0.0, self.runtime.seconds() - self.session.started)
-        emit_traffic(self.service, self.inbound, self.outbound, duration)
-        # xinetd's relay child logs EXIT; an event only when a line is wanted
-        # (the TRAFFIC event already records the end, and logging is the
-        # largest per-connection cost of a relay).
-        if events.exit_line(self.service.id, self.service.log_on_success, 0, 0, None,
-                            duration) is not None:
+        # Events for the end only when the service logs it (TRAFFIC, or
+        # xinetd's relay-child EXIT): logging is the largest per-connection
+        # cost of a relay, and START already records the connection.
+        if "TRAFFIC" in flags:
+            emit_traffic(self.service, self.inbound, self.outbound, duration)
+        if events.exit_line(self.service.id, flags, 0, 0, None, duration) is not None:
             events.emit_exit(self.service, 0, 0, None, duration)
         self.session.end()
 

@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
     status.add_argument("--state-dir", metavar="DIR", default=None,
                         help="the daemon's --state-dir (default as the daemon's)")
+    reload = commands.add_parser("reload", help="reload the running daemon and wait")
+    reload.add_argument("--state-dir", metavar="DIR", default=None,
+                        help="the daemon's --state-dir (default as the daemon's)")
     bans = commands.add_parser("bans", help="list or lift sensor bans", add_help=False)
     bans.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -128,6 +131,11 @@ def main(argv: Optional[Sequence[str]] = None,
         from superd.status import run_status
 
         return run_status(args.state_dir, args.json, out, err)
+    if args.command == "reload":
+        from superd.control import run_reload
+        from superd.status import state_dir_or_default
+
+        return run_reload(state_dir_or_default(args.state_dir), out, err)
     print(f"superd {args.command}: not implemented yet", file=err)
     return EX_NOT_IMPLEMENTED
 

@@ -2,8 +2,8 @@
 The control socket: ``superd.control`` in the state directory, mode 0600.
 
 A line protocol: the client sends one request line -- a bare word
-(``status``) or a JSON object (``{"command": "status"}``) -- and the daemon
-answers with one JSON object on one line, then closes.  Requests are
+(``status``, ``reload``) or a JSON object (``{"command": "status"}``) -- and
+the daemon answers with one JSON object on one line, then closes.  Requests are
 bounded (``MAX_REQUEST`` bytes) and answered within ``TIMEOUT`` seconds of
 the connection; junk gets ``{"ok": false, "error": ...}``, never a crash.
 The socket file's mode and the state directory (0700) are the access
@@ -17,12 +17,14 @@ import os
 import socket
 from typing import Any, Callable, Dict, Optional
 
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
 
 __all__ = ["CONTROL_NAME", "ControlError", "ControlFactory", "control_path",
-           "parse_request", "request"]
+           "parse_request", "request", "run_reload"]
 
 _log = Logger(namespace="superd.control")
 
@@ -31,7 +33,8 @@ MAX_REQUEST = 4096
 #: Seconds a client has to send its request.
 TIMEOUT = 10.0
 
-Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
+#: A command: the request in, the reply (or a Deferred firing with it) out.
+Handler = Callable[[Dict[str, Any]], Any]
 
 
 def control_path(state_dir: str) -> str:
@@ -60,6 +63,7 @@ class _ControlProtocol(LineOnlyReceiver):
         self._handlers = handlers
         self._clock = clock
         self._timeout: Any = None
+        self._asked = False
         self._answered = False
 
     def connectionMade(self) -> None:
@@ -70,8 +74,9 @@ class _ControlProtocol(LineOnlyReceiver):
         self._answer({"ok": False, "error": "no request within the time limit"})
 
     def lineReceived(self, line: bytes) -> None:
-        if self._answered:
+        if self._answered or self._asked:
             return
+        self._asked = True
         try:
             request = parse_request(line)
         except ValueError as e:  # UnicodeDecodeError and JSONDecodeError too
@@ -82,13 +87,15 @@ class _ControlProtocol(LineOnlyReceiver):
             known = ", ".join(sorted(self._handlers))
             self._answer({"ok": False, "error": f"unknown command (known: {known})"})
             return
-        try:
-            reply = handler(request)
-        except Exception:
-            _log.failure("control command {command} failed", event="control_error",
-                         command=request["command"])
-            reply = {"ok": False, "error": "internal error (see superd's log)"}
-        self._answer(reply)
+        self._cancel()  # the request is in; a reload may take longer than TIMEOUT
+        answer = maybeDeferred(handler, request)
+        answer.addErrback(self._crashed, request["command"])
+        answer.addCallback(self._answer)
+
+    def _crashed(self, failure: Failure, command: str) -> Dict[str, Any]:
+        _log.failure("control command {command} failed", failure, event="control_error",
+                     command=command)
+        return {"ok": False, "error": "internal error (see superd's log)"}
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._answer({"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"})
@@ -174,3 +181,31 @@ def listen_control(reactor: Any, state_dir: str, factory: ControlFactory) -> Opt
                    " 'superd status' will not work", event="control_error",
                    path=path, error=str(e))
         return None
+
+
+#: ``superd reload``: the daemon could not be reached (sysexits.h EX_UNAVAILABLE).
+EX_UNAVAILABLE = 69
+#: ``superd reload``: the reload failed; the old configuration is running.
+EX_RELOAD_FAILED = 78
+
+
+def run_reload(state_dir: str, out: Any, err: Any, timeout: float = 120.0) -> int:
+    """``superd reload``: reload and wait; the errors of a failed reload on ``err``."""
+    try:
+        reply = request(state_dir, "reload", timeout=timeout)
+    except ControlError as e:
+        print(f"superd reload: {e}", file=err)
+        return EX_UNAVAILABLE
+    result = reply.get("reload")
+    if not isinstance(result, dict):
+        print(f"superd reload: {reply.get('error', 'the daemon refused')}", file=err)
+        return EX_UNAVAILABLE
+    if result.get("ok"):
+        print(f"Reconfigured: new={result.get('new')} old={result.get('old')}"
+              f" dropped={result.get('dropped')} ({result.get('duration', 0.0):.2f}s)",
+              file=out)
+        return 0
+    print("superd reload: failed; the running configuration is kept:", file=err)
+    for error in result.get("errors") or ():
+        print(f"  {error}", file=err)
+    return EX_RELOAD_FAILED

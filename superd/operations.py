@@ -64,7 +64,8 @@ class Operations(Service):
         super().startService()  # type: ignore[no-untyped-call]
         runtime = self.top.runtime
         if self._control_wanted:
-            factory = ControlFactory({"status": self._status_request}, runtime.reactor)
+            factory = ControlFactory({"status": self._status_request,
+                                      "reload": self._reload_request}, runtime.reactor)
             self.control_port = listen_control(runtime.reactor, runtime.options.state_dir,
                                                factory)
         self._old_usr1 = self._install_signal(signal.SIGUSR1, self._on_usr1)
@@ -83,6 +84,11 @@ class Operations(Service):
     def reload(self) -> "Deferred[ReloadResult]":
         """Reload the configuration (all or nothing)."""
         return self.reloader.reload()
+
+    def _reload_request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
+        # Answered when a reload that read the files after this request ends.
+        return self.reload().addCallback(
+            lambda result: {"ok": result.ok, "reload": result.as_dict()})
 
     def _notify(self, state: str) -> None:
         if state == "reloading":

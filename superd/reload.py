@@ -182,12 +182,22 @@ class Reloader:
         return self._running is not None
 
     def reload(self) -> "Deferred[ReloadResult]":
-        """Reload now, or once more after the reload in progress."""
+        """
+        Reload now, or once more after the reload in progress.  Fires with
+        the result of a reload that read the files after this call (each
+        caller gets its own Deferred).
+        """
         if self._running is not None:
             self._again = True
-            return self._running
-        running = self._running = Deferred.fromCoroutine(self._cycle())
-        return running
+        else:
+            self._running = Deferred.fromCoroutine(self._cycle())
+        mine: Deferred[ReloadResult] = Deferred()
+
+        def deliver(result: ReloadResult) -> ReloadResult:
+            mine.callback(result)
+            return result
+        self._running.addCallback(deliver)
+        return mine
 
     async def _cycle(self) -> ReloadResult:
         try:

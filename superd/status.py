@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 from superd.config.model import ServiceConfig
 from superd.counters import counters_of
 
-__all__ = ["render_text", "snapshot"]
+__all__ = ["render_text", "run_status", "snapshot", "state_dir_or_default"]
 
 Json = Dict[str, Any]
 
@@ -207,18 +207,23 @@ def render_text(status: Mapping[str, Any]) -> str:
 EX_UNAVAILABLE = 69
 
 
+def state_dir_or_default(state_dir: Optional[str]) -> str:
+    """``--state-dir``, or the daemon's default for this user."""
+    if state_dir is not None:
+        return state_dir
+    from superd.tap import default_state_dir
+
+    return default_state_dir(os.geteuid(), os.environ)
+
+
 def run_status(state_dir: Optional[str], as_json: bool, out: Any, err: Any) -> int:
     """``superd status [--json] [--state-dir DIR]``: ask the daemon and print."""
     import json
 
     from superd.control import ControlError, request
 
-    if state_dir is None:
-        from superd.tap import default_state_dir
-
-        state_dir = default_state_dir(os.geteuid(), os.environ)
     try:
-        reply = request(state_dir, "status")
+        reply = request(state_dir_or_default(state_dir), "status")
     except ControlError as e:
         print(f"superd status: {e}", file=err)
         return EX_UNAVAILABLE

@@ -169,3 +169,22 @@ def test_listen_control_failure_is_logged_not_raised(tmp_path: Path,
     reactor = UnixReactor(CannotListenError(None, "x", "Cannot acquire lock"))
     assert listen_control(reactor, str(tmp_path), ControlFactory({}, reactor)) is None
     assert any(e.get("event") == "control_error" for e in log_events)
+
+
+def test_deferred_answer_waits_and_second_line_is_ignored() -> None:
+    """A handler may answer later (a reload); the timeout no longer applies, extra lines do not."""
+    from twisted.internet.defer import Deferred
+
+    pending: Deferred[dict[str, Any]] = Deferred()
+    calls: list[Any] = []
+
+    def slow(request: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        calls.append(request)
+        return pending
+
+    protocol, transport, clock = connect({"reload": slow})
+    protocol.dataReceived(b"reload\nreload\n")
+    clock.advance(TIMEOUT * 3)
+    assert transport.value() == b"" and len(calls) == 1
+    pending.callback({"ok": True})
+    assert reply(transport) == {"ok": True}

@@ -332,3 +332,23 @@ def test_udp_builtin_changed_moves_its_port_to_a_new_protocol() -> None:
     assert listener.port is port  # type: ignore[attr-defined]
     assert port.protocol is listener.target is not old_protocol  # type: ignore[attr-defined]
     assert listener.target.transport is port and old_protocol.transport is None  # type: ignore
+
+
+def test_every_caller_gets_the_result_unchanged() -> None:
+    """Callers waiting on one reload each get the ReloadResult, whatever the others do."""
+    top, _ = running(service())
+    pending: list[Deferred[Configuration]] = []
+
+    def load() -> Deferred[Configuration]:
+        pending.append(Deferred())
+        return pending[-1]
+
+    reloader = Reloader(top, load)
+    first, second = reloader.reload(), reloader.reload()
+    first.addCallback(lambda result: "changed by the first caller")
+    seen: list[Any] = []
+    second.addCallback(seen.append)
+    pending[0].callback(config(service()))
+    assert seen == []  # the second call asked for a run that reads the files again
+    pending[1].callback(config(service(instances=4)))
+    assert [type(r) for r in seen] == [ReloadResult] and seen[0].changed == 1

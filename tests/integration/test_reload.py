@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,3 +153,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def superd_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from superd.cli import main; sys.exit(main())",
+         *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_superd_reload_command_waits_and_reports(superd_factory: StartSuperd,
+                                                 conf_dir: Callable[..., Path]) -> None:
+    """``superd reload`` returns when the reload is done: 0 and the counts, or 78 and errors."""
+    conf = conf_dir(echo=echo_block("echo"))
+    superd = superd_factory(conf)
+    superd.allow_errors = True
+    (conf / "two").write_text(echo_block("two"))
+    done = superd_cli("reload", "--state-dir", superd.state_dir)
+    assert (done.returncode, done.stdout.split(" (")[0]) == \
+        (0, "Reconfigured: new=1 old=1 dropped=0")
+    (conf / "two").write_text("service two\n{\n\tport = x\n")
+    failed = superd_cli("reload", "--state-dir", superd.state_dir)
+    assert failed.returncode == 78
+    assert failed.stderr.startswith("superd reload: failed; the running configuration is kept:")
+    assert f"{conf / 'two'}:" in failed.stderr
+    assert echo_once("127.0.0.1", latest_port(superd, "two")) == b"ping\n"

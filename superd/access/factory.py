@@ -32,8 +32,8 @@ from twisted.python.failure import Failure
 from superd import events
 from superd.access.banners import Banners, FailBannerProtocol, send_now
 from superd.access.decision import Decision, MaybeDeferred, deny
-from superd.access.pipeline import policies_for, run_policies
-from superd.access.setup import state_of
+from superd.access.pipeline import BANNED, policies_for, run_policies
+from superd.access.setup import AccessState, state_of
 from superd.config.model import ServiceConfig
 from superd.counters import service_counters
 from superd.runtime import Runtime
@@ -50,11 +50,16 @@ _log = Logger(namespace="superd.access")
 _SENSOR = deny(events.REASON_ADDRESS)
 
 
-def trip_sensor(service: ServiceConfig, peer: Peer, runtime: Runtime) -> None:
+def trip_sensor(service: ServiceConfig, peer: Peer, runtime: Runtime,
+                state: AccessState | None = None) -> None:
     """A peer touched a SENSOR: ban it everywhere for ``deny_time``."""
     bans = runtime.bans
-    if bans is not None and service.deny_time != 0:
-        bans.ban(peer.host, service.deny_time, service.id)
+    if bans is None or service.deny_time == 0:
+        return
+    drop = (state or state_of(runtime)).kernel_drop
+    if drop is not None and bans.is_banned(peer.host):
+        drop.refused_banned(peer.host, runtime.seconds())
+    bans.ban(peer.host, service.deny_time, service.id)
 
 
 def _peer(addr: IAddress | None) -> Peer:
@@ -83,6 +88,7 @@ class AccessControlledFactory(ServerFactory):
         self.banners = Banners.load(service)
         self._gated = bool(self.banners.banner or self.banners.success)
         state = state_of(runtime)
+        self._state = state
         self._counter = state.counter
         self._refusals = state.stream_refusals
         self._counts = service_counters(runtime, service.id)  # superd status
@@ -94,7 +100,7 @@ class AccessControlledFactory(ServerFactory):
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         peer = _peer(addr)
         if self.service.is_sensor:
-            trip_sensor(self.service, peer, self.runtime)
+            trip_sensor(self.service, peer, self.runtime, self._state)
             return self.refuse(peer, _SENSOR)
         if self._gated:
             return _Gate(self, peer, None)
@@ -108,8 +114,10 @@ class AccessControlledFactory(ServerFactory):
     def refuse(self, peer: Peer, decision: Decision) -> Protocol | None:
         """Log the refusal; the protocol to send ``banner_fail``, or None."""
         self._counts.refuse(decision.reason)
-        self._refusals.refused(self.service, peer, decision,
-                               self.runtime.seconds())
+        now = self.runtime.seconds()
+        if decision is BANNED and self._state.kernel_drop is not None:
+            self._state.kernel_drop.refused_banned(peer.host, now)
+        self._refusals.refused(self.service, peer, decision, now)
         if self.banners.fail is None:
             return None
         return FailBannerProtocol(self.banners.fail, self.runtime.reactor)
@@ -217,14 +225,15 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
         self.handler = handler
         self.runtime = runtime
         self.policies = policies_for(service, runtime, sessions=False)
-        self._refusals = state_of(runtime).dgram_refusals
+        self._state = state_of(runtime)
+        self._refusals = self._state.dgram_refusals
         self._waiting = 0
         self._counts = service_counters(runtime, service.id)  # superd status
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         peer = _peer_of_datagram(addr)
         if self.service.is_sensor:
-            trip_sensor(self.service, peer, self.runtime)
+            trip_sensor(self.service, peer, self.runtime, self._state)
             self._refused(peer, _SENSOR)
             return
         outcome = run_policies(self.policies, peer, self.runtime.seconds)
@@ -255,6 +264,9 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
 
     def _refused(self, peer: Peer, decision: Decision) -> None:
         self._counts.refuse(decision.reason)
+        if decision is BANNED and self._state.kernel_drop is not None:
+            self._state.kernel_drop.refused_banned(peer.host,
+                                                   self.runtime.seconds())
         key = (self.service.id, peer.host, peer.port, decision.reason)
         self._refusals.refused(self.service, peer, decision,
                                self.runtime.seconds(), key)

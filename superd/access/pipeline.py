@@ -33,10 +33,11 @@ from superd.config.model import UNLIMITED, ServiceConfig
 from superd.runtime import Runtime
 from superd.session import Peer
 
-__all__ = ["BanPolicy", "build_policies", "policies_for", "run_policies"]
+__all__ = ["BANNED", "BanPolicy", "build_policies", "policies_for", "run_policies"]
 
 _log = Logger(namespace="superd.access")
-_BANNED = deny(events.REASON_ADDRESS)
+#: The denial of a banned source (the factory recognises it by identity).
+BANNED = Decision(False, events.REASON_ADDRESS, "banned")
 
 
 class BanPolicy:
@@ -50,7 +51,7 @@ class BanPolicy:
     def check(self, peer: Peer, now: float) -> Decision:
         bans = self._runtime.bans
         if bans is not None and bans.is_banned(peer.host):
-            return _BANNED
+            return BANNED
         return ALLOW
 
 

@@ -23,6 +23,7 @@ from superd import events
 from superd.access.bans import BanList
 from superd.access.banstore import BanStore, db_path
 from superd.access.hostsaccess import HostsAccess
+from superd.access.kerneldrop import KernelDrop, listening_sockets
 from superd.access.limits import SessionCounter
 from superd.access.load import CachedLoad, read_loadavg
 from superd.access.names import NameResolver, thread_runner
@@ -54,6 +55,8 @@ class AccessState:
     #: minute, as xinetd's DGRAM_IGNORE_TIME.
     dgram_refusals: RefusalLog = attrs.field(
         factory=lambda: RefusalLog(burst=1, window=60.0))
+    #: Drops hammering banned sources in the kernel (None: not attached).
+    kernel_drop: KernelDrop | None = None
 
     def rate_for(self, service_id: str, cps: CPS, clock: Any) -> ConnectionRate:
         """The service's cps counter, kept across reloads while cps is unchanged."""
@@ -104,6 +107,10 @@ def attach(runtime: Runtime, *, resolver: NameResolver | None = None,
     runtime.hosts_access = HostsAccess(runtime.options.hosts_allow,
                                        runtime.options.hosts_deny, resolver)
     bans.start()
+    state.kernel_drop = KernelDrop(runtime.reactor,
+                                   listening_sockets(runtime.reactor),
+                                   bans.is_banned)
+    state.kernel_drop.start()
     trigger = getattr(runtime.reactor, "addSystemEventTrigger", None)
     if trigger is not None:
         trigger("after", "shutdown", detach, runtime)
@@ -119,3 +126,5 @@ def detach(runtime: Runtime) -> None:
         rate.stop()
     state.stream_refusals.stop()
     state.dgram_refusals.stop()
+    if state.kernel_drop is not None:
+        state.kernel_drop.stop()

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from superd.access import banscli
 from tests.access.clients import (
     block,
@@ -88,3 +90,34 @@ def test_appending_to_hosts_deny(superd_factory: Callable[..., Any],
     assert fetch("127.0.0.2", port)
     superd.wait_for_event(lambda e: e.get("xinetd_line") ==
                           "FAIL: daytime libwrap from=127.0.0.4")
+
+
+def test_hammering_banned_source_is_dropped_in_the_kernel(
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """A banned source that keeps connecting stops reaching superd at all
+    (its SYNs are dropped), others are served, and lifting the ban lets it
+    back in within the maintenance interval."""
+    state = str(tmp_path / "state")
+    superd = superd_factory(config(conf_dir), *hosts_args(tmp_path), state_dir=state)
+    port = superd.port("daytime")
+    assert not fetch("127.0.0.3", superd.port("trap"))
+    for _ in range(25):
+        try:
+            fetch("127.0.0.3", port, timeout=1)
+        except OSError:
+            break
+    superd.wait_for_event(lambda e: e.get("action") == "kernel_drop")
+    with pytest.raises(TimeoutError):
+        fetch("127.0.0.3", port, timeout=1)
+    assert fetch("127.0.0.2", port)
+    assert banscli.main(["--state-dir", state, "remove", "127.0.0.3"]) == 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if fetch("127.0.0.3", port, timeout=1):
+                break
+        except TimeoutError:
+            pass
+    else:
+        raise AssertionError("127.0.0.3 still dropped 10 s after its ban was lifted")

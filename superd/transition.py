@@ -96,16 +96,16 @@ def transplant(old: IService, new: IService) -> None:
         raise TypeError(f"cannot move the socket of {type(old).__name__}")
 
 
-def _start(child: IService) -> Optional[Deferred[Any]]:
+def _start(child: IService) -> None:
     child.privilegedStartService()
     child.startService()
-    return None
 
 
 class Transition:
     """
-    One reload's changes to a running ``SuperdService``: ``prepare`` builds
-    and binds (undoing itself on failure), ``commit`` switches over.
+    One reload's changes to a running ``SuperdService``: ``build`` makes the
+    new children, ``bind`` binds them (undoing its own binds on failure),
+    ``commit`` switches over.
     """
 
     def __init__(self, top: Any, plan: "ReloadPlan", config: Configuration) -> None:
@@ -136,10 +136,14 @@ class Transition:
         freed = {_port_key(s) for s in self.plan.dropped} - {None}
         first = [g for g in self._added if _port_key(g[0]) not in freed]
         later = [g for g in self._added if _port_key(g[0]) in freed]
-        error = self._bind_groups(first)
-        if error is None and later:
-            await self._close_dropped({_port_key(g[0]) for g in later})
-            error = self._bind_groups(later)
+        try:
+            error = self._bind_groups(first)
+            if error is None and later:
+                await self._close_dropped({_port_key(g[0]) for g in later})
+                error = self._bind_groups(later)
+        except Exception:
+            self._undo()  # a bug must not leave half a reload listening
+            raise
         if error is not None:
             self._undo()
         return error

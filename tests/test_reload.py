@@ -352,3 +352,21 @@ def test_every_caller_gets_the_result_unchanged() -> None:
     assert seen == []  # the second call asked for a run that reads the files again
     pending[1].callback(config(service(instances=4)))
     assert [type(r) for r in seen] == [ReloadResult] and seen[0].changed == 1
+
+
+def test_unexpected_bind_exception_undoes_binds(log_events: list[dict[str, Any]]) -> None:
+    """A bug while binding (not a BindError) still closes this reload's sockets."""
+    top, reactor = running(service(id="old", port=1))
+    original_listen = reactor.listenTCP
+
+    def listen(port: int, factory: Any, backlog: int = 50, interface: str = "") -> FakePort:
+        if port == 3:
+            raise RuntimeError("bug")
+        return original_listen(port, factory, backlog, interface)
+
+    reactor.listenTCP = listen  # type: ignore[method-assign]
+    result = reload(top, config(service(id="old", port=1), service(id="a", port=2),
+                                service(id="b", port=3)))
+    assert not result.ok and "internal error" in result.errors[0]
+    assert [(p.port, p.stopped) for p in reactor.ports] == [(1, False), (2, True)]
+    assert [g[0].id for g in top.groups] == ["old"]

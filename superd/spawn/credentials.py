@@ -45,7 +45,7 @@ import os
 import platform
 import sys
 import threading
-from typing import Callable, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple
 
 import attrs
 
@@ -156,6 +156,7 @@ class _RawSyscalls:
     def __init__(self, numbers: Tuple[int, int, int]) -> None:
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._setgroups, self._setresgid, self._setresuid = numbers
+        self._arrays: Dict[Tuple[int, ...], Any] = {}
 
     def _call(self, number: int, *args: object) -> None:
         if self._libc.syscall(ctypes.c_long(number), *args) != 0:
@@ -163,7 +164,12 @@ class _RawSyscalls:
             raise OSError(err, os.strerror(err))
 
     def setgroups(self, groups: Tuple[int, ...]) -> None:
-        array = (ctypes.c_uint * max(1, len(groups)))(*groups)
+        array = self._arrays.get(groups)
+        if array is None:
+            # Few distinct lists exist (one per service user, and superd's).
+            array = (ctypes.c_uint * max(1, len(groups)))(*groups)
+            if len(self._arrays) < 256:
+                self._arrays[groups] = array
         self._call(self._setgroups, ctypes.c_long(len(groups)), array)
 
     def setresgid(self, rgid: int, egid: int, sgid: int) -> None:
@@ -247,7 +253,7 @@ class SpawningThread:
         setting it per thread needs root to lower it back afterwards.
         """
         tid = threading.get_native_id()
-        old_nice = os.getpriority(os.PRIO_PROCESS, tid)
+        old_nice = 0 if nice is None else os.getpriority(os.PRIO_PROCESS, tid)
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:

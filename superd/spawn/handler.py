@@ -6,7 +6,7 @@ child does (instances and per_source are released when it is reaped).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -37,6 +37,8 @@ _log = Logger(namespace="superd.spawn")
 #: The exit status a shell reports for a command it could not execute; the
 #: EXIT line of a failed exec carries it (there was no real child to reap).
 EXEC_FAILED_STATUS = 127
+
+_LOCAL_CACHE = 64
 
 
 def log_spawn_failure(service: ServiceConfig, error: SpawnError,
@@ -85,6 +87,7 @@ class ExternalHandler:
         self._runtime = runtime
         self._table: ProcessTable = runtime.processes
         self.spec: SpawnSpec = build_spec(service, self._table)
+        self._locals: Dict[Tuple[str, int], Peer] = {}
 
     def protocol_for(self, session: Session) -> HandOffProtocol:
         """See ``IStreamHandler``."""
@@ -92,9 +95,7 @@ class ExternalHandler:
 
     def serve(self, session: Session, transport: Any) -> None:
         """Start the child for ``session`` on ``transport``'s socket."""
-        local = session.local
-        if local is None:
-            local = Peer.from_address(transport.getHost())
+        local = session.local or self._local_address(transport)
         env = stream_environment(self.spec.base_env, session.peer, local)
         child: Optional[Child] = None
         try:
@@ -121,6 +122,20 @@ class ExternalHandler:
         session.pid = child.pid
         emit_start(self.service, child.pid, session.peer)
         child.on_exit(lambda c: self._exited(session, c))
+
+    def _local_address(self, transport: Any) -> Optional[Peer]:
+        # A service listens on few addresses: canonicalise each once (the
+        # ipaddress parse costs more than the rest of building the env).
+        try:
+            name = transport.getHandle().getsockname()[:2]
+        except (AttributeError, OSError):
+            return None
+        local = self._locals.get(name)
+        if local is None:
+            local = Peer.from_address(name)
+            if len(self._locals) < _LOCAL_CACHE:
+                self._locals[name] = local
+        return local
 
     def _exited(self, session: Session, child: Child) -> None:
         status = child.status

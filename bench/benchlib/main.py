@@ -117,6 +117,16 @@ def wait_turn() -> IO[str]:
     return lock
 
 
+def save_result(facts: list[str], text: str) -> str:
+    """Keep the run's output in bench/results/ (git-ignored) for later comparison."""
+    results = os.path.join(BENCH_DIR, "results")
+    os.makedirs(results, exist_ok=True)
+    path = os.path.join(results, time.strftime("%Y%m%d-%H%M%S.txt", time.gmtime()))
+    with open(path, "w") as f:
+        f.write("\n".join(facts) + "\n" + text + "\n")
+    return path
+
+
 def check_ports() -> None:
     wanted = [confgen.XINETD_BASE + i for i in range(1, 200)] + [
         confgen.SUPERD_BASE + i for i in range(1, 200)
@@ -164,7 +174,8 @@ def main(argv: list[str]) -> int:
         pin_text += f"; all at nice {args.nice}"
     tmp = tempfile.mkdtemp(prefix="superd-bench-")
     paths = daemons.Paths(REPO, os.path.join(BENCH_DIR, "build"), tmp)
-    print("\n".join(machine_facts(paths, pin_text, args)), flush=True)
+    facts = machine_facts(paths, pin_text, args)
+    print("\n".join(facts), flush=True)
     loadgen = Loadgen(binaries["loadgen"], load_cpu, args.duration, 0.3)
     report = Report(columns=["superd", "xinetd", "spawnloop"])
     bench = figures.Bench(loadgen, args.reps, report, paths, server_cpu, None, None)
@@ -188,6 +199,7 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     lock.close()
     print(report.render())
+    print(f"\nsaved to {save_result(facts, report.render())}")
     if args.keep:
         print(f"\nlogs and configs kept in {tmp}")
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import IO, Any, Mapping, NoReturn, Optional
+from typing import IO, Any, Callable, Mapping, NoReturn, Optional
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -28,7 +28,16 @@ from superd.operations import attach as attach_operations
 from superd.runtime import Runtime, RuntimeOptions
 from superd.service import SuperdService, build_service
 
-__all__ = ["EX_BIND", "EX_USAGE", "Options", "assemble", "default_state_dir", "makeService"]
+__all__ = [
+    "EX_BIND",
+    "EX_USAGE",
+    "CannotListen",
+    "Options",
+    "assemble",
+    "default_state_dir",
+    "makeService",
+    "running_as_daemon",
+]
 
 #: sysexits.h: bad command line.
 EX_USAGE = 64
@@ -163,8 +172,29 @@ def _exit_on_bind_error(error: BindError) -> NoReturn:
     raise SystemExit(EX_BIND)
 
 
-def assemble(configuration: Configuration, runtime: Runtime,
-             stderr: IO[str]) -> SuperdService:
+class CannotListen(Exception):
+    """Startup failed on a socket (daemon mode: twistd's parent prints this)."""
+
+
+def _report_to_twistd(error: BindError) -> NoReturn:
+    # Daemonized, the real stderr is gone and twistd's parent process waits
+    # on a status pipe that only an exception writes to (a SystemExit here
+    # would leave it waiting forever): raise, and twistd prints the reason.
+    # It shows only ~100 bytes, so the most useful part comes first; the
+    # full message, with file and line, is in the log.
+    address = error.address
+    raise CannotListen(f"{address.service_id} {address.describe()}: {error.reason}") from error
+
+
+def running_as_daemon(options: Options) -> bool:
+    """True when twistd will daemonize (no ``-n``): its options are our parent."""
+    parent: Any = getattr(options, "parent", None)
+    return parent is not None and not parent.get("nodaemon", True)
+
+
+def assemble(configuration: Configuration, runtime: Runtime, stderr: IO[str], *,
+             on_bind_error: Callable[[BindError], NoReturn] = _exit_on_bind_error,
+             ) -> SuperdService:
     """The service tree for ``configuration`` with ``runtime``'s collaborators."""
     try:
         os.makedirs(runtime.options.state_dir, mode=0o700, exist_ok=True)
@@ -175,7 +205,7 @@ def assemble(configuration: Configuration, runtime: Runtime,
     _attach_optional("superd.access.setup", runtime)
     _attach_optional("superd.spawn.table", runtime)
     try:
-        return build_service(configuration, runtime, on_bind_error=_exit_on_bind_error)
+        return build_service(configuration, runtime, on_bind_error=on_bind_error)
     except ConfigError as e:
         report_config_error(e, stderr)
         raise SystemExit(EX_CONFIG) from None
@@ -187,7 +217,8 @@ def makeService(options: Options) -> IService:
 
     assert options.configuration is not None, "postOptions loads the configuration"
     runtime = Runtime(reactor=reactor, options=options.runtime_options())
-    top = assemble(options.configuration, runtime, options.stderr)
+    on_bind_error = _report_to_twistd if running_as_daemon(options) else _exit_on_bind_error
+    top = assemble(options.configuration, runtime, options.stderr, on_bind_error=on_bind_error)
     # SIGHUP reload, SIGUSR1 status and the control socket (superd.operations).
     attach_operations(top, options["config"], strict=options["strict"])
     return top

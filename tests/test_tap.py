@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 from superd.config.load import load_configuration
 from superd.runtime import Runtime, RuntimeOptions
 from superd.service import SuperdService
-from superd.tap import EX_USAGE, Options, assemble, default_state_dir
+from superd.tap import EX_USAGE, Options, assemble, default_state_dir, running_as_daemon
 
 ECHO = """\
 service echo
@@ -137,3 +137,13 @@ def test_plugin_provides_service_maker() -> None:
     assert IPlugin.providedBy(serviceMaker)
     assert serviceMaker.tapname == "superd"
     assert serviceMaker.options is Options
+
+
+def test_running_as_daemon_reads_twistd_options() -> None:
+    """Without twistd's -n the tap knows it will be daemonized."""
+    options = Options()
+    assert not running_as_daemon(options)  # no twistd around it
+    options.parent = {"nodaemon": False}  # type: ignore[attr-defined]
+    assert running_as_daemon(options)
+    options.parent = {"nodaemon": True}  # type: ignore[attr-defined]
+    assert not running_as_daemon(options)

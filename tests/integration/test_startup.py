@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -267,3 +268,44 @@ def test_second_sigterm_while_stopping_is_harmless(
     assert stopping is not None
     superd.wait_for_event(lambda e: e.get("log_format") == "Server Shut Down.")
     assert superd.errors() == []
+
+
+def _processes_mentioning(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_taken_port_in_daemon_mode_reports_and_exits(tmp_path: Path) -> None:
+    """
+    Daemonized (no -n), a bind failure reaches the waiting twistd parent, which
+    prints it and exits 1 instead of hanging; no pidfile and no daemon remain.
+    """
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    state = tmp_path / "daemon-state"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        (tmp_path / "echo").write_text(ECHO.format(port=port, bind="127.0.0.1"))
+        result = subprocess.run(
+            [sys.executable, twistd, f"--pidfile={tmp_path / 'superd.pid'}",
+             f"--logfile={tmp_path / 'superd.log'}", "superd", "-c", str(tmp_path),
+             "--state-dir", str(state)],
+            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 1, result
+    assert f"echo tcp 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert f"cannot listen on tcp 127.0.0.1:{port}" in (tmp_path / "superd.log").read_text()
+    assert not (tmp_path / "superd.pid").exists()
+    deadline = 50
+    while _processes_mentioning(str(state)) and deadline:
+        deadline -= 1
+        time.sleep(0.1)
+    assert _processes_mentioning(str(state)) == []

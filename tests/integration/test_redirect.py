@@ -135,3 +135,42 @@ def test_access_refused_before_connecting(echo_daemon: Superd,
         assert recv_all(sock) == b""
     relay.wait_for_event(lambda e: e.get("xinetd_line") == "FAIL: relay address from=127.0.0.1")
     assert not [e for e in echo_daemon.events() if e.get("event") == "start"]
+
+
+CHARGEN = ECHO.replace("service echo", "service chargen").replace("echo-up", "chargen-up")
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_back_pressure_both_ways(superd_factory: Callable[..., Superd],
+                                 conf_dir: Callable[..., Path]) -> None:
+    """A client that never reads chargen, or an upstream that never reads: memory stays flat."""
+    upstream = superd_factory(conf_dir(chargen=CHARGEN))
+    relay = start_with_upstream(superd_factory, conf_dir, upstream.port("chargen-up"))
+    before = rss_kib(relay.pid)
+    with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=5) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        time.sleep(2)  # chargen pushes as fast as the relay lets it
+        assert rss_kib(relay.pid) - before < 16 * 1024
+        assert len(sock.recv(4096)) > 0  # the relay is alive and still delivering
+    with socket.socket() as sink:  # an upstream that accepts and never reads
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(1)
+        stalled = start_with_upstream(superd_factory, conf_dir, sink.getsockname()[1])
+        start = rss_kib(stalled.pid)
+        with socket.create_connection(("127.0.0.1", stalled.port("relay")), timeout=5) as sock:
+            sock.setblocking(False)
+            sent, deadline = 0, time.monotonic() + 2
+            while time.monotonic() < deadline:
+                try:
+                    sent += sock.send(b"x" * 65536)
+                except BlockingIOError:
+                    time.sleep(0.01)
+            assert sent < 32 * 1024 * 1024  # the client was stopped, not buffered for
+            assert rss_kib(stalled.pid) - start < 16 * 1024

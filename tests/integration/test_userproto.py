@@ -115,3 +115,14 @@ def test_factory_failing_per_connection(superd_factory: Callable[..., Superd],
     with socket.create_connection(("127.0.0.1", superd.port("fine")), timeout=5) as sock:
         assert read_lines(sock, 1) == [b"Welcome to the greeter"]
     assert superd.fd_count() <= before + 1
+
+
+def test_build_factory_failing_at_start(conf_dir: Callable[..., Path], tmp_path: Path) -> None:
+    """A build_factory that raises stops startup (exit 78) naming the factory line."""
+    (tmp_path / "raising_factory.py").write_text(
+        "def make(context): raise OSError('no database')\n")
+    conf = conf_dir(svc=greeter().replace("superd_greeter:greeter", "raising_factory:make"))
+    result = run_twistd(str(conf), env=env(str(tmp_path)))
+    assert result.returncode == 78
+    assert (f"{conf}/svc:9: service greeter: factory: raising_factory:make: build_factory "
+            "failed: OSError: no database") in result.stderr

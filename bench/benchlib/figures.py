@@ -106,17 +106,19 @@ def fig_spawn(b: Bench) -> None:
 def fig_idle(b: Bench) -> None:
     """(e) issue 3: the spawn figure while superd holds 1,000 idle connections."""
     run = b.runner("superd", "echo", 5, conc=16)
-    plain, held = Series(), Series()
+    plain, held, fds = Series(), Series(), []
     for _ in range(b.reps if run else 0):
-        assert run is not None
+        assert run is not None and b.superd is not None
         plain.samples.append(run())
         holder = hold(b, b.port("superd", 4), HELD_CONNECTIONS)
         time.sleep(0.2)  # let superd accept the backlog before measuring
         try:
+            fds.append(procs.fd_count(b.superd.pid))
             held.samples.append(run())
         finally:
             stop(holder)
     s = {"superd": plain, f"superd+{HELD_CONNECTIONS} idle": held}
+    fd_note = f"superd had {min(fds):,}+ fds open" if fds else ""
     b.report.rows.append(
         Row("spawned cat (same phase, no idle conns)", "conn/s", {"superd": plain.rate})
     )
@@ -125,7 +127,7 @@ def fig_idle(b: Bench) -> None:
             f"spawned cat, holding {HELD_CONNECTIONS} idle discard conns",
             "conn/s",
             {"superd": held.rate},
-            errors_note(s),
+            "; ".join(n for n in (fd_note, errors_note(s)) if n),
         )
     )
     b.report.targets.append(

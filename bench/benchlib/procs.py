@@ -19,6 +19,7 @@ from typing import IO, Sequence
 __all__ = [
     "Server",
     "cpu_seconds",
+    "fd_count",
     "listening_ports",
     "pin_prefix",
     "rss_kib",
@@ -126,6 +127,11 @@ def cpu_seconds(pid: int) -> float:
         rest = f.read().rsplit(")", 1)[1].split()
     # rest[0] is field 3 (state); fields 14..17 are rest[11..14].
     return sum(int(x) for x in rest[11:15]) / _CLK_TCK
+
+
+def fd_count(pid: int) -> int:
+    """How many descriptors ``pid`` has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def rss_kib(pid: int) -> int:

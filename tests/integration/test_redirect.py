@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 def recv_all(sock: socket.socket) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = sock.recv(65536)
         if not chunk:

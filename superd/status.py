@@ -44,8 +44,8 @@ def _cps_pause(service: ServiceConfig, runtime: Any) -> Optional[float]:
     rate = state_of(runtime).rates.get((service.id, service.cps))
     if rate is None or not rate.deactivated:
         return None
-    restart = getattr(rate, "_restart", None)  # the reactivation DelayedCall
-    return float(restart.getTime()) if restart is not None else math.nan
+    until = rate.reactivates_at()
+    return math.nan if until is None else float(until)
 
 
 def _wait_state(children: Iterable[Any]) -> Optional[Json]:

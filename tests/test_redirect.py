@@ -50,6 +50,7 @@ class Relay:
     def connect_upstream(self) -> HalfCloseTransport:
         factory = self.reactor.tcpClients[0][2]
         upstream = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7))
+        assert upstream is not None
         transport = HalfCloseTransport()
         upstream.makeConnection(transport)
         return transport

@@ -44,7 +44,7 @@ def _cps_pause(service: ServiceConfig, runtime: Any) -> Optional[float]:
     rate = state_of(runtime).rates.get((service.id, service.cps))
     if rate is None or not rate.deactivated:
         return None
-    until = rate.reactivates_at()
+    until = rate.reactivates_at
     return math.nan if until is None else float(until)
 
 

@@ -93,3 +93,32 @@ def test_failed_handshake_spawns_nothing(superd_factory: Callable[..., Superd],
     superd.wait_for_event(lambda e: str(e.get("xinetd_line")).startswith("FAIL: cat tls"))
     time.sleep(0.2)
     assert not [e for e in superd.events() if e.get("event") == "start"]
+
+
+def test_stalled_client_is_throttled(superd_factory: Callable[..., Superd],
+                                     conf_dir: Callable[..., Path], tmp_path: Path) -> None:
+    """A TLS client that writes to cat and never reads is stopped; superd's memory stays flat."""
+    pki = make_pki(tmp_path)
+    superd = superd_factory(conf_dir(cat=external("cat", require_program("cat"), pki)))
+    context = ssl.create_default_context(cafile=str(pki.ca_path))
+    before = rss_kib(superd.pid)
+    with socket.create_connection(("127.0.0.1", superd.port("cat")), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.settimeout(0.5)
+        sent = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                sent += tls.send(b"y" * 16384)
+            except (TimeoutError, ssl.SSLWantWriteError):
+                break
+        assert sent < 32 * 1024 * 1024
+        assert rss_kib(superd.pid) - before < 16 * 1024
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from superd.control import request
 from tests.integration.conftest import StartSuperd
 from tests.integration.external import read_all, service_block, wait_until, world_directory
 from tests.integration.harness import require_program
@@ -56,6 +57,8 @@ def test_wait_yes_keeps_socket_and_child_next_child_uses_new_settings(
     superd = superd_factory(conf)
     port = superd.port("w")
     pid, mark = ask(port)
+    (entry,) = request(superd.state_dir, "status")["status"]["services"]
+    assert (entry["state"], str(entry["server_pid"])) == ("suspended", pid)
     (conf / "w").write_text(block("two"))
     result = reload_and_wait(superd)
     assert (result["ok"], result["changed"]) == (True, 1)

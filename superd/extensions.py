@@ -108,6 +108,8 @@ def stream_handler(service: ServiceConfig, runtime: Runtime,
 
         return RedirectHandler(service, runtime)
     if service.extensions.user_protocol:
+        if service.socket_type is not SocketType.STREAM or service.wait:
+            raise _unavailable("factory", "user protocols are stream services with wait = no")
         return _user_handler(service, runtime)
     if service.kind == "builtin" and service.name == "tcpmux":
         from superd.tcpmux import TcpmuxHandler

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
+from twisted.internet.testing import MemoryReactorClock
 
 from superd.config.errors import ConfigError
 from superd.config.load import load_configuration
+from superd.config.model import Extensions
+from superd.extensions import stream_handler
+from superd.runtime import Runtime
+from superd.service import Unavailable
 from tests.tls.certs import PKI, make_pki
 
 HEAD = ("service {name}\n{{\n\ttype = {type}\n\tsocket_type = stream\n\twait = {wait}\n"
@@ -96,3 +102,16 @@ def test_user_factory_errors(tmp_path: Path) -> None:
         "svc:7: service mine: factory: expected 1 value, got 3"]
     assert "svc:7: service mine: factory: a user protocol needs type = INTERNAL" in problems(
         tmp_path, "\tfactory = superd.tcpmux:TcpmuxHandler\n", name="mine", type="UNLISTED")
+
+
+def test_user_protocol_must_be_stream_wait_no(tmp_path: Path) -> None:
+    """A user protocol on wait = yes is refused at assembly, naming the factory attribute."""
+    relay = load(tmp_path, "\tredirect = 127.0.0.1 7\n\tuser = root\n", name="relay",
+                 type="UNLISTED").services[0]  # type: ignore[attr-defined]
+    mine = attrs.evolve(relay, redirect=None, wait=True, type=frozenset({"INTERNAL"}),
+                        extensions=Extensions(factory="x.y:z"))
+    assert mine.kind == "protocol"
+    with pytest.raises(Unavailable) as caught:
+        stream_handler(mine, Runtime(reactor=MemoryReactorClock()))
+    assert (caught.value.attribute, caught.value.message) == (
+        "factory", "user protocols are stream services with wait = no")

@@ -174,3 +174,16 @@ def test_back_pressure_both_ways(superd_factory: Callable[..., Superd],
                     time.sleep(0.01)
             assert sent < 32 * 1024 * 1024  # the client was stopped, not buffered for
             assert rss_kib(stalled.pid) - start < 16 * 1024
+
+
+def test_relay_to_ipv6_upstream(superd_factory: Callable[..., Superd],
+                                conf_dir: Callable[..., Path]) -> None:
+    """redirect = ::1 PORT connects over IPv6 (TCP6 endpoint)."""
+    upstream = superd_factory(conf_dir(echo=ECHO.replace("bind        = 127.0.0.1",
+                                                         "bind        = ::1")))
+    relay = superd_factory(conf_dir(relay=relay_block(upstream.port("echo-up", host="::1"),
+                                                      host="::1")))
+    with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=10) as sock:
+        sock.sendall(b"six\n")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_all(sock) == b"six\n"

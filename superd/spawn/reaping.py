@@ -13,13 +13,17 @@ poll it: the pidfd becomes readable when that child exits, and only that
 child is reaped.  Cost per child is constant (open, epoll add/del, close)
 whatever the number of children.  The pidfd is close-on-exec, so it never
 reaches another child.  Where ``pidfd_open`` is missing or refused, it falls
-back to ``TwistedReaping`` for good.
+back to ``TwistedReaping`` for good.  A pidfd is one descriptor per running
+child, so at most a quarter of superd's descriptor limit is spent on them
+(accepting connections needs the rest); children beyond that, or started when
+descriptors run out, are reaped through SIGCHLD instead.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import resource
 from typing import Any, Callable, Optional
 
 import attrs
@@ -104,11 +108,13 @@ class TwistedReaping:
 class _PidfdWatch:
     """A reactor reader on one child's pidfd."""
 
-    def __init__(self, reactor: Any, pid: int, fd: int, on_exit: OnExit) -> None:
+    def __init__(self, reactor: Any, pid: int, fd: int, on_exit: OnExit,
+                 closed: Callable[[], None]) -> None:
         self._reactor = reactor
         self.pid = pid
         self._fd = fd
         self._on_exit = on_exit
+        self._closed = closed
 
     def fileno(self) -> int:
         return self._fd
@@ -132,6 +138,7 @@ class _PidfdWatch:
             self._reactor.removeReader(self)
             os.close(self._fd)
             self._fd = -1
+            self._closed()
 
 
 class PidfdReaping:
@@ -141,21 +148,39 @@ class PidfdReaping:
 
     def __init__(self, reactor: Any,
                  pidfd_open: Optional[Callable[[int], int]] = getattr(os, "pidfd_open", None),
-                 fallback: Optional[TwistedReaping] = None) -> None:
+                 fallback: Optional[TwistedReaping] = None,
+                 budget: Optional[Callable[[], int]] = None) -> None:
         self._reactor = reactor
         self._pidfd_open = pidfd_open
         self._fallback = TwistedReaping() if fallback is None else fallback
+        self._budget = _quarter_of_nofile if budget is None else budget
+        #: pidfds currently open.
+        self.open = 0
 
     def watch(self, pid: int, on_exit: OnExit) -> None:
         """Call ``on_exit`` once ``pid`` has been reaped."""
-        if self._pidfd_open is not None:
-            try:
-                fd = self._pidfd_open(pid)
-            except OSError as e:
-                if e.errno not in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
-                    raise
+        fd = self._open_pidfd(pid)
+        if fd is None:
+            self._fallback.watch(pid, on_exit)
+            return
+        self.open += 1
+        self._reactor.addReader(
+            _PidfdWatch(self._reactor, pid, fd, on_exit, self._closed))
+
+    def _open_pidfd(self, pid: int) -> Optional[int]:
+        if self._pidfd_open is None or self.open >= self._budget():
+            return None
+        try:
+            return self._pidfd_open(pid)
+        except OSError as e:
+            if e.errno in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
                 self._pidfd_open = None  # this kernel cannot: stop trying
-            else:
-                self._reactor.addReader(_PidfdWatch(self._reactor, pid, fd, on_exit))
-                return
-        self._fallback.watch(pid, on_exit)
+            return None  # EMFILE, ENFILE, ENOMEM: this child only
+
+    def _closed(self) -> None:
+        self.open -= 1
+
+
+def _quarter_of_nofile() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return (1 << 20) if soft == resource.RLIM_INFINITY else soft // 4

@@ -107,3 +107,30 @@ def test_rlimits_apply_before_the_server_runs(superd_factory: Factory,
         soft, hard = read_all(s).split()[:2]
     assert soft == hard
     assert wait_until(lambda: superd.children() == [])
+
+
+def test_children_beyond_descriptor_limit(superd_factory: Factory,
+                                          conf_dir: Callable[..., Path],
+                                          world_dir: Path) -> None:
+    """With superd's descriptor limit cut to a few above its idle count,
+    more children than that run at once (a handed-off socket costs superd
+    nothing; reaping falls back from pidfds to SIGCHLD), all are reaped and
+    logged, and the descriptor count returns to idle."""
+    sleeper = script(world_dir, "sleeper", "echo up\nexec sleep 30\n")
+    superd = superd_factory(conf_dir(s=service_block("s", sleeper)))
+    idle = superd.fd_count()
+    resource.prlimit(superd.pid, resource.RLIMIT_NOFILE, (idle + 12, idle + 12))
+    port = superd.port("s")
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
+    for sock in held:
+        assert sock.recv(16) == b"up\n"
+    assert wait_until(lambda: len(superd.children()) == 40)
+    for pid in superd.children():
+        os.kill(pid, 15)
+    assert wait_until(lambda: len([e for e in superd.events()
+                                   if e.get("event") == "exit"]) == 40, timeout=20)
+    assert wait_until(lambda: superd.fd_count() == idle)
+    for sock in held:
+        sock.close()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as again:
+        assert again.recv(16) == b"up\n"

@@ -82,3 +82,28 @@ def test_twisted_reaper_reports_already_ended() -> None:
     TwistedReaping(lambda p, r: reapers.append(r), lambda p, r: None).watch(5, statuses.append)
     reapers[0].processEnded(256)
     assert statuses == [ExitStatus(256, 1)]
+
+
+def test_pidfd_budget_and_descriptor_exhaustion() -> None:
+    """pidfds are used only up to the budget, and a child whose pidfd cannot
+    be opened (EMFILE) is reaped through SIGCHLD; neither disables pidfds."""
+    registered: List[int] = []
+    opened: List[int] = []
+    fail = {13}
+
+    def pidfd_open(pid: int) -> int:
+        if pid in fail:
+            raise OSError(errno.EMFILE, "Too many open files")
+        opened.append(pid)
+        return 100 + pid
+
+    reactor = MemoryReactorClock()
+    reaping = PidfdReaping(reactor, pidfd_open,
+                           TwistedReaping(lambda p, r: registered.append(p), lambda p, r: None),
+                           budget=lambda: 2)
+    for pid in (11, 12, 13, 14):
+        reaping.watch(pid, print)
+    assert opened == [11, 12] and registered == [13, 14] and reaping.open == 2
+    reaping._closed()  # what a pidfd watch reports when its child is reaped
+    reaping.watch(15, print)
+    assert opened == [11, 12, 15]

@@ -267,3 +267,19 @@ def test_clients_that_vanish_or_never_read(superd_factory: Factory, conf_dir: Co
                       == 201, timeout=20)
 
 
+
+
+def test_banners_precede_the_server(superd_factory: Factory, conf_dir: ConfDir,
+                                    world_dir: Path) -> None:
+    """banner and banner_success written by superd reach the client before
+    anything the spawned server writes (nothing superd queued is lost in the
+    hand-off)."""
+    (world_dir / "hello").write_bytes(b"banner\r\n")
+    (world_dir / "welcome").write_bytes(b"welcome\r\n" * 2000)  # beyond one write
+    conf = conf_dir(cat=service_block("cat", "/bin/cat", extra=(
+        f"banner = {world_dir / 'hello'}\nbanner_success = {world_dir / 'welcome'}")))
+    superd = superd_factory(conf)
+    with connect(superd, "cat") as sock:
+        sock.sendall(b"echoed")
+        sock.shutdown(socket.SHUT_WR)
+        assert read_all(sock) == b"banner\r\n" + b"welcome\r\n" * 2000 + b"echoed"

@@ -58,9 +58,11 @@ class LinePeeker:
     and memory is bounded by ``MAX_LINE``.
     """
 
-    def __init__(self, sock: socket.socket, done: Callable[[Optional[bytes]], None]) -> None:
+    def __init__(self, sock: socket.socket, done: Callable[[Optional[bytes]], None],
+                 writer: Any = None) -> None:
         self.sock = sock
         self._done = done
+        self._writer = writer
         self._line = b""
 
     def fileno(self) -> int:
@@ -68,6 +70,11 @@ class LinePeeker:
 
     def logPrefix(self) -> str:
         return "tcpmux"
+
+    def doWrite(self) -> Any:
+        # epoll keeps one object per descriptor: while the peeker reads, the
+        # connection may still be writing (a banner), so writes go to it.
+        return None if self._writer is None else self._writer.doWrite()
 
     def doRead(self) -> Optional[Failure]:
         try:
@@ -133,7 +140,7 @@ class TcpmuxProtocol(Protocol):
         if self._raw is not None:
             # Plain TCP: read the line ourselves so nothing after it is taken.
             self._raw.stopReading()
-            self._peeker = LinePeeker(self._raw.getHandle(), self._line_peeked)
+            self._peeker = LinePeeker(self._raw.getHandle(), self._line_peeked, self._raw)
             self.reactor.addReader(self._peeker)
 
     def _stop_peeking(self) -> None:

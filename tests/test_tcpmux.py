@@ -148,3 +148,18 @@ def test_line_limit_and_timeout() -> None:
     protocol, transport, reactor, _ = mux()
     reactor.advance(LINE_TIMEOUT + 1)
     assert transport.disconnected
+
+
+def test_peeker_passes_writes_to_the_connection(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """Write readiness reported to the peeker (one object per fd in epoll) reaches the transport."""
+    class Writer:
+        writes = 0
+
+        def doWrite(self) -> None:
+            self.writes += 1
+
+    writer = Writer()
+    peeker = LinePeeker(pair[0], lambda line: None, writer)
+    peeker.doWrite()
+    assert writer.writes == 1

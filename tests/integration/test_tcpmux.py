@@ -148,3 +148,16 @@ def test_tcpmux_over_tls(superd_factory: Callable[..., Superd], conf_dir: Callab
                 break
             got += chunk
     assert got == b"+Go\r\nover tls"
+
+
+def test_banner_then_line(superd_factory: Callable[..., Superd], conf_dir: Callable[..., Path],
+                          tmp_path: Path) -> None:
+    """A tcpmux banner goes out first; the line is still read exactly."""
+    banner = tmp_path / "banner"
+    # Near the banner limit (64 KiB), so the socket may still be writing it.
+    banner.write_bytes(b"welcome to tcpmux\r\n" * 3400)
+    files = conf(require_program("cat"))
+    files["tcpmux"] = TCPMUX.replace("\tport        = 0\n", f"\tport = 0\n\tbanner = {banner}\n")
+    superd = superd_factory(conf_dir(**files))
+    reply = talk(superd.port("tcpmux"), b"echo\r\nafter")
+    assert reply == banner.read_bytes() + b"+Go\r\nafter"

@@ -134,3 +134,50 @@ def test_children_beyond_descriptor_limit(superd_factory: Factory,
         sock.close()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as again:
         assert again.recv(16) == b"up\n"
+
+
+def test_instances_per_source_and_limit_count_children(superd_factory: Factory,
+                                                       conf_dir: Callable[..., Path],
+                                                       world_dir: Path) -> None:
+    """instances, per_source and --limit count running children: a slot is
+    taken at spawn and given back only when the child is reaped (not when
+    superd drops its copy of the socket at hand-off)."""
+    sleeper = script(world_dir, "sleeper", "echo up\nexec sleep 30\n")
+    conf = conf_dir(
+        inst=service_block("inst", sleeper, extra="instances = 2"),
+        src=service_block("src", sleeper, extra="per_source = 1"),
+        other=service_block("other", sleeper))
+    superd = superd_factory(conf, "--limit", "4")
+
+    def open_(service_id: str, source: str = "127.0.0.1") -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", superd.port(service_id)),
+                                        timeout=10, source_address=(source, 0))
+        return sock
+
+    inst = [open_("inst") for _ in range(2)]
+    for sock in inst:
+        assert sock.recv(16) == b"up\n"
+    with open_("inst") as third:
+        assert read_all(third) == b""
+    superd.wait_for_event(lambda e: e.get("reason") == "service_limit")
+    a = open_("src", "127.0.0.2")
+    assert a.recv(16) == b"up\n"
+    with open_("src", "127.0.0.2") as again:
+        assert read_all(again) == b""
+    superd.wait_for_event(lambda e: e.get("reason") == "per_source_limit")
+    b = open_("src", "127.0.0.3")
+    assert b.recv(16) == b"up\n"
+    # Four children run: --limit 4 refuses a fifth, of any service.
+    with open_("other") as fifth:
+        assert read_all(fifth) == b""
+    superd.wait_for_event(lambda e: e.get("reason") == "process_limit")
+    # A child ends: its instance slot (and the global one) come back.
+    victim = min(superd.children())
+    os.kill(victim, 15)
+    superd.wait_for_event(lambda e: e.get("event") == "exit" and e.get("pid") == victim)
+    assert victim in {int(line.split("pid=")[1].split()[0])
+                      for line in superd.xinetd_lines() if line.startswith("START: inst")}
+    with open_("inst") as sock:
+        assert sock.recv(16) == b"up\n"
+    for sock in [*inst, a, b]:
+        sock.close()

@@ -27,6 +27,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from superd import activation
 from superd.config.model import Location, ServiceConfig, SocketType
 from superd.events import EV_LISTENING
 
@@ -164,8 +165,12 @@ def bind_socket(address: ListenAddress) -> socket.socket:
     A bound (and, for streams, listening) non-blocking socket for ``address``.
 
     For wait=yes servers, which need the socket itself, and for options no
-    endpoint string expresses.  Raises ``BindError``.
+    endpoint string expresses.  A socket passed by systemd for ``address``
+    is adopted instead of binding (superd.activation).  Raises ``BindError``.
     """
+    inherited = activation.claim(address)
+    if inherited is not None:
+        return inherited
     try:
         sock = socket.socket(address.family, _socket_kind(address))
     except OSError as e:
@@ -209,11 +214,11 @@ def _listen_endpoint(reactor: Any, address: ListenAddress, factory: Any) -> ILis
 
 def listen_stream(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
     """Listen for connections on ``address`` with ``factory``; raises ``BindError``."""
-    if not address.needs_own_socket:
+    if not address.needs_own_socket and not activation.inherits(address):
         return _listen_endpoint(reactor, address, factory)
     sock = bind_socket(address)
     try:
-        port: IListeningPort = reactor.adoptStreamPort(sock.fileno(), address.family, factory)
+        port: IListeningPort = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
     finally:
         sock.close()  # the reactor keeps its own dup
     return port
@@ -221,11 +226,11 @@ def listen_stream(reactor: Any, address: ListenAddress, factory: Any) -> IListen
 
 def listen_datagram(reactor: Any, address: ListenAddress, protocol: Any) -> IListeningPort:
     """Receive datagrams on ``address`` with ``protocol``; raises ``BindError``."""
-    if address.needs_own_socket:
+    if address.needs_own_socket or activation.inherits(address):
         sock = bind_socket(address)
         try:
             return reactor.adoptDatagramPort(  # type: ignore[no-any-return]
-                sock.fileno(), address.family, protocol, MAX_DATAGRAM)
+                sock.fileno(), sock.family, protocol, MAX_DATAGRAM)
         finally:
             sock.close()
     try:

@@ -213,6 +213,10 @@ def assemble(configuration: Configuration, runtime: Runtime, stderr: IO[str], *,
 
 def makeService(options: Options) -> IService:
     """Assemble the daemon for twistd (the global reactor is imported only here)."""
+    # Sockets passed by systemd, read before anything imports
+    # twisted.internet.endpoints (which would consume LISTEN_FDS).
+    from superd.activation import capture
+    capture()
     from twisted.internet import reactor
 
     assert options.configuration is not None, "postOptions loads the configuration"

@@ -105,6 +105,9 @@ class Options(usage.Options):
         ["hosts-deny", None, "/etc/hosts.deny", "hosts_access(5) deny table."],
         ["ident-port", None, 113, "Port queried for RFC 1413 USERID.", _port],
         ["backlog", None, 1024, "Listen backlog of stream services.", _positive_int],
+        ["metrics", None, None,
+         "Serve Prometheus /metrics on this Twisted endpoint, e.g. "
+         "tcp:9101:interface=127.0.0.1 (default: no metrics)."],
     ]
 
     def __init__(self) -> None:
@@ -225,4 +228,7 @@ def makeService(options: Options) -> IService:
     top = assemble(options.configuration, runtime, options.stderr, on_bind_error=on_bind_error)
     # SIGHUP reload, SIGUSR1 status and the control socket (superd.operations).
     attach_operations(top, options["config"], strict=options["strict"])
+    if options["metrics"]:
+        from superd.metrics import MetricsService
+        MetricsService(runtime, options["metrics"]).setServiceParent(top)
     return top

@@ -287,22 +287,29 @@ def admit_datagram_source(service: ServiceConfig, peer: Peer,
                           runtime: Runtime) -> bool:
     """
     Full checks for a datagram source of a ``wait = yes`` dgram service
-    (FAIL logged, sensors trip).  This answer cannot wait: if it depends on
+    (FAIL logged once per source address and port a minute, as for every
+    datagram; sensors trip).  This answer cannot wait: if it depends on
     host names not yet cached, the source is refused this time while the
     lookup fills the cache for its next datagram.
     """
+    state = state_of(runtime)
     if service.is_sensor:
-        trip_sensor(service, peer, runtime)
-        service_counters(runtime, service.id).refuse(events.REASON_ADDRESS)
-        events.emit_fail(service, events.REASON_ADDRESS, peer)
-        return False
-    policies = policies_for(service, runtime, sessions=False)
-    outcome = run_policies(policies, peer, runtime.seconds)
+        trip_sensor(service, peer, runtime, state)
+        outcome: MaybeDeferred = _SENSOR
+    else:
+        policies = policies_for(service, runtime, sessions=False)
+        outcome = run_policies(policies, peer, runtime.seconds)
     if not isinstance(outcome, Decision):
         outcome.addErrback(lambda _: None)
         outcome = deny(events.REASON_ADDRESS, "host name lookup pending")
     counts = service_counters(runtime, service.id)  # superd status
-    counts.accept() if outcome.allowed else counts.refuse(outcome.reason)
-    if not outcome.allowed:
-        events.emit_fail(service, outcome.reason, peer, outcome.detail)
-    return outcome.allowed
+    if outcome.allowed:
+        counts.accept()
+        return True
+    counts.refuse(outcome.reason)
+    now = runtime.seconds()
+    if outcome is BANNED and state.kernel_drop is not None:
+        state.kernel_drop.refused_banned(peer.host, now)
+    key = (service.id, peer.host, peer.port, outcome.reason)
+    state.dgram_refusals.refused(service, peer, outcome, now, key)
+    return False

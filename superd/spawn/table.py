@@ -160,14 +160,19 @@ class _Stop:
 
     def _reaped(self, child: Child) -> None:
         self._running.discard(child.pid)
+        self._groups_alive()  # prune the group now if the child left it empty
         if self._running or self.done.called:
             return
-        if self._killed or not self._groups_alive():
+        if self._killed or not self._pgids:
             self._finish()
         # else: a grandchild ignores SIGTERM; the deadline will kill it.
 
     def _groups_alive(self) -> List[int]:
-        return [g for g in self._pgids if self._spawner.kill_group(g, 0)]
+        # Forget groups found empty: a group number stays allocated (cannot
+        # be reused by another process) only while some process is in it,
+        # so an empty group must never be signalled again.
+        self._pgids = [g for g in self._pgids if self._spawner.kill_group(g, 0)]
+        return self._pgids
 
     def _kill(self) -> None:
         self._killed = True

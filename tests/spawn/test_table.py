@@ -127,3 +127,16 @@ def test_prepare_process_marks_inherited_fds() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_empty_group_is_never_signalled_again() -> None:
+    """Once a reaped child's group is found empty it is dropped, so a later
+    SIGKILL at the deadline cannot hit a new process that reused the number."""
+    runtime, spawner, table, (quick, stubborn) = table_with(2)
+    spawner.ignore_term.add(stubborn.pid)
+    table.stop_all(3.0)
+    assert quick.status is not None
+    spawner.lingering.add(quick.pid)  # the number now names someone else's group
+    spawner.signals.clear()
+    runtime.reactor.advance(3.0)
+    assert [pgid for pgid, _ in spawner.signals] == [stubborn.pid, stubborn.pid]

@@ -107,7 +107,7 @@ def _kind_checks(c: _Checker, socket_type: SocketType, wait: Optional[bool]) -> 
         internal
         and not sensor
         and not (types & {"TCPMUX", "TCPMUXPLUS"})
-        and not is_user_protocol(c.draft.values)
+        and not is_user_protocol(c.draft.values, c.draft.invalid)
     ):
         if not c.env.is_builtin(c.name, socket_type):
             c.error(

@@ -297,13 +297,16 @@ class ServiceConfig:
 
     @property
     def kind(self) -> str:
-        """``sensor``, ``builtin``, ``redirect``, ``tcpmux-client`` or ``external``."""
+        """``sensor``, ``builtin``, ``protocol`` (a user's), ``redirect``,
+        ``tcpmux-client`` or ``external``."""
         if self.is_sensor:
             return "sensor"
         if self.redirect is not None:
             return "redirect"
         if self.is_mux_client:
             return "tcpmux-client"
+        if self.extensions.user_protocol:
+            return "protocol"
         if self.is_internal:
             return "builtin"
         return "external"

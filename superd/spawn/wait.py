@@ -98,6 +98,15 @@ class WaitPort:
         #: What the child was started for: accept-queue length or datagram.
         self._before: Any = None
 
+    def reconfigure(self, service: ServiceConfig, spec: SpawnSpec) -> None:
+        """
+        New settings on reload, same socket: a running child keeps running
+        (and is logged under the new settings when it exits); the next child
+        starts with ``spec``.  The back-off state is kept.
+        """
+        self.service = service
+        self._spec = spec
+
     # -- IReadDescriptor / IListeningPort ----------------------------------
 
     def fileno(self) -> int:
@@ -238,6 +247,11 @@ class WaitService(Service):
         self._runtime = runtime
         self._spec = spec
         self.port: Optional[WaitPort] = None
+
+    @property
+    def spec(self) -> SpawnSpec:
+        """What every child of this service is started with."""
+        return self._spec
 
     def _bind(self) -> None:
         if self.port is None:

@@ -235,3 +235,24 @@ def test_stream_clean_exit_is_believed(events: List[Dict[str, Any]]) -> None:
     for sock in (first, second, accepted):
         sock.close()
     svc.stopService()
+
+
+def test_reconfigure_keeps_socket_and_child() -> None:
+    """On reload the port takes new settings: the running child is left
+    alone, and the next child is started with the new argv."""
+    runtime, spawner, svc, port = started(SocketType.STREAM)
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    port.doRead()
+    new_service = external_service(
+        name="w", id="w", socket_type=SocketType.STREAM, wait=True, port=0,
+        bind=("127.0.0.1",), type=frozenset({"UNLISTED"}),
+        server="/usr/sbin/in.tftpd", server_args=("-s", "/elsewhere"))
+    new = wait_service(new_service, "127.0.0.1", runtime)
+    port.reconfigure(new_service, new.spec)
+    assert spawner.running() == [1000] and port.child is not None
+    port.socket.accept()[0].close()
+    spawner.exit(1000, 0)
+    port.doRead()
+    assert spawner.requests[1].argv == ("in.tftpd", "-s", "/elsewhere")
+    client.close()
+    svc.stopService()

@@ -80,6 +80,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _redis_url(text: str) -> str:
+    from superd.fleet.url import parse_redis_url
+
+    parse_redis_url(text)  # ValueError says what is wrong
+    return text
+
+
 class Options(usage.Options):
     """``twistd superd`` options."""
 
@@ -108,6 +115,9 @@ class Options(usage.Options):
         ["metrics", None, None,
          "Serve Prometheus /metrics on this Twisted endpoint, e.g. "
          "tcp:9101:interface=127.0.0.1 (default: no metrics)."],
+        ["ban-store", None, None,
+         "Share SENSOR bans with other superd hosts through Redis: "
+         "redis://[:password@]host[:port][/db] (default: this host only).", _redis_url],
     ]
 
     def __init__(self) -> None:
@@ -231,4 +241,7 @@ def makeService(options: Options) -> IService:
     if options["metrics"]:
         from superd.metrics import MetricsService
         MetricsService(runtime, options["metrics"]).setServiceParent(top)
+    if options["ban-store"]:
+        from superd.fleet import attach as attach_fleet
+        attach_fleet(top, runtime, options["ban-store"])
     return top

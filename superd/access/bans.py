@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.task import LoopingCall
@@ -47,6 +48,9 @@ class BanList:
         #: The expiry last written to the database, per host.
         self._persisted: dict[str, float] = {}
         self._version = -1
+        #: Called with (host, expires, service_id) when a ban made here is
+        #: written (superd.fleet shares it); not for ``merge``d bans.
+        self.listeners: list[Callable[[str, float, str], None]] = []
         self._poll = LoopingCall(self._tick)
         self._poll.clock = clock
         self._poll_interval = poll_interval
@@ -92,6 +96,24 @@ class BanList:
         self._persisted[host] = expires
         self._persist(host, now, service_id)
         self._log_ban(host, minutes, service_id, extended)
+        for listener in self.listeners:
+            listener(host, expires, service_id)
+
+    def merge(self, host: str, expires: float, service_id: str) -> bool:
+        """
+        Apply a ban made elsewhere (absolute ``expires``; ``math.inf``: never):
+        True if it bans ``host`` here or extends its ban.  An expired one is
+        ignored, never resurrected.  Listeners are not told.
+        """
+        now = self._clock.seconds()
+        previous = self._bans.get(host)
+        if expires <= now or (previous is not None and previous >= expires):
+            return False
+        if previous is None and len(self._bans) >= MAX_BANS:
+            return False
+        self._bans[host] = self._persisted[host] = expires
+        self._persist(host, now, service_id)
+        return True
 
     def unban(self, host: str) -> bool:
         """Lift the ban of ``host``; True if there was one."""

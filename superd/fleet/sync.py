@@ -1,0 +1,362 @@
+"""
+Sensor bans shared through Redis, on top of the local SQLite ban list.
+
+Every ban made here (``BanList.listeners``) is written to Redis as the key
+``superd:ban:<host>`` whose value is its absolute expiry in milliseconds
+(``inf``: forever) and whose TTL ends with it, and published on
+``superd:bans:<db>`` -- both by one Lua script, which keeps the longer of
+the stored and the new ban, so concurrent hosts and late reconciliation can
+only extend a ban.  Every superd subscribes and merges what is published
+(``BanList.merge``: absolute expiries, so an expired ban is never
+resurrected); after subscribing it SCANs the current set, on start and on
+every reconnection.
+
+Redis is an accelerator, never a dependency: local bans keep working (the
+SQLite list is the source of truth for this host), bans made while Redis is
+away wait in a bounded ``pending`` map and are pushed when it returns, and
+the outage is logged once (``ban_store`` events: ``down``/``up``).
+Reconnection uses ClientService's exponential back-off.  The connections
+are bounded by ``superd.fleet.client``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from superd import events
+from superd.fleet.client import RedisProtocol, SubscriberProtocol
+from superd.fleet.resp import Reply
+from superd.fleet.url import RedisTarget
+from superd.session import canonical_host
+
+__all__ = ["EV_BAN_STORE", "MERGE_SCRIPT", "SharedBans", "format_expiry", "parse_message"]
+
+_log = Logger(namespace="superd.fleet")
+
+EV_BAN_STORE = "ban_store"
+#: Bans waiting for Redis (made during an outage); past this, the local
+#: list still has them and the next start pushes them.
+MAX_PENDING = 100_000
+#: Merge commands in flight at once.
+WINDOW = 64
+#: SCAN page size when loading the shared set.
+SCAN_COUNT = 256
+#: A bound on keys loaded (the local list holds at most as many).
+MAX_LOADED = 100_000
+
+# KEYS[1] ban key; ARGV[1] expiry ms or "inf"; ARGV[2] channel; ARGV[3] message.
+MERGE_SCRIPT = """
+local cur = redis.call('GET', KEYS[1])
+if cur == 'inf' then return 0 end
+if cur and ARGV[1] ~= 'inf' and tonumber(cur) and tonumber(cur) >= tonumber(ARGV[1]) then
+  return 0
+end
+if ARGV[1] == 'inf' then
+  redis.call('SET', KEYS[1], 'inf')
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[1])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+
+
+def format_expiry(expires: float) -> str:
+    """An absolute expiry as stored: integer milliseconds, or ``inf``."""
+    return "inf" if math.isinf(expires) else str(int(expires * 1000))
+
+
+def parse_expiry(text: str) -> Optional[float]:
+    """Seconds since the epoch (``math.inf``: forever) or None if malformed."""
+    if text == "inf":
+        return math.inf
+    if not text.isdigit() or len(text) > 16:
+        return None
+    return int(text) / 1000.0
+
+
+def parse_host(text: str) -> Optional[str]:
+    """``text`` if it is a canonical IP address, else None (never trusted blindly)."""
+    return text if text and len(text) <= 64 and canonical_host(text) == text \
+        and any(c in text for c in ".:") else None
+
+
+def parse_message(data: bytes) -> Optional[tuple[str, float, str]]:
+    """``host expiry service`` from the channel, or None if malformed."""
+    try:
+        fields = data.decode("ascii").split(" ")
+    except UnicodeDecodeError:
+        return None
+    if len(fields) != 3:
+        return None
+    host, expires = parse_host(fields[0]), parse_expiry(fields[1])
+    if host is None or expires is None:
+        return None
+    return host, expires, fields[2][:64]
+
+
+class _Factory(Factory):
+    """Builds one protocol per connection attempt of a ClientService."""
+
+    noisy = False
+
+    def __init__(self, build: Any) -> None:
+        self._build = build
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        protocol: Protocol = self._build()
+        return protocol
+
+
+class SharedBans(Service):
+    """Keeps ``bans`` (a BanList) in step with the fleet's bans in Redis."""
+
+    def __init__(self, bans: Any, target: RedisTarget, reactor: Any,
+                 endpoint_for: Any = None) -> None:
+        self.bans = bans
+        self.target = target
+        self._reactor = reactor
+        self._endpoint_for = endpoint_for or self._hostname_endpoint
+        self.pending: dict[str, tuple[float, str]] = {}
+        self._in_flight: set[str] = set()
+        self._commands: Optional[RedisProtocol] = None
+        self._subscribed: Optional[SubscriberProtocol] = None
+        #: "starting", "up" or "down" (logged once per change).
+        self.state = "starting"
+        self._loading = False
+        self._services: list[ClientService] = []
+        self.full_logged = False
+
+    # -- lifecycle -------------------------------------------------------
+
+    def _hostname_endpoint(self) -> Any:
+        from twisted.internet.endpoints import HostnameEndpoint
+
+        return HostnameEndpoint(self._reactor, self.target.host.encode(),
+                                self.target.port, timeout=5)
+
+    def startService(self) -> None:
+        super().startService()
+        self.bans.listeners.append(self.local_ban)
+        self._seed_from_local()
+        policy = backoffPolicy(initialDelay=0.5, maxDelay=10.0)
+        for build in (self._build_commands, self._build_subscriber):
+            service = ClientService(self._endpoint_for(), _Factory(build),
+                                    retryPolicy=policy, clock=self._reactor)
+            service.startService()
+            self._services.append(service)
+        first = self._services[0].whenConnected(failAfterFailures=1)
+        first.addErrback(lambda failure: self._down(str(failure.value)))
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        if self.local_ban in self.bans.listeners:
+            self.bans.listeners.remove(self.local_ban)
+        from twisted.internet.defer import gatherResults
+
+        services, self._services = self._services, []
+        return gatherResults([s.stopService() for s in services])
+
+    def _seed_from_local(self) -> None:
+        """Bans this host holds (maybe made while no Redis was there) are pushed."""
+        now = self._reactor.seconds()
+        try:
+            stored = self.bans.store.all()
+        except Exception as e:  # sqlite3.Error: the list logs its own errors
+            _log.warn("cannot read local bans to share: {error}", error=str(e),
+                      event=EV_BAN_STORE, state="seed_error")
+            return
+        for ban in stored:
+            expires = math.inf if ban.expires is None else ban.expires
+            if expires > now:
+                self._remember(ban.host, expires, ban.service)
+
+    # -- connection state ------------------------------------------------
+
+    def _build_commands(self) -> RedisProtocol:
+        return RedisProtocol(self._reactor, self._lost, on_connected=self._commands_ready)
+
+    def _build_subscriber(self) -> SubscriberProtocol:
+        return SubscriberProtocol(self._reactor, self._lost, self.target.channel.encode(),
+                                  self._message, on_subscribed=self._subscriber_ready)
+
+    def _commands_ready(self, protocol: RedisProtocol) -> None:
+        if self.target.password is not None:
+            protocol.command("AUTH", self.target.password).addErrback(
+                lambda f: protocol.drop(f"AUTH failed: {f.value}"))
+        if self.target.db:
+            protocol.command("SELECT", self.target.db).addErrback(
+                lambda f: protocol.drop(f"SELECT failed: {f.value}"))
+        self._commands = protocol
+        self._check_state("")
+        self.flush()
+        self._maybe_load()
+
+    def _subscriber_ready(self, protocol: SubscriberProtocol) -> None:
+        self._subscribed = protocol
+        self._check_state("")
+        self._maybe_load()
+
+    def _lost(self, protocol: Any) -> None:
+        if protocol is self._commands:
+            self._commands = None
+            self._in_flight.clear()
+        if protocol is self._subscribed:
+            self._subscribed = None
+        self._check_state("connection lost")
+
+    def _check_state(self, why: str) -> None:
+        """Up when both connections work; down (logged once) when one fails."""
+        if self._commands is not None and self._subscribed is not None:
+            self._up()
+        elif self.state == "up":
+            self._down(why)
+
+    def _up(self) -> None:
+        if self.state != "up":
+            was = self.state
+            self.state = "up"
+            _log.info("ban store {where} reachable{again}; {count} local bans to push",
+                      event=EV_BAN_STORE, state="up", where=self.target.describe(),
+                      again=" again" if was == "down" else "", count=len(self.pending))
+
+    def _down(self, why: str) -> None:
+        if self.state == "down" or not self.running:
+            return
+        self.state = "down"
+        _log.error("ban store {where} unreachable ({why}): serving with local bans;"
+                   " retrying with back-off", event=EV_BAN_STORE, state="down",
+                   where=self.target.describe(), why=why)
+
+    # -- local bans out --------------------------------------------------
+
+    def _remember(self, host: str, expires: float, service_id: str) -> None:
+        known = self.pending.get(host)
+        if known is None and len(self.pending) >= MAX_PENDING:
+            if not self.full_logged:
+                self.full_logged = True
+                _log.error("too many bans waiting for the ban store; the rest stay"
+                           " local until restart", event=EV_BAN_STORE, state="full")
+            return
+        if known is None or known[0] < expires:
+            self.pending[host] = (expires, service_id)
+
+    def local_ban(self, host: str, expires: float, service_id: str) -> None:
+        """A ban made on this host: share it (now, or when Redis is back)."""
+        self._remember(host, expires, service_id)
+        self.flush()
+
+    def flush(self) -> None:
+        """Send waiting bans, at most WINDOW at a time."""
+        commands = self._commands
+        if commands is None:
+            return
+        now = self._reactor.seconds()
+        for host, (expires, service_id) in list(self.pending.items()):
+            if len(self._in_flight) >= WINDOW:
+                return
+            if expires <= now:
+                del self.pending[host]  # expired while waiting: never resurrect
+                continue
+            if host not in self._in_flight:
+                self._send(commands, host, expires, service_id)
+
+    def _send(self, commands: RedisProtocol, host: str, expires: float,
+              service_id: str) -> None:
+        value = format_expiry(expires)
+        message = f"{host} {value} {service_id}"
+        self._in_flight.add(host)
+        d = commands.command("EVAL", MERGE_SCRIPT, 1, self.target.key_prefix + host,
+                             value, self.target.channel, message)
+        d.addCallbacks(self._sent, self._not_sent, callbackArgs=(host, expires),
+                       errbackArgs=(host,))
+
+    def _sent(self, reply: Reply, host: str, expires: float) -> None:
+        self._in_flight.discard(host)
+        waiting = self.pending.get(host)
+        if waiting is not None and waiting[0] <= expires:
+            del self.pending[host]
+        self.flush()
+
+    def _not_sent(self, failure: Any, host: str) -> None:
+        self._in_flight.discard(host)  # stays pending: retried on reconnection
+
+    # -- fleet bans in ---------------------------------------------------
+
+    def _message(self, data: bytes) -> None:
+        parsed = parse_message(data)
+        if parsed is None:
+            _log.warn("ignoring a malformed ban message", event=EV_BAN_STORE,
+                      state="bad_message", size=len(data))
+            return
+        self.apply(*parsed)
+
+    def apply(self, host: str, expires: float, service_id: str) -> bool:
+        """Merge a fleet ban into the local list; True if it changed anything."""
+        if not self.bans.merge(host, expires, service_id):
+            return False
+        _log.warn("Adding {peer_host} to the global_no_access list (shared by"
+                  " service {service_id} of the fleet)", event=events.EV_BAN,
+                  action="remote", peer_host=host, service_id=service_id,
+                  expires=None if math.isinf(expires) else expires)
+        return True
+
+    def _maybe_load(self) -> None:
+        if self._commands is None or self._subscribed is None or self._loading:
+            return
+        self._loading = True
+        d = ensureDeferred(self._load(self._commands))
+        d.addErrback(lambda f: _log.warn("loading the shared bans stopped: {error}",
+                                         event=EV_BAN_STORE, state="load_error",
+                                         error=str(f.value)))
+        d.addBoth(lambda _: setattr(self, "_loading", False))
+
+    async def _load(self, commands: RedisProtocol) -> int:
+        """SCAN every shared ban and merge it; how many changed the local list."""
+        cursor: bytes = b"0"
+        loaded = changed = 0
+        pattern = self.target.key_prefix + "*"
+        while loaded < MAX_LOADED:
+            reply = await commands.command("SCAN", cursor, "MATCH", pattern,
+                                           "COUNT", SCAN_COUNT)
+            cursor, keys = _scan_page(reply)
+            if keys:
+                values = await commands.command("MGET", *keys)
+                changed += self._merge_page(keys, values)
+                loaded += len(keys)
+            if cursor == b"0":
+                break
+        _log.info("loaded {loaded} shared bans ({changed} new here)", event=EV_BAN_STORE,
+                  state="loaded", loaded=loaded, changed=changed)
+        return changed
+
+    def _merge_page(self, keys: list[bytes], values: Reply) -> int:
+        if not isinstance(values, list) or len(values) != len(keys):
+            raise ValueError("MGET reply does not match its keys")
+        changed = 0
+        prefix = len(self.target.key_prefix)
+        for key, value in zip(keys, values, strict=True):
+            host = parse_host(key[prefix:].decode("ascii", "replace"))
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else ""
+            expires = parse_expiry(text)
+            if host is not None and expires is not None:
+                changed += self.apply(host, expires, "fleet")
+        return changed
+
+
+def _scan_page(reply: Reply) -> tuple[bytes, list[bytes]]:
+    """``(cursor, keys)`` of a SCAN reply; raises ValueError on any other shape."""
+    if not (isinstance(reply, list) and len(reply) == 2 and isinstance(reply[0], bytes)
+            and reply[0].isdigit() and isinstance(reply[1], list)):
+        raise ValueError("malformed SCAN reply")
+    keys = [k for k in reply[1] if isinstance(k, bytes)]
+    if len(keys) != len(reply[1]):
+        raise ValueError("malformed SCAN keys")
+    return reply[0], keys

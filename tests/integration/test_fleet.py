@@ -1,0 +1,81 @@
+"""
+Shared bans over a real redis-server: three superd processes; a sensor hit
+on one bans the source on the others within a second; bans made while Redis
+is down reach the others once it is back, and the outage is logged once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.access.clients import block, daytime_block, fetch, hosts_args
+from tests.fleet.server import RedisServer, redis_server  # noqa: F401 (fixture)
+
+SENSOR = block("daytime", "trap", extra="\tflags = SENSOR\n\tdeny_time = 10\n")
+
+
+def fleet(superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+          tmp_path: Path, url: str, count: int) -> list[Any]:
+    conf = conf_dir(trap=SENSOR, daytime=daytime_block("daytime", "\tcps = 0 0\n"))
+    return [superd_factory(conf, *hosts_args(tmp_path), "--ban-store", url)
+            for _ in range(count)]
+
+
+def remote_ban(superd: Any, host: str, timeout: float) -> dict[str, Any]:
+    return superd.wait_for_event(  # type: ignore[no-any-return]
+        lambda e: e.get("event") == "ban" and e.get("action") == "remote"
+        and e.get("peer_host") == host, timeout)
+
+
+def subscribed(superd: Any) -> None:
+    superd.wait_for_event(lambda e: e.get("event") == "ban_store"
+                          and e.get("state") == "loaded", 10)
+
+
+def test_sensor_hit_bans_on_every_host_within_a_second(
+        redis_server: RedisServer,  # noqa: F811 (first: stopped after the daemons)
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """127.0.0.3 trips the sensor of the first superd; the two others refuse
+    it within one second (log times compared) and still serve 127.0.0.2."""
+    first, *others = fleet(superd_factory, conf_dir, tmp_path, redis_server.url, 3)
+    for superd in (first, *others):
+        subscribed(superd)
+    assert not fetch("127.0.0.3", first.port("trap"))
+    banned = first.wait_for_event(lambda e: e.get("event") == "ban"
+                                  and e.get("action") == "add")
+    for superd in others:
+        event = remote_ban(superd, "127.0.0.3", 5)
+        assert event["log_time"] - banned["log_time"] < 1.0
+        assert not fetch("127.0.0.3", superd.port("daytime"))
+        assert fetch("127.0.0.2", superd.port("daytime"))
+    assert b"127.0.0.3" in redis_server.command("KEYS", "superd:ban:*")
+
+
+def test_ban_made_during_an_outage_reaches_the_others(
+        redis_server: RedisServer,  # noqa: F811 (first: stopped after the daemons)
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """Redis stops; a sensor hit on one superd is served and banned locally;
+    Redis comes back (empty): the ban is pushed and the other superd applies
+    it.  The outage is logged once per superd, however long it lasts."""
+    first, second = fleet(superd_factory, conf_dir, tmp_path, redis_server.url, 2)
+    for superd in (first, second):
+        subscribed(superd)
+        superd.allow_errors = True  # the outage is an error line, on purpose
+    redis_server.stop()
+    first.wait_for_event(lambda e: e.get("event") == "ban_store" and e.get("state") == "down")
+    assert not fetch("127.0.0.4", first.port("trap"))
+    assert not fetch("127.0.0.4", first.port("daytime"))
+    assert fetch("127.0.0.2", first.port("daytime"))
+    time.sleep(2)  # several reconnection attempts fail meanwhile
+    redis_server.start()
+    remote_ban(second, "127.0.0.4", 20)
+    assert not fetch("127.0.0.4", second.port("daytime"))
+    downs = [e for e in first.events()
+             if e.get("event") == "ban_store" and e.get("state") == "down"]
+    assert len(downs) == 1
+    assert b"127.0.0.4" in redis_server.command("KEYS", "superd:ban:*")

@@ -24,7 +24,7 @@ from superd.events import (
 from superd.interfaces import IStreamHandler
 from superd.session import Peer, Session
 from superd.spawn.environ import stream_environment
-from superd.spawn.handoff import NotHandOffable, hand_off
+from superd.spawn.handoff import NotHandOffable, hand_off, pending_output, raw_tcp_transport
 from superd.spawn.spawner import SpawnError
 from superd.spawn.spec import SpawnSpec, build_spec
 from superd.spawn.table import Child, ProcessTable, attach
@@ -39,6 +39,11 @@ _log = Logger(namespace="superd.spawn")
 EXEC_FAILED_STATUS = 127
 
 _LOCAL_CACHE = 64
+
+#: Seconds a client gets to take superd's banners before the hand-off,
+#: and how often that is checked.
+DRAIN_TIMEOUT = 30.0
+DRAIN_POLL = 0.01
 
 
 def log_spawn_failure(service: ServiceConfig, error: SpawnError,
@@ -59,11 +64,12 @@ class HandOffProtocol(Protocol):
     def __init__(self, handler: "ExternalHandler", session: Session) -> None:
         self._handler = handler
         self._session = session
-        self._handed = False
+        #: Set once the hand-off starts: from then on the child (or the
+        #: failure to start it) ends the session, not the transport.
+        self.child_owns_session = False
 
     def connectionMade(self) -> None:
-        self._handed = True
-        self._handler.serve(self._session, self.transport)
+        self._handler.serve(self._session, self.transport, self)
 
     def dataReceived(self, data: bytes) -> None:
         # Reading stops before the hand-off; bytes stay queued for the child.
@@ -72,7 +78,7 @@ class HandOffProtocol(Protocol):
     def connectionLost(self, reason: Optional[Failure] = None) -> None:
         # After a hand-off this only means superd dropped its copy; the
         # session ends when the child does.
-        if not self._handed:
+        if not self.child_owns_session:
             self._session.end()
 
 
@@ -93,8 +99,43 @@ class ExternalHandler:
         """See ``IStreamHandler``."""
         return HandOffProtocol(self, session)
 
-    def serve(self, session: Session, transport: Any) -> None:
-        """Start the child for ``session`` on ``transport``'s socket."""
+    def serve(self, session: Session, transport: Any,
+              protocol: Optional[HandOffProtocol] = None) -> None:
+        """
+        Start the child for ``session`` on ``transport``'s socket -- once
+        superd's own queued output (banners) has reached the socket, waited
+        for without blocking: a client that does not read cannot stall the
+        reactor, and is dropped after ``DRAIN_TIMEOUT`` seconds.
+        """
+        server = raw_tcp_transport(transport)
+        if server is not None and pending_output(server):
+            server.stopReading()  # the client's bytes stay queued for the child
+            self._drain(session, transport, protocol,
+                        self._runtime.seconds() + DRAIN_TIMEOUT)
+            return
+        self._start(session, transport, protocol)
+
+    def _drain(self, session: Session, transport: Any,
+               protocol: Optional[HandOffProtocol], deadline: float) -> None:
+        if session.ended:
+            return  # the client went away while we waited
+        server = raw_tcp_transport(transport)
+        if server is None or not pending_output(server):
+            self._start(session, transport, protocol)
+        elif self._runtime.seconds() >= deadline:
+            _log.info("service {service_id}: client did not take the banner;"
+                      " dropped", event=EV_SPAWN_FAILED,
+                      service_id=self.service.id)
+            transport.abortConnection()
+            session.end()
+        else:
+            self._runtime.reactor.callLater(DRAIN_POLL, self._drain, session,
+                                            transport, protocol, deadline)
+
+    def _start(self, session: Session, transport: Any,
+               protocol: Optional[HandOffProtocol]) -> None:
+        if protocol is not None:
+            protocol.child_owns_session = True
         local = session.local or self._local_address(transport)
         env = stream_environment(self.spec.base_env, session.peer, local)
         child: Optional[Child] = None

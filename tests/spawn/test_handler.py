@@ -6,6 +6,7 @@ import errno
 from typing import Any, Dict, Iterator, List, cast
 
 import pytest
+from twisted.internet.protocol import Protocol
 from twisted.logger import ILogObserver, globalLogPublisher
 from zope.interface.verify import verifyObject
 
@@ -157,3 +158,48 @@ def test_connection_lost_before_hand_off_ends_session() -> None:
     session.on_end(ended.append)
     handler.protocol_for(session).connectionLost(None)
     assert ended == [session]
+
+
+def adopt(handler: ExternalHandler, runtime: Any, queued: bytes):  # type: ignore[no-untyped-def]
+    """A connection on which superd already queued ``queued`` (a banner), then
+    given to the handler's protocol, as the access layer's gate does."""
+    session = Session("ssh", PEER, LOCAL, 0.0)
+    ended: List[Session] = []
+    session.on_end(ended.append)
+    server, client = connected_server(Protocol(), runtime.reactor)
+    server.write(queued)
+    protocol = handler.protocol_for(session)
+    server.protocol = protocol
+    protocol.makeConnection(server)
+    return session, ended, server, client
+
+
+def test_banner_is_drained_before_hand_off() -> None:
+    """Bytes superd queued (a banner) are written out by the reactor first;
+    only then is the socket handed to the child, so the client gets the
+    banner before the server's output and the reactor never blocks."""
+    runtime, spawner = fake_runtime()
+    handler = ExternalHandler(external_service(), runtime)
+    session, ended, server, client = adopt(handler, runtime, b"banner\r\n")
+    assert spawner.requests == []  # waiting for the banner to go out
+    server.doWrite()  # what the reactor does when the socket is writable
+    runtime.reactor.advance(0.01)
+    assert len(spawner.requests) == 1 and session.pid == 1000 and ended == []
+    client.settimeout(5)
+    assert client.recv(100) == b"banner\r\n"
+    client.close()
+
+
+def test_client_that_never_takes_the_banner_is_dropped() -> None:
+    """A client that never reads a large banner is dropped after the drain
+    timeout without any child being started; its session ends."""
+    runtime, spawner = fake_runtime()
+    handler = ExternalHandler(external_service(), runtime)
+    session, ended, server, client = adopt(handler, runtime, b"x" * (8 << 20))
+    for _ in range(10):
+        server.doWrite()  # fills the socket buffers; the client reads nothing
+    runtime.reactor.advance(29.0)
+    assert ended == [] and spawner.requests == []
+    runtime.reactor.pump([0.5] * 4)
+    assert ended == [session] and spawner.requests == []
+    client.close()

@@ -309,3 +309,14 @@ def test_taken_port_in_daemon_mode_reports_and_exits(tmp_path: Path) -> None:
         deadline -= 1
         time.sleep(0.1)
     assert _processes_mentioning(str(state)) == []
+
+
+def test_sample_file_mode_matches_directory_mode() -> None:
+    """conf/xinetd.conf (includedir .) describes exactly the services conf/ does."""
+    from superd.config.load import load_configuration
+
+    def described(path: Path) -> list[tuple[object, ...]]:
+        services = load_configuration(str(path)).services
+        return [(s.id, s.port, s.bind, s.socket_type, s.kind, s.instances) for s in services]
+
+    assert described(REPO / "conf" / "xinetd.conf") == described(REPO / "conf")

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 
 from superd.access import hostsparse as hp
@@ -207,3 +209,29 @@ def test_check_looks_names_up_only_when_needed(tmp_path: Path) -> None:
     later.addCallback(results.append)
     resolver.waiting.callback(HostNames(frozenset({"a.evil.org"})))
     assert results and not results[0].allowed
+
+
+_TOKENS = st.sampled_from(["ALL", "EXCEPT", "sshd", "10.", "[::1]/128", ".x.org",
+                           "a@b", "10.0.0.0/8", ":", ",", " ", "\n", "DENY",
+                           "ALLOW", "LOCAL", "KNOWN", "UNKNOWN", "PARANOID",
+                           "*.org", "1.2.3.4", "host.x.org", "twist x"])
+
+
+@given(st.lists(_TOKENS, max_size=30).map("".join),
+       st.sampled_from(["sshd", "x", "ALL"]),
+       st.one_of(st.ip_addresses().map(str), st.text(max_size=20)),
+       st.frozensets(st.sampled_from(["host.x.org", "localhost", "a.b"]), max_size=2),
+       st.booleans())
+def test_matcher_answers_any_rules_and_client(text: str, daemon: str, host: str,
+                                             found: frozenset[str],
+                                             mismatch: bool) -> None:
+    """Any parsed file and any client give an answer; only NeedNames escapes
+    before names are known, nothing escapes once they are."""
+    table = HostsTable(hp.parse_hosts("f", text, default_allow=False))
+    try:
+        assert table.decide(daemon.lower(), Client.of(host)) in (True, False, None)
+    except NeedNames:
+        pass
+    names = HostNames(found, mismatch)
+    assert table.decide(daemon.lower(), Client.of(host, names)) in (True, False, None)
+    table.broken_for(daemon.lower())

@@ -1,0 +1,166 @@
+"""
+superd.fleet.sync: local bans go out (now or after an outage), fleet bans come
+in through BanList.merge, expired bans are never resurrected, and the outage
+is logged once.
+"""
+
+from __future__ import annotations
+
+import math
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
+
+from superd.access.bans import BanList
+from superd.access.banstore import Ban, BanStore
+from superd.fleet.client import RedisProtocol, SubscriberProtocol
+from superd.fleet.resp import encode
+from superd.fleet.sync import MERGE_SCRIPT, SharedBans, format_expiry, parse_message
+from superd.fleet.url import RedisTarget
+
+NOW = 1_800_000_000.0
+
+
+def setup(stored: tuple[Ban, ...] = ()) -> tuple[SharedBans, BanList, Clock]:
+    clock = Clock()
+    clock.advance(NOW)
+    store = BanStore(":memory:")
+    for ban in stored:
+        store.put(ban)
+    bans = BanList(store, clock)
+    shared = SharedBans(bans, RedisTarget("127.0.0.1"), clock)
+    shared.running = True
+    shared.bans.listeners.append(shared.local_ban)
+    return shared, bans, clock
+
+
+def commands(shared: SharedBans, clock: Clock) -> tuple[RedisProtocol, StringTransport]:
+    protocol = RedisProtocol(clock, shared._lost, on_connected=shared._commands_ready)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def subscribe(shared: SharedBans, clock: Clock) -> SubscriberProtocol:
+    protocol = shared._build_subscriber()
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(b"*3\r\n$9\r\nsubscribe\r\n$13\r\nsuperd:bans:0\r\n:1\r\n")
+    return protocol
+
+
+def merge_command(host: str, expires: float, service: str) -> bytes:
+    value = format_expiry(expires)
+    return encode("EVAL", MERGE_SCRIPT, 1, "superd:ban:" + host, value,
+                  "superd:bans:0", f"{host} {value} {service}")
+
+
+def test_local_ban_is_sent_with_its_absolute_expiry() -> None:
+    """A sensor ban becomes one EVAL carrying host, expiry in ms and the channel."""
+    shared, bans, clock = setup()
+    _, transport = commands(shared, clock)
+    bans.ban("10.0.0.1", 10, "trap")
+    assert transport.value() == merge_command("10.0.0.1", NOW + 600, "trap")
+    shared._commands.dataReceived(b":1\r\n")  # type: ignore[union-attr]
+    assert shared.pending == {}
+
+
+def test_bans_made_during_an_outage_are_pushed_on_return_unless_expired() -> None:
+    """Without Redis, bans wait; when it returns the live one is pushed, the
+    one that expired meanwhile is dropped (never resurrected)."""
+    shared, bans, clock = setup()
+    bans.ban("10.0.0.1", 1, "trap")
+    bans.ban("10.0.0.2", 10, "trap")
+    assert set(shared.pending) == {"10.0.0.1", "10.0.0.2"}
+    clock.advance(120)
+    _, transport = commands(shared, clock)
+    assert transport.value() == merge_command("10.0.0.2", NOW + 600, "trap")
+    assert "10.0.0.1" not in shared.pending
+
+
+def test_failed_send_stays_pending() -> None:
+    """A connection lost before the reply leaves the ban waiting for the next one."""
+    shared, bans, clock = setup()
+    protocol, _ = commands(shared, clock)
+    bans.ban("10.0.0.1", 10, "trap")
+    protocol.connectionLost()
+    assert "10.0.0.1" in shared.pending
+    _, transport = commands(shared, clock)
+    assert transport.value() == merge_command("10.0.0.1", NOW + 600, "trap")
+
+
+def test_local_bans_stored_before_start_are_seeded() -> None:
+    """Bans in the SQLite list (e.g. made during an outage before a restart) are shared."""
+    shared, _, _ = setup((Ban("10.0.0.7", NOW + 60, NOW, "trap"),
+                          Ban("10.0.0.8", NOW - 1, NOW - 100, "trap"),
+                          Ban("10.0.0.9", None, NOW, "trap")))
+    shared._seed_from_local()
+    assert shared.pending == {"10.0.0.7": (NOW + 60, "trap"), "10.0.0.9": (math.inf, "trap")}
+
+
+def test_published_ban_is_merged_and_not_sent_back() -> None:
+    """A fleet message bans locally (logged as remote) without an EVAL of its own."""
+    shared, bans, clock = setup()
+    _, transport = commands(shared, clock)
+    subscriber = subscribe(shared, clock)
+    with capturedLogs() as events:
+        subscriber.dataReceived(encode_message(b"10.0.0.5 %d trap" % ((NOW + 60) * 1000)))
+    assert bans.is_banned("10.0.0.5")
+    assert [e["action"] for e in events if e.get("event") == "ban"] == ["remote"]
+    assert transport.value().count(b"EVAL") == 0
+
+
+def encode_message(data: bytes) -> bytes:
+    return (b"*3\r\n$7\r\nmessage\r\n$13\r\nsuperd:bans:0\r\n$%d\r\n%s\r\n"
+            % (len(data), data))
+
+
+def test_expired_or_malformed_messages_change_nothing() -> None:
+    """Expired bans, junk hosts and junk expiries are ignored."""
+    shared, bans, clock = setup()
+    for message in [b"10.0.0.5 %d x" % ((NOW - 1) * 1000), b"not-an-ip 99999999999999 x",
+                    b"10.0.0.5 soon x", b"10.0.0.5 1", b"\xff\xfe 1 2", b"::ffff:1.2.3.4 inf x"]:
+        shared._message(message)
+    assert len(bans) == 0
+    assert parse_message(b"2001:db8::1 inf trap") == ("2001:db8::1", math.inf, "trap")
+
+
+def test_load_merges_the_scanned_set() -> None:
+    """After both connections are up, SCAN pages and MGET values are merged."""
+    shared, bans, clock = setup()
+    protocol, transport = commands(shared, clock)
+    subscribe(shared, clock)
+    assert transport.value().endswith(encode("SCAN", "0", "MATCH", "superd:ban:*", "COUNT", 256))
+    protocol.dataReceived(b"*2\r\n$1\r\n0\r\n*3\r\n$19\r\nsuperd:ban:10.0.0.1\r\n"
+                          b"$19\r\nsuperd:ban:10.0.0.2\r\n$18\r\nsuperd:ban:garbage\r\n")
+    protocol.dataReceived(b"*3\r\n$3\r\ninf\r\n$13\r\n%d\r\n$1\r\n5\r\n" % ((NOW - 5) * 1000))
+    assert bans.expiry("10.0.0.1") == math.inf
+    assert not bans.is_banned("10.0.0.2")  # expired in Redis's copy: not resurrected
+
+
+def test_outage_is_logged_once_and_recovery_once() -> None:
+    """Both connections lost and failed attempts while down log one 'down';
+    coming back logs 'up' once."""
+    shared, _, clock = setup()
+    with capturedLogs() as events:
+        protocol, _ = commands(shared, clock)
+        subscriber = subscribe(shared, clock)
+        protocol.connectionLost()
+        subscriber.connectionLost()
+        for _ in range(3):
+            shared._down("connection refused")  # what a failed attempt reports
+        commands(shared, clock)
+        subscribe(shared, clock)
+    states = [e["state"] for e in events if e.get("event") == "ban_store"
+              and e.get("state") in ("up", "down")]
+    assert states == ["up", "down", "up"]
+
+
+def test_merge_keeps_the_longer_ban() -> None:
+    """BanList.merge only bans or extends; a shorter or equal expiry changes nothing."""
+    _, bans, _ = setup()
+    assert bans.merge("10.0.0.1", NOW + 100, "x")
+    assert not bans.merge("10.0.0.1", NOW + 50, "x")
+    assert bans.merge("10.0.0.1", math.inf, "x")
+    assert not bans.merge("10.0.0.2", NOW, "x")
+    assert bans.store.get("10.0.0.1") is not None

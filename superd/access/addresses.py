@@ -180,12 +180,3 @@ class AddressPolicy:
         pending: Deferred[HostNames] = self.resolver.names(peer.host)
         return pending.addCallback(
             lambda names: _as_decision(self.rules.decide(peer.host, names)))
-
-    def check_cached(self, peer: Peer) -> Decision | None:
-        """Decide from numbers and cached names only (None: names needed)."""
-        verdict = self.rules.decide(peer.host)
-        if verdict is None and self.resolver is not None:
-            cached = self.resolver.cached(peer.host)
-            if cached is not None:
-                verdict = self.rules.decide(peer.host, cached)
-        return None if verdict is None else _as_decision(verdict)

@@ -121,3 +121,19 @@ def test_hammering_banned_source_is_dropped_in_the_kernel(
             pass
     else:
         raise AssertionError("127.0.0.3 still dropped 10 s after its ban was lifted")
+
+
+def test_datagram_to_a_udp_sensor_bans_tcp_too(superd_factory: Callable[..., Any],
+                                               conf_dir: Callable[..., Path],
+                                               tmp_path: Path) -> None:
+    """One datagram to a UDP sensor bans its source from TCP services."""
+    conf = conf_dir(
+        trap=block("daytime", "udptrap", kind="dgram",
+                   extra="\tflags          = SENSOR\n\tdeny_time      = 5\n"),
+        daytime=daytime_block("daytime"))
+    superd = superd_factory(conf, *hosts_args(tmp_path))
+    assert udp_ask("127.0.0.6", superd.port("udptrap", "udp"), timeout=0.3) is None
+    superd.wait_for_event(lambda e: e.get("event") == "ban"
+                          and e.get("peer_host") == "127.0.0.6")
+    assert not fetch("127.0.0.6", superd.port("daytime"))
+    assert fetch("127.0.0.2", superd.port("daytime"))

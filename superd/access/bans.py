@@ -198,6 +198,9 @@ class BanList:
             _log.info("At least 1 DENY_TIME has expired, global_no_access"
                       " list updated", event=events.EV_BAN, action="expire",
                       hosts=expired)
+            if not self._bans:
+                _log.info("global_no_access list is empty.",
+                          event=events.EV_BAN, action="empty")
         return len(expired)
 
     def _tick(self) -> None:

@@ -124,7 +124,9 @@ def detach(runtime: Runtime) -> None:
     state = state_of(runtime)
     for rate in state.rates.values():
         rate.stop()
-    state.stream_refusals.stop()
-    state.dgram_refusals.stop()
+    now = runtime.seconds()
+    for refusals in (state.stream_refusals, state.dgram_refusals):
+        refusals.stop()
+        refusals.sweep(now, everything=True)  # say what was not logged
     if state.kernel_drop is not None:
         state.kernel_drop.stop()

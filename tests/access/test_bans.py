@@ -97,16 +97,24 @@ def test_external_changes_are_picked_up_by_polling(tmp_path: Path) -> None:
     assert not clock.getDelayedCalls()
 
 
-def test_periodic_purge_deletes_expired_rows(tmp_path: Path) -> None:
-    """Expired bans are removed from the database by the periodic purge."""
+def test_periodic_purge_deletes_expired_rows(tmp_path: Path,
+                                            log_events: list[dict[str, Any]]) -> None:
+    """Expired bans are removed from the database by the periodic purge,
+    with xinetd's log lines."""
     clock = Clock()
     bans = open_list(tmp_path, clock)
     bans.start()
     bans.ban("10.0.0.3", 1, "trap")
-    bans.ban("10.0.0.4", 5, "trap")
+    bans.ban("10.0.0.4", 2, "trap")
     clock.pump([1.0] * 61)
     assert [b.host for b in bans.store.all()] == ["10.0.0.4"]
+    clock.pump([1.0] * 60)
+    assert bans.store.all() == []
     bans.stop()
+    texts = [e["log_format"] for e in log_events if e.get("action") in ("expire", "empty")]
+    assert texts == ["At least 1 DENY_TIME has expired, global_no_access list updated",
+                     "At least 1 DENY_TIME has expired, global_no_access list updated",
+                     "global_no_access list is empty."]
 
 
 def test_unban(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -91,7 +91,7 @@ def test_service_labels_are_bounded(monkeypatch: Any) -> None:
     counter = EventCounter(registry)
     for i in range(10):
         counter({"event": "traffic", "service_id": f"s{i}", "inbound": 1, "outbound": 1})
-    text = metrics.generate_latest(registry).decode()
+    text = generate_latest(registry).decode()
     series = {s.labels["service"] for f in text_string_to_metric_families(text)
               for s in f.samples if "service" in s.labels}
     assert series == {"s0", "s1", "s2"}

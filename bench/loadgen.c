@@ -8,7 +8,10 @@
  *   echo   N concurrent slots: connect, write SIZE bytes, read SIZE back, close
  *   read   N concurrent slots: connect, read to EOF, close        (daytime)
  *   flood  N concurrent slots: connect, wait for the server to close or
- *          reset, close; every finished attempt counts      (attacker)
+ *          reset, close; every finished attempt counts      (attacker).
+ *          An attempt not connected within -t ms (default 2) is abandoned
+ *          and counted as a timeout, so a server that drops the attacker's
+ *          SYNs still faces a steady stream of new ones.
  *   stream one connection: read as fast as possible               (chargen)
  *   hold   open N connections and keep them idle until SIGTERM/duration
  *
@@ -40,6 +43,7 @@ struct slot {
     int fd;
     enum state st;
     size_t done;
+    double started;
 };
 
 static struct {
@@ -51,10 +55,11 @@ static struct {
     size_t size;
     double duration;
     double warmup;
-} opt = {M_ECHO, "127.0.0.1", NULL, 0, 32, 64, 2.0, 0.3};
+    double attempt_timeout;
+} opt = {M_ECHO, "127.0.0.1", NULL, 0, 32, 64, 2.0, 0.3, 0.002};
 
 static struct sockaddr_in target, source;
-static long long completed, errors, bytes_total, total_done;
+static long long completed, errors, bytes_total, total_done, timeouts;
 static double window_start, window_end;
 static volatile sig_atomic_t stop_flag;
 static char *payload;
@@ -109,6 +114,7 @@ static void slot_start(int ep, struct slot *s)
         s->fd = new_socket(0);
         s->st = S_CONNECTING;
         s->done = 0;
+        s->started = now();
         int rc = connect(s->fd, (struct sockaddr *)&target, sizeof target);
         if (rc == 0 || errno == EINPROGRESS)
             break;
@@ -214,6 +220,21 @@ static void on_event(int ep, struct slot *s)
         on_readable(ep, s);
 }
 
+/* Flood mode: abandon connects the server left unanswered (dropped SYNs). */
+static void expire_attempts(int ep, struct slot *slots)
+{
+    double t = now();
+    for (int i = 0; i < opt.conc; i++) {
+        struct slot *s = &slots[i];
+        if (s->st != S_CONNECTING || t - s->started < opt.attempt_timeout)
+            continue;
+        if (in_window(t))
+            timeouts++;
+        close(s->fd);
+        slot_start(ep, s);
+    }
+}
+
 static void run_slots(void)
 {
     int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -225,10 +246,13 @@ static void run_slots(void)
     memset(payload, 'x', opt.size);
     for (int i = 0; i < opt.conc; i++)
         slot_start(ep, &slots[i]);
+    int wait_ms = opt.mode == M_FLOOD ? 1 : 100;
     while (!stop_flag && now() < window_end) {
-        int n = epoll_wait(ep, evs, 256, 100);
+        int n = epoll_wait(ep, evs, 256, wait_ms);
         for (int i = 0; i < n; i++)
             on_event(ep, evs[i].data.ptr);
+        if (opt.mode == M_FLOOD)
+            expire_attempts(ep, slots);
     }
 }
 
@@ -291,14 +315,14 @@ static void usage(void)
 {
     fprintf(stderr, "usage: loadgen -m echo|read|flood|stream|hold -p PORT "
                     "[-h HOST] [-b SRC] [-c CONC] [-s SIZE] [-d SECS] "
-                    "[-w WARMUP]\n");
+                    "[-w WARMUP] [-t ATTEMPT_MS]\n");
     exit(2);
 }
 
 static void parse_args(int argc, char **argv)
 {
     int c;
-    while ((c = getopt(argc, argv, "m:h:b:p:c:s:d:w:")) != -1) {
+    while ((c = getopt(argc, argv, "m:h:b:p:c:s:d:w:t:")) != -1) {
         switch (c) {
         case 'm': opt.mode = parse_mode(optarg); break;
         case 'h': opt.host = optarg; break;
@@ -308,6 +332,7 @@ static void parse_args(int argc, char **argv)
         case 's': opt.size = (size_t)atol(optarg); break;
         case 'd': opt.duration = atof(optarg); break;
         case 'w': opt.warmup = atof(optarg); break;
+        case 't': opt.attempt_timeout = atof(optarg) / 1000.0; break;
         default: usage();
         }
     }
@@ -349,8 +374,8 @@ int main(int argc, char **argv)
     if (opt.mode == M_STREAM)
         total_done = completed;
     printf("conns=%lld errors=%lld bytes=%lld secs=%.3f rate=%.1f mbps=%.2f "
-           "total=%lld\n",
+           "total=%lld timeouts=%lld\n",
            completed, errors, bytes_total, secs, completed / secs,
-           bytes_total / secs / 1e6, total_done);
+           bytes_total / secs / 1e6, total_done, timeouts);
     return 0;
 }

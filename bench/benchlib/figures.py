@@ -111,9 +111,8 @@ def fig_idle(b: Bench) -> None:
         assert run is not None and b.superd is not None
         plain.samples.append(run())
         holder = hold(b, b.port("superd", 4), HELD_CONNECTIONS)
-        time.sleep(0.2)  # let superd accept the backlog before measuring
         try:
-            fds.append(procs.fd_count(b.superd.pid))
+            fds.append(_wait_fds(b.superd.pid, HELD_CONNECTIONS))
             held.samples.append(run())
         finally:
             stop(holder)
@@ -139,6 +138,14 @@ def fig_idle(b: Bench) -> None:
             why_na=b.na_reason(),
         )
     )
+
+
+def _wait_fds(pid: int, at_least: int, timeout: float = 10.0) -> int:
+    """Wait until ``pid`` holds ``at_least`` descriptors (it has accepted them all)."""
+    deadline = time.monotonic() + timeout
+    while (n := procs.fd_count(pid)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return n
 
 
 def fig_nobody(b: Bench) -> None:

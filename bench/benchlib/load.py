@@ -30,6 +30,8 @@ class Sample:
     # Completions including the warm-up: the denominator of CPU per connection.
     total: int = 0
     cpu: float | None = None
+    # Flood attempts abandoned unanswered (the server dropped the SYN).
+    timeouts: int = 0
 
     @property
     def rate(self) -> float:
@@ -94,6 +96,7 @@ def parse_result(line: str) -> Sample:
         nbytes=int(values["bytes"]),
         secs=float(values["secs"]),
         total=int(values.get("total", values["conns"])),
+        timeouts=int(values.get("timeouts", 0)),
     )
 
 

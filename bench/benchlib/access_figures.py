@@ -28,8 +28,9 @@ from .report import Row, Target, ratio
 
 __all__ = ["fig_fairness", "fig_lists"]
 
-# Concurrent attempts of the flood (no more than xinetd's listen backlog); with loadgen's 2 ms give-up on unanswered
-# connects this keeps one load core busy whether the server answers or drops SYNs.
+# Concurrent attempts of the flood (no more than xinetd's listen backlog); with
+# loadgen's 2 ms give-up on unanswered connects this keeps one load core busy
+# whether the server answers or drops the banned source's SYNs.
 FLOOD_CONC = 64
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import stat
@@ -10,11 +12,20 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.integration.harness import Superd
+
+#: Root runs services as nobody (superd changes credentials); anyone else can
+#: only run them as themselves.
+SERVICE_USER = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+#: For tests of what only a root superd can do (credentials, sshd, chroot).
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs superd to run as root")
 
 
 def service_block(service_id: str, server: str, args: str = "", *,
-                  user: str = "nobody", wait: str = "no", socket_type: str = "stream",
+                  user: str = SERVICE_USER, wait: str = "no", socket_type: str = "stream",
                   extra: str = "", name: str | None = None) -> str:
     """An UNLISTED external service on 127.0.0.1, port 0, with full logging."""
     protocol = "tcp" if socket_type == "stream" else "udp"

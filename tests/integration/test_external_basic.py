@@ -19,6 +19,7 @@ import pytest
 
 from tests.integration.external import (
     lines_starting,
+    needs_root,
     pid_alive,
     read_all,
     script,
@@ -84,6 +85,7 @@ def test_cat_as_nobody_echoes_and_logs(superd_factory: Factory, conf_dir: ConfDi
     assert lines_starting(superd, "EXIT: cat") == [f"EXIT: cat status=0 pid={pid} duration=0(sec)"]
 
 
+@needs_root
 def test_child_sees_socket_env_and_credentials(superd_factory: Factory, conf_dir: ConfDir,
                                                world_dir: Path) -> None:
     """The child runs as nobody with no supplementary groups, umask and nice

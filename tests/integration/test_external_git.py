@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.external import service_block, wait_until, world_directory
+from tests.integration.external import (
+    SERVICE_USER,
+    service_block,
+    wait_until,
+    world_directory,
+)
 from tests.integration.harness import Superd, require_program
 
 Factory = Callable[..., Superd]
@@ -48,7 +53,7 @@ def test_git_daemon_inetd_clone(superd_factory: Factory, conf_dir: Callable[...,
     conf = conf_dir(git=service_block(
         "git", git_path,
         f"daemon --inetd --export-all --base-path={world_dir} {world_dir}",
-        user="nobody",
+        user=SERVICE_USER,
         extra="env = GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory"
               " GIT_CONFIG_VALUE_0=*"))
     superd = superd_factory(conf)

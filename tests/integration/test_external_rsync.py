@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.external import service_block, wait_until, world_directory
+from tests.integration.external import (
+    SERVICE_USER,
+    service_block,
+    wait_until,
+    world_directory,
+)
 from tests.integration.harness import Superd, require_program
 
 Factory = Callable[..., Superd]
@@ -50,7 +55,7 @@ def same_tree(a: Path, b: Path) -> bool:
 def test_rsync_daemon_copies_tree(superd_factory: Factory, conf_dir: Callable[..., Path],
                                   world_dir: Path, tmp_path: Path) -> None:
     """``rsync -a rsync://127.0.0.1:PORT/data/ dest/`` through a spawned
-    ``rsync --daemon`` (as nobody) reproduces the tree byte for byte."""
+    ``rsync --daemon`` (as nobody when superd is root) reproduces the tree byte for byte."""
     rsync = require_program("rsync")
     source = world_dir / "source"
     source.mkdir()
@@ -59,7 +64,7 @@ def test_rsync_daemon_copies_tree(superd_factory: Factory, conf_dir: Callable[..
     config.write_text(f"use chroot = no\n[data]\n\tpath = {source}\n\tread only = yes\n")
     config.chmod(0o644)
     superd = superd_factory(conf_dir(rsync=service_block(
-        "rsync", rsync, f"--daemon --config={config}", user="nobody")))
+        "rsync", rsync, f"--daemon --config={config}", user=SERVICE_USER)))
     dest = tmp_path / "dest"
     result = subprocess.run(
         [rsync, "-a", f"rsync://127.0.0.1:{superd.port('rsync')}/data/", f"{dest}/"],

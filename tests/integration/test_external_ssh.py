@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.external import service_block, wait_until
+from tests.integration.external import needs_root, service_block, wait_until
 from tests.integration.harness import Superd, require_program
 
 Factory = Callable[..., Superd]
@@ -52,6 +52,7 @@ def run_ssh(port: int, key: str, *command: str) -> subprocess.CompletedProcess[s
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
 
 
+@needs_root
 def test_sshd_serves_and_refuses(superd_factory: Factory, conf_dir: Callable[..., Path],
                                  ssh_setup: dict[str, str]) -> None:
     """``ssh root@127.0.0.1 echo hi`` prints hi through sshd -i; the service

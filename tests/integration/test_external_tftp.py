@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.external import script, service_block, wait_until, world_directory
+from tests.integration.external import (
+    needs_root,
+    script,
+    service_block,
+    wait_until,
+    world_directory,
+)
 from tests.integration.harness import Superd, require_program
 
 Factory = Callable[..., Superd]
@@ -34,6 +40,7 @@ def tftp_get(port: int, name: str, dest: Path) -> subprocess.CompletedProcess[st
         capture_output=True, text=True, timeout=30, cwd=dest.parent, check=False)
 
 
+@needs_root
 def test_tftpd_serves_files_and_respawns(superd_factory: Factory,
                                          conf_dir: Callable[..., Path],
                                          world_dir: Path, tmp_path: Path) -> None:

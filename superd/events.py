@@ -6,20 +6,26 @@ field is one of the ``EV_*`` names below and whose other fields are named
 values (``service``, ``peer``, ``reason``, ``pid`` ...).  Format strings only
 ever reference those fields, so peer-supplied bytes never become part of a
 format string.  The xinetd-format service log lines (START/EXIT/FAIL ...) are
-one rendering of these events.
+one rendering of these events.  The START/EXIT events of builtins (one or two
+per connection) travel on ``connection_events``, built only when consumed.
 """
 
 from __future__ import annotations
 
-from typing import AbstractSet, Final, Optional
+from typing import AbstractSet, Callable, Final, List, Optional
 
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
+from zope.interface import implementer
 
 from superd.config.model import ServiceConfig
 from superd.session import Peer
 
 __all__ = [
+    "ConnectionEvents",
+    "connection_events",
     "emit_exit",
+    "emit_served_exit",
+    "emit_served_start",
     "emit_fail",
     "emit_start",
     "exit_line",
@@ -121,9 +127,77 @@ def fail_line(service_id: str, flags: AbstractSet[str], reason: str,
     return line
 
 
-def emit_start(service: ServiceConfig, pid: int, peer: Optional[Peer]) -> None:
-    """Log that ``peer`` was admitted and is being served (pid 0: in-process)."""
-    _log.info(
+#: A log observer: twisted.logger's ILogObserver is any such callable.
+Observer = Callable[[LogEvent], None]
+
+
+@implementer(ILogObserver)
+class ConnectionEvents:
+    """
+    Where the per-connection events of sessions served inside superd go:
+    START (and EXIT) of each builtin connection or datagram.
+
+    Rendering an event costs the main log's observer (twistd's text
+    observer, or JSON) more CPU than serving a daytime connection, so these
+    events are only built when something consumes them:
+
+    * the structured main log: ``superd.logs.json_stdout`` calls
+      ``send_to_main_log()``, and every such event then reaches the global
+      publisher like any other decision -- the JSON log still has them all;
+    * the xinetd-format service logs: the router subscribes with
+      ``add_direct`` and gets them without the main log rendering them
+      (while they go to the main log, it gets them there instead, once).
+
+    With neither, serving a builtin builds no log event at all.  Every
+    other event (listening, refusals, spawns and exits of children, bans,
+    reloads, limits) always goes to the main log.
+    """
+
+    def __init__(self, main_log: Observer = globalLogPublisher) -> None:
+        self._main_log = main_log
+        self._to_main_log = False
+        self._direct: List[Observer] = []
+
+    def send_to_main_log(self, enabled: bool = True) -> None:
+        """Publish per-connection events to the main log (the global publisher)."""
+        self._to_main_log = enabled
+
+    @property
+    def sent_to_main_log(self) -> bool:
+        """Whether ``send_to_main_log`` is on."""
+        return self._to_main_log
+
+    def add_direct(self, observer: Observer) -> None:
+        """Give per-connection events to ``observer`` (if not to the main log)."""
+        if observer not in self._direct:
+            self._direct.append(observer)
+
+    def remove_direct(self, observer: Observer) -> None:
+        """Stop ``add_direct``'s deliveries to ``observer``."""
+        if observer in self._direct:
+            self._direct.remove(observer)
+
+    def wanted(self) -> bool:
+        """Whether anything consumes per-connection events (cheap: per connection)."""
+        return self._to_main_log or bool(self._direct)
+
+    def __call__(self, event: LogEvent) -> None:
+        if self._to_main_log:
+            self._main_log(event)
+            return
+        for observer in tuple(self._direct):
+            observer(event)
+
+
+#: The daemon's channel for per-connection events (one per process, like
+#: twisted.logger's global publisher that it feeds).
+connection_events = ConnectionEvents()
+_connection_log = Logger(namespace="superd", observer=connection_events)
+
+
+def _start(log: Logger, service: ServiceConfig, pid: int,
+           peer: Optional[Peer]) -> None:
+    log.info(
         "START {service_id} pid={pid} from={peer_host}",
         event=EV_START, service_id=service.id, pid=pid,
         peer_host=_from(peer), peer_port=None if peer is None else peer.port,
@@ -131,10 +205,9 @@ def emit_start(service: ServiceConfig, pid: int, peer: Optional[Peer]) -> None:
     )
 
 
-def emit_exit(service: ServiceConfig, pid: int, status: Optional[int],
-              signal: Optional[int], duration: float) -> None:
-    """Log that a server process of ``service`` ended."""
-    _log.info(
+def _exit(log: Logger, service: ServiceConfig, pid: int,
+          status: Optional[int], signal: Optional[int], duration: float) -> None:
+    log.info(
         "EXIT {service_id} pid={pid} status={status} signal={signal}"
         " duration={duration:.3f}s",
         event=EV_EXIT, service_id=service.id, pid=pid, status=status,
@@ -142,6 +215,29 @@ def emit_exit(service: ServiceConfig, pid: int, status: Optional[int],
         xinetd_line=exit_line(service.id, service.log_on_success, pid,
                               status, signal, duration),
     )
+
+
+def emit_start(service: ServiceConfig, pid: int, peer: Optional[Peer]) -> None:
+    """Log that ``peer`` was admitted and is being served (pid 0: in-process)."""
+    _start(_log, service, pid, peer)
+
+
+def emit_exit(service: ServiceConfig, pid: int, status: Optional[int],
+              signal: Optional[int], duration: float) -> None:
+    """Log that a server process of ``service`` ended."""
+    _exit(_log, service, pid, status, signal, duration)
+
+
+def emit_served_start(service: ServiceConfig, peer: Optional[Peer]) -> None:
+    """START (pid 0) of a builtin's session, on the ``connection_events`` channel."""
+    if connection_events.wanted():
+        _start(_connection_log, service, 0, peer)
+
+
+def emit_served_exit(service: ServiceConfig, duration: float) -> None:
+    """EXIT (pid 0, status 0) of a builtin's session, on ``connection_events``."""
+    if connection_events.wanted():
+        _exit(_connection_log, service, 0, 0, None, duration)
 
 
 def emit_fail(service: ServiceConfig, reason: str, peer: Optional[Peer],

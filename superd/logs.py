@@ -21,13 +21,22 @@ from twisted.logger import (
     jsonFileLogObserver,
 )
 
+from superd.events import connection_events
+
 __all__ = ["format_text", "json_stdout", "text_stdout"]
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 
 def json_stdout() -> ILogObserver:
-    """One JSON object per line on stdout (no RFC 7464 record separator)."""
+    """
+    One JSON object per line on stdout (no RFC 7464 record separator).
+
+    The structured log is for machines, so it also takes the per-connection
+    events of builtins (``superd.events.connection_events``), which the
+    default text log leaves out: every decision is a JSON line.
+    """
+    connection_events.send_to_main_log()
     return jsonFileLogObserver(sys.stdout, recordSeparator="")
 
 

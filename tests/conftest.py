@@ -8,13 +8,19 @@ from typing import Any
 import pytest
 from twisted.logger import globalLogPublisher
 
+from superd.events import connection_events
+
 
 @pytest.fixture
 def log_events() -> Iterator[list[dict[str, Any]]]:
     """Every twisted.logger event emitted during the test, in order."""
     events: list[dict[str, Any]] = []
+    # As the JSON log does: the builtins' per-connection events too.
+    sent = connection_events.sent_to_main_log
+    connection_events.send_to_main_log()
     globalLogPublisher.addObserver(events.append)
     try:
         yield events
     finally:
         globalLogPublisher.removeObserver(events.append)
+        connection_events.send_to_main_log(sent)

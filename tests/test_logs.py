@@ -9,6 +9,7 @@ import pytest
 from twisted.logger import Logger, LogLevel, LogPublisher
 
 from superd import logs
+from superd.events import ConnectionEvents
 
 
 def emit(observer: object, **fields: object) -> None:
@@ -22,6 +23,7 @@ def test_json_stdout_writes_one_object_per_line(monkeypatch: pytest.MonkeyPatch)
     """Each event is one JSON line (no RFC 7464 separator) with every named field."""
     out = io.StringIO()
     monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr(logs, "connection_events", ConnectionEvents())
     observer = logs.json_stdout()
     emit(observer, port=7)
     emit(observer, port=8)
@@ -30,6 +32,16 @@ def test_json_stdout_writes_one_object_per_line(monkeypatch: pytest.MonkeyPatch)
     first = json.loads(lines[0])
     assert (first["event"], first["service_id"], first["port"]) == ("listening", "echo", 7)
     assert first["peer_bytes"] == "{not a format}"
+
+
+def test_json_stdout_takes_per_connection_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JSON log asks for the builtins' per-connection events; the text one does not."""
+    channel = ConnectionEvents()
+    monkeypatch.setattr(logs, "connection_events", channel)
+    logs.text_stdout(io.StringIO())
+    assert not channel.wanted()
+    logs.json_stdout()
+    assert channel.sent_to_main_log and channel.wanted()
 
 
 def test_text_observer_line() -> None:

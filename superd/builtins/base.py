@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from superd.config.model import ServiceConfig
-from superd.events import emit_exit, emit_start
+from superd.events import emit_served_exit, emit_served_start
 from superd.interfaces import IStreamHandler
 from superd.runtime import Runtime
 from superd.session import Session
@@ -61,7 +61,7 @@ class BuiltinProtocol(Protocol):
         return self.runtime.reactor
 
     def connectionMade(self) -> None:
-        emit_start(self.service, 0, self.session.peer)
+        emit_served_start(self.service, self.session.peer)
         self.serve()
 
     def serve(self) -> None:
@@ -89,7 +89,7 @@ class BuiltinProtocol(Protocol):
         self.stop()
         if self._logs_exit() and not self.session.ended:
             duration = self.runtime.seconds() - self.session.started
-            emit_exit(self.service, 0, 0, None, max(0.0, duration))
+            emit_served_exit(self.service, max(0.0, duration))
         self.session.end()
 
     def _logs_exit(self) -> bool:

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from superd.config.model import ServiceConfig
-from superd.events import EV_PEER_ERROR, emit_start
+from superd.events import EV_PEER_ERROR, emit_served_start
 from superd.interfaces import IDatagramHandler
 from superd.runtime import Runtime
 from superd.session import Peer
@@ -203,7 +203,7 @@ class BuiltinDatagramHandler:
             if risk is not None:
                 self.drops.report(peer, risk)
                 return
-        emit_start(self.service, 0, peer)
+        emit_served_start(self.service, peer)
         answer = self._respond(data)
         if answer is None:
             return

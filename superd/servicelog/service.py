@@ -1,8 +1,9 @@
 """
 ``ServiceLogService``: the service-log router's lifetime as an ``IService``.
 
-Starting it adds the router to the log publisher; stopping it removes the
-router and closes the files.  Add it to the top ``MultiService`` *first*:
+Starting it adds the router to the log publisher (and to the channel of the
+builtins' per-connection events, ``superd.events.connection_events``);
+stopping it removes the router and closes the files.  Add it to the top ``MultiService`` *first*:
 services stop in reverse order, so it then stops last and the EXIT lines of
 children reaped during shutdown still reach the service logs.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.logger import globalLogPublisher
 
+from superd.events import connection_events
 from superd.servicelog.router import ServiceLogRouter
 
 __all__ = ["ServiceLogService"]
@@ -32,8 +34,11 @@ class ServiceLogService(Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self._publisher.addObserver(self.router)
+        # START/EXIT of builtins: directly, unless the main log takes them.
+        connection_events.add_direct(self.router)
 
     def stopService(self) -> None:
         self._publisher.removeObserver(self.router)
+        connection_events.remove_direct(self.router)
         self.router.close()
         super().stopService()  # type: ignore[no-untyped-call]

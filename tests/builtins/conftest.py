@@ -15,6 +15,7 @@ from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, S
 from twisted.logger import globalLogPublisher
 
 from superd.config.model import Location, ServiceConfig, SocketType
+from superd.events import connection_events
 from superd.runtime import Runtime
 from superd.session import Peer, Session
 
@@ -93,9 +94,13 @@ class PushBackTransport(StringTransport):
 def events() -> Iterator[EventLoggingObserver]:
     """Every log event emitted during the test."""
     observer = EventLoggingObserver()
+    # As the JSON log does: the builtins' per-connection events too.
+    sent = connection_events.sent_to_main_log
+    connection_events.send_to_main_log()
     globalLogPublisher.addObserver(observer)
     yield observer
     globalLogPublisher.removeObserver(observer)
+    connection_events.send_to_main_log(sent)
 
 
 def named(events: EventLoggingObserver, name: str) -> list[dict[str, Any]]:

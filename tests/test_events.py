@@ -1,0 +1,97 @@
+"""Tests for superd.events: the channel of the builtins' per-connection events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.logger import LogPublisher
+
+from superd import events
+from superd.config.model import FileLog
+from superd.events import ConnectionEvents
+from superd.servicelog import ServiceLogRouter, ServiceLogService
+from superd.session import Peer
+
+from .servicelog.configs import configuration, service
+
+PEER = Peer("192.0.2.7", 4000)
+
+
+@pytest.fixture
+def channel(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ConnectionEvents, list[Any]]]:
+    """A fresh channel whose main log is a list (instead of the global publisher)."""
+    main: list[Any] = []
+    fresh = ConnectionEvents(main.append)
+    monkeypatch.setattr(events, "connection_events", fresh)
+    monkeypatch.setattr(events._connection_log, "observer", fresh)
+    monkeypatch.setattr("superd.servicelog.service.connection_events", fresh)
+    yield fresh, main
+
+
+def test_unconsumed_events_are_not_built(channel: tuple[ConnectionEvents, list[Any]],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no service log and a text main log, a builtin's START/EXIT build nothing."""
+    fresh, main = channel
+    rendered: list[object] = []
+    monkeypatch.setattr(events, "start_line", lambda *a: rendered.append(a))
+    events.emit_served_start(service("a", None), PEER)
+    events.emit_served_exit(service("a", None), 1.5)
+    assert not fresh.wanted() and main == [] and rendered == []
+
+
+def test_direct_observer_gets_events_without_the_main_log(
+        channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """A direct observer (the service-log router) gets START and EXIT; the main log does not."""
+    fresh, main = channel
+    seen: list[Any] = []
+    fresh.add_direct(seen.append)
+    events.emit_served_start(service("a", None, frozenset({"HOST", "PID", "EXIT"})), PEER)
+    events.emit_served_exit(service("a", None, frozenset({"EXIT"})), 2.0)
+    assert [e["xinetd_line"] for e in seen] == [
+        "START: a pid=0 from=192.0.2.7", "EXIT: a status=0"]
+    assert [(e["event"], e["pid"]) for e in seen] == [("start", 0), ("exit", 0)]
+    assert main == []
+    fresh.remove_direct(seen.append)
+    events.emit_served_start(service("a", None), PEER)
+    assert len(seen) == 2
+
+
+def test_main_log_gets_each_event_once(channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """Sent to the main log, events reach it once and skip direct observers (they watch it too)."""
+    fresh, main = channel
+    seen: list[Any] = []
+    fresh.add_direct(seen.append)
+    fresh.send_to_main_log()
+    events.emit_served_start(service("a", None), PEER)
+    assert [(e["event"], e["service_id"], e["peer_host"]) for e in main] == [
+        ("start", "a", "192.0.2.7")]
+    assert seen == []
+
+
+def test_spawned_start_always_reaches_the_main_log(
+        channel: tuple[ConnectionEvents, list[Any]], log_events: list[dict[str, Any]]) -> None:
+    """START of a spawned child is a main-log event whatever the channel's consumers."""
+    fresh, main = channel
+    events.emit_start(service("a", None), 4242, PEER)
+    assert [(e["event"], e["pid"]) for e in log_events] == [("start", 4242)]
+    assert main == []
+
+
+def test_service_log_gets_builtin_lines_directly(
+        tmp_path: Path, channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """While the service-log service runs, a builtin's START reaches its FILE log directly."""
+    fresh, main = channel
+    path = tmp_path / "a.log"
+    svc = ServiceLogService(ServiceLogRouter(
+        configuration(service("a", FileLog(str(path)))), Clock()), LogPublisher())
+    svc.startService()
+    events.emit_served_start(service("a", None), PEER)
+    svc.stopService()
+    events.emit_served_start(service("a", None), PEER)
+    assert [line.split(": ", 1)[1] for line in path.read_text().splitlines()] == [
+        "START: a pid=0 from=192.0.2.7"]
+    assert main == [] and not fresh.wanted()

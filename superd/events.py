@@ -12,7 +12,7 @@ per connection) travel on ``connection_events``, built only when consumed.
 
 from __future__ import annotations
 
-from typing import AbstractSet, Callable, Final, List, Optional
+from typing import AbstractSet, Callable, Final, List, Optional, Tuple
 
 from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
 from zope.interface import implementer
@@ -156,7 +156,7 @@ class ConnectionEvents:
     def __init__(self, main_log: Observer = globalLogPublisher) -> None:
         self._main_log = main_log
         self._to_main_log = False
-        self._direct: List[Observer] = []
+        self._direct: List[Tuple[Observer, Callable[[str], bool]]] = []
 
     def send_to_main_log(self, enabled: bool = True) -> None:
         """Publish per-connection events to the main log (the global publisher)."""
@@ -167,25 +167,31 @@ class ConnectionEvents:
         """Whether ``send_to_main_log`` is on."""
         return self._to_main_log
 
-    def add_direct(self, observer: Observer) -> None:
-        """Give per-connection events to ``observer`` (if not to the main log)."""
-        if observer not in self._direct:
-            self._direct.append(observer)
+    def add_direct(self, observer: Observer,
+                   wants: Callable[[str], bool] = lambda service_id: True) -> None:
+        """
+        Give per-connection events to ``observer`` (unless they go to the
+        main log); ``wants(service_id)`` says which services it writes, so
+        the events of the others are not even built.
+        """
+        self.remove_direct(observer)
+        self._direct.append((observer, wants))
 
     def remove_direct(self, observer: Observer) -> None:
         """Stop ``add_direct``'s deliveries to ``observer``."""
-        if observer in self._direct:
-            self._direct.remove(observer)
+        self._direct = [pair for pair in self._direct if pair[0] != observer]
 
-    def wanted(self) -> bool:
-        """Whether anything consumes per-connection events (cheap: per connection)."""
-        return self._to_main_log or bool(self._direct)
+    def wanted(self, service_id: str) -> bool:
+        """Whether anything consumes the events of ``service_id`` (cheap: per connection)."""
+        if self._to_main_log:
+            return True
+        return any(wants(service_id) for _, wants in self._direct)
 
     def __call__(self, event: LogEvent) -> None:
         if self._to_main_log:
             self._main_log(event)
             return
-        for observer in tuple(self._direct):
+        for observer, _ in tuple(self._direct):
             observer(event)
 
 
@@ -230,13 +236,13 @@ def emit_exit(service: ServiceConfig, pid: int, status: Optional[int],
 
 def emit_served_start(service: ServiceConfig, peer: Optional[Peer]) -> None:
     """START (pid 0) of a builtin's session, on the ``connection_events`` channel."""
-    if connection_events.wanted():
+    if connection_events.wanted(service.id):
         _start(_connection_log, service, 0, peer)
 
 
 def emit_served_exit(service: ServiceConfig, duration: float) -> None:
     """EXIT (pid 0, status 0) of a builtin's session, on ``connection_events``."""
-    if connection_events.wanted():
+    if connection_events.wanted(service.id):
         _exit(_connection_log, service, 0, 0, None, duration)
 
 

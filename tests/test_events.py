@@ -40,7 +40,7 @@ def test_unconsumed_events_are_not_built(channel: tuple[ConnectionEvents, list[A
     monkeypatch.setattr(events, "start_line", lambda *a: rendered.append(a))
     events.emit_served_start(service("a", None), PEER)
     events.emit_served_exit(service("a", None), 1.5)
-    assert not fresh.wanted() and main == [] and rendered == []
+    assert not fresh.wanted("a") and main == [] and rendered == []
 
 
 def test_direct_observer_gets_events_without_the_main_log(
@@ -58,6 +58,16 @@ def test_direct_observer_gets_events_without_the_main_log(
     fresh.remove_direct(seen.append)
     events.emit_served_start(service("a", None), PEER)
     assert len(seen) == 2
+
+
+def test_only_wanted_services_are_built(channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """A direct observer that writes service ``a`` only gets no events of ``b``."""
+    fresh, main = channel
+    seen: list[Any] = []
+    fresh.add_direct(seen.append, lambda service_id: service_id == "a")
+    events.emit_served_start(service("b", None), PEER)
+    events.emit_served_start(service("a", None), PEER)
+    assert [e["service_id"] for e in seen] == ["a"]
 
 
 def test_main_log_gets_each_event_once(channel: tuple[ConnectionEvents, list[Any]]) -> None:
@@ -90,8 +100,9 @@ def test_service_log_gets_builtin_lines_directly(
         configuration(service("a", FileLog(str(path)))), Clock()), LogPublisher())
     svc.startService()
     events.emit_served_start(service("a", None), PEER)
+    assert not fresh.wanted("b")  # no service log: its events are not built
     svc.stopService()
     events.emit_served_start(service("a", None), PEER)
     assert [line.split(": ", 1)[1] for line in path.read_text().splitlines()] == [
         "START: a pid=0 from=192.0.2.7"]
-    assert main == [] and not fresh.wanted()
+    assert main == [] and not fresh.wanted("a")

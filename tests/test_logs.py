@@ -39,9 +39,9 @@ def test_json_stdout_takes_per_connection_events(monkeypatch: pytest.MonkeyPatch
     channel = ConnectionEvents()
     monkeypatch.setattr(logs, "connection_events", channel)
     logs.text_stdout(io.StringIO())
-    assert not channel.wanted()
+    assert not channel.wanted("echo")
     logs.json_stdout()
-    assert channel.sent_to_main_log and channel.wanted()
+    assert channel.sent_to_main_log and channel.wanted("echo")
 
 
 def test_text_observer_line() -> None:

@@ -89,6 +89,10 @@ class ServiceLogRouter:
             except Exception as error:
                 self._report_broken(sink, service_id, error)
 
+    def logs_service(self, service_id: str) -> bool:
+        """Whether ``service_id`` has a service log (lines of others are dropped)."""
+        return service_id in self._routes
+
     def targets(self) -> dict[str, tuple[LogTarget, ...]]:
         """Service id -> its log targets (for status and tests)."""
         return {sid: tuple(s.target for s in sinks)

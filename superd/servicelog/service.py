@@ -35,7 +35,7 @@ class ServiceLogService(Service):
         super().startService()  # type: ignore[no-untyped-call]
         self._publisher.addObserver(self.router)
         # START/EXIT of builtins: directly, unless the main log takes them.
-        connection_events.add_direct(self.router)
+        connection_events.add_direct(self.router, self.router.logs_service)
 
     def stopService(self) -> None:
         self._publisher.removeObserver(self.router)

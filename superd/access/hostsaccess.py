@@ -39,7 +39,7 @@ from twisted.logger import Logger
 
 from superd import events
 from superd.access import hostsparse as hp
-from superd.access.decision import ALLOW, MaybeDeferred, deny
+from superd.access.decision import ALLOW, Decision, MaybeDeferred, deny
 from superd.access.names import UNKNOWN_NAMES, HostNames, NameResolver
 from superd.access.prefixes import IPNetwork, PrefixTable, family_tables
 from superd.config.model import ServiceConfig
@@ -231,6 +231,8 @@ class HostsTable:
             if not self._runs or self._runs[-1].allow != rule.allow:
                 self._runs.append(_Run(rule.allow))
             self._runs[-1].add(rule)
+        #: No rule and no broken line: decides nothing for anyone.
+        self.empty = not self._runs and not parsed.broken
 
     def broken_for(self, daemon: str) -> hp.BrokenRule | None:
         """A broken line that concerns ``daemon``, if any."""
@@ -307,6 +309,10 @@ def _report(parsed: hp.HostsFile) -> None:
                   file=parsed.name, line=line, problem=warning)
 
 
+def _denied(daemon: str) -> Decision:
+    return deny(events.REASON_LIBWRAP, f"libwrap={daemon}")
+
+
 class HostsAccess:
     """hosts.allow and hosts.deny of one daemon process."""
 
@@ -319,8 +325,10 @@ class HostsAccess:
     def decide(self, daemon: str, host: str,
                names: HostNames | None = None) -> bool:
         """Allow (True) or deny; raises NeedNames if names would decide."""
-        daemon = daemon.lower()
         tables = (self.allow.current(), self.deny.current())
+        if tables[0].empty and tables[1].empty:
+            return True  # the usual case: no client to parse, nothing to match
+        daemon = daemon.lower()
         if any(t.broken_for(daemon) is not None for t in tables):
             return False
         client = Client.of(host, names)
@@ -332,11 +340,13 @@ class HostsAccess:
 
     def check(self, daemon: str, peer: Peer) -> MaybeDeferred:
         """The decision for ``peer``, later if a name lookup is needed."""
-        denied = deny(events.REASON_LIBWRAP, f"libwrap={daemon}")
         try:
-            return ALLOW if self.decide(daemon, peer.host) else denied
+            if self.decide(daemon, peer.host):
+                return ALLOW
+            return _denied(daemon)
         except NeedNames:
             pass
+        denied = _denied(daemon)
         cached = None if self.resolver is None else self.resolver.cached(peer.host)
         if self.resolver is None or cached is not None:
             names = cached or UNKNOWN_NAMES

@@ -15,6 +15,8 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.access.clients import block, fetch, hosts_args
+from tests.integration.external import service_block
+from tests.integration.harness import require_program
 
 ECHO = block("echo", "echo", extra="\tonly_from = 127.0.0.1 127.0.0.2\n\tcps = 0 0\n")
 
@@ -85,3 +87,31 @@ def test_junk_and_stalled_clients_do_not_matter(superd_factory: Callable[..., An
                                      (("service", "echo"),))] == 1
     finally:
         stalled.close()
+
+
+def test_children_and_spawn_latency_of_an_external_server(
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """Two open connections to a cat service: two children running and two
+    spawns observed; after they close, none running."""
+    cat = require_program("cat")
+    conf = conf_dir(cat=service_block("cat", cat, extra="cps = 0 0"))
+    superd = superd_factory(conf, *hosts_args(tmp_path),
+                            "--metrics", "tcp:0:interface=127.0.0.1")
+    metrics_port = int(superd.wait_for_event(
+        lambda e: e.get("event") == "metrics" and e.get("port"))["port"])
+    clients = [socket.create_connection(("127.0.0.1", superd.port("cat")), 5) for _ in range(2)]
+    try:
+        for client in clients:
+            client.sendall(b"x")
+            assert client.recv(1) == b"x"
+        samples = scrape(metrics_port)
+        assert samples[("superd_children_running", (("service", "cat"),))] == 2
+        assert samples[("superd_spawn_seconds_count", (("service", "cat"),))] == 2
+        assert samples[("superd_spawn_seconds_bucket", (("le", "+Inf"), ("service", "cat")))] == 2
+    finally:
+        for client in clients:
+            client.close()
+    superd.wait_for_event(
+        lambda e: sum(x.get("event") == "exit" for x in superd.events()) == 2, 10)
+    assert ("superd_children_running", (("service", "cat"),)) not in scrape(metrics_port)

@@ -16,6 +16,7 @@ are pure; ``ReplyStream`` sends one finite reply and closes.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import time
@@ -40,7 +41,14 @@ _MONTHS: Final = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN",
 
 def daytime_bytes(seconds: float) -> bytes:
     """xinetd's daytime reply for the Unix time ``seconds``, in local time."""
-    tm = time.localtime(math.floor(seconds))
+    # A busy server answers many clients within one second: format the line
+    # once a second.  The zone is part of the key, so a tzset() shows at once.
+    return _daytime_line(math.floor(seconds), time.tzname, time.timezone)
+
+
+@functools.lru_cache(maxsize=2)
+def _daytime_line(second: int, zone: tuple[str, str], offset: int) -> bytes:
+    tm = time.localtime(second)
     # xinetd: "%02d %s %d %02d:%02d:%02d" (day, month, year, H, M, S).
     text = (f"{tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year}"
             f" {tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}")

@@ -63,6 +63,16 @@ def test_daytime_pads_day_and_time_not_year(timezone: None) -> None:
     assert daytime_bytes(instant) == b"05 MAR 2027 04:03:02 UTC\r\n"
 
 
+def test_daytime_within_one_second_follows_a_zone_change(timezone: None) -> None:
+    """The line is reused within a second, but a zone set (tzset) in that second shows at once."""
+    set_tz("UTC")
+    assert daytime_bytes(INSTANT) == b"29 NOV 2026 22:18:01 UTC\r\n"
+    assert daytime_bytes(INSTANT + 0.5) == b"29 NOV 2026 22:18:01 UTC\r\n"
+    set_tz("CET-1")
+    assert daytime_bytes(INSTANT + 0.6) == b"29 NOV 2026 23:18:01 CET\r\n"
+    assert daytime_bytes(INSTANT + 1) == b"29 NOV 2026 23:18:02 CET\r\n"
+
+
 def test_time_matches_xinetd_capture() -> None:
     """RFC 868 bytes equal those xinetd sent at Unix time 1795990315."""
     assert time_bytes(1795990315) == b"\xee\xb7!\xab"

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.access.clients import block
-from tests.integration.harness import Superd, SuperdStartError, twistd_command
+from tests.integration.external import read_all, service_block, world_directory
+from tests.integration.harness import Superd, SuperdStartError, require_program, twistd_command
 
 #: Moves the passed fds to 3, 4, ... and sets LISTEN_PID to its own pid,
 #: which exec keeps: what systemd does between fork and exec.
@@ -173,3 +174,39 @@ def test_restart_under_load_refuses_nothing(conf_dir: Callable[..., Path],
     assert hammer.refused == 0
     assert hammer.other == []
     assert hammer.cut <= 2
+
+
+#: A wait=yes server: accepts one connection on the listening socket it got
+#: as fd 0 and says which port that socket has.
+ACCEPT_ONE = """\
+import socket
+listener = socket.socket(fileno=0)
+conn, _ = listener.accept()
+conn.sendall(b"%d\\n" % listener.getsockname()[1])
+conn.close()
+"""
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    yield from world_directory()
+
+
+def test_wait_yes_server_gets_the_passed_socket(conf_dir: Callable[..., Path],
+                                                tmp_path: Path, world_dir: Path,
+                                                daemons: list[Superd]) -> None:
+    """An external wait=yes server is handed the socket systemd passed (the
+    server accepts on it), not one superd bound."""
+    python = require_program("/usr/bin/python3")
+    acceptor = world_dir / "accept_one.py"
+    acceptor.write_text(ACCEPT_ONE)
+    acceptor.chmod(0o644)
+    conf = conf_dir(one=service_block("one", python, f"-I -S {acceptor}", wait="yes"))
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        superd = start_activated(conf, [listener], ["one"], str(tmp_path / "state"))
+        daemons.append(superd)
+        port = listener.getsockname()[1]
+        assert superd.port("one") == port
+        with socket.create_connection(("127.0.0.1", port), 10) as client:
+            assert read_all(client) == b"%d\n" % port

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -146,6 +146,9 @@ class EventCounter:
         self.store_outages = Counter(
             "superd_ban_store_outages", "Times the shared ban store became"
             " unreachable.", registry=registry)
+        self._registry = registry
+        #: Made on the first ban store event: absent without --ban-store.
+        self.store_up: Optional[Gauge] = None
         self._handlers: dict[str, Callable[[LogEvent], None]] = {
             events.EV_RELOAD: self._reload,
             "traffic": self._traffic,
@@ -181,7 +184,15 @@ class EventCounter:
             self.bans.labels(action).inc()
 
     def _ban_store(self, event: LogEvent) -> None:
-        if event.get("state") == "down":
+        state = event.get("state")
+        if state not in ("up", "down"):
+            return
+        if self.store_up is None:
+            self.store_up = Gauge(
+                "superd_ban_store_up", "1 while the shared ban store is in use,"
+                " 0 while it is unreachable.", registry=self._registry)
+        self.store_up.set(1 if state == "up" else 0)
+        if state == "down":
             self.store_outages.inc()
 
 

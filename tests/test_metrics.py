@@ -82,6 +82,16 @@ def test_reload_traffic_and_ban_events_are_counted() -> None:
     assert value(registry, "superd_ban_events_total", action="add") == 1
     assert value(registry, "superd_ban_events_total", action="nonsense") is None
     assert value(registry, "superd_ban_store_outages_total") == 1
+    assert value(registry, "superd_ban_store_up") == 0
+    counter({"event": "ban_store", "state": "up"})
+    assert value(registry, "superd_ban_store_up") == 1
+
+
+def test_no_ban_store_gauge_without_a_ban_store() -> None:
+    """Without ban store events there is no superd_ban_store_up series at all."""
+    registry = CollectorRegistry()
+    EventCounter(registry)({"event": "reload", "phase": "done", "ok": True})
+    assert value(registry, "superd_ban_store_up") is None
 
 
 def test_service_labels_are_bounded(monkeypatch: Any) -> None:

@@ -50,6 +50,8 @@ class _RespProtocol(Protocol):
         self._parser = RespParser()
         self._on_lost = on_lost
         self.connected_ok = False
+        #: Why we dropped the connection, if we did (for the owner's log line).
+        self.drop_reason: Optional[str] = None
 
     def dataReceived(self, data: bytes) -> None:
         try:
@@ -64,8 +66,12 @@ class _RespProtocol(Protocol):
 
     def drop(self, why: str) -> None:
         """Abort the connection (the client service reconnects with back-off)."""
-        _log.warn("dropping the ban store connection: {why}", event="ban_store",
-                  state="drop", why=why)
+        # Debug only: the owner logs an outage once, with this reason in it;
+        # a broken server must not make a log line per reconnection.
+        _log.debug("dropping the ban store connection: {why}", event="ban_store",
+                   state="drop", why=why)
+        if self.drop_reason is None:
+            self.drop_reason = why
         transport: Any = self.transport
         if transport is not None:
             transport.abortConnection()
@@ -133,19 +139,29 @@ class SubscriberProtocol(_RespProtocol):
 
     def __init__(self, clock: Any, on_lost: Callable[[Any], None], channel: bytes,
                  on_message: Callable[[bytes], None],
-                 on_subscribed: Optional[Callable[[Any], None]] = None) -> None:
+                 on_subscribed: Optional[Callable[[Any], None]] = None,
+                 password: Optional[str] = None) -> None:
         super().__init__(clock, on_lost)
         self.channel = channel
         self._on_message = on_message
         self._on_subscribed = on_subscribed
+        self._password = password
         self._confirm: Any = None
 
     def connectionMade(self) -> None:
-        self.transport.write(encode(b"SUBSCRIBE", self.channel))  # type: ignore[union-attr]
+        transport: Any = self.transport
+        if self._password is not None:
+            transport.write(encode(b"AUTH", self._password))
+        transport.write(encode(b"SUBSCRIBE", self.channel))
         self._confirm = self.clock.callLater(COMMAND_TIMEOUT, self.drop,
                                              "SUBSCRIBE not confirmed")
 
     def reply_received(self, reply: Reply) -> None:
+        if self._password is not None:
+            self._password = None
+            if reply != b"OK":
+                self.drop(f"AUTH refused: {reply!r:.80}")
+            return
         if not (isinstance(reply, list) and len(reply) == 3
                 and isinstance(reply[0], bytes)):
             self.drop("unexpected reply on the subscription")

@@ -185,7 +185,8 @@ class SharedBans(Service):
 
     def _build_subscriber(self) -> SubscriberProtocol:
         return SubscriberProtocol(self._reactor, self._lost, self.target.channel.encode(),
-                                  self._message, on_subscribed=self._subscriber_ready)
+                                  self._message, on_subscribed=self._subscriber_ready,
+                                  password=self.target.password)
 
     def _commands_ready(self, protocol: RedisProtocol) -> None:
         if self.target.password is not None:
@@ -210,7 +211,9 @@ class SharedBans(Service):
             self._in_flight.clear()
         if protocol is self._subscribed:
             self._subscribed = None
-        self._check_state("connection lost")
+        self._check_state(protocol.drop_reason or "connection lost")
+        if self.state == "starting" and protocol.drop_reason:
+            self._down(protocol.drop_reason)  # reachable, but not a usable Redis
 
     def _check_state(self, why: str) -> None:
         """Up when both connections work; down (logged once) when one fails."""

@@ -111,3 +111,16 @@ def test_unconfirmed_or_odd_subscription_is_dropped() -> None:
     protocol, transport, _, _, _ = subscriber()
     protocol.dataReceived(b"+OK\r\n")
     assert transport.disconnecting
+
+
+def test_subscription_authenticates_first() -> None:
+    """With a password, AUTH precedes SUBSCRIBE; a refused AUTH drops the link with the reason."""
+    clock = Clock()
+    protocol = SubscriberProtocol(clock, lambda p: None, b"chan", lambda m: None,
+                                  password="pw")
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    assert transport.value() == encode(b"AUTH", b"pw") + encode(b"SUBSCRIBE", b"chan")
+    protocol.dataReceived(b"-WRONGPASS invalid\r\n")
+    assert transport.disconnecting
+    assert protocol.drop_reason is not None and "AUTH refused" in protocol.drop_reason

@@ -164,3 +164,17 @@ def test_merge_keeps_the_longer_ban() -> None:
     assert bans.merge("10.0.0.1", math.inf, "x")
     assert not bans.merge("10.0.0.2", NOW, "x")
     assert bans.store.get("10.0.0.1") is not None
+
+
+def test_server_that_is_not_redis_at_start_is_an_outage_with_its_reason() -> None:
+    """Connecting works but the server talks garbage: one 'down' line naming why."""
+    shared, _, clock = setup()
+    with capturedLogs() as events:
+        for _ in range(3):
+            protocol, transport = commands(shared, clock)
+            protocol.dataReceived(b"HTTP/1.0 400 Bad Request\r\n")
+            assert transport.disconnecting
+            protocol.connectionLost()
+    downs = [e for e in events if e.get("event") == "ban_store" and e.get("state") == "down"]
+    assert len(downs) == 1
+    assert "protocol error" in downs[0]["why"]

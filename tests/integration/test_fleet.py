@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.access.clients import block, daytime_block, fetch, hosts_args
-from tests.fleet.server import RedisServer, redis_server  # noqa: F401 (fixture)
+from tests.fleet.server import (  # noqa: F401 (fixtures)
+    RedisServer,
+    redis_server,
+    redis_with_password,
+)
 
 SENSOR = block("daytime", "trap", extra="\tflags = SENSOR\n\tdeny_time = 10\n")
 
@@ -79,3 +83,19 @@ def test_ban_made_during_an_outage_reaches_the_others(
              if e.get("event") == "ban_store" and e.get("state") == "down"]
     assert len(downs) == 1
     assert b"127.0.0.4" in redis_server.command("KEYS", "superd:ban:*")
+
+
+def test_password_and_database(
+        redis_with_password: RedisServer,  # noqa: F811 (first: stopped after the daemons)
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """With AUTH and database 3 both connections work: a ban crosses over and
+    is stored in database 3 (not 0)."""
+    url = redis_with_password.url_for(3)
+    first, second = fleet(superd_factory, conf_dir, tmp_path, url, 2)
+    for superd in (first, second):
+        subscribed(superd)
+    assert not fetch("127.0.0.5", first.port("trap"))
+    remote_ban(second, "127.0.0.5", 5)
+    assert b"127.0.0.5" in redis_with_password.command("KEYS", "superd:ban:*", db=3)
+    assert b"127.0.0.5" not in redis_with_password.command("KEYS", "superd:ban:*")

@@ -99,3 +99,23 @@ def test_password_and_database(
     remote_ban(second, "127.0.0.5", 5)
     assert b"127.0.0.5" in redis_with_password.command("KEYS", "superd:ban:*", db=3)
     assert b"127.0.0.5" not in redis_with_password.command("KEYS", "superd:ban:*")
+
+
+def test_starting_superd_loads_the_current_set(
+        redis_server: RedisServer,  # noqa: F811 (first: stopped after the daemons)
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """Bans already in Redis apply to a superd that starts later; a stored
+    ban whose end has passed (a key without TTL) is not resurrected."""
+    now_ms = int(time.time() * 1000)
+    redis_server.command("SET", "superd:ban:127.0.0.6", str(now_ms + 600_000),
+                         "PXAT", str(now_ms + 600_000))
+    redis_server.command("SET", "superd:ban:127.0.0.7", str(now_ms - 1000))
+    redis_server.command("SET", "superd:ban:127.0.0.8", "inf")
+    (superd,) = fleet(superd_factory, conf_dir, tmp_path, redis_server.url, 1)
+    loaded = superd.wait_for_event(lambda e: e.get("event") == "ban_store"
+                                   and e.get("state") == "loaded", 10)
+    assert (loaded["loaded"], loaded["changed"]) == (3, 2)
+    assert not fetch("127.0.0.6", superd.port("daytime"))
+    assert not fetch("127.0.0.8", superd.port("daytime"))
+    assert fetch("127.0.0.7", superd.port("daytime"))

@@ -166,6 +166,10 @@ def wants_userid(service: ServiceConfig, admitted: bool) -> bool:
     """
     if service.socket_type is not SocketType.STREAM or service.wait:
         return False
+    if service.port == IDENT_PORT and service.protocol == "tcp":
+        # Asking the client's identd about a connection to our own ident
+        # service would loop (xinetd clears USERID there too).
+        return False
     if admitted:
         return "USERID" in service.log_on_success or must_identify(service)
     return "USERID" in service.log_on_failure

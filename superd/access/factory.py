@@ -9,11 +9,18 @@ without reading from it; with ``banner_fail`` it returns a tiny protocol
 that sends the banner and closes.  An admitted peer becomes a ``Session``,
 counted until ``session.end()``, and the handler builds its protocol.
 
-When a decision must wait (a host-name lookup) or a banner must be written
-first, ``buildProtocol`` returns a ``_Gate``: it pauses the transport (not a
-byte is read), waits, and then either closes or connects the handler's
-protocol to the same transport.  Without banners or names no gate exists,
-so the common path costs one function call per policy.
+When a decision must wait (a host-name lookup), a banner must be written
+first or the service logs USERID, ``buildProtocol`` returns a ``_Gate``: it
+pauses the transport (not a byte is read), waits, and then either closes or
+connects the handler's protocol to the same transport.  Without banners,
+names or USERID no gate exists, so the common path costs one function call
+per policy.
+
+USERID (RFC 1413, ``superd.ident``) runs on the reactor, never blocking
+other connections: an admitted client is served at once while its lookup
+runs; an IDONLY client waits, paused and counted, for the answer and is
+closed without one; a refused client's connection stays open until its
+lookup ends (identd can only name a live connection).
 
 FAIL lines are logged here (``events.emit_fail``); START is the handler's.
 """
@@ -24,12 +31,13 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from superd import events
+from superd import events, ident
 from superd.access.banners import Banners, FailBannerProtocol, send_now
 from superd.access.decision import Decision, MaybeDeferred, deny
 from superd.access.pipeline import BANNED, policies_for, run_policies
@@ -86,12 +94,19 @@ class AccessControlledFactory(ServerFactory):
         self.runtime = runtime
         self.policies = policies_for(service, runtime, sessions=True)
         self.banners = Banners.load(service)
-        self._gated = bool(self.banners.banner or self.banners.success)
+        self.userid_on_admit = ident.wants_userid(service, admitted=True)
+        self.userid_on_refuse = ident.wants_userid(service, admitted=False)
+        self.identify_first = (self.userid_on_admit
+                               and ident.must_identify(service))
+        self._gated = bool(self.banners.banner or self.banners.success
+                           or self.userid_on_admit or self.userid_on_refuse)
         state = state_of(runtime)
         self._state = state
         self._counter = state.counter
         self._refusals = state.stream_refusals
         self._counts = service_counters(runtime, service.id)  # superd status
+        #: Refused connections held open for their USERID lookup.
+        self.refused_lookups = 0
 
     def decide(self, peer: Peer) -> MaybeDeferred:
         """Run the service's policies for ``peer``."""
@@ -122,6 +137,19 @@ class AccessControlledFactory(ServerFactory):
             return None
         return FailBannerProtocol(self.banners.fail, self.runtime.reactor)
 
+    def lookup_user(self, local: Peer | None,
+                    peer: Peer) -> Deferred[ident.IdentResult]:
+        """Start the ident lookup of a connection; it logs USERID or NOID."""
+        return ident.log_remote_user(self.runtime.reactor, self.service,
+                                     local, peer,
+                                     port=self.runtime.options.ident_port)
+
+    def open_session(self, peer: Peer, local: Peer | None) -> Session:
+        """A session for ``peer``, counted (instances, per_source) at once."""
+        session = Session(self.service.id, peer, local, self.runtime.seconds())
+        self._counter.acquire(session)
+        return session
+
     def admit(self, peer: Peer, local: Peer | None) -> Protocol | None:
         """Count a session for ``peer`` and let the handler serve it."""
         if self.handler is None:
@@ -130,6 +158,15 @@ class AccessControlledFactory(ServerFactory):
             return None
         session = Session(self.service.id, peer, local, self.runtime.seconds())
         self._counter.acquire(session)
+        return self.serve(session, peer)
+
+    def serve(self, session: Session, peer: Peer) -> Protocol | None:
+        """The handler's protocol for ``peer``'s counted session, or None."""
+        if self.handler is None:
+            session.end()
+            events.emit_fail(self.service, events.REASON_FORK, peer,
+                             "no handler")
+            return None
         self._counts.accept()
         try:
             protocol: Protocol | None = self.handler.protocol_for(session)
@@ -155,6 +192,8 @@ class _Gate(Protocol):
         self._pending = pending
         self._lost = False
         self._queued = False
+        self._lookup: Deferred[ident.IdentResult] | None = None
+        self._session: Session | None = None  # IDONLY: counted, not served
 
     def _send(self, data: bytes | None) -> None:
         if not data:
@@ -182,17 +221,61 @@ class _Gate(Protocol):
         if not self._lost:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
+    def _local(self) -> Peer:
+        return Peer.from_address(self.transport.getHost())  # type: ignore[union-attr]
+
     def _decided(self, decision: Decision) -> None:
-        factory, transport = self.gate_factory, self.transport
+        factory = self.gate_factory
         if not decision.allowed:
-            self._switch(factory.refuse(self.peer, decision))
+            refusal = factory.refuse(self.peer, decision)
+            if (factory.userid_on_refuse and not self._lost
+                    and factory.refused_lookups < MAX_REFUSED_LOOKUPS):
+                factory.refused_lookups += 1
+                self._identify(lambda _: self._refused(refusal))
+            else:
+                self._switch(refusal)
             return
         if self._lost:
             return
-        local = Peer.from_address(transport.getHost())  # type: ignore[union-attr]
+        if factory.identify_first:
+            self._session = factory.open_session(self.peer, self._local())
+            self._identify(self._identified)
+            return
+        local = self._local()
         protocol = factory.admit(self.peer, local)
         if protocol is not None:
+            if factory.userid_on_admit:
+                factory.lookup_user(local, self.peer)  # logs; never errbacks
             self._send(factory.banners.success)
+        self._switch(protocol)
+
+    def _identify(self, then: Callable[[ident.IdentResult], None]) -> None:
+        """Keep the connection paused until its ident lookup ends."""
+        lookup = self.gate_factory.lookup_user(self._local(), self.peer)
+        self._lookup = lookup
+        lookup.addCallback(then).addErrback(self._lookup_ended)
+
+    def _lookup_ended(self, failure: Failure) -> None:
+        if not failure.check(CancelledError):
+            self._failed(failure)
+
+    def _refused(self, refusal: Protocol | None) -> None:
+        self._lookup = None
+        self.gate_factory.refused_lookups -= 1
+        self._switch(refusal)
+
+    def _identified(self, result: ident.IdentResult) -> None:
+        """IDONLY: serve a client its identd named; close the others."""
+        session, self._session, self._lookup = self._session, None, None
+        if session is None:
+            return
+        if not result.ok:
+            session.end()  # the NOID line is logged by the lookup
+            self._switch(None)
+            return
+        protocol = self.gate_factory.serve(session, self.peer)
+        if protocol is not None:
+            self._send(self.gate_factory.banners.success)
         self._switch(protocol)
 
     def _switch(self, protocol: Protocol | None) -> None:
@@ -214,6 +297,12 @@ class _Gate(Protocol):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._lost = True
+        lookup, self._lookup = self._lookup, None
+        if lookup is not None:
+            lookup.cancel()  # closes the ident connection
+        session, self._session = self._session, None
+        if session is not None:
+            session.end()
 
 
 class AccessControlledDatagramProtocol(DatagramProtocol):
@@ -278,6 +367,10 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
                 transport.write(data, addr)
         return reply
 
+
+#: Refused connections of one service held open for USERID at once (as
+#: xinetd's -logprocs); beyond it a refused client is closed unidentified.
+MAX_REFUSED_LOOKUPS = 15
 
 #: Datagrams held while their source's names are looked up, per service.
 MAX_WAITING_DATAGRAMS = 256

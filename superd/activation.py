@@ -55,6 +55,8 @@ __all__ = [
     "inherits",
     "parse_environment",
     "reset",
+    "unclaimed",
+    "warn_unclaimed",
 ]
 
 _log = Logger(namespace="superd.activation")
@@ -134,6 +136,8 @@ def _describe_all(passed: Sequence[Tuple[int, str]]) -> Tuple[Inherited, ...]:
 
 
 _captured: Optional[Tuple[Inherited, ...]] = None
+#: Descriptors some service adopted.
+_claimed: set[int] = set()
 
 
 def _from_twisted() -> Sequence[Tuple[int, str]]:
@@ -172,6 +176,7 @@ def reset() -> None:
     """Forget the captured sockets (tests)."""
     global _captured
     _captured = None
+    _claimed.clear()
 
 
 def _kind(address: ListenAddress) -> int:
@@ -221,7 +226,27 @@ def claim(address: ListenAddress) -> Optional[socket.socket]:
         return None
     sock = socket.socket(match.family, match.type, fileno=os.dup(match.fd))
     sock.setblocking(False)
+    _claimed.add(match.fd)
     _log.info("service {service_id} adopts passed socket {name} ({host} port {port})",
               event=EV_ADOPTED, service_id=address.service_id, name=match.name,
               host=match.host, port=match.port)
     return sock
+
+
+def unclaimed() -> Tuple[Inherited, ...]:
+    """Passed sockets no service adopted."""
+    return tuple(p for p in inherited() if p.fd not in _claimed)
+
+
+def warn_unclaimed() -> int:
+    """
+    Log each passed socket no service adopted: its clients would wait in its
+    backlog forever (the supervisor keeps it open).  Returns how many.
+    """
+    idle = unclaimed()
+    for each in idle:
+        _log.warn("passed socket {name} ({host} port {port}) matches no service;"
+                  " connections to it will not be served", event=EV_ADOPTED,
+                  fd=each.fd, name=each.name, host=each.host, port=each.port,
+                  unclaimed=True)
+    return len(idle)

@@ -228,7 +228,7 @@ def makeService(options: Options) -> IService:
     """Assemble the daemon for twistd (the global reactor is imported only here)."""
     # Sockets passed by systemd, read before anything imports
     # twisted.internet.endpoints (which would consume LISTEN_FDS).
-    from superd.activation import capture
+    from superd.activation import capture, warn_unclaimed
     capture()
     from twisted.internet import reactor
 
@@ -244,4 +244,5 @@ def makeService(options: Options) -> IService:
     if options["ban-store"]:
         from superd.fleet import attach as attach_fleet
         attach_fleet(top, runtime, options["ban-store"])
+    reactor.callWhenRunning(warn_unclaimed)  # every service listens by then
     return top

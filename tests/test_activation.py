@@ -10,6 +10,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from twisted.logger import capturedLogs
 
 from superd import activation
 from superd.activation import Inherited, find, parse_environment
@@ -141,3 +142,22 @@ def test_no_capture_means_binding() -> None:
         assert sock.getsockname()[1] != 0
     finally:
         sock.close()
+
+
+def test_unclaimed_sockets_are_reported() -> None:
+    """A passed socket no service adopted is logged once asked (clients would hang)."""
+    used, spare = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+    fds = (_at(910, used), _at(911, spare))
+    try:
+        activation.capture({"LISTEN_PID": "5", "LISTEN_FDS": "2",
+                            "LISTEN_FDNAMES": "echo-tcp:nothing"}, 5, start=910)
+        bind_socket(address("echo-tcp", port=0)).close()
+        assert [i.name for i in activation.unclaimed()] == ["nothing"]
+        with capturedLogs() as events:
+            assert activation.warn_unclaimed() == 1
+        assert events[0]["name"] == "nothing" and events[0]["unclaimed"]
+    finally:
+        for fd in fds:
+            os.close(fd)
+        used.close()
+        spare.close()

@@ -87,15 +87,17 @@ def echo_once(port: int, payload: bytes) -> bytes:
 def test_services_adopt_named_sockets(conf_dir: Callable[..., Path], tmp_path: Path,
                                       daemons: list[Superd]) -> None:
     """A stream and a datagram socket passed by name serve echo; nothing is
-    bound for those services."""
+    bound for those services; a third socket no service wants is reported."""
     conf = conf_dir(tcp=block("echo", "echo-tcp"),
                     udp=block("echo", "echo-udp", kind="dgram"))
     tcp = socket.create_server(("127.0.0.1", 0))
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
     with tcp, udp:
-        superd = start_activated(conf, [tcp, udp], ["echo-tcp", "echo-udp"],
+        spare = socket.create_server(("127.0.0.1", 0))
+        superd = start_activated(conf, [tcp, udp, spare], ["echo-tcp", "echo-udp", "spare"],
                                  str(tmp_path / "state"))
+        spare.close()
         daemons.append(superd)
         assert superd.port("echo-tcp") == tcp.getsockname()[1]
         assert superd.port("echo-udp", "udp") == udp.getsockname()[1]
@@ -107,6 +109,8 @@ def test_services_adopt_named_sockets(conf_dir: Callable[..., Path], tmp_path: P
         adopted = [e for e in superd.events() if e.get("event") == "socket_adopted"
                    and e.get("service_id")]
         assert {e["service_id"] for e in adopted} == {"echo-tcp", "echo-udp"}
+        unused = superd.wait_for_event(lambda e: e.get("unclaimed"))
+        assert unused["name"] == "spare"
         assert superd.stop() in (0, -15)
 
 

@@ -115,3 +115,23 @@ def test_children_and_spawn_latency_of_an_external_server(
     superd.wait_for_event(
         lambda e: sum(x.get("event") == "exit" for x in superd.events()) == 2, 10)
     assert ("superd_children_running", (("service", "cat"),)) not in scrape(metrics_port)
+
+
+def test_reloads_are_counted_by_result(superd_factory: Callable[..., Any],
+                                       conf_dir: Callable[..., Path],
+                                       tmp_path: Path) -> None:
+    """A good reload counts as ok, one with a broken file as failed."""
+    conf = conf_dir(echo=ECHO)
+    superd = superd_factory(conf, *hosts_args(tmp_path),
+                            "--metrics", "tcp:0:interface=127.0.0.1")
+    metrics_port = int(superd.wait_for_event(
+        lambda e: e.get("event") == "metrics" and e.get("port"))["port"])
+    superd.reload()
+    superd.wait_for_event(lambda e: e.get("event") == "reload" and e.get("phase") == "done")
+    (conf / "broken").write_text("service broken\n{\n\tnonsense\n}\n")
+    superd.allow_errors = True  # the failed reload logs its errors
+    superd.reload()
+    superd.wait_for_event(lambda e: e.get("event") == "reload" and e.get("ok") is False)
+    samples = scrape(metrics_port)
+    assert samples[("superd_reloads_total", (("result", "ok"),))] == 1
+    assert samples[("superd_reloads_total", (("result", "failed"),))] == 1

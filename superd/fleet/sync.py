@@ -22,6 +22,7 @@ are bounded by ``superd.fleet.client``.
 from __future__ import annotations
 
 import math
+from itertools import islice
 from typing import Any, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -32,7 +33,7 @@ from twisted.logger import Logger
 
 from superd import events
 from superd.fleet.client import RedisProtocol, SubscriberProtocol
-from superd.fleet.resp import Reply
+from superd.fleet.resp import RedisError, Reply
 from superd.fleet.url import RedisTarget
 from superd.session import canonical_host
 
@@ -133,6 +134,7 @@ class SharedBans(Service):
         self._loading = False
         self._services: list[ClientService] = []
         self.full_logged = False
+        self._refusal_logged = False
 
     # -- lifecycle -------------------------------------------------------
 
@@ -196,6 +198,7 @@ class SharedBans(Service):
             protocol.command("SELECT", self.target.db).addErrback(
                 lambda f: protocol.drop(f"SELECT failed: {f.value}"))
         self._commands = protocol
+        self._refusal_logged = False
         self._check_state("")
         self.flush()
         self._maybe_load()
@@ -262,7 +265,10 @@ class SharedBans(Service):
         if commands is None:
             return
         now = self._reactor.seconds()
-        for host, (expires, service_id) in list(self.pending.items()):
+        # Only the head of the map: the in-flight bans (at most WINDOW) stay
+        # there until answered, so the next sendable ones are within 2 *
+        # WINDOW -- a flush per reply stays O(WINDOW) with 100,000 waiting.
+        for host, (expires, service_id) in list(islice(self.pending.items(), 2 * WINDOW)):
             if len(self._in_flight) >= WINDOW:
                 return
             if expires <= now:
@@ -290,6 +296,12 @@ class SharedBans(Service):
 
     def _not_sent(self, failure: Any, host: str) -> None:
         self._in_flight.discard(host)  # stays pending: retried on reconnection
+        if failure.check(RedisError) and not self._refusal_logged:
+            # Redis answered but refused (e.g. a Redis older than 6.2 has no
+            # SET PXAT): say so once per connection, not once per ban.
+            self._refusal_logged = True
+            _log.error("the ban store refused a ban: {error}", event=EV_BAN_STORE,
+                       state="refused", error=str(failure.value))
 
     # -- fleet bans in ---------------------------------------------------
 

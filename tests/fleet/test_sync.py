@@ -178,3 +178,32 @@ def test_server_that_is_not_redis_at_start_is_an_outage_with_its_reason() -> Non
     downs = [e for e in events if e.get("event") == "ban_store" and e.get("state") == "down"]
     assert len(downs) == 1
     assert "protocol error" in downs[0]["why"]
+
+
+def test_large_backlog_is_sent_a_window_at_a_time() -> None:
+    """With many bans waiting, at most WINDOW merges are in flight; each
+    answer sends the next, until all are out."""
+    from superd.fleet.sync import WINDOW
+
+    shared, bans, clock = setup()
+    for i in range(300):
+        bans.ban(f"10.1.{i // 250}.{i % 250}", 10, "trap")
+    protocol, transport = commands(shared, clock)
+    assert transport.value().count(b"EVAL") == WINDOW
+    for _ in range(300):
+        protocol.dataReceived(b":1\r\n")
+    assert shared.pending == {}
+    assert transport.value().count(b"EVAL") == 300
+
+
+def test_refused_merges_are_logged_once_and_stay_pending() -> None:
+    """Error replies (an old Redis) keep the bans waiting and log one line."""
+    shared, bans, clock = setup()
+    protocol, _ = commands(shared, clock)
+    with capturedLogs() as events:
+        for i in range(3):
+            bans.ban(f"10.0.0.{i}", 10, "trap")
+            protocol.dataReceived(b"-ERR syntax error\r\n")
+    assert len(shared.pending) == 3
+    refused = [e for e in events if e.get("state") == "refused"]
+    assert len(refused) == 1

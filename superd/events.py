@@ -30,7 +30,10 @@ __all__ = [
     "emit_start",
     "exit_line",
     "fail_line",
+    "noid_line",
     "start_line",
+    "traffic_line",
+    "userid_line",
     "REASON_ADDRESS",
     "REASON_CPS",
     "REASON_EXEC",
@@ -42,6 +45,11 @@ __all__ = [
     "REASON_SERVICE_LIMIT",
     "REASON_TIME",
     "REASON_TLS",
+    "NOID_BAD_RESPONSE",
+    "NOID_NO_SERVER",
+    "NOID_RECEIVE_ERROR",
+    "NOID_SYSTEM_ERROR",
+    "NOID_TIMEOUT",
 ]
 
 # xinetd's FAIL reason words, exactly (xinetd-behaviour.md section 9.1).
@@ -58,6 +66,13 @@ REASON_CPS: Final = "connections per second"
 REASON_EXEC: Final = "exec"
 REASON_TLS: Final = "tls"
 
+# xinetd's NOID reasons (ident.c idresult_explain), exactly.
+NOID_NO_SERVER: Final = "no server"
+NOID_TIMEOUT: Final = "timeout"
+NOID_SYSTEM_ERROR: Final = "system error"
+NOID_RECEIVE_ERROR: Final = "error while receiving response"
+NOID_BAD_RESPONSE: Final = "bad response"
+
 # Event names (the ``event`` field of structured log events).
 EV_LISTENING: Final = "listening"
 EV_ACCEPT: Final = "accept"
@@ -71,6 +86,15 @@ EV_LIMIT: Final = "limit"
 EV_CONFIG_ERROR: Final = "config_error"
 EV_CONFIG_WARNING: Final = "config_warning"
 EV_PEER_ERROR: Final = "peer_error"
+EV_SUPPRESSED: Final = "refusals_suppressed"
+EV_USERID: Final = "userid"
+EV_NOID: Final = "noid"
+EV_IDENT_FAILED: Final = "ident_failed"
+EV_TRAFFIC: Final = "traffic"
+EV_REDIRECT_FAILED: Final = "redirect_failed"
+EV_REFLECTION_DROP: Final = "reflection_drop"
+EV_RESPAWN_BACKOFF: Final = "respawn_backoff"
+EV_SERVICE_LOG_ERROR: Final = "service_log_error"
 
 
 # -- xinetd-format service log lines (xinetd-behaviour.md section 9.1) -------
@@ -125,6 +149,24 @@ def fail_line(service_id: str, flags: AbstractSet[str], reason: str,
     if "HOST" in flags:
         line += f" from={_from(peer)}"
     return line
+
+
+def userid_line(service_id: str, user_text: str) -> str:
+    """``USERID: <id> <text>`` (``text`` already escaped)."""
+    return f"USERID: {service_id} {user_text}"
+
+
+def noid_line(service_id: str, address: str, reason: str) -> str:
+    """``NOID: <id> <addr> <reason>`` (an IDONLY client without an ident answer)."""
+    return f"NOID: {service_id} {address} {reason}"
+
+
+def traffic_line(service_id: str, flags: AbstractSet[str], inbound: int,
+                 outbound: int) -> Optional[str]:
+    """``TRAFFIC: <id> in=N(bytes) out=M(bytes)``, or None without TRAFFIC."""
+    if "TRAFFIC" not in flags:
+        return None
+    return f"TRAFFIC: {service_id} in={inbound}(bytes) out={outbound}(bytes)"
 
 
 #: A log observer: twisted.logger's ILogObserver is any such callable.

@@ -34,20 +34,24 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from superd.config.model import ServiceConfig, SocketType
+from superd.events import (
+    EV_IDENT_FAILED,
+    EV_NOID,
+    EV_USERID,
+    NOID_BAD_RESPONSE,
+    NOID_NO_SERVER,
+    NOID_RECEIVE_ERROR,
+    NOID_SYSTEM_ERROR,
+    NOID_TIMEOUT,
+    noid_line,
+    userid_line,
+)
 from superd.session import Peer
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "EV_IDENT_FAILED",
-    "EV_NOID",
-    "EV_USERID",
     "IDENT_PORT",
     "MAX_REPLY",
-    "NOID_BAD_RESPONSE",
-    "NOID_NO_SERVER",
-    "NOID_RECEIVE_ERROR",
-    "NOID_SYSTEM_ERROR",
-    "NOID_TIMEOUT",
     "IdentResult",
     "emit_noid",
     "emit_userid",
@@ -55,9 +59,7 @@ __all__ = [
     "log_remote_user",
     "lookup_user",
     "must_identify",
-    "noid_line",
     "parse_reply",
-    "userid_line",
     "wants_userid",
 ]
 
@@ -66,17 +68,6 @@ IDENT_PORT = 113
 DEFAULT_TIMEOUT = 30.0
 #: The reply line, CRLF included, must fit in this many bytes (xinetd IBUFSIZE).
 MAX_REPLY = 1024
-
-# xinetd's NOID reasons (idresult_explain), exactly.
-NOID_NO_SERVER = "no server"
-NOID_TIMEOUT = "timeout"
-NOID_SYSTEM_ERROR = "system error"
-NOID_RECEIVE_ERROR = "error while receiving response"
-NOID_BAD_RESPONSE = "bad response"
-
-EV_USERID = "userid"
-EV_NOID = "noid"
-EV_IDENT_FAILED = "ident_failed"
 
 _log = Logger(namespace="superd")
 
@@ -145,16 +136,6 @@ def parse_reply(line: bytes, remote_port: int, local_port: int) -> str | None:
         return None
     text = rest[1:].lstrip()
     return escape_text(text) if text else None
-
-
-def userid_line(service_id: str, user_text: str) -> str:
-    """``USERID: <id> <text>``."""
-    return f"USERID: {service_id} {user_text}"
-
-
-def noid_line(service_id: str, address: str, reason: str) -> str:
-    """``NOID: <id> <addr> <reason>``."""
-    return f"NOID: {service_id} {address} {reason}"
 
 
 def wants_userid(service: ServiceConfig, admitted: bool) -> bool:

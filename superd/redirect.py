@@ -37,28 +37,19 @@ from superd.runtime import Runtime
 from superd.session import Session
 from superd.tls.context import client_options, error_text
 
-__all__ = ["RedirectHandler", "RelayProtocol", "emit_traffic", "traffic_line", "upstream_endpoint"]
+__all__ = ["RedirectHandler", "RelayProtocol", "emit_traffic", "upstream_endpoint"]
 
 _log = Logger(namespace="superd.redirect")
 
-EV_TRAFFIC = "traffic"
-EV_REDIRECT_FAILED = "redirect_failed"
-
-
-def traffic_line(service_id: str, flags: frozenset[str], inbound: int,
-                 outbound: int) -> Optional[str]:
-    """``TRAFFIC: <id> in=N(bytes) out=M(bytes)``, or None without TRAFFIC."""
-    if "TRAFFIC" not in flags:
-        return None
-    return f"TRAFFIC: {service_id} in={inbound}(bytes) out={outbound}(bytes)"
 
 
 def emit_traffic(service: ServiceConfig, inbound: int, outbound: int,
                  duration: float = 0.0) -> None:
     """Log the end of a relay: the bytes it carried (in = client to server)."""
-    _log.info("TRAFFIC {service_id} in={inbound} out={outbound}", event=EV_TRAFFIC,
+    _log.info("TRAFFIC {service_id} in={inbound} out={outbound}", event=events.EV_TRAFFIC,
               service_id=service.id, inbound=inbound, outbound=outbound, duration=duration,
-              xinetd_line=traffic_line(service.id, service.log_on_success, inbound, outbound))
+              xinetd_line=events.traffic_line(service.id, service.log_on_success,
+                                              inbound, outbound))
 
 
 def upstream_endpoint(service: ServiceConfig, reactor: Any) -> IStreamClientEndpoint:
@@ -229,7 +220,7 @@ class RelayProtocol(Protocol):
         """Say why the upstream could not be reached."""
         target = self.service.redirect
         _log.warn("{service_id}: cannot connect to {host} port {port}: {reason}",
-                  event=EV_REDIRECT_FAILED, service_id=self.service.id,
+                  event=events.EV_REDIRECT_FAILED, service_id=self.service.id,
                   host=target.host if target else None, port=target.port if target else None,
                   reason=error_text(failure.value or Exception()),
                   peer_host=self.session.peer.host if self.session.peer else None)

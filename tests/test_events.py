@@ -1,4 +1,4 @@
-"""Tests for superd.events: the channel of the builtins' per-connection events."""
+"""Tests for superd.events: xinetd line shapes and the builtins' per-connection channel."""
 
 from __future__ import annotations
 
@@ -106,3 +106,13 @@ def test_service_log_gets_builtin_lines_directly(
     assert [line.split(": ", 1)[1] for line in path.read_text().splitlines()] == [
         "START: a pid=0 from=192.0.2.7"]
     assert main == [] and not fresh.wanted("a")
+
+
+def test_userid_noid_and_traffic_line_shapes() -> None:
+    """USERID, NOID and TRAFFIC lines have xinetd's shapes; TRAFFIC only with its flag."""
+    assert events.userid_line("identsvc", "UNIX : alice") == "USERID: identsvc UNIX : alice"
+    assert events.noid_line("id", "::ffff:127.0.0.1", events.NOID_TIMEOUT) == (
+        "NOID: id ::ffff:127.0.0.1 timeout")
+    line = events.traffic_line("r", frozenset({"TRAFFIC"}), 12, 3)
+    assert line == "TRAFFIC: r in=12(bytes) out=3(bytes)"
+    assert events.traffic_line("r", frozenset({"HOST"}), 12, 3) is None

@@ -17,20 +17,20 @@ from twisted.trial import unittest
 
 from superd import ident
 from superd.config.model import Location, ServiceConfig, SocketType
-from superd.ident import (
-    MAX_REPLY,
+from superd.events import (
     NOID_BAD_RESPONSE,
     NOID_NO_SERVER,
     NOID_RECEIVE_ERROR,
     NOID_SYSTEM_ERROR,
     NOID_TIMEOUT,
+)
+from superd.ident import (
+    MAX_REPLY,
     IdentResult,
     escape_text,
     log_remote_user,
     lookup_user,
-    noid_line,
     parse_reply,
-    userid_line,
     wants_userid,
 )
 from superd.session import Peer
@@ -116,13 +116,6 @@ def test_reply_in_any_chunking(user: str, cuts: list[int]) -> None:
         position += cut
     protocol.dataReceived(reply_bytes[position:])
     assert results == [IdentResult(user_text=user)]
-
-
-def test_line_shapes() -> None:
-    """USERID and NOID lines have xinetd's shapes."""
-    assert userid_line("identsvc", "UNIX : alice") == "USERID: identsvc UNIX : alice"
-    assert noid_line("id", "::ffff:127.0.0.1", NOID_TIMEOUT) == (
-        "NOID: id ::ffff:127.0.0.1 timeout")
 
 
 def test_wants_userid() -> None:

@@ -16,7 +16,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from superd.config.model import Extensions, Location, Redirect, ServiceConfig, SocketType
-from superd.redirect import RedirectHandler, RelayProtocol, traffic_line
+from superd.redirect import RedirectHandler, RelayProtocol
 from superd.runtime import Runtime
 from superd.session import Peer, Session
 
@@ -69,13 +69,6 @@ def start(service: ServiceConfig | None = None) -> Relay:
     client = HalfCloseTransport()
     protocol.makeConnection(client)
     return Relay(reactor, session, protocol, client)
-
-
-def test_traffic_line_only_with_the_flag() -> None:
-    """TRAFFIC renders xinetd's shape, and nothing without the flag."""
-    line = traffic_line("r", frozenset({"TRAFFIC"}), 12, 3)
-    assert line == "TRAFFIC: r in=12(bytes) out=3(bytes)"
-    assert traffic_line("r", frozenset({"HOST"}), 12, 3) is None
 
 
 def test_connects_with_timeout_and_holds_client_until_connected() -> None:

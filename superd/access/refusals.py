@@ -27,7 +27,6 @@ from superd.session import Peer
 __all__ = ["RefusalLog"]
 
 _log = Logger(namespace="superd")
-EV_SUPPRESSED = "refusals_suppressed"
 
 
 class _Window:
@@ -77,7 +76,7 @@ class RefusalLog:
         if window.suppressed:
             _log.info(
                 "FAIL {service_id} {reason} from={peer_host}: {count} more"
-                " refusals in {window}s not logged", event=EV_SUPPRESSED,
+                " refusals in {window}s not logged", event=events.EV_SUPPRESSED,
                 service_id=window.service.id, reason=window.reason,
                 peer_host=window.peer.host, count=window.suppressed,
                 window=self.window)

@@ -35,21 +35,18 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from superd.config.model import ServiceConfig
-from superd.events import EV_PEER_ERROR, emit_served_start
+from superd.events import EV_PEER_ERROR, EV_REFLECTION_DROP, emit_served_start
 from superd.interfaces import IDatagramHandler
 from superd.runtime import Runtime
 from superd.session import Peer
 
 __all__ = [
     "DROP_LOG_WINDOW",
-    "EV_REFLECTION_DROP",
     "BuiltinDatagramHandler",
     "DropReporter",
     "reflection_risk",
 ]
 
-#: Event name of a datagram dropped by the anti-reflection guard.
-EV_REFLECTION_DROP: Final = "reflection_drop"
 #: At most one drop event per source address per this many seconds.
 DROP_LOG_WINDOW: Final = 60.0
 #: Sources tracked for rate-limiting drop events; beyond it, one summary

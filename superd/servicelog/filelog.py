@@ -26,18 +26,15 @@ from collections.abc import Callable
 from twisted.logger import Logger
 
 from superd.config.model import FileLog
-from superd.events import EV_LIMIT
+from superd.events import EV_LIMIT, EV_SERVICE_LOG_ERROR
 
 __all__ = [
-    "EV_SERVICE_LOG_ERROR",
     "FileSink",
     "effective_limits",
     "one_line",
     "xinetd_timestamp",
 ]
 
-#: Event name for a service log that could not be opened or written.
-EV_SERVICE_LOG_ERROR = "service_log_error"
 
 #: ``open(2)`` flags.  O_NONBLOCK keeps a FIFO without a reader from
 #: blocking the reactor (it has no effect on regular files); O_CLOEXEC keeps

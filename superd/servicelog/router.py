@@ -27,8 +27,8 @@ from twisted.logger import ILogObserver, LogEvent, Logger
 from zope.interface import implementer
 
 from superd.config.model import Configuration, FileLog, LogTarget, SyslogLog
+from superd.events import EV_SERVICE_LOG_ERROR
 from superd.servicelog.filelog import (
-    EV_SERVICE_LOG_ERROR,
     FileSink,
     LocalTime,
     Opener,

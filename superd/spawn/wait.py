@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from superd.config.model import ServiceConfig, SocketType
-from superd.events import emit_exit, emit_start
+from superd.events import EV_RESPAWN_BACKOFF, emit_exit, emit_start
 from superd.listen import ListenAddress, bind_socket, emit_listening, listen_addresses
 from superd.session import Peer
 from superd.spawn.backoff import RespawnGuard
@@ -49,7 +49,6 @@ __all__ = ["WaitPort", "WaitService", "wait_service"]
 
 _log = Logger(namespace="superd.spawn")
 
-EV_RESPAWN_BACKOFF = "respawn_backoff"
 
 #: Bytes of the first datagram compared before and after a child's run.
 PEEK_BYTES = 2048

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from superd.builtins.chargen import CYCLE
-from superd.builtins.udp import EV_REFLECTION_DROP
+from superd.events import EV_REFLECTION_DROP
 from tests.integration.conftest import _crash_report
 from tests.integration.harness import Superd, start_superd
 

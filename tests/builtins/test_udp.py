@@ -9,13 +9,12 @@ from zope.interface.verify import verifyObject
 from superd.builtins.echo import echo_reply
 from superd.builtins.udp import (
     DROP_LOG_WINDOW,
-    EV_REFLECTION_DROP,
     BuiltinDatagramHandler,
     DropReporter,
     reflection_risk,
 )
 from superd.config.model import SocketType
-from superd.events import EV_PEER_ERROR, EV_START
+from superd.events import EV_PEER_ERROR, EV_REFLECTION_DROP, EV_START
 from superd.interfaces import IDatagramHandler
 from superd.session import Peer
 from tests.builtins.conftest import make_runtime, make_service, named

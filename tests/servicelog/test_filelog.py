@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from twisted.logger import LogEvent, capturedLogs
 
 from superd.config.model import FileLog
+from superd.events import EV_SERVICE_LOG_ERROR
 from superd.servicelog.filelog import (
-    EV_SERVICE_LOG_ERROR,
     FileSink,
     effective_limits,
     one_line,

@@ -10,9 +10,16 @@ import pytest
 from twisted.logger import ILogObserver, globalLogPublisher
 
 from superd.config.model import SocketType
-from superd.events import EV_EXIT, EV_LISTENING, EV_REFUSE, EV_START, REASON_EXEC
+from superd.events import (
+    EV_EXIT,
+    EV_LISTENING,
+    EV_REFUSE,
+    EV_RESPAWN_BACKOFF,
+    EV_START,
+    REASON_EXEC,
+)
 from superd.session import Peer
-from superd.spawn.wait import EV_RESPAWN_BACKOFF, WaitPort, WaitService, wait_service
+from superd.spawn.wait import WaitPort, WaitService, wait_service
 from tests.fakes import FakeSpawner
 from tests.spawn.helpers import external_service, fake_runtime
 

@@ -54,9 +54,9 @@ def _wait_state(children: Iterable[Any]) -> Optional[Json]:
         running = getattr(port, "child", None)
         if running is not None:
             return {"state": "suspended", "server_pid": running.pid}
-        timer = getattr(port, "_timer", None)  # the back-off DelayedCall
-        if timer is not None and timer.active():
-            return {"state": "backing off", "until": float(timer.getTime())}
+        until = getattr(port, "backoff_until", None)
+        if until is not None:
+            return {"state": "backing off", "until": until}
     return None
 
 

@@ -154,19 +154,11 @@ def test_run_status_without_a_daemon(tmp_path: Path) -> None:
 
 
 class WaitPort:
-    def __init__(self, child: Any = None, timer: Any = None) -> None:
-        self.child, self._timer = child, timer
+    def __init__(self, child: Any = None, backoff_until: float | None = None) -> None:
+        self.child, self.backoff_until = child, backoff_until
 
     def getHost(self) -> IPv4Address:
         return IPv4Address("TCP", "127.0.0.1", 99)
-
-
-class Timer:
-    def active(self) -> bool:
-        return True
-
-    def getTime(self) -> float:
-        return 3000.0
 
 
 def test_wait_yes_service_is_suspended_or_backing_off() -> None:
@@ -180,7 +172,8 @@ def test_wait_yes_service_is_suspended_or_backing_off() -> None:
     runtime = Runtime(reactor=MemoryReactorClock())
     for port, expected in ((WaitPort(child=Child(5, "echo", None, 0.0)),
                             {"state": "suspended", "server_pid": 5}),
-                           (WaitPort(timer=Timer()), {"state": "backing off", "until": 3000.0}),
+                           (WaitPort(backoff_until=3000.0),
+                            {"state": "backing off", "until": 3000.0}),
                            (WaitPort(), {"state": "listening"})):
         child = types.SimpleNamespace(address=address, port=port)
         top = types.SimpleNamespace(runtime=runtime, configuration=None,

@@ -141,6 +141,14 @@ class WaitPort:
     # -- polling -------------------------------------------------------------
 
     @property
+    def backoff_until(self) -> Optional[float]:
+        """When a pending respawn back-off ends (reactor time), or None."""
+        timer = self._timer
+        if timer is None or not timer.active():
+            return None
+        return float(timer.getTime())
+
+    @property
     def _is_stream(self) -> bool:
         return self.service.socket_type is SocketType.STREAM
 

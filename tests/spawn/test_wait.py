@@ -86,8 +86,10 @@ def test_stream_child_that_serves_nothing_backs_off(events: List[Dict[str, Any]]
     (backoff,) = named(events, EV_RESPAWN_BACKOFF)
     assert backoff["delay"] == 1.0
     assert port not in runtime.reactor.getReaders()
+    assert port.backoff_until == runtime.reactor.seconds() + 1.0
     runtime.reactor.advance(1.0)
     assert port in runtime.reactor.getReaders()
+    assert port.backoff_until is None
     port.doRead()
     spawner.exit(1001, 1)
     assert named(events, EV_RESPAWN_BACKOFF)[1]["delay"] == 2.0

@@ -191,12 +191,14 @@ class SharedBans(Service):
                                   password=self.target.password)
 
     def _commands_ready(self, protocol: RedisProtocol) -> None:
+        def refused(failure: Any, what: str) -> None:
+            if failure.check(RedisError):  # not a lost connection: a refusal
+                protocol.drop(f"{what} refused: {failure.value}")
+
         if self.target.password is not None:
-            protocol.command("AUTH", self.target.password).addErrback(
-                lambda f: protocol.drop(f"AUTH failed: {f.value}"))
+            protocol.command("AUTH", self.target.password).addErrback(refused, "AUTH")
         if self.target.db:
-            protocol.command("SELECT", self.target.db).addErrback(
-                lambda f: protocol.drop(f"SELECT failed: {f.value}"))
+            protocol.command("SELECT", self.target.db).addErrback(refused, "SELECT")
         self._commands = protocol
         self._refusal_logged = False
         self._check_state("")

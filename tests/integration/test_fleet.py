@@ -119,3 +119,24 @@ def test_starting_superd_loads_the_current_set(
     assert not fetch("127.0.0.6", superd.port("daytime"))
     assert not fetch("127.0.0.8", superd.port("daytime"))
     assert fetch("127.0.0.7", superd.port("daytime"))
+
+
+def test_wrong_password_is_one_outage_line_and_no_harm(
+        redis_with_password: RedisServer,  # noqa: F811 (first: stopped after the daemons)
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """A refused AUTH is reported once, with the reason, while superd serves
+    and bans locally through several reconnection attempts."""
+    url = f"redis://:wrong@127.0.0.1:{redis_with_password.port}/0"
+    (superd,) = fleet(superd_factory, conf_dir, tmp_path, url, 1)
+    superd.allow_errors = True
+    down = superd.wait_for_event(lambda e: e.get("event") == "ban_store"
+                                 and e.get("state") == "down", 10)
+    assert "AUTH refused" in down["why"]
+    time.sleep(2)  # more attempts, refused the same way
+    assert fetch("127.0.0.2", superd.port("daytime"))
+    assert not fetch("127.0.0.3", superd.port("trap"))
+    assert not fetch("127.0.0.3", superd.port("daytime"))
+    downs = [e for e in superd.events()
+             if e.get("event") == "ban_store" and e.get("state") == "down"]
+    assert len(downs) == 1

@@ -3,7 +3,7 @@ Issue 6 in one seam: TLS termination, redirect, tcpmux and users' protocols.
 
 Two calls for the loader and the assembly:
 
-* ``check_extensions(values, extra, read_file, error)`` -- at load, from a
+* ``check_extensions(values, extra, read_file, error, warn)`` -- at load, from a
   service's parsed attributes: reads the PEM files, imports a user's
   factory and parses its own attributes; every problem goes to ``error``
   with the attribute whose line it is on.  Returns ``Extensions``.
@@ -35,7 +35,7 @@ def is_user_protocol(values: Mapping[str, Any], invalid: AbstractSet[str] = froz
 
 
 def _user_settings(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, ...]],
-                   error: ErrorReporter) -> Mapping[str, object]:
+                   error: ErrorReporter, warn: Optional[ErrorReporter]) -> Mapping[str, object]:
     from superd.userproto import UserProtocolError, find_plugin, parse_settings, resolve
 
     if "factory" in values and "plugin" in values:
@@ -49,16 +49,28 @@ def _user_settings(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, ...
             else find_plugin(values["plugin"])
     except UserProtocolError as e:
         error(e.attribute, str(e))
-        return {}
+        return {}  # which attributes it declares is unknown: no warnings
+    if warn is not None:
+        from superd.config.draft import UNKNOWN_ATTRIBUTE
+
+        declared = dict(protocol.attributes)
+        for name in extra:
+            if name not in declared:
+                warn(name, UNKNOWN_ATTRIBUTE)
     return parse_settings(protocol, extra, error)
 
 
 def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, ...]],
-                     read_file: Callable[[str], str], error: ErrorReporter) -> Extensions:
-    """The issue-6 settings of one service, checked; problems go to ``error``."""
+                     read_file: Callable[[str], str], error: ErrorReporter,
+                     warn: Optional[ErrorReporter] = None) -> Extensions:
+    """
+    The issue-6 settings of one service, checked; problems go to ``error``.
+    For a user protocol, ``extra`` attributes its factory does not declare
+    go to ``warn`` as unknown (the loader warns about the others' itself).
+    """
     settings: Mapping[str, object] = {}
     if is_user_protocol(values):
-        settings = _user_settings(values, extra, error)
+        settings = _user_settings(values, extra, error, warn)
     if "redirect_timeout" in values and "redirect" not in values:
         error("redirect_timeout", "redirect_timeout needs redirect = host port")
     tls, upstream = None, None

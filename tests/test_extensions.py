@@ -6,10 +6,15 @@ error naming the file, line, service and attribute.
 
 from __future__ import annotations
 
+import sys
+import types
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 
 from superd.config.errors import ConfigError
@@ -18,6 +23,7 @@ from superd.config.model import Extensions
 from superd.extensions import stream_handler
 from superd.runtime import Runtime
 from superd.service import Unavailable
+from superd.userproto import UserAttribute
 from tests.tls.certs import PKI, make_pki
 
 HEAD = ("service {name}\n{{\n\ttype = {type}\n\tsocket_type = stream\n\twait = {wait}\n"
@@ -114,3 +120,55 @@ def test_user_protocol_must_be_stream_wait_no(tmp_path: Path) -> None:
         stream_handler(mine, Runtime(reactor=MemoryReactorClock()))
     assert (caught.value.attribute, caught.value.message) == (
         "factory", "user protocols are stream services with wait = no")
+
+
+@pytest.fixture
+def counted_module() -> Iterator[None]:
+    """An importable ``extensions_sample`` whose factory declares ``hello_count``."""
+    sample = types.ModuleType("extensions_sample")
+
+    def make(context: Any) -> Factory:
+        return Factory.forProtocol(Protocol)
+
+    make.superd_attributes = {  # type: ignore[attr-defined]
+        "hello_count": UserAttribute(parse=lambda words: int(words[0]), required=True)}
+    sample.make = make  # type: ignore[attr-defined]
+    sys.modules["extensions_sample"] = sample
+    yield
+    del sys.modules["extensions_sample"]
+
+
+def warnings_of(config: Any, tmp_path: Path) -> list[str]:
+    return [str(w).replace(str(tmp_path) + "/", "") for w in config.warnings]
+
+
+def test_user_protocol_attributes_are_not_unknown(tmp_path: Path, counted_module: None) -> None:
+    """A factory's declared attribute is no 'unknown attribute'; an undeclared one is,
+    on its own line (and an error under --strict)."""
+    body = "\thello_count = 3\n\tmdns = yes\n\tfactory = extensions_sample:make\n"
+    config = load(tmp_path, body, name="mine")
+    assert warnings_of(config, tmp_path) == [
+        "svc:8: service mine: mdns: unknown attribute, ignored"]
+    (service,) = config.services  # type: ignore[attr-defined]
+    assert service.extensions.settings == {"hello_count": 3}
+    with pytest.raises(ConfigError) as caught:
+        load_configuration(str(tmp_path / "svc"), strict=True)
+    assert [str(p).replace(str(tmp_path) + "/", "") for p in caught.value.problems] == [
+        "svc:8: service mine: mdns: unknown attribute, ignored"]
+
+
+def test_user_protocol_attribute_problems_point_at_their_line(tmp_path: Path,
+                                                               counted_module: None) -> None:
+    """A declared attribute that does not parse is an error on its own line, not the header."""
+    assert problems(tmp_path, "\tfactory = extensions_sample:make\n\thello_count = many\n",
+                    name="mine") == [
+        "svc:8: service mine: hello_count: invalid literal for int() with base 10: 'many'"]
+
+
+def test_unloadable_factory_leaves_its_attributes_unjudged(tmp_path: Path) -> None:
+    """When the factory cannot be loaded, only that is reported: its attributes are not
+    called unknown as well."""
+    assert problems(tmp_path, "\tfactory = no_such_module_abc:make\n\thello_count = 3\n",
+                    name="mine") == [
+        "svc:7: service mine: factory: cannot load no_such_module_abc:make: "
+        "ModuleNotFoundError: No module named 'no_such_module_abc'"]

@@ -294,7 +294,8 @@ def build_service(draft: Draft, defaults: Draft, env: LoadEnvironment,
     credentials = resolve_credentials(c, _kind(c))
     _server(c)
     redirect = _redirect(c)
-    extensions = check_extensions(c.draft.values, c.draft.extra, c.env.read_file, c.error)
+    extensions = check_extensions(c.draft.values, c.draft.extra, c.env.read_file, c.error,
+                                  c.warn)
     if c.failed or wait is None:
         return None
     config = _service_config(c, socket_type, protocol, wait, port, bind, credentials, redirect)

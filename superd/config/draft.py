@@ -19,8 +19,12 @@ from superd.config.attributes import COPIED_FROM_DEFAULTS, AttributeSpec, lookup
 from superd.config.errors import Problem
 from superd.config.model import AddressSpec, ConfigWarning, Location
 from superd.config.parse import RawAttribute, RawBlock
+from superd.extensions import is_user_protocol
 
-__all__ = ["Draft", "Reporter", "draft_services"]
+__all__ = ["UNKNOWN_ATTRIBUTE", "Draft", "Reporter", "draft_services"]
+
+#: The warning for an attribute neither superd nor the service's protocol knows.
+UNKNOWN_ATTRIBUTE = "unknown attribute, ignored"
 
 
 @attrs.define
@@ -135,9 +139,13 @@ def apply_line(draft: Draft, raw: RawAttribute, report: Reporter) -> None:
     where = dict(draft.where(), attribute=raw.name)
     spec = lookup(raw.name)
     if spec is None:
-        report.warn(raw.location, "unknown attribute, ignored", **where)
-        if not draft.is_defaults:
+        if draft.is_defaults:
+            report.warn(raw.location, UNKNOWN_ATTRIBUTE, **where)
+        else:
+            # Kept for a user protocol; whether it is unknown is decided at the
+            # end of the block (``factory`` may come later).
             draft.extra[raw.name] = raw.values
+            draft.lines[raw.name] = raw.location
         return
     problem = _scope_problem(spec, raw, draft.is_defaults) or _count_problem(spec, raw)
     first = draft.written.get(spec.key)
@@ -199,8 +207,19 @@ def draft_services(blocks: Iterable[RawBlock], report: Reporter) -> Tuple[Draft,
             draft = _start_service(block, defaults)
             for raw in block.attributes:
                 apply_line(draft, raw, report)
+            _warn_unknown(draft, report)
             services.append(draft)
     return defaults, services
+
+
+def _warn_unknown(draft: Draft, report: Reporter) -> None:
+    """Warn about a service's unknown attributes, unless a user protocol may
+    declare them (``superd.extensions.check_extensions`` decides then)."""
+    if is_user_protocol(draft.values, draft.invalid):
+        return
+    for name in draft.extra:
+        report.warn(draft.lines[name], UNKNOWN_ATTRIBUTE,
+                    **dict(draft.where(), attribute=name))
 
 
 def _check_one_defaults(block: RawBlock, seen: Dict[str, int], report: Reporter) -> None:

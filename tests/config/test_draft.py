@@ -158,11 +158,20 @@ def test_unknown_attributes_warn_and_are_kept_in_extra() -> None:
     text = _echo(" mdns = yes\n")
     config = load_text(text)
     assert config.services[0].extra == {"mdns": ("yes",)}
+    assert config.services[0].lines["mdns"].line == 6  # problems point at the line
     assert [str(w) for w in config.warnings] == [
         "/etc/superd/test.conf:6: service echo: mdns: unknown attribute, ignored"
     ]
     assert errors_of(text, strict=True) == [
         "/etc/superd/test.conf:6: service echo: mdns: unknown attribute, ignored"
+    ]
+
+
+def test_unknown_attribute_in_defaults_warns_at_its_line() -> None:
+    """An unknown name in defaults warns at once (no protocol can declare it there)."""
+    config = load_text("defaults\n{\n mdns = yes\n}\n" + _echo())
+    assert [str(w) for w in config.warnings] == [
+        "/etc/superd/test.conf:3: defaults: mdns: unknown attribute, ignored"
     ]
 
 

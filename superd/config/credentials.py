@@ -60,7 +60,10 @@ def resolve_credentials(c: _Checker, kind: str) -> Credentials:
     """The service's credentials, or superd's own ("unchanged") when not root."""
     user, group = c.get("user"), c.get("group")
     root = c.env.euid == 0
-    runs_program = kind in _RUNS_PROGRAM
+    # A tcpmux client of type INTERNAL is served in superd by a builtin or a
+    # user protocol: it runs no program, so (as xinetd) it needs no user.
+    runs_program = kind in _RUNS_PROGRAM and not (
+        kind == "tcpmux-client" and "INTERNAL" in c.get("type", frozenset()))
     if user is None and root and runs_program:
         c.error("user", "missing: write user = NAME (the account the server runs as)")
     name, uid, gid = _user(c, user) if user is not None else (None, None, None)

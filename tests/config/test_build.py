@@ -295,6 +295,18 @@ def test_tcpmux_clients_have_no_port_of_their_own() -> None:
     assert (s.kind, s.port) == ("tcpmux-client", None)
 
 
+def test_internal_tcpmux_clients_need_no_user() -> None:
+    """A TCPMUX/TCPMUXPLUS client served inside superd (INTERNAL) runs no program, so
+    needs no user; an external one still does."""
+    for kind in ("INTERNAL TCPMUX", "INTERNAL TCPMUXPLUS UNLISTED"):
+        s = _one("daytime", type=kind, socket_type="stream", wait="no")
+        assert (s.kind, s.credentials) == ("tcpmux-client", Credentials())
+    assert _errors("mine", type="TCPMUX", socket_type="stream", wait="no",
+                   server="/usr/sbin/sshd") == [
+        f"{F}:1: service mine: user: missing: write user = NAME (the account the server runs as)"
+    ]
+
+
 def test_an_invalid_type_does_not_cascade() -> None:
     """With ``type`` unreadable, only that error is reported, not guesses about the kind."""
     assert _errors("rsync", type="RPC", socket_type="stream", wait="no") == [

@@ -39,12 +39,12 @@ def client(name: str, kind: str, extra: str) -> str:
 def conf(cat: str) -> dict[str, str]:
     return {
         "tcpmux": TCPMUX,
-        # user: the loader asks it of every tcpmux client, builtins included.
-        "echo": client("echo", "INTERNAL TCPMUXPLUS", "\tuser = root\n"),
+        # INTERNAL clients run no program, so they need no user.
+        "echo": client("echo", "INTERNAL TCPMUXPLUS", ""),
         "myplus": client("myplus", "TCPMUXPLUS", f"\tuser = root\n\tserver = {cat}\n"),
         "plain": client("plain", "TCPMUX", f"\tuser = root\n\tserver = {cat}\n"),
         "closed": client("closed", "INTERNAL TCPMUXPLUS",
-                         "\tuser = root\n\tonly_from = 127.0.0.2\n")
+                         "\tonly_from = 127.0.0.2\n")
         .replace("service closed", "service discard"),
     }
 

@@ -6,7 +6,14 @@ import io
 import json
 
 import pytest
-from twisted.logger import Logger, LogLevel, LogPublisher
+from twisted.logger import (
+    Logger,
+    LogLevel,
+    LogPublisher,
+    eventAsJSON,
+    eventsFromJSONLogFile,
+    formatEvent,
+)
 
 from superd import logs
 from superd.events import ConnectionEvents
@@ -42,6 +49,32 @@ def test_json_stdout_takes_per_connection_events(monkeypatch: pytest.MonkeyPatch
     assert not channel.wanted("echo")
     logs.json_stdout()
     assert channel.sent_to_main_log and channel.wanted("echo")
+
+
+def logged(**fields: object) -> dict[str, object]:
+    events: list[dict[str, object]] = []
+    Logger(namespace="superd", observer=events.append).info(  # type: ignore[arg-type]
+        "EXIT {service_id} duration={duration:.3f}s {what}", event="exit", **fields)
+    return events[0]
+
+
+def test_json_line_of_plain_fields_reads_back_as_twisted_json() -> None:
+    """Plain fields: Twisted's JSON object without log_flattened; read back, it formats the same."""
+    event = logged(service_id="echo", duration=1.23456, what=None, pid=0, ok=True)
+    line = logs.json_line(dict(event))
+    twisted_object = json.loads(eventAsJSON(dict(event)))
+    del twisted_object["log_flattened"]
+    assert json.loads(line) == twisted_object
+    (back,) = eventsFromJSONLogFile(io.StringIO(line + "\n"))
+    assert formatEvent(back) == formatEvent(event) == "EXIT echo duration=1.235s None"
+    assert back["log_level"] is LogLevel.info
+
+
+def test_json_line_of_other_values_is_twisteds() -> None:
+    """A field JSON cannot carry as it is (bytes, objects) gets twisted.logger's flattened form."""
+    for what in (b"\xff", object()):
+        event = logged(service_id="echo", duration=0.5, what=what)
+        assert json.loads(logs.json_line(dict(event))) == json.loads(eventAsJSON(dict(event)))
 
 
 def test_text_observer_line() -> None:

@@ -180,7 +180,7 @@ class EventCounter:
 
     def _ban(self, event: LogEvent) -> None:
         action = event.get("action")
-        if action in ("add", "extend", "full", "expire", "remote"):
+        if action in ("add", "extend", "full", "expire", "remote", "lift"):
             self.bans.labels(action).inc()
 
     def _ban_store(self, event: LogEvent) -> None:

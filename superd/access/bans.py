@@ -51,6 +51,9 @@ class BanList:
         #: Called with (host, expires, service_id) when a ban made here is
         #: written (superd.fleet shares it); not for ``merge``d bans.
         self.listeners: list[Callable[[str, float, str], None]] = []
+        #: Called with the host when another process (``superd bans
+        #: remove``) lifted an unexpired ban.
+        self.removal_listeners: list[Callable[[str], None]] = []
         self._poll = LoopingCall(self._tick)
         self._poll.clock = clock
         self._poll_interval = poll_interval
@@ -167,12 +170,28 @@ class BanList:
                        event=events.EV_BAN, action="store_error",
                        path=self.store.path, error=str(e))
             return
+        before = self._bans
         self._bans = {
             ban.host: math.inf if ban.expires is None else ban.expires
             for ban in stored
             if ban.expires is None or ban.expires > now
         }
         self._persisted = dict(self._bans)
+        self._tell_changes(before, {ban.host: ban.service for ban in stored}, now)
+
+    def _tell_changes(self, before: dict[str, float], services: dict[str, str],
+                      now: float) -> None:
+        """Listeners learn of bans another process added, extended or lifted."""
+        if not (self.listeners or self.removal_listeners):
+            return
+        for host, expires in self._bans.items():
+            if before.get(host, 0.0) < expires:
+                for listener in self.listeners:
+                    listener(host, expires, services.get(host, ""))
+        for host in before.keys() - self._bans.keys():
+            if before[host] > now:
+                for removed in self.removal_listeners:
+                    removed(host)
 
     def refresh(self) -> bool:
         """Reload if another process changed the database; True if it did."""

@@ -68,6 +68,15 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
+# KEYS[1] ban key; ARGV[1] channel; ARGV[2] message.
+LIFT_SCRIPT = """
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+#: The expiry field of a message that lifts a ban.
+LIFTED = "0"
+
 
 def format_expiry(expires: float) -> str:
     """An absolute expiry as stored: integer milliseconds, or ``inf``."""
@@ -90,17 +99,23 @@ def parse_host(text: str) -> Optional[str]:
 
 
 def parse_message(data: bytes) -> Optional[tuple[str, float, str]]:
-    """``host expiry service`` from the channel, or None if malformed."""
+    """``host expiry service`` from the channel (expiry 0: lifted), or None if malformed."""
     try:
-        fields = data.decode("ascii").split(" ")
+        fields = data.decode("ascii").split(" ", 2)
     except UnicodeDecodeError:
         return None
-    if len(fields) != 3:
+    if len(fields) < 3:
         return None
     host, expires = parse_host(fields[0]), parse_expiry(fields[1])
     if host is None or expires is None:
         return None
     return host, expires, fields[2][:64]
+
+
+def _label(service_id: str) -> str:
+    """A service id for a message: printable ASCII, never empty."""
+    text = "".join(c if c.isascii() and c.isprintable() else "_" for c in service_id[:64])
+    return text or "-"
 
 
 class _Factory(Factory):
@@ -126,6 +141,8 @@ class SharedBans(Service):
         self._reactor = reactor
         self._endpoint_for = endpoint_for or self._hostname_endpoint
         self.pending: dict[str, tuple[float, str]] = {}
+        #: Bans lifted here (``superd bans remove``) not yet lifted in Redis.
+        self.pending_lifts: set[str] = set()
         self._in_flight: set[str] = set()
         self._commands: Optional[RedisProtocol] = None
         self._subscribed: Optional[SubscriberProtocol] = None
@@ -147,6 +164,7 @@ class SharedBans(Service):
     def startService(self) -> None:
         super().startService()
         self.bans.listeners.append(self.local_ban)
+        self.bans.removal_listeners.append(self.local_lift)
         self._seed_from_local()
         policy = backoffPolicy(initialDelay=0.5, maxDelay=10.0)
         for build in (self._build_commands, self._build_subscriber):
@@ -161,6 +179,8 @@ class SharedBans(Service):
         super().stopService()
         if self.local_ban in self.bans.listeners:
             self.bans.listeners.remove(self.local_ban)
+        if self.local_lift in self.bans.removal_listeners:
+            self.bans.removal_listeners.remove(self.local_lift)
         from twisted.internet.defer import gatherResults
 
         services, self._services = self._services, []
@@ -261,11 +281,33 @@ class SharedBans(Service):
         self._remember(host, expires, service_id)
         self.flush()
 
+    def local_lift(self, host: str) -> None:
+        """A ban lifted here by hand: lift it on the fleet (now, or when Redis is back)."""
+        self.pending.pop(host, None)
+        if len(self.pending_lifts) < MAX_PENDING:
+            self.pending_lifts.add(host)
+        self.flush()
+
+    def _send_lifts(self, commands: RedisProtocol) -> None:
+        # Lifts go first: on the same connection they reach Redis before the
+        # SCAN of a reload, which would otherwise bring the ban back.
+        for host in list(self.pending_lifts):
+            self.pending_lifts.discard(host)
+            message = f"{host} {LIFTED} -"
+            d = commands.command("EVAL", LIFT_SCRIPT, 1, self.target.key_prefix + host,
+                                 self.target.channel, message)
+            d.addErrback(self._lift_not_sent, host)
+
+    def _lift_not_sent(self, failure: Any, host: str) -> None:
+        self.pending_lifts.add(host)  # retried on the next flush or connection
+
     def flush(self) -> None:
-        """Send waiting bans, at most WINDOW at a time."""
+        """Send waiting lifts, then waiting bans, at most WINDOW at a time."""
         commands = self._commands
         if commands is None:
             return
+        if self.pending_lifts:
+            self._send_lifts(commands)
         now = self._reactor.seconds()
         # Only the head of the map: the in-flight bans (at most WINDOW) stay
         # there until answered, so the next sendable ones are within 2 *
@@ -282,7 +324,7 @@ class SharedBans(Service):
     def _send(self, commands: RedisProtocol, host: str, expires: float,
               service_id: str) -> None:
         value = format_expiry(expires)
-        message = f"{host} {value} {service_id}"
+        message = f"{host} {value} {_label(service_id)}"
         self._in_flight.add(host)
         d = commands.command("EVAL", MERGE_SCRIPT, 1, self.target.key_prefix + host,
                              value, self.target.channel, message)
@@ -317,12 +359,23 @@ class SharedBans(Service):
 
     def apply(self, host: str, expires: float, service_id: str) -> bool:
         """Merge a fleet ban into the local list; True if it changed anything."""
+        if expires == 0:
+            return self._lift(host)
         if not self.bans.merge(host, expires, service_id):
             return False
         _log.warn("Adding {peer_host} to the global_no_access list (shared by"
                   " service {service_id} of the fleet)", event=events.EV_BAN,
                   action="remote", peer_host=host, service_id=service_id,
                   expires=None if math.isinf(expires) else expires)
+        return True
+
+    def _lift(self, host: str) -> bool:
+        self.pending.pop(host, None)
+        if not self.bans.unban(host):
+            return False
+        _log.warn("Removing {peer_host} from the global_no_access list (lifted on"
+                  " another host of the fleet)", event=events.EV_BAN, action="lift",
+                  peer_host=host)
         return True
 
     def _maybe_load(self) -> None:
@@ -363,7 +416,7 @@ class SharedBans(Service):
             host = parse_host(key[prefix:].decode("ascii", "replace"))
             text = value.decode("ascii", "replace") if isinstance(value, bytes) else ""
             expires = parse_expiry(text)
-            if host is not None and expires is not None:
+            if host is not None and expires:  # 0 lifts only as a message
                 changed += self.apply(host, expires, "fleet")
         return changed
 

@@ -7,6 +7,7 @@ is logged once.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -16,7 +17,13 @@ from superd.access.bans import BanList
 from superd.access.banstore import Ban, BanStore
 from superd.fleet.client import RedisProtocol, SubscriberProtocol
 from superd.fleet.resp import encode
-from superd.fleet.sync import MERGE_SCRIPT, SharedBans, format_expiry, parse_message
+from superd.fleet.sync import (
+    LIFT_SCRIPT,
+    MERGE_SCRIPT,
+    SharedBans,
+    format_expiry,
+    parse_message,
+)
 from superd.fleet.url import RedisTarget
 
 NOW = 1_800_000_000.0
@@ -123,6 +130,7 @@ def test_expired_or_malformed_messages_change_nothing() -> None:
         shared._message(message)
     assert len(bans) == 0
     assert parse_message(b"2001:db8::1 inf trap") == ("2001:db8::1", math.inf, "trap")
+    assert parse_message(b"10.0.0.1 inf superd bans") == ("10.0.0.1", math.inf, "superd bans")
 
 
 def test_load_merges_the_scanned_set() -> None:
@@ -207,3 +215,64 @@ def test_refused_merges_are_logged_once_and_stay_pending() -> None:
     assert len(shared.pending) == 3
     refused = [e for e in events if e.get("state") == "refused"]
     assert len(refused) == 1
+
+
+def test_ban_lifted_by_hand_is_lifted_on_the_fleet(tmp_path: Path) -> None:
+    """``superd bans remove`` (another connection editing the database) becomes
+    one DEL + PUBLISH, sent first on the next connection and only once."""
+    clock = Clock()
+    clock.advance(NOW)
+    bans = BanList(BanStore(str(tmp_path / "bans.sqlite3")), clock)
+    shared = SharedBans(bans, RedisTarget("127.0.0.1"), clock)
+    shared.running = True
+    bans.listeners.append(shared.local_ban)
+    bans.removal_listeners.append(shared.local_lift)
+    bans.ban("10.0.0.1", 10, "trap")
+    cli = BanStore(str(tmp_path / "bans.sqlite3"))
+    assert cli.remove("10.0.0.1")
+    cli.close()
+    assert bans.refresh()
+    assert shared.pending_lifts == {"10.0.0.1"} and shared.pending == {}
+    protocol, transport = commands(shared, clock)
+    lift = encode("EVAL", LIFT_SCRIPT, 1, "superd:ban:10.0.0.1", "superd:bans:0",
+                  "10.0.0.1 0 -")
+    assert transport.value() == lift
+    shared.flush()
+    assert transport.value() == lift  # not sent twice
+    protocol.dataReceived(b":1\r\n")
+    assert shared.pending_lifts == set()
+
+
+def test_ban_added_by_hand_is_shared(tmp_path: Path) -> None:
+    """``superd bans add`` in another process reaches the fleet like a sensor ban."""
+    clock = Clock()
+    clock.advance(NOW)
+    bans = BanList(BanStore(str(tmp_path / "bans.sqlite3")), clock)
+    shared = SharedBans(bans, RedisTarget("127.0.0.1"), clock)
+    bans.listeners.append(shared.local_ban)
+    cli = BanStore(str(tmp_path / "bans.sqlite3"))
+    cli.put(Ban("10.0.0.9", None, NOW, "cli"))
+    cli.close()
+    assert bans.refresh()
+    assert shared.pending == {"10.0.0.9": (math.inf, "cli")}
+
+
+def test_lift_message_unbans_here() -> None:
+    """A published lift removes the local ban and any wait to push it."""
+    shared, bans, clock = setup()
+    bans.ban("10.0.0.1", 10, "trap")
+    with capturedLogs() as events:
+        shared._message(b"10.0.0.1 0 -")
+    assert not bans.is_banned("10.0.0.1")
+    assert "10.0.0.1" not in shared.pending
+    assert [e["action"] for e in events if e.get("event") == "ban"] == ["lift"]
+
+
+def test_message_service_field_is_printable_and_never_empty() -> None:
+    """A ban without a service (added by hand) or with odd characters still
+    makes a message the other hosts parse."""
+    from superd.fleet.sync import _label
+
+    assert _label("") == "-"
+    assert _label("tr\nap\u00e9") == "tr_ap_"
+    assert parse_message(f"10.0.0.1 inf {_label('')}".encode()) == ("10.0.0.1", math.inf, "-")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from superd.access import banscli
 from tests.access.clients import block, daytime_block, fetch, hosts_args
 from tests.fleet.server import (  # noqa: F401 (fixtures)
     RedisServer,
@@ -140,3 +141,23 @@ def test_wrong_password_is_one_outage_line_and_no_harm(
     downs = [e for e in superd.events()
              if e.get("event") == "ban_store" and e.get("state") == "down"]
     assert len(downs) == 1
+
+
+def test_bans_cli_add_and_remove_reach_the_fleet(
+        redis_server: RedisServer,  # noqa: F811 (first: stopped after the daemons)
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """``superd bans add`` on one host bans on the other; ``superd bans
+    remove`` there lifts it on the other and in Redis (no reload brings it back)."""
+    first, second = fleet(superd_factory, conf_dir, tmp_path, redis_server.url, 2)
+    for superd in (first, second):
+        subscribed(superd)
+    assert banscli.main(["--state-dir", first.state_dir, "add", "127.0.0.9"]) == 0
+    remote_ban(second, "127.0.0.9", 5)
+    assert not fetch("127.0.0.9", second.port("daytime"))
+    assert banscli.main(["--state-dir", first.state_dir, "remove", "127.0.0.9"]) == 0
+    second.wait_for_event(lambda e: e.get("event") == "ban" and e.get("action") == "lift"
+                          and e.get("peer_host") == "127.0.0.9", 5)
+    assert fetch("127.0.0.9", second.port("daytime"))
+    assert fetch("127.0.0.9", first.port("daytime"))
+    assert b"127.0.0.9" not in redis_server.command("KEYS", "superd:ban:*")

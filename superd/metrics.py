@@ -151,7 +151,7 @@ class EventCounter:
         self.store_up: Optional[Gauge] = None
         self._handlers: dict[str, Callable[[LogEvent], None]] = {
             events.EV_RELOAD: self._reload,
-            "traffic": self._traffic,
+            events.EV_TRAFFIC: self._traffic,
             events.EV_BAN: self._ban,
             "ban_store": self._ban_store,
         }

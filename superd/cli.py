@@ -5,6 +5,7 @@ dispatch points for the operational subcommands.
 ``superd check -c PATH [--strict] [--json]`` validates a configuration without
 binding anything: every problem as ``FILE:LINE: service NAME: ATTRIBUTE:
 problem`` on stderr and exit status 78, or a table (or JSON) of the services.
+It checks hosts.allow and hosts.deny too (``--hosts-allow/--hosts-deny``).
 The daemon itself runs under twistd (``superd.tap``), which reports problems
 through the same functions so both print the same text.
 """
@@ -17,7 +18,7 @@ import sys
 from typing import IO, Iterable, List, Optional, Sequence
 
 import superd
-from superd.config.errors import EX_CONFIG, ConfigError
+from superd.config.errors import EX_CONFIG, ConfigError, Problem
 from superd.config.model import ConfigWarning
 
 __all__ = ["main", "report_config_error", "report_warnings"]
@@ -56,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
     check.add_argument("--explain", action="store_true",
                        help="say what superd does differently from xinetd (as migrate)")
+    check.add_argument("--hosts-allow", default="/etc/hosts.allow", metavar="FILE",
+                       help="hosts.allow to check too (default /etc/hosts.allow)")
+    check.add_argument("--hosts-deny", default="/etc/hosts.deny", metavar="FILE",
+                       help="hosts.deny to check too (default /etc/hosts.deny)")
     migrate = commands.add_parser("migrate", help="what changes, per service, from xinetd")
     migrate.add_argument("-c", "--config", default="/etc/xinetd.conf", metavar="PATH",
                          help="the xinetd tree (default /etc/xinetd.conf)")
@@ -75,20 +80,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check(path: str, strict: bool, as_json: bool, out: IO[str], err: IO[str]) -> int:
+def _check(path: str, strict: bool, as_json: bool, out: IO[str], err: IO[str],
+           hosts: tuple[str, str] = ("/etc/hosts.allow", "/etc/hosts.deny")) -> int:
+    from superd.access.hostscheck import check_hosts_files
     from superd.config.check import render_json, render_table
     from superd.config.load import load_configuration
     from superd.service import unavailable_problems
 
+    hosts_check = check_hosts_files(*hosts)
+    hosts_problems = list(hosts_check.problems)
+    if strict:
+        hosts_problems += [Problem(w.location.file, w.location.line, None, None, w.message)
+                           for w in hosts_check.warnings]
+    else:
+        report_warnings(hosts_check.warnings, err)
     try:
         configuration = load_configuration(path, strict=strict)
     except ConfigError as e:
-        report_config_error(e, err)
+        report_config_error(ConfigError((*e.problems, *hosts_problems)), err)
         return EX_CONFIG
     except OSError as e:
         print(f"superd: cannot read {path}: {e.strerror or e}", file=err)
         return EX_CONFIG
-    unavailable = unavailable_problems(configuration)
+    unavailable = unavailable_problems(configuration) + hosts_problems
     if unavailable:  # the daemon would refuse these at startup
         report_config_error(ConfigError(unavailable), err)
         return EX_CONFIG
@@ -121,7 +135,8 @@ def main(argv: Optional[Sequence[str]] = None,
 
         return run_migrate(args.config, args.json, args.strict, out, err)
     if args.command == "check":
-        return _check(args.config, args.strict, args.json, out, err)
+        return _check(args.config, args.strict, args.json, out, err,
+                      (args.hosts_allow, args.hosts_deny))
     if args.command == "version":
         print(f"superd {superd.__version__}", file=out)
         return 0

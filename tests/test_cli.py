@@ -110,3 +110,25 @@ def test_bans_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     status, _, err = run("bans", "list")
     assert status == 70 and "not available" in err
 
+
+
+def test_check_validates_hosts_files(tmp_path: Path) -> None:
+    """check reports broken hosts.allow/deny lines as FILE:LINE: problem (exit 78);
+    an absent file is fine, and their warnings are errors under --strict."""
+    (tmp_path / "echo").write_text(ECHO)
+    allow, deny = tmp_path / "allow", tmp_path / "deny"
+    hosts = ("--hosts-allow", str(allow), "--hosts-deny", str(deny))
+    assert run("check", "-c", str(tmp_path / "echo"), *hosts)[::2] == (0, "")
+    allow.write_text("in.telnetd 10.0.0.1\n")
+    deny.write_text("sshd: ALL: twist /bin/echo\n")
+    status, out, err = run("check", "-c", str(tmp_path / "echo"), *hosts)
+    assert (status, out) == (78, "")
+    assert err.splitlines() == [
+        f"warning: {deny}:1: option 'twist' is not run; the rule denies",
+        f"{allow}:1: missing ':' between daemon list and client list",
+        "superd: 1 configuration error; nothing started",
+    ]
+    allow.write_text("")
+    status, _, err = run("check", "-c", str(tmp_path / "echo"), *hosts, "--strict")
+    assert status == 78
+    assert err.splitlines()[0] == f"{deny}:1: option 'twist' is not run; the rule denies"

@@ -40,6 +40,7 @@ __all__ = [
     "REASON_FORK",
     "REASON_LIBWRAP",
     "REASON_LOAD",
+    "REASON_NOID",
     "REASON_PER_SOURCE",
     "REASON_PROCESS_LIMIT",
     "REASON_SERVICE_LIMIT",
@@ -65,6 +66,8 @@ REASON_CPS: Final = "connections per second"
 # superd's additions.
 REASON_EXEC: Final = "exec"
 REASON_TLS: Final = "tls"
+#: An IDONLY client without an ident answer (logged as NOID, not FAIL).
+REASON_NOID: Final = "noid"
 
 # xinetd's NOID reasons (ident.c idresult_explain), exactly.
 NOID_NO_SERVER: Final = "no server"
@@ -227,6 +230,8 @@ class ConnectionEvents:
         """Whether anything consumes the events of ``service_id`` (cheap: per connection)."""
         if self._to_main_log:
             return True
+        if not self._direct:  # the usual case; spares a generator per connection
+            return False
         return any(wants(service_id) for _, wants in self._direct)
 
     def __call__(self, event: LogEvent) -> None:

@@ -118,10 +118,11 @@ def _crashed(policy: Policy, peer: Peer, failure: Failure) -> Decision:
 def run_policies(policies: Sequence[Policy], peer: Peer,
                  now: Callable[[], float], start: int = 0) -> MaybeDeferred:
     """The first denial among ``policies[start:]``, else ALLOW."""
+    at = now()  # one instant for one decision (resumed after a wait: a new one)
     for index in range(start, len(policies)):
         policy = policies[index]
         try:
-            outcome = policy.check(peer, now())
+            outcome = policy.check(peer, at)
         except Exception:
             return _crashed(policy, peer, Failure())
         if isinstance(outcome, Decision):

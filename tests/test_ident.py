@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -128,6 +129,15 @@ def test_wants_userid() -> None:
                         admitted=True)
     assert not wants_userid(service(wait=True), admitted=True)
     assert not wants_userid(service(socket_type=SocketType.DGRAM), admitted=True)
+
+
+def test_no_userid_for_the_ident_service_itself() -> None:
+    """On port 113/tcp USERID and IDONLY are ignored: the lookup would ask itself."""
+    ident_service = attrs.evolve(service(flags=frozenset({"IDONLY"}),
+                                         failure=frozenset({"USERID"})), port=113)
+    assert not wants_userid(ident_service, admitted=True)
+    assert not wants_userid(ident_service, admitted=False)
+    assert wants_userid(attrs.evolve(ident_service, port=1113), admitted=True)
 
 
 # -- the client on fakes -----------------------------------------------------------

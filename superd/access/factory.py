@@ -137,6 +137,10 @@ class AccessControlledFactory(ServerFactory):
             return None
         return FailBannerProtocol(self.banners.fail, self.runtime.reactor)
 
+    def refused_unidentified(self) -> None:
+        """Count an IDONLY client refused for want of an ident answer."""
+        self._counts.refuse(events.REASON_NOID)
+
     def lookup_user(self, local: Peer | None,
                     peer: Peer) -> Deferred[ident.IdentResult]:
         """Start the ident lookup of a connection; it logs USERID or NOID."""
@@ -271,6 +275,7 @@ class _Gate(Protocol):
             return
         if not result.ok:
             session.end()  # the NOID line is logged by the lookup
+            self.gate_factory.refused_unidentified()
             self._switch(None)
             return
         protocol = self.gate_factory.serve(session, self.peer)

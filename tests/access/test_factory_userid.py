@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 
 from superd.access import setup
 from superd.access.factory import MAX_REFUSED_LOOKUPS, AccessControlledFactory
+from superd.counters import service_counters
 from superd.runtime import Runtime
 from tests.access.helpers import RecordingHandler, connect, fail_lines, make_runtime, service, specs
 
@@ -110,6 +111,8 @@ def test_idonly_refuses_without_an_answer(runtime: Runtime, log_events: list[dic
         reason = "bad response"
     assert transport.disconnecting and not handler.sessions
     assert xinetd_lines(log_events, "NOID") == [f"NOID: svc 127.0.0.2 {reason}"]
+    counts = service_counters(runtime, "svc")
+    assert (counts.accepted, counts.refused) == (0, {"noid": 1})
     assert not connect(factory, "127.0.0.2")[1].disconnecting  # count released
 
 

@@ -42,6 +42,7 @@ from superd.access.banners import Banners, FailBannerProtocol, send_now
 from superd.access.decision import Decision, MaybeDeferred, deny
 from superd.access.pipeline import BANNED, policies_for, run_policies
 from superd.access.setup import AccessState, state_of
+from superd.access.userid import UseridLookups
 from superd.config.model import ServiceConfig
 from superd.counters import service_counters
 from superd.runtime import Runtime
@@ -94,19 +95,14 @@ class AccessControlledFactory(ServerFactory):
         self.runtime = runtime
         self.policies = policies_for(service, runtime, sessions=True)
         self.banners = Banners.load(service)
-        self.userid_on_admit = ident.wants_userid(service, admitted=True)
-        self.userid_on_refuse = ident.wants_userid(service, admitted=False)
-        self.identify_first = (self.userid_on_admit
-                               and ident.must_identify(service))
+        self.userid = UseridLookups.of(service, runtime)
         self._gated = bool(self.banners.banner or self.banners.success
-                           or self.userid_on_admit or self.userid_on_refuse)
+                           or self.userid is not None)
         state = state_of(runtime)
         self._state = state
         self._counter = state.counter
         self._refusals = state.stream_refusals
         self._counts = service_counters(runtime, service.id)  # superd status
-        #: Refused connections held open for their USERID lookup.
-        self.refused_lookups = 0
 
     def decide(self, peer: Peer) -> MaybeDeferred:
         """Run the service's policies for ``peer``."""
@@ -140,13 +136,6 @@ class AccessControlledFactory(ServerFactory):
     def refused_unidentified(self) -> None:
         """Count an IDONLY client refused for want of an ident answer."""
         self._counts.refuse(events.REASON_NOID)
-
-    def lookup_user(self, local: Peer | None,
-                    peer: Peer) -> Deferred[ident.IdentResult]:
-        """Start the ident lookup of a connection; it logs USERID or NOID."""
-        return ident.log_remote_user(self.runtime.reactor, self.service,
-                                     local, peer,
-                                     port=self.runtime.options.ident_port)
 
     def open_session(self, peer: Peer, local: Peer | None) -> Session:
         """A session for ``peer``, counted (instances, per_source) at once."""
@@ -232,41 +221,42 @@ class _Gate(Protocol):
         factory = self.gate_factory
         if not decision.allowed:
             refusal = factory.refuse(self.peer, decision)
-            if (factory.userid_on_refuse and not self._lost
-                    and factory.refused_lookups < MAX_REFUSED_LOOKUPS):
-                factory.refused_lookups += 1
-                self._identify(lambda _: self._refused(refusal))
-            else:
-                self._switch(refusal)
+            self._refused(refusal, factory.userid)
             return
         if self._lost:
             return
-        if factory.identify_first:
+        userid = factory.userid
+        if userid is not None and userid.first:
             self._session = factory.open_session(self.peer, self._local())
-            self._identify(self._identified)
+            self._hold(userid.lookup(self._local(), self.peer), self._identified)
             return
         local = self._local()
         protocol = factory.admit(self.peer, local)
         if protocol is not None:
-            if factory.userid_on_admit:
-                factory.lookup_user(local, self.peer)  # logs; never errbacks
+            if userid is not None and userid.on_admit:
+                userid.beside(local, self.peer)
             self._send(factory.banners.success)
         self._switch(protocol)
 
-    def _identify(self, then: Callable[[ident.IdentResult], None]) -> None:
+    def _refused(self, refusal: Protocol | None, userid: UseridLookups | None) -> None:
+        """Close (or send banner_fail), after the USERID lookup if it has one."""
+        lookup = None
+        if userid is not None and userid.on_refuse and not self._lost:
+            lookup = userid.for_refused(self._local(), self.peer)
+        if lookup is None:
+            self._switch(refusal)
+        else:
+            self._hold(lookup, lambda _: self._switch(refusal))
+
+    def _hold(self, lookup: Deferred[ident.IdentResult],
+              then: Callable[[ident.IdentResult], None]) -> None:
         """Keep the connection paused until its ident lookup ends."""
-        lookup = self.gate_factory.lookup_user(self._local(), self.peer)
         self._lookup = lookup
         lookup.addCallback(then).addErrback(self._lookup_ended)
 
     def _lookup_ended(self, failure: Failure) -> None:
         if not failure.check(CancelledError):
             self._failed(failure)
-
-    def _refused(self, refusal: Protocol | None) -> None:
-        self._lookup = None
-        self.gate_factory.refused_lookups -= 1
-        self._switch(refusal)
 
     def _identified(self, result: ident.IdentResult) -> None:
         """IDONLY: serve a client its identd named; close the others."""
@@ -372,10 +362,6 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
                 transport.write(data, addr)
         return reply
 
-
-#: Refused connections of one service held open for USERID at once (as
-#: xinetd's -logprocs); beyond it a refused client is closed unidentified.
-MAX_REFUSED_LOOKUPS = 15
 
 #: Datagrams held while their source's names are looked up, per service.
 MAX_WAITING_DATAGRAMS = 256

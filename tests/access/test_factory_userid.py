@@ -16,7 +16,9 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from superd.access import setup
-from superd.access.factory import MAX_REFUSED_LOOKUPS, AccessControlledFactory
+from superd.access import userid as userid_module
+from superd.access.factory import AccessControlledFactory
+from superd.access.userid import MAX_REFUSED_LOOKUPS
 from superd.counters import service_counters
 from superd.runtime import Runtime
 from tests.access.helpers import RecordingHandler, connect, fail_lines, make_runtime, service, specs
@@ -150,3 +152,31 @@ def test_refused_lookups_are_bounded(runtime: Runtime) -> None:
     runtime.reactor.advance(31)  # every lookup times out
     assert all(t.disconnecting for t in held)
     assert not connect(factory, "127.0.0.2")[1].disconnecting
+
+
+def test_refused_client_leaving_frees_its_lookup(runtime: Runtime) -> None:
+    """A refused client that hangs up ends its lookup and gives its place back."""
+    factory, _ = factory_for(runtime, only_from=specs("127.0.0.9"),
+                             log_on_failure=USERID)
+    for _ in range(MAX_REFUSED_LOOKUPS + 1):
+        gate, transport = connect(factory, "127.0.0.2")
+        assert gate is not None and not transport.disconnecting
+        gate.connectionLost(Failure(ConnectionRefusedError()))
+    assert factory.userid is not None and factory.userid.refused == 0
+
+
+def test_served_lookups_are_bounded(runtime: Runtime, log_events: list[dict[str, Any]],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_SERVED_LOOKUPS running lookups clients are still served, without USERID
+    (warned once), until lookups end."""
+    monkeypatch.setattr(userid_module, "MAX_SERVED_LOOKUPS", 2)
+    factory, handler = factory_for(runtime, log_on_success=USERID)
+    for _ in range(4):
+        connect(factory, "127.0.0.2")
+    assert len(handler.protocols) == 4
+    assert len(runtime.reactor.tcpClients) == 2  # type: ignore[attr-defined]
+    busy = [e for e in log_events if e.get("reason") == "busy"]
+    assert len(busy) == 1
+    runtime.reactor.advance(31)  # both time out
+    connect(factory, "127.0.0.2")
+    assert len(runtime.reactor.tcpClients) == 3  # type: ignore[attr-defined]

@@ -26,15 +26,16 @@ STAMP = r"\d{2}/\d{1,2}/\d{1,2}@\d{2}:\d{2}:\d{2}: "
 
 class Responder(threading.Thread):
     """
-    A tiny identd on 127.0.0.1: ``mode`` is ``userid`` (names ``alice``),
-    ``error`` (``ERROR : NO-USER``) or ``silent`` (reads, never answers).
+    A tiny identd on ``host`` (a loopback address): ``mode`` is ``userid``
+    (names ``alice``), ``error`` (``ERROR : NO-USER``) or ``silent`` (reads,
+    never answers).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(daemon=True)
         self.mode = "userid"
         self.queries: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server((host, port))
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
         self._held: list[socket.socket] = []
@@ -143,3 +144,25 @@ def test_silent_identd_blocks_nobody_else(superd_factory: StartSuperd,
         waiting.settimeout(0.3)
         with pytest.raises(TimeoutError):
             waiting.recv(64)  # still held, unanswered
+
+
+def test_userid_of_a_refused_client(superd_factory: StartSuperd, conf_dir: Callable[..., Path],
+                                    identd: Responder, tmp_path: Path) -> None:
+    """A refused client gets its FAIL line, then the USERID its identd gave, then a close."""
+    other_host = Responder("127.0.0.2", identd.port)  # the refused client's identd
+    other_host.start()
+    try:
+        log = tmp_path / "echo.log"
+        superd = start(superd_factory, conf_dir, identd.port, echo=echo_block("echo", extra=f"""
+            only_from      = 127.0.0.1
+            log_type       = FILE {log}
+            log_on_failure = HOST USERID
+        """))
+        assert refused("127.0.0.1", superd.port("echo"), source="127.0.0.2")
+        assert wait_until(lambda: len(lines(log)) == 2)
+    finally:
+        other_host.stop()
+    fail, userid = lines(log)
+    assert re.fullmatch(STAMP + r"FAIL: echo address from=127\.0\.0\.2", fail), fail
+    assert re.fullmatch(STAMP + r"USERID: echo UNIX : alice", userid), userid
+    assert identd.queries == [] and len(other_host.queries) == 1

@@ -187,6 +187,8 @@ class _Gate(Protocol):
         self._queued = False
         self._lookup: Deferred[ident.IdentResult] | None = None
         self._session: Session | None = None  # IDONLY: counted, not served
+        self._early = b""
+        self._served: Protocol | None = None
 
     def _send(self, data: bytes | None) -> None:
         if not data:
@@ -284,11 +286,21 @@ class _Gate(Protocol):
         # Resume before handing over: the new protocol may pause or hand the
         # socket off in connectionMade, and nothing is read until we return.
         transport.resumeProducing()
-        transport.protocol = protocol
+        transport.protocol = self._served = protocol
         protocol.makeConnection(transport)
+        early, self._early = self._early, b""
+        if early:
+            protocol.dataReceived(early)
 
     def dataReceived(self, data: bytes) -> None:
-        """Never called: the transport is paused until the hand-over."""
+        """
+        Bytes for the protocol the gate hands over to: the paused transport
+        sends none, but tcpmux passes those after its request line.
+        """
+        if self._served is not None:
+            self._served.dataReceived(data)
+        else:
+            self._early += data
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._lost = True

@@ -302,3 +302,26 @@ def test_full_order(runtime: Runtime) -> None:
         "BanPolicy", "AddressPolicy", "HostsAccessPolicy", "TimePolicy",
         "ConnectionRate", "InstancesPolicy", "PerSourcePolicy", "LoadPolicy",
         "GlobalLimitPolicy"]
+
+
+@pytest.mark.parametrize("decided_at_once", [True, False])
+def test_gate_passes_bytes_given_to_it_on(tmp_path: Path, decided_at_once: bool) -> None:
+    """Bytes handed to a gate (tcpmux passes those after its request line) reach the
+    protocol it hands over to, whether it handed over already or does so later."""
+    runtime = make_runtime(tmp_path)
+    lookups = Lookups()
+    setup.attach(runtime, resolver=NameResolver(runtime.reactor, lookups))
+    (tmp_path / "b").write_text("hello\n")
+    if decided_at_once:
+        factory, handler = factory_for(runtime, banner=str(tmp_path / "b"))
+    else:
+        domain = AddressSpec(".example.com", AddressKind.DOMAIN, name="example.com")
+        factory, handler = factory_for(runtime, only_from=(domain,))
+    gate, _ = connect(factory, "127.0.0.2")
+    assert gate is not None
+    gate.dataReceived(b"rest of ")
+    gate.dataReceived(b"line")
+    if not decided_at_once:
+        lookups.waiting[0].callback(HostNames(frozenset({"a.example.com"})))
+    assert handler.protocols[0].received == b"rest of line"
+    setup.detach(runtime)

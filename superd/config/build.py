@@ -132,8 +132,13 @@ def _redirect_checks(c: _Checker, socket_type: SocketType, wait: Optional[bool])
         c.error("redirect", "a redirect service cannot also be type = INTERNAL")
 
 
-def _flag_checks(c: _Checker, wait: Optional[bool]) -> None:
+def _flag_checks(c: _Checker, socket_type: SocketType, wait: Optional[bool]) -> None:
     flags, types = c.get("flags", frozenset()), c.get("type", frozenset())
+    if "IDONLY" in flags and (wait or socket_type is not SocketType.STREAM):
+        # As xinetd, which identifies only accepted connections; an access
+        # rule silently not applied deserves a word.
+        c.warn("flags", "IDONLY applies only to socket_type = stream, wait = no services;"
+                        " clients of this one are not identified")
     if "NAMEINARGS" in flags:
         if not c.get("server_args"):
             c.error("flags", "NAMEINARGS needs server_args (argv[0] comes from it)")
@@ -288,7 +293,7 @@ def build_service(draft: Draft, defaults: Draft, env: LoadEnvironment,
     if c.draft.invalid & {"type", "flags", "redirect"}:
         return None  # what kind of service this is is unknown: later checks would mislead
     _kind_checks(c, socket_type, wait)
-    _flag_checks(c, wait)
+    _flag_checks(c, socket_type, wait)
     port = _port(c, protocol)
     bind = _bind(c)
     credentials = resolve_credentials(c, _kind(c))

@@ -295,6 +295,17 @@ def test_tcpmux_clients_have_no_port_of_their_own() -> None:
     assert (s.kind, s.port) == ("tcpmux-client", None)
 
 
+def test_idonly_on_a_service_it_cannot_apply_to_warns() -> None:
+    """IDONLY on a wait = yes or dgram service is ignored (as xinetd), with a warning."""
+    for attributes in ({"socket_type": "stream", "wait": "yes"},
+                       {"socket_type": "dgram", "wait": "yes"}):
+        config = load_text(service_text("time", type="INTERNAL", flags="IDONLY", **attributes))
+        assert [str(w) for w in config.warnings] == [
+            f"{F}:4: service time: flags: IDONLY applies only to socket_type = stream, "
+            "wait = no services; clients of this one are not identified"]
+    assert load_text(service_text("time", **ECHO, flags="IDONLY")).warnings == ()
+
+
 def test_internal_tcpmux_clients_need_no_user() -> None:
     """A TCPMUX/TCPMUXPLUS client served inside superd (INTERNAL) runs no program, so
     needs no user; an external one still does."""

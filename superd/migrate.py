@@ -171,10 +171,14 @@ def _times(service: ServiceConfig, config: Configuration) -> Optional[Note]:
 
 @_rule
 def _userid(service: ServiceConfig, config: Configuration) -> Optional[Note]:
+    if "IDONLY" in service.flags:
+        return Note("access", "IDONLY clients wait at most 30 s for their identd, then are"
+                    " refused with NOID timeout (xinetd waits without limit); other"
+                    " connections never wait for them.")
     if "USERID" not in service.log_on_success | service.log_on_failure:
         return None
-    return Note("logs", "USERID lookups are asynchronous with a 30 s timeout (xinetd waits"
-                " without limit in the child).")
+    return Note("logs", "USERID lookups run beside the served connection with a 30 s"
+                " timeout, never delaying it (xinetd looks up in the child before exec).")
 
 
 @_rule

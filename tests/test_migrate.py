@@ -71,6 +71,18 @@ def test_builtin_notes_depend_on_socket_type(tmp_path: Path) -> None:
     assert not any("::ffff" in n.text for n in (*tcp, *udp))
 
 
+def test_userid_and_idonly_notes(tmp_path: Path) -> None:
+    """USERID hears that lookups never delay the connection; IDONLY that its wait is bounded."""
+    userid = EXTERNAL.replace("log_on_success = HOST", "log_on_success = HOST USERID")
+    idonly = userid.replace("service cat", "service idcat").replace(
+        "port           = 4000", "port = 4001\n\tflags = IDONLY")
+    config = load(tmp_path, cat=userid, idcat=idonly)
+    notes = {s.id: "\n".join(n.text for n in service_notes(s, config))  # type: ignore
+             for s in config.services}  # type: ignore
+    assert "never delaying it" in notes["cat"] and "IDONLY" not in notes["cat"]
+    assert "at most 30 s" in notes["idcat"] and "NOID timeout" in notes["idcat"]
+
+
 def test_file_notes_find_glued_values_and_relative_includes(tmp_path: Path) -> None:
     """name=value and a relative include are pointed at by file and line."""
     text = "defaults\n{\n\tinstances=5\n}\ninclude more\nincludedir /etc/xinetd.d\n"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.external import world_directory
 from tests.integration.harness import Superd, start_superd
 
 StartSuperd = Callable[..., Superd]
@@ -64,3 +65,10 @@ def conf_dir(tmp_path: Path) -> Callable[..., Path]:
         return directory
 
     return write
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A directory every user can enter, for servers that run as nobody
+    (see ``external.world_directory``)."""
+    yield from world_directory()

@@ -53,7 +53,7 @@ def service_block(service_id: str, server: str, args: str = "", *,
 def world_directory() -> Iterator[Path]:
     """A directory every user can enter (pytest's tmp_path is root-only),
     for scripts and files that servers running as nobody must reach.
-    Test modules wrap it as their ``world_dir`` fixture."""
+    conftest.py serves it as the ``world_dir`` fixture."""
     path = Path(tempfile.mkdtemp(prefix="superd-ext-"))
     path.chmod(0o755)
     yield path
@@ -65,6 +65,32 @@ def script(directory: Path, name: str, body: str) -> str:
     path = directory / name
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    return str(path)
+
+
+#: A wait = yes stream server: accepts on the listening socket it was given
+#: as fd 0 and answers each connection with its pid and $VARIABLE, until IDLE
+#: seconds pass without a connection.
+_ACCEPTOR = """\
+import os, socket
+listener = socket.socket(fileno=0)
+listener.settimeout(IDLE)
+while True:
+    try:
+        conn, peer = listener.accept()
+    except socket.timeout:
+        break
+    with conn:
+        conn.sendall(f"{os.getpid()} {os.environ['VARIABLE']}\\n".encode())
+"""
+
+
+def acceptor(directory: Path, variable: str, idle: float) -> str:
+    """The path of ``_ACCEPTOR`` (run it with ``python3 -I -S``) answering
+    with ``$variable`` and exiting after ``idle`` quiet seconds."""
+    path = directory / "acceptor.py"
+    path.write_text(_ACCEPTOR.replace("VARIABLE", variable).replace("IDLE", repr(idle)))
+    path.chmod(0o644)
     return str(path)
 
 

@@ -11,11 +11,9 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import pytest
 
 from tests.integration.external import (
     lines_starting,
@@ -25,17 +23,11 @@ from tests.integration.external import (
     script,
     service_block,
     wait_until,
-    world_directory,
 )
 from tests.integration.harness import Superd, require_program
 
 Factory = Callable[..., Superd]
 ConfDir = Callable[..., Path]
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    yield from world_directory()
 
 
 #: Runs as the server: reports what the child was given, one NAME=value a line.

@@ -6,25 +6,17 @@ repository that the real ``git clone git://...`` fetches.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tests.integration.external import (
     SERVICE_USER,
     service_block,
     wait_until,
-    world_directory,
 )
 from tests.integration.harness import Superd, require_program
 
 Factory = Callable[..., Superd]
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    yield from world_directory()
 
 
 def git(*args: str, cwd: Path | None = None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,16 +19,10 @@ from tests.integration.external import (
     script,
     service_block,
     wait_until,
-    world_directory,
 )
 from tests.integration.harness import Superd
 
 Factory = Callable[..., Superd]
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    yield from world_directory()
 
 
 #: A numeric user with no account and, normally, no processes.

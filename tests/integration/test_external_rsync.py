@@ -9,25 +9,17 @@ from __future__ import annotations
 import filecmp
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tests.integration.external import (
     SERVICE_USER,
     service_block,
     wait_until,
-    world_directory,
 )
 from tests.integration.harness import Superd, require_program
 
 Factory = Callable[..., Superd]
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    yield from world_directory()
 
 
 def make_tree(root: Path) -> None:

@@ -11,26 +11,18 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tests.integration.external import (
     needs_root,
     script,
     service_block,
     wait_until,
-    world_directory,
 )
 from tests.integration.harness import Superd, require_program
 
 Factory = Callable[..., Superd]
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    yield from world_directory()
 
 
 def tftp_get(port: int, name: str, dest: Path) -> subprocess.CompletedProcess[str]:

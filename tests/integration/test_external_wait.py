@@ -8,41 +8,19 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.integration.external import (
+    acceptor,
     read_all,
     script,
     service_block,
     wait_until,
-    world_directory,
 )
 from tests.integration.harness import Superd, require_program
 
 Factory = Callable[..., Superd]
-
-#: Accepts on the listening socket it was given as fd 0, serves connections
-#: until 0.5 s pass without one, then exits.
-ACCEPTOR = """\
-import os, socket
-listener = socket.socket(fileno=0)
-listener.settimeout(0.5)
-while True:
-    try:
-        conn, peer = listener.accept()
-    except socket.timeout:
-        break
-    with conn:
-        conn.sendall(f"{os.getpid()} {os.environ['REMOTE_HOST']}\\n".encode())
-"""
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    yield from world_directory()
 
 
 def ask(port: int) -> str:
@@ -57,11 +35,9 @@ def test_wait_stream_server_accepts_itself(superd_factory: Factory,
     itself), sees REMOTE_HOST <no address>, and after it exits the next
     connection starts a new server."""
     python = require_program("/usr/bin/python3")
-    acceptor = world_dir / "acceptor.py"
-    acceptor.write_text(ACCEPTOR)
-    acceptor.chmod(0o644)
+    server = acceptor(world_dir, "REMOTE_HOST", idle=0.5)
     superd = superd_factory(conf_dir(a=service_block(
-        "a", python, f"-I -S {acceptor}", wait="yes")))
+        "a", python, f"-I -S {server}", wait="yes")))
     port = superd.port("a")
     first = [ask(port) for _ in range(3)]
     assert len({line.split()[0] for line in first}) == 1

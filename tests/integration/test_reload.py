@@ -24,7 +24,6 @@ from tests.integration.external import (
     script,
     service_block,
     wait_until,
-    world_directory,
 )
 from tests.integration.reloading import (
     Hammer,
@@ -34,8 +33,6 @@ from tests.integration.reloading import (
     refused,
     reload_and_wait,
 )
-
-world_dir = pytest.fixture(world_directory)
 
 
 def test_twenty_reloads_under_load_refuse_no_connection(

@@ -10,30 +10,11 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from superd.control import request
 from tests.integration.conftest import StartSuperd
-from tests.integration.external import read_all, service_block, wait_until, world_directory
+from tests.integration.external import acceptor, read_all, service_block, wait_until
 from tests.integration.harness import require_program
 from tests.integration.reloading import latest_port, reload_and_wait
-
-world_dir = pytest.fixture(world_directory)
-
-#: Accepts on the listening socket it was given as fd 0 and answers with its
-#: pid and $MARK until 1 s passes without a connection.
-ACCEPTOR = """\
-import os, socket
-listener = socket.socket(fileno=0)
-listener.settimeout(1.0)
-while True:
-    try:
-        conn, peer = listener.accept()
-    except socket.timeout:
-        break
-    with conn:
-        conn.sendall(f"{os.getpid()} {os.environ['MARK']}\\n".encode())
-"""
 
 
 def ask(port: int) -> list[str]:
@@ -45,12 +26,10 @@ def test_wait_yes_keeps_socket_and_child_next_child_uses_new_settings(
         superd_factory: StartSuperd, conf_dir: Callable[..., Path], world_dir: Path) -> None:
     """The running server keeps answering through the reload; its successor sees MARK=two."""
     python = require_program("/usr/bin/python3")
-    acceptor = world_dir / "acceptor.py"
-    acceptor.write_text(ACCEPTOR)
-    acceptor.chmod(0o644)
+    server = acceptor(world_dir, "MARK", idle=1.0)
 
     def block(mark: str) -> str:
-        return service_block("w", python, f"-I -S {acceptor}", wait="yes",
+        return service_block("w", python, f"-I -S {server}", wait="yes",
                              extra=f"env = MARK={mark}")
 
     conf = conf_dir(w=block("one"))

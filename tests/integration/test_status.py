@@ -16,15 +16,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from superd.control import control_path
 from tests.integration.conftest import StartSuperd
-from tests.integration.external import script, service_block, wait_until, world_directory
+from tests.integration.external import script, service_block, wait_until
 from tests.integration.harness import Superd
 from tests.integration.reloading import echo_block, echo_once, refused, reload_and_wait
-
-world_dir = pytest.fixture(world_directory)
 
 SENSOR = """service trap
 {

@@ -63,3 +63,8 @@ def connected_server(protocol: Any, reactor: Any = None
                         MemoryReactorClock() if reactor is None else reactor)
     protocol.makeConnection(server)
     return server, client
+
+
+def named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The logged events called ``name``."""
+    return [e for e in events if e.get("event") == name]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import errno
-from typing import Any, Dict, Iterator, List, cast
+from typing import Any, Dict, List
 
-import pytest
 from twisted.internet.protocol import Protocol
-from twisted.logger import ILogObserver, globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from superd.config.model import Credentials
@@ -16,23 +14,10 @@ from superd.interfaces import IStreamHandler
 from superd.session import Peer, Session
 from superd.spawn.credentials import CredentialPlan
 from superd.spawn.handler import ExternalHandler
-from tests.spawn.helpers import USER, connected_server, external_service, fake_runtime
+from tests.spawn.helpers import USER, connected_server, external_service, fake_runtime, named
 
 PEER = Peer("127.0.0.1", 40000)
 LOCAL = Peer("127.0.0.1", 2222)
-
-
-@pytest.fixture
-def events() -> Iterator[List[Dict[str, Any]]]:
-    seen: List[Dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    yield seen
-    globalLogPublisher.removeObserver(observer)
-
-
-def named(events: List[Dict[str, Any]], name: str) -> List[Dict[str, Any]]:
-    return [e for e in events if e.get("event") == name]
 
 
 def serve(handler: ExternalHandler, runtime: Any):  # type: ignore[no-untyped-def]

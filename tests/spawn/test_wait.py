@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Any, Dict, Iterator, List, Tuple, cast
+from typing import Any, Dict, List, Tuple
 
 import pytest
-from twisted.logger import ILogObserver, globalLogPublisher
 
 from superd.config.model import SocketType
 from superd.events import (
@@ -21,20 +20,7 @@ from superd.events import (
 from superd.session import Peer
 from superd.spawn.wait import WaitPort, WaitService, wait_service
 from tests.fakes import FakeSpawner
-from tests.spawn.helpers import external_service, fake_runtime
-
-
-@pytest.fixture
-def events() -> Iterator[List[Dict[str, Any]]]:
-    seen: List[Dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    yield seen
-    globalLogPublisher.removeObserver(observer)
-
-
-def named(events: List[Dict[str, Any]], name: str) -> List[Dict[str, Any]]:
-    return [e for e in events if e.get("event") == name]
+from tests.spawn.helpers import external_service, fake_runtime, named
 
 
 def started(kind: SocketType) -> Tuple[Any, FakeSpawner, WaitService, WaitPort]:

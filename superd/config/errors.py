@@ -12,7 +12,7 @@ from typing import Iterable, Optional, Tuple
 
 import attrs
 
-__all__ = ["EX_CONFIG", "ConfigError", "Problem"]
+__all__ = ["EX_CONFIG", "ConfigError", "Problem", "finding_text"]
 
 #: sysexits.h EX_CONFIG: the exit status for a configuration superd refuses.
 EX_CONFIG = 78
@@ -33,15 +33,24 @@ class Problem:
 
     def __str__(self) -> str:
         # Line 0 means "the file as a whole" (unreadable, not found ...).
-        parts = [f"{self.file}:{self.line}" if self.line > 0 else self.file]
-        if self.service is not None:
-            parts.append(f"service {self.service}")
-        elif self.section is not None:
-            parts.append(self.section)
-        if self.attribute is not None:
-            parts.append(self.attribute)
-        parts.append(self.message)
-        return ": ".join(parts)
+        where = f"{self.file}:{self.line}" if self.line > 0 else self.file
+        return finding_text(where, self.service, self.section, self.attribute,
+                            self.message)
+
+
+def finding_text(where: str, service: Optional[str], section: Optional[str],
+                 attribute: Optional[str], message: str) -> str:
+    """``WHERE: service NAME: ATTRIBUTE: message`` (or ``WHERE: SECTION: ...``),
+    leaving out the parts that are None: the shape of problems and warnings."""
+    parts = [where]
+    if service is not None:
+        parts.append(f"service {service}")
+    elif section is not None:
+        parts.append(section)
+    if attribute is not None:
+        parts.append(attribute)
+    parts.append(message)
+    return ": ".join(parts)
 
 
 class ConfigError(Exception):

@@ -16,6 +16,8 @@ from typing import Mapping, Optional, Tuple, Union
 
 import attrs
 
+from superd.config.errors import finding_text
+
 __all__ = [
     "CPS",
     "FOREVER",
@@ -329,15 +331,8 @@ class ConfigWarning:
     section: Optional[str] = None
 
     def __str__(self) -> str:
-        parts = [str(self.location)]
-        if self.service is not None:
-            parts.append(f"service {self.service}")
-        elif self.section is not None:
-            parts.append(self.section)
-        if self.attribute is not None:
-            parts.append(self.attribute)
-        parts.append(self.message)
-        return ": ".join(parts)
+        return finding_text(str(self.location), self.service, self.section,
+                            self.attribute, self.message)
 
 
 @attrs.frozen

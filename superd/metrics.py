@@ -25,7 +25,7 @@ reactor thread: with a private registry that is a few hundred lines of text.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -337,8 +337,3 @@ class MetricsService(Service):
             return None
         stopped: Deferred[Any] = port.stopListening()
         return stopped
-
-
-def scrape(registry: CollectorRegistry) -> Iterable[Metric]:
-    """Every metric family of ``registry`` (tests and ``superd status``)."""
-    return registry.collect()

@@ -49,7 +49,6 @@ class _RespProtocol(Protocol):
         self.clock = clock
         self._parser = RespParser()
         self._on_lost = on_lost
-        self.connected_ok = False
         #: Why we dropped the connection, if we did (for the owner's log line).
         self.drop_reason: Optional[str] = None
 
@@ -170,7 +169,6 @@ class SubscriberProtocol(_RespProtocol):
         if kind == b"subscribe" and channel == self.channel:
             if self._confirm is not None and self._confirm.active():
                 self._confirm.cancel()
-            self.connected_ok = True
             if self._on_subscribed is not None:
                 self._on_subscribed(self)
         elif kind == b"message" and channel == self.channel and isinstance(data, bytes):

@@ -11,7 +11,7 @@ never make superd's memory grow.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 __all__ = ["ProtocolError", "RedisError", "Reply", "RespParser", "encode"]
 
@@ -130,8 +130,3 @@ class RespParser:
             item, start = self._parse(start, depth + 1)
             items.append(item)
         return items, start
-
-
-def as_text(values: Sequence[Reply]) -> list[str]:
-    """Bulk strings of an array as text (replacing undecodable bytes)."""
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else "" for v in values]

@@ -98,6 +98,13 @@ EV_REDIRECT_FAILED: Final = "redirect_failed"
 EV_REFLECTION_DROP: Final = "reflection_drop"
 EV_RESPAWN_BACKOFF: Final = "respawn_backoff"
 EV_SERVICE_LOG_ERROR: Final = "service_log_error"
+# The daemon's life (superd.service).
+EV_READY: Final = "ready"
+EV_BIND_FAILED: Final = "bind_failed"
+EV_STOPPING: Final = "stopping"
+#: Stop waits for in-process sessions (up to --grace) after closing the sockets.
+EV_DRAINING: Final = "draining"
+EV_DRAIN_TIMEOUT: Final = "drain_timeout"
 
 
 # -- xinetd-format service log lines (xinetd-behaviour.md section 9.1) -------

@@ -33,11 +33,12 @@ from typing import (
 )
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
-from superd import notify
+from superd import events, notify
 from superd.config.errors import ConfigError, Problem
 from superd.config.model import Configuration, ServiceConfig, SocketType
 from superd.listen import (
@@ -62,9 +63,6 @@ __all__ = [
 ]
 
 _log = Logger(namespace="superd.service")
-
-EV_READY = "ready"
-EV_BIND_FAILED = "bind_failed"
 
 NOT_BUILT = "not available in this build"
 
@@ -171,7 +169,7 @@ class SuperdService(MultiService):
         try:
             start()
         except BindError as e:
-            _log.critical("{message}", event=EV_BIND_FAILED, message=str(e),
+            _log.critical("{message}", event=events.EV_BIND_FAILED, message=str(e),
                           service_id=e.address.service_id, host=e.address.host,
                           port=e.address.port, protocol=e.address.protocol)
             self._close_listeners()
@@ -213,20 +211,36 @@ class SuperdService(MultiService):
             self.service_log.router.reopen()
 
     def _guard_stop_signals(self) -> None:
+        # SIGTERM is the ordinary way to stop a daemon, so it exits 0: the
+        # reactor's own handler would make twistd re-raise it (status 143).
         # Supervisors and `timeout` may signal the whole process group, so a
-        # second SIGTERM can arrive while stopping; Twisted would then call
-        # reactor.stop() twice and log a critical ReactorNotRunning.  The
-        # reactor installed its handlers before running this (after startup).
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous = signal.getsignal(signum)
-            if callable(previous):
-                self._install_signal(signum, _first_only(previous))
+        # second signal can arrive while stopping; only the first one stops
+        # (Twisted would call reactor.stop() twice and log a critical
+        # ReactorNotRunning).  The reactor installed its handlers before
+        # running this (after startup); SIGINT keeps its conventional status.
+        self._install_signal(signal.SIGTERM, _first_only(self._on_sigterm))
+        previous = signal.getsignal(signal.SIGINT)
+        if callable(previous):
+            self._install_signal(signal.SIGINT, _first_only(previous))
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        # Signal handlers run between bytecodes: hop into the reactor.
+        self.runtime.reactor.callFromThread(self._stop_reactor)
+
+    def _stop_reactor(self) -> None:
+        try:
+            self.runtime.reactor.stop()
+        except ReactorNotRunning:
+            pass  # already stopping for another reason (a control command)
+
+    def socket_count(self) -> int:
+        """The services' sockets: Listeners and wait=yes services, one per address."""
+        return sum(len(children) for _, children in self.groups)
 
     def _announce_ready(self) -> None:
         self._guard_stop_signals()
-        # One child per socket: Listeners and the wait=yes services alike.
-        _log.info("superd ready: {count} sockets listening", event=EV_READY,
-                  count=len(list(self)),
+        _log.info("superd ready: {count} sockets listening", event=events.EV_READY,
+                  count=self.socket_count(),
                   services=0 if self.configuration is None else len(self.configuration.services))
         notify_ready(self._environ)
 
@@ -234,19 +248,49 @@ class SuperdService(MultiService):
         if self._old_hup is not None:
             self._install_signal(signal.SIGHUP, self._old_hup)
             self._old_hup = None
-        _log.info("superd stopping", event="stopping")
+        _log.info("superd stopping", event=events.EV_STOPPING)
         notify.stopping(self._environ)
         if self.operations is not None:
             self.operations.stopService()
         stopped: Deferred[Any] = super().stopService()
-        processes = self.runtime.processes
-        if processes is not None:
-            grace = self.runtime.options.grace
-            stopped.addCallback(lambda _: processes.stop_all(grace))
+        # Once the sockets are closed: children get SIGTERM while sessions
+        # served in-process finish, both bounded by --grace.
+        stopped.addCallback(lambda _: self._finish_sessions())
         service_log = self.service_log
         if service_log is not None:
             stopped.addBoth(lambda result: (service_log.stopService(), result)[1])
         return stopped
+
+    def _finish_sessions(self) -> Deferred[Any]:
+        grace = self.runtime.options.grace
+        waits = [self._drain(grace)]
+        processes = self.runtime.processes
+        if processes is not None:
+            waits.append(processes.stop_all(grace))
+        return gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
+
+    def _drain(self, grace: float) -> Deferred[None]:
+        """
+        Wait up to ``grace`` seconds for live sessions to end, so that a
+        restart (socket activation: the next superd accepts on the same
+        socket) cuts no exchange short; the reactor closes what is left.
+        """
+        from superd.access.setup import state_of
+
+        counter = state_of(self.runtime).counter
+        live = counter.live()
+        if live == 0:
+            return succeed(None)
+        _log.info("waiting up to {grace} s for {count} sessions to end",
+                  event=events.EV_DRAINING, count=live, grace=grace)
+
+        def timed_out(result: object, timeout: float) -> None:
+            _log.info("closing {count} sessions still open after {grace} s",
+                      event=events.EV_DRAIN_TIMEOUT, count=counter.live(), grace=grace)
+
+        idle = counter.when_idle()
+        idle.addTimeout(grace, self.runtime.reactor, onTimeoutCancel=timed_out)
+        return idle
 
 
 # -- choosing what serves each service --------------------------------------

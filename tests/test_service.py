@@ -9,10 +9,12 @@ import types
 from typing import Any
 
 import pytest
+from twisted.application.service import Service
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 
+from superd.access.setup import state_of
 from superd.config.errors import ConfigError
 from superd.config.model import (
     Configuration,
@@ -29,6 +31,7 @@ from superd.service import (
     protected_ports,
     unavailable_problems,
 )
+from superd.session import Peer, Session
 
 
 def make_service(**kw: Any) -> ServiceConfig:
@@ -382,22 +385,86 @@ def test_build_service_wires_service_logs() -> None:
     assert top.service_log.router.targets() == {}
 
 
-def test_repeated_stop_signal_reaches_the_reactor_once(
+def test_sigterm_stops_the_reactor_once_without_reraising(
         collaborators: types.SimpleNamespace, log_events: list[dict[str, Any]]) -> None:
-    """A second SIGTERM while stopping is logged, not passed on (no double reactor.stop)."""
+    """SIGTERM stops the reactor itself (so twistd exits 0, not 143); a
+    second SIGTERM while stopping is logged, not passed on."""
     installed: dict[int, Any] = {}
     rt = runtime()
+    rt.reactor.running = True
     top = build_service(config(make_service()), rt,
                         install_signal=lambda signum, h: installed.__setitem__(signum, h))
-    calls: list[int] = []
-    original = signal.getsignal(signal.SIGTERM)
-    try:
-        signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
-        top._guard_stop_signals()
-        guarded = installed[signal.SIGTERM]
-        guarded(signal.SIGTERM, None)
-        guarded(signal.SIGTERM, None)
-    finally:
-        signal.signal(signal.SIGTERM, original)
-    assert calls == [signal.SIGTERM]
+    top._guard_stop_signals()
+    guarded = installed[signal.SIGTERM]
+    guarded(signal.SIGTERM, None)
+    guarded(signal.SIGTERM, None)
+    (hop,) = rt.reactor.from_thread
+    hop()
+    assert rt.reactor.hasStopped
+    hop()  # the reactor already stopping: no ReactorNotRunning escapes
     assert any("already stopping" in str(e.get("log_format")) for e in log_events)
+
+
+class ClockReactor(FakeReactor, MemoryReactorClock):
+    """FakeReactor with a clock: the drain's grace timer."""
+
+
+def _session(service_id: str = "echo") -> Session:
+    return Session(service_id, Peer("127.0.0.1", 4000), None, 0.0)
+
+
+def test_stop_waits_for_live_sessions_to_end(
+        collaborators: types.SimpleNamespace, log_events: list[dict[str, Any]]) -> None:
+    """After the sockets close, stop waits for sessions served in-process to
+    end (a restart cuts no exchange short), then finishes at once."""
+    rt = runtime(ClockReactor(), grace=5.0)
+    counter = state_of(rt).counter
+    sessions = [_session(), _session()]
+    for session in sessions:
+        counter.acquire(session)
+    top = build_service(config(make_service()), rt, install_signal=lambda *a: None)
+    results: list[Any] = []
+    top.stopService().addCallback(results.append)
+    assert results == []
+    assert any(e.get("event") == "draining" and e["count"] == 2 for e in log_events)
+    sessions[0].end()
+    rt.reactor.advance(1)
+    assert results == []
+    sessions[1].end()
+    assert results == [None]
+    assert not rt.reactor.getDelayedCalls()
+
+
+def test_stop_gives_up_on_sessions_after_grace(
+        collaborators: types.SimpleNamespace, log_events: list[dict[str, Any]]) -> None:
+    """A session still open after --grace does not hold stop up: the reactor
+    closes it; the timeout is logged with the count left."""
+    rt = runtime(ClockReactor(), grace=5.0)
+    session = _session()
+    state_of(rt).counter.acquire(session)
+    top = build_service(config(make_service()), rt, install_signal=lambda *a: None)
+    results: list[Any] = []
+    top.stopService().addCallback(results.append)
+    rt.reactor.advance(4.9)
+    assert results == []
+    rt.reactor.advance(0.2)
+    assert results == [None]
+    (timeout,) = [e for e in log_events if e.get("event") == "drain_timeout"]
+    assert timeout["count"] == 1
+    session.end()  # later ends are harmless
+
+
+def test_ready_counts_service_sockets_only(collaborators: types.SimpleNamespace,
+                                           log_events: list[dict[str, Any]]) -> None:
+    """The ready event counts each service's sockets, wait=yes ones included,
+    and not helper services (metrics, ban store) that are children too."""
+    rt = runtime()
+    top = build_service(config(make_service(bind=("127.0.0.1", "::1")),
+                               make_service(name="one", id="one", server="/bin/true",
+                                            type=frozenset({"UNLISTED"}), wait=True,
+                                            bind=("127.0.0.1",))), rt,
+                        install_signal=lambda *a: None)
+    Service().setServiceParent(top)
+    top._announce_ready()
+    (ready,) = [e for e in log_events if e.get("event") == "ready"]
+    assert (ready["count"], ready["services"]) == (3, 2)

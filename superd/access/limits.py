@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from twisted.internet.defer import Deferred
+
 from superd import events
 from superd.access.decision import ALLOW, Decision, deny
 from superd.runtime import Runtime
@@ -36,6 +38,8 @@ class SessionCounter:
     def __init__(self) -> None:
         self._services: dict[str, int] = {}
         self._sources: dict[tuple[str, str], int] = {}
+        #: Deferreds of ``when_idle``, fired when the last session ends.
+        self._idle: list[Deferred[None]] = []
 
     def running(self, service_id: str) -> int:
         """Live sessions of ``service_id``."""
@@ -52,10 +56,27 @@ class SessionCounter:
         self._sources[key] = self._sources.get(key, 0) + 1
         session.on_end(self._release)
 
+    def live(self) -> int:
+        """Live sessions of every service."""
+        return sum(self._services.values())
+
+    def when_idle(self) -> Deferred[None]:
+        """Fires once no session is live (at once if none is): stop's drain."""
+        idle: Deferred[None] = Deferred(self._idle.remove)
+        if self._services:
+            self._idle.append(idle)
+        else:
+            idle.callback(None)
+        return idle
+
     def _release(self, session: Session) -> None:
         sid, key = session.service_id, (session.service_id, _host(session))
         _decrement(self._services, sid)
         _decrement(self._sources, key)
+        if self._idle and not self._services:
+            waiting, self._idle = self._idle, []
+            for idle in waiting:
+                idle.callback(None)
 
 
 _K = TypeVar("_K")

@@ -65,3 +65,21 @@ def test_global_limit_uses_running_children() -> None:
     assert policy.check(Peer("1.1.1.1", 1), 0).allowed
     runtime.running_children = 2
     assert policy.check(Peer("1.1.1.1", 1), 0).reason == "process_limit"
+
+
+def test_when_idle_fires_when_the_last_session_of_any_service_ends() -> None:
+    """when_idle (stop's drain) fires once no session of any service is live;
+    at once when none is; a cancelled wait is forgotten."""
+    counter = SessionCounter()
+    assert counter.when_idle().called
+    first, second = session("10.0.0.1", "a"), session("10.0.0.2", "b")
+    counter.acquire(first)
+    counter.acquire(second)
+    assert counter.live() == 2
+    idle, cancelled = counter.when_idle(), counter.when_idle()
+    cancelled.cancel()
+    cancelled.addErrback(lambda failure: None)
+    first.end()
+    assert not idle.called
+    second.end()
+    assert idle.called and counter.live() == 0

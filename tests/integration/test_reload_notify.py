@@ -33,5 +33,5 @@ def test_ready_reloading_stopping(superd_factory: StartSuperd,
         superd = superd_factory(conf_dir(echo=echo_block("echo")),
                                 env={"NOTIFY_SOCKET": path})
         assert reload_and_wait(superd)["ok"]
-        assert superd.stop() in (0, -15, 143)
+        assert superd.stop() == 0
         assert states(listener) == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]

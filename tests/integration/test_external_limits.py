@@ -7,6 +7,7 @@ serving), and per-service rlimits applied race-free before the server runs.
 from __future__ import annotations
 
 import os
+import pwd
 import resource
 import socket
 from collections.abc import Callable
@@ -25,10 +26,6 @@ from tests.integration.harness import Superd
 Factory = Callable[..., Superd]
 
 
-#: A numeric user with no account and, normally, no processes.
-LONELY_UID = 54321
-
-
 def tasks_of(uid: int) -> int:
     """Threads of every process whose real uid is ``uid`` (what NPROC counts)."""
     count = 0
@@ -45,6 +42,20 @@ def tasks_of(uid: int) -> int:
     return count
 
 
+def lonely_uid() -> int:
+    """A numeric user with no account and no processes, chosen per test run:
+    two runs sharing one uid (a developer's and a clone's) would count each
+    other's children against the limit."""
+    start = 54321 + os.getpid() % 4096
+    for uid in range(start, start + 256):
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            if tasks_of(uid) == 0:
+                return uid
+    raise AssertionError(f"no free uid from {start}")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run children as another user")
 def test_process_limit_gives_fail_fork(superd_factory: Factory,
                                        conf_dir: Callable[..., Path],
@@ -54,10 +65,11 @@ def test_process_limit_gives_fail_fork(superd_factory: Factory,
     EXIT is logged, and once a child ends the service works again."""
     sleeper = script(world_dir, "sleeper", "echo up\nexec sleep 30\n")
     # A uid of its own: nothing else on the machine counts against its limit.
-    conf = conf_dir(s=service_block("s", sleeper, user=str(LONELY_UID)))
-    # + 3: two children, plus superd's spawning thread, which counts as one
+    uid = lonely_uid()
+    conf = conf_dir(s=service_block("s", sleeper, user=str(uid)))
+    # 3: two children, plus superd's spawning thread, which counts as one
     # of the user's tasks while it has the user's credentials (credentials.py).
-    allowed = tasks_of(LONELY_UID) + 3
+    allowed = 3
     soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
     # Inherited by superd (root ignores it; its children as that user do not).
     resource.setrlimit(resource.RLIMIT_NPROC, (allowed, hard))

@@ -325,3 +325,47 @@ def test_gate_passes_bytes_given_to_it_on(tmp_path: Path, decided_at_once: bool)
         lookups.waiting[0].callback(HostNames(frozenset({"a.example.com"})))
     assert handler.protocols[0].received == b"rest of line"
     setup.detach(runtime)
+
+
+class DropWatch:
+    """Stands in for KernelDrop: records the banned hosts it is told about."""
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def refused_banned(self, host: str, now: float) -> None:
+        self.refused.append(host)
+
+    def stop(self) -> None:
+        """Nothing to stop (``setup.detach`` calls it)."""
+
+
+def test_every_path_tells_the_kernel_drop_about_banned_sources(runtime: Runtime) -> None:
+    """A banned source refused by a stream factory, a datagram protocol or the
+    wait = yes datagram check counts toward kernel dropping; other refusals do not."""
+    watch = DropWatch()
+    setup.state_of(runtime).kernel_drop = watch  # type: ignore[assignment]
+    assert runtime.bans is not None
+    runtime.bans.ban("127.0.0.3", 10, "trap")
+    factory, _ = factory_for(runtime, only_from=specs("127.0.0.3"))
+    udp_service = service(socket_type=SocketType.DGRAM, protocol="udp", wait=True,
+                          type=frozenset(), server="/usr/sbin/in.tftpd")
+    udp = AccessControlledDatagramProtocol(udp_service, RecordingHandler(), runtime)
+    assert connect(factory, "127.0.0.3")[0] is None
+    assert connect(factory, "127.0.0.4")[0] is None  # refused by address, not banned
+    udp.datagramReceived(b"x", ("127.0.0.3", 5000))
+    assert not admit_datagram_source(udp_service, Peer("127.0.0.3", 69), runtime)
+    assert watch.refused == ["127.0.0.3"] * 3
+
+
+def test_datagram_refusals_are_logged_per_source_port(runtime: Runtime,
+                                                      log_events: list[dict[str, Any]]) -> None:
+    """Datagram FAIL lines are limited per source address *and port*: a second
+    client on the same host is still logged within the minute."""
+    udp = AccessControlledDatagramProtocol(
+        service(socket_type=SocketType.DGRAM, protocol="udp", wait=True,
+                only_from=specs("127.0.0.2"), log_on_failure=HOST),
+        RecordingHandler(), runtime)
+    for port in (5000, 5000, 5001):
+        udp.datagramReceived(b"no", ("127.0.0.3", port))
+    assert fail_lines(log_events) == ["FAIL: svc address from=127.0.0.3"] * 2

@@ -193,6 +193,8 @@ class _IdentQuery(Protocol):
 
 
 class _IdentFactory(ClientFactory):
+    noisy = False  # one per lookup: no "Starting factory" line per connection
+
     def __init__(self, lookup: _Lookup) -> None:
         self._lookup = lookup
 

@@ -7,7 +7,7 @@ import subprocess
 
 __all__ = ["PROGRAMS", "build_all"]
 
-PROGRAMS = ("loadgen", "spawnloop")
+PROGRAMS = ("loadgen", "spawnloop", "upstream")
 
 
 def _stale(source: str, binary: str) -> bool:

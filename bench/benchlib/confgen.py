@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "LIST_SIZE",
+    "REDIRECT_UPSTREAMS",
     "SUPERD_BASE",
     "XINETD_BASE",
     "Service",
@@ -27,6 +28,8 @@ __all__ = [
 SUPERD_BASE = 28000
 XINETD_BASE = 27000
 LIST_SIZE = 10_000
+# Where the redirect services relay to: bench/upstream.c (daemons.UPSTREAM_PORTS).
+REDIRECT_UPSTREAMS = {"line": 26006, "stream": 26007}
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,21 @@ def bench_services(list_size: int = LIST_SIZE) -> list[Service]:
         _external("spawn-cat-nobody", 6, "/bin/cat", "nobody"),
         lists,
         sensor,
+        _redirect("redirect-line", 10, REDIRECT_UPSTREAMS["line"]),
+        _redirect("redirect-stream", 11, REDIRECT_UPSTREAMS["stream"]),
     ]
+
+
+def _redirect(ident: str, offset: int, upstream: int) -> Service:
+    """A ``redirect`` service (xinetd forks a relay per connection; it needs ``user``)."""
+    attrs = (
+        ("type", "UNLISTED"),
+        ("socket_type", "stream"),
+        ("wait", "no"),
+        ("user", "root"),
+        ("redirect", f"127.0.0.1 {upstream}"),
+    )
+    return Service(ident, offset, attrs)
 
 
 def _logged_echo(offset: int) -> Service:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from . import confgen, daemons, procs
@@ -49,6 +49,8 @@ class Bench:
     xinetd: procs.Server | None
     spawnloop: procs.Server | None = None
     superd_missing: str = ""
+    # Helper processes figures start once and keep (upstreams); main stops them.
+    helpers: list[procs.Server] = field(default_factory=list)
 
     def port(self, server: str, offset: int) -> int:
         if server == "spawnloop":

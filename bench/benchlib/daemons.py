@@ -12,12 +12,24 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import Sequence
 
 from . import confgen, procs
 
-__all__ = ["SPAWNLOOP_PORT", "Paths", "start_spawnloop", "start_superd", "start_xinetd"]
+__all__ = [
+    "SPAWNLOOP_PORT",
+    "UPSTREAM_PORTS",
+    "Paths",
+    "start_spawnloop",
+    "start_superd",
+    "start_superd_on",
+    "start_upstream",
+    "start_xinetd",
+]
 
 SPAWNLOOP_PORT = 26005
+# bench/upstream.c per mode: behind the redirect services and stunnel4.
+UPSTREAM_PORTS = {**confgen.REDIRECT_UPSTREAMS, "echo": 26008}
 XINETD = "/usr/sbin/xinetd"
 
 
@@ -128,3 +140,39 @@ def version_of(argv: list[str]) -> str:
         return f"unavailable ({e.strerror})"
     text = (done.stdout + done.stderr).strip()
     return text.splitlines()[0] if text else "unknown"
+
+
+def start_superd_on(
+    paths: Paths,
+    name: str,
+    conf_text: str,
+    ports: list[int],
+    cpu: int | None,
+    extra: Sequence[str] = (),
+) -> procs.Server:
+    """One more superd on its own configuration text, logging JSON lines.
+
+    Used by the figures that need a differently started daemon (TLS, a
+    fleet sharing Redis, metrics on or off); its log file holds one JSON
+    event per line, read back with ``procs.json_events``.
+    """
+    work = os.path.join(paths.tmp, name)
+    conf_dir, state_dir = os.path.join(work, "conf"), os.path.join(work, "state")
+    os.makedirs(conf_dir, exist_ok=True)
+    os.makedirs(state_dir, exist_ok=True)
+    with open(os.path.join(conf_dir, "bench"), "w") as f:
+        f.write(conf_text)
+    argv = superd_argv(paths, conf_dir, state_dir, cpu)
+    at = argv.index("-n") + 1
+    argv[at:at] = ["--logger", "superd.logs.json_stdout"]
+    server = procs.start(name, [*argv, *extra], os.path.join(work, "superd.log"), cwd=work)
+    procs.wait_listening(server, ports)
+    return server
+
+
+def start_upstream(paths: Paths, mode: str, port: int, cpu: int | None) -> procs.Server:
+    """bench/upstream.c in ``line``, ``echo`` or ``stream`` mode on 127.0.0.1:port."""
+    argv = [*procs.pin_prefix(cpu), os.path.join(paths.build, "upstream"), mode, str(port)]
+    server = procs.start(f"upstream-{mode}", argv, os.path.join(paths.tmp, f"upstream-{mode}.log"))
+    procs.wait_listening(server, [port])
+    return server

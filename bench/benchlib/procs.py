@@ -9,22 +9,26 @@ probe connection is made (a probe to the sensor port would ban 127.0.0.1).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import IO, Sequence
+from typing import IO, Any, Sequence
 
 __all__ = [
     "Server",
     "cpu_seconds",
     "fd_count",
+    "json_events",
     "listening_ports",
     "pin_prefix",
     "rss_kib",
+    "set_affinity",
     "set_nice",
     "start",
+    "unpin",
     "wait_listening",
 ]
 
@@ -141,3 +145,31 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def json_events(log_path: str) -> list[dict[str, Any]]:
+    """The JSON events of a daemon started with ``--logger superd.logs.json_stdout``."""
+    events = []
+    with open(log_path, "rb") as f:
+        for line in f:
+            try:
+                event = json.loads(line)
+            except ValueError:  # twistd's own non-JSON lines, a torn last line
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+    return events
+
+
+def unpin(pid: int) -> None:
+    """Let every thread of ``pid`` run on any CPU (children forked later inherit it)."""
+    set_affinity(pid, os.sched_getaffinity(0))
+
+
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Set the CPU affinity of every thread of ``pid``."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:  # a thread that just ended
+            continue

@@ -25,9 +25,11 @@ from .context import (
     values,
     warm_up,
 )
+from .fleet_figures import fig_metrics, fig_propagation
 from .load import Sample, Series, paired_ratio
 from .reload_figure import fig_reload
 from .report import Row, Target
+from .tls_figures import fig_redirect, fig_tls
 
 __all__ = ["FIGURES", "Bench", "warm_up"]
 
@@ -101,6 +103,43 @@ def fig_spawn(b: Bench) -> None:
             why_na=na,
         )
     )
+
+
+def fig_spawn_free(b: Bench) -> None:
+    """Issue 3, second view: the spawn figure with the servers and their children unpinned.
+
+    The primary figure pins each daemon and so every /bin/cat it spawns to one
+    core, where exec and exit dominate; here the daemons (and the children they
+    fork) may run on every CPU while the load generator stays on its own, as on
+    a real host.  The pinning is restored afterwards.
+    """
+    if b.spawnloop is None:
+        b.spawnloop = daemons.start_spawnloop(b.paths, b.server_cpu)
+    servers = [srv for srv in (b.superd, b.xinetd, b.spawnloop) if srv and srv.alive()]
+    for srv in servers:
+        procs.unpin(srv.pid)
+    try:
+        s = b.interleave(
+            {n: b.runner(n, "echo", 5, conc=16) for n in ("superd", "xinetd", "spawnloop")}
+        )
+    finally:
+        for srv in servers:
+            if b.server_cpu is not None and srv.alive():
+                procs.set_affinity(srv.pid, {b.server_cpu})
+    label = "spawned /bin/cat conn/s, children unpinned (16 conc)"
+    b.report.rows.append(Row(label, "conn/s", values(s, lambda x: x.rate), errors_note(s)))
+    add_cpu_rows(b, "unpinned spawn, server+children", s)
+    na = b.na_reason()
+    for text, other, goal in (("xinetd", "xinetd", 1.2), ("C posix_spawn loop", "spawnloop", 0.85)):
+        b.report.targets.append(
+            Target(
+                3,
+                f"spawned cat, unpinned: superd / {text} (2nd view)",
+                paired_ratio(s["superd"], s[other]),
+                goal,
+                why_na=na,
+            )
+        )
 
 
 def fig_idle(b: Bench) -> None:
@@ -257,4 +296,9 @@ FIGURES: dict[str, Callable[[Bench], None]] = {
     "logging": fig_logging,
     "rss": fig_rss,
     "reload": fig_reload,
+    "spawn-free": fig_spawn_free,
+    "tls": fig_tls,
+    "redirect": fig_redirect,
+    "propagation": fig_propagation,
+    "metrics": fig_metrics,
 }

@@ -14,7 +14,7 @@ import tempfile
 import time
 from typing import IO
 
-from . import build, confgen, daemons, figures, procs
+from . import build, confgen, daemons, figures, fleet_figures, procs, tls_figures
 from .load import Loadgen
 from .report import Report
 
@@ -23,6 +23,15 @@ __all__ = ["main"]
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(BENCH_DIR)
 LOCK_PATH = "/tmp/superd-bench.lock"
+# The ports of the daemons the issue 6 and 7 figures start for themselves.
+EXTRA_PORTS = (
+    tls_figures.STUNNEL_PORT,
+    tls_figures.SUPERD_TLS_PORT,
+    fleet_figures.REDIS_PORT,
+    *fleet_figures.FLEET_PORTS,
+    *fleet_figures.ECHO_PORTS.values(),
+    fleet_figures.METRICS_PORT,
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -131,7 +140,8 @@ def check_ports() -> None:
     wanted = [confgen.XINETD_BASE + i for i in range(1, 200)] + [
         confgen.SUPERD_BASE + i for i in range(1, 200)
     ]
-    busy = daemons.ports_in_use([*wanted, daemons.SPAWNLOOP_PORT])
+    extra = [daemons.SPAWNLOOP_PORT, *daemons.UPSTREAM_PORTS.values(), *EXTRA_PORTS]
+    busy = daemons.ports_in_use([*wanted, *extra])
     if busy:
         raise SystemExit(f"bench/run: ports already in use: {busy}; stop whatever listens there")
 
@@ -177,7 +187,8 @@ def main(argv: list[str]) -> int:
     facts = machine_facts(paths, pin_text, args)
     print("\n".join(facts), flush=True)
     loadgen = Loadgen(binaries["loadgen"], load_cpu, args.duration, 0.3)
-    report = Report(columns=["superd", "xinetd", "spawnloop"])
+    columns = ["superd", "xinetd", "spawnloop"] + (["stunnel4"] if "tls" in args.only else [])
+    report = Report(columns=columns)
     bench = figures.Bench(loadgen, args.reps, report, paths, server_cpu, None, None)
     load_start = load_average()
     try:
@@ -192,7 +203,7 @@ def main(argv: list[str]) -> int:
         if log_note:
             report.notes.append(log_note)
     finally:
-        for srv in (bench.superd, bench.xinetd, bench.spawnloop):
+        for srv in (bench.superd, bench.xinetd, bench.spawnloop, *bench.helpers):
             if srv is not None:
                 srv.stop()
         if not args.keep:

@@ -15,6 +15,8 @@ import sys
 import pytest
 from benchlib import main
 
+from tests.integration.harness import require_program
+
 from .conftest import BENCH_DIR
 
 
@@ -43,3 +45,28 @@ def test_quick_echo_run_measures_both_daemons() -> None:
     superd, xinetd = row.split("]", 1)[1].split()[:2]
     assert superd != "-" and xinetd != "-", done.stdout
     assert "echo conn/s: superd / xinetd" in done.stdout
+
+
+def test_quick_issue_6_and_7_figures_run() -> None:
+    """TLS (superd vs stunnel4), redirect and ban propagation each print numbers."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/xinetd") or not shutil.which("gcc"):
+        pytest.skip("needs root, xinetd and gcc")
+    for program in ("stunnel4", "redis-server", "openssl"):
+        require_program(program)
+    if not _bench_idle():
+        pytest.skip("another bench/run is measuring on this machine")
+    argv = [sys.executable, os.path.join(BENCH_DIR, "run"), "--quick", "--duration", "0.2"]
+    argv += ["--only", "tls,redirect,propagation"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    rows = {
+        "TLS handshakes": 2,  # superd and stunnel4 columns
+        "redirect conn/s": 2,  # superd and xinetd
+        "ban propagation, 3 superd + redis (100 bans): median": 1,
+    }
+    for label, filled in rows.items():
+        row = next(ln for ln in done.stdout.splitlines() if label in ln)
+        cells = row.split("]", 1)[1].split()
+        numbers = [c for c in cells[:4] if c != "-"]
+        assert len(numbers) >= filled, done.stdout
+    assert "figure tls failed" not in done.stdout, done.stdout

@@ -27,7 +27,7 @@ FAIL lines are logged here (``events.emit_fail``); START is the handler's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -41,10 +41,11 @@ from superd import events, ident
 from superd.access.banners import Banners, FailBannerProtocol, send_now
 from superd.access.decision import Decision, MaybeDeferred, deny
 from superd.access.pipeline import BANNED, policies_for, run_policies
+from superd.access.refusals import RefusalLog
 from superd.access.setup import AccessState, state_of
 from superd.access.userid import UseridLookups
 from superd.config.model import ServiceConfig
-from superd.counters import service_counters
+from superd.counters import ServiceCounters, service_counters
 from superd.runtime import Runtime
 from superd.session import Peer, Session
 
@@ -71,6 +72,18 @@ def trip_sensor(service: ServiceConfig, peer: Peer, runtime: Runtime,
     bans.ban(peer.host, service.deny_time, service.id)
 
 
+def _record_refusal(state: AccessState, counts: ServiceCounters,
+                    refusals: RefusalLog, service: ServiceConfig, peer: Peer,
+                    decision: Decision, now: float,
+                    key: Hashable | None = None) -> None:
+    """Count a refusal for ``superd status``, tell the kernel-drop watch
+    about a banned source, and log the FAIL line (rate-limited by key)."""
+    counts.refuse(decision.reason)
+    if decision is BANNED and state.kernel_drop is not None:
+        state.kernel_drop.refused_banned(peer.host, now)
+    refusals.refused(service, peer, decision, now, key)
+
+
 def _peer(addr: IAddress | None) -> Peer:
     """The peer of a connection; IPv4 addresses are canonical already."""
     if type(addr) is IPv4Address:
@@ -87,6 +100,8 @@ def _peer_of_datagram(addr: Any) -> Peer:
 
 class AccessControlledFactory(ServerFactory):
     """Admits or refuses each stream connection of one service."""
+
+    noisy = False  # no "Starting factory" line per service at start, stop and reload
 
     noisy = False  # no "Starting factory" line per service at start, stop and reload
 
@@ -126,11 +141,8 @@ class AccessControlledFactory(ServerFactory):
 
     def refuse(self, peer: Peer, decision: Decision) -> Protocol | None:
         """Log the refusal; the protocol to send ``banner_fail``, or None."""
-        self._counts.refuse(decision.reason)
-        now = self.runtime.seconds()
-        if decision is BANNED and self._state.kernel_drop is not None:
-            self._state.kernel_drop.refused_banned(peer.host, now)
-        self._refusals.refused(self.service, peer, decision, now)
+        _record_refusal(self._state, self._counts, self._refusals, self.service,
+                        peer, decision, self.runtime.seconds())
         if self.banners.fail is None:
             return None
         return FailBannerProtocol(self.banners.fail, self.runtime.reactor)
@@ -147,13 +159,7 @@ class AccessControlledFactory(ServerFactory):
 
     def admit(self, peer: Peer, local: Peer | None) -> Protocol | None:
         """Count a session for ``peer`` and let the handler serve it."""
-        if self.handler is None:
-            events.emit_fail(self.service, events.REASON_FORK, peer,
-                             "no handler")
-            return None
-        session = Session(self.service.id, peer, local, self.runtime.seconds())
-        self._counter.acquire(session)
-        return self.serve(session, peer)
+        return self.serve(self.open_session(peer, local), peer)
 
     def serve(self, session: Session, peer: Peer) -> Protocol | None:
         """The handler's protocol for ``peer``'s counted session, or None."""
@@ -319,6 +325,8 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
 
     noisy = False  # no "Starting protocol" line per service at start, stop and reload
 
+    noisy = False  # no "Starting protocol" line per service at start, stop and reload
+
     def __init__(self, service: ServiceConfig, handler: Any,
                  runtime: Runtime) -> None:
         self.service = service
@@ -363,13 +371,9 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
                          event="handler_error", service_id=self.service.id)
 
     def _refused(self, peer: Peer, decision: Decision) -> None:
-        self._counts.refuse(decision.reason)
-        if decision is BANNED and self._state.kernel_drop is not None:
-            self._state.kernel_drop.refused_banned(peer.host,
-                                                   self.runtime.seconds())
         key = (self.service.id, peer.host, peer.port, decision.reason)
-        self._refusals.refused(self.service, peer, decision,
-                               self.runtime.seconds(), key)
+        _record_refusal(self._state, self._counts, self._refusals, self.service,
+                        peer, decision, self.runtime.seconds(), key)
 
     def _replier(self, addr: Any) -> Callable[[bytes], None]:
         def reply(data: bytes) -> None:
@@ -406,10 +410,7 @@ def admit_datagram_source(service: ServiceConfig, peer: Peer,
     if outcome.allowed:
         counts.accept()
         return True
-    counts.refuse(outcome.reason)
-    now = runtime.seconds()
-    if outcome is BANNED and state.kernel_drop is not None:
-        state.kernel_drop.refused_banned(peer.host, now)
     key = (service.id, peer.host, peer.port, outcome.reason)
-    state.dgram_refusals.refused(service, peer, outcome, now, key)
+    _record_refusal(state, counts, state.dgram_refusals, service, peer, outcome,
+                    runtime.seconds(), key)
     return False

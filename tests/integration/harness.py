@@ -221,6 +221,14 @@ class Superd:
         """How many descriptors the daemon holds open now."""
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def rss_kib(self) -> int:
+        """The daemon's resident memory now, in KiB (VmRSS)."""
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError(f"no VmRSS for pid {self.pid}")
+
     def children(self) -> list[int]:
         """PIDs of the daemon's live (not zombie) child processes."""
         found = []

@@ -94,13 +94,6 @@ def fake_redis(request: Any) -> Iterator[FakeRedis]:
     thread.join(5)
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_misbehaving_ban_store_costs_nothing(
         fake_redis: FakeRedis, superd_factory: Callable[..., Any],
         conf_dir: Callable[..., Path], tmp_path: Path) -> None:
@@ -109,7 +102,7 @@ def test_misbehaving_ban_store_costs_nothing(
     conf = conf_dir(trap=SENSOR, daytime=daytime_block("daytime", "\tcps = 0 0\n"))
     superd = superd_factory(conf, *hosts_args(tmp_path), "--ban-store", fake_redis.url)
     superd.allow_errors = True  # the unusable ban store is logged as an error
-    before = rss_kib(superd.pid)
+    before = superd.rss_kib()
     deadline = time.monotonic() + 4
     served = 0
     while time.monotonic() < deadline:
@@ -120,7 +113,7 @@ def test_misbehaving_ban_store_costs_nothing(
     assert not fetch("127.0.0.3", superd.port("daytime"))
     assert fake_redis.connections >= 1
     assert served > 50
-    assert rss_kib(superd.pid) - before < 20 * 1024
+    assert superd.rss_kib() - before < 20 * 1024
     assert superd.process.poll() is None
     unexpected = [e for e in superd.errors() if e.get("event") != "ban_store"]
     assert unexpected == []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.external import read_all
 from tests.integration.harness import Superd
 
 ECHO = """service echo
@@ -43,15 +44,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def recv_all(sock: socket.socket) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
 def start_with_upstream(superd_factory: Callable[..., Superd], conf_dir: Callable[..., Path],
                         upstream_port: int, extra: str = "") -> Superd:
     return superd_factory(conf_dir(relay=relay_block(upstream_port, extra=extra)))
@@ -70,7 +62,7 @@ def test_relay_to_echo_with_half_close(echo_daemon: Superd, superd_factory: Call
     payload = bytes(range(256)) * 4096
     with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=10) as sock:
         received: list[bytes] = []
-        reader = threading.Thread(target=lambda: received.append(recv_all(sock)))
+        reader = threading.Thread(target=lambda: received.append(read_all(sock)))
         reader.start()
         sock.sendall(payload)
         sock.shutdown(socket.SHUT_WR)
@@ -91,7 +83,7 @@ def test_upstream_refuses(superd_factory: Callable[..., Superd],
     for _ in range(20):
         with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=5) as sock:
             sock.settimeout(5)
-            assert recv_all(sock) == b""
+            assert read_all(sock) == b""
     relay.wait_for_event(lambda e: e.get("event") == "redirect_failed", timeout=5)
     time.sleep(0.2)
     assert relay.fd_count() <= before
@@ -115,7 +107,7 @@ def test_upstream_connect_timeout(superd_factory: Callable[..., Superd],
             with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=10) as sock:
                 started = time.monotonic()
                 sock.settimeout(10)
-                assert recv_all(sock) == b""
+                assert read_all(sock) == b""
                 assert 0.5 < time.monotonic() - started < 6
             event = relay.wait_for_event(lambda e: e.get("event") == "redirect_failed", 5)
             assert "timeout" in event["reason"].lower() or "timed out" in event["reason"].lower()
@@ -132,7 +124,7 @@ def test_access_refused_before_connecting(echo_daemon: Superd,
                                 "\tonly_from = 127.0.0.2\n")
     with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=5) as sock:
         sock.settimeout(5)
-        assert recv_all(sock) == b""
+        assert read_all(sock) == b""
     relay.wait_for_event(lambda e: e.get("xinetd_line") == "FAIL: relay address from=127.0.0.1")
     assert not [e for e in echo_daemon.events() if e.get("event") == "start"]
 
@@ -140,30 +132,23 @@ def test_access_refused_before_connecting(echo_daemon: Superd,
 CHARGEN = ECHO.replace("service echo", "service chargen").replace("echo-up", "chargen-up")
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
 
 def test_back_pressure_both_ways(superd_factory: Callable[..., Superd],
                                  conf_dir: Callable[..., Path]) -> None:
     """A client that never reads chargen, or an upstream that never reads: memory stays flat."""
     upstream = superd_factory(conf_dir(chargen=CHARGEN))
     relay = start_with_upstream(superd_factory, conf_dir, upstream.port("chargen-up"))
-    before = rss_kib(relay.pid)
+    before = relay.rss_kib()
     with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=5) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         time.sleep(2)  # chargen pushes as fast as the relay lets it
-        assert rss_kib(relay.pid) - before < 16 * 1024
+        assert relay.rss_kib() - before < 16 * 1024
         assert len(sock.recv(4096)) > 0  # the relay is alive and still delivering
     with socket.socket() as sink:  # an upstream that accepts and never reads
         sink.bind(("127.0.0.1", 0))
         sink.listen(1)
         stalled = start_with_upstream(superd_factory, conf_dir, sink.getsockname()[1])
-        start = rss_kib(stalled.pid)
+        start = stalled.rss_kib()
         with socket.create_connection(("127.0.0.1", stalled.port("relay")), timeout=5) as sock:
             sock.setblocking(False)
             sent, deadline = 0, time.monotonic() + 2
@@ -173,7 +158,7 @@ def test_back_pressure_both_ways(superd_factory: Callable[..., Superd],
                 except BlockingIOError:
                     time.sleep(0.01)
             assert sent < 32 * 1024 * 1024  # the client was stopped, not buffered for
-            assert rss_kib(stalled.pid) - start < 16 * 1024
+            assert stalled.rss_kib() - start < 16 * 1024
 
 
 def test_relay_to_ipv6_upstream(superd_factory: Callable[..., Superd],
@@ -186,4 +171,4 @@ def test_relay_to_ipv6_upstream(superd_factory: Callable[..., Superd],
     with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=10) as sock:
         sock.sendall(b"six\n")
         sock.shutdown(socket.SHUT_WR)
-        assert recv_all(sock) == b"six\n"
+        assert read_all(sock) == b"six\n"

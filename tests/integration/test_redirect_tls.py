@@ -11,8 +11,9 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.integration.external import read_all
 from tests.integration.harness import Superd
-from tests.integration.test_redirect import ECHO, recv_all, relay_block
+from tests.integration.test_redirect import ECHO, relay_block
 from tests.integration.test_tls import tls_echo
 from tests.tls.certs import make_pki
 
@@ -41,7 +42,7 @@ def test_relay_to_tls_upstream(superd_factory: Callable[..., Superd],
     with socket.create_connection(("127.0.0.1", relay.port("badname")), timeout=10) as sock:
         sock.settimeout(10)
         sock.sendall(b"secret\n")
-        assert recv_all(sock) == b""
+        assert read_all(sock) == b""
     # The relay refused the upstream's certificate: the upstream saw a failed handshake.
     upstream.wait_for_event(lambda e: str(e.get("xinetd_line")).startswith("FAIL: techo tls"))
     starts = [x for x in upstream.xinetd_lines() if x.startswith("START: techo")]

@@ -101,7 +101,7 @@ def test_stalled_client_is_throttled(superd_factory: Callable[..., Superd],
     pki = make_pki(tmp_path)
     superd = superd_factory(conf_dir(cat=external("cat", require_program("cat"), pki)))
     context = ssl.create_default_context(cafile=str(pki.ca_path))
-    before = rss_kib(superd.pid)
+    before = superd.rss_kib()
     with socket.create_connection(("127.0.0.1", superd.port("cat")), timeout=10) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         tls.settimeout(0.5)
@@ -113,12 +113,4 @@ def test_stalled_client_is_throttled(superd_factory: Callable[..., Superd],
             except (TimeoutError, ssl.SSLWantWriteError):
                 break
         assert sent < 32 * 1024 * 1024
-        assert rss_kib(superd.pid) - before < 16 * 1024
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+        assert superd.rss_kib() - before < 16 * 1024

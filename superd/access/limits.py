@@ -90,16 +90,20 @@ def _decrement(table: dict[_K, int], key: _K) -> None:
         table.pop(key, None)
 
 
-class InstancesPolicy:
-    """Denies when the service already has ``limit`` live sessions."""
-
-    reason = events.REASON_SERVICE_LIMIT
+class _SessionLimit:
+    """A limit of ``limit`` live sessions of one service, read from ``counter``."""
 
     def __init__(self, service_id: str, limit: int,
                  counter: SessionCounter) -> None:
         self.service_id = service_id
         self.limit = limit
         self._counter = counter
+
+
+class InstancesPolicy(_SessionLimit):
+    """Denies when the service already has ``limit`` live sessions."""
+
+    reason = events.REASON_SERVICE_LIMIT
 
     def check(self, peer: Peer, now: float) -> Decision:
         if self._counter.running(self.service_id) >= self.limit:
@@ -107,16 +111,10 @@ class InstancesPolicy:
         return ALLOW
 
 
-class PerSourcePolicy:
+class PerSourcePolicy(_SessionLimit):
     """Denies when the peer's address already has ``limit`` live sessions."""
 
     reason = events.REASON_PER_SOURCE
-
-    def __init__(self, service_id: str, limit: int,
-                 counter: SessionCounter) -> None:
-        self.service_id = service_id
-        self.limit = limit
-        self._counter = counter
 
     def check(self, peer: Peer, now: float) -> Decision:
         if self._counter.from_source(self.service_id, peer.host) >= self.limit:

@@ -62,7 +62,7 @@ class _Reader:
             self.problem(path, at, f"cannot read directory {path}: {_reason(error)}")
             return
         for name in included_names(names):
-            full = os.path.join(path, name)
+            full = _join(path, name)
             if self.env.is_file(full):
                 self.read_file(full, at, stack)
 
@@ -90,11 +90,28 @@ class _Reader:
                 self.blocks.append(item)
 
     def follow(self, directive: RawDirective, path: str, stack: Tuple[str, ...]) -> None:
-        target = os.path.join(os.path.dirname(path), directive.path)
+        target = _join(os.path.dirname(path), directive.path)
         if directive.kind == "include":
             self.read_file(target, directive.location, stack)
         else:
             self.read_dir(target, directive.location, stack)
+
+
+def _join(directory: str, relative: str) -> str:
+    """``relative`` under ``directory``, without ``.`` components (``_clean``)."""
+    return _clean(os.path.join(directory, relative))
+
+
+def _clean(path: str) -> str:
+    """
+    ``path`` without ``.`` components, so that ``includedir .`` names files
+    ``conf/chargen``, not ``conf/./chargen``, in every message.  ``..``
+    stays: through a symbolic link it is not the parent it looks like.
+    """
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if path.startswith("/"):
+        return "/" + "/".join(parts)
+    return "/".join(parts) or "."
 
 
 def _reason(error: OSError) -> str:
@@ -104,6 +121,7 @@ def _reason(error: OSError) -> str:
 def read_tree(path: str, environment: LoadEnvironment) -> _Reader:
     """Read ``path`` (file or directory) and everything it includes."""
     reader = _Reader(environment)
+    path = _clean(path)
     if environment.is_dir(path):
         reader.read_dir(path, None, ())
         if not reader.sources and not reader.problems:

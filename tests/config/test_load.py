@@ -208,3 +208,15 @@ def test_empty_directory_is_an_error() -> None:
     """-c pointing at a directory with no configuration files says so."""
     files = {"/c/README.txt": "not read"}
     assert _errors("/c", files) == ["/c: no configuration files in this directory"]
+
+
+def test_include_paths_have_no_dot_components() -> None:
+    """``includedir .`` (the sample conf/xinetd.conf) names its files
+    ``conf/echo``, not ``conf/./echo``, in sources and messages; ``..`` stays."""
+    files = {
+        "conf/xinetd.conf": "includedir .\ninclude ./../extra/one\n",
+        "conf/echo": ECHO,
+        "extra/one": DAYTIME,
+    }
+    config = load_configuration("conf/./xinetd.conf", environment=fake_environment(files))
+    assert config.sources == ("conf/xinetd.conf", "conf/echo", "conf/../extra/one")

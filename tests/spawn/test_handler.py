@@ -188,3 +188,17 @@ def test_client_that_never_takes_the_banner_is_dropped() -> None:
     runtime.reactor.pump([0.5] * 4)
     assert ended == [session] and spawner.requests == []
     client.close()
+
+
+def test_client_gone_while_the_banner_drains_starts_no_child() -> None:
+    """A client that hangs up while superd's banner is still queued gets no
+    child, even once the queue empties: its session ended, so nothing runs."""
+    runtime, spawner = fake_runtime()
+    handler = ExternalHandler(external_service(), runtime)
+    session, ended, server, client = adopt(handler, runtime, b"banner\r\n")
+    server.protocol.connectionLost(None)  # the hang-up, seen before the write
+    assert ended == [session]
+    server.doWrite()
+    runtime.reactor.advance(0.01)
+    assert spawner.requests == []
+    client.close()

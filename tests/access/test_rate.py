@@ -63,6 +63,16 @@ def test_new_window_after_max_seconds() -> None:
     assert not rate.deactivated
 
 
+def test_window_of_max_seconds_ends_exactly_at_max() -> None:
+    """As xinetd (``diff < TIME_CONN_MAX`` counts on): MAX seconds after the
+    window opened a new one opens, so three in its first second exceed 2."""
+    clock = Clock()
+    rate = ConnectionRate("s", CPS(2, 10), clock)
+    assert burst(rate, clock, 2) == [True, True]
+    clock.advance(2)
+    assert burst(rate, clock, 3) == [True, True, False]
+
+
 def test_zero_max_disables() -> None:
     """cps 0 never limits."""
     clock = Clock()

@@ -26,6 +26,10 @@ def at(hour: int, minute: int) -> float:
         ([(22 * 60, 6 * 60)], 23, 30, True),  # wraps midnight
         ([(22 * 60, 6 * 60)], 3, 0, True),
         ([(22 * 60, 6 * 60)], 12, 0, False),
+        ([(22 * 60, 6 * 60)], 22, 0, True),  # wrapping: inclusive start
+        ([(22 * 60, 6 * 60)], 21, 59, False),
+        ([(22 * 60, 6 * 60)], 6, 0, True),  # wrapping: inclusive end
+        ([(22 * 60, 6 * 60)], 6, 1, False),
         ([(20 * 60, 24 * 60)], 23, 59, True),  # 24:00
         ([(0, 24 * 60)], 0, 0, True),
         ([(1 * 60, 2 * 60), (5 * 60, 6 * 60)], 5, 30, True),

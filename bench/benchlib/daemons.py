@@ -80,8 +80,7 @@ def start_xinetd(paths: Paths, services: list[confgen.Service], cpu: int | None)
         os.path.join(work, "xinetd.pid"),
     ]
     server = procs.start("xinetd", argv, os.path.join(work, "stdout.log"))
-    procs.wait_listening(server, _ports(services, confgen.XINETD_BASE))
-    return server
+    return _listening(server, _ports(services, confgen.XINETD_BASE))
 
 
 def superd_argv(paths: Paths, conf_dir: str, state_dir: str, cpu: int | None) -> list[str]:
@@ -110,8 +109,7 @@ def start_superd(paths: Paths, services: list[confgen.Service], cpu: int | None)
         f.write(confgen.render(services, confgen.SUPERD_BASE, log_dir=work))
     argv = superd_argv(paths, conf_dir, state_dir, cpu)
     server = procs.start("superd", argv, os.path.join(work, "superd.log"), cwd=work)
-    procs.wait_listening(server, _ports(services, confgen.SUPERD_BASE))
-    return server
+    return _listening(server, _ports(services, confgen.SUPERD_BASE))
 
 
 def start_spawnloop(paths: Paths, cpu: int | None, program: str = "/bin/cat") -> procs.Server:
@@ -123,8 +121,7 @@ def start_spawnloop(paths: Paths, cpu: int | None, program: str = "/bin/cat") ->
         program,
     ]
     server = procs.start("spawnloop", argv, os.path.join(paths.tmp, "spawnloop.log"))
-    procs.wait_listening(server, [SPAWNLOOP_PORT])
-    return server
+    return _listening(server, [SPAWNLOOP_PORT])
 
 
 def ports_in_use(ports: list[int]) -> list[int]:
@@ -163,16 +160,24 @@ def start_superd_on(
     with open(os.path.join(conf_dir, "bench"), "w") as f:
         f.write(conf_text)
     argv = superd_argv(paths, conf_dir, state_dir, cpu)
-    at = argv.index("-n") + 1
+    at = argv.index(paths.twistd) + 1  # twistd's own option, before nice's/taskset's
     argv[at:at] = ["--logger", "superd.logs.json_stdout"]
     server = procs.start(name, [*argv, *extra], os.path.join(work, "superd.log"), cwd=work)
-    procs.wait_listening(server, ports)
-    return server
+    return _listening(server, ports)
 
 
 def start_upstream(paths: Paths, mode: str, port: int, cpu: int | None) -> procs.Server:
     """bench/upstream.c in ``line``, ``echo`` or ``stream`` mode on 127.0.0.1:port."""
     argv = [*procs.pin_prefix(cpu), os.path.join(paths.build, "upstream"), mode, str(port)]
     server = procs.start(f"upstream-{mode}", argv, os.path.join(paths.tmp, f"upstream-{mode}.log"))
-    procs.wait_listening(server, [port])
+    return _listening(server, [port])
+
+
+def _listening(server: procs.Server, ports: Sequence[int]) -> procs.Server:
+    """``server`` once it listens on ``ports``; stopped by PID if it never does."""
+    try:
+        procs.wait_listening(server, ports)
+    except RuntimeError:
+        server.stop()
+        raise
     return server

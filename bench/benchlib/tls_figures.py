@@ -114,13 +114,21 @@ class _TLSServers:
 
     def __init__(self, b: Bench) -> None:
         self.started: list[procs.Server] = []
+        self.stunnel: procs.Server | None = None
+        self.superd: procs.Server | None = None
+        try:
+            self._start(b)
+        except BaseException:
+            self.stop()  # what did start is stopped by PID before the error goes up
+            raise
+
+    def _start(self, b: Bench) -> None:
         work = os.path.join(b.paths.tmp, "tls")
         os.makedirs(work, exist_ok=True)
         cert, key = make_certificate(work)
         stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
         echo_port = daemons.UPSTREAM_PORTS["echo"]
         self.echo = self._add(daemons.start_upstream(b.paths, "echo", echo_port, b.server_cpu))
-        self.stunnel: procs.Server | None = None
         if stunnel:
             conf = os.path.join(work, "stunnel.conf")
             with open(conf, "w") as f:
@@ -130,7 +138,6 @@ class _TLSServers:
                 procs.start("stunnel4", argv, os.path.join(work, "stunnel.log"))
             )
             procs.wait_listening(self.stunnel, [STUNNEL_PORT])
-        self.superd: procs.Server | None = None
         if b.superd is not None:
             conf_text = superd_tls_config(SUPERD_TLS_PORT, cert, key)
             self.superd = self._add(

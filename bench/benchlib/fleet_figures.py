@@ -19,11 +19,11 @@ import shutil
 import socket
 import time
 import urllib.request
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import daemons, procs
 from .context import Bench, add_cpu_rows, errors_note, values
-from .load import paired_ratio
+from .load import Sample, paired_ratio
 from .report import Row, Target
 
 __all__ = [
@@ -221,13 +221,13 @@ def fig_metrics(b: Bench) -> None:
 def _metrics_rows(b: Bench, started: list[procs.Server]) -> float | None:
     """Rows for both daemons; returns the paired conn/s ratio metrics / plain."""
     plain, metered = started
-    runs = {
+    runs: dict[str, Callable[[], Sample] | None] = {
         "superd": lambda: b.loadgen.sample("echo", ECHO_PORTS["plain"], plain.pid, conc=32),
         "superd --metrics": lambda: b.loadgen.sample(
             "echo", ECHO_PORTS["metrics"], metered.pid, conc=32
         ),
     }
-    s = b.interleave(runs)  # type: ignore[arg-type]
+    s = b.interleave(runs)
     b.report.rows.append(
         Row(
             "echo conn/s, one-service superd, no --metrics",

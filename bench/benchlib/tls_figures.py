@@ -12,6 +12,7 @@ handshake (the RSA signature) dominates and the one load CPU keeps up.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -106,7 +107,7 @@ def _throughput(b: Bench, port: int, pids: Sequence[int]) -> Sample:
     if done.returncode != 0:
         raise RuntimeError(f"tlsclient failed: {done.stderr.strip()[-300:]}")
     sample = parse_result(done.stdout.strip().splitlines()[-1])
-    return Sample(**{**sample.__dict__, "cpu": _cpu(pids) - before})
+    return dataclasses.replace(sample, cpu=_cpu(pids) - before)
 
 
 class _TLSServers:

@@ -157,6 +157,22 @@ def test_name_ranks() -> None:
     assert rules.decide("1.2.3.4", names("good.example.com")) is False  # tie
 
 
+def test_names_tied_in_rank_deny() -> None:
+    """A host whose names match both lists at the same rank is denied,
+    whichever name is looked at last."""
+    # Eight aliases: a set's iteration order varies with the hash seed, so
+    # some of these pairs put the allowed name last whatever the seed.
+    aliases = [f"alias{k}.example.org" for k in range(8)]
+    rules = AddressRules((HOST,), tuple(
+        AddressSpec(a, AddressKind.HOST, name=a) for a in aliases))
+    assert rules.decide("1.2.3.4", names("good.example.com")) is True
+    for alias in aliases:
+        assert rules.decide("1.2.3.4", names("good.example.com", alias)) is False
+    other = AddressSpec(".example.org", AddressKind.DOMAIN, name="example.org")
+    rules = AddressRules((DOMAIN,), (other,))
+    assert rules.decide("1.2.3.4", names("a.example.com", "b.example.org")) is False
+
+
 def test_domain_suffix_is_label_aligned() -> None:
     """``.example.com`` does not match ``badexample.com``."""
     rules = AddressRules((DOMAIN,), ())

@@ -18,7 +18,7 @@ from tests.access.clients import (
     hosts_args,
     open_from,
 )
-from tests.integration.harness import require_program
+from tests.integration.harness import Superd, require_program
 
 
 def echoes(conn: socket.socket) -> bool:
@@ -28,6 +28,14 @@ def echoes(conn: socket.socket) -> bool:
         return conn.recv(16) == b"ping\n"
     except OSError:
         return False
+
+
+def lines_until(superd: Superd, line: str) -> list[str]:
+    """The service log lines once ``line`` is among them: the daemon logs
+    before it closes a refused connection, but the test reads its output
+    on another thread, which may not have got there yet."""
+    superd.wait_for_event(lambda e: e.get("xinetd_line") == line)
+    return superd.xinetd_lines()
 
 
 def test_per_source_five(superd_factory: Callable[..., Any],
@@ -45,14 +53,19 @@ def test_per_source_five(superd_factory: Callable[..., Any],
             assert not echoes(sixth)
         with open_from("127.0.0.3", port) as other:
             assert echoes(other)
-        held.pop().close()
-        time.sleep(0.3)  # let the daemon see the close and release the slot
+        last = held.pop()
+        last.shutdown(socket.SHUT_WR)
+        # echo closes on the half-close, ending the session (and its slot)
+        # before its socket's FIN reaches us: no sleep to guess how long.
+        assert last.recv(16) == b""
+        last.close()
         with open_from("127.0.0.2", port) as again:
             assert echoes(again)
     finally:
         for c in held:
             c.close()
-    fails = [line for line in superd.xinetd_lines() if line.startswith("FAIL")]
+    fails = [line for line in lines_until(superd, "FAIL: echo per_source_limit from=127.0.0.2")
+             if line.startswith("FAIL")]
     assert fails == ["FAIL: echo per_source_limit from=127.0.0.2"]
 
 
@@ -70,6 +83,8 @@ def test_cps_30_10(superd_factory: Callable[..., Any],
     assert not fetch("127.0.0.3", port)  # refused, not ECONNREFUSED
     time.sleep(max(0.0, deactivated + 10.5 - time.monotonic()))
     assert fetch("127.0.0.3", port)
+    superd.wait_for_event(lambda e: e.get("event") == "limit"
+                          and str(e.get("log_format")).startswith("Activating"))
     texts = [e.get("log_format", "").format(**e) for e in superd.events()
              if e.get("event") == "limit"]
     assert texts == [
@@ -102,6 +117,5 @@ def test_access_times_and_global_limit(superd_factory: Callable[..., Any],
         assert echoes(first)
         with open_from("127.0.0.3", superd.port("catsrv")) as second:
             assert not echoes(second)
-    lines = superd.xinetd_lines()
-    assert "FAIL: daytime time from=127.0.0.2" in lines
-    assert "FAIL: catsrv process_limit from=127.0.0.3" in lines
+    lines_until(superd, "FAIL: daytime time from=127.0.0.2")
+    lines_until(superd, "FAIL: catsrv process_limit from=127.0.0.3")

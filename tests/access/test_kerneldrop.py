@@ -112,3 +112,20 @@ def test_gives_up_when_filters_are_unavailable(log_events: list[dict[str, Any]])
 def test_option_numbers() -> None:
     """The Linux option numbers (Python's socket module lacks them)."""
     assert (SO_ATTACH_FILTER, SO_DETACH_FILTER) == (26, 27)
+
+
+def test_window_is_half_open_and_the_filter_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refusals count within [first, first + window): the third at exactly
+    +window starts a new count; and no more than MAX_ADDRESSES sources are
+    ever filtered (the rest are refused in user space, as before)."""
+    monkeypatch.setattr("superd.access.kerneldrop.attach_program", lambda sock, program: None)
+    monkeypatch.setattr("superd.access.kerneldrop.MAX_ADDRESSES", 2)
+    hosts = {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+    drop, _ = make([FakeSocket()], set(hosts))
+    for at in (0.0, 5.0, 10.0):
+        drop.refused_banned("10.0.0.1", at)
+    assert not drop.dropped
+    for host in sorted(hosts):
+        for at in (20.0, 20.5, 21.0):
+            drop.refused_banned(host, at)
+    assert drop.dropped == {"10.0.0.1", "10.0.0.2"}

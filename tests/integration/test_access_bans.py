@@ -46,11 +46,12 @@ def test_sensor_bans_everywhere_and_survives_restart(
     udp = superd.port("echo-udp", "udp")
     assert udp_ask("127.0.0.2", udp) == b"ping"
     assert udp_ask("127.0.0.3", udp) is None
+    # The latest line first: the output is read on another thread, in order.
+    superd.wait_for_event(lambda e: e.get("xinetd_line") ==
+                          "FAIL: echo-udp address from=127.0.0.3")
     lines = superd.xinetd_lines()
     assert "FAIL: trap address from=127.0.0.3" in lines
     assert "FAIL: daytime address from=127.0.0.3" in lines
-    superd.wait_for_event(lambda e: e.get("xinetd_line") ==
-                          "FAIL: echo-udp address from=127.0.0.3")
     assert superd.stop() == 0
     again = superd_factory(conf, *hosts_args(tmp_path), state_dir=state)
     assert not fetch("127.0.0.3", again.port("daytime"))

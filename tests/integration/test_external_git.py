@@ -54,4 +54,5 @@ def test_git_daemon_inetd_clone(superd_factory: Factory, conf_dir: Callable[...,
     assert (clone / "README").read_text() == "served by superd\n"
     assert git("rev-parse", "HEAD", cwd=clone).strip() == head
     assert wait_until(lambda: superd.children() == [])
-    assert any(line.startswith("EXIT: git status=0") for line in superd.xinetd_lines())
+    # Reaped (gone from /proc) a moment before its EXIT line is logged and read.
+    superd.wait_for_event(lambda e: str(e.get("xinetd_line")).startswith("EXIT: git status=0"))

@@ -11,7 +11,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol, ServerFactory
 from twisted.internet.testing import MemoryReactor
 
-from superd.config.model import Location, ServiceConfig, SocketType
+from superd.config.model import Location, SocketType
 from superd.listen import (
     BindError,
     ListenAddress,
@@ -22,15 +22,7 @@ from superd.listen import (
     listen_stream,
     open_with_fallback,
 )
-
-
-def make_service(**kw: Any) -> ServiceConfig:
-    values: dict[str, Any] = dict(
-        name="echo", id="echo", location=Location("conf/echo", 1),
-        socket_type=SocketType.STREAM, protocol="tcp", wait=False, port=10007,
-    )
-    values.update(kw)
-    return ServiceConfig(**values)
+from tests.builders import echo_service as make_service
 
 
 def address(**kw: Any) -> ListenAddress:

@@ -15,16 +15,7 @@ from superd.config.model import Configuration, Location, ServiceConfig, SocketTy
 from superd.reload import Reloader, ReloadResult, plan_reload, service_key
 from superd.runtime import Runtime, RuntimeOptions
 from superd.service import SuperdService, build_service
-
-
-def service(**kw: Any) -> ServiceConfig:
-    values: dict[str, Any] = dict(
-        name="echo", id="echo", location=Location("conf/echo", 1),
-        socket_type=SocketType.STREAM, protocol="tcp", wait=False, port=10007,
-        bind=("127.0.0.1",), type=frozenset({"INTERNAL", "UNLISTED"}),
-    )
-    values.update(kw)
-    return ServiceConfig(**values)
+from tests.builders import local_echo_service as service
 
 
 def config(*services: ServiceConfig) -> Configuration:

@@ -32,16 +32,12 @@ from superd.service import (
     unavailable_problems,
 )
 from superd.session import Peer, Session
+from tests.builders import echo_service
 
 
 def make_service(**kw: Any) -> ServiceConfig:
-    values: dict[str, Any] = dict(
-        name="echo", id="echo", location=Location("conf/echo", 1),
-        socket_type=SocketType.STREAM, protocol="tcp", wait=False, port=10007,
-        type=frozenset({"INTERNAL", "UNLISTED"}),
-    )
-    values.update(kw)
-    return ServiceConfig(**values)
+    """``echo_service`` as the UNLISTED builtin."""
+    return echo_service(**{"type": frozenset({"INTERNAL", "UNLISTED"}), **kw})
 
 
 class Recorder:

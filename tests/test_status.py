@@ -15,23 +15,14 @@ from twisted.internet.testing import MemoryReactorClock
 
 from superd.access.banstore import Ban, BanStore
 from superd.access.setup import state_of
-from superd.config.model import CPS, Configuration, Location, ServiceConfig, SocketType
+from superd.config.model import CPS, Configuration, ServiceConfig
 from superd.control import control_path
 from superd.counters import service_counters
 from superd.runtime import Runtime
 from superd.service import build_service
 from superd.session import Peer
 from superd.status import EX_UNAVAILABLE, render_text, run_status, snapshot
-
-
-def service(**kw: Any) -> ServiceConfig:
-    values: dict[str, Any] = dict(
-        name="echo", id="echo", location=Location("conf/echo", 1),
-        socket_type=SocketType.STREAM, protocol="tcp", wait=False, port=10007,
-        bind=("127.0.0.1",), type=frozenset({"INTERNAL", "UNLISTED"}),
-    )
-    values.update(kw)
-    return ServiceConfig(**values)
+from tests.builders import local_echo_service as service
 
 
 class Reactor(MemoryReactorClock):

@@ -221,6 +221,17 @@ class Superd:
         """How many descriptors the daemon holds open now."""
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def settled_fd_count(self, at_most: int, timeout: float = 10) -> int:
+        """The descriptor count once it is ``at_most`` or ``timeout`` has
+        passed: closes the daemon has yet to see (a slow machine) are not
+        leaks, but one still open after ``timeout`` is."""
+        deadline = time.monotonic() + timeout
+        count = self.fd_count()
+        while count > at_most and time.monotonic() < deadline:
+            time.sleep(0.05)
+            count = self.fd_count()
+        return count
+
     def rss_kib(self) -> int:
         """The daemon's resident memory now, in KiB (VmRSS)."""
         with open(f"/proc/{self.pid}/status") as status:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,8 +122,7 @@ def test_megabyte_without_newline(superd_factory: Callable[..., Superd],
             assert sock.recv(100) == b""
         except ConnectionResetError:
             pass
-    time.sleep(0.2)
-    assert superd.fd_count() <= before
+    assert superd.settled_fd_count(before) <= before
     assert talk(superd.port("tcpmux"), b"echo\r\nstill alive") == b"+Go\r\nstill alive"
 
 

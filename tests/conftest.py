@@ -6,9 +6,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from twisted.logger import globalLogPublisher
 
 from superd.events import connection_events
+
+# No per-example deadline: on a slow or busy CI machine the first example
+# (imports, compiled patterns) can exceed Hypothesis's 200 ms and fail a
+# correct test.  Speed is measured in bench/, not asserted here.
+settings.register_profile("superd", deadline=None)
+settings.load_profile("superd")
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ Many hosts, one ban list: sensor bans shared through Redis.
 ``superd ... --ban-store redis://host:port/db`` shares every SENSOR ban of
 this host with every superd using the same Redis, within a second, and
 keeps serving on the local SQLite list while Redis is away
-(``superd.fleet.sync``).  The client is our own, bounded, on Twisted
+(``superd.fleet.sync``; its keys, scripts and messages in
+``superd.fleet.wire``).  The client is our own, bounded, on Twisted
 (``superd.fleet.client``, ``superd.fleet.resp``).
 """
 

@@ -35,9 +35,18 @@ from superd import events
 from superd.fleet.client import RedisProtocol, SubscriberProtocol
 from superd.fleet.resp import RedisError, Reply
 from superd.fleet.url import RedisTarget
-from superd.session import canonical_host
+from superd.fleet.wire import (
+    LIFT_SCRIPT,
+    LIFTED,
+    MERGE_SCRIPT,
+    format_expiry,
+    message_label,
+    parse_expiry,
+    parse_host,
+    parse_message,
+)
 
-__all__ = ["EV_BAN_STORE", "MERGE_SCRIPT", "SharedBans", "format_expiry", "parse_message"]
+__all__ = ["EV_BAN_STORE", "SharedBans"]
 
 _log = Logger(namespace="superd.fleet")
 
@@ -51,72 +60,6 @@ WINDOW = 64
 SCAN_COUNT = 256
 #: A bound on keys loaded (the local list holds at most as many).
 MAX_LOADED = 100_000
-
-# KEYS[1] ban key; ARGV[1] expiry ms or "inf"; ARGV[2] channel; ARGV[3] message.
-MERGE_SCRIPT = """
-local cur = redis.call('GET', KEYS[1])
-if cur == 'inf' then return 0 end
-if cur and ARGV[1] ~= 'inf' and tonumber(cur) and tonumber(cur) >= tonumber(ARGV[1]) then
-  return 0
-end
-if ARGV[1] == 'inf' then
-  redis.call('SET', KEYS[1], 'inf')
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[1])
-end
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1
-"""
-
-# KEYS[1] ban key; ARGV[1] channel; ARGV[2] message.
-LIFT_SCRIPT = """
-redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return 1
-"""
-#: The expiry field of a message that lifts a ban.
-LIFTED = "0"
-
-
-def format_expiry(expires: float) -> str:
-    """An absolute expiry as stored: integer milliseconds, or ``inf``."""
-    return "inf" if math.isinf(expires) else str(int(expires * 1000))
-
-
-def parse_expiry(text: str) -> Optional[float]:
-    """Seconds since the epoch (``math.inf``: forever) or None if malformed."""
-    if text == "inf":
-        return math.inf
-    if not text.isdigit() or len(text) > 16:
-        return None
-    return int(text) / 1000.0
-
-
-def parse_host(text: str) -> Optional[str]:
-    """``text`` if it is a canonical IP address, else None (never trusted blindly)."""
-    return text if text and len(text) <= 64 and canonical_host(text) == text \
-        and any(c in text for c in ".:") else None
-
-
-def parse_message(data: bytes) -> Optional[tuple[str, float, str]]:
-    """``host expiry service`` from the channel (expiry 0: lifted), or None if malformed."""
-    try:
-        fields = data.decode("ascii").split(" ", 2)
-    except UnicodeDecodeError:
-        return None
-    if len(fields) < 3:
-        return None
-    host, expires = parse_host(fields[0]), parse_expiry(fields[1])
-    if host is None or expires is None:
-        return None
-    return host, expires, fields[2][:64]
-
-
-def _label(service_id: str) -> str:
-    """A service id for a message: printable ASCII, never empty."""
-    text = "".join(c if c.isascii() and c.isprintable() else "_" for c in service_id[:64])
-    return text or "-"
-
 
 class _Factory(Factory):
     """Builds one protocol per connection attempt of a ClientService."""
@@ -324,7 +267,7 @@ class SharedBans(Service):
     def _send(self, commands: RedisProtocol, host: str, expires: float,
               service_id: str) -> None:
         value = format_expiry(expires)
-        message = f"{host} {value} {_label(service_id)}"
+        message = f"{host} {value} {message_label(service_id)}"
         self._in_flight.add(host)
         d = commands.command("EVAL", MERGE_SCRIPT, 1, self.target.key_prefix + host,
                              value, self.target.channel, message)

@@ -17,14 +17,9 @@ from superd.access.bans import BanList
 from superd.access.banstore import Ban, BanStore
 from superd.fleet.client import RedisProtocol, SubscriberProtocol
 from superd.fleet.resp import encode
-from superd.fleet.sync import (
-    LIFT_SCRIPT,
-    MERGE_SCRIPT,
-    SharedBans,
-    format_expiry,
-    parse_message,
-)
+from superd.fleet.sync import SharedBans
 from superd.fleet.url import RedisTarget
+from superd.fleet.wire import LIFT_SCRIPT, MERGE_SCRIPT, format_expiry, parse_message
 
 NOW = 1_800_000_000.0
 
@@ -271,7 +266,7 @@ def test_lift_message_unbans_here() -> None:
 def test_message_service_field_is_printable_and_never_empty() -> None:
     """A ban without a service (added by hand) or with odd characters still
     makes a message the other hosts parse."""
-    from superd.fleet.sync import _label
+    from superd.fleet.wire import message_label as _label
 
     assert _label("") == "-"
     assert _label("tr\nap\u00e9") == "tr_ap_"

@@ -10,17 +10,10 @@ that sends the banner and closes.  An admitted peer becomes a ``Session``,
 counted until ``session.end()``, and the handler builds its protocol.
 
 When a decision must wait (a host-name lookup), a banner must be written
-first or the service logs USERID, ``buildProtocol`` returns a ``_Gate``: it
-pauses the transport (not a byte is read), waits, and then either closes or
-connects the handler's protocol to the same transport.  Without banners,
-names or USERID no gate exists, so the common path costs one function call
-per policy.
-
-USERID (RFC 1413, ``superd.ident``) runs on the reactor, never blocking
-other connections: an admitted client is served at once while its lookup
-runs; an IDONLY client waits, paused and counted, for the answer and is
-closed without one; a refused client's connection stays open until its
-lookup ends (identd can only name a live connection).
+first or the service logs USERID, ``buildProtocol`` returns a ``Gate``
+(``superd.access.gate``) that holds the connection paused until then.
+Without banners, names or USERID no gate exists, so the common path costs
+one function call per policy.
 
 FAIL lines are logged here (``events.emit_fail``); START is the handler's.
 """
@@ -31,15 +24,14 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from superd import events, ident
-from superd.access.banners import Banners, FailBannerProtocol, send_now
+from superd import events
+from superd.access.banners import Banners, FailBannerProtocol
 from superd.access.decision import Decision, MaybeDeferred, deny
+from superd.access.gate import Gate
 from superd.access.pipeline import BANNED, policies_for, run_policies
 from superd.access.refusals import RefusalLog
 from superd.access.setup import AccessState, state_of
@@ -103,8 +95,6 @@ class AccessControlledFactory(ServerFactory):
 
     noisy = False  # no "Starting factory" line per service at start, stop and reload
 
-    noisy = False  # no "Starting factory" line per service at start, stop and reload
-
     def __init__(self, service: ServiceConfig, handler: Any,
                  runtime: Runtime) -> None:
         self.service = service
@@ -131,10 +121,10 @@ class AccessControlledFactory(ServerFactory):
             trip_sensor(self.service, peer, self.runtime, self._state)
             return self.refuse(peer, _SENSOR)
         if self._gated:
-            return _Gate(self, peer, None)
+            return Gate(self, peer, None)
         outcome = self.decide(peer)
         if not isinstance(outcome, Decision):
-            return _Gate(self, peer, outcome)
+            return Gate(self, peer, outcome)
         if outcome.allowed:
             return self.admit(peer, None)
         return self.refuse(peer, outcome)
@@ -181,143 +171,6 @@ class AccessControlledFactory(ServerFactory):
             events.emit_fail(self.service, events.REASON_FORK, peer,
                              "handler refused")
         return protocol
-
-
-class _Gate(Protocol):
-    """Holds a paused connection while banners go out and checks finish."""
-
-    def __init__(self, factory: AccessControlledFactory, peer: Peer,
-                 pending: MaybeDeferred | None) -> None:
-        self.gate_factory = factory
-        self.peer = peer
-        self._pending = pending
-        self._lost = False
-        self._queued = False
-        self._lookup: Deferred[ident.IdentResult] | None = None
-        self._session: Session | None = None  # IDONLY: counted, not served
-        self._early = b""
-        self._served: Protocol | None = None
-
-    def _send(self, data: bytes | None) -> None:
-        if not data:
-            return
-        if self._queued:
-            self.transport.write(data)  # type: ignore[union-attr]
-        else:
-            self._queued = not send_now(self.transport, data)
-
-    def connectionMade(self) -> None:
-        transport: Any = self.transport
-        transport.pauseProducing()
-        factory = self.gate_factory
-        self._send(factory.banners.banner)
-        outcome = self._pending
-        if outcome is None:
-            outcome = factory.decide(self.peer)
-        if isinstance(outcome, Decision):
-            self._decided(outcome)
-        else:
-            outcome.addCallback(self._decided).addErrback(self._failed)
-
-    def _failed(self, failure: Failure) -> None:
-        _log.failure("access decision failed", failure, event="policy_error")
-        if not self._lost:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def _local(self) -> Peer:
-        return Peer.from_address(self.transport.getHost())  # type: ignore[union-attr]
-
-    def _decided(self, decision: Decision) -> None:
-        factory = self.gate_factory
-        if not decision.allowed:
-            refusal = factory.refuse(self.peer, decision)
-            self._refused(refusal, factory.userid)
-            return
-        if self._lost:
-            return
-        userid = factory.userid
-        if userid is not None and userid.first:
-            self._session = factory.open_session(self.peer, self._local())
-            self._hold(userid.lookup(self._local(), self.peer), self._identified)
-            return
-        local = self._local()
-        protocol = factory.admit(self.peer, local)
-        if protocol is not None:
-            if userid is not None and userid.on_admit:
-                userid.beside(local, self.peer)
-            self._send(factory.banners.success)
-        self._switch(protocol)
-
-    def _refused(self, refusal: Protocol | None, userid: UseridLookups | None) -> None:
-        """Close (or send banner_fail), after the USERID lookup if it has one."""
-        lookup = None
-        if userid is not None and userid.on_refuse and not self._lost:
-            lookup = userid.for_refused(self._local(), self.peer)
-        if lookup is None:
-            self._switch(refusal)
-        else:
-            self._hold(lookup, lambda _: self._switch(refusal))
-
-    def _hold(self, lookup: Deferred[ident.IdentResult],
-              then: Callable[[ident.IdentResult], None]) -> None:
-        """Keep the connection paused until its ident lookup ends."""
-        self._lookup = lookup
-        lookup.addCallback(then).addErrback(self._lookup_ended)
-
-    def _lookup_ended(self, failure: Failure) -> None:
-        if not failure.check(CancelledError):
-            self._failed(failure)
-
-    def _identified(self, result: ident.IdentResult) -> None:
-        """IDONLY: serve a client its identd named; close the others."""
-        session, self._session, self._lookup = self._session, None, None
-        if session is None:
-            return
-        if not result.ok:
-            session.end()  # the NOID line is logged by the lookup
-            self.gate_factory.refused_unidentified()
-            self._switch(None)
-            return
-        protocol = self.gate_factory.serve(session, self.peer)
-        if protocol is not None:
-            self._send(self.gate_factory.banners.success)
-        self._switch(protocol)
-
-    def _switch(self, protocol: Protocol | None) -> None:
-        """Give the connection to ``protocol``, or close it."""
-        transport: Any = self.transport
-        if self._lost:
-            return
-        if protocol is None:
-            transport.loseConnection()
-            return
-        # Resume before handing over: the new protocol may pause or hand the
-        # socket off in connectionMade, and nothing is read until we return.
-        transport.resumeProducing()
-        transport.protocol = self._served = protocol
-        protocol.makeConnection(transport)
-        early, self._early = self._early, b""
-        if early:
-            protocol.dataReceived(early)
-
-    def dataReceived(self, data: bytes) -> None:
-        """
-        Bytes for the protocol the gate hands over to: the paused transport
-        sends none, but tcpmux passes those after its request line.
-        """
-        if self._served is not None:
-            self._served.dataReceived(data)
-        else:
-            self._early += data
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        self._lost = True
-        lookup, self._lookup = self._lookup, None
-        if lookup is not None:
-            lookup.cancel()  # closes the ident connection
-        session, self._session = self._session, None
-        if session is not None:
-            session.end()
 
 
 class AccessControlledDatagramProtocol(DatagramProtocol):

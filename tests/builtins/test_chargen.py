@@ -143,6 +143,14 @@ def test_half_close_keeps_sending() -> None:
     assert not transport.disconnecting
 
 
+def test_client_that_stops_reading_is_closed() -> None:
+    """Client shut down its read side: nothing more can be delivered, so the
+    stream ends and the connection closes."""
+    proto, transport = connect()
+    proto.writeConnectionLost()
+    assert transport.disconnecting
+
+
 def test_reset_mid_stream_stops_everything_and_ends_session() -> None:
     """A client reset ends the session, cancels timers and later resumes do nothing."""
     proto, transport = connect(StringTransport())

@@ -70,6 +70,14 @@ def test_half_closed_client_that_never_reads_is_aborted() -> None:
     assert transport.aborted
 
 
+def test_client_that_stops_reading_is_closed() -> None:
+    """Client shut down its read side (echoes can no longer be delivered):
+    echo closes the connection rather than read input it cannot answer."""
+    proto, transport = connect()
+    proto.writeConnectionLost()
+    assert transport.disconnecting
+
+
 def test_reset_mid_stream_ends_session() -> None:
     """A reset ends the session once; nothing is left scheduled."""
     proto, _ = connect()

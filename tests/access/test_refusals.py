@@ -34,6 +34,17 @@ def test_burst_then_count_then_summary(log_events: list[dict[str, Any]]) -> None
     assert len(fail_lines(log_events)) == 7
 
 
+def test_no_summary_when_nothing_was_suppressed(log_events: list[dict[str, Any]]) -> None:
+    """A window whose refusals were all logged ends without a summary line."""
+    log = RefusalLog(burst=5, window=10)
+    for _ in range(3):
+        log.refused(SVC, Peer("10.0.0.3", 1), ADDRESS, 100.0)
+    log.refused(SVC, Peer("10.0.0.3", 1), ADDRESS, 110.0)  # a new window
+    log.sweep(130.0)
+    assert len(fail_lines(log_events)) == 4
+    assert suppressed(log_events) == []
+
+
 def test_sweep_summarises_quiet_sources(log_events: list[dict[str, Any]]) -> None:
     """A source that stops is summarised by the periodic sweep, and forgotten."""
     clock = Clock()

@@ -47,6 +47,8 @@ class UseridLookups:
         self.first = self.on_admit and ident.must_identify(service)
         self.refused = 0
         self.served = 0
+        #: "Too many lookups" was logged since the last one ended.
+        self._warned_full = False
 
     @classmethod
     def of(cls, service: ServiceConfig, runtime: Runtime) -> UseridLookups | None:
@@ -76,8 +78,8 @@ class UseridLookups:
     def beside(self, local: Peer, peer: Peer) -> None:
         """Log the USERID of a served connection (unless too many are running)."""
         if self.served >= MAX_SERVED_LOOKUPS:
-            if self.served == MAX_SERVED_LOOKUPS:
-                self.served += 1  # warn once per saturation
+            if not self._warned_full:
+                self._warned_full = True  # once per saturation
                 _log.warn("{service_id}: {limit} ident lookups running; USERID not"
                           " logged for more clients until they end",
                           event=events.EV_IDENT_FAILED, service_id=self.service.id,
@@ -87,4 +89,5 @@ class UseridLookups:
         self.lookup(local, peer).addBoth(self._served_done)
 
     def _served_done(self, result: object) -> None:
-        self.served = min(self.served, MAX_SERVED_LOOKUPS) - 1
+        self.served -= 1
+        self._warned_full = False

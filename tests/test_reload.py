@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -274,15 +275,22 @@ def test_success_updates_then_reopens_service_logs(log_events: list[dict[str, An
     assert done["log_format"].startswith("Reconfigured: new={new} old={old}")
 
 
-def test_signals_during_a_reload_collapse_into_one_more() -> None:
-    """Two SIGHUPs during a slow load give exactly one more reload afterwards."""
-    top, _ = running(service())
+def slow_loads() -> tuple[list[Deferred[Configuration]], Callable[[], Deferred[Configuration]]]:
+    """A load function whose configurations arrive when the test fires the
+    Deferreds it appends to the returned list."""
     pending: list[Deferred[Configuration]] = []
 
     def load() -> Deferred[Configuration]:
         pending.append(Deferred())
         return pending[-1]
 
+    return pending, load
+
+
+def test_signals_during_a_reload_collapse_into_one_more() -> None:
+    """Two SIGHUPs during a slow load give exactly one more reload afterwards."""
+    top, _ = running(service())
+    pending, load = slow_loads()
     reloader = Reloader(top, load)
     first = reloader.reload()
     reloader.reload()
@@ -328,12 +336,7 @@ def test_udp_builtin_changed_moves_its_port_to_a_new_protocol() -> None:
 def test_every_caller_gets_the_result_unchanged() -> None:
     """Callers waiting on one reload each get the ReloadResult, whatever the others do."""
     top, _ = running(service())
-    pending: list[Deferred[Configuration]] = []
-
-    def load() -> Deferred[Configuration]:
-        pending.append(Deferred())
-        return pending[-1]
-
+    pending, load = slow_loads()
     reloader = Reloader(top, load)
     first, second = reloader.reload(), reloader.reload()
     first.addCallback(lambda result: "changed by the first caller")

@@ -1,0 +1,50 @@
+"""Process helpers the new figures rely on: JSON event logs and thread affinity."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from benchlib import procs
+
+
+def test_json_events_skips_lines_that_are_not_json_objects(tmp_path: Path) -> None:
+    """twistd's own lines and a torn last line are skipped; events keep their fields."""
+    log = tmp_path / "superd.log"
+    event = {"event": "ban", "action": "add", "peer_host": "127.1.0.1", "log_time": 1.5}
+    log.write_text(f'twistd starting\n{json.dumps(event)}\n[1, 2]\n{{"event": "ba')
+    assert procs.json_events(str(log)) == [event]
+
+
+def test_unpin_then_pin_changes_every_thread_of_a_process(tmp_path: Path) -> None:
+    """A process started on one CPU may use every CPU after unpin, and one again after."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        pytest.skip("needs taskset and two CPUs")
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(30,)).start()"
+    argv = ["taskset", "-c", str(cpus[0]), sys.executable, "-c", f"{code}; time.sleep(30)"]
+    server = procs.start("sleeper", argv, str(tmp_path / "log"))
+    try:
+        tids = _wait_threads(server.pid, 2)
+        assert all(os.sched_getaffinity(t) == {cpus[0]} for t in tids)
+        procs.unpin(server.pid)
+        assert all(os.sched_getaffinity(t) == set(cpus) for t in tids)
+        procs.set_affinity(server.pid, {cpus[1]})
+        assert all(os.sched_getaffinity(t) == {cpus[1]} for t in tids)
+    finally:
+        server.stop()
+
+
+def _wait_threads(pid: int, count: int) -> list[int]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        if len(tids) >= count:
+            return tids
+        time.sleep(0.02)
+    raise AssertionError(f"pid {pid} never had {count} threads")

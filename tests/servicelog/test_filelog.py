@@ -93,6 +93,7 @@ class TestLimits:
 def test_one_line_escapes_line_breaks() -> None:
     """A CR or LF inside a record cannot start a forged line."""
     assert one_line("USERID: s a\nSTART: x") == "USERID: s a\\nSTART: x"
+    assert one_line("USERID: s a\rSTART: x") == "USERID: s a\\rSTART: x"
     assert one_line("plain") == "plain"
 
 
@@ -154,14 +155,17 @@ class TestSizeLimits:
 
     def test_soft_alert_once_then_hard_closes(self, tmp_path: Path,
                                               timezone: None) -> None:
-        """Past soft: one alert; past hard: an alert and no more lines."""
+        """Exactly soft is within it; past soft: one alert; past hard: an
+        alert and no more lines."""
         path = tmp_path / "svc.log"
         size = self.line_bytes()  # 28 bytes
         sink = FileSink(FileLog(str(path), soft=2 * size, hard=4 * size), "s")
         sink.open()
         with capturedLogs() as events:
-            for _ in range(3):
+            for _ in range(2):
                 sink.write("s", "START: s", EXAMPLE)
+            assert limit_alerts(list(events)) == []  # 2 lines == soft
+            sink.write("s", "START: s", EXAMPLE)
             assert limit_alerts(list(events)) == ["log_soft"]
             sink.write("s", "START: s", EXAMPLE)
             sink.write("s", "START: s", EXAMPLE)   # 5 lines > hard

@@ -81,6 +81,12 @@ class TLSServerProtocol(BufferingTLSTransport):
     def makeConnection(self, transport: Any) -> None:
         self._timer = self.runtime.reactor.callLater(
             self.settings.handshake_timeout, self._timed_out)
+        # BufferingTLSTransport already coalesces each turn's writes into
+        # records; Nagle on top only makes every request/response exchange
+        # wait for the peer's delayed ACK (about 40 ms).  stunnel sets it too.
+        set_no_delay = getattr(transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         super().makeConnection(transport)
 
     def _checkHandshakeStatus(self) -> None:

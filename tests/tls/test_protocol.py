@@ -187,3 +187,24 @@ def test_timer_cancelled_after_handshake(pki: PKI) -> None:
     assert setup.app.made == 1
     assert not [c for c in setup.reactor.getDelayedCalls() if c.active()
                 and c.getTime() >= 3.0]
+
+
+class _NoDelayTransport(StringTransport):
+    """A StringTransport that remembers setTcpNoDelay (ITCPTransport)."""
+
+    no_delay: Optional[bool] = None
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay = enabled
+
+
+def test_tls_connections_disable_nagle(pki: PKI) -> None:
+    """
+    TLS sessions switch TCP_NODELAY on: records are already coalesced, and
+    Nagle would make each request/response wait ~40 ms for a delayed ACK
+    (TLS echo measured 1.4 MB/s with Nagle against stunnel's 187 MB/s).
+    """
+    setup = server_side(pki)
+    transport = _NoDelayTransport()
+    setup.server.makeConnection(transport)
+    assert transport.no_delay is True

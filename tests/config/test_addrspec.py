@@ -79,6 +79,14 @@ def test_host_names_and_domains_are_lowercased() -> None:
     assert parse_address("localhost")[0].kind is AddressKind.HOST
 
 
+def test_fully_qualified_names_drop_the_root_dot() -> None:
+    """``host.example.com.`` and ``.example.com.`` name what the resolver
+    returns (no trailing dot), so they can match."""
+    assert parse_address("Host.Example.com.")[0].name == "host.example.com"
+    assert parse_address(".example.com.")[0] == AddressSpec(
+        ".example.com.", AddressKind.DOMAIN, name="example.com")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

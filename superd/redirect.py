@@ -146,6 +146,10 @@ class RelayProtocol(Protocol):
         self.client_gone = False
         self.upstream_gone = False
         self._connecting: Optional[Deferred[Any]] = None
+        #: Each transport has the other as its producer (flow control) from
+        #: the upstream's connect until nothing more is written to it.
+        self._upstream_fed = False
+        self._client_fed = False
 
     # -- client side -------------------------------------------------------
 
@@ -173,6 +177,7 @@ class RelayProtocol(Protocol):
             return
         self.client_eof = True
         if self.upstream is not None:
+            self._unfeed_upstream()
             _close_writing(self.upstream.transport)
             self._close_if_done()
 
@@ -184,6 +189,7 @@ class RelayProtocol(Protocol):
         if self._connecting is not None:
             self._connecting.cancel()
         if self.upstream is not None and not self.upstream_gone:
+            self._unfeed_upstream()
             self.upstream.transport.loseConnection()  # type: ignore[union-attr]
         self._finish_if_done()
 
@@ -201,11 +207,13 @@ class RelayProtocol(Protocol):
         # Each side stops reading while the other cannot take more.
         theirs.registerProducer(self.transport, True)
         self.transport.registerProducer(theirs, True)
+        self._upstream_fed = self._client_fed = True
         early, self._early = self._early, []
         for data in early:
             theirs.write(data)
         self.transport.resumeProducing()
         if self.client_eof:
+            self._unfeed_upstream()
             _close_writing(theirs)
 
     def _connect_failed(self, failure: Failure) -> None:
@@ -235,7 +243,7 @@ class RelayProtocol(Protocol):
         if not self.client_gone:
             # Nothing more comes from the upstream; a TLS transport also waits
             # for its producer to go before it sends close_notify.
-            self.transport.unregisterProducer()
+            self._unfeed_client()
             _close_writing(self.transport)
         self._close_if_done()
 
@@ -243,9 +251,23 @@ class RelayProtocol(Protocol):
         """The upstream connection is closed (after any half-close)."""
         self.upstream_gone = True
         if not self.client_gone:
-            self.transport.unregisterProducer()
+            self._unfeed_client()
             self.transport.loseConnection()
         self._finish_if_done()
+
+    def _unfeed_upstream(self) -> None:
+        # The client writes nothing more upstream.  A TLS upstream sends
+        # close_notify only once it has no producer: without this, a relay
+        # to a TLS upstream whose client left first held both connections
+        # (and the session) forever.
+        if self._upstream_fed:
+            self._upstream_fed = False
+            self.upstream.transport.unregisterProducer()  # type: ignore[union-attr]
+
+    def _unfeed_client(self) -> None:
+        if self._client_fed:
+            self._client_fed = False
+            self.transport.unregisterProducer()
 
     # -- the end -----------------------------------------------------------
 

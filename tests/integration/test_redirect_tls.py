@@ -39,6 +39,9 @@ def test_relay_to_tls_upstream(superd_factory: Callable[..., Superd],
                 break
             got += chunk
     assert got == b"through tls\n"
+    # The client left first: the relay closes the TLS upstream too and its
+    # session ends (it used to wait forever for the upstream's EOF).
+    relay.wait_for_event(lambda e: str(e.get("xinetd_line")).startswith("EXIT: relay "))
     with socket.create_connection(("127.0.0.1", relay.port("badname")), timeout=10) as sock:
         sock.settimeout(10)
         sock.sendall(b"secret\n")

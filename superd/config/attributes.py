@@ -175,6 +175,16 @@ def _log_flags(words: Tuple[str, ...], allowed: Tuple[str, ...]) -> Tuple[str, .
     return tuple(sorted(v.words_in(words, allowed, "flag")))
 
 
+def _redis_url(word: str) -> str:
+    """A ``redis://`` URL, kept as written (``superd.fleet`` connects to it)."""
+    # Pure parsing, no I/O: importing it keeps the config package free of the
+    # Redis client, and the file is checked exactly as ``--ban-store`` is.
+    from superd.fleet.url import parse_redis_url
+
+    parse_redis_url(word)
+    return word
+
+
 def _env_name(word: str) -> str:
     if not word or "=" in word or "\x00" in word:
         raise ValueError(f"expected a variable name, got {word!r}")
@@ -244,6 +254,8 @@ _TABLE = (
     _spec("libwrap", _one(_word)),
     _cumulative("disabled", _each(_word), in_defaults=True, in_service=False),
     _cumulative("enabled", _each(_word), in_defaults=True, in_service=False),
+    # superd's own, daemon-wide: the shared ban store (issue 7).
+    _spec("ban_store", _one(_redis_url), in_defaults=True, in_service=False),
     _list("rpc_version", tuple, unsupported=_RPC),
     _list("rpc_number", tuple, unsupported=_RPC),
 )

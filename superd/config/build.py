@@ -387,7 +387,8 @@ def build_configuration(
         errors += [_as_problem(w) for w in report.warnings]
     if errors:
         raise ConfigError(_ordered(errors, sources))
-    return Configuration(tuple(services), tuple(report.warnings), tuple(sources))
+    return Configuration(tuple(services), tuple(report.warnings), tuple(sources),
+                         ban_store=defaults.values.get("ban_store"))
 
 
 def _as_problem(warning: Any) -> Problem:

@@ -7,7 +7,7 @@ Pure rendering; the CLI loads the configuration and chooses the format.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from superd.config.model import UNLIMITED, Configuration, ServiceConfig
 
@@ -58,6 +58,8 @@ def render_table(config: Configuration) -> str:
         for row in rows
     ]
     lines.append(f"{len(config.services)} service(s) from {len(config.sources)} file(s)")
+    if config.ban_store:
+        lines.append(f"ban store: {_ban_store(config)}")
     lines.extend(f"warning: {warning}" for warning in config.warnings)
     return "\n".join(lines) + "\n"
 
@@ -85,6 +87,13 @@ def service_summary(service: ServiceConfig) -> Dict[str, Any]:
     }
 
 
+def _ban_store(config: Configuration) -> Optional[str]:
+    """The shared ban store for display: never its password."""
+    from superd.fleet.url import parse_redis_url
+
+    return parse_redis_url(config.ban_store).describe() if config.ban_store else None
+
+
 def render_json(config: Configuration) -> str:
     """The services, warnings and files read, as one JSON document."""
     warnings: List[Dict[str, Any]] = [
@@ -103,5 +112,6 @@ def render_json(config: Configuration) -> str:
         "services": [service_summary(s) for s in config.services],
         "warnings": warnings,
         "sources": list(config.sources),
+        "ban_store": _ban_store(config),
     }
     return json.dumps(document, indent=2, sort_keys=False) + "\n"

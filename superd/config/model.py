@@ -343,3 +343,6 @@ class Configuration:
     warnings: Tuple[ConfigWarning, ...] = ()
     #: Files read, in order (for messages and reload diagnostics).
     sources: Tuple[str, ...] = ()
+    #: ``ban_store`` of the defaults section: the ``redis://`` URL sharing
+    #: SENSOR bans (daemon-wide; ``--ban-store`` on the command line wins).
+    ban_store: Optional[str] = None

@@ -341,3 +341,31 @@ def test_non_root_superd_refuses_other_groups() -> None:
         f"{F}:6: service ssh: group: superd runs as gid 1000, not root, so it cannot start "
         "servers with group 'staff' (gid 50); remove the group line or run superd as root"
     ]
+
+
+def _defaults(**attributes: str) -> str:
+    body = "".join(f"    {key} = {value}\n" for key, value in attributes.items())
+    return f"defaults\n{{\n{body}}}\n" + service_text("echo", **ECHO)
+
+
+def test_ban_store_in_defaults_is_the_configuration_s() -> None:
+    """ban_store in defaults is kept as written on the Configuration; absent, it is None."""
+    url = "redis://:s3cret@127.0.0.1:6380/2"
+    assert load_text(_defaults(ban_store=url)).ban_store == url
+    assert load_text(service_text("echo", **ECHO)).ban_store is None
+
+
+def test_ban_store_is_refused_in_a_service_and_checked_as_redis_url() -> None:
+    """ban_store is daemon-wide (defaults only), one value, parsed like --ban-store."""
+    assert _errors(**ECHO, ban_store="redis://127.0.0.1/0") == [
+        f"{F}:6: service echo: ban_store: only allowed in the defaults section"
+    ]
+    assert errors_of(_defaults(ban_store="http://127.0.0.1/0")) == [
+        f"{F}:3: defaults: ban_store: not a redis:// URL: 'http://127.0.0.1/0'"
+    ]
+    assert errors_of(_defaults(ban_store="redis://127.0.0.1/x")) == [
+        f"{F}:3: defaults: ban_store: bad database number 'x'"
+    ]
+    assert errors_of(_defaults(ban_store="redis://a/0 redis://b/0")) == [
+        f"{F}:3: defaults: ban_store: expected 1 value, got 2"
+    ]

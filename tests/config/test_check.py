@@ -56,3 +56,12 @@ def test_json_has_services_and_warnings() -> None:
     assert (ssh["user"], ssh["cps"], ssh["instances"]) == ("root", [30, 10], None)
     assert [w["attribute"] for w in document["warnings"]] == ["only_from", "mdns"]
     assert document["sources"] == ["/etc/superd/test.conf"]
+
+
+def test_ban_store_is_shown_without_its_password() -> None:
+    """The file's ban_store is listed (table line, JSON key) with the password left out."""
+    config = load_text("defaults\n{\n    ban_store = redis://:pw@127.0.0.1:6390/2\n}\n" + TEXT)
+    assert "\nban store: redis://127.0.0.1:6390/2\n" in render_table(config)
+    assert json.loads(render_json(config))["ban_store"] == "redis://127.0.0.1:6390/2"
+    assert "pw" not in render_table(config) + render_json(config)
+    assert json.loads(render_json(load_text(TEXT)))["ban_store"] is None

@@ -117,7 +117,8 @@ class Options(usage.Options):
          "tcp:9101:interface=127.0.0.1 (default: no metrics)."],
         ["ban-store", None, None,
          "Share SENSOR bans with other superd hosts through Redis: "
-         "redis://[:password@]host[:port][/db] (default: this host only).", _redis_url],
+         "redis://[:password@]host[:port][/db]; overrides ban_store in the "
+         "configuration's defaults (default: this host only).", _redis_url],
     ]
 
     def __init__(self) -> None:
@@ -155,6 +156,12 @@ class Options(usage.Options):
             self._fail(f"cannot read {path}: {e.strerror or e}", EX_NOINPUT)
         report_warnings(configuration.warnings, self.stderr)
         return configuration
+
+    def ban_store(self) -> Optional[str]:
+        """The shared ban store's URL: ``--ban-store``, else the file's ``ban_store``."""
+        if self["ban-store"]:
+            return str(self["ban-store"])
+        return self.configuration.ban_store if self.configuration else None
 
     def runtime_options(self) -> RuntimeOptions:
         """The daemon-wide settings given on the command line."""
@@ -241,8 +248,9 @@ def makeService(options: Options) -> IService:
     if options["metrics"]:
         from superd.metrics import MetricsService
         MetricsService(runtime, options["metrics"]).setServiceParent(top)
-    if options["ban-store"]:
+    ban_store = options.ban_store()
+    if ban_store:
         from superd.fleet import attach as attach_fleet
-        attach_fleet(top, runtime, options["ban-store"])
+        attach_fleet(top, runtime, ban_store)
     reactor.callWhenRunning(warn_unclaimed)  # every service listens by then
     return top

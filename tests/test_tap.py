@@ -147,3 +147,13 @@ def test_running_as_daemon_reads_twistd_options() -> None:
     assert running_as_daemon(options)
     options.parent = {"nodaemon": True}  # type: ignore[attr-defined]
     assert not running_as_daemon(options)
+
+
+def test_ban_store_option_overrides_the_configuration_file(tmp_path: Path) -> None:
+    """--ban-store wins over the defaults' ban_store; without it the file's is used; else none."""
+    (tmp_path / "echo").write_text(ECHO)
+    assert parse("-c", str(tmp_path))[0].ban_store() is None
+    (tmp_path / "fleet").write_text("defaults\n{\n\tban_store = redis://127.0.0.1:6390/1\n}\n")
+    assert parse("-c", str(tmp_path))[0].ban_store() == "redis://127.0.0.1:6390/1"
+    options, _ = parse("-c", str(tmp_path), "--ban-store", "redis://127.0.0.9/4")
+    assert options.ban_store() == "redis://127.0.0.9/4"

@@ -26,7 +26,8 @@ bind and the options of the listening socket) -- xinetd's rule, plus bind:
   a port the dropped one holds, that one is closed first and reopened if the
   reload then fails.
 
-Bans live in the runtime (and SQLite) and are never touched.
+Bans live in the runtime (and SQLite) and are never touched.  Neither is the
+shared ban store: a changed ``ban_store`` is logged as needing a restart.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
     "plan_reload",
     "problems_of",
     "service_key",
+    "warn_ban_store_change",
 ]
 
 _log = Logger(namespace="superd.reload")
@@ -142,6 +144,30 @@ class ReloadResult:
     def as_dict(self) -> Dict[str, object]:
         """The result as JSON-ready values."""
         return attrs.asdict(self, recurse=False) | {"errors": list(self.errors)}
+
+
+def _store_text(url: Optional[str]) -> str:
+    # Never log the password a URL may carry.
+    from superd.fleet.url import parse_redis_url
+
+    return parse_redis_url(url).describe() if url else "none"
+
+
+def warn_ban_store_change(old: Configuration, new: Configuration) -> bool:
+    """
+    Log that a changed ``ban_store`` needs a restart; True if it changed.
+
+    The shared ban store is not switched live: its subscription, reconnection
+    and reconciliation belong to the store the daemon started with, and
+    ``--ban-store`` (which wins over the file) cannot change at all.
+    """
+    if old.ban_store == new.ban_store:
+        return False
+    _log.warn("ban_store changed from {old} to {new}; the running ban store is kept "
+              "until superd restarts", event=events.EV_CONFIG_WARNING,
+              attribute="ban_store", old=_store_text(old.ban_store),
+              new=_store_text(new.ban_store))
+    return True
 
 
 def problems_of(error: Exception) -> Tuple[str, ...]:
@@ -239,7 +265,8 @@ class Reloader:
         return await self._apply(started, config)
 
     async def _apply(self, started: float, config: Configuration) -> ReloadResult:
-        plan = plan_reload(self.top.configuration, config)
+        running = self.top.configuration
+        plan = plan_reload(running, config)
         transition = Transition(self.top, plan, config)
         problems = transition.build()
         if problems:
@@ -249,6 +276,7 @@ class Reloader:
         if bind_error is not None:
             return self._failed(started, (str(bind_error),), bind_error)
         transition.commit()
+        warn_ban_store_change(running, config)
         self._stop_children(plan.stopped_ids)
         self._update_logs(config)
         return self._succeeded(started, plan)

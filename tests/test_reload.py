@@ -364,3 +364,22 @@ def test_unexpected_bind_exception_undoes_binds(log_events: list[dict[str, Any]]
     assert not result.ok and "internal error" in result.errors[0]
     assert [(p.port, p.stopped) for p in reactor.ports] == [(1, False), (2, True)]
     assert [g[0].id for g in top.groups] == ["old"]
+
+
+def test_a_changed_ban_store_is_kept_and_a_restart_is_asked_for() -> None:
+    """A new ban_store reloads the rest, warns once (password hidden) and needs a restart."""
+    from twisted.logger import capturedLogs
+
+    from superd.reload import warn_ban_store_change
+
+    echo = service()
+    top, _ = running(echo)
+    new = attrs.evolve(config(echo), ban_store="redis://:pw@127.0.0.1:6390/3")
+    with capturedLogs() as events:
+        assert reload(top, new).ok
+        assert reload(top, new).ok  # unchanged now: no second warning
+    (warning,) = [e for e in events if e.get("attribute") == "ban_store"]
+    assert warning["event"] == "config_warning"
+    assert (warning["old"], warning["new"]) == ("none", "redis://127.0.0.1:6390/3")
+    assert "pw" not in repr(warning)
+    assert not warn_ban_store_change(new, attrs.evolve(new))

@@ -41,20 +41,32 @@ class RedisTarget:
         return f"redis://{host}:{self.port}/{self.db}"
 
 
+def _without_password(text: str) -> str:
+    """``text`` with any ``user:password@`` part replaced, for error messages."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return text
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
 def parse_redis_url(text: str) -> RedisTarget:
-    """Parse a ``redis://`` URL; raises ValueError saying what is wrong."""
+    """Parse a ``redis://`` URL; raises ValueError saying what is wrong.
+
+    Messages never repeat the password: they reach config errors and logs.
+    """
     parts = urllib.parse.urlsplit(text)
+    shown = _without_password(text)
     if parts.scheme != "redis":
-        raise ValueError(f"not a redis:// URL: {text!r}")
+        raise ValueError(f"not a redis:// URL: {shown!r}")
     if parts.query or parts.fragment:
         raise ValueError("redis URL options are not supported")
     host = parts.hostname
     if not host:
-        raise ValueError(f"no host in {text!r}")
+        raise ValueError(f"no host in {shown!r}")
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError as e:
-        raise ValueError(f"bad port in {text!r}") from e
+        raise ValueError(f"bad port in {shown!r}") from e
     path = parts.path.strip("/") or "0"
     if not path.isdigit() or int(path) > 1000:
         raise ValueError(f"bad database number {path!r}")

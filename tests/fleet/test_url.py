@@ -32,3 +32,16 @@ def test_names_and_description_hide_the_password() -> None:
     assert target.describe() == "redis://[::1]:7/2"
     assert "pw" not in repr(target)
     assert target.channel == "superd:bans:2"
+
+
+@pytest.mark.parametrize("url", [
+    "redis://:s3cret@127.0.0.1:notaport/0",
+    "rediss://:s3cret@127.0.0.1/0",
+    "redis://user:s3cret@/0",
+])
+def test_errors_never_repeat_the_password(url: str) -> None:
+    """A bad URL's error (which reaches config errors and logs) hides the password."""
+    with pytest.raises(ValueError) as caught:
+        parse_redis_url(url)
+    assert "s3cret" not in str(caught.value)
+    assert "***@" in str(caught.value)

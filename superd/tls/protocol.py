@@ -11,20 +11,27 @@ handshakes never cost a process.  Every failure -- plain text on the port, a
 certificate that does not verify, a name that is not allowed, a handshake
 that does not finish in ``tls_handshake_timeout`` -- is a FAIL line with
 reason ``tls`` and a closed connection.
+
+Under TLS 1.3 the client's close_notify is a read-side half-close for a
+service that provides ``IHalfCloseableProtocol`` (RFC 8446 section 6.1): it
+hears ``readConnectionLost`` and may keep writing; its ``loseConnection``
+then sends superd's close_notify and closes, as Twisted does.  Otherwise
+(TLS 1.2, other services) Twisted's full close stands.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+from OpenSSL.SSL import TLS1_3_VERSION, WantReadError, ZeroReturnError
 from OpenSSL.SSL import Error as SSLError
-from OpenSSL.SSL import WantReadError
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from superd import events
 from superd.config.model import ServiceConfig, TLSSettings
@@ -75,6 +82,8 @@ class TLSServerProtocol(BufferingTLSTransport):
         self.runtime = runtime
         self.settings: TLSSettings = service.extensions.tls  # type: ignore[assignment]
         self.app_connected = False
+        #: The client sent close_notify and the service heard readConnectionLost.
+        self.read_closed = False
         self._failed = False
         self._timer: Any = None
 
@@ -116,6 +125,59 @@ class TLSServerProtocol(BufferingTLSTransport):
         self.wrappedProtocol.makeConnection(self)
         if IHandshakeListener.providedBy(self.wrappedProtocol):
             self.wrappedProtocol.handshakeCompleted()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.read_closed:
+            # Nothing may follow the client's close_notify, and nothing reads
+            # the receive BIO any more: bytes fed to it would only pile up.
+            return
+        super().dataReceived(data)
+
+    def _flushReceiveBIO(self) -> None:
+        # Twisted 26.10's own method (tests/tls/test_protocol.py pins its
+        # source), except that a close_notify may be a read-side half-close
+        # (``_client_closed``) and nothing is read after one.
+        while not self._lostTLSConnection and not self.read_closed:
+            try:
+                data = self._tlsConnection.recv(2**15)
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                self._client_closed()
+            except SSLError:
+                self._tlsShutdownFinished(Failure())
+            else:
+                if not self._aborted:
+                    ProtocolWrapper.dataReceived(self, data)
+        self._flushSendBIO()
+
+    def _client_closed(self) -> None:
+        """The client's close_notify: a half-close if the service can take one."""
+        if not self._may_half_close():
+            # Twisted's own handling: answer close_notify and close.
+            self._shutdownTLS()
+            self._tlsShutdownFinished(None)
+            return
+        self.read_closed = True
+        # A TCP FIN after the close_notify is no news: from now on the TCP
+        # transport tells this protocol (readConnectionLost) instead of
+        # closing the connection, so the service can still answer.
+        alsoProvides(self, IHalfCloseableProtocol)
+        IHalfCloseableProtocol(self.wrappedProtocol).readConnectionLost()
+
+    def _may_half_close(self) -> bool:
+        # RFC 8446 section 6.1 lets a party keep writing after the peer's
+        # close_notify; RFC 5246 section 7.2.1 (TLS 1.2 and older) says to
+        # answer it at once and discard pending writes, so only TLS 1.3.
+        return (self.app_connected and not self.disconnecting
+                and self._tlsConnection.get_protocol_version() >= TLS1_3_VERSION
+                and IHalfCloseableProtocol.providedBy(self.wrappedProtocol))
+
+    def readConnectionLost(self) -> None:
+        """TCP EOF after the client's close_notify (see ``_client_closed``): nothing to do."""
+
+    def writeConnectionLost(self) -> None:
+        """Part of ``IHalfCloseableProtocol``; superd never half-closes its own TCP side."""
 
     def _close_refused(self) -> None:
         # Like abortConnection (no application byte is delivered any more),

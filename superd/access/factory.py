@@ -178,8 +178,6 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
 
     noisy = False  # no "Starting protocol" line per service at start, stop and reload
 
-    noisy = False  # no "Starting protocol" line per service at start, stop and reload
-
     def __init__(self, service: ServiceConfig, handler: Any,
                  runtime: Runtime) -> None:
         self.service = service

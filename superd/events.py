@@ -6,8 +6,9 @@ field is one of the ``EV_*`` names below and whose other fields are named
 values (``service``, ``peer``, ``reason``, ``pid`` ...).  Format strings only
 ever reference those fields, so peer-supplied bytes never become part of a
 format string.  The xinetd-format service log lines (START/EXIT/FAIL ...) are
-one rendering of these events.  The START/EXIT events of builtins (one or two
-per connection) travel on ``connection_events``, built only when consumed.
+one rendering of these events.  The per-connection START/EXIT events (of
+builtins, ``wait = no`` servers, redirects ...) travel on ``connection_events``,
+built only when consumed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ __all__ = [
     "emit_exit",
     "emit_served_exit",
     "emit_served_start",
+    "emit_session_exit",
+    "emit_session_start",
     "emit_fail",
     "emit_start",
     "exit_line",
@@ -186,12 +189,15 @@ Observer = Callable[[LogEvent], None]
 @implementer(ILogObserver)
 class ConnectionEvents:
     """
-    Where the per-connection events of sessions served inside superd go:
-    START (and EXIT) of each builtin connection or datagram.
+    Where the per-connection events go: START and EXIT of each builtin
+    connection or datagram, of each ``wait = no`` server process, and of
+    each redirected, TLS-piped or user-protocol session.
 
     Rendering an event costs the main log's observer (twistd's text
-    observer, or JSON) more CPU than serving a daytime connection, so these
-    events are only built when something consumes them:
+    observer, or JSON) more CPU than serving a daytime connection, and two
+    renderings cost a third of what superd itself spends on handing a
+    connection to a spawned server, so these events are only built when
+    something consumes them:
 
     * the structured main log: ``superd.logs.json_stdout`` calls
       ``send_to_main_log()``, and every such event then reaches the global
@@ -200,9 +206,12 @@ class ConnectionEvents:
       ``add_direct`` and gets them without the main log rendering them
       (while they go to the main log, it gets them there instead, once).
 
-    With neither, serving a builtin builds no log event at all.  Every
-    other event (listening, refusals, spawns and exits of children, bans,
-    reloads, limits) always goes to the main log.
+    * ``--log-connections`` sends them to the readable main log as well.
+
+    With none of these, serving a connection builds no log event at all.
+    Every other event (listening, refusals, exec failures, children killed
+    by a signal, ``wait = yes`` servers starting and ending, bans, reloads,
+    limits) always goes to the main log.
     """
 
     def __init__(self, main_log: Observer = globalLogPublisher) -> None:
@@ -278,26 +287,45 @@ def _exit(log: Logger, service: ServiceConfig, pid: int,
 
 
 def emit_start(service: ServiceConfig, pid: int, peer: Optional[Peer]) -> None:
-    """Log that ``peer`` was admitted and is being served (pid 0: in-process)."""
+    """Log on the main log that a server process started (``wait = yes``)."""
     _start(_log, service, pid, peer)
 
 
 def emit_exit(service: ServiceConfig, pid: int, status: Optional[int],
               signal: Optional[int], duration: float) -> None:
-    """Log that a server process of ``service`` ended."""
+    """Log on the main log that a server process of ``service`` ended."""
     _exit(_log, service, pid, status, signal, duration)
+
+
+def emit_session_start(service: ServiceConfig, pid: int,
+                       peer: Optional[Peer]) -> None:
+    """START of one connection's session (``pid`` its server process, or 0),
+    on the ``connection_events`` channel."""
+    if connection_events.wanted(service.id):
+        _start(_connection_log, service, pid, peer)
+
+
+def emit_session_exit(service: ServiceConfig, pid: int, status: Optional[int],
+                      signal: Optional[int], duration: float) -> None:
+    """
+    EXIT of one connection's session, on the ``connection_events`` channel;
+    a server process killed by a signal (a crash, or the OOM killer) is
+    worth the main log's attention, so that EXIT always goes there.
+    """
+    if signal is not None:
+        _exit(_log, service, pid, status, signal, duration)
+    elif connection_events.wanted(service.id):
+        _exit(_connection_log, service, pid, status, signal, duration)
 
 
 def emit_served_start(service: ServiceConfig, peer: Optional[Peer]) -> None:
     """START (pid 0) of a builtin's session, on the ``connection_events`` channel."""
-    if connection_events.wanted(service.id):
-        _start(_connection_log, service, 0, peer)
+    emit_session_start(service, 0, peer)
 
 
 def emit_served_exit(service: ServiceConfig, duration: float) -> None:
     """EXIT (pid 0, status 0) of a builtin's session, on ``connection_events``."""
-    if connection_events.wanted(service.id):
-        _exit(_connection_log, service, 0, 0, None, duration)
+    emit_session_exit(service, 0, 0, None, duration)
 
 
 def emit_fail(service: ServiceConfig, reason: str, peer: Optional[Peer],

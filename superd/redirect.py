@@ -155,7 +155,7 @@ class RelayProtocol(Protocol):
 
     def connectionMade(self) -> None:
         if self.logs_session:
-            events.emit_start(self.service, 0, self.session.peer)
+            events.emit_session_start(self.service, 0, self.session.peer)
         _tune(self.transport, False)
         # Nothing is read from the client until the upstream is there.
         self.transport.pauseProducing()
@@ -292,7 +292,7 @@ class RelayProtocol(Protocol):
         if "TRAFFIC" in flags:
             emit_traffic(self.service, self.inbound, self.outbound, duration)
         if events.exit_line(self.service.id, flags, 0, 0, None, duration) is not None:
-            events.emit_exit(self.service, 0, 0, None, duration)
+            events.emit_session_exit(self.service, 0, 0, None, duration)
         self.session.end()
 
 

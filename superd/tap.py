@@ -98,6 +98,9 @@ class Options(usage.Options):
     )
     optFlags = [
         ["strict", None, "Refuse unknown attributes instead of warning about them."],
+        ["log-connections", None,
+         "Also write each connection's START and EXIT to the main log (the "
+         "JSON logger always does; service logs never need this)."],
     ]
     optParameters = [
         ["config", "c", None, "Configuration directory or file (required)."],
@@ -231,6 +234,13 @@ def assemble(configuration: Configuration, runtime: Runtime, stderr: IO[str], *,
         raise SystemExit(EX_CONFIG) from None
 
 
+def route_connection_events(options: Options) -> None:
+    """``--log-connections``: per-connection START/EXIT to the main log too."""
+    if options["log-connections"]:
+        from superd.events import connection_events
+        connection_events.send_to_main_log()
+
+
 def makeService(options: Options) -> IService:
     """Assemble the daemon for twistd (the global reactor is imported only here)."""
     # Sockets passed by systemd, read before anything imports
@@ -252,5 +262,6 @@ def makeService(options: Options) -> IService:
     if ban_store:
         from superd.fleet import attach as attach_fleet
         attach_fleet(top, runtime, ban_store)
+    route_connection_events(options)
     reactor.callWhenRunning(warn_unclaimed)  # every service listens by then
     return top

@@ -212,7 +212,7 @@ class UserProtocolHandler:
         protocol = self.factory.buildProtocol(_address(session.peer))
         if protocol is None:
             return None
-        _watch(protocol, lambda: events.emit_start(self.service, 0, session.peer),
+        _watch(protocol, lambda: events.emit_session_start(self.service, 0, session.peer),
                session.end)
         return protocol
 

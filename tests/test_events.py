@@ -82,12 +82,42 @@ def test_main_log_gets_each_event_once(channel: tuple[ConnectionEvents, list[Any
     assert seen == []
 
 
-def test_spawned_start_always_reaches_the_main_log(
+def test_wait_yes_server_start_always_reaches_the_main_log(
         channel: tuple[ConnectionEvents, list[Any]], log_events: list[dict[str, Any]]) -> None:
-    """START of a spawned child is a main-log event whatever the channel's consumers."""
+    """START of a ``wait = yes`` server is a main-log event whatever the channel's consumers."""
     fresh, main = channel
     events.emit_start(service("a", None), 4242, PEER)
     assert [(e["event"], e["pid"]) for e in log_events] == [("start", 4242)]
+    assert main == []
+
+
+def test_session_child_events_are_built_only_when_consumed(
+        channel: tuple[ConnectionEvents, list[Any]], log_events: list[dict[str, Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """START/EXIT of a per-connection server process go on the channel: with
+    nothing consuming it they are not even rendered; with the main log
+    consuming it they arrive there with the child's pid and status."""
+    fresh, main = channel
+    rendered: list[object] = []
+    monkeypatch.setattr(events, "start_line", lambda *a: rendered.append(a))
+    monkeypatch.setattr(events, "exit_line", lambda *a: rendered.append(a))
+    events.emit_session_start(service("a", None), 4242, PEER)
+    events.emit_session_exit(service("a", None), 4242, 3, None, 0.5)
+    assert rendered == [] and main == [] and log_events == []
+    fresh.send_to_main_log()
+    events.emit_session_start(service("a", None), 4242, PEER)
+    events.emit_session_exit(service("a", None), 4242, 3, None, 0.5)
+    assert [(e["event"], e["pid"], e.get("status")) for e in main] == [
+        ("start", 4242, None), ("exit", 4242, 3)]
+
+
+def test_child_killed_by_a_signal_always_reaches_the_main_log(
+        channel: tuple[ConnectionEvents, list[Any]], log_events: list[dict[str, Any]]) -> None:
+    """A per-connection server killed by a signal (a crash) is logged even
+    when nothing consumes the per-connection channel."""
+    fresh, main = channel
+    events.emit_session_exit(service("a", None), 4242, None, 11, 0.25)
+    assert [(e["event"], e["pid"], e["signal"]) for e in log_events] == [("exit", 4242, 11)]
     assert main == []
 
 

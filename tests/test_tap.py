@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 from superd.config.load import load_configuration
 from superd.runtime import Runtime, RuntimeOptions
 from superd.service import SuperdService
+from superd import tap
 from superd.tap import EX_USAGE, Options, assemble, default_state_dir, running_as_daemon
 
 ECHO = """\
@@ -157,3 +158,17 @@ def test_ban_store_option_overrides_the_configuration_file(tmp_path: Path) -> No
     assert parse("-c", str(tmp_path))[0].ban_store() == "redis://127.0.0.1:6390/1"
     options, _ = parse("-c", str(tmp_path), "--ban-store", "redis://127.0.0.9/4")
     assert options.ban_store() == "redis://127.0.0.9/4"
+
+
+def test_log_connections_sends_connection_events_to_the_main_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --log-connections the text main log gets no per-connection
+    START/EXIT; with it, the channel publishes them there."""
+    from superd import events
+    fresh = events.ConnectionEvents()
+    monkeypatch.setattr(events, "connection_events", fresh)
+    (tmp_path / "echo").write_text(ECHO)
+    tap.route_connection_events(parse("-c", str(tmp_path))[0])
+    assert not fresh.sent_to_main_log
+    tap.route_connection_events(parse("-c", str(tmp_path), "--log-connections")[0])
+    assert fresh.sent_to_main_log

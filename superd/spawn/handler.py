@@ -19,7 +19,8 @@ from superd.events import (
     REASON_EXEC,
     emit_exit,
     emit_fail,
-    emit_start,
+    emit_session_exit,
+    emit_session_start,
 )
 from superd.interfaces import IStreamHandler
 from superd.session import Peer, Session
@@ -161,7 +162,7 @@ class ExternalHandler:
             session.end()
             return
         session.pid = child.pid
-        emit_start(self.service, child.pid, session.peer)
+        emit_session_start(self.service, child.pid, session.peer)
         child.on_exit(lambda c: self._exited(session, c))
 
     def _local_address(self, transport: Any) -> Optional[Peer]:
@@ -181,6 +182,6 @@ class ExternalHandler:
     def _exited(self, session: Session, child: Child) -> None:
         status = child.status
         assert status is not None
-        emit_exit(self.service, child.pid, status.code, status.signal,
+        emit_session_exit(self.service, child.pid, status.code, status.signal,
                   self._runtime.seconds() - child.started)
         session.end()

@@ -92,7 +92,7 @@ class ChildBridge(RelayProtocol):
         """The child runs: log START with its pid; its exit ends the session."""
         self.child = child
         self.session.pid = child.pid
-        events.emit_start(self.service, child.pid, self.session.peer)
+        events.emit_session_start(self.service, child.pid, self.session.peer)
         child.on_exit(self.handler.exited_callback(self.session))
 
     def log_connect_failure(self, failure: Failure) -> None:
@@ -144,7 +144,7 @@ class PipeHandler:
         """What to do when the child of ``session`` is reaped: EXIT, end the session."""
         def exited(child: Any) -> None:
             status = child.status
-            events.emit_exit(self.service, child.pid, status.code, status.signal,
+            events.emit_session_exit(self.service, child.pid, status.code, status.signal,
                              self.runtime.seconds() - child.started)
             session.end()
         return exited

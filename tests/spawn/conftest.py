@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, cast
+from typing import Any, Dict, Iterator, List
 
 import pytest
-from twisted.logger import ILogObserver, globalLogPublisher
 
 
 @pytest.fixture
-def events() -> Iterator[List[Dict[str, Any]]]:
-    """Every twisted.logger event emitted during the test, in order."""
-    seen: List[Dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    yield seen
-    globalLogPublisher.removeObserver(observer)
+def events(log_events: List[Dict[str, Any]]) -> Iterator[List[Dict[str, Any]]]:
+    """Every twisted.logger event emitted during the test, in order, the
+    per-connection START/EXIT included (as the JSON log has them)."""
+    yield log_events

@@ -13,10 +13,10 @@ from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface.verify import verifyObject
 
+from superd import tap
 from superd.config.load import load_configuration
 from superd.runtime import Runtime, RuntimeOptions
 from superd.service import SuperdService
-from superd import tap
 from superd.tap import EX_USAGE, Options, assemble, default_state_dir, running_as_daemon
 
 ECHO = """\

@@ -2,10 +2,11 @@
 Where a service listens, and how its listening sockets are made.
 
 A ``ListenAddress`` is one (address, port, socket type) of one service, worked
-out purely from its ``bind``/``port``/``protocol``/``flags``/``v6only``.  The
-listening itself prefers Twisted endpoint strings (``tcp:PORT:interface=...``)
-and falls back to a socket made here when the configuration asks for
-something no endpoint string can say: an explicit ``v6only``, or the
+out purely from its ``bind``/``port``/``protocol``/``flags``/``v6only``.  Stream
+services listen on a ``superd.port.TakingPort`` (``tcp.Port`` letting the
+factory take an accepted socket for a child), bound as ``listenTCP`` binds,
+or on a socket made here when the configuration asks for something
+``listenTCP`` cannot do: an explicit ``v6only``, or the
 ``NODELAY``/``KEEPALIVE`` flags (set on the listening socket so that every
 accepted connection inherits them, as Linux does and as xinetd relies on).
 
@@ -24,12 +25,14 @@ from typing import Any, Callable, Optional, Tuple, TypeVar
 import attrs
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from superd import activation
 from superd.config.model import Location, ServiceConfig, SocketType
 from superd.events import EV_LISTENING
+from superd.port import adopt_taking, listen_taking
 
 __all__ = [
     "BindError",
@@ -212,8 +215,30 @@ def _listen_endpoint(reactor: Any, address: ListenAddress, factory: Any) -> ILis
     return port
 
 
+def _listen_taking(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
+    # What reactor.listenTCP / adoptStreamPort do, with superd's port class.
+    if not address.needs_own_socket and not activation.inherits(address):
+        try:
+            return listen_taking(reactor, address.port, factory, address.backlog, address.host)
+        except CannotListenError as e:
+            raise _cannot_listen(address, e) from e
+    sock = bind_socket(address)
+    try:
+        return adopt_taking(reactor, sock.fileno(), sock.family, factory)
+    finally:
+        sock.close()  # the port keeps its own dup
+
+
 def listen_stream(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
-    """Listen for connections on ``address`` with ``factory``; raises ``BindError``."""
+    """
+    Listen for connections on ``address`` with ``factory``; raises ``BindError``.
+
+    On a real reactor the port is a ``superd.port.TakingPort``, so that a
+    connection handed to a child never becomes a Twisted transport; other
+    reactors (test fakes) get the endpoint or ``adoptStreamPort``.
+    """
+    if isinstance(reactor, PosixReactorBase):
+        return _listen_taking(reactor, address, factory)
     if not address.needs_own_socket and not activation.inherits(address):
         return _listen_endpoint(reactor, address, factory)
     sock = bind_socket(address)

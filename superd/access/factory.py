@@ -20,6 +20,7 @@ FAIL lines are logged here (``events.emit_fail``); START is the handler's.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -38,6 +39,7 @@ from superd.access.setup import AccessState, state_of
 from superd.access.userid import UseridLookups
 from superd.config.model import ServiceConfig
 from superd.counters import ServiceCounters, service_counters
+from superd.port import TAKEN, Taken
 from superd.runtime import Runtime
 from superd.session import Peer, Session
 
@@ -105,6 +107,11 @@ class AccessControlledFactory(ServerFactory):
         self.userid = UseridLookups.of(service, runtime)
         self._gated = bool(self.banners.banner or self.banners.success
                            or self.userid is not None)
+        # A handler that can serve a bare accepted socket (an external
+        # server) lets superd.port skip the Twisted transport entirely.
+        self._take: Callable[[Session, socket.socket], None] | None = (
+            None if self._gated or service.is_sensor
+            else getattr(handler, "serve_socket", None))
         state = state_of(runtime)
         self._state = state
         self._counter = state.counter
@@ -128,6 +135,34 @@ class AccessControlledFactory(ServerFactory):
         if outcome.allowed:
             return self.admit(peer, None)
         return self.refuse(peer, outcome)
+
+    def take_socket(self, skt: socket.socket,
+                    addr: IAddress | None) -> Protocol | Taken | None:
+        """
+        For ``superd.port.TakingPort``: when the handler serves bare sockets
+        and the policies decide at once, admit ``addr`` and give it ``skt``
+        (``TAKEN``); otherwise what ``buildProtocol`` returns.
+        """
+        take = self._take
+        if take is None:
+            return self.buildProtocol(addr)
+        peer = _peer(addr)
+        outcome = self.decide(peer)
+        if not isinstance(outcome, Decision):
+            return Gate(self, peer, outcome)
+        if not outcome.allowed:
+            return self.refuse(peer, outcome)
+        session = self.open_session(peer, None)
+        self._counts.accept()
+        try:
+            take(session, skt)
+        except Exception:
+            _log.failure("handler of {service_id} failed for {peer_host}",
+                         event="handler_error", service_id=self.service.id,
+                         peer_host=peer.host)
+            skt.close()
+            session.end()
+        return TAKEN
 
     def refuse(self, peer: Peer, decision: Decision) -> Protocol | None:
         """Log the refusal; the protocol to send ``banner_fail``, or None."""

@@ -6,6 +6,7 @@ child does (instances and per_source are released when it is reaped).
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Dict, Optional, Tuple
 
 from twisted.internet.protocol import Protocol
@@ -25,7 +26,13 @@ from superd.events import (
 from superd.interfaces import IStreamHandler
 from superd.session import Peer, Session
 from superd.spawn.environ import stream_environment
-from superd.spawn.handoff import NotHandOffable, hand_off, pending_output, raw_tcp_transport
+from superd.spawn.handoff import (
+    NotHandOffable,
+    hand_off,
+    pending_output,
+    raw_tcp_transport,
+    set_socket_options,
+)
 from superd.spawn.spawner import SpawnError
 from superd.spawn.spec import SpawnSpec, build_spec
 from superd.spawn.table import Child, ProcessTable, attach
@@ -45,6 +52,15 @@ _LOCAL_CACHE = 64
 #: and how often that is checked.
 DRAIN_TIMEOUT = 30.0
 DRAIN_POLL = 0.01
+
+
+def _handle(transport: Any) -> Optional[socket.socket]:
+    """The socket under ``transport``, if it has one."""
+    try:
+        handle: socket.socket = transport.getHandle()
+    except AttributeError:
+        return None
+    return handle
 
 
 def log_spawn_failure(service: ServiceConfig, error: SpawnError,
@@ -94,6 +110,8 @@ class ExternalHandler:
         self._runtime = runtime
         self._table: ProcessTable = runtime.processes
         self.spec: SpawnSpec = build_spec(service, self._table)
+        self._nodelay = "NODELAY" in service.flags
+        self._keepalive = "KEEPALIVE" in service.flags
         self._locals: Dict[Tuple[str, int], Peer] = {}
 
     def protocol_for(self, session: Session) -> HandOffProtocol:
@@ -133,11 +151,34 @@ class ExternalHandler:
             self._runtime.reactor.callLater(DRAIN_POLL, self._drain, session,
                                             transport, protocol, deadline)
 
+    def serve_socket(self, session: Session, skt: socket.socket) -> None:
+        """
+        Start the child for ``session`` on a freshly accepted socket that no
+        transport ever wrapped (``superd.port.TakingPort``), then close
+        superd's copy: nothing was written or read on it, so there is
+        nothing to flush or to leave queued.
+        """
+        child: Optional[Child] = None
+        try:
+            set_socket_options(skt, nodelay=self._nodelay, keepalive=self._keepalive)
+            skt.setblocking(True)  # shared with the child: inetd servers block
+            env = stream_environment(self.spec.base_env, session.peer,
+                                     session.local or self._local_address(skt))
+            child = self._table.spawn(self.spec.request(env, skt.fileno()),
+                                      self.service.id, session.peer)
+        except SpawnError as e:
+            log_spawn_failure(self.service, e, session.peer)
+        except OSError as e:
+            self._hand_off_failed(e)
+        finally:
+            skt.close()  # the client sees a plain FIN if no child got it
+        self._started(session, child)
+
     def _start(self, session: Session, transport: Any,
                protocol: Optional[HandOffProtocol]) -> None:
         if protocol is not None:
             protocol.child_owns_session = True
-        local = session.local or self._local_address(transport)
+        local = session.local or self._local_address(_handle(transport))
         env = stream_environment(self.spec.base_env, session.peer, local)
         child: Optional[Child] = None
         try:
@@ -145,19 +186,22 @@ class ExternalHandler:
                 transport,
                 lambda fd: self._table.spawn(self.spec.request(env, fd),
                                              self.service.id, session.peer),
-                nodelay="NODELAY" in self.service.flags,
-                keepalive="KEEPALIVE" in self.service.flags)
+                nodelay=self._nodelay, keepalive=self._keepalive)
         except SpawnError as e:
             log_spawn_failure(self.service, e, session.peer)
         except NotHandOffable as e:
             transport.loseConnection()
-            _log.error("service {service_id}: hand-off failed: {error}",
-                       event=EV_SPAWN_FAILED, service_id=self.service.id,
-                       error=str(e))
+            self._hand_off_failed(e)
         except OSError as e:
-            _log.error("service {service_id}: hand-off failed: {error}",
-                       event=EV_SPAWN_FAILED, service_id=self.service.id,
-                       error=str(e))
+            self._hand_off_failed(e)
+        self._started(session, child)
+
+    def _hand_off_failed(self, error: Exception) -> None:
+        _log.error("service {service_id}: hand-off failed: {error}",
+                   event=EV_SPAWN_FAILED, service_id=self.service.id,
+                   error=str(error))
+
+    def _started(self, session: Session, child: Optional[Child]) -> None:
         if child is None:
             session.end()
             return
@@ -165,13 +209,13 @@ class ExternalHandler:
         emit_session_start(self.service, child.pid, session.peer)
         child.on_exit(lambda c: self._exited(session, c))
 
-    def _local_address(self, transport: Any) -> Optional[Peer]:
+    def _local_address(self, skt: Optional[socket.socket]) -> Optional[Peer]:
         # A service listens on few addresses: canonicalise each once (the
         # ipaddress parse costs more than the rest of building the env).
         try:
-            name = transport.getHandle().getsockname()[:2]
+            name = skt.getsockname()[:2]  # type: ignore[union-attr]
         except (AttributeError, OSError):
-            return None
+            return None  # no socket (a test transport), or already closed
         local = self._locals.get(name)
         if local is None:
             local = Peer.from_address(name)

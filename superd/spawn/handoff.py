@@ -23,7 +23,8 @@ from twisted.internet import error, tcp
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
-__all__ = ["NotHandOffable", "hand_off", "pending_output", "raw_tcp_transport"]
+__all__ = ["NotHandOffable", "hand_off", "pending_output", "raw_tcp_transport",
+           "set_socket_options"]
 
 T = TypeVar("T")
 
@@ -49,7 +50,8 @@ def pending_output(server: tcp.Server) -> bytes:
     return b"".join(chunks)
 
 
-def _set_options(sock: socket.socket, nodelay: bool, keepalive: bool) -> None:
+def set_socket_options(sock: socket.socket, *, nodelay: bool, keepalive: bool) -> None:
+    """The service's NODELAY/KEEPALIVE flags on a socket about to be handed off."""
     # Options belong to the socket, so they travel to the child.
     if nodelay:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -85,7 +87,7 @@ def hand_off(transport: Any, spawn: Callable[[int], T], *,
     sock = server.getHandle()
     fd = sock.fileno()
     try:
-        _set_options(sock, nodelay, keepalive)
+        set_socket_options(sock, nodelay=nodelay, keepalive=keepalive)
         _flush(sock, pending_output(server))
         os.set_blocking(fd, True)
         return spawn(fd)

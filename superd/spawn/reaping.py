@@ -8,10 +8,12 @@ SIGCHLD with 1,000 children running (long ssh sessions, say), so at a few
 hundred short connections a second the reactor would spend half its time
 asking children that are still alive.
 
-``PidfdReaping`` (Linux >= 5.3) opens a pidfd per child and lets the reactor
-poll it: the pidfd becomes readable when that child exits, and only that
-child is reaped.  Cost per child is constant (open, epoll add/del, close)
-whatever the number of children.  The pidfd is close-on-exec, so it never
+``PidfdReaping`` (Linux >= 5.3) opens a pidfd per child: the pidfd becomes
+readable when that child exits, and only that child is reaped.  The pidfds
+sit in one private epoll set that the reactor polls as a single reader, so a
+child costs a few system calls (open, epoll add/del, waitpid, close) and no
+reactor bookkeeping, whatever the number of children; a burst of exits is
+one reactor event.  The pidfd is close-on-exec, so it never
 reaches another child.  Where ``pidfd_open`` is missing or refused, it falls
 back to ``TwistedReaping`` for good.  A pidfd is one descriptor per running
 child, so at most a quarter of superd's descriptor limit is spent on them
@@ -24,7 +26,8 @@ from __future__ import annotations
 import errno
 import os
 import resource
-from typing import Any, Callable, Optional
+import select
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import attrs
 from twisted.internet import process
@@ -105,40 +108,28 @@ class TwistedReaping:
 
 
 @implementer(IReadDescriptor)
-class _PidfdWatch:
-    """A reactor reader on one child's pidfd."""
+class _ExitPoller:
+    """
+    The reactor's one reader for every pidfd: a private epoll set holding
+    them, readable (epoll nests) when any child has ended.
+    """
 
-    def __init__(self, reactor: Any, pid: int, fd: int, on_exit: OnExit,
-                 closed: Callable[[], None]) -> None:
-        self._reactor = reactor
-        self.pid = pid
-        self._fd = fd
-        self._on_exit = on_exit
-        self._closed = closed
+    def __init__(self, reaping: "PidfdReaping", poller: Any) -> None:
+        self._reaping = reaping
+        self.poller = poller
 
     def fileno(self) -> int:
-        return self._fd
+        return int(self.poller.fileno())
 
     def logPrefix(self) -> str:
-        return f"child {self.pid}"
+        return "child exits"
 
     def doRead(self) -> None:
-        status = _reap(self.pid)
-        if status is None:
-            return  # not over yet (cannot happen for a single-threaded exit)
-        self._close()
-        self._on_exit(status)
+        self._reaping.reap_ended()
 
     def connectionLost(self, reason: Failure) -> None:
-        # The reactor is shutting down with the child still running.
-        self._close()
-
-    def _close(self) -> None:
-        if self._fd >= 0:
-            self._reactor.removeReader(self)
-            os.close(self._fd)
-            self._fd = -1
-            self._closed()
+        # The reactor is shutting down with children still running.
+        self._reaping.close()
 
 
 class PidfdReaping:
@@ -149,13 +140,23 @@ class PidfdReaping:
     def __init__(self, reactor: Any,
                  pidfd_open: Optional[Callable[[int], int]] = getattr(os, "pidfd_open", None),
                  fallback: Optional[TwistedReaping] = None,
-                 budget: Optional[Callable[[], int]] = None) -> None:
+                 budget: Optional[Callable[[], int]] = None,
+                 poller: Callable[[], Any] = select.epoll) -> None:
         self._reactor = reactor
         self._pidfd_open = pidfd_open
         self._fallback = TwistedReaping() if fallback is None else fallback
-        self._budget = _quarter_of_nofile if budget is None else budget
-        #: pidfds currently open.
-        self.open = 0
+        self._budget = (_quarter_of_nofile if budget is None else budget)()
+        self._new_poller = poller
+        self._reader: Optional[_ExitPoller] = None
+        #: pidfd -> (pid, on_exit) of every child watched here.
+        self._watched: Dict[int, Tuple[int, OnExit]] = {}
+        if pidfd_open is not None:
+            self._poller()  # one descriptor for good, from the start
+
+    @property
+    def open(self) -> int:
+        """pidfds currently open."""
+        return len(self._watched)
 
     def watch(self, pid: int, on_exit: OnExit) -> None:
         """Call ``on_exit`` once ``pid`` has been reaped."""
@@ -163,12 +164,25 @@ class PidfdReaping:
         if fd is None:
             self._fallback.watch(pid, on_exit)
             return
-        self.open += 1
-        self._reactor.addReader(
-            _PidfdWatch(self._reactor, pid, fd, on_exit, self._closed))
+        try:
+            self._poller().register(fd, select.EPOLLIN)
+        except OSError:
+            os.close(fd)
+            self._fallback.watch(pid, on_exit)
+            return
+        self._watched[fd] = (pid, on_exit)
+
+    def _poller(self) -> Any:
+        # Registered with the reactor for good: per child only the private
+        # set changes (no reactor bookkeeping, and one reactor event for a
+        # burst of exits).  Made again if the reactor stopped and restarted.
+        if self._reader is None:
+            self._reader = _ExitPoller(self, self._new_poller())
+            self._reactor.addReader(self._reader)
+        return self._reader.poller
 
     def _open_pidfd(self, pid: int) -> Optional[int]:
-        if self._pidfd_open is None or self.open >= self._budget():
+        if self._pidfd_open is None or len(self._watched) >= self._budget:
             return None
         try:
             return self._pidfd_open(pid)
@@ -177,8 +191,30 @@ class PidfdReaping:
                 self._pidfd_open = None  # this kernel cannot: stop trying
             return None  # EMFILE, ENFILE, ENOMEM: this child only
 
-    def _closed(self) -> None:
-        self.open -= 1
+    def reap_ended(self) -> None:
+        """Reap every watched child that has ended and report it."""
+        if self._reader is None:
+            return
+        poller = self._reader.poller
+        for fd, _ in poller.poll(0):
+            pid, on_exit = self._watched[fd]
+            status = _reap(pid)
+            if status is None:
+                continue  # not over yet (cannot happen for a single-threaded exit)
+            poller.unregister(fd)
+            os.close(fd)
+            del self._watched[fd]
+            on_exit(status)
+
+    def close(self) -> None:
+        """Drop every pidfd and the private set (the reactor is stopping)."""
+        for fd in self._watched:
+            os.close(fd)
+        self._watched.clear()
+        if self._reader is not None:
+            self._reactor.removeReader(self._reader)
+            self._reader.poller.close()
+            self._reader = None
 
 
 def _quarter_of_nofile() -> int:

@@ -157,9 +157,11 @@ class PosixSpawner:
         actions = [(os.POSIX_SPAWN_DUP2, parent, child)
                    for child, parent in sorted(request.fds.items())]
 
+        env = request.env if type(request.env) is dict else dict(request.env)
+
         def action() -> int:
             return self._posix_spawn(
-                executable, list(argv), dict(request.env),
+                executable, argv, env,
                 file_actions=actions, setsid=True, setsigdef=self._sigdef,
                 setsigmask=())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,17 @@ from superd.access.factory import (
     AccessControlledFactory,
     admit_datagram_source,
 )
+from superd.access.gate import Gate
 from superd.access.load import CachedLoad
 from superd.access.names import HostNames, NameResolver
 from superd.config.model import CPS, AddressKind, AddressSpec, SocketType, TimeInterval
+from superd.port import TAKEN
 from superd.runtime import Runtime
 from superd.session import Peer
 from tests.access.helpers import (
+    EndingProtocol,
     RecordingHandler,
+    address,
     connect,
     fail_lines,
     make_runtime,
@@ -369,3 +374,87 @@ def test_datagram_refusals_are_logged_per_source_port(runtime: Runtime,
     for port in (5000, 5000, 5001):
         udp.datagramReceived(b"no", ("127.0.0.3", port))
     assert fail_lines(log_events) == ["FAIL: svc address from=127.0.0.3"] * 2
+
+
+class SocketTaker(RecordingHandler):
+    """A handler that serves bare accepted sockets (as external servers do)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.taken: list[tuple[Any, int]] = []
+        self.fail = fail
+
+    def serve_socket(self, session: Any, skt: socket.socket) -> None:
+        if self.fail:
+            raise RuntimeError("cannot serve")
+        self.sessions.append(session)
+        self.taken.append((session, skt.fileno()))
+        skt.close()
+
+
+def taker_factory(runtime: Runtime, fail: bool = False,
+                  **changes: Any) -> tuple[AccessControlledFactory, SocketTaker]:
+    changes.setdefault("log_on_failure", HOST)
+    handler = SocketTaker(fail)
+    return AccessControlledFactory(service(**changes), handler, runtime), handler
+
+
+def test_take_socket_admits_and_hands_the_bare_socket(
+        runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+    """An admitted peer's socket goes straight to the handler (TAKEN), in a
+    counted session; a refused peer gets None and its FAIL line."""
+    factory, handler = taker_factory(runtime, per_source=1)
+    ours, theirs = socket.socketpair()
+    assert factory.take_socket(ours, address("10.0.0.1", 4000)) is TAKEN
+    ((session, fd),) = handler.taken
+    assert session.peer == Peer("10.0.0.1", 4000) and fd >= 0 and ours.fileno() == -1
+    other, peer = socket.socketpair()
+    assert factory.take_socket(other, address("10.0.0.1", 4001)) is None  # per_source
+    assert fail_lines(log_events) == ["FAIL: svc per_source_limit from=10.0.0.1"]
+    session.end()
+    assert factory.take_socket(other, address("10.0.0.1", 4002)) is TAKEN
+    theirs.close()
+    peer.close()
+
+
+def test_take_socket_falls_back_to_protocols(runtime: Runtime, tmp_path: Path) -> None:
+    """A handler without serve_socket, a banner to write, or a decision that
+    must wait: take_socket returns a protocol, as buildProtocol would."""
+    plain, _ = factory_for(runtime)
+    (tmp_path / "b").write_text("hello\n")
+    bannered, handler = taker_factory(runtime, banner=str(tmp_path / "b"))
+    with socket.socket() as skt:
+        assert isinstance(plain.take_socket(skt, address("127.0.0.2", 1)), EndingProtocol)
+        assert isinstance(bannered.take_socket(skt, address("127.0.0.2", 1)), Gate)
+    assert handler.taken == []
+
+
+def test_take_socket_waits_for_names(tmp_path: Path) -> None:
+    """A decision that needs a host name lookup returns a Gate holding the
+    connection, never a bare hand-off."""
+    runtime = make_runtime(tmp_path)
+    lookups = Lookups()
+    setup.attach(runtime, resolver=NameResolver(runtime.reactor, lookups))
+    domain = AddressSpec(".example.com", AddressKind.DOMAIN, name="example.com")
+    factory, handler = taker_factory(runtime, only_from=(domain,))
+    with socket.socket() as skt:
+        assert isinstance(factory.take_socket(skt, address("127.0.0.2", 1)), Gate)
+    assert handler.taken == [] and len(lookups.waiting) == 1
+    setup.detach(runtime)
+
+
+def test_take_socket_handler_failure_closes_and_releases(
+        runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+    """A handler that raises: the socket is closed, the count released, the
+    error logged, and the port is told the socket was dealt with."""
+    factory, _ = taker_factory(runtime, fail=True, per_source=1)
+    ours, theirs = socket.socketpair()
+    assert factory.take_socket(ours, address("127.0.0.2", 1)) is TAKEN
+    assert ours.fileno() == -1 and theirs.recv(1) == b""
+    again, far = socket.socketpair()
+    assert factory.take_socket(again, address("127.0.0.2", 2)) is TAKEN  # count released
+    assert [e["event"] for e in log_events if e.get("event") == "handler_error"] == [
+        "handler_error", "handler_error"]
+    assert again.fileno() == -1
+    theirs.close()
+    far.close()

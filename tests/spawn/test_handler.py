@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import socket
 from typing import Any, Dict, List
 
 from twisted.internet.protocol import Protocol
@@ -201,4 +203,68 @@ def test_client_gone_while_the_banner_drains_starts_no_child() -> None:
     server.doWrite()
     runtime.reactor.advance(0.01)
     assert spawner.requests == []
+    client.close()
+
+
+def accepted_pair() -> "tuple[socket.socket, socket.socket, int]":
+    """A blocking accepted loopback socket (as TakingPort hands it over),
+    its client, and the listening port."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = socket.create_connection(listener.getsockname(), timeout=10)
+        accepted, _ = listener.accept()
+        return accepted, client, listener.getsockname()[1]
+
+
+def test_bare_socket_is_handed_to_the_child(events: List[Dict[str, Any]]) -> None:
+    """serve_socket (TakingPort's path): the accepted socket is the child's
+    fds 0, 1 and 2, blocking; the environment names both ends; superd's copy
+    is closed once the child has it; START now, EXIT and the end of the
+    session when it is reaped."""
+    runtime, spawner = fake_runtime()
+    handler = ExternalHandler(external_service(), runtime)
+    accepted, client, port = accepted_pair()
+    fd = accepted.fileno()
+    blocking: List[bool] = []
+    real_spawn = spawner.spawn
+
+    def spawn(request: Any, on_exit: Any) -> int:
+        blocking.append(os.get_blocking(request.fds[0]))
+        return real_spawn(request, on_exit)
+
+    spawner.spawn = spawn  # type: ignore[method-assign]
+    session = Session("ssh", PEER, None, runtime.seconds())
+    ended: List[Session] = []
+    session.on_end(ended.append)
+    handler.serve_socket(session, accepted)
+    (request,) = spawner.requests
+    assert request.fds == {0: fd, 1: fd, 2: fd} and blocking == [True]
+    assert request.env["TCPLOCALPORT"] == str(port) and request.env["REMOTE_PORT"] == "40000"
+    assert accepted.fileno() == -1 and session.pid == 1000 and ended == []
+    assert named(events, EV_START)[0]["pid"] == 1000
+    spawner.exit(1000, 0)
+    assert named(events, EV_EXIT)[0]["status"] == 0 and ended == [session]
+    assert runtime.running_children == 0
+    client.settimeout(5)
+    assert client.recv(1) == b""  # the fake child never held it: superd's close ends it
+    client.close()
+
+
+def test_bare_socket_exec_failure_closes_it(events: List[Dict[str, Any]]) -> None:
+    """A server that cannot be executed: FAIL exec, EXIT 127, the session
+    ends and the client sees a plain close."""
+    runtime, spawner = fake_runtime()
+    spawner.fail_next(REASON_EXEC, errno.ENOENT)
+    handler = ExternalHandler(external_service(), runtime)
+    accepted, client, _ = accepted_pair()
+    session = Session("ssh", PEER, None, runtime.seconds())
+    ended: List[Session] = []
+    session.on_end(ended.append)
+    handler.serve_socket(session, accepted)
+    assert named(events, EV_REFUSE)[0]["xinetd_line"] == "FAIL: ssh exec from=127.0.0.1"
+    assert named(events, EV_EXIT)[0]["status"] == 127 and named(events, EV_START) == []
+    assert ended == [session] and accepted.fileno() == -1
+    client.settimeout(5)
+    assert client.recv(1) == b""
     client.close()

@@ -61,7 +61,7 @@ def test_spawn_maps_fds_and_starts_session() -> None:
     pid = make(SpawningThread(USER, None), fake, registered).spawn(REQUEST, print)
     call = fake.calls[0]
     assert pid == 4242 and registered[0][0] == 4242
-    assert call["path"] == "/usr/sbin/sshd" and call["argv"] == ["sshd", "-i"]
+    assert call["path"] == "/usr/sbin/sshd" and list(call["argv"]) == ["sshd", "-i"]
     assert call["env"] == {"A": "1"}
     assert call["file_actions"] == [(os.POSIX_SPAWN_DUP2, 9, c) for c in (0, 1, 2)]
     assert call["setsid"] is True and call["setsigmask"] == ()
@@ -89,7 +89,7 @@ def test_thread_credentials_used_when_possible() -> None:
     request = SpawnRequest("/bin/cat", ("cat",), {}, {0: 5, 1: 5, 2: 5},
                            credentials=CredentialPlan(65534, 65534, ()))
     make(SpawningThread(ROOT, syscalls), fake).spawn(request, print)
-    assert fake.calls[0]["argv"] == ["cat"]
+    assert list(fake.calls[0]["argv"]) == ["cat"]
     assert ("setresuid", 65534, 65534, -1) in syscalls.calls
     assert syscalls.calls[-1] == ("set_dumpable", 1)
 
@@ -101,7 +101,7 @@ def test_setpriv_fallback_without_thread_switch() -> None:
                            credentials=CredentialPlan(1, 2, (3,)))
     make(SpawningThread(ROOT, None), fake).spawn(request, print)
     assert fake.calls[0]["path"] == "/usr/bin/setpriv"
-    assert fake.calls[0]["argv"] == ["/usr/bin/setpriv", "--reuid=1", "--regid=2",
+    assert list(fake.calls[0]["argv"]) == ["/usr/bin/setpriv", "--reuid=1", "--regid=2",
                                      "--groups=3", "--", "/bin/cat", "-u"]
 
 

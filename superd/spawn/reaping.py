@@ -145,7 +145,9 @@ class PidfdReaping:
         self._reactor = reactor
         self._pidfd_open = pidfd_open
         self._fallback = TwistedReaping() if fallback is None else fallback
-        self._budget = (_quarter_of_nofile if budget is None else budget)()
+        # Asked per child: an operator (or prlimit) may lower superd's
+        # descriptor limit while it runs, and accepting needs the rest.
+        self._budget = _quarter_of_nofile if budget is None else budget
         self._new_poller = poller
         self._reader: Optional[_ExitPoller] = None
         #: pidfd -> (pid, on_exit) of every child watched here.
@@ -182,7 +184,7 @@ class PidfdReaping:
         return self._reader.poller
 
     def _open_pidfd(self, pid: int) -> Optional[int]:
-        if self._pidfd_open is None or len(self._watched) >= self._budget:
+        if self._pidfd_open is None or len(self._watched) >= self._budget():
             return None
         try:
             return self._pidfd_open(pid)

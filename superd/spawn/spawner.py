@@ -62,6 +62,7 @@ __all__ = [
     "SpawnError",
     "SpawnRequest",
     "classify_spawn_error",
+    "require_executable",
 ]
 
 #: errno values that mean "no process could be created" rather than "the
@@ -73,6 +74,19 @@ _FORK_ERRNOS = frozenset({errno.EAGAIN, errno.ENOMEM, errno.EMFILE,
 def classify_spawn_error(err: OSError) -> str:
     """xinetd's FAIL reason word for a failed spawn: ``fork`` or ``exec``."""
     return REASON_FORK if err.errno in _FORK_ERRNOS else REASON_EXEC
+
+
+def require_executable(path: str) -> None:
+    """
+    Raise ``SpawnError(exec)`` unless ``path`` can be executed: for servers
+    started through a wrapper (``prlimit``, ``setpriv``), whose own exit
+    status 126/127 would otherwise be the only trace of a missing server.
+    Racy against someone removing the file at that instant, which then shows
+    as the wrapper's exit status as before.
+    """
+    if not os.access(path, os.X_OK):
+        err = errno.EACCES if os.path.exists(path) else errno.ENOENT
+        raise SpawnError(REASON_EXEC, OSError(err, os.strerror(err)))
 
 
 class SpawnError(Exception):
@@ -99,6 +113,9 @@ class SpawnRequest:
     umask: Optional[int] = None
     #: Absolute nice value for the child.
     nice: Optional[int] = None
+    #: The server itself when ``executable`` is a wrapper that execs it
+    #: (``prlimit`` for rlimit_*), else None.
+    wrapped: Optional[str] = None
 
 
 class ISpawner(Interface):
@@ -150,7 +167,10 @@ class PosixSpawner:
         """See ``ISpawner.spawn``."""
         executable, argv = request.executable, request.argv
         plan = request.credentials
+        if request.wrapped is not None:
+            require_executable(request.wrapped)
         if plan is not None and not self._thread.can_switch:
+            require_executable(executable)
             executable, argv = self._wrapped(plan, executable, argv)
             plan = None
         thread_nice = request.nice if self._thread.can_switch else None

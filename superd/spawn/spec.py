@@ -45,13 +45,15 @@ class SpawnSpec:
     credentials: Optional[CredentialPlan] = None
     umask: Optional[int] = None
     nice: Optional[int] = None
+    #: The server, when ``executable`` is the ``prlimit`` wrapper.
+    wrapped: Optional[str] = None
 
     def request(self, env: Mapping[str, str], fd: int) -> SpawnRequest:
         """The request that runs the server with ``fd`` as fds 0, 1 and 2."""
         return SpawnRequest(
             executable=self.executable, argv=self.argv, env=env,
             fds={0: fd, 1: fd, 2: fd}, credentials=self.credentials,
-            umask=self.umask, nice=self.nice)
+            umask=self.umask, nice=self.nice, wrapped=self.wrapped)
 
 
 def _absolute_nice(increment: Optional[int], own: int) -> Optional[int]:
@@ -88,7 +90,9 @@ def build_spec(service: ServiceConfig, table: Any) -> SpawnSpec:
         raise ValueError(f"service {service.id}: no server to run")
     argv = server_argv(service)
     executable = service.server
+    wrapped = None
     if service.rlimits:
+        wrapped = service.server
         prefix = limits_prefix(service.rlimits, table.find_program("prlimit"))
         executable, argv = prefix[0], (*prefix, service.server, *argv[1:])
         if table.identity.is_root:
@@ -103,4 +107,5 @@ def build_spec(service: ServiceConfig, table: Any) -> SpawnSpec:
                                      table.group_list),
         umask=service.umask,
         nice=_absolute_nice(service.nice, os.getpriority(os.PRIO_PROCESS, 0)),
+        wrapped=wrapped,
     )

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.integration.external import (
     lines_starting,
     needs_root,
@@ -141,13 +143,15 @@ def test_exit_status_and_signal(superd_factory: Factory, conf_dir: ConfDir,
     assert any(line.startswith("EXIT: killed signal=9 pid=") for line in superd.xinetd_lines())
 
 
+@pytest.mark.parametrize("extra", ["", "rlimit_files = 64"], ids=["direct", "prlimit"])
 def test_server_removed_after_load(superd_factory: Factory, conf_dir: ConfDir,
-                                   world_dir: Path) -> None:
+                                   world_dir: Path, extra: str) -> None:
     """A server that disappears after load: FAIL exec with the reason and
     EXIT status=127, the client sees the connection close, no child, and
-    superd keeps serving other services."""
+    superd keeps serving other services -- also when rlimit_* puts the
+    prlimit wrapper in front of the server."""
     gone = script(world_dir, "gone", "exit 0\n")
-    conf = conf_dir(gone=service_block("gone", gone),
+    conf = conf_dir(gone=service_block("gone", gone, extra=extra),
                     cat=service_block("cat", "/bin/cat"))
     superd = superd_factory(conf)
     superd.allow_errors = True  # the spawn failure is logged at error level

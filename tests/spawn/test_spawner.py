@@ -226,3 +226,31 @@ def test_kill_group_reports_missing_group() -> None:
         raise ProcessLookupError(errno.ESRCH, "No such process")
     spawner = make(SpawningThread(USER, None), FakePosixSpawn(), killpg=gone)
     assert spawner.kill_group(123, signal.SIGTERM) is False
+
+
+@pytest.mark.parametrize("mode,code", [(None, errno.ENOENT), (0o644, errno.EACCES)])
+def test_server_behind_a_wrapper_is_checked_first(tmp_path: Any, mode: Optional[int],
+                                                  code: int) -> None:
+    """Started through prlimit (rlimit_*) or setpriv, a server that is
+    missing or not executable is a SpawnError(exec) with its errno, as for
+    a direct exec -- not just the wrapper's exit status 127 or 126."""
+    server = tmp_path / "server"
+    if mode is not None:
+        server.write_text("#!/bin/sh\n")
+        server.chmod(mode)
+    fake = FakePosixSpawn()
+    limited = SpawnRequest("/usr/bin/prlimit", ("/usr/bin/prlimit", "--nofile=8:8", "--",
+                                                str(server)), {}, {0: 5, 1: 5, 2: 5},
+                           wrapped=str(server))
+    other_user = SpawnRequest(str(server), ("server",), {}, {0: 5, 1: 5, 2: 5},
+                              credentials=CredentialPlan(1, 2, (3,)))
+    spawner = make(SpawningThread(ROOT, None), fake)
+    for request in (limited, other_user):
+        with pytest.raises(SpawnError) as caught:
+            spawner.spawn(request, print)
+        assert caught.value.reason == REASON_EXEC and caught.value.errno == code
+    assert fake.calls == []
+    server.write_text("#!/bin/sh\n")
+    server.chmod(0o755)
+    spawner.spawn(limited, print)
+    assert fake.calls[0]["path"] == "/usr/bin/prlimit"

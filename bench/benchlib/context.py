@@ -48,6 +48,7 @@ class Bench:
     superd: procs.Server | None
     xinetd: procs.Server | None
     spawnloop: procs.Server | None = None
+    pyloop: procs.Server | None = None
     superd_missing: str = ""
     # Helper processes figures start once and keep (upstreams); main stops them.
     helpers: list[procs.Server] = field(default_factory=list)
@@ -55,11 +56,18 @@ class Bench:
     def port(self, server: str, offset: int) -> int:
         if server == "spawnloop":
             return daemons.SPAWNLOOP_PORT
+        if server == "pyloop":
+            return daemons.PYLOOP_PORT
         base = confgen.SUPERD_BASE if server == "superd" else confgen.XINETD_BASE
         return base + offset
 
     def server(self, name: str) -> procs.Server | None:
-        return {"superd": self.superd, "xinetd": self.xinetd, "spawnloop": self.spawnloop}[name]
+        return {
+            "superd": self.superd,
+            "xinetd": self.xinetd,
+            "spawnloop": self.spawnloop,
+            "pyloop": self.pyloop,
+        }[name]
 
     def runner(
         self, name: str, mode: str, offset: int, conc: int = 1, bind: str | None = None

@@ -1,5 +1,6 @@
 """
-The three servers a benchmark compares: superd, xinetd and the C spawn loop.
+The servers a benchmark compares: superd, xinetd, and the spawn floors: the
+C accept-and-posix_spawn loop and the same loop in Python.
 
 Each is started pinned to the server CPU (children inherit the affinity),
 on its own port range, with its files in the run's temporary directory, and
@@ -17,9 +18,11 @@ from typing import Sequence
 from . import confgen, procs
 
 __all__ = [
+    "PYLOOP_PORT",
     "SPAWNLOOP_PORT",
     "UPSTREAM_PORTS",
     "Paths",
+    "start_pyloop",
     "start_spawnloop",
     "start_superd",
     "start_superd_on",
@@ -28,6 +31,7 @@ __all__ = [
 ]
 
 SPAWNLOOP_PORT = 26005
+PYLOOP_PORT = 26009
 # bench/upstream.c per mode: behind the redirect services and stunnel4.
 UPSTREAM_PORTS = {**confgen.REDIRECT_UPSTREAMS, "echo": 26008}
 XINETD = "/usr/sbin/xinetd"
@@ -122,6 +126,14 @@ def start_spawnloop(paths: Paths, cpu: int | None, program: str = "/bin/cat") ->
     ]
     server = procs.start("spawnloop", argv, os.path.join(paths.tmp, "spawnloop.log"))
     return _listening(server, [SPAWNLOOP_PORT])
+
+
+def start_pyloop(paths: Paths, cpu: int | None, program: str = "/bin/cat") -> procs.Server:
+    """bench/pyspawnloop.py, on the interpreter superd runs on, on 127.0.0.1:PYLOOP_PORT."""
+    script = os.path.join(paths.repo, "bench", "pyspawnloop.py")
+    argv = [*procs.pin_prefix(cpu), paths.python, script, str(PYLOOP_PORT), program]
+    server = procs.start("pyloop", argv, os.path.join(paths.tmp, "pyloop.log"))
+    return _listening(server, [PYLOOP_PORT])
 
 
 def ports_in_use(ports: list[int]) -> list[int]:

@@ -31,7 +31,10 @@ from .reload_figure import fig_reload
 from .report import Row, Target
 from .tls_figures import fig_redirect, fig_tls
 
-__all__ = ["FIGURES", "Bench", "warm_up"]
+__all__ = ["FIGURES", "SPAWN_SERVERS", "Bench", "warm_up"]
+
+# The spawn figures' columns: the daemons, then the C and Python floors.
+SPAWN_SERVERS = ("superd", "xinetd", "spawnloop", "pyloop")
 
 
 def fig_echo(b: Bench) -> None:
@@ -70,10 +73,14 @@ def fig_chargen(b: Bench) -> None:
 
 
 def fig_spawn(b: Bench) -> None:
-    """(d) issue 3: spawned /bin/cat per connection, 64-byte echo, 16 concurrent."""
-    if b.spawnloop is None:
-        b.spawnloop = daemons.start_spawnloop(b.paths, b.server_cpu)
-    runs = {n: b.runner(n, "echo", 5, conc=16) for n in ("superd", "xinetd", "spawnloop")}
+    """(d) issue 3: spawned /bin/cat per connection, 64-byte echo, 16 concurrent.
+
+    Beside superd and xinetd run the two floors: the C accept-and-posix_spawn
+    loop of the issue's target and the same loop in Python (bench/pyspawnloop.py),
+    whose ratios are informational: they show where any Python inetd tops out.
+    """
+    _start_floors(b)
+    runs = {n: b.runner(n, "echo", 5, conc=16) for n in SPAWN_SERVERS}
     s = b.interleave(runs)
     b.report.rows.append(
         Row(
@@ -103,6 +110,27 @@ def fig_spawn(b: Bench) -> None:
             why_na=na,
         )
     )
+    _floor_targets(b, s, "")
+
+
+def _start_floors(b: Bench) -> None:
+    """The C and Python spawn loops, started once and kept for later spawn figures."""
+    if b.spawnloop is None:
+        b.spawnloop = daemons.start_spawnloop(b.paths, b.server_cpu)
+    if b.pyloop is None:
+        b.pyloop = daemons.start_pyloop(b.paths, b.server_cpu)
+
+
+def _floor_targets(b: Bench, s: dict[str, Series], view: str) -> None:
+    """Informational ratios (no goal in the issues) placing the Python floor."""
+    pairs = (
+        ("Python floor / xinetd", "pyloop", "xinetd", ""),
+        ("Python floor / C loop", "pyloop", "spawnloop", ""),
+        ("superd / Python floor", "superd", "pyloop", b.na_reason()),
+    )
+    for text, num, den, na in pairs:
+        label = f"spawned cat{view}: {text}"
+        b.report.targets.append(Target(3, label, paired_ratio(s[num], s[den]), None, why_na=na))
 
 
 def fig_spawn_free(b: Bench) -> None:
@@ -113,15 +141,12 @@ def fig_spawn_free(b: Bench) -> None:
     fork) may run on every CPU while the load generator stays on its own, as on
     a real host.  The pinning is restored afterwards.
     """
-    if b.spawnloop is None:
-        b.spawnloop = daemons.start_spawnloop(b.paths, b.server_cpu)
-    servers = [srv for srv in (b.superd, b.xinetd, b.spawnloop) if srv and srv.alive()]
+    _start_floors(b)
+    servers = [srv for n in SPAWN_SERVERS if (srv := b.server(n)) and srv.alive()]
     for srv in servers:
         procs.unpin(srv.pid)
     try:
-        s = b.interleave(
-            {n: b.runner(n, "echo", 5, conc=16) for n in ("superd", "xinetd", "spawnloop")}
-        )
+        s = b.interleave({n: b.runner(n, "echo", 5, conc=16) for n in SPAWN_SERVERS})
     finally:
         for srv in servers:
             if b.server_cpu is not None and srv.alive():
@@ -140,6 +165,7 @@ def fig_spawn_free(b: Bench) -> None:
                 why_na=na,
             )
         )
+    _floor_targets(b, s, ", unpinned")
 
 
 def fig_idle(b: Bench) -> None:

@@ -42,7 +42,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(figures.FIGURES), help="comma-separated figures")
     p.add_argument("--reps", type=int, default=5, help="repetitions per measurement (median)")
     p.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
-    p.add_argument("--no-superd", action="store_true", help="measure xinetd and the C loop only")
+    p.add_argument("--no-superd", action="store_true", help="measure xinetd and the loops only")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument(
         "--nice",
@@ -140,7 +140,8 @@ def check_ports() -> None:
     wanted = [confgen.XINETD_BASE + i for i in range(1, 200)] + [
         confgen.SUPERD_BASE + i for i in range(1, 200)
     ]
-    extra = [daemons.SPAWNLOOP_PORT, *daemons.UPSTREAM_PORTS.values(), *EXTRA_PORTS]
+    floors = [daemons.SPAWNLOOP_PORT, daemons.PYLOOP_PORT]
+    extra = [*floors, *daemons.UPSTREAM_PORTS.values(), *EXTRA_PORTS]
     busy = daemons.ports_in_use([*wanted, *extra])
     if busy:
         raise SystemExit(f"bench/run: ports already in use: {busy}; stop whatever listens there")
@@ -187,7 +188,7 @@ def main(argv: list[str]) -> int:
     facts = machine_facts(paths, pin_text, args)
     print("\n".join(facts), flush=True)
     loadgen = Loadgen(binaries["loadgen"], load_cpu, args.duration, 0.3)
-    columns = ["superd", "xinetd", "spawnloop"] + (["stunnel4"] if "tls" in args.only else [])
+    columns = [*figures.SPAWN_SERVERS] + (["stunnel4"] if "tls" in args.only else [])
     report = Report(columns=columns)
     bench = figures.Bench(loadgen, args.reps, report, paths, server_cpu, None, None)
     load_start = load_average()
@@ -203,7 +204,7 @@ def main(argv: list[str]) -> int:
         if log_note:
             report.notes.append(log_note)
     finally:
-        for srv in (bench.superd, bench.xinetd, bench.spawnloop, *bench.helpers):
+        for srv in (bench.superd, bench.xinetd, bench.spawnloop, bench.pyloop, *bench.helpers):
             if srv is not None:
                 srv.stop()
         if not args.keep:

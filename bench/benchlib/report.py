@@ -4,7 +4,9 @@ What a benchmark run prints: one table of figures and one of targets.
 A figure row holds the median of each compared server; a target compares a
 ratio (or an absolute value) with the threshold the issues set and says
 PASS or MISS, or n/a when it could not be measured (for example superd did
-not start, or a feature the figure depends on is not wired yet).
+not start, or a feature the figure depends on is not wired yet).  A target
+without a threshold is informational ("info"): a ratio the issues set no goal
+for, printed beside the goals it explains (such as where the Python floor lies).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["Report", "Row", "Target", "ratio"]
 
-_TITLES = {"spawnloop": "C loop"}
+_TITLES = {"spawnloop": "C loop", "pyloop": "Py loop"}
 
 
 def ratio(num: float | None, den: float | None) -> float | None:
@@ -45,12 +47,15 @@ class Row:
 
 @dataclass(frozen=True)
 class Target:
-    """A goal from the issues: ``value OP threshold``, or n/a with a reason."""
+    """A goal from the issues: ``value OP threshold``, or n/a with a reason.
+
+    ``threshold=None`` makes it informational: no goal, verdict ``info``.
+    """
 
     issue: int
     text: str
     value: float | None
-    threshold: float
+    threshold: float | None
     at_most: bool = False
     unit: str = "x"
     why_na: str = ""
@@ -59,12 +64,14 @@ class Target:
     def verdict(self) -> str:
         if self.value is None or self.why_na:
             return "n/a"
+        if self.threshold is None:
+            return "info"
         ok = self.value <= self.threshold if self.at_most else self.value >= self.threshold
         return "PASS" if ok else "MISS"
 
     def line(self) -> str:
         op = "<=" if self.at_most else ">="
-        goal = f"{op} {_fmt(self.threshold, self.unit)}"
+        goal = "no goal" if self.threshold is None else f"{op} {_fmt(self.threshold, self.unit)}"
         got = _fmt(self.value, self.unit) + (f" {self.unit}" if self.unit not in ("x", "") else "")
         extra = f"  ({self.why_na})" if self.why_na else ""
         return f"  #{self.issue} {self.text:<50} {goal:>10} {got:>12}  {self.verdict}{extra}"

@@ -39,3 +39,12 @@ def test_series_median_and_rendered_row() -> None:
     report.targets.append(Target(2, "echo", 3.0, 3.0))
     text = report.render()
     assert "3.00x" in text and "PASS" in text
+
+
+def test_target_without_threshold_is_informational() -> None:
+    """A ratio the issues set no goal for is shown as info with "no goal", never PASS/MISS."""
+    info = Target(3, "spawned cat: Python floor / xinetd", 1.17, None)
+    assert info.verdict == "info"
+    assert "no goal" in info.line() and "1.17x" in info.line()
+    assert Target(3, "superd / Python floor", None, None).verdict == "n/a"
+    assert Target(3, "superd / Python floor", 0.97, None, why_na="superd died").verdict == "n/a"

@@ -67,6 +67,36 @@ def test_quick_issue_6_and_7_figures_run() -> None:
     for label, filled in rows.items():
         row = next(ln for ln in done.stdout.splitlines() if label in ln)
         cells = row.split("]", 1)[1].split()
-        numbers = [c for c in cells[:4] if c != "-"]
+        # superd, xinetd, C loop, Py loop, stunnel4
+        numbers = [c for c in cells[:5] if c != "-"]
         assert len(numbers) >= filled, done.stdout
     assert "figure tls failed" not in done.stdout, done.stdout
+
+
+def test_quick_spawn_run_measures_all_four_servers() -> None:
+    """The spawn figure gives superd, xinetd, the C loop and the Python loop a
+    number each, and prints the Python floor's ratios as informational targets
+    beside the issue's two goals."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/xinetd") or not shutil.which("gcc"):
+        pytest.skip("needs root, xinetd and gcc")
+    if not _bench_idle():
+        pytest.skip("another bench/run is measuring on this machine")
+    argv = [sys.executable, os.path.join(BENCH_DIR, "run"), "--quick", "--only", "spawn"]
+    argv += ["--duration", "0.2"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(ln for ln in lines if "figure (median)" in ln)
+    assert header.split()[2:] == ["superd", "xinetd", "C", "loop", "Py", "loop", "sd/xi"]
+    row = next(ln for ln in lines if "spawned /bin/cat conn/s" in ln)
+    assert "-" not in row.split("]", 1)[1].split()[:4], done.stdout
+    targets = {
+        "spawned cat: superd / xinetd": ("PASS", "MISS"),
+        "spawned cat: superd / C posix_spawn loop": ("PASS", "MISS"),
+        "spawned cat: Python floor / xinetd": ("info",),
+        "spawned cat: Python floor / C loop": ("info",),
+        "spawned cat: superd / Python floor": ("info",),
+    }
+    for text, verdicts in targets.items():
+        line = next(ln for ln in lines if f" {text} " in ln)
+        assert line.split()[-1] in verdicts, line

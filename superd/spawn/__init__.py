@@ -6,7 +6,7 @@ one process owning the listening/bound socket (``wait = yes``).
 * ``credentials``: per-thread credential switching that keeps the
   ``posix_spawn`` fast path when superd runs as root.
 * ``spawner``: ``posix_spawn`` with an explicit descriptor map.
-* ``reaping``: learning that a child ended (a pidfd each, or SIGCHLD).
+* ``reaping``: learning that a child ended (on SIGCHLD, per exited child).
 * ``spec``: what is fixed about a service's children, computed at load.
 * ``handoff``: giving an accepted Twisted TCP connection to a child.
 * ``handler``: ``ExternalHandler``, the ``IStreamHandler`` for ``wait = no``.

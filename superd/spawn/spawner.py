@@ -13,8 +13,7 @@ of 6 x 100, interleaved; loaded 2-CPU machine): with 10 descriptors open,
 this spawner 786/s and ``spawnProcess`` 834/s; with 1,010 open, this spawner
 940/s and ``spawnProcess`` 272/s (``uid=`` fork path: 115/s).
 
-Children are reaped through a pidfd each where
-the kernel has them, else by Twisted's SIGCHLD machinery
+Children are reaped on SIGCHLD, at a cost per exited child
 (``superd.spawn.reaping``).
 
 Per-child settings and how they reach the child without leaving the fast path:
@@ -49,10 +48,10 @@ from zope.interface import Interface, implementer
 
 from superd.events import REASON_EXEC, REASON_FORK
 from superd.spawn.credentials import CredentialPlan, SpawningThread, setpriv_prefix
-from superd.spawn.reaping import ExitStatus, PidfdReaping, TwistedReaping
+from superd.spawn.reaping import ExitReaping, ExitStatus, TwistedReaping
 
 #: Either watcher in ``superd.spawn.reaping``.
-Reaping = Union[PidfdReaping, TwistedReaping]
+Reaping = Union[ExitReaping, TwistedReaping]
 
 __all__ = [
     "ExitStatus",

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from superd.session import Peer
 from superd.spawn.credentials import Identity, SpawningThread
-from superd.spawn.reaping import PidfdReaping
+from superd.spawn.reaping import ExitReaping
 from superd.spawn.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
 
 __all__ = ["Child", "ProcessTable", "attach", "prepare_process"]
@@ -232,10 +232,9 @@ def _real_spawner(reactor: Any, identity: Identity,
     mechanism = ("thread" if thread.can_switch else
                  "setpriv" if identity.is_root else "none (not root)")
     spawner = PosixSpawner(thread, setpriv=which("setpriv"),
-                           reaping=PidfdReaping(reactor))
-    _log.info("child credentials via {mechanism}, reaping via {reaping}",
-              event="spawn_mechanism", mechanism=mechanism,
-              reaping="pidfd" if hasattr(os, "pidfd_open") else "sigchld")
+                           reaping=ExitReaping(reactor))
+    _log.info("child credentials via {mechanism}", event="spawn_mechanism",
+              mechanism=mechanism)
     return spawner
 
 

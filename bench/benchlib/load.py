@@ -138,6 +138,7 @@ class Loadgen:
         out = self._run(self.argv(mode, port, conc=conc, bind=bind))
         sample = parse_result(out)
         if server_pid and before is not None:
+            procs.wait_reaped(server_pid)
             sample = dataclasses.replace(sample, cpu=procs.cpu_seconds(server_pid) - before)
         return sample
 

@@ -29,7 +29,9 @@ __all__ = [
     "set_nice",
     "start",
     "unpin",
+    "unreaped_children",
     "wait_listening",
+    "wait_reaped",
 ]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -131,6 +133,37 @@ def cpu_seconds(pid: int) -> float:
         rest = f.read().rsplit(")", 1)[1].split()
     # rest[0] is field 3 (state); fields 14..17 are rest[11..14].
     return sum(int(x) for x in rest[11:15]) / _CLK_TCK
+
+
+def unreaped_children(pid: int) -> int:
+    """How many children of ``pid`` have ended and wait to be reaped (zombies)."""
+    count = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids = f.read().split()
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            continue
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/stat") as f:
+                    count += f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except (FileNotFoundError, ProcessLookupError):  # reaped meanwhile
+                continue
+    return count
+
+
+def wait_reaped(pid: int, timeout: float = 0.5) -> None:
+    """Give ``pid`` up to ``timeout`` seconds to reap its ended children.
+
+    A child's CPU reaches its parent's cutime/cstime only when it is reaped, and
+    a daemon that reaps in batches after accepting (Twisted's ports, the Python
+    loop) may hold a hundred ended children when the load stops: reading its CPU
+    at once would leave theirs out.
+    """
+    deadline = time.monotonic() + timeout
+    while unreaped_children(pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def fd_count(pid: int) -> int:

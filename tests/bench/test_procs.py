@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,3 +49,16 @@ def _wait_threads(pid: int, count: int) -> list[int]:
             return tids
         time.sleep(0.02)
     raise AssertionError(f"pid {pid} never had {count} threads")
+
+
+def test_unreaped_children_counts_zombies_until_they_are_reaped() -> None:
+    """An ended child not yet waited for counts; once reaped it no longer does
+    (``wait_reaped`` waits on exactly this before the bench reads CPU)."""
+    child = subprocess.Popen(["/bin/true"])
+    deadline = time.monotonic() + 5
+    while procs.unreaped_children(os.getpid()) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert procs.unreaped_children(os.getpid()) >= 1
+    child.wait()
+    procs.wait_reaped(os.getpid(), timeout=0.2)
+    assert procs.unreaped_children(os.getpid()) == 0

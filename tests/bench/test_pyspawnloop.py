@@ -123,8 +123,8 @@ def test_children_are_reaped_while_connections_keep_coming(tmp_path: Path) -> No
             alive = len(_children(srv.pid))
             out, _ = load.communicate(timeout=30)
         served = int(out.split()[0].removeprefix("conns="))
-        # In flight, plus at most the ended children of one accept batch and of
-        # the next (unreaped for good, it is one per connection served: >1,000).
-        assert served > 300 and alive <= 2 * pyspawnloop.ACCEPTS_PER_WAKE + 16, (alive, out)
+        # In flight, plus the ended children of an accept batch or two (seen up
+        # to ~180 on a busy host); never reaped, it is one per connection: >1,000.
+        assert served > 300 and alive <= 4 * pyspawnloop.ACCEPTS_PER_WAKE, (alive, out)
     finally:
         srv.stop()

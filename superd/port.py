@@ -31,7 +31,7 @@ from typing import Any, Final
 from twisted.internet import tcp
 from twisted.python import log
 
-__all__ = ["TAKEN", "Taken", "TakingPort", "adopt_taking", "listen_taking"]
+__all__ = ["MAX_ACCEPTS_PER_WAKE", "TAKEN", "Taken", "TakingPort", "adopt_taking", "listen_taking"]
 
 
 class Taken:
@@ -40,6 +40,9 @@ class Taken:
     def __repr__(self) -> str:
         return "TAKEN"
 
+
+#: At most this many connections are accepted per wake-up (tcp.Port's start).
+MAX_ACCEPTS_PER_WAKE = 100
 
 #: What ``take_socket`` returns when it gave the socket away.
 TAKEN: Final = Taken()
@@ -62,9 +65,13 @@ class TakingPort(tcp.Port):
                 for skt, addr in clients:
                     accepted += 1
                     self._serve(take, skt, addr)
-            # Twisted's scaling of accepts per wake-up (tcp.Port.doRead).
+            # Twisted's scaling of accepts per wake-up (tcp.Port.doRead),
+            # capped: each accept here may spawn a child, which blocks the
+            # reactor until the child execs, so an ever-growing batch under a
+            # flood would starve the other services and the reaping of ended
+            # children.
             if accepted == self.numberAccepts:
-                self.numberAccepts += 20
+                self.numberAccepts = min(self.numberAccepts + 20, MAX_ACCEPTS_PER_WAKE)
             else:
                 self.numberAccepts = max(1, accepted)
         except BaseException:

@@ -12,7 +12,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
-from superd.port import TAKEN, TakingPort, listen_taking
+from superd.port import MAX_ACCEPTS_PER_WAKE, TAKEN, TakingPort, listen_taking
 
 
 class Recorder(Protocol):
@@ -43,9 +43,9 @@ class Taking(Factory):
         return protocol
 
 
-def listening(factory: Any) -> tuple[TakingPort, MemoryReactorClock]:
+def listening(factory: Any, backlog: int = 50) -> tuple[TakingPort, MemoryReactorClock]:
     reactor = MemoryReactorClock()
-    port = listen_taking(reactor, 0, factory, 50, "127.0.0.1")
+    port = listen_taking(reactor, 0, factory, backlog, "127.0.0.1")
     return port, reactor
 
 
@@ -115,4 +115,24 @@ def test_twisted_internals_it_reuses_are_there() -> None:
     assert hasattr(tcp._reservedFD, "available") and hasattr(tcp, "_BuffersLogs")
     port, _ = listening(Factory())
     assert port.numberAccepts == 100 and port._logger.namespace
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_accepts_per_wake_up_are_capped() -> None:
+    """A full batch grows the next one as tcp.Port does, but never past
+    MAX_ACCEPTS_PER_WAKE: spawning blocks the reactor per connection."""
+    factory = Taking("take")
+    port, _ = listening(factory, backlog=4 * MAX_ACCEPTS_PER_WAKE)
+    port.numberAccepts = 2
+    clients = [socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+               for _ in range(3)]
+    port.doRead()
+    assert len(factory.taken) == 2 and port.numberAccepts == 22
+    port.numberAccepts = MAX_ACCEPTS_PER_WAKE - 5
+    for _ in range(MAX_ACCEPTS_PER_WAKE):
+        clients.append(socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10))
+    port.doRead()
+    assert port.numberAccepts == MAX_ACCEPTS_PER_WAKE
+    for client in clients:
+        client.close()
     port.connectionLost(None)  # type: ignore[arg-type]

@@ -10,8 +10,9 @@ has to choose, it does what superd does for a child, so the difference to
 superd is superd's own work and nothing else: every catchable signal back to
 its default disposition (Python leaves SIGPIPE and SIGXFSZ ignored, and that
 survives exec), an empty signal mask, and its own environment plus the peer's
-numeric ``REMOTE_HOST``.  Children are reaped through a pidfd each in the same
-epoll set as the listener, as superd does.
+numeric ``REMOTE_HOST``.  Children are reaped on SIGCHLD, as superd reaps
+them (superd peeks with ``waitid(WNOWAIT)`` because it may share the process
+with other owners' children; this loop owns every child, so ``waitpid(-1)``).
 
 It deliberately has no access control, no accounting, no logging, no limits,
 no configuration and no Twisted: whatever superd spends above this loop is
@@ -68,18 +69,18 @@ def spawn_one(conn: int, host: str, argv: Sequence[str], base: Mapping[str, str]
 
 
 class Loop:
-    """The listener, the pidfds of live children and the signal wake-up pipe in one epoll."""
+    """The listener and the signal wake-up pipe in one epoll; children by pid."""
 
     def __init__(self, port: int, argv: Sequence[str]) -> None:
         self.argv = list(argv)
         self.base = dict(os.environ)
         self.listener = listen_on(port)
         self.epoll = select.epoll()
-        self.children: dict[int, int] = {}  # pidfd -> pid
+        self.children: set[int] = set()
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # The C-level handler writes the signal number here; poll() wakes on it.
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, lambda signum, frame: None)
         self.epoll.register(self.listener.fileno(), select.EPOLLIN)
         self.epoll.register(self.wake_r, select.EPOLLIN)
@@ -91,10 +92,17 @@ class Loop:
             for fd, _ in self.epoll.poll():
                 if fd == lfd:
                     self.accept_all()
-                elif fd == self.wake_r:
+                elif self.signalled():
                     return
-                else:
-                    self.reap(fd)
+
+    def signalled(self) -> bool:
+        """Reap ended children; True once SIGTERM or SIGINT arrived."""
+        try:
+            numbers = os.read(self.wake_r, 4096)
+        except BlockingIOError:
+            numbers = b""
+        self.reap()
+        return signal.SIGTERM in numbers or signal.SIGINT in numbers
 
     def accept_all(self) -> None:
         """Accept and hand off the pending connections (up to ACCEPTS_PER_WAKE)."""
@@ -111,29 +119,23 @@ class Loop:
             pid = spawn_one(conn, addr[0], self.argv, self.base)
             os.close(conn)
             if pid is not None:
-                self.watch(pid)
+                self.children.add(pid)
 
-    def watch(self, pid: int) -> None:
-        """Put a pidfd for ``pid`` in the epoll set; it becomes readable when pid exits."""
-        pidfd = os.pidfd_open(pid)
-        self.children[pidfd] = pid
-        self.epoll.register(pidfd, select.EPOLLIN)
-
-    def reap(self, pidfd: int) -> None:
-        os.waitpid(self.children.pop(pidfd), 0)
-        # Unregister before closing: a child just spawned may still hold a copy of
-        # this pidfd (the kernel wakes a vfork parent before the child's
-        # close-on-exec runs), and epoll drops an entry only with the last copy.
-        self.epoll.unregister(pidfd)
-        os.close(pidfd)
+    def reap(self) -> None:
+        """Reap every ended child."""
+        while self.children:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
 
     def close(self) -> None:
         """Stop listening and reap the children that have already finished."""
         self.listener.close()
-        for pidfd, pid in list(self.children.items()):
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                del self.children[pidfd]
-                os.close(pidfd)
+        self.reap()
 
 
 def main(argv: list[str]) -> int:

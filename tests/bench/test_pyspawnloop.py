@@ -90,8 +90,8 @@ def test_child_gets_socket_session_default_signals_and_remote_host(
 
 
 def test_every_child_is_reaped_and_sigterm_exits_zero(pyloop: tuple[procs.Server, int]) -> None:
-    """After a burst of connections no child (zombie or not) and no pidfd is
-    left behind, and SIGTERM ends the loop with status 0."""
+    """After a burst of connections no child (zombie or not) and no
+    descriptor is left behind, and SIGTERM ends the loop with status 0."""
     srv, port = pyloop
     fds_before = procs.fd_count(srv.pid)
     for _ in range(20):
@@ -105,7 +105,7 @@ def test_every_child_is_reaped_and_sigterm_exits_zero(pyloop: tuple[procs.Server
 
 
 def test_children_are_reaped_while_connections_keep_coming(tmp_path: Path) -> None:
-    """Under steady 16-way load the loop still gets back to its pidfds: ended
+    """Under steady 16-way load the loop still gets back to reaping: ended
     children do not pile up as zombies until the load stops (which would also
     leave their CPU out of the bench's figure)."""
     if shutil.which("gcc") is None:

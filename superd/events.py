@@ -23,6 +23,7 @@ from superd.session import Peer
 
 __all__ = [
     "ConnectionEvents",
+    "block_of",
     "connection_events",
     "emit_exit",
     "emit_served_exit",
@@ -264,11 +265,21 @@ connection_events = ConnectionEvents()
 _connection_log = Logger(namespace="superd", observer=connection_events)
 
 
+def block_of(service: ServiceConfig) -> str:
+    """
+    Which configuration block an event comes from (``FILE:LINE``), carried
+    as ``service_block`` beside ``service_id``: two blocks may share an id
+    (the seed's two ``service ssh`` on different binds), and each one's
+    xinetd lines belong in its own ``log_type`` only.
+    """
+    return str(service.location)
+
+
 def _start(log: Logger, service: ServiceConfig, pid: int,
            peer: Optional[Peer]) -> None:
     log.info(
         "START {service_id} pid={pid} from={peer_host}",
-        event=EV_START, service_id=service.id, pid=pid,
+        event=EV_START, service_id=service.id, service_block=block_of(service), pid=pid,
         peer_host=_from(peer), peer_port=None if peer is None else peer.port,
         xinetd_line=start_line(service.id, service.log_on_success, pid, peer),
     )
@@ -279,8 +290,8 @@ def _exit(log: Logger, service: ServiceConfig, pid: int,
     log.info(
         "EXIT {service_id} pid={pid} status={status} signal={signal}"
         " duration={duration:.3f}s",
-        event=EV_EXIT, service_id=service.id, pid=pid, status=status,
-        signal=signal, duration=duration,
+        event=EV_EXIT, service_id=service.id, service_block=block_of(service),
+        pid=pid, status=status, signal=signal, duration=duration,
         xinetd_line=exit_line(service.id, service.log_on_success, pid,
                               status, signal, duration),
     )
@@ -333,8 +344,8 @@ def emit_fail(service: ServiceConfig, reason: str, peer: Optional[Peer],
     """Log that ``peer`` was refused (or could not be served) for ``reason``."""
     _log.info(
         "FAIL {service_id} {reason} from={peer_host} {detail}",
-        event=EV_REFUSE, service_id=service.id, reason=reason,
-        peer_host=_from(peer), peer_port=None if peer is None else peer.port,
+        event=EV_REFUSE, service_id=service.id, service_block=block_of(service),
+        reason=reason, peer_host=_from(peer), peer_port=None if peer is None else peer.port,
         detail=detail,
         xinetd_line=fail_line(service.id, service.log_on_failure, reason, peer),
     )

@@ -43,6 +43,7 @@ from superd.events import (
     NOID_RECEIVE_ERROR,
     NOID_SYSTEM_ERROR,
     NOID_TIMEOUT,
+    block_of,
     noid_line,
     userid_line,
 )
@@ -315,7 +316,8 @@ def lookup_user(reactor: Any, local: Peer, remote: Peer, *,
 def emit_userid(service: ServiceConfig, peer: Peer, user_text: str) -> None:
     """Log ``USERID: <id> <text>`` (text already escaped by the client)."""
     _log.info("USERID {service_id} {peer_host}: {user_text}",
-              event=EV_USERID, service_id=service.id, peer_host=peer.host,
+              event=EV_USERID, service_id=service.id,
+              service_block=block_of(service), peer_host=peer.host,
               peer_port=peer.port, user_text=user_text,
               xinetd_line=userid_line(service.id, user_text))
 
@@ -323,7 +325,8 @@ def emit_userid(service: ServiceConfig, peer: Peer, user_text: str) -> None:
 def emit_noid(service: ServiceConfig, peer: Peer, reason: str) -> None:
     """Log ``NOID: <id> <addr> <reason>`` (IDONLY refusal)."""
     _log.info("NOID {service_id} {peer_host} {reason}",
-              event=EV_NOID, service_id=service.id, peer_host=peer.host,
+              event=EV_NOID, service_id=service.id,
+              service_block=block_of(service), peer_host=peer.host,
               peer_port=peer.port, reason=reason,
               xinetd_line=noid_line(service.id, peer.host, reason))
 

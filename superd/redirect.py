@@ -47,7 +47,8 @@ def emit_traffic(service: ServiceConfig, inbound: int, outbound: int,
                  duration: float = 0.0) -> None:
     """Log the end of a relay: the bytes it carried (in = client to server)."""
     _log.info("TRAFFIC {service_id} in={inbound} out={outbound}", event=events.EV_TRAFFIC,
-              service_id=service.id, inbound=inbound, outbound=outbound, duration=duration,
+              service_id=service.id, service_block=events.block_of(service),
+              inbound=inbound, outbound=outbound, duration=duration,
               xinetd_line=events.traffic_line(service.id, service.log_on_success,
                                               inbound, outbound))
 

@@ -4,9 +4,11 @@ event's xinetd line to the ``log_type`` target of the event's service.
 
 Events from ``superd.events`` (START/EXIT/FAIL) and ``superd.ident``
 (USERID/NOID) carry the rendered line in ``xinetd_line`` (None when the
-service's flags ask for nothing) and the service in ``service_id``; every
-other event is ignored.  Add the router to ``globalLogPublisher`` beside the
-main-log observer; the main log (text or JSON) is unaffected.
+service's flags ask for nothing), the service in ``service_id`` and its
+configuration block in ``service_block`` (two blocks may share an id; each
+block's lines go to its own target); every other event is ignored.  Add the
+router to ``globalLogPublisher`` beside the main-log observer; the main log
+(text or JSON) is unaffected.
 
 Targets are keyed by their frozen config value: services whose
 ``log_type`` values are equal share one sink.  Every service that inherits
@@ -27,7 +29,7 @@ from twisted.logger import ILogObserver, LogEvent, Logger
 from zope.interface import implementer
 
 from superd.config.model import Configuration, FileLog, LogTarget, SyslogLog
-from superd.events import EV_SERVICE_LOG_ERROR
+from superd.events import EV_SERVICE_LOG_ERROR, block_of
 from superd.servicelog.filelog import (
     FileSink,
     LocalTime,
@@ -68,6 +70,7 @@ class ServiceLogRouter:
         self._localtime = localtime
         self._sinks: dict[LogTarget, Sink] = {}
         self._routes: dict[str, tuple[Sink, ...]] = {}
+        self._blocks: dict[object, tuple[Sink, ...]] = {}
         self._broken: set[int] = set()
         self.update(config)
 
@@ -79,7 +82,12 @@ class ServiceLogRouter:
         service_id = event.get("service_id")
         if not isinstance(service_id, str) or not isinstance(line, str):
             return
-        sinks = self._routes.get(service_id)
+        # The block's own targets when the event names a block of the
+        # running configuration (even none); else every block of that id
+        # (an event without a block, or from a block a reload replaced).
+        sinks = self._blocks.get(event.get("service_block"))
+        if sinks is None:
+            sinks = self._routes.get(service_id)
         if not sinks:
             return
         now = self._clock.seconds()
@@ -108,7 +116,7 @@ class ServiceLogRouter:
         opened, unchanged ones kept as they are (no reopen: call
         ``reopen()`` for that).
         """
-        owners, routes = _plan(config)
+        owners, routes, blocks = _plan(config)
         for target in list(self._sinks):
             if target not in owners:
                 self._sinks.pop(target).close()
@@ -117,6 +125,8 @@ class ServiceLogRouter:
                 self._sinks[target] = self._open_sink(target, owner)
         self._routes = {sid: tuple(self._sinks[t] for t in targets)
                         for sid, targets in routes.items()}
+        self._blocks = {block: () if target is None else (self._sinks[target],)
+                        for block, target in blocks.items()}
 
     def reopen(self) -> None:
         """Close and reopen every file (log rotation, resuming suspended logs)."""
@@ -130,6 +140,7 @@ class ServiceLogRouter:
             sink.close()
         self._sinks.clear()
         self._routes = {}
+        self._blocks = {}
 
     def _open_sink(self, target: LogTarget, owner: str) -> Sink:
         if isinstance(target, SyslogLog):
@@ -156,21 +167,29 @@ class ServiceLogRouter:
 
 
 def _plan(config: Configuration) -> tuple[dict[LogTarget, str],
-                                          dict[str, list[LogTarget]]]:
-    """(target -> first service using it, service id -> its targets)."""
+                                          dict[str, list[LogTarget]],
+                                          dict[object, LogTarget | None]]:
+    """(target -> first service using it, service id -> the targets of its
+    blocks, block (``events.block_of``) -> its target or None)."""
     owners: dict[LogTarget, str] = {}
     routes: dict[str, list[LogTarget]] = {}
+    blocks: dict[object, LogTarget | None] = {}
+    ambiguous: set[object] = set()
     for service in config.services:
         target = service.log_type
+        block = block_of(service)
+        if block in blocks and blocks[block] != target:
+            ambiguous.add(block)  # not from one file's text: route by id
+        blocks[block] = target
         if target is None:
             continue
         owners.setdefault(target, service.id)
         targets = routes.setdefault(service.id, [])
         if target not in targets:
-            # Two blocks with one id (``service ssh`` on two binds) are told
-            # apart by nothing in the event; each of their logs gets the lines.
             targets.append(target)
-    return owners, routes
+    for block in ambiguous:
+        del blocks[block]
+    return owners, routes, blocks
 
 
 def _describe(target: LogTarget) -> str:

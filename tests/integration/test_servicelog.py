@@ -89,3 +89,22 @@ def test_full_disk_never_stops_service(superd_factory: StartSuperd,
     assert superd.stop() == 0
     errors = [e for e in superd.events() if e.get("event") == "service_log_error"]
     assert len(errors) == 1, errors
+
+
+def test_two_blocks_with_one_id_keep_their_own_logs(superd_factory: StartSuperd,
+                                                    conf_dir: Callable[..., Path],
+                                                    tmp_path: Path) -> None:
+    """As the seed's two ``service ssh`` blocks: one id on two binds, each
+    with its own log file; each connection's START lands in its block's file."""
+    lan, web = tmp_path / "lan.log", tmp_path / "web.log"
+    blocks = "".join(echo_block("echo", bind=bind, extra=f"""
+        log_type       = FILE {path}
+        log_on_success = HOST PID
+    """) for bind, path in (("127.0.0.1", lan), ("127.0.0.2", web)))
+    superd = superd_factory(conf_dir(echo=blocks))
+    assert echo_once("127.0.0.1", superd.port("echo", host="127.0.0.1")) == b"ping\n"
+    assert echo_once("127.0.0.2", superd.port("echo", host="127.0.0.2")) == b"ping\n"
+    assert wait_until(lambda: len(lines(lan)) == 1 and len(lines(web)) == 1)
+    assert lines(lan)[0].endswith("START: echo pid=0 from=127.0.0.1")
+    assert lines(web)[0].endswith("START: echo pid=0 from=127.0.0.1")
+    assert [len(lines(lan)), len(lines(web))] == [1, 1]

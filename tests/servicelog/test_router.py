@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, capturedLogs, globalLogPublisher
@@ -16,7 +17,7 @@ from zope.interface.verify import verifyObject
 
 from superd import events
 from superd.config.load import load_configuration
-from superd.config.model import FileLog, SyslogLog
+from superd.config.model import FileLog, Location, SyslogLog
 from superd.servicelog.router import ServiceLogRouter
 from superd.session import Peer
 
@@ -254,3 +255,31 @@ def test_defaults_file_from_the_loader_is_shared(tmp_path: Path,
     assert opened == [str(log)]
     assert [line[19:] for line in lines(log)] == [
         "START: echo from=127.0.0.1", "START: discard from=::1"]
+
+
+def test_two_blocks_with_one_id_log_to_their_own_targets(tmp_path: Path,
+                                                         clock: Clock) -> None:
+    """The seed's two ``service ssh`` blocks (one id, two binds): each
+    block's START/FAIL lines go to its own log_type only; a block without a
+    log writes nowhere; an event without a block (or from a block a reload
+    replaced) still reaches every log of its id."""
+    lan, web = tmp_path / "lan.log", tmp_path / "web.log"
+    first = attrs.evolve(service("ssh", FileLog(str(lan))), location=Location("ssh", 1))
+    second = attrs.evolve(service("ssh", FileLog(str(web))), location=Location("ssh", 13))
+    third = attrs.evolve(service("ssh", None), location=Location("ssh", 25))
+    router = ServiceLogRouter(configuration(first, second, third), clock)
+    globalLogPublisher.addObserver(router)
+    try:
+        events.emit_start(first, 10, Peer("192.168.0.7", 5000))
+        events.emit_fail(second, events.REASON_PER_SOURCE, Peer("203.0.113.9", 6000))
+        events.emit_start(third, 12, Peer("10.0.0.1", 5001))
+    finally:
+        globalLogPublisher.removeObserver(router)
+    router(line_event("ssh", "START: ssh pid=11"))  # no block: every ssh log
+    router({**line_event("ssh", "EXIT: ssh status=0"), "service_block": "ssh:99"})
+    assert lines(lan) == ["26/11/29@22:11:55: START: ssh pid=10 from=192.168.0.7",
+                          "26/11/29@22:11:55: START: ssh pid=11",
+                          "26/11/29@22:11:55: EXIT: ssh status=0"]
+    assert lines(web) == ["26/11/29@22:11:55: FAIL: ssh per_source_limit from=203.0.113.9",
+                          "26/11/29@22:11:55: START: ssh pid=11",
+                          "26/11/29@22:11:55: EXIT: ssh status=0"]

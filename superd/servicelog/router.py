@@ -168,13 +168,13 @@ class ServiceLogRouter:
 
 def _plan(config: Configuration) -> tuple[dict[LogTarget, str],
                                           dict[str, list[LogTarget]],
-                                          dict[object, LogTarget | None]]:
+                                          dict[str, LogTarget | None]]:
     """(target -> first service using it, service id -> the targets of its
     blocks, block (``events.block_of``) -> its target or None)."""
     owners: dict[LogTarget, str] = {}
     routes: dict[str, list[LogTarget]] = {}
-    blocks: dict[object, LogTarget | None] = {}
-    ambiguous: set[object] = set()
+    blocks: dict[str, LogTarget | None] = {}
+    ambiguous: set[str] = set()
     for service in config.services:
         target = service.log_type
         block = block_of(service)
@@ -187,8 +187,8 @@ def _plan(config: Configuration) -> tuple[dict[LogTarget, str],
         targets = routes.setdefault(service.id, [])
         if target not in targets:
             targets.append(target)
-    for block in ambiguous:
-        del blocks[block]
+    for duplicate in ambiguous:
+        del blocks[duplicate]
     return owners, routes, blocks
 
 

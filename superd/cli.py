@@ -83,9 +83,9 @@ def _parser() -> argparse.ArgumentParser:
 def _check(path: str, strict: bool, as_json: bool, out: IO[str], err: IO[str],
            hosts: tuple[str, str] = ("/etc/hosts.allow", "/etc/hosts.deny")) -> int:
     from superd.access.hostscheck import check_hosts_files
+    from superd.assembly import unavailable_problems
     from superd.config.check import render_json, render_table
     from superd.config.load import load_configuration
-    from superd.service import unavailable_problems
 
     hosts_check = check_hosts_files(*hosts)
     hosts_problems = list(hosts_check.problems)

@@ -12,7 +12,7 @@ Two calls for the loader and the assembly:
   or None for services served elsewhere (builtins, external servers); and
   ``with_tls(service, handler, runtime)`` puts any handler under superd's TLS.
 
-Assembly failures raise ``superd.service.Unavailable`` naming the
+Assembly failures raise ``superd.assembly.Unavailable`` naming the
 attribute, so they are reported like every configuration error.
 """
 
@@ -98,7 +98,7 @@ def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, .
 
 
 def _unavailable(attribute: str, message: str) -> Exception:
-    from superd.service import Unavailable
+    from superd.assembly import Unavailable
 
     return Unavailable(attribute, message)
 

@@ -2,24 +2,19 @@
 The service tree: one listener per service per listen address.
 
 ``build_service`` turns a loaded ``Configuration`` into a ``SuperdService``
-(a ``MultiService``).  It only chooses and wires: the handler for each
-service (builtin, spawned server, sensor), the access-controlled factory
-around it, and a ``Listener`` child per address.  Sockets are bound in
+(a ``MultiService``) whose children ``superd.assembly`` chooses: the handler
+for each service, the access-controlled factory around it, and a
+``superd.listener.Listener`` per address.  Sockets are bound in
 ``privilegedStartService``, before twistd could drop privileges, and a
 socket that cannot be bound stops startup with a message naming the service,
-the address and the configuration line.
-
-Collaborators (access control, builtins, external servers) are imported when
-a service needs them; a build without one refuses that service by name
-instead of silently leaving it out.
+the address and the configuration line.  ``SuperdService`` also owns the
+daemon's life: readiness, signals, and stopping children and sessions.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
-from types import ModuleType
 from typing import (
     Any,
     Callable,
@@ -28,28 +23,26 @@ from typing import (
     Mapping,
     NoReturn,
     Optional,
-    Sequence,
     Tuple,
 )
 
-from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ReactorNotRunning
-from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from superd import events, notify
-from superd.config.errors import ConfigError, Problem
-from superd.config.model import Configuration, ServiceConfig, SocketType
-from superd.listen import (
-    BindError,
-    ListenAddress,
-    emit_listening,
-    listen_addresses,
-    listen_datagram,
-    listen_stream,
-    open_with_fallback,
+from superd.assembly import (
+    Unavailable,
+    problem_of,
+    protected_ports,
+    service_children,
+    unavailable_problems,
 )
+from superd.config.errors import ConfigError, Problem
+from superd.config.model import Configuration, ServiceConfig
+from superd.listen import BindError
+from superd.listener import Listener
 from superd.runtime import Runtime
 
 __all__ = [
@@ -63,54 +56,6 @@ __all__ = [
 ]
 
 _log = Logger(namespace="superd.service")
-
-NOT_BUILT = "not available in this build"
-
-
-class Unavailable(Exception):
-    """A service needs something this build (or platform) cannot provide."""
-
-    def __init__(self, attribute: str, message: str) -> None:
-        self.attribute = attribute
-        self.message = message
-        super().__init__(message)
-
-
-class Listener(Service):
-    """Listens on one address for one service; the port opens at privileged start."""
-
-    def __init__(self, address: ListenAddress,
-                 open_port: Callable[[ListenAddress], IListeningPort],
-                 target: Any = None) -> None:
-        self.address = address
-        self._open_port = open_port
-        #: The factory (stream) or protocol (dgram) serving the port: a
-        #: reload moves the bound port to a new Listener and its target.
-        self.target = target
-        self.port: Optional[IListeningPort] = None
-        self.bound_port: Optional[int] = None
-
-    def _listen(self) -> None:
-        if self.port is None:
-            self.address, port = open_with_fallback(self._open_port, self.address)
-            self.port = port
-            self.bound_port = emit_listening(self.address, port)
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self._listen()
-
-    def startService(self) -> None:
-        super().startService()
-        self._listen()  # runners that skip privilegedStartService (twist)
-
-    def stopService(self) -> Optional[Deferred[Any]]:
-        super().stopService()
-        port, self.port = self.port, None
-        if port is None:
-            return None
-        stop: Callable[[], Any] = port.stopListening
-        return maybeDeferred(stop)
 
 
 def notify_ready(environ: Mapping[str, str]) -> bool:
@@ -293,133 +238,6 @@ class SuperdService(MultiService):
         return idle
 
 
-# -- choosing what serves each service --------------------------------------
-
-def _collaborator(module: str, attribute: str, what: str) -> ModuleType:
-    """Import ``module``, or refuse the service if this build lacks it."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name is None or not module.startswith(e.name):
-            raise  # a bug inside the module, not a missing module
-        raise Unavailable(attribute, f"{what} are {NOT_BUILT}") from e
-
-
-def protected_ports(config: Configuration) -> frozenset[int]:
-    """The ports of every UDP builtin: UDP builtins never answer them."""
-    return frozenset(
-        s.port for s in config.services
-        if s.socket_type is SocketType.DGRAM and s.kind == "builtin" and s.port
-    )
-
-
-def _builtin_handler(service: ServiceConfig, runtime: Runtime,
-                     protected: frozenset[int]) -> Any:
-    registry = _collaborator("superd.builtins.registry", "type", "internal services")
-    if not registry.is_builtin(service.name, service.socket_type):
-        raise Unavailable("type", f"no such internal service: "
-                                  f"{service.name}/{service.socket_type.value}")
-    if service.socket_type is SocketType.STREAM:
-        return registry.stream_handler(service, runtime)
-    return registry.datagram_handler(service, runtime, protected)
-
-
-def _handler(service: ServiceConfig, runtime: Runtime, protected: frozenset[int],
-             services: Sequence[ServiceConfig] = ()) -> Any:
-    """The handler serving ``service`` (None: sensor), under TLS if configured."""
-    # Redirect, tcpmux, users' protocols and TLS (issue 6) live in superd.extensions.
-    extensions = importlib.import_module("superd.extensions")
-    handler = extensions.stream_handler(service, runtime, services)
-    if handler is None:
-        handler = _served_handler(service, runtime, protected)
-    return extensions.with_tls(service, handler, runtime)
-
-
-def _served_handler(service: ServiceConfig, runtime: Runtime, protected: frozenset[int]) -> Any:
-    """The IStreamHandler/IDatagramHandler for a builtin or external server (None: sensor)."""
-    if service.kind == "sensor":
-        return None
-    if service.kind == "builtin":
-        return _builtin_handler(service, runtime, protected)
-    if service.socket_type is SocketType.DGRAM:
-        raise Unavailable("wait", "datagram external servers need wait = yes")
-    spawn = _collaborator("superd.spawn.handler", "server", "external servers")
-    return spawn.ExternalHandler(service, runtime)
-
-
-def _wait_services(service: ServiceConfig, runtime: Runtime) -> List[IService]:
-    wait = _collaborator("superd.spawn.wait", "server", "external servers")
-    return [wait.wait_service(service, address.host, runtime)
-            for address in listen_addresses(service, runtime.options.backlog)]
-
-
-def _access_factory(service: ServiceConfig, handler: Any, runtime: Runtime) -> Any:
-    factory = _collaborator("superd.access.factory", "only_from", "access-controlled services")
-    return factory.AccessControlledFactory(service, handler, runtime)
-
-
-def _stream_listeners(service: ServiceConfig, handler: Any, runtime: Runtime) -> List[IService]:
-    # One factory for every address of the service: counts are per service.
-    factory = _access_factory(service, handler, runtime)
-    reactor = runtime.reactor
-
-    def open_port(address: ListenAddress) -> IListeningPort:
-        return listen_stream(reactor, address, factory)
-
-    return [Listener(address, open_port, factory)
-            for address in listen_addresses(service, runtime.options.backlog)]
-
-
-def _datagram_listeners(service: ServiceConfig, handler: Any, runtime: Runtime) -> List[IService]:
-    access = _collaborator("superd.access.factory", "only_from", "access-controlled services")
-    reactor = runtime.reactor
-
-    def listener(address: ListenAddress) -> Listener:
-        # A DatagramProtocol has one transport, so one per address.
-        protocol = access.AccessControlledDatagramProtocol(service, handler, runtime)
-        return Listener(address, lambda a: listen_datagram(reactor, a, protocol), protocol)
-
-    return [listener(address) for address in listen_addresses(service, runtime.options.backlog)]
-
-
-def _unsupported_kind(service: ServiceConfig) -> Optional[Unavailable]:
-    if service.socket_type not in (SocketType.STREAM, SocketType.DGRAM):
-        return Unavailable("socket_type",
-                           f"socket_type {service.socket_type.value} is not supported")
-    return None
-
-
-def service_children(service: ServiceConfig, runtime: Runtime,
-                     protected: frozenset[int],
-                     services: Sequence[ServiceConfig] = ()) -> List[IService]:
-    """The listener services for one configured service; raises ``Unavailable``."""
-    unsupported = _unsupported_kind(service)
-    if unsupported is not None:
-        raise unsupported
-    if service.kind == "tcpmux-client":
-        return []  # no socket of its own: the tcpmux service reaches it
-    if service.kind == "external" and service.wait:
-        return _wait_services(service, runtime)
-    handler = _handler(service, runtime, protected, services)
-    if service.socket_type is SocketType.STREAM:
-        return _stream_listeners(service, handler, runtime)
-    return _datagram_listeners(service, handler, runtime)
-
-
-def _problem(service: ServiceConfig, error: Unavailable) -> Problem:
-    where = service.line_of(error.attribute)
-    return Problem(where.file, where.line, service.name, error.attribute, error.message)
-
-
-def unavailable_problems(config: Configuration) -> List[Problem]:
-    """
-    The services of ``config`` this build cannot run (redirect, tcpmux, raw
-    sockets), found without building or binding anything: for ``superd check``.
-    """
-    found = ((service, _unsupported_kind(service)) for service in config.services)
-    return [_problem(service, error) for service, error in found if error is not None]
-
-
 def build_service(config: Configuration, runtime: Runtime, *,
                   on_bind_error: Callable[[BindError], NoReturn] = _raise,
                   install_signal: Callable[..., Any] = signal.signal) -> SuperdService:
@@ -440,7 +258,7 @@ def build_service(config: Configuration, runtime: Runtime, *,
             children: Iterable[IService] = service_children(service, runtime, protected,
                                                             config.services)
         except Unavailable as e:
-            problems.append(_problem(service, e))
+            problems.append(problem_of(service, e))
             continue
         top.groups.append((service, list(children)))
         for child in top.groups[-1][1]:

@@ -36,7 +36,7 @@ Group = Tuple[ServiceConfig, List[IService]]
 
 def _build_children(top: Any, config: Configuration,
                     services: Sequence[ServiceConfig]) -> Tuple[List[Group], List[Problem]]:
-    from superd.service import Unavailable, _problem, protected_ports, service_children
+    from superd.assembly import Unavailable, problem_of, protected_ports, service_children
 
     protected = protected_ports(config)
     groups: List[Group] = []
@@ -45,7 +45,7 @@ def _build_children(top: Any, config: Configuration,
         try:
             children = service_children(service, top.runtime, protected, config.services)
         except Unavailable as e:
-            problems.append(_problem(service, e))
+            problems.append(problem_of(service, e))
             continue
         groups.append((service, list(children)))
     return groups, problems

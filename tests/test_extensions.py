@@ -17,12 +17,12 @@ import pytest
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 
+from superd.assembly import Unavailable
 from superd.config.errors import ConfigError
 from superd.config.load import load_configuration
 from superd.config.model import Extensions
 from superd.extensions import stream_handler
 from superd.runtime import Runtime
-from superd.service import Unavailable
 from superd.userproto import UserAttribute
 from tests.tls.certs import PKI, make_pki
 

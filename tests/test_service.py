@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 
 from superd.access.setup import state_of
+from superd.assembly import protected_ports, unavailable_problems
 from superd.config.errors import ConfigError
 from superd.config.model import (
     Configuration,
@@ -23,14 +24,9 @@ from superd.config.model import (
     SocketType,
 )
 from superd.listen import BindError
+from superd.listener import Listener
 from superd.runtime import Runtime, RuntimeOptions
-from superd.service import (
-    Listener,
-    build_service,
-    notify_ready,
-    protected_ports,
-    unavailable_problems,
-)
+from superd.service import build_service, notify_ready
 from superd.session import Peer, Session
 from tests.builders import echo_service
 

@@ -226,3 +226,20 @@ def test_bind_error_carries_errno() -> None:
     with pytest.raises(BindError) as caught:
         listen_stream(RefusingReactor(), address(port=7), ServerFactory())
     assert caught.value.errno == errno.EADDRINUSE
+
+
+@pytest.mark.parametrize("nodelay", [False, True], ids=["listenTCP", "own socket"])
+def test_real_reactor_listens_on_a_taking_port(nodelay: bool) -> None:
+    """On a real (unstarted) reactor a stream service listens on superd's
+    TakingPort, both when bound like listenTCP and on a socket made here
+    (NODELAY), so accepted sockets can go to children without a transport."""
+    from twisted.internet.epollreactor import EPollReactor
+
+    from superd.port import TakingPort
+
+    reactor = EPollReactor()
+    port = listen_stream(reactor, address(nodelay=nodelay), ServerFactory())
+    try:
+        assert isinstance(port, TakingPort) and port.getHost().port > 0
+    finally:
+        port.connectionLost(None)  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ import os
 import socket
 from typing import Any, Dict, List
 
+import attrs
 from twisted.internet.protocol import Protocol
 from zope.interface.verify import verifyObject
 
@@ -16,7 +17,7 @@ from superd.interfaces import IStreamHandler
 from superd.session import Peer, Session
 from superd.spawn.credentials import CredentialPlan
 from superd.spawn.handler import ExternalHandler
-from tests.spawn.helpers import USER, connected_server, external_service, fake_runtime, named
+from tests.spawn.helpers import ROOT, USER, connected_server, external_service, fake_runtime, named
 
 PEER = Peer("127.0.0.1", 40000)
 LOCAL = Peer("127.0.0.1", 2222)
@@ -268,3 +269,36 @@ def test_bare_socket_exec_failure_closes_it(events: List[Dict[str, Any]]) -> Non
     client.settimeout(5)
     assert client.recv(1) == b""
     client.close()
+
+
+def test_access_factory_hands_external_sockets_over_directly(tmp_path: Any) -> None:
+    """The wiring of the fast path: a real access factory around a real
+    ExternalHandler takes the accepted socket (TAKEN) and the child gets it,
+    rather than falling back to a Twisted transport; with a banner to write
+    first it does fall back."""
+    from superd.access import setup
+    from superd.access.factory import AccessControlledFactory
+    from superd.port import TAKEN
+    from superd.spawn.table import attach
+    from tests.access.helpers import address, make_runtime
+    from tests.fakes import FakeSpawner
+
+    runtime = make_runtime(tmp_path)
+    setup.attach(runtime, load_reader=lambda: 0.0)
+    spawner = FakeSpawner()
+    attach(runtime, spawner=spawner, environ={"PATH": "/bin"}, identity=ROOT,
+           which=lambda name: f"/usr/bin/{name}", group_list=lambda user, gid: [gid])
+    service = external_service(port=0)
+    factory = AccessControlledFactory(service, ExternalHandler(service, runtime), runtime)
+    accepted, client, _ = accepted_pair()
+    fd = accepted.fileno()
+    assert factory.take_socket(accepted, address("127.0.0.1")) is TAKEN
+    assert [r.fds[0] for r in spawner.requests] == [fd] and accepted.fileno() == -1
+    client.close()
+    banner = tmp_path / "banner"
+    banner.write_text("hello\n")
+    gated = attrs.evolve(service, banner=str(banner))
+    factory = AccessControlledFactory(gated, ExternalHandler(gated, runtime), runtime)
+    with socket.socket() as skt:
+        assert factory.take_socket(skt, address("127.0.0.1")) is not TAKEN
+    setup.detach(runtime)

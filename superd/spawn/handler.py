@@ -161,7 +161,11 @@ class ExternalHandler:
         child: Optional[Child] = None
         try:
             set_socket_options(skt, nodelay=self._nodelay, keepalive=self._keepalive)
-            skt.setblocking(True)  # shared with the child: inetd servers block
+            # Shared with the child, and inetd servers block.  accept() gives a
+            # blocking socket unless a default timeout was set in this process:
+            # spare the fcntl() calls per connection in the usual case.
+            if skt.gettimeout() is not None:
+                skt.setblocking(True)
             env = stream_environment(self.spec.base_env, session.peer,
                                      session.local or self._local_address(skt))
             child = self._table.spawn(self.spec.request(env, skt.fileno()),

@@ -302,3 +302,24 @@ def test_access_factory_hands_external_sockets_over_directly(tmp_path: Any) -> N
     with socket.socket() as skt:
         assert factory.take_socket(skt, address("127.0.0.1")) is not TAKEN
     setup.detach(runtime)
+
+
+def test_bare_socket_with_a_timeout_is_made_blocking() -> None:
+    """A socket accepted under a default timeout is non-blocking underneath;
+    the child still gets it blocking."""
+    runtime, spawner = fake_runtime()
+    handler = ExternalHandler(external_service(), runtime)
+    accepted, client, _ = accepted_pair()
+    accepted.settimeout(5)  # what socket.setdefaulttimeout() gives accept()
+    assert not os.get_blocking(accepted.fileno())
+    seen: List[bool] = []
+    real_spawn = spawner.spawn
+
+    def spawn(request: Any, on_exit: Any) -> int:
+        seen.append(os.get_blocking(request.fds[0]))
+        return real_spawn(request, on_exit)
+
+    spawner.spawn = spawn  # type: ignore[method-assign]
+    handler.serve_socket(Session("ssh", PEER, None, runtime.seconds()), accepted)
+    assert seen == [True]
+    client.close()

@@ -157,12 +157,16 @@ class AccessControlledFactory(ServerFactory):
         try:
             take(session, skt)
         except Exception:
-            _log.failure("handler of {service_id} failed for {peer_host}",
-                         event="handler_error", service_id=self.service.id,
-                         peer_host=peer.host)
+            self._handler_failed(peer)
             skt.close()
             session.end()
+            events.emit_fail(self.service, events.REASON_FORK, peer, "handler failed")
         return TAKEN
+
+    def _handler_failed(self, peer: Peer) -> None:
+        _log.failure("handler of {service_id} failed for {peer_host}",
+                     event="handler_error", service_id=self.service.id,
+                     peer_host=peer.host)
 
     def refuse(self, peer: Peer, decision: Decision) -> Protocol | None:
         """Log the refusal; the protocol to send ``banner_fail``, or None."""
@@ -197,9 +201,7 @@ class AccessControlledFactory(ServerFactory):
         try:
             protocol: Protocol | None = self.handler.protocol_for(session)
         except Exception:
-            _log.failure("handler of {service_id} failed for {peer_host}",
-                         event="handler_error", service_id=self.service.id,
-                         peer_host=peer.host)
+            self._handler_failed(peer)
             protocol = None
         if protocol is None:
             session.end()

@@ -455,6 +455,7 @@ def test_take_socket_handler_failure_closes_and_releases(
     assert factory.take_socket(again, address("127.0.0.2", 2)) is TAKEN  # count released
     assert [e["event"] for e in log_events if e.get("event") == "handler_error"] == [
         "handler_error", "handler_error"]
+    assert fail_lines(log_events) == ["FAIL: svc fork from=127.0.0.2"] * 2
     assert again.fileno() == -1
     theirs.close()
     far.close()

@@ -20,7 +20,6 @@ FAIL lines are logged here (``events.emit_fail``); START is the handler's.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -51,6 +50,9 @@ __all__ = [
 ]
 
 _log = Logger(namespace="superd.access")
+
+#: ``take_connection(fd, address, local)`` (see ``superd.port``).
+TakeConnection = Callable[[int, Any, "Peer | None"], "Protocol | Taken | None"]
 _SENSOR = deny(events.REASON_ADDRESS)
 
 
@@ -85,7 +87,8 @@ def _peer(addr: IAddress | None) -> Peer:
     return Peer.from_address(addr)
 
 
-def _peer_of_datagram(addr: Any) -> Peer:
+def _peer_of_tuple(addr: Any) -> Peer:
+    """The peer of an address tuple from ``accept()`` or ``recvfrom()``."""
     host = addr[0]
     if ":" not in host:
         return Peer(host, addr[1])
@@ -107,11 +110,17 @@ class AccessControlledFactory(ServerFactory):
         self.userid = UseridLookups.of(service, runtime)
         self._gated = bool(self.banners.banner or self.banners.success
                            or self.userid is not None)
-        # A handler that can serve a bare accepted socket (an external
-        # server) lets superd.port skip the Twisted transport entirely.
-        self._take: Callable[[Session, socket.socket], None] | None = (
-            None if self._gated or service.is_sensor
-            else getattr(handler, "serve_socket", None))
+        # A handler that can serve a bare accepted descriptor (an external
+        # server) lets superd.port skip the socket object and the Twisted
+        # transport entirely.
+        serve_fd = (None if self._gated or service.is_sensor
+                    else getattr(handler, "serve_fd", None))
+        #: For ``superd.port.TakingPort``; None when every connection needs
+        #: a transport (banners, USERID, a sensor, an in-process handler).
+        self.take_connection: TakeConnection | None = None
+        if serve_fd is not None:
+            self._serve_fd: Callable[[Session, int], None] = serve_fd
+            self.take_connection = self._take_connection
         state = state_of(runtime)
         self._state = state
         self._counter = state.counter
@@ -136,29 +145,26 @@ class AccessControlledFactory(ServerFactory):
             return self.admit(peer, None)
         return self.refuse(peer, outcome)
 
-    def take_socket(self, skt: socket.socket,
-                    addr: IAddress | None) -> Protocol | Taken | None:
+    def _take_connection(self, fd: int, address: Any,
+                         local: Peer | None) -> Protocol | Taken | None:
         """
-        For ``superd.port.TakingPort``: when the handler serves bare sockets
-        and the policies decide at once, admit ``addr`` and give it ``skt``
-        (``TAKEN``); otherwise what ``buildProtocol`` returns.
+        ``take_connection`` (see ``superd.port``): when the policies decide
+        at once, admit the peer at ``address`` and give the handler ``fd``
+        (``TAKEN``); otherwise a ``Gate`` that waits for the decision, or what
+        ``refuse`` returns.  The port owns ``fd`` and closes it afterwards.
         """
-        take = self._take
-        if take is None:
-            return self.buildProtocol(addr)
-        peer = _peer(addr)
-        outcome = self.decide(peer)
+        peer = _peer_of_tuple(address)
+        outcome = run_policies(self.policies, peer, self.runtime.seconds)
         if not isinstance(outcome, Decision):
             return Gate(self, peer, outcome)
         if not outcome.allowed:
             return self.refuse(peer, outcome)
-        session = self.open_session(peer, None)
+        session = self.open_session(peer, local)
         self._counts.accept()
         try:
-            take(session, skt)
+            self._serve_fd(session, fd)
         except Exception:
             self._handler_failed(peer)
-            skt.close()
             session.end()
             events.emit_fail(self.service, events.REASON_FORK, peer, "handler failed")
         return TAKEN
@@ -227,7 +233,7 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
         self._counts = service_counters(runtime, service.id)  # superd status
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        peer = _peer_of_datagram(addr)
+        peer = _peer_of_tuple(addr)
         if self.service.is_sensor:
             trip_sensor(self.service, peer, self.runtime, self._state)
             self._refused(peer, _SENSOR)

@@ -151,32 +151,36 @@ class ExternalHandler:
             self._runtime.reactor.callLater(DRAIN_POLL, self._drain, session,
                                             transport, protocol, deadline)
 
-    def serve_socket(self, session: Session, skt: socket.socket) -> None:
+    def serve_fd(self, session: Session, fd: int) -> None:
         """
-        Start the child for ``session`` on a freshly accepted socket that no
-        transport ever wrapped (``superd.port.TakingPort``), then close
-        superd's copy: nothing was written or read on it, so there is
-        nothing to flush or to leave queued.
+        Start the child for ``session`` on a freshly accepted connection's
+        descriptor (``superd.port.TakingPort``), which no socket object or
+        transport ever wrapped: nothing was written or read on it, so there
+        is nothing to flush or to leave queued, and it is blocking, as
+        inetd servers expect.  The caller keeps ``fd`` and closes it.
         """
         child: Optional[Child] = None
         try:
-            set_socket_options(skt, nodelay=self._nodelay, keepalive=self._keepalive)
-            # Shared with the child, and inetd servers block.  accept() gives a
-            # blocking socket unless a default timeout was set in this process:
-            # spare the fcntl() calls per connection in the usual case.
-            if skt.gettimeout() is not None:
-                skt.setblocking(True)
-            env = stream_environment(self.spec.base_env, session.peer,
-                                     session.local or self._local_address(skt))
-            child = self._table.spawn(self.spec.request(env, skt.fileno()),
+            local = session.local
+            if local is None or self._nodelay or self._keepalive:
+                local = self._prepare(fd) or local
+            env = stream_environment(self.spec.base_env, session.peer, local)
+            child = self._table.spawn(self.spec.request(env, fd),
                                       self.service.id, session.peer)
         except SpawnError as e:
             log_spawn_failure(self.service, e, session.peer)
         except OSError as e:
             self._hand_off_failed(e)
-        finally:
-            skt.close()  # the client sees a plain FIN if no child got it
         self._started(session, child)
+
+    def _prepare(self, fd: int) -> Optional[Peer]:
+        """Set the socket options on ``fd``; its local address."""
+        skt = socket.socket(fileno=fd)  # family and type from the kernel
+        try:
+            set_socket_options(skt, nodelay=self._nodelay, keepalive=self._keepalive)
+            return self._local_address(skt)
+        finally:
+            skt.detach()  # the descriptor stays the caller's
 
     def _start(self, session: Session, transport: Any,
                protocol: Optional[HandOffProtocol]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,7 @@ from superd.port import TAKEN
 from superd.runtime import Runtime
 from superd.session import Peer
 from tests.access.helpers import (
-    EndingProtocol,
     RecordingHandler,
-    address,
     connect,
     fail_lines,
     make_runtime,
@@ -376,60 +373,65 @@ def test_datagram_refusals_are_logged_per_source_port(runtime: Runtime,
     assert fail_lines(log_events) == ["FAIL: svc address from=127.0.0.3"] * 2
 
 
-class SocketTaker(RecordingHandler):
-    """A handler that serves bare accepted sockets (as external servers do)."""
+class DescriptorTaker(RecordingHandler):
+    """A handler that serves bare accepted descriptors (as external servers do)."""
 
     def __init__(self, fail: bool = False) -> None:
         super().__init__()
         self.taken: list[tuple[Any, int]] = []
         self.fail = fail
 
-    def serve_socket(self, session: Any, skt: socket.socket) -> None:
+    def serve_fd(self, session: Any, fd: int) -> None:
         if self.fail:
             raise RuntimeError("cannot serve")
         self.sessions.append(session)
-        self.taken.append((session, skt.fileno()))
-        skt.close()
+        self.taken.append((session, fd))
 
 
 def taker_factory(runtime: Runtime, fail: bool = False,
-                  **changes: Any) -> tuple[AccessControlledFactory, SocketTaker]:
+                  **changes: Any) -> tuple[AccessControlledFactory, DescriptorTaker]:
     changes.setdefault("log_on_failure", HOST)
-    handler = SocketTaker(fail)
+    handler = DescriptorTaker(fail)
     return AccessControlledFactory(service(**changes), handler, runtime), handler
 
 
-def test_take_socket_admits_and_hands_the_bare_socket(
+def take(factory: AccessControlledFactory, fd: int, addr: Any,
+         local: Peer | None = None) -> Any:
+    assert factory.take_connection is not None
+    return factory.take_connection(fd, addr, local)
+
+
+def test_take_connection_admits_and_hands_the_descriptor(
         runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
-    """An admitted peer's socket goes straight to the handler (TAKEN), in a
-    counted session; a refused peer gets None and its FAIL line."""
+    """An admitted peer's descriptor goes straight to the handler (TAKEN), in
+    a counted session that knows both ends; a refused peer gets None and its
+    FAIL line.  The factory never closes the descriptor: the port owns it."""
     factory, handler = taker_factory(runtime, per_source=1)
-    ours, theirs = socket.socketpair()
-    assert factory.take_socket(ours, address("10.0.0.1", 4000)) is TAKEN
+    local = Peer("127.0.0.1", 2323)
+    assert take(factory, 7, ("10.0.0.1", 4000), local) is TAKEN
     ((session, fd),) = handler.taken
-    assert session.peer == Peer("10.0.0.1", 4000) and fd >= 0 and ours.fileno() == -1
-    other, peer = socket.socketpair()
-    assert factory.take_socket(other, address("10.0.0.1", 4001)) is None  # per_source
+    assert session.peer == Peer("10.0.0.1", 4000) and session.local == local and fd == 7
+    assert take(factory, 8, ("10.0.0.1", 4001)) is None  # per_source
     assert fail_lines(log_events) == ["FAIL: svc per_source_limit from=10.0.0.1"]
     session.end()
-    assert factory.take_socket(other, address("10.0.0.1", 4002)) is TAKEN
-    theirs.close()
-    peer.close()
+    assert take(factory, 9, ("::ffff:10.0.0.1", 4002, 0, 0)) is TAKEN
+    assert handler.taken[1][0].peer == Peer("10.0.0.1", 4002)  # canonical address
 
 
-def test_take_socket_falls_back_to_protocols(runtime: Runtime, tmp_path: Path) -> None:
-    """A handler without serve_socket, a banner to write, or a decision that
-    must wait: take_socket returns a protocol, as buildProtocol would."""
+def test_take_connection_only_where_no_transport_is_needed(
+        runtime: Runtime, tmp_path: Path) -> None:
+    """A handler without serve_fd, a banner to write or a sensor to trip: no
+    take_connection at all, so the port serves every connection as tcp.Port."""
     plain, _ = factory_for(runtime)
     (tmp_path / "b").write_text("hello\n")
     bannered, handler = taker_factory(runtime, banner=str(tmp_path / "b"))
-    with socket.socket() as skt:
-        assert isinstance(plain.take_socket(skt, address("127.0.0.2", 1)), EndingProtocol)
-        assert isinstance(bannered.take_socket(skt, address("127.0.0.2", 1)), Gate)
-    assert handler.taken == []
+    sensor, _ = taker_factory(runtime, flags=frozenset({"SENSOR"}))
+    assert plain.take_connection is None and bannered.take_connection is None
+    assert sensor.take_connection is None
+    assert taker_factory(runtime)[0].take_connection is not None
 
 
-def test_take_socket_waits_for_names(tmp_path: Path) -> None:
+def test_take_connection_waits_for_names(tmp_path: Path) -> None:
     """A decision that needs a host name lookup returns a Gate holding the
     connection, never a bare hand-off."""
     runtime = make_runtime(tmp_path)
@@ -437,25 +439,19 @@ def test_take_socket_waits_for_names(tmp_path: Path) -> None:
     setup.attach(runtime, resolver=NameResolver(runtime.reactor, lookups))
     domain = AddressSpec(".example.com", AddressKind.DOMAIN, name="example.com")
     factory, handler = taker_factory(runtime, only_from=(domain,))
-    with socket.socket() as skt:
-        assert isinstance(factory.take_socket(skt, address("127.0.0.2", 1)), Gate)
+    assert isinstance(take(factory, 7, ("127.0.0.2", 1)), Gate)
     assert handler.taken == [] and len(lookups.waiting) == 1
     setup.detach(runtime)
 
 
-def test_take_socket_handler_failure_closes_and_releases(
+def test_take_connection_handler_failure_releases(
         runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
-    """A handler that raises: the socket is closed, the count released, the
-    error logged, and the port is told the socket was dealt with."""
+    """A handler that raises: the count is released, the error and a FAIL
+    line logged, and the port is told the connection was dealt with (it
+    closes the descriptor)."""
     factory, _ = taker_factory(runtime, fail=True, per_source=1)
-    ours, theirs = socket.socketpair()
-    assert factory.take_socket(ours, address("127.0.0.2", 1)) is TAKEN
-    assert ours.fileno() == -1 and theirs.recv(1) == b""
-    again, far = socket.socketpair()
-    assert factory.take_socket(again, address("127.0.0.2", 2)) is TAKEN  # count released
+    assert take(factory, 7, ("127.0.0.2", 1)) is TAKEN
+    assert take(factory, 8, ("127.0.0.2", 2)) is TAKEN  # count released
     assert [e["event"] for e in log_events if e.get("event") == "handler_error"] == [
         "handler_error", "handler_error"]
     assert fail_lines(log_events) == ["FAIL: svc fork from=127.0.0.2"] * 2
-    assert again.fileno() == -1
-    theirs.close()
-    far.close()

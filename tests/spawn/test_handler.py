@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
 import socket
 from typing import Any, Dict, List
 
@@ -208,7 +207,7 @@ def test_client_gone_while_the_banner_drains_starts_no_child() -> None:
 
 
 def accepted_pair() -> "tuple[socket.socket, socket.socket, int]":
-    """A blocking accepted loopback socket (as TakingPort hands it over),
+    """An accepted loopback socket (TakingPort hands over its descriptor),
     its client, and the listening port."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -218,69 +217,83 @@ def accepted_pair() -> "tuple[socket.socket, socket.socket, int]":
         return accepted, client, listener.getsockname()[1]
 
 
-def test_bare_socket_is_handed_to_the_child(events: List[Dict[str, Any]]) -> None:
-    """serve_socket (TakingPort's path): the accepted socket is the child's
-    fds 0, 1 and 2, blocking; the environment names both ends; superd's copy
-    is closed once the child has it; START now, EXIT and the end of the
-    session when it is reaped."""
+def test_bare_descriptor_is_handed_to_the_child(events: List[Dict[str, Any]]) -> None:
+    """serve_fd (TakingPort's path): the accepted descriptor is the child's
+    fds 0, 1 and 2; the environment names both ends, the local one asked of
+    the kernel when the port could not tell; the descriptor stays the
+    caller's; START now, EXIT and the end of the session when it is reaped."""
     runtime, spawner = fake_runtime()
     handler = ExternalHandler(external_service(), runtime)
     accepted, client, port = accepted_pair()
     fd = accepted.fileno()
-    blocking: List[bool] = []
-    real_spawn = spawner.spawn
-
-    def spawn(request: Any, on_exit: Any) -> int:
-        blocking.append(os.get_blocking(request.fds[0]))
-        return real_spawn(request, on_exit)
-
-    spawner.spawn = spawn  # type: ignore[method-assign]
     session = Session("ssh", PEER, None, runtime.seconds())
     ended: List[Session] = []
     session.on_end(ended.append)
-    handler.serve_socket(session, accepted)
+    handler.serve_fd(session, fd)
     (request,) = spawner.requests
-    assert request.fds == {0: fd, 1: fd, 2: fd} and blocking == [True]
+    assert request.fds == {0: fd, 1: fd, 2: fd}
     assert request.env["TCPLOCALPORT"] == str(port) and request.env["REMOTE_PORT"] == "40000"
-    assert accepted.fileno() == -1 and session.pid == 1000 and ended == []
+    assert accepted.fileno() == fd and session.pid == 1000 and ended == []
     assert named(events, EV_START)[0]["pid"] == 1000
     spawner.exit(1000, 0)
     assert named(events, EV_EXIT)[0]["status"] == 0 and ended == [session]
     assert runtime.running_children == 0
-    client.settimeout(5)
-    assert client.recv(1) == b""  # the fake child never held it: superd's close ends it
+    accepted.close()
     client.close()
 
 
-def test_bare_socket_exec_failure_closes_it(events: List[Dict[str, Any]]) -> None:
-    """A server that cannot be executed: FAIL exec, EXIT 127, the session
-    ends and the client sees a plain close."""
+def test_known_local_address_needs_no_socket() -> None:
+    """A port bound to one address tells the session its local end: the
+    environment uses it, and the descriptor is never even looked at (a
+    closed one would make the kernel complain)."""
+    runtime, spawner = fake_runtime()
+    handler = ExternalHandler(external_service(), runtime)
+    session = Session("ssh", PEER, Peer("127.0.0.9", 2222), runtime.seconds())
+    handler.serve_fd(session, 1 << 20)  # not an open descriptor
+    (request,) = spawner.requests
+    assert request.env["TCPLOCALIP"] == "127.0.0.9" and request.env["TCPLOCALPORT"] == "2222"
+
+
+def test_socket_options_reach_the_descriptor() -> None:
+    """NODELAY and KEEPALIVE are set on the descriptor itself, which stays open."""
+    runtime, spawner = fake_runtime()
+    service = attrs.evolve(external_service(), flags=frozenset({"NODELAY", "KEEPALIVE"}))
+    handler = ExternalHandler(service, runtime)
+    accepted, client, _ = accepted_pair()
+    handler.serve_fd(Session("ssh", PEER, Peer("127.0.0.1", 1), runtime.seconds()),
+                     accepted.fileno())
+    assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert len(spawner.requests) == 1
+    accepted.close()
+    client.close()
+
+
+def test_bare_descriptor_exec_failure(events: List[Dict[str, Any]]) -> None:
+    """A server that cannot be executed: FAIL exec, EXIT 127 and the end of
+    the session; closing the descriptor is left to the port."""
     runtime, spawner = fake_runtime()
     spawner.fail_next(REASON_EXEC, errno.ENOENT)
     handler = ExternalHandler(external_service(), runtime)
-    accepted, client, _ = accepted_pair()
-    session = Session("ssh", PEER, None, runtime.seconds())
+    session = Session("ssh", PEER, Peer("127.0.0.1", 1), runtime.seconds())
     ended: List[Session] = []
     session.on_end(ended.append)
-    handler.serve_socket(session, accepted)
+    handler.serve_fd(session, 5)
     assert named(events, EV_REFUSE)[0]["xinetd_line"] == "FAIL: ssh exec from=127.0.0.1"
     assert named(events, EV_EXIT)[0]["status"] == 127 and named(events, EV_START) == []
-    assert ended == [session] and accepted.fileno() == -1
-    client.settimeout(5)
-    assert client.recv(1) == b""
-    client.close()
+    assert ended == [session]
 
 
-def test_access_factory_hands_external_sockets_over_directly(tmp_path: Any) -> None:
+def test_access_factory_hands_external_connections_over_directly(tmp_path: Any) -> None:
     """The wiring of the fast path: a real access factory around a real
-    ExternalHandler takes the accepted socket (TAKEN) and the child gets it,
-    rather than falling back to a Twisted transport; with a banner to write
-    first it does fall back."""
+    ExternalHandler takes the accepted descriptor (TAKEN) and the child gets
+    it, rather than falling back to a Twisted transport; with a banner to
+    write first there is no fast path."""
     from superd.access import setup
     from superd.access.factory import AccessControlledFactory
     from superd.port import TAKEN
     from superd.spawn.table import attach
-    from tests.access.helpers import address, make_runtime
+    from tests.access.helpers import make_runtime
     from tests.fakes import FakeSpawner
 
     runtime = make_runtime(tmp_path)
@@ -290,36 +303,14 @@ def test_access_factory_hands_external_sockets_over_directly(tmp_path: Any) -> N
            which=lambda name: f"/usr/bin/{name}", group_list=lambda user, gid: [gid])
     service = external_service(port=0)
     factory = AccessControlledFactory(service, ExternalHandler(service, runtime), runtime)
-    accepted, client, _ = accepted_pair()
-    fd = accepted.fileno()
-    assert factory.take_socket(accepted, address("127.0.0.1")) is TAKEN
-    assert [r.fds[0] for r in spawner.requests] == [fd] and accepted.fileno() == -1
-    client.close()
+    assert factory.take_connection is not None
+    local = Peer("127.0.0.1", 2222)
+    assert factory.take_connection(9, ("127.0.0.1", 40000), local) is TAKEN
+    assert [r.fds[0] for r in spawner.requests] == [9]
+    assert spawner.requests[0].env["TCPLOCALPORT"] == "2222"
     banner = tmp_path / "banner"
     banner.write_text("hello\n")
     gated = attrs.evolve(service, banner=str(banner))
     factory = AccessControlledFactory(gated, ExternalHandler(gated, runtime), runtime)
-    with socket.socket() as skt:
-        assert factory.take_socket(skt, address("127.0.0.1")) is not TAKEN
+    assert factory.take_connection is None
     setup.detach(runtime)
-
-
-def test_bare_socket_with_a_timeout_is_made_blocking() -> None:
-    """A socket accepted under a default timeout is non-blocking underneath;
-    the child still gets it blocking."""
-    runtime, spawner = fake_runtime()
-    handler = ExternalHandler(external_service(), runtime)
-    accepted, client, _ = accepted_pair()
-    accepted.settimeout(5)  # what socket.setdefaulttimeout() gives accept()
-    assert not os.get_blocking(accepted.fileno())
-    seen: List[bool] = []
-    real_spawn = spawner.spawn
-
-    def spawn(request: Any, on_exit: Any) -> int:
-        seen.append(os.get_blocking(request.fds[0]))
-        return real_spawn(request, on_exit)
-
-    spawner.spawn = spawn  # type: ignore[method-assign]
-    handler.serve_socket(Session("ssh", PEER, None, runtime.seconds()), accepted)
-    assert seen == [True]
-    client.close()

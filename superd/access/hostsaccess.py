@@ -12,12 +12,14 @@ being known when its reverse lookup is confirmed by a forward lookup;
 ``PARANOID`` matches a client whose reverse name does not confirm; ``LOCAL``
 matches a confirmed name without a dot.
 
-Each check stats both files and re-parses one whose (mtime, size, inode)
-changed: appending a line to hosts.deny takes effect on the next
-connection, with no restart and no signal (the seed's SeeYouLater
-workflow).  A missing file is empty.  A line that cannot be parsed is
-reported once and denies the daemons it names (every daemon if its daemon
-list is unreadable); an unreadable file denies every daemon.
+Each check re-parses a file whose (mtime, size, inode) changed: appending
+a line to hosts.deny takes effect on the next connection, with no restart
+and no signal (the seed's SeeYouLater workflow).  The daemon stats the
+files only when an inotify watch (``superd.access.changewatch``) says they
+may have changed; without one, on every check.  A missing file is empty.
+A line that cannot be parsed is reported once and denies the daemons it
+names (every daemon if its daemon list is unreadable); an unreadable file
+denies every daemon.
 
 Rules are grouped into runs of equal effect (inside a run, order cannot
 change the answer), and each run's plain address and network patterns go
@@ -39,6 +41,7 @@ from twisted.logger import Logger
 
 from superd import events
 from superd.access import hostsparse as hp
+from superd.access.changewatch import ChangeWatch
 from superd.access.decision import ALLOW, Decision, MaybeDeferred, deny
 from superd.access.names import UNKNOWN_NAMES, HostNames, NameResolver
 from superd.access.prefixes import IPNetwork, PrefixTable, family_tables
@@ -317,15 +320,27 @@ class HostsAccess:
     """hosts.allow and hosts.deny of one daemon process."""
 
     def __init__(self, allow_path: str, deny_path: str,
-                 resolver: NameResolver | None = None) -> None:
+                 resolver: NameResolver | None = None,
+                 changes: ChangeWatch | None = None) -> None:
         self.allow = WatchedFile(allow_path, default_allow=True)
         self.deny = WatchedFile(deny_path, default_allow=False)
         self.resolver = resolver
+        #: Tells when the files need a look; None: look on every check.
+        self.changes = changes
+        self._tables: tuple[HostsTable, HostsTable] | None = None
+
+    def tables(self) -> tuple[HostsTable, HostsTable]:
+        """Both tables as the files are now."""
+        tables = self._tables
+        changes = self.changes
+        if changes is None or changes.changed() or tables is None:
+            tables = self._tables = (self.allow.current(), self.deny.current())
+        return tables
 
     def decide(self, daemon: str, host: str,
                names: HostNames | None = None) -> bool:
         """Allow (True) or deny; raises NeedNames if names would decide."""
-        tables = (self.allow.current(), self.deny.current())
+        tables = self.tables()
         if tables[0].empty and tables[1].empty:
             return True  # the usual case: no client to parse, nothing to match
         daemon = daemon.lower()

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from superd import events
 from superd.access.bans import BanList
 from superd.access.banstore import BanStore, db_path
+from superd.access.changewatch import ChangeWatch
 from superd.access.hostsaccess import HostsAccess
 from superd.access.kerneldrop import KernelDrop, listening_sockets
 from superd.access.limits import SessionCounter
@@ -57,6 +58,8 @@ class AccessState:
         factory=lambda: RefusalLog(burst=1, window=60.0))
     #: Drops hammering banned sources in the kernel (None: not attached).
     kernel_drop: KernelDrop | None = None
+    #: Says when hosts.allow/deny may have changed (None: stat every time).
+    hosts_changes: ChangeWatch | None = None
 
     def rate_for(self, service_id: str, cps: CPS, clock: Any) -> ConnectionRate:
         """The service's cps counter, kept across reloads while cps is unchanged."""
@@ -104,8 +107,9 @@ def attach(runtime: Runtime, *, resolver: NameResolver | None = None,
     state.dgram_refusals.start(runtime.reactor)
     bans = _open_bans(runtime)
     runtime.bans = bans
-    runtime.hosts_access = HostsAccess(runtime.options.hosts_allow,
-                                       runtime.options.hosts_deny, resolver)
+    hosts = (runtime.options.hosts_allow, runtime.options.hosts_deny)
+    state.hosts_changes = ChangeWatch.start(runtime.reactor, hosts, runtime.seconds)
+    runtime.hosts_access = HostsAccess(*hosts, resolver, state.hosts_changes)
     bans.start()
     state.kernel_drop = KernelDrop(runtime.reactor,
                                    listening_sockets(runtime.reactor),
@@ -130,3 +134,6 @@ def detach(runtime: Runtime) -> None:
         refusals.sweep(now, everything=True)  # say what was not logged
     if state.kernel_drop is not None:
         state.kernel_drop.stop()
+    if state.hosts_changes is not None:
+        state.hosts_changes.stop()
+        state.hosts_changes = None

@@ -247,9 +247,12 @@ class ConnectionEvents:
         """Whether anything consumes the events of ``service_id`` (cheap: per connection)."""
         if self._to_main_log:
             return True
-        if not self._direct:  # the usual case; spares a generator per connection
-            return False
-        return any(wants(service_id) for _, wants in self._direct)
+        # A loop, not any(): no generator per connection (usually none or
+        # one observer, the service logs).
+        for _, wants in self._direct:  # noqa: SIM110
+            if wants(service_id):
+                return True
+        return False
 
     def __call__(self, event: LogEvent) -> None:
         if self._to_main_log:

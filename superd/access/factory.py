@@ -123,6 +123,7 @@ class AccessControlledFactory(ServerFactory):
             self.take_connection = self._take_connection
         state = state_of(runtime)
         self._state = state
+        self._clock = runtime.reactor.seconds
         self._counter = state.counter
         self._refusals = state.stream_refusals
         self._counts = service_counters(runtime, service.id)  # superd status
@@ -153,8 +154,9 @@ class AccessControlledFactory(ServerFactory):
         (``TAKEN``); otherwise a ``Gate`` that waits for the decision, or what
         ``refuse`` returns.  The port owns ``fd`` and closes it afterwards.
         """
-        peer = _peer_of_tuple(address)
-        outcome = run_policies(self.policies, peer, self.runtime.seconds)
+        host = address[0]
+        peer = Peer(host, address[1]) if ":" not in host else Peer.from_address(address)
+        outcome = run_policies(self.policies, peer, self._clock)
         if not isinstance(outcome, Decision):
             return Gate(self, peer, outcome)
         if not outcome.allowed:
@@ -188,7 +190,7 @@ class AccessControlledFactory(ServerFactory):
 
     def open_session(self, peer: Peer, local: Peer | None) -> Session:
         """A session for ``peer``, counted (instances, per_source) at once."""
-        session = Session(self.service.id, peer, local, self.runtime.seconds())
+        session = Session(self.service.id, peer, local, self._clock())
         self._counter.acquire(session)
         return session
 

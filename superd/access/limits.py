@@ -11,8 +11,6 @@ Sources are counted by canonical address (``::ffff:a.b.c.d`` is
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from twisted.internet.defer import Deferred
 
 from superd import events
@@ -26,10 +24,6 @@ __all__ = [
     "PerSourcePolicy",
     "SessionCounter",
 ]
-
-
-def _host(session: Session) -> str:
-    return "" if session.peer is None else session.peer.host
 
 
 class SessionCounter:
@@ -51,9 +45,11 @@ class SessionCounter:
 
     def acquire(self, session: Session) -> None:
         """Count ``session`` until it ends."""
-        sid, key = session.service_id, (session.service_id, _host(session))
-        self._services[sid] = self._services.get(sid, 0) + 1
-        self._sources[key] = self._sources.get(key, 0) + 1
+        sid = session.service_id
+        key = (sid, "" if session.peer is None else session.peer.host)
+        services, sources = self._services, self._sources
+        services[sid] = services.get(sid, 0) + 1
+        sources[key] = sources.get(key, 0) + 1
         session.on_end(self._release)
 
     def live(self) -> int:
@@ -70,24 +66,24 @@ class SessionCounter:
         return idle
 
     def _release(self, session: Session) -> None:
-        sid, key = session.service_id, (session.service_id, _host(session))
-        _decrement(self._services, sid)
-        _decrement(self._sources, key)
+        # Per session: written out rather than through helpers.
+        sid = session.service_id
+        key = (sid, "" if session.peer is None else session.peer.host)
+        services, sources = self._services, self._sources
+        left = services.get(sid, 0) - 1
+        if left > 0:
+            services[sid] = left
+        else:
+            services.pop(sid, None)
+        left = sources.get(key, 0) - 1
+        if left > 0:
+            sources[key] = left
+        else:
+            sources.pop(key, None)
         if self._idle and not self._services:
             waiting, self._idle = self._idle, []
             for idle in waiting:
                 idle.callback(None)
-
-
-_K = TypeVar("_K")
-
-
-def _decrement(table: dict[_K, int], key: _K) -> None:
-    left = table.get(key, 0) - 1
-    if left > 0:
-        table[key] = left
-    else:
-        table.pop(key, None)
 
 
 class _SessionLimit:

@@ -108,7 +108,8 @@ def attach(runtime: Runtime, *, resolver: NameResolver | None = None,
     bans = _open_bans(runtime)
     runtime.bans = bans
     hosts = (runtime.options.hosts_allow, runtime.options.hosts_deny)
-    state.hosts_changes = ChangeWatch.start(runtime.reactor, hosts, runtime.seconds)
+    state.hosts_changes = ChangeWatch.start(runtime.reactor, hosts,
+                                            runtime.reactor.seconds)
     runtime.hosts_access = HostsAccess(*hosts, resolver, state.hosts_changes)
     bans.start()
     state.kernel_drop = KernelDrop(runtime.reactor,

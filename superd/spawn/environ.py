@@ -68,14 +68,11 @@ def missing_passenv(service: ServiceConfig,
 def stream_environment(base: Mapping[str, str], peer: Optional[Peer],
                        local: Optional[Peer]) -> Dict[str, str]:
     """The environment for one accepted TCP connection from ``peer``."""
-    env = dict(base)
     if peer is None:
-        env["REMOTE_HOST"] = NO_ADDRESS
-        return env
-    env.update(_remote(peer))
-    env["PROTO"] = "TCP"
-    env["TCPREMOTEIP"] = peer.host
-    env["TCPREMOTEPORT"] = str(peer.port)
+        return {**base, "REMOTE_HOST": NO_ADDRESS}
+    host, port = peer.host, str(peer.port)
+    env = {**base, "REMOTE_HOST": host, "REMOTE_ADDR": host, "REMOTE_PORT": port,
+           "PROTO": "TCP", "TCPREMOTEIP": host, "TCPREMOTEPORT": port}
     if local is not None:
         env["TCPLOCALIP"] = local.host
         env["TCPLOCALPORT"] = str(local.port)

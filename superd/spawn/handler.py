@@ -7,6 +7,7 @@ child does (instances and per_source are released when it is reaped).
 from __future__ import annotations
 
 import socket
+from functools import partial
 from typing import Any, Dict, Optional, Tuple
 
 from twisted.internet.protocol import Protocol
@@ -215,7 +216,7 @@ class ExternalHandler:
             return
         session.pid = child.pid
         emit_session_start(self.service, child.pid, session.peer)
-        child.on_exit(lambda c: self._exited(session, c))
+        child.on_exit(partial(self._exited, session))
 
     def _local_address(self, skt: Optional[socket.socket]) -> Optional[Peer]:
         # A service listens on few addresses: canonicalise each once (the
@@ -235,5 +236,5 @@ class ExternalHandler:
         status = child.status
         assert status is not None
         emit_session_exit(self.service, child.pid, status.code, status.signal,
-                  self._runtime.seconds() - child.started)
+                          self._runtime.reactor.seconds() - child.started)
         session.end()

@@ -163,25 +163,23 @@ class ExitReaping:
                 return
             if found is None or found.si_pid == 0:
                 return
-            if found.si_pid not in self._children:
+            pid = found.si_pid
+            if pid not in self._children:
                 # Another owner's zombie hides ours behind it (the kernel
                 # reports the oldest first): ask ours one by one, this once.
                 self._reap_each()
                 return
-            self._ended(found.si_pid)
+            status = _reap(pid)
+            if status is None:  # cannot happen after waitid found it; ask later
+                self._reap_each()
+                return
+            self._report(pid, status)
 
     def _reap_each(self) -> None:
         for pid in list(self._children):
             status = _reap(pid)
             if status is not None:
                 self._report(pid, status)
-
-    def _ended(self, pid: int) -> None:
-        status = _reap(pid)
-        if status is None:  # cannot happen after waitid found it; ask later
-            self._reap_each()
-            return
-        self._report(pid, status)
 
     def _report(self, pid: int, status: ExitStatus) -> None:
         on_exit = self._children.pop(pid)

@@ -164,6 +164,26 @@ class PosixSpawner:
     def spawn(self, request: SpawnRequest,
               on_exit: Callable[[ExitStatus], None]) -> int:
         """See ``ISpawner.spawn``."""
+        if (request.credentials is None and request.wrapped is None
+                and request.umask is None and request.nice is None):
+            # The usual service: nothing to arrange around the spawn.
+            fds = request.fds
+            env = request.env if type(request.env) is dict else dict(request.env)
+            try:
+                pid = self._posix_spawn(
+                    request.executable, request.argv, env,
+                    file_actions=[(os.POSIX_SPAWN_DUP2, fds[child], child)
+                                  for child in sorted(fds)],
+                    setsid=True, setsigdef=self._sigdef, setsigmask=())
+            except OSError as e:
+                raise SpawnError(classify_spawn_error(e), e) from e
+        else:
+            pid = self._spawn_arranged(request)
+        self.reaping.watch(pid, on_exit)
+        return pid
+
+    def _spawn_arranged(self, request: SpawnRequest) -> int:
+        # Credentials, a wrapper, a umask or a nice value to see to.
         executable, argv = request.executable, request.argv
         plan = request.credentials
         if request.wrapped is not None:
@@ -187,7 +207,6 @@ class PosixSpawner:
         pid = self._with_umask(request.umask, plan, thread_nice, action)
         if request.nice is not None and thread_nice is None:
             self._renice(pid, request.nice)
-        self.reaping.watch(pid, on_exit)
         return pid
 
     def _wrapped(self, plan: CredentialPlan, executable: str,

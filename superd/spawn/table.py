@@ -102,7 +102,8 @@ class ProcessTable:
         pid = self.spawner.spawn(request, exited)
         child = Child(pid, service_id, peer, self._reactor.seconds())
         self._children[pid] = child
-        self._count(+1)
+        if self._runtime is not None:
+            self._runtime.running_children += 1
         if early:
             self._reactor.callLater(0, self._reaped, child, early[0])
         return child

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import syslog as _stdlib_syslog
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from twisted.logger import ILogObserver, LogEvent, Logger
 from zope.interface import implementer
@@ -70,6 +70,11 @@ class ServiceLogRouter:
         self._localtime = localtime
         self._sinks: dict[LogTarget, Sink] = {}
         self._routes: dict[str, tuple[Sink, ...]] = {}
+        #: The ids in ``_routes``, one set kept for the router's life, so
+        #: that ``logs_service`` is a C-level call (it runs per connection).
+        self._logged: set[str] = set()
+        #: Whether a service id has a service log (lines of others are dropped).
+        self.logs_service: Callable[[str], bool] = self._logged.__contains__
         self._blocks: dict[object, tuple[Sink, ...]] = {}
         self._broken: set[int] = set()
         self.update(config)
@@ -97,10 +102,6 @@ class ServiceLogRouter:
             except Exception as error:
                 self._report_broken(sink, service_id, error)
 
-    def logs_service(self, service_id: str) -> bool:
-        """Whether ``service_id`` has a service log (lines of others are dropped)."""
-        return service_id in self._routes
-
     def targets(self) -> dict[str, tuple[LogTarget, ...]]:
         """Service id -> its log targets (for status and tests)."""
         return {sid: tuple(s.target for s in sinks)
@@ -125,6 +126,8 @@ class ServiceLogRouter:
                 self._sinks[target] = self._open_sink(target, owner)
         self._routes = {sid: tuple(self._sinks[t] for t in targets)
                         for sid, targets in routes.items()}
+        self._logged.clear()
+        self._logged.update(self._routes)
         self._blocks = {block: () if target is None else (self._sinks[target],)
                         for block, target in blocks.items()}
 
@@ -140,6 +143,7 @@ class ServiceLogRouter:
             sink.close()
         self._sinks.clear()
         self._routes = {}
+        self._logged.clear()
         self._blocks = {}
 
     def _open_sink(self, target: LogTarget, owner: str) -> Sink:

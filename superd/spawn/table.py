@@ -109,13 +109,9 @@ class ProcessTable:
         return child
 
     def _reaped(self, child: Child, status: ExitStatus) -> None:
-        if self._children.pop(child.pid, None) is not None:
-            self._count(-1)
+        if self._children.pop(child.pid, None) is not None and self._runtime is not None:
+            self._runtime.running_children -= 1
         child._ended(status)
-
-    def _count(self, delta: int) -> None:
-        if self._runtime is not None:
-            self._runtime.running_children += delta
 
     def children(self, service_id: Optional[str] = None) -> Tuple[Child, ...]:
         """Running children, oldest first (of ``service_id`` if given)."""

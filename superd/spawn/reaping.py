@@ -55,11 +55,22 @@ class ExitStatus:
     @classmethod
     def from_raw(cls, raw: Optional[int]) -> "ExitStatus":
         """Decode ``raw`` as ``os.waitpid`` returned it."""
+        # Values are immutable and a few statuses recur (0 above all):
+        # decode each once (raw is 16 bits, so the cache stays small).
+        known = _DECODED.get(raw)
+        if known is not None:
+            return known
         if raw is None:
-            return cls(None)
-        if os.WIFSIGNALED(raw):
-            return cls(raw, None, os.WTERMSIG(raw), os.WCOREDUMP(raw))
-        return cls(raw, os.WEXITSTATUS(raw))
+            status = cls(None)
+        elif os.WIFSIGNALED(raw):
+            status = cls(raw, None, os.WTERMSIG(raw), os.WCOREDUMP(raw))
+        else:
+            status = cls(raw, os.WEXITSTATUS(raw))
+        _DECODED[raw] = status
+        return status
+
+
+_DECODED: Dict[Optional[int], ExitStatus] = {}
 
 
 def _reap(pid: int) -> "Optional[ExitStatus]":

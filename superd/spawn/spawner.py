@@ -98,9 +98,11 @@ class SpawnError(Exception):
         self.detail = err.strerror or str(err)
 
 
-@attrs.frozen
+# Not frozen: one is built per connection, and a frozen attrs class's
+# __init__ costs three times a plain one's (a setattr call per field).
+@attrs.define
 class SpawnRequest:
-    """Everything needed to start one child."""
+    """Everything needed to start one child (treat it as immutable)."""
 
     #: Absolute path of the program to execute (no PATH search).
     executable: str

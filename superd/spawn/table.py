@@ -11,6 +11,7 @@ import os
 import resource
 import shutil
 import signal
+from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
@@ -90,22 +91,16 @@ class ProcessTable:
     def spawn(self, request: SpawnRequest, service_id: str,
               peer: Optional[Peer]) -> Child:
         """Start ``request``; raises ``SpawnError`` and then tracks nothing."""
-        early: List[ExitStatus] = []
-        child: Optional[Child] = None
-
-        def exited(status: ExitStatus) -> None:
-            if child is None:
-                early.append(status)  # reaped inside spawn(): deliver below
-            else:
-                self._reaped(child, status)
-
-        pid = self.spawner.spawn(request, exited)
-        child = Child(pid, service_id, peer, self._reactor.seconds())
-        self._children[pid] = child
+        child = Child(0, service_id, peer, self._reactor.seconds())
+        child.pid = self.spawner.spawn(request, partial(self._reaped, child))
+        # Reaped inside spawn() (a fake spawner can): deliver it on the next
+        # turn instead, so that callers can log START before EXIT.
+        early, child.status = child.status, None
+        self._children[child.pid] = child
         if self._runtime is not None:
             self._runtime.running_children += 1
-        if early:
-            self._reactor.callLater(0, self._reaped, child, early[0])
+        if early is not None:
+            self._reactor.callLater(0, self._reaped, child, early)
         return child
 
     def _reaped(self, child: Child, status: ExitStatus) -> None:

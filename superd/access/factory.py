@@ -123,7 +123,7 @@ class AccessControlledFactory(ServerFactory):
             self.take_connection = self._take_connection
         state = state_of(runtime)
         self._state = state
-        self._clock = runtime.reactor.seconds
+        self._clock = runtime.seconds
         self._counter = state.counter
         self._refusals = state.stream_refusals
         self._counts = service_counters(runtime, service.id)  # superd status

@@ -253,3 +253,29 @@ def test_accepts_per_wake_up_are_capped() -> None:
     for client in clients:
         client.close()
     port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_ipv6_connections_are_taken_with_their_addresses() -> None:
+    """On ::1 the factory gets accept()'s 4-tuple and the port's own address;
+    a protocol answer still gets an IPv6 transport."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    factory = Taking("take")
+    reactor = MemoryReactorClock()
+    port = listen_taking(reactor, 0, factory, 50, "::1")
+    client = socket.create_connection(("::1", port.getHost().port), timeout=10)
+    port.doRead()
+    ((_, address, local),) = factory.taken
+    assert address[:2] == client.getsockname()[:2] and len(address) == 4
+    assert local == Peer("::1", port.getHost().port)
+    assert client.recv(1) == b""
+    factory.answer = "protocol"
+    other = socket.create_connection(("::1", port.getHost().port), timeout=10)
+    port.doRead()
+    (protocol,) = factory.protocols
+    transport: Any = protocol.transport
+    assert transport.getPeer().host == "::1"
+    transport.connectionLost(Failure(ConnectionDone()))
+    client.close()
+    other.close()
+    port.connectionLost(None)  # type: ignore[arg-type]

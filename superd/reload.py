@@ -249,6 +249,10 @@ class Reloader:
             result = self._failed(started, (f"internal error: {e!r}",))
         self._reopen_logs()
         self.last = result
+        if result.ok:
+            # The replaced services' cycles are garbage now; the new ones
+            # live until the next reload (superd.heap).
+            getattr(self.top, "settle_heap", lambda: None)()
         self._notify("ready")
         return result
 

@@ -92,9 +92,14 @@ class SuperdService(MultiService):
     def __init__(self, runtime: Runtime, *,
                  on_bind_error: Callable[[BindError], NoReturn] = _raise,
                  install_signal: Callable[..., Any] = signal.signal,
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ,
+                 settle_heap: Callable[[], object] = lambda: None) -> None:
         super().__init__()
         self.runtime = runtime
+        #: Freezes the long-lived heap once it is built, at startup and after
+        #: each successful reload (``superd.heap.settle`` in the daemon; unit
+        #: tests keep the no-op: a full collection per start is slow there).
+        self.settle_heap = settle_heap
         self._on_bind_error = on_bind_error
         self._install_signal = install_signal
         self._environ = environ
@@ -184,6 +189,7 @@ class SuperdService(MultiService):
 
     def _announce_ready(self) -> None:
         self._guard_stop_signals()
+        self.settle_heap()
         _log.info("superd ready: {count} sockets listening", event=events.EV_READY,
                   count=self.socket_count(),
                   services=0 if self.configuration is None else len(self.configuration.services))
@@ -240,14 +246,16 @@ class SuperdService(MultiService):
 
 def build_service(config: Configuration, runtime: Runtime, *,
                   on_bind_error: Callable[[BindError], NoReturn] = _raise,
-                  install_signal: Callable[..., Any] = signal.signal) -> SuperdService:
+                  install_signal: Callable[..., Any] = signal.signal,
+                  settle_heap: Callable[[], object] = lambda: None) -> SuperdService:
     """
     The service tree for ``config``.  Raises ``ConfigError`` listing every
     service this build cannot run (nothing is bound until it starts).
     """
     from superd.servicelog import ServiceLogRouter, ServiceLogService
 
-    top = SuperdService(runtime, on_bind_error=on_bind_error, install_signal=install_signal)
+    top = SuperdService(runtime, on_bind_error=on_bind_error, install_signal=install_signal,
+                        settle_heap=settle_heap)
     top.configuration = config
     # Opened here, before twistd could drop privileges; failures are logged.
     top.service_log = ServiceLogService(ServiceLogRouter(config, runtime.reactor))

@@ -20,6 +20,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 import superd
+from superd import heap
 from superd.cli import report_config_error, report_warnings
 from superd.config.errors import EX_CONFIG, ConfigError
 from superd.config.model import Configuration
@@ -228,7 +229,8 @@ def assemble(configuration: Configuration, runtime: Runtime, stderr: IO[str], *,
     _attach_optional("superd.access.setup", runtime)
     _attach_optional("superd.spawn.table", runtime)
     try:
-        return build_service(configuration, runtime, on_bind_error=on_bind_error)
+        return build_service(configuration, runtime, on_bind_error=on_bind_error,
+                             settle_heap=heap.settle)
     except ConfigError as e:
         report_config_error(e, stderr)
         raise SystemExit(EX_CONFIG) from None

@@ -383,3 +383,24 @@ def test_a_changed_ban_store_is_kept_and_a_restart_is_asked_for() -> None:
     assert (warning["old"], warning["new"]) == ("none", "redis://127.0.0.1:6390/3")
     assert "pw" not in repr(warning)
     assert not warn_ban_store_change(new, attrs.evolve(new))
+
+
+def test_heap_is_settled_at_startup_and_after_a_good_reload_only() -> None:
+    """superd.heap.settle runs once the daemon is ready and after each
+    reload that took effect; a refused configuration changes nothing."""
+    settled: list[int] = []
+    reactor = Reactor()
+    runtime = Runtime(reactor=reactor, options=RuntimeOptions(grace=3.0))
+    runtime.processes = Processes()
+    old = service(instances=5)
+    top = build_service(config(old), runtime, install_signal=lambda *a: None,
+                        settle_heap=lambda: settled.append(1))
+    top.service_log = Router()
+    top.privilegedStartService()
+    top.startService()
+    top._announce_ready()  # what callWhenRunning runs
+    assert settled == [1]
+    assert reload(top, config(attrs.evolve(old, instances=9))).ok
+    assert settled == [1, 1]
+    assert not reload(top, ConfigError([Problem("conf/a", 3, "x", "port", "bad port")])).ok
+    assert settled == [1, 1]

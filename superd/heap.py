@@ -1,0 +1,34 @@
+"""
+Keeping CPython's cyclic garbage collector off the daemon's long-lived objects.
+
+Once superd is up (and after each successful reload) almost everything it
+holds -- the configuration, the service tree, the modules of Twisted and the
+libraries, some 50,000 objects -- lives until the next reload.  The
+collector would still walk all of it on every full collection, and the
+steady churn of per-connection objects brings those under load.
+``gc.freeze()`` moves the survivors to the permanent generation, which
+collections skip.  Measured on the spawn benchmark (spawned /bin/cat, 16
+concurrent, pinned; interleaved A/B, 5 rounds): superd's own CPU per
+connection 125 -> 116 us (median).  Settling itself takes ~10 ms.
+
+Frozen objects are still freed by reference counting; only cyclic garbage
+among them waits.  So each settling first unfreezes and collects -- freeing,
+after a reload, the cycles of the services it replaced -- and then freezes
+what is left.  Objects of connections that were open during a settling
+(their protocols and transports hold each other) are therefore freed at the
+next reload rather than at once: a bounded delay, not a leak that grows.
+"""
+
+from __future__ import annotations
+
+import gc
+
+__all__ = ["settle"]
+
+
+def settle() -> int:
+    """Collect everything, then freeze the survivors; how many are frozen."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

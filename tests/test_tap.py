@@ -13,7 +13,7 @@ from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface.verify import verifyObject
 
-from superd import tap
+from superd import heap, tap
 from superd.config.load import load_configuration
 from superd.runtime import Runtime, RuntimeOptions
 from superd.service import SuperdService
@@ -109,6 +109,7 @@ def test_assemble_builds_the_tree_and_state_dir(tmp_path: Path) -> None:
                       options=RuntimeOptions(state_dir=str(state)))
     service = assemble(load_configuration(str(tmp_path)), runtime, io.StringIO())
     assert isinstance(service, SuperdService)
+    assert service.settle_heap is heap.settle  # the daemon freezes its heap (superd.heap)
     assert state.is_dir() and (state.stat().st_mode & 0o777) == 0o700
     assert [c.address.describe() for c in service] == ["tcp 127.0.0.1:0"]
 

@@ -68,7 +68,7 @@ class ChangeWatch:
         self._paths = tuple(paths)
         self._clock = clock
         self._poll = select.poll()
-        self._dirty = True
+        self._dirty = False
         self._since = 0.0
         #: Every directory that must be watched is (else: always "changed").
         self._complete = False

@@ -154,8 +154,7 @@ class AccessControlledFactory(ServerFactory):
         (``TAKEN``); otherwise a ``Gate`` that waits for the decision, or what
         ``refuse`` returns.  The port owns ``fd`` and closes it afterwards.
         """
-        host = address[0]
-        peer = Peer(host, address[1]) if ":" not in host else Peer.from_address(address)
+        peer = _peer_of_tuple(address)
         outcome = run_policies(self.policies, peer, self._clock)
         if not isinstance(outcome, Decision):
             return Gate(self, peer, outcome)

@@ -337,10 +337,14 @@ class HostsAccess:
             tables = self._tables = (self.allow.current(), self.deny.current())
         return tables
 
-    def decide(self, daemon: str, host: str,
-               names: HostNames | None = None) -> bool:
-        """Allow (True) or deny; raises NeedNames if names would decide."""
-        tables = self.tables()
+    def decide(self, daemon: str, host: str, names: HostNames | None = None,
+               tables: tuple[HostsTable, HostsTable] | None = None) -> bool:
+        """
+        Allow (True) or deny; raises NeedNames if names would decide.
+        ``tables``: what ``tables()`` just returned, to avoid a second look.
+        """
+        if tables is None:
+            tables = self.tables()
         if tables[0].empty and tables[1].empty:
             return True  # the usual case: no client to parse, nothing to match
         daemon = daemon.lower()
@@ -353,10 +357,11 @@ class HostsAccess:
                 return verdict
         return True
 
-    def check(self, daemon: str, peer: Peer) -> MaybeDeferred:
+    def check(self, daemon: str, peer: Peer,
+              tables: tuple[HostsTable, HostsTable] | None = None) -> MaybeDeferred:
         """The decision for ``peer``, later if a name lookup is needed."""
         try:
-            if self.decide(daemon, peer.host):
+            if self.decide(daemon, peer.host, None, tables):
                 return ALLOW
             return _denied(daemon)
         except NeedNames:
@@ -382,8 +387,8 @@ class HostsAccessPolicy:
         self.hosts = hosts
 
     def check(self, peer: Peer, now: float) -> MaybeDeferred:
-        allow, deny = self.hosts.tables()
-        if allow.empty and deny.empty:
+        tables = self.hosts.tables()
+        if tables[0].empty and tables[1].empty:
             return ALLOW  # the usual case, spared the matching machinery
-        return self.hosts.check(self.daemon, peer)
+        return self.hosts.check(self.daemon, peer, tables)
 

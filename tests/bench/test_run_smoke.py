@@ -31,65 +31,58 @@ def _bench_idle() -> bool:
         return True
 
 
-def test_quick_echo_run_measures_both_daemons() -> None:
-    """One short echo figure: both daemons start, both get a number, all are stopped."""
+def _quick_run(only: str, timeout: int, *programs: str) -> str:
+    """``bench/run --quick --duration 0.2 --only ONLY``'s output; skips
+    without root, xinetd, gcc, ``programs``, or while another run measures."""
     if os.geteuid() != 0 or not os.path.exists("/usr/sbin/xinetd") or not shutil.which("gcc"):
         pytest.skip("needs root, xinetd and gcc")
+    for program in programs:
+        require_program(program)
     if not _bench_idle():
         pytest.skip("another bench/run is measuring on this machine")
-    argv = [sys.executable, os.path.join(BENCH_DIR, "run"), "--quick", "--only", "echo"]
-    argv += ["--duration", "0.2"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    argv = [sys.executable, os.path.join(BENCH_DIR, "run"), "--quick", "--duration", "0.2",
+            "--only", only]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, done.stderr
-    row = next(ln for ln in done.stdout.splitlines() if "echo conn/s" in ln)
+    return done.stdout
+
+
+def test_quick_echo_run_measures_both_daemons() -> None:
+    """One short echo figure: both daemons start, both get a number, all are stopped."""
+    out = _quick_run("echo", 120)
+    row = next(ln for ln in out.splitlines() if "echo conn/s" in ln)
     superd, xinetd = row.split("]", 1)[1].split()[:2]
-    assert superd != "-" and xinetd != "-", done.stdout
-    assert "echo conn/s: superd / xinetd" in done.stdout
+    assert superd != "-" and xinetd != "-", out
+    assert "echo conn/s: superd / xinetd" in out
 
 
 def test_quick_issue_6_and_7_figures_run() -> None:
     """TLS (superd vs stunnel4), redirect and ban propagation each print numbers."""
-    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/xinetd") or not shutil.which("gcc"):
-        pytest.skip("needs root, xinetd and gcc")
-    for program in ("stunnel4", "redis-server", "openssl"):
-        require_program(program)
-    if not _bench_idle():
-        pytest.skip("another bench/run is measuring on this machine")
-    argv = [sys.executable, os.path.join(BENCH_DIR, "run"), "--quick", "--duration", "0.2"]
-    argv += ["--only", "tls,redirect,propagation"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
+    out = _quick_run("tls,redirect,propagation", 300, "stunnel4", "redis-server", "openssl")
     rows = {
         "TLS handshakes": 2,  # superd and stunnel4 columns
         "redirect conn/s": 2,  # superd and xinetd
         "ban propagation, 3 superd + redis (100 bans): median": 1,
     }
     for label, filled in rows.items():
-        row = next(ln for ln in done.stdout.splitlines() if label in ln)
+        row = next(ln for ln in out.splitlines() if label in ln)
         cells = row.split("]", 1)[1].split()
         # superd, xinetd, C loop, Py loop, stunnel4
         numbers = [c for c in cells[:5] if c != "-"]
-        assert len(numbers) >= filled, done.stdout
-    assert "figure tls failed" not in done.stdout, done.stdout
+        assert len(numbers) >= filled, out
+    assert "figure tls failed" not in out, out
 
 
 def test_quick_spawn_run_measures_all_four_servers() -> None:
     """The spawn figure gives superd, xinetd, the C loop and the Python loop a
     number each, and prints the Python floor's ratios as informational targets
     beside the issue's two goals."""
-    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/xinetd") or not shutil.which("gcc"):
-        pytest.skip("needs root, xinetd and gcc")
-    if not _bench_idle():
-        pytest.skip("another bench/run is measuring on this machine")
-    argv = [sys.executable, os.path.join(BENCH_DIR, "run"), "--quick", "--only", "spawn"]
-    argv += ["--duration", "0.2"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    out = _quick_run("spawn", 120)
+    lines = out.splitlines()
     header = next(ln for ln in lines if "figure (median)" in ln)
     assert header.split()[2:] == ["superd", "xinetd", "C", "loop", "Py", "loop", "sd/xi"]
     row = next(ln for ln in lines if "spawned /bin/cat conn/s" in ln)
-    assert "-" not in row.split("]", 1)[1].split()[:4], done.stdout
+    assert "-" not in row.split("]", 1)[1].split()[:4], out
     targets = {
         "spawned cat: superd / xinetd": ("PASS", "MISS"),
         "spawned cat: superd / C posix_spawn loop": ("PASS", "MISS"),

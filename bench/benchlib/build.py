@@ -7,7 +7,9 @@ import subprocess
 
 __all__ = ["PROGRAMS", "build_all"]
 
-PROGRAMS = ("loadgen", "spawnloop", "upstream")
+PROGRAMS = ("loadgen", "spawnloop", "upstream", "tinycat")
+# tinycat is the "cheap child": no C library, so no dynamic loader at exec.
+_FLAGS = {"tinycat": ["-static", "-nostdlib", "-fno-stack-protector"]}
 
 
 def _stale(source: str, binary: str) -> bool:
@@ -22,6 +24,9 @@ def build_all(bench_dir: str, build_dir: str) -> dict[str, str]:
         source = os.path.join(bench_dir, name + ".c")
         binary = os.path.join(build_dir, name)
         if _stale(source, binary):
-            subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-o", binary, source], check=True)
+            flags = _FLAGS.get(name, [])
+            subprocess.run(
+                ["gcc", "-O2", "-Wall", "-Wextra", *flags, "-o", binary, source], check=True
+            )
         binaries[name] = binary
     return binaries

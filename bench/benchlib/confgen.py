@@ -94,8 +94,11 @@ def _list_lines(attribute: str, values: list[str], per_line: int = 100) -> list[
     ]
 
 
-def bench_services(list_size: int = LIST_SIZE) -> list[Service]:
-    """Every service any figure needs, at fixed port offsets."""
+def bench_services(list_size: int = LIST_SIZE, tinycat: str = "/bin/cat") -> list[Service]:
+    """Every service any figure needs, at fixed port offsets.
+
+    ``tinycat`` is the path of the built bench/tinycat.c (the spawn-tiny service).
+    """
     only, deny = address_lists(list_size)
     lists = _builtin("daytime", 7, ident="daytime-lists")
     lists = Service(
@@ -123,6 +126,7 @@ def bench_services(list_size: int = LIST_SIZE) -> list[Service]:
         _builtin("discard", 4),
         _external("spawn-cat", 5, "/bin/cat", "root"),
         _external("spawn-cat-nobody", 6, "/bin/cat", "nobody"),
+        _external("spawn-tiny", 12, tinycat, "root"),
         lists,
         sensor,
         _redirect("redirect-line", 10, REDIRECT_UPSTREAMS["line"]),

@@ -193,7 +193,7 @@ def main(argv: list[str]) -> int:
     bench = figures.Bench(loadgen, args.reps, report, paths, server_cpu, None, None)
     load_start = load_average()
     try:
-        start_servers(bench, confgen.bench_services(), args.no_superd)
+        start_servers(bench, confgen.bench_services(tinycat=binaries["tinycat"]), args.no_superd)
         if bench.superd:
             rss = procs.rss_kib(bench.superd.pid) / 1024
             report.notes.append(f"superd idle RSS with the bench config: {rss:.1f} MiB")

@@ -76,13 +76,19 @@ def test_quick_issue_6_and_7_figures_run() -> None:
 def test_quick_spawn_run_measures_all_four_servers() -> None:
     """The spawn figure gives superd, xinetd, the C loop and the Python loop a
     number each, and prints the Python floor's ratios as informational targets
-    beside the issue's two goals."""
-    out = _quick_run("spawn", 120)
+    beside the issue's two goals; so does the tinycat figure, whose floors are
+    restarted on tinycat, and the spawn figure after it has its floors back."""
+    out = _quick_run("spawn,tiny,spawn-free", 180)
     lines = out.splitlines()
     header = next(ln for ln in lines if "figure (median)" in ln)
     assert header.split()[2:] == ["superd", "xinetd", "C", "loop", "Py", "loop", "sd/xi"]
-    row = next(ln for ln in lines if "spawned /bin/cat conn/s" in ln)
-    assert "-" not in row.split("]", 1)[1].split()[:4], out
+    for label in ("spawned /bin/cat conn/s", "spawned tinycat (no libc) conn/s",
+                  "spawned /bin/cat conn/s, children unpinned"):
+        row = next(ln for ln in lines if label in ln)
+        assert "-" not in row.split("]", 1)[1].split()[:4], out
+    for text in ("superd / xinetd", "superd / C posix_spawn loop", "superd / Python floor"):
+        line = next(ln for ln in lines if f" spawned tinycat: {text} " in ln)
+        assert line.split()[-1] == "info", line
     targets = {
         "spawned cat: superd / xinetd": ("PASS", "MISS"),
         "spawned cat: superd / C posix_spawn loop": ("PASS", "MISS"),

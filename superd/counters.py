@@ -2,6 +2,10 @@
 Per-service connection counters for ``superd status``: how many peers were
 admitted and how many were refused, by xinetd's reason word.
 
+They are kept per configuration block (``ServiceConfig.block_key``): two
+blocks may share an id, and ``superd status`` shows each one's own counts;
+the metrics add up the blocks of an id.
+
 The access layer bumps them on every decision (an attribute increment and a
 dict update: cheap next to accepting a socket).  They belong to the runtime,
 not to a factory, so a reload that rebuilds a service's factory keeps its
@@ -12,17 +16,18 @@ counts, and they count every refusal -- the FAIL log lines are rate-limited
 from __future__ import annotations
 
 import weakref
-from typing import Dict
+from typing import Dict, Optional
 
 __all__ = ["ServiceCounters", "counters_of", "service_counters"]
 
 
 class ServiceCounters:
-    """The counts of one service since superd started."""
+    """The counts of one service block since superd started."""
 
-    __slots__ = ("accepted", "refused")
+    __slots__ = ("accepted", "refused", "service_id")
 
-    def __init__(self) -> None:
+    def __init__(self, service_id: str) -> None:
+        self.service_id = service_id
         self.accepted = 0
         #: reason word -> count.
         self.refused: Dict[str, int] = {}
@@ -47,17 +52,20 @@ _tables: "weakref.WeakKeyDictionary[object, Dict[str, ServiceCounters]]" = (
 
 
 def counters_of(runtime: object) -> Dict[str, ServiceCounters]:
-    """Service id -> counters, for every service that counted something."""
+    """Block key -> counters, for every block that counted something."""
     table = _tables.get(runtime)
     if table is None:
         table = _tables[runtime] = {}
     return table
 
 
-def service_counters(runtime: object, service_id: str) -> ServiceCounters:
-    """The counters of ``service_id`` (created on first use, kept for good)."""
+def service_counters(runtime: object, service_id: str,
+                     block: Optional[str] = None) -> ServiceCounters:
+    """The counters of ``service_id``'s block ``block`` (the id itself by
+    default), created on first use and kept for good."""
+    key = service_id if block is None else block
     table = counters_of(runtime)
-    counters = table.get(service_id)
+    counters = table.get(key)
     if counters is None:
-        counters = table[service_id] = ServiceCounters()
+        counters = table[key] = ServiceCounters(service_id)
     return counters

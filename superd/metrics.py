@@ -81,10 +81,18 @@ class RuntimeCollector(Collector):
             "superd_connections_refused",
             "Peers refused, per service and xinetd reason word.",
             labels=["service", "reason"])
-        for service_id, counts in sorted(counters_of(self._runtime).items()):
-            accepted.add_metric([service_id], counts.accepted)
-            for reason, count in sorted(counts.refused.items()):
-                refused.add_metric([service_id, reason], count)
+        # Blocks sharing an id (one service on two binds) are one series.
+        admitted: dict[str, int] = {}
+        refusals: dict[tuple[str, str], int] = {}
+        for counts in counters_of(self._runtime).values():
+            sid = counts.service_id
+            admitted[sid] = admitted.get(sid, 0) + counts.accepted
+            for reason, count in counts.refused.items():
+                refusals[sid, reason] = refusals.get((sid, reason), 0) + count
+        for service_id, total in sorted(admitted.items()):
+            accepted.add_metric([service_id], total)
+        for (service_id, reason), total in sorted(refusals.items()):
+            refused.add_metric([service_id, reason], total)
         yield accepted
         yield refused
         yield self._children()

@@ -60,6 +60,10 @@ class Session:
     peer: Optional[Peer]
     local: Optional[Peer]
     started: float
+    #: The configuration block that admitted it (``ServiceConfig.block_key``),
+    #: under which instances and per_source count it; the id by default.
+    block: str = attrs.field(
+        kw_only=True, default=attrs.Factory(lambda s: s.service_id, takes_self=True))
     #: Set by the spawner when a child serves the session.
     pid: Optional[int] = None
     ended: bool = False

@@ -41,7 +41,7 @@ def _cps_pause(service: ServiceConfig, runtime: Any) -> Optional[float]:
         from superd.access.setup import state_of
     except ImportError:  # a build without access control
         return None
-    rate = state_of(runtime).rates.get((service.id, service.cps))
+    rate = state_of(runtime).rates.get((service.block_key, service.cps))
     if rate is None or not rate.deactivated:
         return None
     until = rate.reactivates_at
@@ -71,16 +71,16 @@ def _state(service: ServiceConfig, children: List[Any], runtime: Any) -> Json:
     return _wait_state(children) or {"state": "listening"}
 
 
-def _sessions(runtime: Any, service_id: str) -> Optional[int]:
+def _sessions(runtime: Any, block: str) -> Optional[int]:
     try:
         from superd.access.setup import state_of
     except ImportError:
         return None
-    return int(state_of(runtime).counter.running(service_id))
+    return int(state_of(runtime).counter.running(block))
 
 
 def _service(service: ServiceConfig, children: List[Any], runtime: Any) -> Json:
-    counters = counters_of(runtime).get(service.id)
+    counters = counters_of(runtime).get(service.block_key)
     entry: Json = {
         "id": service.id, "name": service.name, "kind": service.kind,
         "socket_type": service.socket_type.value, "protocol": service.protocol,
@@ -88,7 +88,7 @@ def _service(service: ServiceConfig, children: List[Any], runtime: Any) -> Json:
         "listen": [text for text in map(_listen, children) if text],
         "accepted": counters.accepted if counters else 0,
         "refused": dict(sorted(counters.refused.items())) if counters else {},
-        "sessions": _sessions(runtime, service.id),
+        "sessions": _sessions(runtime, service.block_key),
     }
     entry.update(_state(service, children, runtime))
     return entry

@@ -62,6 +62,27 @@ def test_collector_reads_counters_children_and_bans() -> None:
     assert value(registry, "superd_bans_active") == 2
 
 
+def test_blocks_sharing_an_id_are_one_series() -> None:
+    """Two blocks of one id (one service on two binds) count apart for
+    ``superd status``; the metrics add them up under the id."""
+    runtime = Runtime(reactor=MemoryReactorClock())
+    lan = service_counters(runtime, "ssh", "ssh tcp/22 10.0.0.1")
+    web = service_counters(runtime, "ssh", "ssh tcp/22 192.0.2.1")
+    lan.accept()
+    web.accept()
+    web.accept()
+    lan.refuse("address")
+    web.refuse("address")
+    web.refuse("per_source_limit")
+    registry = CollectorRegistry()
+    registry.register(RuntimeCollector(runtime))
+    assert value(registry, "superd_connections_accepted_total", service="ssh") == 3
+    assert value(registry, "superd_connections_refused_total", service="ssh",
+                 reason="address") == 2
+    assert value(registry, "superd_connections_refused_total", service="ssh",
+                 reason="per_source_limit") == 1
+
+
 def test_reload_traffic_and_ban_events_are_counted() -> None:
     """Reload results, relayed bytes by direction and ban actions follow the events."""
     registry = CollectorRegistry()

@@ -61,7 +61,8 @@ def running(*services: ServiceConfig) -> Any:
 def test_snapshot_lists_services_addresses_counters_and_children() -> None:
     """Every service appears with its bound address, counters and running children."""
     top = running(service())
-    counts = service_counters(top.runtime, "echo")
+    (svc,) = top.configuration.services
+    counts = service_counters(top.runtime, "echo", svc.block_key)
     counts.accept()
     counts.refuse("address")
     counts.refuse("address")
@@ -81,7 +82,8 @@ def test_snapshot_lists_services_addresses_counters_and_children() -> None:
 def test_cps_pause_shows_until_when() -> None:
     """A service paused by cps says so, with the time it resumes."""
     top = running(service(cps=CPS(1, 30)))
-    rate = state_of(top.runtime).rates[("echo", CPS(1, 30))]
+    (svc,) = top.configuration.services
+    rate = state_of(top.runtime).rates[(svc.block_key, CPS(1, 30))]
     for _ in range(3):
         rate.check(Peer("127.0.0.1", 1), top.runtime.seconds())
     (entry,) = snapshot(top)["services"]

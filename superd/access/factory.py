@@ -125,8 +125,9 @@ class AccessControlledFactory(ServerFactory):
         self._state = state
         self._clock = runtime.seconds
         self._counter = state.counter
+        self._block = service.block_key  # instances and per_source count per block
         self._refusals = state.stream_refusals
-        self._counts = service_counters(runtime, service.id)  # superd status
+        self._counts = service_counters(runtime, service.id, service.block_key)  # superd status
 
     def decide(self, peer: Peer) -> MaybeDeferred:
         """Run the service's policies for ``peer``."""
@@ -189,7 +190,8 @@ class AccessControlledFactory(ServerFactory):
 
     def open_session(self, peer: Peer, local: Peer | None) -> Session:
         """A session for ``peer``, counted (instances, per_source) at once."""
-        session = Session(self.service.id, peer, local, self._clock())
+        session = Session(self.service.id, peer, local, self._clock(),
+                          block=self._block)
         self._counter.acquire(session)
         return session
 
@@ -231,7 +233,7 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
         self._state = state_of(runtime)
         self._refusals = self._state.dgram_refusals
         self._waiting = 0
-        self._counts = service_counters(runtime, service.id)  # superd status
+        self._counts = service_counters(runtime, service.id, service.block_key)  # superd status
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         peer = _peer_of_tuple(addr)
@@ -301,7 +303,7 @@ def admit_datagram_source(service: ServiceConfig, peer: Peer,
     if not isinstance(outcome, Decision):
         outcome.addErrback(lambda _: None)
         outcome = deny(events.REASON_ADDRESS, "host name lookup pending")
-    counts = service_counters(runtime, service.id)  # superd status
+    counts = service_counters(runtime, service.id, service.block_key)  # superd status
     if outcome.allowed:
         counts.accept()
         return True

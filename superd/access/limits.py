@@ -3,8 +3,11 @@ Concurrency limits: ``instances``, ``per_source`` and the global ``--limit``.
 
 A session counts from admission until ``session.end()`` -- a live connection
 for an in-process builtin, a running child for an external server -- so one
-counter serves both.  The counter belongs to the runtime, not to a service's
-factory, so sessions admitted before a reload still count after it.
+counter serves both.  It counts under its configuration block
+(``Session.block``), not its id: two blocks may share an id (the seed's two
+``service ssh`` on different binds), and xinetd limits each one on its own.
+The counter belongs to the runtime, not to a service's factory, so sessions
+admitted before a reload still count after it.
 Sources are counted by canonical address (``::ffff:a.b.c.d`` is
 ``a.b.c.d``).
 """
@@ -29,7 +32,7 @@ __all__ = [
 
 
 class SessionCounter:
-    """Live sessions per service and per (service, source)."""
+    """Live sessions per configuration block and per (block, source)."""
 
     def __init__(self) -> None:
         self._services: dict[str, int] = {}
@@ -37,17 +40,17 @@ class SessionCounter:
         #: Deferreds of ``when_idle``, fired when the last session ends.
         self._idle: list[Deferred[None]] = []
 
-    def running(self, service_id: str) -> int:
-        """Live sessions of ``service_id``."""
-        return self._services.get(service_id, 0)
+    def running(self, block: str) -> int:
+        """Live sessions of ``block`` (a ``ServiceConfig.block_key``)."""
+        return self._services.get(block, 0)
 
-    def from_source(self, service_id: str, host: str) -> int:
-        """Live sessions of ``service_id`` from ``host``."""
-        return self._sources.get((service_id, host), 0)
+    def from_source(self, block: str, host: str) -> int:
+        """Live sessions of ``block`` from ``host``."""
+        return self._sources.get((block, host), 0)
 
     def acquire(self, session: Session) -> None:
         """Count ``session`` until it ends."""
-        sid = session.service_id
+        sid = session.block
         key = (sid, "" if session.peer is None else session.peer.host)
         services, sources = self._services, self._sources
         services[sid] = services.get(sid, 0) + 1
@@ -68,7 +71,7 @@ class SessionCounter:
         return idle
 
     def _release(self, session: Session) -> None:
-        sid = session.service_id
+        sid = session.block
         _decrement(self._services, sid)
         _decrement(self._sources, (sid, "" if session.peer is None else session.peer.host))
         if self._idle and not self._services:
@@ -89,22 +92,22 @@ def _decrement(table: dict[_K, int], key: _K) -> None:
 
 
 class _SessionLimit:
-    """A limit of ``limit`` live sessions of one service, read from ``counter``."""
+    """A limit of ``limit`` live sessions of one block, read from ``counter``."""
 
-    def __init__(self, service_id: str, limit: int,
+    def __init__(self, block: str, limit: int,
                  counter: SessionCounter) -> None:
-        self.service_id = service_id
+        self.block = block
         self.limit = limit
         self._counter = counter
 
 
 class InstancesPolicy(_SessionLimit):
-    """Denies when the service already has ``limit`` live sessions."""
+    """Denies when the service's block already has ``limit`` live sessions."""
 
     reason = events.REASON_SERVICE_LIMIT
 
     def check(self, peer: Peer, now: float) -> Decision:
-        if self._counter.running(self.service_id) >= self.limit:
+        if self._counter.running(self.block) >= self.limit:
             return deny(events.REASON_SERVICE_LIMIT)
         return ALLOW
 
@@ -115,7 +118,7 @@ class PerSourcePolicy(_SessionLimit):
     reason = events.REASON_PER_SOURCE
 
     def check(self, peer: Peer, now: float) -> Decision:
-        if self._counter.from_source(self.service_id, peer.host) >= self.limit:
+        if self._counter.from_source(self.block, peer.host) >= self.limit:
             return deny(events.REASON_PER_SOURCE)
         return ALLOW
 

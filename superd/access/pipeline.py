@@ -68,7 +68,7 @@ def _filters(service: ServiceConfig, runtime: Runtime,
     if service.access_times:
         policies.append(TimePolicy(service.access_times, state.localtime))
     if service.cps.max > 0:
-        policies.append(state.rate_for(service.id, service.cps, runtime.reactor))
+        policies.append(state.rate_for(service, runtime.reactor))
     return policies
 
 
@@ -82,10 +82,10 @@ def build_policies(service: ServiceConfig, runtime: Runtime, *,
     state = state_of(runtime)
     policies = _filters(service, runtime, state)
     if sessions and service.instances != UNLIMITED:
-        policies.append(InstancesPolicy(service.id, service.instances,
+        policies.append(InstancesPolicy(service.block_key, service.instances,
                                         state.counter))
     if sessions and service.per_source != UNLIMITED:
-        policies.append(PerSourcePolicy(service.id, service.per_source,
+        policies.append(PerSourcePolicy(service.block_key, service.per_source,
                                         state.counter))
     if service.max_load is not None:
         policies.append(LoadPolicy(service.max_load, state.load))
@@ -98,7 +98,7 @@ def policies_for(service: ServiceConfig, runtime: Runtime, *,
                  sessions: bool) -> list[Policy]:
     """``build_policies``, compiled once per loaded ``ServiceConfig``."""
     compiled = state_of(runtime).compiled
-    key = f"{service.id}\0{sessions}"
+    key = f"{service.block_key}\0{sessions}"
     hit = compiled.get(key)
     if hit is not None and hit[0] is service:
         policies: list[Policy] = hit[1]

@@ -31,7 +31,7 @@ from superd.access.names import NameResolver, thread_runner
 from superd.access.rate import ConnectionRate
 from superd.access.refusals import RefusalLog
 from superd.access.times import LocalTime
-from superd.config.model import CPS
+from superd.config.model import CPS, ServiceConfig
 from superd.runtime import Runtime
 
 __all__ = ["AccessState", "attach", "detach", "state_of"]
@@ -47,8 +47,9 @@ class AccessState:
     resolver: NameResolver | None = None
     load: CachedLoad = attrs.field(factory=CachedLoad)
     localtime: LocalTime = time.localtime
+    #: (block key, cps) -> that block's cps counter.
     rates: dict[tuple[str, CPS], ConnectionRate] = attrs.field(factory=dict)
-    #: service id -> (the ServiceConfig they were built for, policies).
+    #: block key -> (the ServiceConfig they were built for, policies).
     compiled: dict[str, tuple[object, Any]] = attrs.field(factory=dict)
     #: FAIL lines of refused connections: a few per source and reason.
     stream_refusals: RefusalLog = attrs.field(factory=RefusalLog)
@@ -61,12 +62,13 @@ class AccessState:
     #: Says when hosts.allow/deny may have changed (None: stat every time).
     hosts_changes: ChangeWatch | None = None
 
-    def rate_for(self, service_id: str, cps: CPS, clock: Any) -> ConnectionRate:
-        """The service's cps counter, kept across reloads while cps is unchanged."""
-        key = (service_id, cps)
+    def rate_for(self, service: ServiceConfig, clock: Any) -> ConnectionRate:
+        """The cps counter of the service's block, kept across reloads while
+        cps is unchanged (each block has its own, as each xinetd entry does)."""
+        key = (service.block_key, service.cps)
         rate = self.rates.get(key)
         if rate is None:
-            rate = self.rates[key] = ConnectionRate(service_id, cps, clock)
+            rate = self.rates[key] = ConnectionRate(service.id, service.cps, clock)
         return rate
 
 

@@ -313,6 +313,18 @@ class ServiceConfig:
             return "builtin"
         return "external"
 
+    @property
+    def block_key(self) -> str:
+        """
+        Which block this is among those sharing its ``id`` (the seed's two
+        ``service ssh`` on different binds): the id, protocol, port and bind
+        addresses, which no two loaded blocks share.  ``instances``,
+        ``per_source`` and ``cps`` count per block, as xinetd counts per
+        service entry, and the key survives a reload that keeps the socket.
+        """
+        bind = ",".join(self.bind) or "*"
+        return f"{self.id} {self.protocol}/{self.port} {bind}"
+
     def line_of(self, attribute: str) -> Location:
         """The location of ``attribute``'s line, or of the service header."""
         return self.lines.get(attribute, self.location)

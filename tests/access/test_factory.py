@@ -109,6 +109,26 @@ def test_cps_refuses_31st_and_recovers(runtime: Runtime,
     ]
 
 
+def test_blocks_sharing_an_id_count_on_their_own(runtime: Runtime) -> None:
+    """Two blocks with one id on two binds (the seed's two ``service ssh``):
+    instances, per_source and cps each count per block, as each xinetd entry
+    does; a block rebuilt by a reload keeps its counts."""
+    clock: MemoryReactorClock = runtime.reactor
+    clock.advance(500.1)
+    limits = dict(instances=1, per_source=1, cps=CPS(2, 10))
+    one, _ = factory_for(runtime, bind=("127.0.0.1",), **limits)
+    two, _ = factory_for(runtime, bind=("127.0.0.2",), **limits)
+    assert connect(one, "127.0.0.5")[0] is not None
+    assert connect(one, "127.0.0.6")[0] is None  # block one: instances
+    assert connect(two, "127.0.0.5")[0] is not None  # same source, other block
+    assert connect(two, "127.0.0.7")[0] is None  # block two: instances
+    # cps: two attempts a second per block; each block has made two.
+    assert connect(one, "127.0.0.8")[0] is None
+    again, _ = factory_for(runtime, bind=("127.0.0.1",), **limits)
+    assert again.service.block_key == one.service.block_key
+    assert connect(again, "127.0.0.9")[0] is None  # still paused, still full
+
+
 def test_order_ban_first(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
     """A banned source is refused as ``address`` before any other check."""
     runtime.bans.ban("127.0.0.3", 10, "trap")

@@ -113,7 +113,7 @@ def test_idonly_refuses_without_an_answer(runtime: Runtime, log_events: list[dic
         reason = "bad response"
     assert transport.disconnecting and not handler.sessions
     assert xinetd_lines(log_events, "NOID") == [f"NOID: svc 127.0.0.2 {reason}"]
-    counts = service_counters(runtime, "svc")
+    counts = service_counters(runtime, "svc", factory.service.block_key)
     assert (counts.accepted, counts.refused) == (0, {"noid": 1})
     assert not connect(factory, "127.0.0.2")[1].disconnecting  # count released
 

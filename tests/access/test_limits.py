@@ -83,3 +83,15 @@ def test_when_idle_fires_when_the_last_session_of_any_service_ends() -> None:
     assert not idle.called
     second.end()
     assert idle.called and counter.live() == 0
+
+
+def test_sessions_count_under_their_block() -> None:
+    """A session counts under its block (the id unless given), so two blocks
+    sharing an id do not see each other's sessions."""
+    counter = SessionCounter()
+    assert session("10.0.0.1").block == "svc"
+    counter.acquire(Session("svc", Peer("10.0.0.1", 1), None, 0.0, block="svc tcp/22 10.0.0.9"))
+    assert counter.running("svc tcp/22 10.0.0.9") == 1
+    assert counter.from_source("svc tcp/22 10.0.0.9", "10.0.0.1") == 1
+    assert counter.running("svc") == 0
+    assert InstancesPolicy("svc", 1, counter).check(Peer("10.0.0.1", 1), 0).allowed

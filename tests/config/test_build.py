@@ -369,3 +369,16 @@ def test_ban_store_is_refused_in_a_service_and_checked_as_redis_url() -> None:
     assert errors_of(_defaults(ban_store="redis://a/0 redis://b/0")) == [
         f"{F}:3: defaults: ban_store: expected 1 value, got 2"
     ]
+
+
+def test_blocks_sharing_an_id_have_distinct_block_keys() -> None:
+    """The seed's two ``service ssh`` on two binds share the id ``ssh`` but
+    not the block key that their limits count under; an unbound block says so."""
+    text = (service_text("ssh", bind="127.0.0.1", **SSH)
+            + service_text("ssh", bind="127.0.0.2", **SSH)
+            + service_text("echo", **ECHO))
+    first, second, echo = load_text(text).services
+    assert first.id == second.id == "ssh"
+    assert first.block_key == "ssh tcp/22 127.0.0.1"
+    assert second.block_key == "ssh tcp/22 127.0.0.2"
+    assert echo.block_key == "echo tcp/7 *"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from superd.control import request
 from tests.access.clients import (
     block,
     daytime_block,
@@ -119,3 +120,32 @@ def test_access_times_and_global_limit(superd_factory: Callable[..., Any],
             assert not echoes(second)
     lines_until(superd, "FAIL: daytime time from=127.0.0.2")
     lines_until(superd, "FAIL: catsrv process_limit from=127.0.0.3")
+
+
+def test_blocks_sharing_an_id_have_their_own_limits(
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """Two blocks with one id on two binds (the seed's two ``service ssh``)
+    count instances and per_source each on its own, as xinetd's entries do:
+    a full block refuses its next client, the other block still serves, and
+    ``superd status`` shows each block's own sessions and counts."""
+    limits = "\tinstances      = 1\n\tper_source     = 1\n\tcps            = 0 0\n"
+    first = block("echo", "shared", extra=limits)
+    second = first.replace("bind           = 127.0.0.1", "bind           = 127.0.0.2")
+    superd = superd_factory(conf_dir(echo=first + "\n" + second), *hosts_args(tmp_path))
+    port_one = superd.port("shared", host="127.0.0.1")
+    port_two = superd.port("shared", host="127.0.0.2")
+    with open_from("127.0.0.5", port_one) as held:
+        assert echoes(held)
+        with open_from("127.0.0.6", port_one) as over:
+            assert not echoes(over)  # block one is full
+        with socket.create_connection(("127.0.0.2", port_two), 5,
+                                      source_address=("127.0.0.5", 0)) as other:
+            assert echoes(other)  # same source, same id, the other block
+            services = request(superd.state_dir, "status")["status"]["services"]
+            seen = {tuple(s["listen"]): (s["sessions"], s["accepted"], s["refused"])
+                    for s in services}
+    assert seen == {
+        (f"tcp 127.0.0.1:{port_one}",): (1, 1, {"service_limit": 1}),
+        (f"tcp 127.0.0.2:{port_two}",): (1, 1, {}),
+    }

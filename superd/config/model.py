@@ -11,6 +11,7 @@ attribute string.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from typing import Mapping, Optional, Tuple, Union
 
@@ -313,7 +314,7 @@ class ServiceConfig:
             return "builtin"
         return "external"
 
-    @property
+    @functools.cached_property
     def block_key(self) -> str:
         """
         Which block this is among those sharing its ``id`` (the seed's two
@@ -321,6 +322,7 @@ class ServiceConfig:
         addresses, which no two loaded blocks share.  ``instances``,
         ``per_source`` and ``cps`` count per block, as xinetd counts per
         service entry, and the key survives a reload that keeps the socket.
+        Cached: datagram admission asks for it per datagram.
         """
         bind = ",".join(self.bind) or "*"
         return f"{self.id} {self.protocol}/{self.port} {bind}"

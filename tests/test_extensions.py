@@ -18,10 +18,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 
 from superd.assembly import Unavailable
+from superd.builtins.registry import stream_handler as builtin_stream_handler
 from superd.config.errors import ConfigError
 from superd.config.load import load_configuration
 from superd.config.model import Extensions
-from superd.extensions import stream_handler
+from superd.extensions import stream_handler, with_tls
 from superd.runtime import Runtime
 from superd.userproto import UserAttribute
 from tests.tls.certs import PKI, make_pki
@@ -172,3 +173,14 @@ def test_unloadable_factory_leaves_its_attributes_unjudged(tmp_path: Path) -> No
                     name="mine") == [
         "svc:7: service mine: factory: cannot load no_such_module_abc:make: "
         "ModuleNotFoundError: No module named 'no_such_module_abc'"]
+
+
+def test_tls_hides_the_bare_descriptor_path(tmp_path: Path, pki: PKI) -> None:
+    """daytime under TLS is served through the TLS transport: the wrapped
+    handler offers no ``serve_fd``, so the port never gives its socket to the
+    plain reply handler."""
+    (service,) = load(tmp_path, tls(pki), name="daytime").services  # type: ignore[attr-defined]
+    runtime = Runtime(reactor=MemoryReactorClock())
+    plain = builtin_stream_handler(service, runtime)
+    assert hasattr(plain, "serve_fd")
+    assert not hasattr(with_tls(service, plain, runtime), "serve_fd")

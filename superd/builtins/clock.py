@@ -12,20 +12,30 @@ are pure; ``ReplyStream`` sends one finite reply and closes.
 * time: RFC 868, the seconds since 1900-01-01T00:00Z as a 32-bit big-endian
   unsigned integer, modulo 2**32 (it wraps on 2036-02-07T06:28:16Z, as the
   RFC's clients expect).
+
+``ReplyHandler`` serves both without a Twisted transport when it can: the
+reply is one short write, so the port may hand over the bare accepted
+descriptor (``serve_fd``), as xinetd answers them in-process.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import struct
 import time
 from typing import Callable, Final
 
-from superd.builtins.base import BuiltinProtocol
+from superd.builtins.base import BuiltinProtocol, BuiltinStreamHandler
+from superd.config.model import ServiceConfig
+from superd.events import emit_served_start
+from superd.runtime import Runtime
+from superd.session import Session
 
 __all__ = [
     "RFC868_OFFSET",
+    "ReplyHandler",
     "ReplyStream",
     "daytime_bytes",
     "time_bytes",
@@ -83,3 +93,30 @@ class TimeStream(ReplyStream):
     """Stream time: four bytes, then close."""
 
     render = staticmethod(time_bytes)
+
+
+class ReplyHandler(BuiltinStreamHandler):
+    """
+    The handler of daytime and time.  ``protocol_for`` serves a connection
+    that has a transport (TLS, banners, USERID); ``serve_fd`` answers a bare
+    accepted descriptor, which ``superd.port.TakingPort`` offers when the
+    access policies decide at once.  That skips the transport, the protocol
+    and the close timer: a third of the per-connection cost.
+    """
+
+    def __init__(self, service: ServiceConfig, runtime: Runtime,
+                 factory: type[ReplyStream]) -> None:
+        super().__init__(service, runtime, factory)
+        self._render = factory.render
+
+    def serve_fd(self, session: Session, fd: int) -> None:
+        """Write the reply to ``fd``; the port closes it (FIN) afterwards."""
+        emit_served_start(self.service, session.peer)
+        try:
+            # The descriptor is blocking, but a reply of a few bytes into the
+            # empty send buffer of a new connection cannot block.
+            os.write(fd, self._render(self.runtime.seconds()))
+        except OSError:
+            pass  # reset already: nobody is left to answer, as on the transport path
+        finally:
+            session.end()

@@ -20,7 +20,14 @@ import attrs
 
 from superd.builtins.base import BuiltinStreamHandler, ProtocolFactory
 from superd.builtins.chargen import ChargenRing, ChargenStream
-from superd.builtins.clock import DaytimeStream, TimeStream, daytime_bytes, time_bytes
+from superd.builtins.clock import (
+    DaytimeStream,
+    ReplyHandler,
+    ReplyStream,
+    TimeStream,
+    daytime_bytes,
+    time_bytes,
+)
 from superd.builtins.discard import DiscardStream, discard_reply
 from superd.builtins.echo import EchoStream, echo_reply
 from superd.builtins.udp import BuiltinDatagramHandler, Responder
@@ -55,13 +62,19 @@ def _clock_responder(render: Callable[[float], bytes]) -> Callable[[Runtime], Re
     return responder
 
 
+#: Stream builtins that send one reply and close: ``ReplyHandler`` serves them,
+#: from a bare descriptor when it can.
+_REPLY_BUILTINS: Final[dict[str, type[ReplyStream]]] = {
+    "daytime": DaytimeStream,
+    "time": TimeStream,
+}
+
 #: Stream builtins: service name -> protocol for one connection.
 STREAM_BUILTINS: Final[dict[str, ProtocolFactory]] = {
     "echo": EchoStream,
     "discard": DiscardStream,
     "chargen": ChargenStream,
-    "daytime": DaytimeStream,
-    "time": TimeStream,
+    **_REPLY_BUILTINS,
 }
 
 #: Datagram builtins: service name -> how to answer one datagram.
@@ -104,6 +117,9 @@ def stream_handler(service: ServiceConfig, runtime: Runtime) -> BuiltinStreamHan
     factory = STREAM_BUILTINS.get(service.name)
     if factory is None or service.socket_type is not SocketType.STREAM:
         raise _not_served(service)
+    reply = _REPLY_BUILTINS.get(service.name)
+    if reply is not None:
+        return ReplyHandler(service, runtime, reply)
     return BuiltinStreamHandler(service, runtime, factory)
 
 

@@ -15,21 +15,23 @@ address tuple as ``accept()`` returns it, ``local`` the port's own address
 as a ``Peer`` when every connection shares it (a port bound to one address),
 else None -- and returns
 
-* ``TAKEN``: it admitted the peer and gave the descriptor to a child; the
-  port closes the descriptor, and nothing else happens;
+* ``TAKEN``: it admitted the peer and served the descriptor (gave it to a
+  child, or wrote daytime's reply); the port closes the descriptor, and
+  nothing else happens;
 * ``None``: refused; the port closes the descriptor, as ``tcp.Port`` closes
   the socket;
 * a protocol: served as ``tcp.Port`` would (a gate waiting for a name
   lookup, a banner, a builtin ...) on a socket made from the descriptor.
 
-A factory whose ``take_connection`` is None or absent (TLS, a builtin, or a
-reload that put another kind of service on the port) is served exactly as
-by ``tcp.Port``.  Twisted's pieces of the accept loop are reused: the
-reserved descriptor that keeps accepting-and-closing when descriptors run
-out (``_reservedFD``), the buffering of logs while it is released, the list
-of accept errors to log and survive, and the adaptive number of accepts per
-wake-up; a test pins those private names.  The loop around them is written
-here because Twisted's (``tcp._accept``) yields socket objects.
+A factory whose ``take_connection`` is None or absent (TLS, a builtin that
+keeps talking, or a reload that put another kind of service on the port) is
+served exactly as by ``tcp.Port``.  Twisted's pieces of the accept loop are
+reused: the reserved descriptor that keeps accepting-and-closing when
+descriptors run out (``_reservedFD``), the buffering of logs while it is
+released, the list of accept errors to log and survive, and the adaptive
+number of accepts per wake-up; a test pins those private names.  The loop
+around them is written here because Twisted's (``tcp._accept``) yields
+socket objects.
 """
 
 from __future__ import annotations

@@ -111,12 +111,12 @@ class AccessControlledFactory(ServerFactory):
         self._gated = bool(self.banners.banner or self.banners.success
                            or self.userid is not None)
         # A handler that can serve a bare accepted descriptor (an external
-        # server) lets superd.port skip the socket object and the Twisted
-        # transport entirely.
+        # server, daytime, time) lets superd.port skip the socket object and
+        # the Twisted transport entirely.
         serve_fd = (None if self._gated or service.is_sensor
                     else getattr(handler, "serve_fd", None))
         #: For ``superd.port.TakingPort``; None when every connection needs
-        #: a transport (banners, USERID, a sensor, an in-process handler).
+        #: a transport (banners, USERID, a sensor, a handler that keeps talking).
         self.take_connection: TakeConnection | None = None
         if serve_fd is not None:
             self._serve_fd: Callable[[Session, int], None] = serve_fd

@@ -270,12 +270,14 @@ _connection_log = Logger(namespace="superd", observer=connection_events)
 
 def block_of(service: ServiceConfig) -> str:
     """
-    Which configuration block an event comes from (``FILE:LINE``), carried
-    as ``service_block`` beside ``service_id``: two blocks may share an id
-    (the seed's two ``service ssh`` on different binds), and each one's
-    xinetd lines belong in its own ``log_type`` only.
+    Which configuration block an event comes from (``ServiceConfig.block_key``:
+    id, protocol, port, bind), carried as ``service_block`` beside
+    ``service_id``: two blocks may share an id (the seed's two ``service ssh``
+    on different binds), and each one's xinetd lines belong in its own
+    ``log_type`` only.  The key the limits count under, so it also names the
+    block after a reload that moved its lines.
     """
-    return str(service.location)
+    return service.block_key
 
 
 def _start(log: Logger, service: ServiceConfig, pid: int,

@@ -264,9 +264,12 @@ def test_two_blocks_with_one_id_log_to_their_own_targets(tmp_path: Path,
     log writes nowhere; an event without a block (or from a block a reload
     replaced) still reaches every log of its id."""
     lan, web = tmp_path / "lan.log", tmp_path / "web.log"
-    first = attrs.evolve(service("ssh", FileLog(str(lan))), location=Location("ssh", 1))
-    second = attrs.evolve(service("ssh", FileLog(str(web))), location=Location("ssh", 13))
-    third = attrs.evolve(service("ssh", None), location=Location("ssh", 25))
+    first = attrs.evolve(service("ssh", FileLog(str(lan))), location=Location("ssh", 1),
+                         bind=("192.168.0.1",))
+    second = attrs.evolve(service("ssh", FileLog(str(web))), location=Location("ssh", 13),
+                          bind=("192.0.2.1",))
+    third = attrs.evolve(service("ssh", None), location=Location("ssh", 25),
+                         bind=("10.0.0.254",))
     router = ServiceLogRouter(configuration(first, second, third), clock)
     globalLogPublisher.addObserver(router)
     try:
@@ -276,7 +279,8 @@ def test_two_blocks_with_one_id_log_to_their_own_targets(tmp_path: Path,
     finally:
         globalLogPublisher.removeObserver(router)
     router(line_event("ssh", "START: ssh pid=11"))  # no block: every ssh log
-    router({**line_event("ssh", "EXIT: ssh status=0"), "service_block": "ssh:99"})
+    replaced = attrs.evolve(first, bind=("192.168.0.2",)).block_key  # not loaded
+    router({**line_event("ssh", "EXIT: ssh status=0"), "service_block": replaced})
     assert lines(lan) == ["26/11/29@22:11:55: START: ssh pid=10 from=192.168.0.7",
                           "26/11/29@22:11:55: START: ssh pid=11",
                           "26/11/29@22:11:55: EXIT: ssh status=0"]

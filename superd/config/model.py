@@ -319,13 +319,16 @@ class ServiceConfig:
         """
         Which block this is among those sharing its ``id`` (the seed's two
         ``service ssh`` on different binds): the id, protocol, port and bind
-        addresses, which no two loaded blocks share.  ``instances``,
-        ``per_source`` and ``cps`` count per block, as xinetd counts per
-        service entry, and the key survives a reload that keeps the socket.
-        Cached: datagram admission asks for it per datagram.
+        addresses, which no two loaded blocks with a fixed port share.
+        ``instances``, ``per_source`` and ``cps`` count per block, as xinetd
+        counts per service entry, and the key survives a reload that keeps the
+        socket.  Blocks with no port of their own (tcpmux clients) or an
+        ephemeral one (port 0) may repeat all of that, so their key adds the
+        block's location.  Cached: datagram admission asks for it per datagram.
         """
         bind = ",".join(self.bind) or "*"
-        return f"{self.id} {self.protocol}/{self.port} {bind}"
+        key = f"{self.id} {self.protocol}/{self.port} {bind}"
+        return key if self.port else f"{key} {self.location}"
 
     def line_of(self, attribute: str) -> Location:
         """The location of ``attribute``'s line, or of the service header."""

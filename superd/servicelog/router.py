@@ -183,7 +183,9 @@ def _plan(config: Configuration) -> tuple[dict[LogTarget, str],
         target = service.log_type
         block = block_of(service)
         if block in blocks and blocks[block] != target:
-            ambiguous.add(block)  # not from one file's text: route by id
+            # Loaded blocks have distinct keys; a configuration built in
+            # code may not: route such blocks' lines by id.
+            ambiguous.add(block)
         blocks[block] = target
         if target is None:
             continue

@@ -382,3 +382,13 @@ def test_blocks_sharing_an_id_have_distinct_block_keys() -> None:
     assert first.block_key == "ssh tcp/22 127.0.0.1"
     assert second.block_key == "ssh tcp/22 127.0.0.2"
     assert echo.block_key == "echo tcp/7 *"
+
+
+def test_blocks_without_a_fixed_port_add_their_location_to_the_key() -> None:
+    """Two same-id blocks on port 0 (or tcpmux clients, with no port) can
+    share id, protocol, port and bind; their keys differ by location."""
+    unlisted = {**ECHO, "type": "INTERNAL UNLISTED", "port": "0", "bind": "127.0.0.1"}
+    text = service_text("echo", **unlisted) + service_text("echo", **unlisted)
+    first, second = load_text(text).services
+    assert first.block_key != second.block_key
+    assert first.block_key.startswith("echo tcp/0 127.0.0.1 ")

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import settings
 from twisted.logger import globalLogPublisher
 
-from superd.events import connection_events
+from superd.observe.events import connection_events
+from tests.certs import PKI, make_pki
 
 # No per-example deadline: on a slow or busy CI machine the first example
 # (imports, compiled patterns) can exceed Hypothesis's 200 ms and fail a
@@ -31,3 +32,9 @@ def log_events() -> Iterator[list[dict[str, Any]]]:
     finally:
         globalLogPublisher.removeObserver(events.append)
         connection_events.send_to_main_log(sent)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    """A CA, a localhost server certificate, a good and a wrong client certificate."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

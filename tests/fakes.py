@@ -1,7 +1,7 @@
 """
 Shared test fakes for spawning children without spawning anything.
 
-* ``FakeSpawner`` provides ``superd.spawn.spawner.ISpawner``: it records each
+* ``FakeSpawner`` provides ``superd.handlers.spawn.spawner.ISpawner``: it records each
   ``SpawnRequest``, hands out pids, and lets a test end a child
   (``exit(pid, code)`` / ``kill(pid, signum)``) or make the next spawn fail.
   Signals sent to process groups are recorded; groups can be told to ignore
@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.testing import MemoryReactorClock
 from zope.interface import implementer
 
-from superd.spawn.spawner import ExitStatus, ISpawner, SpawnError, SpawnRequest
+from superd.handlers.spawn.spawner import ExitStatus, ISpawner, SpawnError, SpawnRequest
 
 __all__ = ["FakeProcessReactor", "FakeSpawner", "SpawnedProcess"]
 

@@ -30,12 +30,12 @@ from collections.abc import Iterable
 
 from twisted.internet.defer import Deferred
 
-from superd import events
 from superd.access.decision import ALLOW, Decision, MaybeDeferred, deny
-from superd.access.names import HostNames, NameResolver
 from superd.access.prefixes import address_int, family_tables, unmapped
+from superd.access.resolver import HostNames, NameResolver
 from superd.config.model import AddressKind, AddressSpec, ServiceConfig
-from superd.session import Peer
+from superd.core.session import Peer
+from superd.observe import events
 
 __all__ = ["AddressPolicy", "AddressRules"]
 

@@ -24,8 +24,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from superd import events
 from superd.config.model import ServiceConfig
+from superd.observe import events
 
 __all__ = ["MAX_BANNER", "Banners", "FailBannerProtocol", "send_now"]
 

@@ -22,9 +22,9 @@ from typing import Any
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from superd import events
 from superd.access.banstore import Ban, BanStore
 from superd.config.model import FOREVER
+from superd.observe import events
 
 __all__ = ["BanList"]
 

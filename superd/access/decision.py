@@ -14,8 +14,8 @@ from typing import Protocol, Union
 import attrs
 from twisted.internet.defer import Deferred
 
-from superd import events
-from superd.session import Peer
+from superd.core.session import Peer
+from superd.observe import events
 
 __all__ = [
     "ALLOW",

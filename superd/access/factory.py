@@ -28,19 +28,19 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
 from twisted.logger import Logger
 
-from superd import events
 from superd.access.banners import Banners, FailBannerProtocol
 from superd.access.decision import Decision, MaybeDeferred, deny
 from superd.access.gate import Gate
 from superd.access.pipeline import BANNED, policies_for, run_policies
 from superd.access.refusals import RefusalLog
-from superd.access.setup import AccessState, state_of
+from superd.access.state import AccessState, state_of
 from superd.access.userid import UseridLookups
 from superd.config.model import ServiceConfig
-from superd.counters import ServiceCounters, service_counters
-from superd.port import TAKEN, Taken
-from superd.runtime import Runtime
-from superd.session import Peer, Session
+from superd.core.runtime import Runtime
+from superd.core.session import Peer, Session
+from superd.net.takingport import TAKEN, Taken
+from superd.observe import events
+from superd.observe.counters import ServiceCounters, service_counters
 
 __all__ = [
     "AccessControlledDatagramProtocol",
@@ -51,7 +51,7 @@ __all__ = [
 
 _log = Logger(namespace="superd.access")
 
-#: ``take_connection(fd, address, local)`` (see ``superd.port``).
+#: ``take_connection(fd, address, local)`` (see ``superd.net.takingport``).
 TakeConnection = Callable[[int, Any, "Peer | None"], "Protocol | Taken | None"]
 _SENSOR = deny(events.REASON_ADDRESS)
 
@@ -111,11 +111,11 @@ class AccessControlledFactory(ServerFactory):
         self._gated = bool(self.banners.banner or self.banners.success
                            or self.userid is not None)
         # A handler that can serve a bare accepted descriptor (an external
-        # server, daytime, time) lets superd.port skip the socket object and
+        # server, daytime, time) lets superd.net.takingport skip the socket object and
         # the Twisted transport entirely.
         serve_fd = (None if self._gated or service.is_sensor
                     else getattr(handler, "serve_fd", None))
-        #: For ``superd.port.TakingPort``; None when every connection needs
+        #: For ``superd.net.takingport.TakingPort``; None when every connection needs
         #: a transport (banners, USERID, a sensor, a handler that keeps talking).
         self.take_connection: TakeConnection | None = None
         if serve_fd is not None:
@@ -150,7 +150,7 @@ class AccessControlledFactory(ServerFactory):
     def _take_connection(self, fd: int, address: Any,
                          local: Peer | None) -> Protocol | Taken | None:
         """
-        ``take_connection`` (see ``superd.port``): when the policies decide
+        ``take_connection`` (see ``superd.net.takingport``): when the policies decide
         at once, admit the peer at ``address`` and give the handler ``fd``
         (``TAKEN``); otherwise a ``Gate`` that waits for the decision, or what
         ``refuse`` returns.  The port owns ``fd`` and closes it afterwards.

@@ -8,7 +8,7 @@ service logs USERID.  The gate pauses the transport (not a byte is read),
 waits, and then either closes or connects the handler's protocol to the
 same transport.
 
-USERID (RFC 1413, ``superd.ident``) runs on the reactor, never blocking
+USERID (RFC 1413, ``superd.access.ident``) runs on the reactor, never blocking
 other connections: an admitted client is served at once while its lookup
 runs; an IDONLY client waits, paused and counted, for the answer and is
 closed without one; a refused client's connection stays open until its
@@ -25,11 +25,11 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from superd import ident
+from superd.access import ident
 from superd.access.banners import send_now
 from superd.access.decision import Decision, MaybeDeferred
 from superd.access.userid import UseridLookups
-from superd.session import Peer, Session
+from superd.core.session import Peer, Session
 
 if TYPE_CHECKING:
     from superd.access.factory import AccessControlledFactory

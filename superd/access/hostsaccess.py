@@ -39,14 +39,14 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from superd import events
 from superd.access import hostsparse as hp
 from superd.access.changewatch import ChangeWatch
 from superd.access.decision import ALLOW, Decision, MaybeDeferred, deny
-from superd.access.names import UNKNOWN_NAMES, HostNames, NameResolver
 from superd.access.prefixes import IPNetwork, PrefixTable, family_tables
+from superd.access.resolver import UNKNOWN_NAMES, HostNames, NameResolver
 from superd.config.model import ServiceConfig
-from superd.session import Peer
+from superd.core.session import Peer
+from superd.observe import events
 
 __all__ = ["HostsAccess", "HostsAccessPolicy", "HostsTable", "daemon_name"]
 

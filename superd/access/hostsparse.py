@@ -31,7 +31,7 @@ import attrs
 
 from superd.access.prefixes import IPNetwork, unmapped
 from superd.config.errors import ConfigError, Problem
-from superd.session import canonical_host
+from superd.core.session import canonical_host
 
 __all__ = [
     "BrokenRule",

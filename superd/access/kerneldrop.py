@@ -33,7 +33,7 @@ from typing import Any
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from superd import events
+from superd.observe import events
 
 __all__ = ["KernelDrop", "filter_program", "listening_sockets"]
 

@@ -18,10 +18,10 @@ from typing import TypeVar
 
 from twisted.internet.defer import Deferred
 
-from superd import events
 from superd.access.decision import ALLOW, Decision, deny
-from superd.runtime import Runtime
-from superd.session import Peer, Session
+from superd.core.runtime import Runtime
+from superd.core.session import Peer, Session
+from superd.observe import events
 
 __all__ = [
     "GlobalLimitPolicy",

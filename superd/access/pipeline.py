@@ -17,7 +17,6 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from superd import events
 from superd.access.addresses import AddressPolicy, AddressRules
 from superd.access.decision import ALLOW, Decision, MaybeDeferred, Policy, deny
 from superd.access.hostsaccess import HostsAccessPolicy, daemon_name
@@ -26,12 +25,13 @@ from superd.access.limits import (
     InstancesPolicy,
     PerSourcePolicy,
 )
-from superd.access.load import LoadPolicy
-from superd.access.setup import AccessState, state_of
+from superd.access.loadavg import LoadPolicy
+from superd.access.state import AccessState, state_of
 from superd.access.times import TimePolicy
 from superd.config.model import UNLIMITED, ServiceConfig
-from superd.runtime import Runtime
-from superd.session import Peer
+from superd.core.runtime import Runtime
+from superd.core.session import Peer
+from superd.observe import events
 
 __all__ = ["BANNED", "BanPolicy", "build_policies", "policies_for", "run_policies"]
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from superd import events
 from superd.access.decision import ALLOW, Decision, deny
 from superd.config.model import CPS
-from superd.session import Peer
+from superd.core.session import Peer
+from superd.observe import events
 
 __all__ = ["ConnectionRate"]
 

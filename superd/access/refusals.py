@@ -19,10 +19,10 @@ from typing import Any
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from superd import events
 from superd.access.decision import Decision
 from superd.config.model import ServiceConfig
-from superd.session import Peer
+from superd.core.session import Peer
+from superd.observe import events
 
 __all__ = ["RefusalLog"]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from superd import events
 from superd.access.decision import ALLOW, Decision, deny
 from superd.config.model import TimeInterval
-from superd.session import Peer
+from superd.core.session import Peer
+from superd.observe import events
 
 __all__ = ["TimePolicy", "inside", "local_minute"]
 

@@ -2,7 +2,7 @@
 The USERID lookups of one service, as the access gate starts them.
 
 ``log_on_success/failure = USERID`` and ``flags = IDONLY`` ask the client's
-identd (RFC 1413, ``superd.ident``) who owns each connection.  A lookup may
+identd (RFC 1413, ``superd.access.ident``) who owns each connection.  A lookup may
 take up to 30 s when identd is silent, and holds a socket meanwhile (and,
 for a refused client, the client's connection too), so each kind is bounded
 per service; past the bound clients are served or closed as usual, without
@@ -17,10 +17,11 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from superd import events, ident
+from superd.access import ident
 from superd.config.model import ServiceConfig
-from superd.runtime import Runtime
-from superd.session import Peer
+from superd.core.runtime import Runtime
+from superd.core.session import Peer
+from superd.observe import events
 
 __all__ = ["MAX_REFUSED_LOOKUPS", "MAX_SERVED_LOOKUPS", "UseridLookups"]
 

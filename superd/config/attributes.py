@@ -179,7 +179,7 @@ def _redis_url(word: str) -> str:
     """A ``redis://`` URL, kept as written (``superd.fleet`` connects to it)."""
     # Pure parsing, no I/O: importing it keeps the config package free of the
     # Redis client, and the file is checked exactly as ``--ban-store`` is.
-    from superd.fleet.url import parse_redis_url
+    from superd.config.storeurl import parse_redis_url
 
     parse_redis_url(word)
     return word
@@ -272,7 +272,7 @@ def lookup(name: str) -> Optional[AttributeSpec]:
 #
 # Syntax is checked here, like every attribute; what needs the outside world
 # (reading the PEM files, importing a factory, a user protocol's own
-# attributes) is checked at load by ``superd.extensions.check_extensions``.
+# attributes) is checked at load by ``superd.daemon.extensions.check_extensions``.
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -292,7 +292,7 @@ def _factory_path(word: str) -> str:
     return word
 
 
-#: Attributes whose parsed values ``superd.extensions`` turns into
+#: Attributes whose parsed values ``superd.daemon.extensions`` turns into
 #: ``ServiceConfig.extensions``.
 EXTENSION_ATTRIBUTES: Tuple[str, ...] = (
     "tls_cert", "tls_key", "tls_min_version", "tls_ciphers", "tls_client_ca",

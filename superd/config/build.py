@@ -32,7 +32,7 @@ from superd.config.model import (
     SocketType,
 )
 from superd.config.parse import RawBlock
-from superd.extensions import check_extensions, is_user_protocol
+from superd.daemon.extensions import check_extensions, is_user_protocol
 
 __all__ = ["build_configuration", "build_service"]
 

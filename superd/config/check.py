@@ -89,7 +89,7 @@ def service_summary(service: ServiceConfig) -> Dict[str, Any]:
 
 def _ban_store(config: Configuration) -> Optional[str]:
     """The shared ban store for display: never its password."""
-    from superd.fleet.url import parse_redis_url
+    from superd.config.storeurl import parse_redis_url
 
     return parse_redis_url(config.ban_store).describe() if config.ban_store else None
 

@@ -19,7 +19,7 @@ from superd.config.attributes import COPIED_FROM_DEFAULTS, AttributeSpec, lookup
 from superd.config.errors import Problem
 from superd.config.model import AddressSpec, ConfigWarning, Location
 from superd.config.parse import RawAttribute, RawBlock
-from superd.extensions import is_user_protocol
+from superd.daemon.extensions import is_user_protocol
 
 __all__ = ["UNKNOWN_ATTRIBUTE", "Draft", "Reporter", "draft_services"]
 
@@ -214,7 +214,7 @@ def draft_services(blocks: Iterable[RawBlock], report: Reporter) -> Tuple[Draft,
 
 def _warn_unknown(draft: Draft, report: Reporter) -> None:
     """Warn about a service's unknown attributes, unless a user protocol may
-    declare them (``superd.extensions.check_extensions`` decides then)."""
+    declare them (``superd.daemon.extensions.check_extensions`` decides then)."""
     if is_user_protocol(draft.values, draft.invalid):
         return
     for name in draft.extra:

@@ -43,7 +43,7 @@ def _getservbyname(name: str, protocol: str) -> int:
 
 
 def _is_builtin(name: str, socket_type: SocketType) -> bool:
-    from superd.builtins.registry import is_builtin
+    from superd.handlers.builtins.registry import is_builtin
 
     return is_builtin(name, socket_type)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from superd.config.storeurl import RedisTarget, parse_redis_url
 from superd.fleet.sync import SharedBans
-from superd.fleet.url import RedisTarget, parse_redis_url
 
 __all__ = ["RedisTarget", "SharedBans", "attach", "parse_redis_url"]
 

@@ -31,10 +31,9 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from superd import events
+from superd.config.storeurl import RedisTarget
 from superd.fleet.client import RedisProtocol, SubscriberProtocol
 from superd.fleet.resp import RedisError, Reply
-from superd.fleet.url import RedisTarget
 from superd.fleet.wire import (
     LIFT_SCRIPT,
     LIFTED,
@@ -45,6 +44,7 @@ from superd.fleet.wire import (
     parse_host,
     parse_message,
 )
+from superd.observe import events
 
 __all__ = ["EV_BAN_STORE", "SharedBans"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from superd.session import canonical_host
+from superd.core.session import canonical_host
 
 __all__ = [
     "LIFTED",

@@ -12,8 +12,8 @@ from twisted.python.failure import Failure
 
 from superd.config.addrspec import parse_address
 from superd.config.model import AddressSpec, Location, ServiceConfig, SocketType
-from superd.runtime import Runtime, RuntimeOptions
-from superd.session import Peer, Session
+from superd.core.runtime import Runtime, RuntimeOptions
+from superd.core.session import Peer, Session
 
 
 def service(**changes: Any) -> ServiceConfig:

@@ -12,9 +12,9 @@ from twisted.internet.defer import Deferred, succeed
 
 from superd.access.addresses import AddressPolicy, AddressRules
 from superd.access.decision import Decision
-from superd.access.names import HostNames
+from superd.access.resolver import HostNames
 from superd.config.model import AddressKind, AddressSpec
-from superd.session import Peer
+from superd.core.session import Peer
 from tests.access.helpers import specs
 
 

@@ -168,7 +168,7 @@ def test_the_access_layer_wires_a_watch(tmp_path: Path) -> None:
     """setup.attach gives the daemon's HostsAccess a ChangeWatch (without
     one every connection would stat both files, and nothing else would
     show it); detach closes it."""
-    from superd.access import setup
+    from superd.access import state as setup
     from tests.access.helpers import make_runtime
 
     runtime = make_runtime(tmp_path)

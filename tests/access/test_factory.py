@@ -11,19 +11,19 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
-from superd.access import setup
+from superd.access import state as setup
 from superd.access.factory import (
     AccessControlledDatagramProtocol,
     AccessControlledFactory,
     admit_datagram_source,
 )
 from superd.access.gate import Gate
-from superd.access.load import CachedLoad
-from superd.access.names import HostNames, NameResolver
+from superd.access.loadavg import CachedLoad
+from superd.access.resolver import HostNames, NameResolver
 from superd.config.model import CPS, AddressKind, AddressSpec, SocketType, TimeInterval
-from superd.port import TAKEN
-from superd.runtime import Runtime
-from superd.session import Peer
+from superd.core.runtime import Runtime
+from superd.core.session import Peer
+from superd.net.takingport import TAKEN
 from tests.access.helpers import (
     RecordingHandler,
     connect,

@@ -15,12 +15,12 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from superd.access import setup
+from superd.access import state as setup
 from superd.access import userid as userid_module
 from superd.access.factory import AccessControlledFactory
 from superd.access.userid import MAX_REFUSED_LOOKUPS
-from superd.counters import service_counters
-from superd.runtime import Runtime
+from superd.core.runtime import Runtime
+from superd.observe.counters import service_counters
 from tests.access.helpers import RecordingHandler, connect, fail_lines, make_runtime, service, specs
 
 IDENT_PORT = 11300

@@ -20,9 +20,9 @@ from superd.access.hostsaccess import (
     NeedNames,
     daemon_name,
 )
-from superd.access.names import HostNames
+from superd.access.resolver import HostNames
 from superd.config.model import Redirect
-from superd.session import Peer
+from superd.core.session import Peer
 from tests.access.helpers import service
 
 

@@ -10,8 +10,8 @@ from superd.access.limits import (
     PerSourcePolicy,
     SessionCounter,
 )
-from superd.runtime import Runtime, RuntimeOptions
-from superd.session import Peer, Session
+from superd.core.runtime import Runtime, RuntimeOptions
+from superd.core.session import Peer, Session
 
 
 def session(host: str, service_id: str = "svc") -> Session:

@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred
 
 from superd.access.decision import ALLOW, Decision, MaybeDeferred, deny
 from superd.access.pipeline import run_policies
-from superd.session import Peer
+from superd.core.session import Peer
 
 PEER = Peer("10.0.0.1", 1)
 

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 
 from superd.access.rate import ConnectionRate
 from superd.config.model import CPS
-from superd.session import Peer
+from superd.core.session import Peer
 
 PEER = Peer("10.0.0.1", 1)
 

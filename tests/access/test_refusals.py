@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 
 from superd.access.decision import deny
 from superd.access.refusals import RefusalLog
-from superd.session import Peer
+from superd.core.session import Peer
 from tests.access.helpers import fail_lines, service
 
 SVC = service(log_on_failure=frozenset({"HOST"}))

@@ -8,7 +8,7 @@ import pytest
 
 from superd.access.times import TimePolicy, inside
 from superd.config.model import TimeInterval
-from superd.session import Peer
+from superd.core.session import Peer
 
 
 def at(hour: int, minute: int) -> float:

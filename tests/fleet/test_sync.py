@@ -15,10 +15,10 @@ from twisted.logger import capturedLogs
 
 from superd.access.bans import BanList
 from superd.access.banstore import Ban, BanStore
+from superd.config.storeurl import RedisTarget
 from superd.fleet.client import RedisProtocol, SubscriberProtocol
 from superd.fleet.resp import encode
 from superd.fleet.sync import SharedBans
-from superd.fleet.url import RedisTarget
 from superd.fleet.wire import LIFT_SCRIPT, MERGE_SCRIPT, format_expiry
 
 NOW = 1_800_000_000.0

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from superd.access import banscli
+from superd.cli import bans as banscli
 from tests.access.clients import (
     block,
     daytime_block,

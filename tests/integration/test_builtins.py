@@ -274,7 +274,7 @@ def test_thousand_bad_clients_leak_nothing(superd: Superd) -> None:
 
 def test_builtins_file_is_valid_configuration(tmp_path: Path) -> None:
     """The generated builtin blocks pass ``superd check`` (so failures above are real)."""
-    from superd.cli import main
+    from superd.cli.main import main
 
     for name in NAMES:
         (tmp_path / name).write_text(builtin_file(name))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from superd.access import banscli
+from superd.cli import bans as banscli
 from tests.access.clients import block, daytime_block, fetch, hosts_args
 from tests.fleet.server import (  # noqa: F401 (fixtures)
     RedisServer,

@@ -11,11 +11,11 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.certs import make_pki
 from tests.integration.external import read_all
 from tests.integration.harness import Superd
 from tests.integration.test_redirect import ECHO, relay_block
 from tests.integration.test_tls import tls_echo
-from tests.tls.certs import make_pki
 
 
 def test_relay_to_tls_upstream(superd_factory: Callable[..., Superd],

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from superd.control import request
+from superd.daemon.control import request
 from tests.integration.conftest import StartSuperd
 from tests.integration.external import (
     pid_alive,
@@ -154,7 +154,7 @@ def free_port() -> int:
 
 def superd_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from superd.cli import main; sys.exit(main())",
+        [sys.executable, "-c", "import sys; from superd.cli.main import main; sys.exit(main())",
          *args], capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from superd.control import control_path
+from superd.daemon.control import control_path
 from tests.integration.conftest import StartSuperd
 from tests.integration.external import script, service_block, wait_until
 from tests.integration.harness import Superd
@@ -38,7 +38,7 @@ SENSOR = """service trap
 
 def superd_status(superd: Superd, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from superd.cli import main; sys.exit(main())",
+        [sys.executable, "-c", "import sys; from superd.cli.main import main; sys.exit(main())",
          "status", "--state-dir", superd.state_dir, *args],
         capture_output=True, text=True, timeout=30, check=False)
 
@@ -106,7 +106,7 @@ def test_sigusr1_logs_status(superd_factory: StartSuperd,
 def test_status_without_daemon_fails_clearly(tmp_path: Path) -> None:
     """No daemon on that state directory: exit 69 and a hint."""
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from superd.cli import main; sys.exit(main())",
+        [sys.executable, "-c", "import sys; from superd.cli.main import main; sys.exit(main())",
          "status", "--state-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 69 and "is superd running" in result.stderr

@@ -13,8 +13,8 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.certs import make_pki
 from tests.integration.harness import Superd, require_program
-from tests.tls.certs import make_pki
 
 TCPMUX = """service tcpmux
 {

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.certs import PKI, make_pki
 from tests.integration.harness import Superd, require_program, run_twistd
-from tests.tls.certs import PKI, make_pki
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.certs import PKI, make_pki
 from tests.integration.harness import Superd, require_program
 from tests.integration.test_tls import tls_echo
 from tests.integration.test_tls_pipe import external
-from tests.tls.certs import PKI, make_pki
 
 
 class _Client:

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.certs import PKI, make_pki
 from tests.integration.harness import Superd, require_program
-from tests.tls.certs import PKI, make_pki
 
 
 def external(name: str, server: str, pki: PKI, args: str = "", extra: str = "") -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.certs import make_pki
 from tests.integration.harness import Superd, run_twistd
-from tests.tls.certs import make_pki
 
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "greeter")
 

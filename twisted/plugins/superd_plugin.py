@@ -21,12 +21,12 @@ class _SuperdServiceMaker:
 
     @property
     def options(self) -> Any:
-        from superd.tap import Options
+        from superd.daemon.tap import Options
 
         return Options
 
     def makeService(self, options: Any) -> Any:
-        from superd.tap import makeService
+        from superd.daemon.tap import makeService
 
         return makeService(options)
 

@@ -1,0 +1,156 @@
+"""
+The ``superd`` console script: ``superd check``, ``superd version`` and the
+dispatch points for the operational subcommands.
+
+``superd check -c PATH [--strict] [--json]`` validates a configuration without
+binding anything: every problem as ``FILE:LINE: service NAME: ATTRIBUTE:
+problem`` on stderr and exit status 78, or a table (or JSON) of the services.
+It checks hosts.allow and hosts.deny too (``--hosts-allow/--hosts-deny``).
+The daemon itself runs under twistd (``superd.daemon.tap``), which reports problems
+through the same functions so both print the same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import IO, Iterable, List, Optional, Sequence
+
+import superd
+from superd.config.errors import EX_CONFIG, ConfigError, Problem
+from superd.config.model import ConfigWarning
+
+__all__ = ["main", "report_config_error", "report_warnings"]
+
+#: sysexits.h EX_SOFTWARE: this build lacks a part the command needs.
+EX_SOFTWARE = 70
+#: Exit status of a subcommand that exists but is not implemented yet.
+EX_NOT_IMPLEMENTED = 2
+
+
+def report_config_error(error: ConfigError, stream: IO[str]) -> None:
+    """Print every problem of ``error`` (one per line) and a count."""
+    for problem in error.problems:
+        print(problem, file=stream)
+    count = len(error.problems)
+    plural = "" if count == 1 else "s"
+    print(f"superd: {count} configuration error{plural}; nothing started", file=stream)
+
+
+def report_warnings(warnings: Iterable[ConfigWarning], stream: IO[str]) -> None:
+    """Print each configuration warning on its own line."""
+    for warning in warnings:
+        print(f"warning: {warning}", file=stream)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="superd", description="superd: an xinetd replacement built on Twisted. "
+        "Run the daemon with: twistd -n --pidfile= superd -c PATH")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser("check", help="validate a configuration without binding")
+    check.add_argument("-c", "--config", required=True, metavar="PATH",
+                       help="configuration directory or file (e.g. /etc/xinetd.conf)")
+    check.add_argument("--strict", action="store_true",
+                       help="unknown attributes are errors, not warnings")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.add_argument("--explain", action="store_true",
+                       help="say what superd does differently from xinetd (as migrate)")
+    check.add_argument("--hosts-allow", default="/etc/hosts.allow", metavar="FILE",
+                       help="hosts.allow to check too (default /etc/hosts.allow)")
+    check.add_argument("--hosts-deny", default="/etc/hosts.deny", metavar="FILE",
+                       help="hosts.deny to check too (default /etc/hosts.deny)")
+    migrate = commands.add_parser("migrate", help="what changes, per service, from xinetd")
+    migrate.add_argument("-c", "--config", default="/etc/xinetd.conf", metavar="PATH",
+                         help="the xinetd tree (default /etc/xinetd.conf)")
+    migrate.add_argument("--strict", action="store_true",
+                         help="unknown attributes are errors, not warnings")
+    migrate.add_argument("--json", action="store_true", help="print JSON instead of text")
+    commands.add_parser("version", help="print superd's version")
+    status = commands.add_parser("status", help="show what the running daemon is doing")
+    status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    status.add_argument("--state-dir", metavar="DIR", default=None,
+                        help="the daemon's --state-dir (default as the daemon's)")
+    reload = commands.add_parser("reload", help="reload the running daemon and wait")
+    reload.add_argument("--state-dir", metavar="DIR", default=None,
+                        help="the daemon's --state-dir (default as the daemon's)")
+    bans = commands.add_parser("bans", help="list or lift sensor bans", add_help=False)
+    bans.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _check(path: str, strict: bool, as_json: bool, out: IO[str], err: IO[str],
+           hosts: tuple[str, str] = ("/etc/hosts.allow", "/etc/hosts.deny")) -> int:
+    from superd.access.hostscheck import check_hosts_files
+    from superd.config.check import render_json, render_table
+    from superd.config.load import load_configuration
+    from superd.daemon.assembly import unavailable_problems
+
+    hosts_check = check_hosts_files(*hosts)
+    hosts_problems = list(hosts_check.problems)
+    if strict:
+        hosts_problems += [Problem(w.location.file, w.location.line, None, None, w.message)
+                           for w in hosts_check.warnings]
+    else:
+        report_warnings(hosts_check.warnings, err)
+    try:
+        configuration = load_configuration(path, strict=strict)
+    except ConfigError as e:
+        report_config_error(ConfigError((*e.problems, *hosts_problems)), err)
+        return EX_CONFIG
+    except OSError as e:
+        print(f"superd: cannot read {path}: {e.strerror or e}", file=err)
+        return EX_CONFIG
+    unavailable = unavailable_problems(configuration) + hosts_problems
+    if unavailable:  # the daemon would refuse these at startup
+        report_config_error(ConfigError(unavailable), err)
+        return EX_CONFIG
+    # Both renderings include the warnings.
+    text = render_json(configuration) if as_json else render_table(configuration)
+    out.write(text if text.endswith("\n") else text + "\n")
+    out.flush()
+    return 0
+
+
+def _bans(argv: List[str], err: IO[str]) -> int:
+    try:
+        banscli = importlib.import_module("superd.cli.bans")
+    except ModuleNotFoundError as e:
+        if e.name is None or not "superd.cli.bans".startswith(e.name):
+            raise
+        print("superd bans: not available in this build", file=err)
+        return EX_SOFTWARE
+    return int(banscli.main(argv))
+
+
+def main(argv: Optional[Sequence[str]] = None,
+         out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -> int:
+    """Run one subcommand; returns the exit status (the console script exits with it)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command == "migrate" or (args.command == "check" and args.explain):
+        from superd.cli.migrate import run_migrate
+
+        return run_migrate(args.config, args.json, args.strict, out, err)
+    if args.command == "check":
+        return _check(args.config, args.strict, args.json, out, err,
+                      (args.hosts_allow, args.hosts_deny))
+    if args.command == "version":
+        print(f"superd {superd.__version__}", file=out)
+        return 0
+    if args.command == "bans":
+        return _bans(args.rest, err)
+    if args.command == "status":
+        from superd.daemon.status import run_status
+
+        return run_status(args.state_dir, args.json, out, err)
+    if args.command == "reload":
+        from superd.daemon.control import run_reload
+        from superd.daemon.status import state_dir_or_default
+
+        return run_reload(state_dir_or_default(args.state_dir), out, err)
+    print(f"superd {args.command}: not implemented yet", file=err)
+    return EX_NOT_IMPLEMENTED
+

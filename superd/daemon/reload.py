@@ -1,0 +1,336 @@
+"""
+SIGHUP: reload the configuration, all or nothing.
+
+The new configuration is parsed completely first (off the reactor: it reads
+files, accounts and ``/etc/services``).  Any problem keeps the running
+configuration; every problem is logged with its file and line and the
+failure is kept for ``superd status``.
+
+Otherwise the two configurations are compared service by service, by
+identity (``service_key``: id, name, socket type, protocol, wait, port, kind,
+bind and the options of the listening socket) -- xinetd's rule, plus bind:
+
+* unchanged services are not touched: same sockets, same factories;
+* changed services (same identity, other settings) keep their listening
+  sockets, and the port's factory (or datagram protocol) is swapped for one
+  built from the new settings: ``tcp.Port`` reads ``self.factory`` on every
+  accept, so there is no instant in which a connection is refused
+  (twisted-notes.md section 7.3).  Counters, cps state and live sessions are
+  kept by the runtime, keyed by service id, so they survive;
+* added services are bound before anything is torn down, and a bind that
+  fails (a port now taken) undoes every bind of this reload and keeps the
+  old configuration;
+* dropped services stop listening, and if no service of that id remains,
+  their children's process groups get SIGTERM, then SIGKILL after the grace
+  period.  A changed ``bind`` is a drop plus an add; when the new socket needs
+  a port the dropped one holds, that one is closed first and reopened if the
+  reload then fails.
+
+Bans live in the runtime (and SQLite) and are never touched.  Neither is the
+shared ban store: a changed ``ban_store`` is logged as needing a restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from superd.config.errors import ConfigError
+from superd.config.model import Configuration, ServiceConfig, SocketType
+from superd.daemon.transition import Transition
+from superd.observe import events
+
+__all__ = [
+    "ReloadPlan",
+    "ReloadResult",
+    "Reloader",
+    "plan_reload",
+    "problems_of",
+    "service_key",
+    "warn_ban_store_change",
+]
+
+_log = Logger(namespace="superd.reload")
+
+#: Flags that shape the listening socket itself; changing one re-binds.
+LISTEN_FLAGS = frozenset({"IPv4", "IPv6", "NODELAY", "KEEPALIVE"})
+
+ServiceKey = Tuple[object, ...]
+
+
+def service_key(service: ServiceConfig) -> ServiceKey:
+    """What must stay equal for a reload to keep a service's sockets."""
+    return (service.id, service.name, service.socket_type, service.protocol,
+            service.wait, service.port, service.kind, service.bind, service.v6only,
+            service.flags & LISTEN_FLAGS)
+
+
+@attrs.frozen
+class ReloadPlan:
+    """What a reload does, service by service (computed without side effects)."""
+
+    #: (old, new) pairs that are equal: nothing to do.
+    unchanged: Tuple[Tuple[ServiceConfig, ServiceConfig], ...] = ()
+    #: (old, new) pairs with the same identity and other settings.
+    changed: Tuple[Tuple[ServiceConfig, ServiceConfig], ...] = ()
+    added: Tuple[ServiceConfig, ...] = ()
+    dropped: Tuple[ServiceConfig, ...] = ()
+    #: Service ids no longer configured at all: their children are stopped.
+    stopped_ids: FrozenSet[str] = frozenset()
+
+
+def _protected(config: Configuration) -> FrozenSet[int]:
+    return frozenset(s.port for s in config.services
+                     if s.socket_type is SocketType.DGRAM and s.kind == "builtin" and s.port)
+
+
+def _mux_clients(config: Configuration) -> Tuple[ServiceConfig, ...]:
+    return tuple(s for s in config.services if s.kind == "tcpmux-client")
+
+
+def _context_changed(old: Configuration, new: Configuration) -> Callable[[ServiceConfig], bool]:
+    """Which services' handlers depend on other services that changed."""
+    protected = _protected(old) != _protected(new)
+    mux = _mux_clients(old) != _mux_clients(new)
+
+    def depends(service: ServiceConfig) -> bool:
+        if protected and service.socket_type is SocketType.DGRAM and service.kind == "builtin":
+            return True  # UDP builtins never answer the other builtins' ports
+        return mux and service.kind == "builtin" and service.name == "tcpmux"
+    return depends
+
+
+def plan_reload(old: Configuration, new: Configuration) -> ReloadPlan:
+    """Compare ``old`` and ``new`` by ``service_key``."""
+    waiting: Dict[ServiceKey, List[ServiceConfig]] = {}
+    for service in old.services:
+        waiting.setdefault(service_key(service), []).append(service)
+    depends = _context_changed(old, new)
+    unchanged, changed, added = [], [], []
+    for service in new.services:
+        candidates = waiting.get(service_key(service))
+        if not candidates:
+            added.append(service)
+            continue
+        previous = candidates.pop(0)
+        if previous == service and not depends(service):
+            unchanged.append((previous, service))
+        else:
+            changed.append((previous, service))
+    dropped = tuple(s for left in waiting.values() for s in left)
+    remaining = {s.id for s in new.services}
+    return ReloadPlan(tuple(unchanged), tuple(changed), tuple(added), dropped,
+                      frozenset(s.id for s in dropped if s.id not in remaining))
+
+
+@attrs.frozen
+class ReloadResult:
+    """How the last reload ended, for the log and ``superd status``."""
+
+    #: Wall-clock time (seconds since the epoch) when it ended.
+    time: float
+    ok: bool
+    errors: Tuple[str, ...] = ()
+    new: int = 0
+    old: int = 0
+    dropped: int = 0
+    changed: int = 0
+    #: Seconds from the signal to the new configuration running.
+    duration: float = 0.0
+
+    def as_dict(self) -> Dict[str, object]:
+        """The result as JSON-ready values."""
+        return attrs.asdict(self, recurse=False) | {"errors": list(self.errors)}
+
+
+def _store_text(url: Optional[str]) -> str:
+    # Never log the password a URL may carry.
+    from superd.config.storeurl import parse_redis_url
+
+    return parse_redis_url(url).describe() if url else "none"
+
+
+def warn_ban_store_change(old: Configuration, new: Configuration) -> bool:
+    """
+    Log that a changed ``ban_store`` needs a restart; True if it changed.
+
+    The shared ban store is not switched live: its subscription, reconnection
+    and reconciliation belong to the store the daemon started with, and
+    ``--ban-store`` (which wins over the file) cannot change at all.
+    """
+    if old.ban_store == new.ban_store:
+        return False
+    _log.warn("ban_store changed from {old} to {new}; the running ban store is kept "
+              "until superd restarts", event=events.EV_CONFIG_WARNING,
+              attribute="ban_store", old=_store_text(old.ban_store),
+              new=_store_text(new.ban_store))
+    return True
+
+
+def problems_of(error: Exception) -> Tuple[str, ...]:
+    """One line per problem of a failed load, build or bind."""
+    if isinstance(error, ConfigError):
+        return tuple(str(p) for p in error.problems)
+    if isinstance(error, OSError):
+        return (f"{getattr(error, 'filename', None) or 'configuration'}: "
+                f"{error.strerror or error}",)
+    return (str(error),)
+
+
+# -- one reload, start to end ----------------------------------------------------
+
+Loader = Callable[[], "Deferred[Configuration]"]
+
+
+class Reloader:
+    """
+    Runs reloads of one ``SuperdService``, one at a time: a SIGHUP that
+    arrives during a reload runs one more reload after it (several collapse
+    into one), so the last signal always sees the files as they are.
+    """
+
+    def __init__(self, top: Any, load: Loader, *,
+                 notify: Callable[[str], None] = lambda state: None) -> None:
+        self.top = top
+        self._load = load
+        self._notify = notify
+        #: The outcome of the last reload (None: none yet).
+        self.last: Optional[ReloadResult] = None
+        self._running: Optional[Deferred[ReloadResult]] = None
+        self._again = False
+
+    @property
+    def busy(self) -> bool:
+        """True while a reload is in progress."""
+        return self._running is not None
+
+    def reload(self) -> "Deferred[ReloadResult]":
+        """
+        Reload now, or once more after the reload in progress.  Fires with
+        the result of a reload that read the files after this call (each
+        caller gets its own Deferred).
+        """
+        if self._running is not None:
+            self._again = True
+        else:
+            self._running = Deferred.fromCoroutine(self._cycle())
+        mine: Deferred[ReloadResult] = Deferred()
+
+        def deliver(result: ReloadResult) -> ReloadResult:
+            mine.callback(result)
+            return result
+        self._running.addCallback(deliver)
+        return mine
+
+    async def _cycle(self) -> ReloadResult:
+        try:
+            while True:
+                self._again = False
+                result = await self._once()
+                if not self._again:
+                    return result
+        finally:
+            self._running = None
+
+    def _now(self) -> float:
+        return float(self.top.runtime.reactor.seconds())
+
+    async def _once(self) -> ReloadResult:
+        started = self._now()
+        self._notify("reloading")
+        _log.info("reloading the configuration", event=events.EV_RELOAD, phase="start")
+        try:
+            result = await self._attempt(started)
+        except Exception as e:  # a bug must not kill the daemon or leave it half-done
+            _log.failure("reload failed unexpectedly", event=events.EV_RELOAD, phase="crash")
+            result = self._failed(started, (f"internal error: {e!r}",))
+        self._reopen_logs()
+        self.last = result
+        if result.ok:
+            # The replaced services' cycles are garbage now; the new ones
+            # live until the next reload (superd.daemon.heap).
+            getattr(self.top, "settle_heap", lambda: None)()
+        self._notify("ready")
+        return result
+
+    async def _attempt(self, started: float) -> ReloadResult:
+        try:
+            config = await self._load()
+        except (ConfigError, OSError) as e:
+            return self._failed(started, problems_of(e), e)
+        if not self.top.running:  # superd began stopping while the files were read
+            return self._failed(started, ("superd is stopping; reload abandoned",))
+        for warning in config.warnings:
+            _log.warn("{warning}", event=events.EV_CONFIG_WARNING, warning=str(warning),
+                      file=warning.location.file, line=warning.location.line)
+        return await self._apply(started, config)
+
+    async def _apply(self, started: float, config: Configuration) -> ReloadResult:
+        running = self.top.configuration
+        plan = plan_reload(running, config)
+        transition = Transition(self.top, plan, config)
+        problems = transition.build()
+        if problems:
+            return self._failed(started, problems_of(ConfigError(problems)),
+                                ConfigError(problems))
+        bind_error = await transition.bind()
+        if bind_error is not None:
+            return self._failed(started, (str(bind_error),), bind_error)
+        transition.commit()
+        warn_ban_store_change(running, config)
+        self._stop_children(plan.stopped_ids)
+        self._update_logs(config)
+        return self._succeeded(started, plan)
+
+    def _stop_children(self, service_ids: FrozenSet[str]) -> None:
+        processes = self.top.runtime.processes
+        if processes is None:
+            return
+        grace = self.top.runtime.options.grace
+        for service_id in sorted(service_ids):
+            stopping = processes.stop_service(service_id, grace)
+            stopping.addErrback(lambda f, sid=service_id: _log.failure(
+                "stopping the children of {service_id} failed", f,
+                event=events.EV_RELOAD, service_id=sid))
+
+    def _update_logs(self, config: Configuration) -> None:
+        service_log = getattr(self.top, "service_log", None)
+        if service_log is not None:
+            service_log.router.update(config)
+
+    def _reopen_logs(self) -> None:
+        # Also after a failed reload: logrotate's HUP must rotate regardless.
+        service_log = getattr(self.top, "service_log", None)
+        if service_log is not None:
+            service_log.router.reopen()
+
+    def _succeeded(self, started: float, plan: ReloadPlan) -> ReloadResult:
+        result = ReloadResult(
+            time=self._now(), ok=True, new=len(plan.added),
+            old=len(plan.unchanged) + len(plan.changed), dropped=len(plan.dropped),
+            changed=len(plan.changed), duration=self._now() - started)
+        _log.info("Reconfigured: new={new} old={old} dropped={dropped}",
+                  event=events.EV_RELOAD, phase="done", ok=True, new=result.new,
+                  old=result.old, dropped=result.dropped, changed=result.changed,
+                  duration=result.duration)
+        return result
+
+    def _failed(self, started: float, errors: Tuple[str, ...],
+                cause: Optional[Exception] = None) -> ReloadResult:
+        problems = cause.problems if isinstance(cause, ConfigError) else ()
+        for problem in problems:
+            _log.error("{problem}", event=events.EV_CONFIG_ERROR, problem=str(problem),
+                       file=problem.file, line=problem.line, service=problem.service,
+                       attribute=problem.attribute)
+        if not problems:
+            for error in errors:
+                _log.error("{problem}", event=events.EV_CONFIG_ERROR, problem=error)
+        _log.error("reconfiguration failed ({count} {noun}); the running configuration"
+                   " is kept", event=events.EV_RELOAD, phase="done", ok=False,
+                   count=len(errors), noun="error" if len(errors) == 1 else "errors",
+                   errors=list(errors))
+        return ReloadResult(time=self._now(), ok=False, errors=errors,
+                            duration=self._now() - started)

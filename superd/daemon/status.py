@@ -1,0 +1,235 @@
+"""
+What superd is doing now: a status snapshot (plain JSON-ready values) and
+its rendering for people.
+
+``snapshot`` reads the running service tree and the runtime: every service
+with its listen addresses, its state (listening; paused by ``cps`` until a
+time; suspended while a ``wait = yes`` server runs; backing off), its
+counters (accepted, refused by reason) and live sessions; every running
+child (pid, service, peer, start time); the ban list; and the last reload.
+SIGUSR1 logs it, and ``superd status`` fetches it over the control socket.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+from superd.config.model import ServiceConfig
+from superd.observe.counters import counters_of
+
+__all__ = ["render_text", "run_status", "snapshot", "state_dir_or_default"]
+
+Json = Dict[str, Any]
+
+
+def _listen(child: Any) -> Optional[str]:
+    address = getattr(child, "address", None)
+    if address is None:
+        return None
+    port = getattr(child, "bound_port", None)
+    if port is None and getattr(child, "port", None) is not None:
+        port = child.port.getHost().port
+    return str(address.describe(port))
+
+
+def _cps_pause(service: ServiceConfig, runtime: Any) -> Optional[float]:
+    """When a cps pause of ``service`` ends, or None if it is not paused."""
+    try:
+        from superd.access.state import state_of
+    except ImportError:  # a build without access control
+        return None
+    rate = state_of(runtime).rates.get((service.block_key, service.cps))
+    if rate is None or not rate.deactivated:
+        return None
+    until = rate.reactivates_at
+    return math.nan if until is None else float(until)
+
+
+def _wait_state(children: Iterable[Any]) -> Optional[Json]:
+    for child in children:
+        port = getattr(child, "port", None)
+        running = getattr(port, "child", None)
+        if running is not None:
+            return {"state": "suspended", "server_pid": running.pid}
+        until = getattr(port, "backoff_until", None)
+        if until is not None:
+            return {"state": "backing off", "until": until}
+    return None
+
+
+def _state(service: ServiceConfig, children: List[Any], runtime: Any) -> Json:
+    if service.kind == "tcpmux-client":
+        return {"state": "via tcpmux"}
+    if not children or all(getattr(c, "port", None) is None for c in children):
+        return {"state": "closed"}
+    until = _cps_pause(service, runtime)
+    if until is not None:
+        return {"state": "paused", "reason": "cps", "until": until}
+    return _wait_state(children) or {"state": "listening"}
+
+
+def _sessions(runtime: Any, block: str) -> Optional[int]:
+    try:
+        from superd.access.state import state_of
+    except ImportError:
+        return None
+    return int(state_of(runtime).counter.running(block))
+
+
+def _service(service: ServiceConfig, children: List[Any], runtime: Any) -> Json:
+    counters = counters_of(runtime).get(service.block_key)
+    entry: Json = {
+        "id": service.id, "name": service.name, "kind": service.kind,
+        "socket_type": service.socket_type.value, "protocol": service.protocol,
+        "wait": service.wait, "where": str(service.location),
+        "listen": [text for text in map(_listen, children) if text],
+        "accepted": counters.accepted if counters else 0,
+        "refused": dict(sorted(counters.refused.items())) if counters else {},
+        "sessions": _sessions(runtime, service.block_key),
+    }
+    entry.update(_state(service, children, runtime))
+    return entry
+
+
+def _children(runtime: Any) -> List[Json]:
+    processes = getattr(runtime, "processes", None)
+    if processes is None:
+        return []
+    return [{"pid": c.pid, "service_id": c.service_id,
+             "peer": None if c.peer is None else f"{c.peer.host}:{c.peer.port}",
+             "started": c.started} for c in processes.children()]
+
+
+def _bans(runtime: Any, now: float) -> List[Json]:
+    store = getattr(getattr(runtime, "bans", None), "store", None)
+    if store is None:
+        return []
+    try:
+        stored = store.all()
+    except Exception as e:  # sqlite3.Error: show the problem, not a traceback
+        return [{"error": str(e)}]
+    return [{"host": b.host, "until": b.expires, "added": b.added,
+             "service_id": b.service, "hits": b.hits}
+            for b in stored if b.expires is None or b.expires > now]
+
+
+def snapshot(top: Any, last_reload: Optional[Mapping[str, Any]] = None,
+             *, pid: Optional[int] = None) -> Json:
+    """Everything ``superd status`` shows, as JSON-ready values."""
+    runtime = top.runtime
+    now = float(runtime.seconds())
+    configuration = top.configuration
+    return {
+        "pid": os.getpid() if pid is None else pid,
+        "time": now,
+        "sources": list(configuration.sources) if configuration else [],
+        "services": [_service(s, list(children), runtime) for s, children in top.groups],
+        "children": _children(runtime),
+        "bans": _bans(runtime, now),
+        "reload": None if last_reload is None else dict(last_reload),
+    }
+
+
+# -- text ----------------------------------------------------------------------
+
+def _when(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "forever"
+    if math.isnan(seconds):
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _state_text(entry: Mapping[str, Any]) -> str:
+    state = str(entry.get("state", "?"))
+    if state == "paused":
+        return f"paused by cps until {_when(entry.get('until'))}"
+    if state == "suspended":
+        return f"suspended (server pid {entry.get('server_pid')})"
+    if state == "backing off":
+        return f"backing off until {_when(entry.get('until'))}"
+    return state
+
+
+def _refused_text(refused: Mapping[str, int]) -> str:
+    return ", ".join(f"{reason}={count}" for reason, count in refused.items()) or "0"
+
+
+def _table(header: List[str], rows: List[List[str]]) -> List[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]]
+
+
+def _reload_text(result: Optional[Mapping[str, Any]]) -> str:
+    if result is None:
+        return "last reload: none since start"
+    when = _when(result.get("time"))
+    if result.get("ok"):
+        return (f"last reload: {when} ok (new={result.get('new')} old={result.get('old')}"
+                f" dropped={result.get('dropped')})")
+    errors = list(result.get("errors") or [])
+    noun = "error" if len(errors) == 1 else "errors"
+    return "\n  ".join([f"last reload: {when} FAILED, the previous configuration is"
+                        f" running ({len(errors)} {noun}):", *errors])
+
+
+def render_text(status: Mapping[str, Any]) -> str:
+    """The snapshot as tables a person reads in a terminal."""
+    services = status.get("services", [])
+    lines = [f"superd pid {status.get('pid')}: {len(services)} services,"
+             f" {len(status.get('children', []))} children, {len(status.get('bans', []))} bans",
+             _reload_text(status.get("reload")), ""]
+    lines += _table(
+        ["SERVICE", "KIND", "STATE", "LISTEN", "SESSIONS", "ACCEPTED", "REFUSED"],
+        [[s["id"], s["kind"], _state_text(s), " ".join(s["listen"]) or "-",
+          str(s["sessions"] if s["sessions"] is not None else "-"), str(s["accepted"]),
+          _refused_text(s["refused"])] for s in services])
+    children = status.get("children", [])
+    if children:
+        lines += ["", *_table(["PID", "SERVICE", "PEER", "STARTED"],
+                              [[str(c["pid"]), c["service_id"], c["peer"] or "-",
+                                _when(c["started"])] for c in children])]
+    bans = [b for b in status.get("bans", []) if "host" in b]
+    if bans:
+        lines += ["", *_table(["BANNED", "UNTIL", "BY SERVICE", "HITS"],
+                              [[b["host"], _when(b["until"]), b["service_id"], str(b["hits"])]
+                               for b in bans])]
+    return "\n".join(lines) + "\n"
+
+
+# -- ``superd status`` -------------------------------------------------------------
+
+#: Exit status when the daemon cannot be reached (sysexits.h EX_UNAVAILABLE).
+EX_UNAVAILABLE = 69
+
+
+def state_dir_or_default(state_dir: Optional[str]) -> str:
+    """``--state-dir``, or the daemon's default for this user."""
+    if state_dir is not None:
+        return state_dir
+    from superd.daemon.tap import default_state_dir
+
+    return default_state_dir(os.geteuid(), os.environ)
+
+
+def run_status(state_dir: Optional[str], as_json: bool, out: Any, err: Any) -> int:
+    """``superd status [--json] [--state-dir DIR]``: ask the daemon and print."""
+    import json
+
+    from superd.daemon.control import ControlError, request
+
+    try:
+        reply = request(state_dir_or_default(state_dir), "status")
+    except ControlError as e:
+        print(f"superd status: {e}", file=err)
+        return EX_UNAVAILABLE
+    if not reply.get("ok"):
+        print(f"superd status: {reply.get('error', 'the daemon refused')}", file=err)
+        return EX_UNAVAILABLE
+    status = reply.get("status") or {}
+    out.write(json.dumps(status, indent=2) + "\n" if as_json else render_text(status))
+    return 0

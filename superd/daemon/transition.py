@@ -1,0 +1,210 @@
+"""
+Applying a reload plan to a running ``SuperdService``.
+
+``Transition`` builds the children of changed and added services without
+binding; ``bind`` binds the added ones (closing first any dropped socket
+whose port a new one needs) and undoes every bind of its own on failure;
+``commit`` switches over.  A changed service's bound port moves to its new
+``Listener`` (or wait=yes service) and is served by the new factory or
+datagram protocol: ``tcp.Port`` reads ``self.factory`` on every accept and
+``udp.Port`` calls ``self.protocol`` for every datagram, so no connection or
+datagram finds the socket closed (twisted-notes.md section 7.3).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+from twisted.application.service import IService
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+
+from superd.config.errors import Problem
+from superd.config.model import Configuration, ServiceConfig, SocketType
+from superd.net.sockets import BindError
+from superd.observe import events
+
+if TYPE_CHECKING:
+    from superd.daemon.reload import ReloadPlan
+
+__all__ = ["Transition", "transplant"]
+
+_log = Logger(namespace="superd.reload")
+
+Group = Tuple[ServiceConfig, List[IService]]
+
+
+def _build_children(top: Any, config: Configuration,
+                    services: Sequence[ServiceConfig]) -> Tuple[List[Group], List[Problem]]:
+    from superd.daemon.assembly import Unavailable, problem_of, protected_ports, service_children
+
+    protected = protected_ports(config)
+    groups: List[Group] = []
+    problems: List[Problem] = []
+    for service in services:
+        try:
+            children = service_children(service, top.runtime, protected, config.services)
+        except Unavailable as e:
+            problems.append(problem_of(service, e))
+            continue
+        groups.append((service, list(children)))
+    return groups, problems
+
+
+def _port_key(service: ServiceConfig) -> Optional[Tuple[SocketType, int]]:
+    return (service.socket_type, service.port) if service.port else None
+
+
+def _move_listener(old: Any, new: Any) -> None:
+    """Give ``new`` the bound port of ``old`` and serve it with ``new``'s target."""
+    port, old.port = old.port, None
+    new.port, new.address, new.bound_port = port, old.address, old.bound_port
+    if port is None:
+        return
+    target, previous = new.target, old.target
+    if new.address.socket_type is SocketType.STREAM:
+        port.factory = target
+        target.doStart()
+    else:
+        port.protocol = target
+        target.makeConnection(port)
+    if previous is not None and getattr(previous, "numPorts", 0) > 0:
+        previous.doStop()
+
+
+def _move_wait_service(old: Any, new: Any) -> None:
+    """A wait=yes socket (and its running child) passes to the new settings."""
+    # Adapter until superd.handlers.spawn.wait has a public way to reconfigure a port.
+    port, old.port = old.port, None
+    new.port = port
+    if port is None:
+        return
+    reconfigure = getattr(port, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(new.service, new._spec)
+    else:
+        port.service, port._spec = new.service, new._spec
+
+
+def transplant(old: IService, new: IService) -> None:
+    """Move the live socket of ``old`` (same identity) into ``new``."""
+    if hasattr(new, "target"):
+        _move_listener(old, new)
+    elif hasattr(new, "_spec"):
+        _move_wait_service(old, new)
+    else:
+        raise TypeError(f"cannot move the socket of {type(old).__name__}")
+
+
+def _start(child: IService) -> None:
+    child.privilegedStartService()
+    child.startService()
+
+
+class Transition:
+    """
+    One reload's changes to a running ``SuperdService``: ``build`` makes the
+    new children, ``bind`` binds them (undoing its own binds on failure),
+    ``commit`` switches over.
+    """
+
+    def __init__(self, top: Any, plan: "ReloadPlan", config: Configuration) -> None:
+        self.top = top
+        self.plan = plan
+        self.config = config
+        self._old: Dict[int, Group] = {id(g[0]): g for g in top.groups}
+        self._changed: List[Group] = []
+        self._added: List[Group] = []
+        self._bound: List[IService] = []
+        self._closed: List[IService] = []
+
+    def build(self) -> List[Problem]:
+        """Make (without binding) the children of changed and added services."""
+        changed = [new for _, new in self.plan.changed]
+        groups, problems = _build_children(self.top, self.config, [*changed, *self.plan.added])
+        self._changed, self._added = groups[:len(changed)], groups[len(changed):]
+        if problems:
+            return problems
+        for (old, _), (_, children) in zip(self.plan.changed, self._changed, strict=True):
+            if len(self._old[id(old)][1]) != len(children):
+                return [Problem(old.location.file, old.location.line, old.name, None,
+                                "internal error: its sockets changed without a new identity")]
+        return []
+
+    async def bind(self) -> Optional[BindError]:
+        """Bind every added service (freeing ports of dropped ones if needed)."""
+        freed = {_port_key(s) for s in self.plan.dropped} - {None}
+        first = [g for g in self._added if _port_key(g[0]) not in freed]
+        later = [g for g in self._added if _port_key(g[0]) in freed]
+        try:
+            error = self._bind_groups(first)
+            if error is None and later:
+                await self._close_dropped({_port_key(g[0]) for g in later})
+                error = self._bind_groups(later)
+        except Exception:
+            self._undo()  # a bug must not leave half a reload listening
+            raise
+        if error is not None:
+            self._undo()
+        return error
+
+    def _bind_groups(self, groups: Sequence[Group]) -> Optional[BindError]:
+        for _, children in groups:
+            for child in children:
+                try:
+                    child.privilegedStartService()
+                except BindError as e:
+                    return e
+                self._bound.append(child)
+        return None
+
+    async def _close_dropped(self, ports: set[Any]) -> None:
+        stopping = []
+        for service in self.plan.dropped:
+            if _port_key(service) in ports:
+                for child in self._old[id(service)][1]:
+                    self._closed.append(child)
+                    stopping.append(Deferred.fromCoroutine(_stopped(child)))
+        await DeferredList(stopping)
+
+    def _undo(self) -> None:
+        for child in self._bound:
+            child.stopService()
+        for child in self._closed:
+            try:
+                _start(child)
+            except BindError as e:
+                _log.critical("reload rollback could not reopen {where}: {error}",
+                              event=events.EV_RELOAD, phase="rollback",
+                              where=e.address.describe(), error=str(e))
+
+    def commit(self) -> None:
+        """Switch over: move kept sockets, close dropped ones, start new ones."""
+        top = self.top
+        for (old, _), (_, children) in zip(self.plan.changed, self._changed, strict=True):
+            for previous, child in zip(self._old[id(old)][1], children, strict=True):
+                transplant(previous, child)
+                top.removeService(previous)
+                child.setServiceParent(top)
+        for service in self.plan.dropped:
+            for child in self._old[id(service)][1]:
+                top.removeService(child)
+        for _, children in self._added:
+            for child in children:
+                child.setServiceParent(top)
+        top.groups = self._groups()
+        top.configuration = self.config
+
+    def _groups(self) -> List[Group]:
+        by_config: Dict[int, Group] = {}
+        for old, new in self.plan.unchanged:
+            by_config[id(new)] = (new, self._old[id(old)][1])
+        for group in (*self._changed, *self._added):
+            by_config[id(group[0])] = group
+        return [by_config[id(s)] for s in self.config.services if id(s) in by_config]
+
+
+async def _stopped(child: IService) -> None:
+    result = child.stopService()
+    if isinstance(result, Deferred):
+        await result

@@ -1,0 +1,314 @@
+"""
+``redirect = host port``: relay each admitted connection to another host.
+
+xinetd forks a relay child per connection, connects with no timeout and
+ends both directions at the first EOF (xinetd-behaviour.md section 7.10).
+superd relays in-process: a non-blocking connect bounded by
+``redirect_timeout``; each transport registered as the other's streaming
+producer, so a slow reader on either side stops reading on the other and
+memory stays bounded; half-close carried both ways (a client that shuts
+down writing still gets the whole answer); optional TLS to the upstream,
+verified against ``redirect_tls_name`` (service_identity).  Access control
+has run before a connection reaches the handler, so a refused peer never
+causes an upstream connection.
+
+With ``TRAFFIC`` in ``log_on_success`` the end of a relay logs xinetd's
+``TRAFFIC: <id> in=N(bytes) out=M(bytes)`` (in = client to server).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
+from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from superd.config.model import ServiceConfig
+from superd.core.interfaces import IStreamHandler
+from superd.core.runtime import Runtime
+from superd.core.session import Session
+from superd.handlers.tls.context import client_options, error_text
+from superd.observe import events
+
+__all__ = ["RedirectHandler", "RelayProtocol", "emit_traffic", "upstream_endpoint"]
+
+_log = Logger(namespace="superd.redirect")
+
+
+
+def emit_traffic(service: ServiceConfig, inbound: int, outbound: int,
+                 duration: float = 0.0) -> None:
+    """Log the end of a relay: the bytes it carried (in = client to server)."""
+    _log.info("TRAFFIC {service_id} in={inbound} out={outbound}", event=events.EV_TRAFFIC,
+              service_id=service.id, service_block=events.block_of(service),
+              inbound=inbound, outbound=outbound, duration=duration,
+              xinetd_line=events.traffic_line(service.id, service.log_on_success,
+                                              inbound, outbound))
+
+
+def upstream_endpoint(service: ServiceConfig, reactor: Any) -> IStreamClientEndpoint:
+    """Where ``service`` relays to: TCP (v4 or v6) with a connect timeout, maybe TLS."""
+    target = service.redirect
+    assert target is not None
+    timeout = service.extensions.redirect_timeout
+    endpoint: IStreamClientEndpoint
+    if ipaddress.ip_address(target.host).version == 6:
+        endpoint = TCP6ClientEndpoint(reactor, target.host, target.port, timeout=timeout)
+    else:
+        endpoint = TCP4ClientEndpoint(reactor, target.host, target.port, timeout=timeout)
+    upstream_tls = service.extensions.redirect_tls
+    if upstream_tls is not None:
+        endpoint = wrapClientTLS(client_options(upstream_tls), endpoint)
+    return endpoint
+
+
+def _close_writing(transport: Any) -> None:
+    """Half-close: FIN after what is buffered.  TLS cannot: close it fully."""
+    if isinstance(transport, TLSMemoryBIOProtocol) or not hasattr(transport, "loseWriteConnection"):
+        transport.loseConnection()
+    else:
+        transport.loseWriteConnection()
+
+
+def _tune(transport: Any, keepalive: bool) -> None:
+    # xinetd sets TCP_NODELAY on both sides of a relay (and KEEPALIVE upstream).
+    for name, value in (("setTcpNoDelay", True), ("setTcpKeepAlive", keepalive)):
+        method = getattr(transport, name, None)
+        if method is not None and value:
+            try:
+                method(True)
+            except OSError:
+                pass
+
+
+@implementer(IHalfCloseableProtocol)
+class _Upstream(Protocol):
+    """The relay's connection to the upstream server."""
+
+    def __init__(self, relay: "RelayProtocol") -> None:
+        self.relay = relay
+        self.eof = False
+
+    def connectionMade(self) -> None:
+        self.relay.upstream_connected(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.relay.from_upstream(data)
+
+    def readConnectionLost(self) -> None:
+        if not self.eof:
+            self.eof = True
+            self.relay.upstream_eof()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.relay.upstream_lost()
+
+
+class _UpstreamFactory(ClientFactory):
+    noisy = False
+
+    def __init__(self, relay: "RelayProtocol") -> None:
+        self.relay = relay
+
+    def buildProtocol(self, addr: Any) -> _Upstream:
+        return _Upstream(self.relay)
+
+
+@implementer(IHalfCloseableProtocol)
+class RelayProtocol(Protocol):
+    """One relayed client connection (the client side) and its upstream."""
+
+    transport: Any = None
+    #: The relay itself is what START/TRAFFIC/EXIT and the session's end
+    #: describe (False when a child process is, as in TLS pipe mode).
+    logs_session = True
+
+    def __init__(self, service: ServiceConfig, runtime: Runtime, session: Session,
+                 endpoint: IStreamClientEndpoint) -> None:
+        self.service = service
+        self.runtime = runtime
+        self.session = session
+        self.endpoint = endpoint
+        self.upstream: Optional[_Upstream] = None
+        self._early: list[bytes] = []
+        self.inbound = 0
+        self.outbound = 0
+        self.client_eof = False
+        self.client_gone = False
+        self.upstream_gone = False
+        self._connecting: Optional[Deferred[Any]] = None
+        #: Each transport has the other as its producer (flow control) from
+        #: the upstream's connect until nothing more is written to it.
+        self._upstream_fed = False
+        self._client_fed = False
+
+    # -- client side -------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        if self.logs_session:
+            events.emit_session_start(self.service, 0, self.session.peer)
+        _tune(self.transport, False)
+        # Nothing is read from the client until the upstream is there.
+        self.transport.pauseProducing()
+        self._connecting = self.endpoint.connect(_UpstreamFactory(self))
+        self._connecting.addErrback(self._connect_failed)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.inbound += len(data)
+        if self.upstream is not None:
+            self.upstream.transport.write(data)  # type: ignore[union-attr]
+        else:
+            # The client is paused while the upstream connects, but a TLS
+            # layer may already hold decrypted bytes (sent with the client's
+            # Finished): at most one read, kept until the upstream is there.
+            self._early.append(data)
+
+    def readConnectionLost(self) -> None:
+        if self.client_eof:
+            return
+        self.client_eof = True
+        if self.upstream is not None:
+            self._unfeed_upstream()
+            _close_writing(self.upstream.transport)
+            self._close_if_done()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.client_gone = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self.upstream is not None and not self.upstream_gone:
+            self._unfeed_upstream()
+            self.upstream.transport.loseConnection()  # type: ignore[union-attr]
+        self._finish_if_done()
+
+    # -- upstream side -----------------------------------------------------
+
+    def upstream_connected(self, upstream: _Upstream) -> None:
+        """The upstream answered: link the two transports and start relaying."""
+        self._connecting = None
+        self.upstream = upstream
+        theirs: Any = upstream.transport
+        if self.client_gone:
+            theirs.loseConnection()
+            return
+        _tune(theirs, "KEEPALIVE" in self.service.flags)
+        # Each side stops reading while the other cannot take more.
+        theirs.registerProducer(self.transport, True)
+        self.transport.registerProducer(theirs, True)
+        self._upstream_fed = self._client_fed = True
+        early, self._early = self._early, []
+        for data in early:
+            theirs.write(data)
+        self.transport.resumeProducing()
+        if self.client_eof:
+            self._unfeed_upstream()
+            _close_writing(theirs)
+
+    def _connect_failed(self, failure: Failure) -> None:
+        self._connecting = None
+        self.upstream_gone = True
+        if not self.client_gone:
+            self.log_connect_failure(failure)
+            self.transport.loseConnection()
+        self._finish_if_done()
+
+    def log_connect_failure(self, failure: Failure) -> None:
+        """Say why the upstream could not be reached."""
+        target = self.service.redirect
+        _log.warn("{service_id}: cannot connect to {host} port {port}: {reason}",
+                  event=events.EV_REDIRECT_FAILED, service_id=self.service.id,
+                  host=target.host if target else None, port=target.port if target else None,
+                  reason=error_text(failure.value or Exception()),
+                  peer_host=self.session.peer.host if self.session.peer else None)
+
+    def from_upstream(self, data: bytes) -> None:
+        """Bytes from the upstream, for the client."""
+        self.outbound += len(data)
+        self.transport.write(data)
+
+    def upstream_eof(self) -> None:
+        """The upstream finished sending: so does the relay, to the client."""
+        if not self.client_gone:
+            # Nothing more comes from the upstream; a TLS transport also waits
+            # for its producer to go before it sends close_notify.
+            self._unfeed_client()
+            _close_writing(self.transport)
+        self._close_if_done()
+
+    def upstream_lost(self) -> None:
+        """The upstream connection is closed (after any half-close)."""
+        self.upstream_gone = True
+        if not self.client_gone:
+            self._unfeed_client()
+            self.transport.loseConnection()
+        self._finish_if_done()
+
+    def _unfeed_upstream(self) -> None:
+        # The client writes nothing more upstream.  A TLS upstream sends
+        # close_notify only once it has no producer: without this, a relay
+        # to a TLS upstream whose client left first held both connections
+        # (and the session) forever.
+        if self._upstream_fed:
+            self._upstream_fed = False
+            self.upstream.transport.unregisterProducer()  # type: ignore[union-attr]
+
+    def _unfeed_client(self) -> None:
+        if self._client_fed:
+            self._client_fed = False
+            self.transport.unregisterProducer()
+
+    # -- the end -----------------------------------------------------------
+
+    def _close_if_done(self) -> None:
+        # Both directions finished: close both connections for good.
+        if self.client_eof and self.upstream is not None and self.upstream.eof:
+            self.upstream.transport.loseConnection()  # type: ignore[union-attr]
+            self.transport.loseConnection()
+
+    def _finish_if_done(self) -> None:
+        if not (self.client_gone and self.upstream_gone) or self.session.ended:
+            return
+        self.finished()
+
+    def finished(self) -> None:
+        """Both sides are closed: log the relay's end and end the session."""
+        flags = self.service.log_on_success
+        duration = max(0.0, self.runtime.seconds() - self.session.started)
+        # Events for the end only when the service logs it (TRAFFIC, or
+        # xinetd's relay-child EXIT): logging is the largest per-connection
+        # cost of a relay, and START already records the connection.
+        if "TRAFFIC" in flags:
+            emit_traffic(self.service, self.inbound, self.outbound, duration)
+        if events.exit_line(self.service.id, flags, 0, 0, None, duration) is not None:
+            events.emit_session_exit(self.service, 0, 0, None, duration)
+        self.session.end()
+
+
+@implementer(IStreamHandler)
+class RedirectHandler:
+    """The ``IStreamHandler`` of a ``redirect`` service."""
+
+    def __init__(self, service: ServiceConfig, runtime: Runtime) -> None:
+        self.service = service
+        self.runtime = runtime
+        self.endpoint = upstream_endpoint(service, runtime.reactor)
+
+    def protocol_for(self, session: Session) -> RelayProtocol:
+        """A relay for ``session`` (the upstream is connected in connectionMade)."""
+        return RelayProtocol(self.service, self.runtime, session, self.endpoint)
+
+    def __repr__(self) -> str:
+        return f"<RedirectHandler {self.service.id} -> {self.service.redirect}>"

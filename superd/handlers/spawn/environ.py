@@ -1,0 +1,103 @@
+"""
+The environment of an external server (xinetd-behaviour.md section 7.12).
+
+Pure functions of the service, superd's startup environment (captured once
+and passed in, never read from ``os.environ`` here) and the connection:
+
+* no ``passenv``: superd's whole startup environment, minus the variables
+  that describe superd itself to its supervisor (``LISTEN_FDS``,
+  ``NOTIFY_SOCKET`` ...), which would mislead a child;
+* ``passenv``: only the listed variables (an empty list: none);
+* then the ``env`` pairs, in order, overriding;
+* then the connection: ``REMOTE_HOST`` (numeric, as xinetd), ``REMOTE_ADDR``
+  and ``REMOTE_PORT`` (systemd), ``PROTO``, ``TCPREMOTEIP``,
+  ``TCPREMOTEPORT``, ``TCPLOCALIP``, ``TCPLOCALPORT`` (UCSPI).  These come
+  last so a configured ``env`` can never spoof the peer.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Tuple
+
+from superd.config.model import ServiceConfig
+from superd.core.session import Peer
+
+__all__ = [
+    "NO_ADDRESS",
+    "SUPERVISOR_VARIABLES",
+    "base_environment",
+    "datagram_environment",
+    "missing_passenv",
+    "stream_environment",
+    "wait_stream_environment",
+]
+
+#: xinetd's REMOTE_HOST for wait=yes stream services (no peer is known).
+NO_ADDRESS = "<no address>"
+
+#: Variables a supervisor sets for superd's own process; a child that saw
+#: them would think it had been socket-activated or should notify systemd.
+SUPERVISOR_VARIABLES = frozenset({
+    "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC",
+})
+
+
+def base_environment(service: ServiceConfig,
+                     startup: Mapping[str, str]) -> Dict[str, str]:
+    """The part of the child's environment that is fixed at load time."""
+    if service.passenv is None:
+        base = {name: value for name, value in startup.items()
+                if name not in SUPERVISOR_VARIABLES}
+    else:
+        base = {name: startup[name] for name in service.passenv
+                if name in startup}
+    for name, value in service.env:
+        base[name] = value
+    return base
+
+
+def missing_passenv(service: ServiceConfig,
+                    startup: Mapping[str, str]) -> Tuple[str, ...]:
+    """``passenv`` names absent from the startup environment (xinetd warns)."""
+    if service.passenv is None:
+        return ()
+    return tuple(name for name in service.passenv if name not in startup)
+
+
+def stream_environment(base: Mapping[str, str], peer: Optional[Peer],
+                       local: Optional[Peer]) -> Dict[str, str]:
+    """The environment for one accepted TCP connection from ``peer``."""
+    if peer is None:
+        return {**base, "REMOTE_HOST": NO_ADDRESS}
+    host, port = peer.host, str(peer.port)
+    env = {**base, "REMOTE_HOST": host, "REMOTE_ADDR": host, "REMOTE_PORT": port,
+           "PROTO": "TCP", "TCPREMOTEIP": host, "TCPREMOTEPORT": port}
+    if local is not None:
+        env["TCPLOCALIP"] = local.host
+        env["TCPLOCALPORT"] = str(local.port)
+    return env
+
+
+def wait_stream_environment(base: Mapping[str, str]) -> Dict[str, str]:
+    """wait=yes TCP: the child accepts itself, so no peer is known."""
+    return stream_environment(base, None, None)
+
+
+def datagram_environment(base: Mapping[str, str],
+                         peer: Optional[Peer]) -> Dict[str, str]:
+    """wait=yes UDP: REMOTE_* describe the first queued datagram's source."""
+    env = dict(base)
+    if peer is None:
+        env["REMOTE_HOST"] = NO_ADDRESS
+    else:
+        env.update(_remote(peer))
+    return env
+
+
+def _remote(peer: Peer) -> Dict[str, str]:
+    return {
+        "REMOTE_HOST": peer.host,
+        "REMOTE_ADDR": peer.host,
+        "REMOTE_PORT": str(peer.port),
+    }

@@ -1,0 +1,255 @@
+"""
+The table of running children, shared by every service and kept across
+reloads: who is running (for ``superd status``, ``--limit`` and stopping),
+and how they are stopped -- SIGTERM to each child's process group, SIGKILL
+after a grace period, done when every child has been reaped.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+from functools import partial
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from superd.core.session import Peer
+from superd.handlers.spawn.credentials import Identity, SpawningThread
+from superd.handlers.spawn.reaping import ExitReaping
+from superd.handlers.spawn.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
+
+__all__ = ["Child", "ProcessTable", "attach", "prepare_process"]
+
+_log = Logger(namespace="superd.spawn")
+
+#: After SIGKILL, how long to wait for the kernel before giving up waiting.
+KILL_TIMEOUT = 5.0
+#: superd raises its own soft descriptor limit to the hard one (children
+#: inherit it: xinetd gives them soft = hard), but not beyond this.
+NOFILE_CAP = 1 << 20
+
+
+@attrs.define(eq=False)
+class Child:
+    """One running child: a session leader, so its pgid is its pid."""
+
+    pid: int
+    service_id: str
+    peer: Optional[Peer]
+    started: float
+    status: Optional[ExitStatus] = None
+    _watchers: List[Callable[["Child"], None]] = attrs.field(factory=list)
+
+    @property
+    def pgid(self) -> int:
+        """The child's process group (it was started with ``setsid``)."""
+        return self.pid
+
+    def on_exit(self, callback: Callable[["Child"], None]) -> None:
+        """Call ``callback(self)`` once it is reaped (at once if it was)."""
+        if self.status is not None:
+            callback(self)
+        else:
+            self._watchers.append(callback)
+
+    def _ended(self, status: ExitStatus) -> None:
+        self.status = status
+        watchers, self._watchers = self._watchers, []
+        for callback in watchers:
+            callback(self)
+
+
+class ProcessTable:
+    """Every child superd started, until it is reaped."""
+
+    def __init__(self, reactor: Any, spawner: ISpawner, *,
+                 environ: Mapping[str, str], identity: Identity,
+                 runtime: Any = None,
+                 which: Callable[[str], Optional[str]] = shutil.which,
+                 group_list: Callable[[str, int], Sequence[int]] = os.getgrouplist,
+                 ) -> None:
+        self._reactor = reactor
+        self.spawner = spawner
+        #: superd's environment at startup (the base of children's).
+        self.environ: Mapping[str, str] = dict(environ)
+        self.identity = identity
+        self.group_list = group_list
+        self._runtime = runtime
+        self._which = which
+        self._children: Dict[int, Child] = {}
+
+    def find_program(self, name: str) -> Optional[str]:
+        """The absolute path of a helper program, looked up at load time."""
+        return self._which(name)
+
+    def spawn(self, request: SpawnRequest, service_id: str,
+              peer: Optional[Peer]) -> Child:
+        """Start ``request``; raises ``SpawnError`` and then tracks nothing."""
+        child = Child(0, service_id, peer, self._reactor.seconds())
+        child.pid = self.spawner.spawn(request, partial(self._reaped, child))
+        # Reaped inside spawn() (a fake spawner can): deliver it on the next
+        # turn instead, so that callers can log START before EXIT.
+        early, child.status = child.status, None
+        self._children[child.pid] = child
+        if self._runtime is not None:
+            self._runtime.running_children += 1
+        if early is not None:
+            self._reactor.callLater(0, self._reaped, child, early)
+        return child
+
+    def _reaped(self, child: Child, status: ExitStatus) -> None:
+        if self._children.pop(child.pid, None) is not None and self._runtime is not None:
+            self._runtime.running_children -= 1
+        child._ended(status)
+
+    def children(self, service_id: Optional[str] = None) -> Tuple[Child, ...]:
+        """Running children, oldest first (of ``service_id`` if given)."""
+        return tuple(c for c in self._children.values()
+                     if service_id is None or c.service_id == service_id)
+
+    def stop_all(self, grace: float) -> "Deferred[None]":
+        """Stop every child: SIGTERM, SIGKILL after ``grace`` seconds."""
+        return self._stop(self.children(), grace)
+
+    def stop_service(self, service_id: str, grace: float) -> "Deferred[None]":
+        """Stop the children of one service (a reload dropped it)."""
+        return self._stop(self.children(service_id), grace)
+
+    def _stop(self, children: Iterable[Child], grace: float) -> "Deferred[None]":
+        victims = list(children)
+        if not victims:
+            return succeed(None)
+        _log.info("stopping {count} children with SIGTERM, grace {grace}s",
+                  event="stop_children", count=len(victims), grace=grace)
+        stop = _Stop(self._reactor, self.spawner, victims, grace)
+        return stop.done
+
+
+class _Stop:
+    """One stop operation: TERM now, KILL at the deadline, then done."""
+
+    def __init__(self, reactor: Any, spawner: ISpawner,
+                 victims: List[Child], grace: float) -> None:
+        self.done: Deferred[None] = Deferred()
+        self._reactor = reactor
+        self._spawner = spawner
+        self._pgids = [c.pgid for c in victims]
+        self._running = {c.pid for c in victims}
+        self._killed = False
+        for pgid in self._pgids:
+            spawner.kill_group(pgid, signal.SIGTERM)
+            # A stopped process cannot act on SIGTERM until continued.
+            spawner.kill_group(pgid, signal.SIGCONT)
+        self._timer: Optional[IDelayedCall] = reactor.callLater(grace, self._kill)
+        for child in victims:
+            child.on_exit(self._reaped)
+
+    def _reaped(self, child: Child) -> None:
+        self._running.discard(child.pid)
+        self._groups_alive()  # prune the group now if the child left it empty
+        if self._running or self.done.called:
+            return
+        if self._killed or not self._pgids:
+            self._finish()
+        # else: a grandchild ignores SIGTERM; the deadline will kill it.
+
+    def _groups_alive(self) -> List[int]:
+        # Forget groups found empty: a group number stays allocated (cannot
+        # be reused by another process) only while some process is in it,
+        # so an empty group must never be signalled again.
+        self._pgids = [g for g in self._pgids if self._spawner.kill_group(g, 0)]
+        return self._pgids
+
+    def _kill(self) -> None:
+        self._killed = True
+        alive = self._groups_alive()
+        if alive:
+            _log.warn("grace period over: SIGKILL to {count} process groups",
+                      event="kill_children", count=len(alive), pgids=alive)
+        for pgid in alive:
+            self._spawner.kill_group(pgid, signal.SIGKILL)
+        if not self._running:
+            self._finish()
+        else:
+            self._timer = self._reactor.callLater(KILL_TIMEOUT, self._give_up)
+
+    def _give_up(self) -> None:
+        self._timer = None
+        _log.error("children {pids} survived SIGKILL; not waiting any longer",
+                   event="kill_children_failed", pids=sorted(self._running))
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if not self.done.called:
+            self.done.callback(None)
+
+
+def prepare_process(fd_dir: str = "/proc/self/fd") -> int:
+    """
+    One startup pass: make every descriptor >= 3 close-on-exec (PEP 446 does
+    this for all Python creates; this catches ones inherited from the
+    supervisor), and raise the soft descriptor limit to the hard one.
+    Returns how many descriptors were changed.
+    """
+    changed = 0
+    for name in os.listdir(fd_dir):
+        fd = int(name)
+        try:
+            if fd >= 3 and os.get_inheritable(fd):
+                os.set_inheritable(fd, False)
+                changed += 1
+        except OSError:
+            continue  # the listing's own descriptor, already closed
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = NOFILE_CAP if hard == resource.RLIM_INFINITY else min(hard, NOFILE_CAP)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return changed
+
+
+def _real_spawner(reactor: Any, identity: Identity,
+                  which: Callable[[str], Optional[str]]) -> PosixSpawner:
+    thread = SpawningThread.for_this_machine(identity)
+    if thread.can_switch and not thread.probe():
+        thread = SpawningThread(identity, None)
+    mechanism = ("thread" if thread.can_switch else
+                 "setpriv" if identity.is_root else "none (not root)")
+    spawner = PosixSpawner(thread, setpriv=which("setpriv"),
+                           reaping=ExitReaping(reactor))
+    _log.info("child credentials via {mechanism}", event="spawn_mechanism",
+              mechanism=mechanism)
+    return spawner
+
+
+def attach(runtime: Any, *, spawner: Optional[ISpawner] = None,
+           environ: Optional[Mapping[str, str]] = None,
+           identity: Optional[Identity] = None,
+           which: Callable[[str], Optional[str]] = shutil.which,
+           group_list: Callable[[str, int], Sequence[int]] = os.getgrouplist,
+           ) -> None:
+    """
+    Set ``runtime.processes`` to a new ``ProcessTable``.  Without an explicit
+    ``spawner`` this is the real daemon: prepare the process (descriptors,
+    limits) and use ``posix_spawn``.  ``environ`` defaults to a snapshot of
+    the current environment: the startup environment children inherit.
+    """
+    identity = Identity.current() if identity is None else identity
+    if spawner is None:
+        changed = prepare_process()
+        if changed:
+            _log.info("made {count} inherited descriptors close-on-exec",
+                      event="cloexec", count=changed)
+        spawner = _real_spawner(runtime.reactor, identity, which)
+    env = dict(os.environ) if environ is None else environ
+    runtime.processes = ProcessTable(
+        runtime.reactor, spawner, environ=env, identity=identity,
+        runtime=runtime, which=which, group_list=group_list)

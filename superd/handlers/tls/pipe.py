@@ -1,0 +1,160 @@
+"""
+External servers behind superd's TLS: the child on a socket pair.
+
+A TLS connection cannot be handed to a child (twisted-notes sections 3 and
+10): the child gets one end of a ``socketpair`` as fds 0, 1 and 2 -- to it,
+a connected stream exactly like a handed-off socket -- and superd relays
+between the decrypted stream and the other end.  The relay is
+``superd.handlers.redirect.RelayProtocol`` with a spawned child as its "upstream":
+each transport is the other's streaming producer, so a slow client stops
+superd reading the child and a slow child stops it reading the client
+(never the ``Process`` object as a producer: it has no ``stopProducing``).
+
+Half-close: the client's close_notify or EOF closes superd's end, so the
+child reads EOF on stdin; when the child closes its output (or exits),
+superd sends close_notify and closes.  The child is spawned only once the
+handshake has succeeded (``TLSServerProtocol`` connects this protocol
+then), so a failed handshake never costs a process.  START and EXIT are the
+child's, with its pid; the TLS facts go into its environment
+(``SUPERD_TLS_VERSION``, ``SUPERD_TLS_CIPHER``, ``SUPERD_TLS_CLIENT_SUBJECT``,
+``SUPERD_TLS_CLIENT_NAMES``).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Dict, Optional
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from superd.config.model import ServiceConfig
+from superd.core.interfaces import IStreamHandler
+from superd.core.runtime import Runtime
+from superd.core.session import Peer, Session
+from superd.handlers.redirect import RelayProtocol
+from superd.handlers.tls.protocol import peer_facts
+from superd.observe import events
+
+__all__ = ["ChildBridge", "PipeHandler"]
+
+
+@implementer(IStreamClientEndpoint)
+class _SpawnedChild:
+    """An endpoint whose "connect" starts the child on a socket pair."""
+
+    def __init__(self, handler: "PipeHandler", bridge: "ChildBridge") -> None:
+        self.handler = handler
+        self.bridge = bridge
+
+    def connect(self, factory: IProtocolFactory) -> "Deferred[Any]":
+        from superd.handlers.spawn.spawner import SpawnError
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            child = self.handler.spawn(self.bridge, theirs.fileno())
+        except (SpawnError, OSError) as e:
+            ours.close()
+            return fail(Failure(e))
+        finally:
+            theirs.close()  # the child has its copy
+        self.bridge.child_started(child)
+        try:
+            ours.setblocking(False)
+            self.handler.runtime.reactor.adoptStreamConnection(
+                ours.fileno(), socket.AF_UNIX, factory)
+        finally:
+            ours.close()  # adoptStreamConnection keeps its own duplicate
+        return succeed(None)
+
+
+class ChildBridge(RelayProtocol):
+    """Relays one TLS session to the child serving it."""
+
+    logs_session = False
+
+    def __init__(self, handler: "PipeHandler", session: Session) -> None:
+        self.child: Any = None
+        self.handler = handler
+        super().__init__(handler.service, handler.runtime, session, _SpawnedChild(handler, self))
+
+    def tls_environment(self) -> Dict[str, str]:
+        """What the finished handshake tells the child."""
+        handle = getattr(self.transport, "getHandle", None)
+        try:
+            return peer_facts(handle()) if handle is not None else {}
+        except Exception:
+            return {}
+
+    def child_started(self, child: Any) -> None:
+        """The child runs: log START with its pid; its exit ends the session."""
+        self.child = child
+        self.session.pid = child.pid
+        events.emit_session_start(self.service, child.pid, self.session.peer)
+        child.on_exit(self.handler.exited_callback(self.session))
+
+    def log_connect_failure(self, failure: Failure) -> None:
+        from superd.handlers.spawn.handler import log_spawn_failure
+        from superd.handlers.spawn.spawner import SpawnError
+
+        if isinstance(failure.value, SpawnError):
+            log_spawn_failure(self.service, failure.value, self.session.peer)
+        else:
+            events.emit_fail(self.service, events.REASON_FORK, self.session.peer,
+                             str(failure.value))
+
+    def finished(self) -> None:
+        # The child's exit logs EXIT and ends the session; a child that never
+        # started leaves that to us.
+        if self.child is None:
+            self.session.end()
+
+
+@implementer(IStreamHandler)
+class PipeHandler:
+    """Serves each (TLS) session of an external server with a child on a socket pair."""
+
+    def __init__(self, service: ServiceConfig, runtime: Runtime) -> None:
+        from superd.handlers.spawn.spec import build_spec
+        from superd.handlers.spawn.table import attach
+
+        if runtime.processes is None:
+            attach(runtime)
+        self.service = service
+        self.runtime = runtime
+        self.spec = build_spec(service, runtime.processes)
+
+    def protocol_for(self, session: Session) -> ChildBridge:
+        """The bridge for ``session``; the child starts when it is connected."""
+        return ChildBridge(self, session)
+
+    def spawn(self, bridge: ChildBridge, fd: int) -> Any:
+        """Start the child on ``fd``; raises ``SpawnError``."""
+        from superd.handlers.spawn.environ import stream_environment
+
+        local = bridge.session.local or _local(bridge.transport)
+        env = dict(stream_environment(self.spec.base_env, bridge.session.peer, local))
+        env.update(bridge.tls_environment())
+        return self.runtime.processes.spawn(self.spec.request(env, fd), self.service.id,
+                                            bridge.session.peer)
+
+    def exited_callback(self, session: Session) -> Any:
+        """What to do when the child of ``session`` is reaped: EXIT, end the session."""
+        def exited(child: Any) -> None:
+            status = child.status
+            events.emit_session_exit(self.service, child.pid, status.code, status.signal,
+                             self.runtime.seconds() - child.started)
+            session.end()
+        return exited
+
+    def __repr__(self) -> str:
+        return f"<PipeHandler {self.service.id} {self.spec.executable}>"
+
+
+def _local(transport: Any) -> Optional[Peer]:
+    try:
+        return Peer.from_address(transport.getHost())
+    except Exception:
+        return None

@@ -1,0 +1,240 @@
+"""
+The TLS layer of one service connection, directly under the service's own
+protocol (no ``WrappingFactory`` between: twisted-notes sections 4 and 10).
+
+``TLSHandler`` wraps another ``IStreamHandler``.  Access control has already
+admitted the peer when it runs, so a refused peer never costs a handshake.
+The service's protocol is connected only once the handshake has succeeded
+and the client certificate passed ``tls_client_names``: a builtin logs START
+only then, and a spawned server is started only then, so abandoned or failed
+handshakes never cost a process.  Every failure -- plain text on the port, a
+certificate that does not verify, a name that is not allowed, a handshake
+that does not finish in ``tls_handshake_timeout`` -- is a FAIL line with
+reason ``tls`` and a closed connection.
+
+Under TLS 1.3 the client's close_notify is a read-side half-close for a
+service that provides ``IHalfCloseableProtocol`` (RFC 8446 section 6.1): it
+hears ``readConnectionLost`` and may keep writing; its ``loseConnection``
+then sends superd's close_notify and closes, as Twisted does.  Otherwise
+(TLS 1.2, other services) Twisted's full close stands.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from OpenSSL.SSL import TLS1_3_VERSION, WantReadError, ZeroReturnError
+from OpenSSL.SSL import Error as SSLError
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import alsoProvides, implementer
+
+from superd.config.model import ServiceConfig, TLSSettings
+from superd.core.interfaces import IStreamHandler
+from superd.core.runtime import Runtime
+from superd.core.session import Session
+from superd.handlers.tls.context import ServerConnectionCreator, error_text, server_context
+from superd.handlers.tls.names import certificate_names, matching_name
+from superd.observe import events
+
+__all__ = ["TLSHandler", "TLSServerProtocol", "client_refusal", "peer_facts"]
+
+_log = Logger(namespace="superd.tls")
+
+
+def client_refusal(settings: TLSSettings, connection: Any) -> Optional[str]:
+    """Why the client's certificate is not allowed by ``tls_client_names``, or None."""
+    if not settings.client_names:
+        return None
+    cert = connection.get_peer_certificate()
+    if cert is None:
+        return "no client certificate"
+    names = certificate_names(cert.to_cryptography())
+    if matching_name(names, settings.client_names) is None:
+        return "client certificate names not allowed: " + ", ".join(names)
+    return None
+
+
+def peer_facts(connection: Any) -> dict[str, str]:
+    """What a server may want to know about a finished handshake (for its environment)."""
+    facts = {"SUPERD_TLS_VERSION": connection.get_protocol_version_name() or "",
+             "SUPERD_TLS_CIPHER": connection.get_cipher_name() or ""}
+    cert = connection.get_peer_certificate()
+    if cert is not None:
+        parsed = cert.to_cryptography()
+        facts["SUPERD_TLS_CLIENT_SUBJECT"] = parsed.subject.rfc4514_string()
+        facts["SUPERD_TLS_CLIENT_NAMES"] = " ".join(certificate_names(parsed))
+    return facts
+
+
+class TLSServerProtocol(BufferingTLSTransport):
+    """TLS for one admitted session; the service protocol starts after the handshake."""
+
+    def __init__(self, factory: TLSMemoryBIOFactory, app: Any, service: ServiceConfig,
+                 session: Session, runtime: Runtime) -> None:
+        super().__init__(factory, app, _connectWrapped=False)
+        self.service = service
+        self.session = session
+        self.runtime = runtime
+        self.settings: TLSSettings = service.extensions.tls  # type: ignore[assignment]
+        self.app_connected = False
+        #: The client sent close_notify and the service heard readConnectionLost.
+        self.read_closed = False
+        self._failed = False
+        self._timer: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        self._timer = self.runtime.reactor.callLater(
+            self.settings.handshake_timeout, self._timed_out)
+        # BufferingTLSTransport already coalesces each turn's writes into
+        # records; Nagle on top only makes every request/response exchange
+        # wait for the peer's delayed ACK (about 40 ms).  stunnel sets it too.
+        set_no_delay = getattr(transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+        super().makeConnection(transport)
+
+    def _checkHandshakeStatus(self) -> None:
+        # Twisted 26.10's own method, except that success starts the service
+        # protocol (connectionMade, then handshakeCompleted) instead of only
+        # telling an already connected one.
+        if self._aborted:
+            return
+        try:
+            self._tlsConnection.do_handshake()
+        except WantReadError:
+            self._flushSendBIO()
+        except SSLError:
+            self._tlsShutdownFinished(Failure())
+        else:
+            self._handshakeDone = True
+            self._handshake_succeeded()
+
+    def _handshake_succeeded(self) -> None:
+        self._cancel_timer()
+        refusal = client_refusal(self.settings, self._tlsConnection)
+        if refusal is not None:
+            self._fail(refusal)
+            self._close_refused()
+            return
+        self.app_connected = True
+        self.wrappedProtocol.makeConnection(self)
+        if IHandshakeListener.providedBy(self.wrappedProtocol):
+            self.wrappedProtocol.handshakeCompleted()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.read_closed:
+            # Nothing may follow the client's close_notify, and nothing reads
+            # the receive BIO any more: bytes fed to it would only pile up.
+            return
+        super().dataReceived(data)
+
+    def _flushReceiveBIO(self) -> None:
+        # Twisted 26.10's own method (tests/tls/test_protocol.py pins its
+        # source), except that a close_notify may be a read-side half-close
+        # (``_client_closed``) and nothing is read after one.
+        while not self._lostTLSConnection and not self.read_closed:
+            try:
+                data = self._tlsConnection.recv(2**15)
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                self._client_closed()
+            except SSLError:
+                self._tlsShutdownFinished(Failure())
+            else:
+                if not self._aborted:
+                    ProtocolWrapper.dataReceived(self, data)
+        self._flushSendBIO()
+
+    def _client_closed(self) -> None:
+        """The client's close_notify: a half-close if the service can take one."""
+        if not self._may_half_close():
+            # Twisted's own handling: answer close_notify and close.
+            self._shutdownTLS()
+            self._tlsShutdownFinished(None)
+            return
+        self.read_closed = True
+        # A TCP FIN after the close_notify is no news: from now on the TCP
+        # transport tells this protocol (readConnectionLost) instead of
+        # closing the connection, so the service can still answer.
+        alsoProvides(self, IHalfCloseableProtocol)
+        IHalfCloseableProtocol(self.wrappedProtocol).readConnectionLost()
+
+    def _may_half_close(self) -> bool:
+        # RFC 8446 section 6.1 lets a party keep writing after the peer's
+        # close_notify; RFC 5246 section 7.2.1 (TLS 1.2 and older) says to
+        # answer it at once and discard pending writes, so only TLS 1.3.
+        return (self.app_connected and not self.disconnecting
+                and self._tlsConnection.get_protocol_version() >= TLS1_3_VERSION
+                and IHalfCloseableProtocol.providedBy(self.wrappedProtocol))
+
+    def readConnectionLost(self) -> None:
+        """TCP EOF after the client's close_notify (see ``_client_closed``): nothing to do."""
+
+    def writeConnectionLost(self) -> None:
+        """Part of ``IHalfCloseableProtocol``; superd never half-closes its own TCP side."""
+
+    def _close_refused(self) -> None:
+        # Like abortConnection (no application byte is delivered any more),
+        # but the close_notify and FIN go out instead of an RST.
+        self._aborted = True
+        self.disconnecting = True
+        self._shutdownTLS()
+        transport: Any = self.transport
+        transport.loseConnection()
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if not self._handshakeDone:
+            self._fail(f"handshake not finished in {self.settings.handshake_timeout:g}s")
+            self.abortConnection()
+
+    def _fail(self, detail: str) -> None:
+        if not self._failed:
+            self._failed = True
+            events.emit_fail(self.service, events.REASON_TLS, self.session.peer, detail)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancel_timer()
+        if not self.app_connected:
+            failure: Failure = self._reason or reason
+            self._fail(f"handshake failed: {error_text(failure.value or Exception())}")
+            # The service protocol never started: it must not hear of an end.
+            self.wrappedProtocol = Protocol()
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.session.end()
+
+
+@implementer(IStreamHandler)
+class TLSHandler:
+    """Serves ``inner``'s protocols over TLS terminated by superd."""
+
+    def __init__(self, service: ServiceConfig, inner: Any, runtime: Runtime) -> None:
+        assert service.extensions.tls is not None
+        self.service = service
+        self.inner = inner
+        self.runtime = runtime
+        creator = ServerConnectionCreator(server_context(service.extensions.tls))
+        self.tls_factory = TLSMemoryBIOFactory(creator, False, Factory(), clock=runtime.reactor)
+
+    def protocol_for(self, session: Session) -> Optional[Protocol]:
+        """``inner``'s protocol for ``session``, under a TLS layer of its own."""
+        app = self.inner.protocol_for(session)
+        if app is None:
+            return None
+        return TLSServerProtocol(self.tls_factory, app, self.service, session, self.runtime)
+
+    def __repr__(self) -> str:
+        return f"<TLSHandler {self.service.id} over {self.inner!r}>"

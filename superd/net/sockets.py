@@ -1,0 +1,296 @@
+"""
+Where a service listens, and how its listening sockets are made.
+
+A ``ListenAddress`` is one (address, port, socket type) of one service, worked
+out purely from its ``bind``/``port``/``protocol``/``flags``/``v6only``.  Stream
+services listen on a ``superd.net.takingport.TakingPort`` (``tcp.Port`` letting the
+factory take an accepted socket for a child), bound as ``listenTCP`` binds,
+or on a socket made here when the configuration asks for something
+``listenTCP`` cannot do: an explicit ``v6only``, or the
+``NODELAY``/``KEEPALIVE`` flags (set on the listening socket so that every
+accepted connection inherits them, as Linux does and as xinetd relies on).
+
+Every failure to listen becomes a ``BindError`` that names the service, the
+address and the configuration line, so startup can stop with a message a
+person can act on.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from typing import Any, Callable, Optional, Tuple, TypeVar
+
+import attrs
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.posixbase import PosixReactorBase
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from superd.config.model import Location, ServiceConfig, SocketType
+from superd.net import activation
+from superd.net.takingport import adopt_taking, listen_taking
+from superd.observe.events import EV_LISTENING
+
+__all__ = [
+    "BindError",
+    "ListenAddress",
+    "bind_socket",
+    "emit_listening",
+    "endpoint_description",
+    "listen_addresses",
+    "listen_datagram",
+    "listen_stream",
+    "open_with_fallback",
+]
+
+_log = Logger(namespace="superd.sockets")
+
+_T = TypeVar("_T")
+
+#: Largest datagram an internal UDP service reads (the IPv4 maximum).
+MAX_DATAGRAM = 65535
+
+
+@attrs.frozen
+class ListenAddress:
+    """One socket a service listens on."""
+
+    service_id: str
+    #: The service's name (what follows ``service``; ids may differ).
+    name: str
+    host: str
+    port: int
+    socket_type: SocketType
+    #: Where the ``bind`` (or ``port``, or the service header) was written.
+    location: Location
+    #: None: leave the kernel default (dual-stack on Linux for ``::``).
+    v6only: Optional[bool] = None
+    backlog: int = 1024
+    nodelay: bool = False
+    keepalive: bool = False
+    #: xinetd: a service without ``bind`` whose IPv6 socket cannot be made
+    #: (a kernel without IPv6) listens on IPv4 instead.
+    ipv4_fallback: bool = False
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        """AF_INET6 for an IPv6 literal, else AF_INET."""
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    @property
+    def protocol(self) -> str:
+        """``tcp`` or ``udp``."""
+        return "tcp" if self.socket_type is SocketType.STREAM else "udp"
+
+    def describe(self, port: Optional[int] = None) -> str:
+        """``tcp [::1]:7`` / ``udp 127.0.0.1:7``: the address as people write it."""
+        shown = self.port if port is None else port
+        host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
+        return f"{self.protocol} {host}:{shown}"
+
+    @property
+    def needs_own_socket(self) -> bool:
+        """True when no endpoint string can express this socket's options."""
+        v6only_matters = self.v6only is not None and self.family == socket.AF_INET6
+        return v6only_matters or self.nodelay or self.keepalive
+
+
+class BindError(Exception):
+    """A listening socket could not be made; the message says which and why."""
+
+    def __init__(self, address: ListenAddress, reason: str,
+                 code: Optional[int] = None) -> None:
+        self.address = address
+        self.reason = reason
+        self.errno = code
+        super().__init__(
+            f"{address.location}: service {address.service_id}: "
+            f"cannot listen on {address.describe()}: {reason}"
+        )
+
+
+def _wildcard(service: ServiceConfig) -> str:
+    """The any-address for a service without ``bind`` (xinetd: IPv6 unless IPv4 only)."""
+    if "IPv4" in service.flags and "IPv6" not in service.flags:
+        return "0.0.0.0"
+    return "::"
+
+
+def listen_addresses(service: ServiceConfig, backlog: int = 1024) -> Tuple[ListenAddress, ...]:
+    """Every address ``service`` listens on: one per ``bind`` value, or the wildcard."""
+    if service.port is None:
+        raise ValueError(f"service {service.id} has no port")
+    hosts = service.bind or (_wildcard(service),)
+    # Only IPv6 asked for (flags = IPv6 alone) means no fallback, as xinetd.
+    fallback = not service.bind and service.flags & {"IPv4", "IPv6"} != {"IPv6"}
+    location = service.lines.get("bind") or service.line_of("port")
+    return tuple(
+        ListenAddress(
+            service_id=service.id, name=service.name, host=str(ipaddress.ip_address(host)),
+            port=service.port, socket_type=service.socket_type,
+            location=location, v6only=service.v6only, backlog=backlog,
+            nodelay="NODELAY" in service.flags,
+            keepalive="KEEPALIVE" in service.flags,
+            ipv4_fallback=fallback and host == "::",
+        )
+        for host in hosts
+    )
+
+
+def endpoint_description(address: ListenAddress) -> str:
+    """The Twisted endpoint string for a stream ``address`` (colons escaped)."""
+    interface = address.host.replace(":", "\\:")
+    return f"tcp:{address.port}:interface={interface}:backlog={address.backlog}"
+
+
+def _socket_kind(address: ListenAddress) -> int:
+    return socket.SOCK_STREAM if address.socket_type is SocketType.STREAM else socket.SOCK_DGRAM
+
+
+def _configure(sock: socket.socket, address: ListenAddress) -> None:
+    if address.socket_type is SocketType.STREAM:
+        # Not for UDP: there SO_REUSEADDR lets a second daemon bind the same
+        # port silently instead of failing loudly.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if address.family == socket.AF_INET6 and address.v6only is not None:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(address.v6only))
+    if address.nodelay:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if address.keepalive:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def bind_socket(address: ListenAddress) -> socket.socket:
+    """
+    A bound (and, for streams, listening) non-blocking socket for ``address``.
+
+    For wait=yes servers, which need the socket itself, and for options no
+    endpoint string expresses.  A socket passed by systemd for ``address``
+    is adopted instead of binding (superd.net.activation).  Raises ``BindError``.
+    """
+    inherited = activation.claim(address)
+    if inherited is not None:
+        return inherited
+    try:
+        sock = socket.socket(address.family, _socket_kind(address))
+    except OSError as e:
+        raise BindError(address, e.strerror or str(e), e.errno) from e
+    try:
+        _configure(sock, address)
+        sock.bind((address.host, address.port))
+        if address.socket_type is SocketType.STREAM:
+            sock.listen(address.backlog)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise BindError(address, e.strerror or str(e), e.errno) from e
+    return sock
+
+
+def _cannot_listen(address: ListenAddress, error: CannotListenError) -> BindError:
+    cause = error.socketError
+    if isinstance(cause, OSError):
+        return BindError(address, cause.strerror or str(cause), cause.errno)
+    return BindError(address, str(cause))
+
+
+def _listen_endpoint(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
+    # Imported here: importing endpoints consumes systemd's LISTEN_FDS
+    # (twisted-notes section 6.2), which only the daemon may do.
+    from twisted.internet.endpoints import serverFromString
+
+    outcome: list[Any] = []
+    serverFromString(reactor, endpoint_description(address)).listen(factory).addBoth(outcome.append)
+    if not outcome:
+        raise BindError(address, "the endpoint did not listen synchronously")
+    result = outcome[0]
+    if isinstance(result, Failure):
+        if isinstance(result.value, CannotListenError):
+            raise _cannot_listen(address, result.value)
+        result.raiseException()
+    port: IListeningPort = result
+    return port
+
+
+def _listen_taking(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
+    # What reactor.listenTCP / adoptStreamPort do, with superd's port class.
+    if not address.needs_own_socket and not activation.inherits(address):
+        try:
+            return listen_taking(reactor, address.port, factory, address.backlog, address.host)
+        except CannotListenError as e:
+            raise _cannot_listen(address, e) from e
+    sock = bind_socket(address)
+    try:
+        return adopt_taking(reactor, sock.fileno(), sock.family, factory)
+    finally:
+        sock.close()  # the port keeps its own dup
+
+
+def listen_stream(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
+    """
+    Listen for connections on ``address`` with ``factory``; raises ``BindError``.
+
+    On a real reactor the port is a ``superd.net.takingport.TakingPort``, so that a
+    connection handed to a child never becomes a Twisted transport; other
+    reactors (test fakes) get the endpoint or ``adoptStreamPort``.
+    """
+    if isinstance(reactor, PosixReactorBase):
+        return _listen_taking(reactor, address, factory)
+    if not address.needs_own_socket and not activation.inherits(address):
+        return _listen_endpoint(reactor, address, factory)
+    sock = bind_socket(address)
+    try:
+        port: IListeningPort = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+    finally:
+        sock.close()  # the reactor keeps its own dup
+    return port
+
+
+def listen_datagram(reactor: Any, address: ListenAddress, protocol: Any) -> IListeningPort:
+    """Receive datagrams on ``address`` with ``protocol``; raises ``BindError``."""
+    if address.needs_own_socket or activation.inherits(address):
+        sock = bind_socket(address)
+        try:
+            return reactor.adoptDatagramPort(  # type: ignore[no-any-return]
+                sock.fileno(), sock.family, protocol, MAX_DATAGRAM)
+        finally:
+            sock.close()
+    try:
+        return reactor.listenUDP(  # type: ignore[no-any-return]
+            address.port, protocol, interface=address.host, maxPacketSize=MAX_DATAGRAM)
+    except CannotListenError as e:
+        raise _cannot_listen(address, e) from e
+
+
+def open_with_fallback(open_port: Callable[[ListenAddress], _T],
+                       address: ListenAddress) -> Tuple[ListenAddress, _T]:
+    """
+    ``open_port(address)``, retried on 0.0.0.0 when ``address`` is the IPv6
+    wildcard of a service without ``bind`` and the kernel has no IPv6.
+    Returns the address actually used and what ``open_port`` returned.
+    """
+    try:
+        return address, open_port(address)
+    except BindError as e:
+        if not (address.ipv4_fallback and e.errno == errno.EAFNOSUPPORT):
+            raise
+    ipv4 = attrs.evolve(address, host="0.0.0.0", v6only=None, ipv4_fallback=False)
+    _log.warn("no IPv6 here: service {service_id} listens on IPv4 only",
+              service_id=address.service_id)
+    return ipv4, open_port(ipv4)
+
+
+def emit_listening(address: ListenAddress, port: IListeningPort) -> int:
+    """Log the structured ``listening`` event for a bound socket; return its port."""
+    host: Any = port.getHost()
+    bound = int(host.port)
+    _log.info(
+        "service {service_id} listening on {where}",
+        event=EV_LISTENING, service_id=address.service_id, name=address.name,
+        host=address.host, port=bound, protocol=address.protocol,
+        where=address.describe(bound),
+    )
+    return bound

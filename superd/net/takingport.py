@@ -1,0 +1,178 @@
+"""
+The listening port of stream services: Twisted's ``tcp.Port``, except that
+its factory may take an accepted connection before it becomes a transport
+-- or even a Python socket object.
+
+A connection handed to a ``wait = no`` server is the common case of an
+inetd, and through a plain ``tcp.Port`` it costs superd a ``socket.socket``
+(whose constructor asks the kernel for the local address again), a
+``tcp.Server`` (registered with epoll, then unregistered), a protocol, a
+``Failure`` and a ``connectionLost`` chain, only to give the descriptor away:
+together more than a third of what superd spends per spawned connection.
+Here a factory with a ``take_connection`` callable gets the bare descriptor
+first, as ``take_connection(fd, address, local)`` -- ``address`` the peer's
+address tuple as ``accept()`` returns it, ``local`` the port's own address
+as a ``Peer`` when every connection shares it (a port bound to one address),
+else None -- and returns
+
+* ``TAKEN``: it admitted the peer and served the descriptor (gave it to a
+  child, or wrote daytime's reply); the port closes the descriptor, and
+  nothing else happens;
+* ``None``: refused; the port closes the descriptor, as ``tcp.Port`` closes
+  the socket;
+* a protocol: served as ``tcp.Port`` would (a gate waiting for a name
+  lookup, a banner, a builtin ...) on a socket made from the descriptor.
+
+A factory whose ``take_connection`` is None or absent (TLS, a builtin that
+keeps talking, or a reload that put another kind of service on the port) is
+served exactly as by ``tcp.Port``.  Twisted's pieces of the accept loop are
+reused: the reserved descriptor that keeps accepting-and-closing when
+descriptors run out (``_reservedFD``), the buffering of logs while it is
+released, the list of accept errors to log and survive, and the adaptive
+number of accepts per wake-up; a test pins those private names.  The loop
+around them is written here because Twisted's (``tcp._accept``) yields
+socket objects.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from errno import EAGAIN, EMFILE, EPERM, EWOULDBLOCK, errorcode
+from typing import Any, Final
+
+from twisted.internet import tcp
+from twisted.logger import Logger
+from twisted.python import log
+
+from superd.core.session import Peer
+
+__all__ = ["MAX_ACCEPTS_PER_WAKE", "TAKEN", "Taken", "TakingPort", "accept_descriptors",
+           "adopt_taking", "listen_taking"]
+
+
+class Taken:
+    """The type of ``TAKEN``."""
+
+    def __repr__(self) -> str:
+        return "TAKEN"
+
+
+#: At most this many connections are accepted per wake-up (tcp.Port's start).
+MAX_ACCEPTS_PER_WAKE = 100
+
+#: What ``take_connection`` returns when it gave the connection away.
+TAKEN: Final = Taken()
+
+_WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+
+def accept_descriptors(logger: Logger, accepts: Iterable[object], listener: socket.socket,
+                       reserved: Any) -> Iterator[tuple[int, Any]]:
+    """
+    ``tcp._accept`` for bare descriptors: yield ``(fd, address)`` for each
+    pending connection, at most one per item of ``accepts``, until none is
+    left or accepting fails.  The descriptors are close-on-exec and blocking
+    (``accept4`` without ``SOCK_NONBLOCK``, whatever default timeout the
+    process set for Python sockets).  Errors are handled as Twisted does:
+    EMFILE releases ``reserved`` and accepts-and-closes until the backlog is
+    empty; the other accept errors are logged and end this wake-up.
+    """
+    accept = listener._accept  # type: ignore[attr-defined]
+    for _ in accepts:
+        try:
+            fd, address = accept()
+        except OSError as e:
+            if e.errno in (EWOULDBLOCK, EAGAIN):
+                return
+            if e.errno == EPERM:  # netfilter refused it; accept the next one
+                continue
+            if e.errno == EMFILE and reserved.available():
+                logger.info("EMFILE encountered; releasing reserved file descriptor.")
+                # Nothing here may open a descriptor: the logger buffers.
+                with reserved:
+                    for spare, refused in accept_descriptors(logger, accepts, listener, reserved):
+                        os.close(spare)
+                        logger.info("EMFILE recovery: Closed socket from {address}",
+                                    address=refused)
+                    logger.info("Re-reserving EMFILE recovery file descriptor.")
+                return
+            if e.errno in tcp._ACCEPT_ERRORS:
+                logger.info("Could not accept new connection ({acceptError})",
+                            acceptError=errorcode[e.errno])
+                return
+            raise
+        yield fd, address
+
+
+class TakingPort(tcp.Port):
+    """A ``tcp.Port`` whose factory may take accepted connections (see module)."""
+
+    #: The local address of every accepted connection, when the port is
+    #: bound to one address (set when listening starts).
+    local: Peer | None = None
+
+    def startListening(self) -> None:
+        super().startListening()
+        host, port = self.socket.getsockname()[:2]
+        self.local = None if host in _WILDCARDS else Peer.from_address((host, port))
+
+    def doRead(self) -> None:
+        take = getattr(self.factory, "take_connection", None)
+        if take is None:
+            super().doRead()
+            return
+        try:
+            with tcp._BuffersLogs(self._logger.namespace,
+                                  self._logger.observer) as buffering:
+                accepted = 0
+                for fd, address in accept_descriptors(
+                        buffering, range(self.numberAccepts), self.socket, tcp._reservedFD):
+                    accepted += 1
+                    self._serve(take, fd, address)
+            # Twisted's scaling of accepts per wake-up (tcp.Port.doRead),
+            # capped: each accept here may spawn a child, which blocks the
+            # reactor until the child execs, so an ever-growing batch under a
+            # flood would starve the other services and the reaping of ended
+            # children.
+            if accepted == self.numberAccepts:
+                self.numberAccepts = min(self.numberAccepts + 20, MAX_ACCEPTS_PER_WAKE)
+            else:
+                self.numberAccepts = max(1, accepted)
+        except BaseException:
+            log.deferr()
+
+    def _serve(self, take: Any, fd: int, address: Any) -> None:
+        try:
+            outcome = take(fd, address, self.local)
+        except BaseException:
+            os.close(fd)
+            raise
+        if outcome is TAKEN or outcome is None:
+            os.close(fd)
+            return
+        skt = socket.socket(self.addressFamily, self.socketType, fileno=fd)
+        if len(address) == 4:  # IPv6: keep the scope id, as tcp.Port does
+            host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+            address = (host[0], *address[1:])
+        number = self.sessionno
+        self.sessionno = number + 1
+        transport = self.transport(skt, outcome, address, self, number, self.reactor)
+        outcome.makeConnection(transport)
+
+
+def listen_taking(reactor: Any, port: int, factory: Any, backlog: int,
+                  interface: str) -> TakingPort:
+    """``reactor.listenTCP`` with a ``TakingPort``; raises ``CannotListenError``."""
+    listening = TakingPort(port, factory, backlog, interface, reactor)
+    listening.startListening()
+    return listening
+
+
+def adopt_taking(reactor: Any, fd: int, family: socket.AddressFamily,
+                 factory: Any) -> TakingPort:
+    """``reactor.adoptStreamPort`` with a ``TakingPort`` (the reactor keeps a dup)."""
+    listening: TakingPort = TakingPort._fromListeningDescriptor(reactor, fd, family, factory)
+    listening.startListening()
+    return listening

@@ -1,0 +1,356 @@
+"""
+Log event names and reason words, kept in one place.
+
+Every decision superd makes is a ``twisted.logger`` event whose ``event``
+field is one of the ``EV_*`` names below and whose other fields are named
+values (``service``, ``peer``, ``reason``, ``pid`` ...).  Format strings only
+ever reference those fields, so peer-supplied bytes never become part of a
+format string.  The xinetd-format service log lines (START/EXIT/FAIL ...) are
+one rendering of these events.  The per-connection START/EXIT events (of
+builtins, ``wait = no`` servers, redirects ...) travel on ``connection_events``,
+built only when consumed.
+"""
+
+from __future__ import annotations
+
+from typing import AbstractSet, Callable, Final, List, Optional, Tuple
+
+from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
+from zope.interface import implementer
+
+from superd.config.model import ServiceConfig
+from superd.core.session import Peer
+
+__all__ = [
+    "ConnectionEvents",
+    "block_of",
+    "connection_events",
+    "emit_exit",
+    "emit_served_exit",
+    "emit_served_start",
+    "emit_session_exit",
+    "emit_session_start",
+    "emit_fail",
+    "emit_start",
+    "exit_line",
+    "fail_line",
+    "noid_line",
+    "start_line",
+    "traffic_line",
+    "userid_line",
+    "REASON_ADDRESS",
+    "REASON_CPS",
+    "REASON_EXEC",
+    "REASON_FORK",
+    "REASON_LIBWRAP",
+    "REASON_LOAD",
+    "REASON_NOID",
+    "REASON_PER_SOURCE",
+    "REASON_PROCESS_LIMIT",
+    "REASON_SERVICE_LIMIT",
+    "REASON_TIME",
+    "REASON_TLS",
+    "NOID_BAD_RESPONSE",
+    "NOID_NO_SERVER",
+    "NOID_RECEIVE_ERROR",
+    "NOID_SYSTEM_ERROR",
+    "NOID_TIMEOUT",
+]
+
+# xinetd's FAIL reason words, exactly (xinetd-behaviour.md section 9.1).
+REASON_ADDRESS: Final = "address"
+REASON_TIME: Final = "time"
+REASON_FORK: Final = "fork"
+REASON_SERVICE_LIMIT: Final = "service_limit"
+REASON_PER_SOURCE: Final = "per_source_limit"
+REASON_PROCESS_LIMIT: Final = "process_limit"
+REASON_LIBWRAP: Final = "libwrap"
+REASON_LOAD: Final = "load"
+REASON_CPS: Final = "connections per second"
+# superd's additions.
+REASON_EXEC: Final = "exec"
+REASON_TLS: Final = "tls"
+#: An IDONLY client without an ident answer (logged as NOID, not FAIL).
+REASON_NOID: Final = "noid"
+
+# xinetd's NOID reasons (ident.c idresult_explain), exactly.
+NOID_NO_SERVER: Final = "no server"
+NOID_TIMEOUT: Final = "timeout"
+NOID_SYSTEM_ERROR: Final = "system error"
+NOID_RECEIVE_ERROR: Final = "error while receiving response"
+NOID_BAD_RESPONSE: Final = "bad response"
+
+# Event names (the ``event`` field of structured log events).
+EV_LISTENING: Final = "listening"
+EV_ACCEPT: Final = "accept"
+EV_REFUSE: Final = "refuse"
+EV_START: Final = "start"
+EV_EXIT: Final = "exit"
+EV_SPAWN_FAILED: Final = "spawn_failed"
+EV_BAN: Final = "ban"
+EV_RELOAD: Final = "reload"
+EV_LIMIT: Final = "limit"
+EV_CONFIG_ERROR: Final = "config_error"
+EV_CONFIG_WARNING: Final = "config_warning"
+EV_PEER_ERROR: Final = "peer_error"
+EV_SUPPRESSED: Final = "refusals_suppressed"
+EV_USERID: Final = "userid"
+EV_NOID: Final = "noid"
+EV_IDENT_FAILED: Final = "ident_failed"
+EV_TRAFFIC: Final = "traffic"
+EV_REDIRECT_FAILED: Final = "redirect_failed"
+EV_REFLECTION_DROP: Final = "reflection_drop"
+EV_RESPAWN_BACKOFF: Final = "respawn_backoff"
+EV_SERVICE_LOG_ERROR: Final = "service_log_error"
+# The daemon's life (superd.daemon.service).
+EV_READY: Final = "ready"
+EV_BIND_FAILED: Final = "bind_failed"
+EV_STOPPING: Final = "stopping"
+#: Stop waits for in-process sessions (up to --grace) after closing the sockets.
+EV_DRAINING: Final = "draining"
+EV_DRAIN_TIMEOUT: Final = "drain_timeout"
+
+
+# -- xinetd-format service log lines (xinetd-behaviour.md section 9.1) -------
+#
+# These render the text of START/EXIT/FAIL lines from the service's
+# log_on_success/log_on_failure flags.  The structured event carries the line
+# in its ``xinetd_line`` field (None when the flags ask for no line), so the
+# service-log writers (FILE/SYSLOG) and log scanners see xinetd's exact shape.
+
+_log = Logger(namespace="superd")
+
+
+def _from(peer: Optional[Peer]) -> str:
+    return "<no address>" if peer is None else peer.host
+
+
+def start_line(service_id: str, flags: AbstractSet[str], pid: int,
+               peer: Optional[Peer]) -> Optional[str]:
+    """``START: <id>[ pid=<pid>][ from=<addr>]``, or None if nothing is logged."""
+    if not flags:
+        return None
+    line = f"START: {service_id}"
+    if "PID" in flags:
+        line += f" pid={pid}"
+    if "HOST" in flags:
+        line += f" from={_from(peer)}"
+    return line
+
+
+def exit_line(service_id: str, flags: AbstractSet[str], pid: int,
+              status: Optional[int], signal: Optional[int],
+              duration: float) -> Optional[str]:
+    """``EXIT: <id>[ status=<n>| signal=<n>][ pid=<pid>][ duration=<s>(sec)]``."""
+    if not flags & {"EXIT", "DURATION"}:
+        return None
+    line = f"EXIT: {service_id}"
+    if "EXIT" in flags:
+        line += f" signal={signal}" if signal is not None else f" status={status}"
+    if "PID" in flags:
+        line += f" pid={pid}"
+    if "DURATION" in flags:
+        line += f" duration={int(duration)}(sec)"
+    return line
+
+
+def fail_line(service_id: str, flags: AbstractSet[str], reason: str,
+              peer: Optional[Peer]) -> Optional[str]:
+    """``FAIL: <id> <reason>[ from=<addr>]``, or None if nothing is logged."""
+    if not flags:
+        return None
+    line = f"FAIL: {service_id} {reason}"
+    if "HOST" in flags:
+        line += f" from={_from(peer)}"
+    return line
+
+
+def userid_line(service_id: str, user_text: str) -> str:
+    """``USERID: <id> <text>`` (``text`` already escaped)."""
+    return f"USERID: {service_id} {user_text}"
+
+
+def noid_line(service_id: str, address: str, reason: str) -> str:
+    """``NOID: <id> <addr> <reason>`` (an IDONLY client without an ident answer)."""
+    return f"NOID: {service_id} {address} {reason}"
+
+
+def traffic_line(service_id: str, flags: AbstractSet[str], inbound: int,
+                 outbound: int) -> Optional[str]:
+    """``TRAFFIC: <id> in=N(bytes) out=M(bytes)``, or None without TRAFFIC."""
+    if "TRAFFIC" not in flags:
+        return None
+    return f"TRAFFIC: {service_id} in={inbound}(bytes) out={outbound}(bytes)"
+
+
+#: A log observer: twisted.logger's ILogObserver is any such callable.
+Observer = Callable[[LogEvent], None]
+
+
+@implementer(ILogObserver)
+class ConnectionEvents:
+    """
+    Where the per-connection events go: START and EXIT of each builtin
+    connection or datagram, of each ``wait = no`` server process, and of
+    each redirected, TLS-piped or user-protocol session.
+
+    Rendering an event costs the main log's observer (twistd's text
+    observer, or JSON) more CPU than serving a daytime connection, and two
+    renderings cost a third of what superd itself spends on handing a
+    connection to a spawned server, so these events are only built when
+    something consumes them:
+
+    * the structured main log: ``superd.logs.json_stdout`` calls
+      ``send_to_main_log()``, and every such event then reaches the global
+      publisher like any other decision -- the JSON log still has them all;
+    * the xinetd-format service logs: the router subscribes with
+      ``add_direct`` and gets them without the main log rendering them
+      (while they go to the main log, it gets them there instead, once).
+
+    * ``--log-connections`` sends them to the readable main log as well.
+
+    With none of these, serving a connection builds no log event at all.
+    Every other event (listening, refusals, exec failures, children killed
+    by a signal, ``wait = yes`` servers starting and ending, bans, reloads,
+    limits) always goes to the main log.
+    """
+
+    def __init__(self, main_log: Observer = globalLogPublisher) -> None:
+        self._main_log = main_log
+        self._to_main_log = False
+        self._direct: List[Tuple[Observer, Callable[[str], bool]]] = []
+
+    def send_to_main_log(self, enabled: bool = True) -> None:
+        """Publish per-connection events to the main log (the global publisher)."""
+        self._to_main_log = enabled
+
+    @property
+    def sent_to_main_log(self) -> bool:
+        """Whether ``send_to_main_log`` is on."""
+        return self._to_main_log
+
+    def add_direct(self, observer: Observer,
+                   wants: Callable[[str], bool] = lambda service_id: True) -> None:
+        """
+        Give per-connection events to ``observer`` (unless they go to the
+        main log); ``wants(service_id)`` says which services it writes, so
+        the events of the others are not even built.
+        """
+        self.remove_direct(observer)
+        self._direct.append((observer, wants))
+
+    def remove_direct(self, observer: Observer) -> None:
+        """Stop ``add_direct``'s deliveries to ``observer``."""
+        self._direct = [pair for pair in self._direct if pair[0] != observer]
+
+    def wanted(self, service_id: str) -> bool:
+        """Whether anything consumes the events of ``service_id`` (cheap: per connection)."""
+        if self._to_main_log:
+            return True
+        # A loop, not any(): no generator per connection (usually none or
+        # one observer, the service logs).
+        for _, wants in self._direct:  # noqa: SIM110
+            if wants(service_id):
+                return True
+        return False
+
+    def __call__(self, event: LogEvent) -> None:
+        if self._to_main_log:
+            self._main_log(event)
+            return
+        for observer, _ in tuple(self._direct):
+            observer(event)
+
+
+#: The daemon's channel for per-connection events (one per process, like
+#: twisted.logger's global publisher that it feeds).
+connection_events = ConnectionEvents()
+_connection_log = Logger(namespace="superd", observer=connection_events)
+
+
+def block_of(service: ServiceConfig) -> str:
+    """
+    Which configuration block an event comes from (``ServiceConfig.block_key``:
+    id, protocol, port, bind), carried as ``service_block`` beside
+    ``service_id``: two blocks may share an id (the seed's two ``service ssh``
+    on different binds), and each one's xinetd lines belong in its own
+    ``log_type`` only.  The key the limits count under, so it also names the
+    block after a reload that moved its lines.
+    """
+    return service.block_key
+
+
+def _start(log: Logger, service: ServiceConfig, pid: int,
+           peer: Optional[Peer]) -> None:
+    log.info(
+        "START {service_id} pid={pid} from={peer_host}",
+        event=EV_START, service_id=service.id, service_block=block_of(service), pid=pid,
+        peer_host=_from(peer), peer_port=None if peer is None else peer.port,
+        xinetd_line=start_line(service.id, service.log_on_success, pid, peer),
+    )
+
+
+def _exit(log: Logger, service: ServiceConfig, pid: int,
+          status: Optional[int], signal: Optional[int], duration: float) -> None:
+    log.info(
+        "EXIT {service_id} pid={pid} status={status} signal={signal}"
+        " duration={duration:.3f}s",
+        event=EV_EXIT, service_id=service.id, service_block=block_of(service),
+        pid=pid, status=status, signal=signal, duration=duration,
+        xinetd_line=exit_line(service.id, service.log_on_success, pid,
+                              status, signal, duration),
+    )
+
+
+def emit_start(service: ServiceConfig, pid: int, peer: Optional[Peer]) -> None:
+    """Log on the main log that a server process started (``wait = yes``)."""
+    _start(_log, service, pid, peer)
+
+
+def emit_exit(service: ServiceConfig, pid: int, status: Optional[int],
+              signal: Optional[int], duration: float) -> None:
+    """Log on the main log that a server process of ``service`` ended."""
+    _exit(_log, service, pid, status, signal, duration)
+
+
+def emit_session_start(service: ServiceConfig, pid: int,
+                       peer: Optional[Peer]) -> None:
+    """START of one connection's session (``pid`` its server process, or 0),
+    on the ``connection_events`` channel."""
+    if connection_events.wanted(service.id):
+        _start(_connection_log, service, pid, peer)
+
+
+def emit_session_exit(service: ServiceConfig, pid: int, status: Optional[int],
+                      signal: Optional[int], duration: float) -> None:
+    """
+    EXIT of one connection's session, on the ``connection_events`` channel;
+    a server process killed by a signal (a crash, or the OOM killer) is
+    worth the main log's attention, so that EXIT always goes there.
+    """
+    if signal is not None:
+        _exit(_log, service, pid, status, signal, duration)
+    elif connection_events.wanted(service.id):
+        _exit(_connection_log, service, pid, status, signal, duration)
+
+
+def emit_served_start(service: ServiceConfig, peer: Optional[Peer]) -> None:
+    """START (pid 0) of a builtin's session, on the ``connection_events`` channel."""
+    emit_session_start(service, 0, peer)
+
+
+def emit_served_exit(service: ServiceConfig, duration: float) -> None:
+    """EXIT (pid 0, status 0) of a builtin's session, on ``connection_events``."""
+    emit_session_exit(service, 0, 0, None, duration)
+
+
+def emit_fail(service: ServiceConfig, reason: str, peer: Optional[Peer],
+              detail: str = "") -> None:
+    """Log that ``peer`` was refused (or could not be served) for ``reason``."""
+    _log.info(
+        "FAIL {service_id} {reason} from={peer_host} {detail}",
+        event=EV_REFUSE, service_id=service.id, service_block=block_of(service),
+        reason=reason, peer_host=_from(peer), peer_port=None if peer is None else peer.port,
+        detail=detail,
+        xinetd_line=fail_line(service.id, service.log_on_failure, reason, peer),
+    )

@@ -1,0 +1,94 @@
+"""
+Tests of ``superd.config.tls``: the ``tls_*`` and ``redirect_tls*``
+attributes checked at load, with every problem reported against the
+attribute to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from superd.config.tls import tls_settings, upstream_tls
+from tests.certs import PKI
+
+
+def files(pki: PKI) -> dict[str, str]:
+    return {str(pki.server.cert_path): pki.server.cert_pem.decode(),
+            str(pki.server.key_path): pki.server.key_pem.decode(),
+            str(pki.client.key_path): pki.client.key_pem.decode(),
+            str(pki.ca_path): pki.ca_pem.decode(), "/junk": "not a pem\n"}
+
+
+def check(pki: PKI, **values: Any) -> tuple[Any, list[tuple[str, str]]]:
+    problems: list[tuple[str, str]] = []
+    table = files(pki)
+
+    def read(path: str) -> str:
+        if path not in table:
+            raise FileNotFoundError(2, "No such file or directory")
+        return table[path]
+
+    return tls_settings(values, read, lambda a, m: problems.append((a, m))), problems
+
+
+def test_no_tls_attributes_means_no_tls(pki: PKI) -> None:
+    """A service without tls_* attributes has no TLS and no problem."""
+    assert check(pki) == (None, [])
+
+
+def test_complete_settings(pki: PKI) -> None:
+    """Certificate, key, CA and options load into one TLSSettings with the PEM texts."""
+    settings, problems = check(
+        pki, tls_cert=str(pki.server.cert_path), tls_key=str(pki.server.key_path),
+        tls_client_ca=str(pki.ca_path), tls_verify_client="require",
+        tls_client_names=("client1",), tls_min_version="1.3", tls_handshake_timeout=2.5)
+    assert problems == []
+    assert settings.cert_pem == pki.server.cert_pem and settings.client_ca_pem == pki.ca_pem
+    assert (settings.min_version, settings.handshake_timeout) == ("1.3", 2.5)
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ({"tls_cert": "CERT"}, ("tls_cert", "missing tls_key: TLS needs both tls_cert and tls_key")),
+    ({"tls_cert": "CERT", "tls_key": "/missing"},
+     ("tls_key", "cannot read /missing: No such file or directory")),
+    ({"tls_cert": "/junk", "tls_key": "KEY"}, ("tls_cert", "no PEM certificate in the file")),
+    ({"tls_cert": "CERT", "tls_key": "OTHERKEY"},
+     ("tls_key", "key does not fit the certificate: key values mismatch")),
+    ({"tls_cert": "CERT", "tls_key": "KEY", "tls_verify_client": "require"},
+     ("tls_verify_client", "tls_verify_client = require needs tls_client_ca")),
+    ({"tls_cert": "CERT", "tls_key": "KEY", "tls_client_names": ("a",)},
+     ("tls_client_names", "tls_client_names needs tls_verify_client = require or optional")),
+    ({"tls_cert": "CERT", "tls_key": "KEY", "tls_ciphers": "NO-SUCH-CIPHER"},
+     ("tls_ciphers", "no cipher matches 'NO-SUCH-CIPHER'")),
+])
+def test_problems_name_the_attribute(pki: PKI, values: dict[str, Any],
+                                     expected: tuple[str, str]) -> None:
+    """Each unusable combination is one problem on the attribute to fix; no settings."""
+    names = {"CERT": str(pki.server.cert_path), "KEY": str(pki.server.key_path),
+             "OTHERKEY": str(pki.client.key_path)}
+    values = {k: names.get(v, v) if isinstance(v, str) else v for k, v in values.items()}
+    settings, problems = check(pki, **values)
+    assert settings is None
+    assert problems == [expected]
+
+
+def test_upstream_tls(pki: PKI) -> None:
+    """redirect_tls needs a name; the CA file is read; stray redirect_tls_* are errors."""
+    problems: list[tuple[str, str]] = []
+
+    def report(attribute: str, message: str) -> None:
+        problems.append((attribute, message))
+
+    read = files(pki).__getitem__
+    up = upstream_tls({"redirect": ("h", "1"), "redirect_tls": True,
+                       "redirect_tls_name": "localhost", "redirect_tls_ca": str(pki.ca_path)},
+                      read, report)
+    assert up is not None and (up.name, up.ca_pem) == ("localhost", pki.ca_pem)
+    assert upstream_tls({"redirect": ("h", "1"), "redirect_tls": True}, read, report) is None
+    assert upstream_tls({"redirect_tls_name": "x"}, read, report) is None
+    assert problems == [
+        ("redirect_tls", "missing redirect_tls_name: the name the upstream certificate "
+                         "must carry"),
+        ("redirect_tls_name", "redirect_tls_name needs redirect_tls = yes")]

@@ -1,0 +1,176 @@
+"""Tests for superd.daemon.status: the snapshot of a running tree and its rendering."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock
+
+from superd.access.banstore import Ban, BanStore
+from superd.access.state import state_of
+from superd.config.model import CPS, Configuration, ServiceConfig
+from superd.core.runtime import Runtime
+from superd.core.session import Peer
+from superd.daemon.control import control_path
+from superd.daemon.service import build_service
+from superd.daemon.status import EX_UNAVAILABLE, render_text, run_status, snapshot
+from superd.observe.counters import service_counters
+from tests.builders import local_echo_service as service
+
+
+class Reactor(MemoryReactorClock):
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50,
+                  interface: str = "") -> Any:
+        fake = super().listenTCP(port, factory, backlog, interface)
+        fake._hostAddress = IPv4Address("TCP", interface, 4000 + port)
+        return fake
+
+
+@attrs.define
+class Child:
+    pid: int
+    service_id: str
+    peer: Peer | None
+    started: float
+
+
+class Processes:
+    def children(self) -> tuple[Child, ...]:
+        return (Child(42, "echo", Peer("127.0.0.9", 5555), 1000.0),)
+
+
+def running(*services: ServiceConfig) -> Any:
+    reactor = Reactor()
+    reactor.advance(2000)
+    runtime = Runtime(reactor=reactor)
+    runtime.processes = Processes()
+    top = build_service(Configuration(services=services, sources=("conf/echo",)), runtime,
+                        install_signal=lambda *a: None)
+    top.privilegedStartService()
+    top.startService()
+    return top
+
+
+def test_snapshot_lists_services_addresses_counters_and_children() -> None:
+    """Every service appears with its bound address, counters and running children."""
+    top = running(service())
+    (svc,) = top.configuration.services
+    counts = service_counters(top.runtime, "echo", svc.block_key)
+    counts.accept()
+    counts.refuse("address")
+    counts.refuse("address")
+    status = snapshot(top, {"ok": True, "time": 1.0}, pid=7)
+    (entry,) = status["services"]
+    assert entry["listen"] == ["tcp 127.0.0.1:14007"]
+    assert (entry["state"], entry["accepted"], entry["refused"]) == \
+        ("listening", 1, {"address": 2})
+    assert entry["sessions"] == 0 and entry["where"] == "conf/echo:1"
+    assert status["children"] == [{"pid": 42, "service_id": "echo", "peer": "127.0.0.9:5555",
+                                   "started": 1000.0}]
+    assert (status["pid"], status["reload"], status["sources"]) == \
+        (7, {"ok": True, "time": 1.0}, ["conf/echo"])
+    json.dumps(status)  # JSON-ready
+
+
+def test_cps_pause_shows_until_when() -> None:
+    """A service paused by cps says so, with the time it resumes."""
+    top = running(service(cps=CPS(1, 30)))
+    (svc,) = top.configuration.services
+    rate = state_of(top.runtime).rates[(svc.block_key, CPS(1, 30))]
+    for _ in range(3):
+        rate.check(Peer("127.0.0.1", 1), top.runtime.seconds())
+    (entry,) = snapshot(top)["services"]
+    assert (entry["state"], entry["reason"], entry["until"]) == ("paused", "cps", 2030.0)
+    assert "paused by cps until" in render_text(snapshot(top))
+
+
+def test_bans_from_the_store_skip_expired_ones(tmp_path: Path) -> None:
+    """Live bans are listed with their expiry; expired ones are not."""
+    top = running(service())
+    store = BanStore(str(tmp_path / "bans.sqlite3"))
+    store.put(Ban("10.0.0.1", None, 1.0, "trap", 3))
+    store.put(Ban("10.0.0.2", 1500.0, 1.0, "trap", 1))
+    top.runtime.bans = type("Bans", (), {"store": store})()
+    assert snapshot(top)["bans"] == [{"host": "10.0.0.1", "until": None, "added": 1.0,
+                                      "service_id": "trap", "hits": 3}]
+    assert "10.0.0.1  forever" in render_text(snapshot(top))
+
+
+def test_render_text_shows_a_failed_reload_and_its_errors() -> None:
+    """The last reload's failure and every error are in the text."""
+    top = running(service())
+    text = render_text(snapshot(top, {"ok": False, "time": 0.0,
+                                      "errors": ["conf/x:3: bad", "conf/y:1: worse"]}))
+    assert "FAILED, the previous configuration is running (2 errors):" in text
+    assert "\n  conf/x:3: bad\n  conf/y:1: worse\n" in text
+    assert "echo     builtin  listening  tcp 127.0.0.1:14007" in text
+
+
+def test_run_status_prints_text_or_json(tmp_path: Path) -> None:
+    """``superd status`` renders the daemon's answer; --json prints it as JSON."""
+    status = snapshot(running(service()), pid=9)
+    for as_json in (False, True):
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(control_path(str(tmp_path)))
+        server.listen(1)
+
+        def answer(server: socket.socket = server) -> None:
+            conn, _ = server.accept()
+            with conn, server:
+                conn.recv(4096)
+                conn.sendall(json.dumps({"ok": True, "status": status}).encode() + b"\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        out = io.StringIO()
+        assert run_status(str(tmp_path), as_json, out, io.StringIO()) == 0
+        thread.join(5)
+        Path(control_path(str(tmp_path))).unlink()
+        if as_json:
+            assert json.loads(out.getvalue())["pid"] == 9
+        else:
+            assert out.getvalue().startswith("superd pid 9: 1 services")
+
+
+def test_run_status_without_a_daemon(tmp_path: Path) -> None:
+    """No daemon: a message on stderr and EX_UNAVAILABLE."""
+    err = io.StringIO()
+    assert run_status(str(tmp_path), False, io.StringIO(), err) == EX_UNAVAILABLE
+    assert "is superd running" in err.getvalue()
+
+
+class WaitPort:
+    def __init__(self, child: Any = None, backoff_until: float | None = None) -> None:
+        self.child, self.backoff_until = child, backoff_until
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 99)
+
+
+def test_wait_yes_service_is_suspended_or_backing_off() -> None:
+    """A wait=yes service shows its running server, or when its back-off ends."""
+    import types
+
+    from superd.net.sockets import listen_addresses
+
+    wait = service(wait=True, type=frozenset(), server="/bin/cat")
+    (address,) = listen_addresses(wait)
+    runtime = Runtime(reactor=MemoryReactorClock())
+    for port, expected in ((WaitPort(child=Child(5, "echo", None, 0.0)),
+                            {"state": "suspended", "server_pid": 5}),
+                           (WaitPort(backoff_until=3000.0),
+                            {"state": "backing off", "until": 3000.0}),
+                           (WaitPort(), {"state": "listening"})):
+        child = types.SimpleNamespace(address=address, port=port)
+        top = types.SimpleNamespace(runtime=runtime, configuration=None,
+                                    groups=[(wait, [child])])
+        (entry,) = snapshot(top)["services"]
+        assert {k: entry[k] for k in expected} == expected
+        assert entry["listen"] == ["tcp 127.0.0.1:99"]

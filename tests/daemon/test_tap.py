@@ -1,0 +1,175 @@
+"""Tests for superd.daemon.tap: command-line options, configuration refusal, assembly."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.application.service import IServiceMaker
+from twisted.internet.testing import MemoryReactorClock
+from twisted.plugin import IPlugin
+from twisted.python import usage
+from zope.interface.verify import verifyObject
+
+from superd.config.load import load_configuration
+from superd.core.runtime import Runtime, RuntimeOptions
+from superd.daemon import heap, tap
+from superd.daemon.service import SuperdService
+from superd.daemon.tap import EX_USAGE, Options, assemble, default_state_dir, running_as_daemon
+
+ECHO = """\
+service echo
+{
+	type        = INTERNAL UNLISTED
+	socket_type = stream
+	wait        = no
+	port        = 0
+	bind        = 127.0.0.1
+}
+"""
+
+
+def parse(*argv: str) -> tuple[Options, io.StringIO]:
+    options = Options()
+    options.stderr = err = io.StringIO()
+    options.parseOptions(list(argv))
+    return options, err
+
+
+def test_default_state_dir() -> None:
+    """Root keeps state in /var/lib/superd; others under XDG_STATE_HOME or ~/.local/state."""
+    assert default_state_dir(0, {"XDG_STATE_HOME": "/x"}) == "/var/lib/superd"
+    assert default_state_dir(1000, {"XDG_STATE_HOME": "/x", "HOME": "/h"}) == "/x/superd"
+    assert default_state_dir(1000, {"HOME": "/h"}) == "/h/.local/state/superd"
+
+
+def test_options_load_configuration_and_runtime_options(tmp_path: Path) -> None:
+    """-c loads the configuration; the other options become RuntimeOptions."""
+    (tmp_path / "echo").write_text(ECHO)
+    options, err = parse("-c", str(tmp_path), "--state-dir", "/s", "--limit", "40",
+                         "--grace", "1.5", "--ident-port", "1113", "--backlog", "99")
+    assert options.configuration is not None
+    assert [s.id for s in options.configuration.services] == ["echo"]
+    assert options.runtime_options() == RuntimeOptions(
+        state_dir="/s", limit=40, grace=1.5, ident_port=1113, backlog=99)
+    assert err.getvalue() == ""
+
+
+def test_missing_config_exits_64() -> None:
+    """Without -c the daemon refuses with EX_USAGE, whatever twistd does with usage errors."""
+    with pytest.raises(SystemExit) as caught:
+        parse()
+    assert caught.value.code == EX_USAGE
+
+
+def test_config_error_prints_every_problem_and_exits_78(tmp_path: Path) -> None:
+    """A refused configuration: every problem on stderr, a count, SystemExit(78)."""
+    (tmp_path / "bad").write_text(ECHO.replace("wait        = no", "wait = perhaps")
+                                  .replace("port        = 0", "port = -1"))
+    with pytest.raises(SystemExit) as caught:
+        parse("-c", str(tmp_path))
+    assert caught.value.code == 78
+
+
+def test_config_error_text(tmp_path: Path) -> None:
+    """The stderr text is each problem's FILE:LINE line, then the count."""
+    (tmp_path / "bad").write_text(ECHO.replace("wait        = no", "wait = perhaps"))
+    options = Options()
+    options.stderr = err = io.StringIO()
+    with pytest.raises(SystemExit):
+        options.parseOptions(["-c", str(tmp_path)])
+    assert err.getvalue() == (
+        f"{tmp_path / 'bad'}:5: service echo: wait: expected yes or no, got 'perhaps'\n"
+        "superd: 1 configuration error; nothing started\n")
+
+
+def test_warnings_are_printed(tmp_path: Path) -> None:
+    """Warnings (unknown attributes) are printed but do not stop startup."""
+    (tmp_path / "echo").write_text(ECHO.replace("\tport", "\tmdns        = yes\n\tport"))
+    options, err = parse("-c", str(tmp_path))
+    assert options.configuration is not None
+    assert err.getvalue().startswith("warning: ")
+    assert "mdns" in err.getvalue()
+
+
+def test_bad_numbers_are_usage_errors(tmp_path: Path) -> None:
+    """Non-numeric or out-of-range option values are usage errors."""
+    for argv in (["--limit", "0"], ["--grace", "-1"], ["--ident-port", "70000"]):
+        with pytest.raises(usage.UsageError):
+            parse("-c", str(tmp_path), *argv)
+
+
+def test_assemble_builds_the_tree_and_state_dir(tmp_path: Path) -> None:
+    """assemble creates the state directory (0700) and returns the service tree."""
+    (tmp_path / "echo").write_text(ECHO)
+    state = tmp_path / "state" / "nested"
+    runtime = Runtime(reactor=MemoryReactorClock(),
+                      options=RuntimeOptions(state_dir=str(state)))
+    service = assemble(load_configuration(str(tmp_path)), runtime, io.StringIO())
+    assert isinstance(service, SuperdService)
+    assert service.settle_heap is heap.settle  # the daemon freezes its heap (superd.daemon.heap)
+    assert state.is_dir() and (state.stat().st_mode & 0o777) == 0o700
+    assert [c.address.describe() for c in service] == ["tcp 127.0.0.1:0"]
+
+
+def test_assemble_refuses_unavailable_services(tmp_path: Path, monkeypatch: Any) -> None:
+    """A service this build cannot run is refused at startup with exit 78."""
+    import sys
+
+    (tmp_path / "echo").write_text(ECHO)
+    configuration = load_configuration(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "superd.handlers.builtins.registry", None)  # import fails
+    runtime = Runtime(reactor=MemoryReactorClock(),
+                      options=RuntimeOptions(state_dir=str(tmp_path / "s")))
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as caught:
+        assemble(configuration, runtime, err)
+    assert caught.value.code == 78
+    assert "service echo: type: internal services are not available in this build" in (
+        err.getvalue())
+
+
+def test_plugin_provides_service_maker() -> None:
+    """The twistd plugin is an IServiceMaker named superd using superd.daemon.tap."""
+    from twisted.plugins.superd_plugin import serviceMaker
+
+    assert verifyObject(IServiceMaker, serviceMaker)
+    assert IPlugin.providedBy(serviceMaker)
+    assert serviceMaker.tapname == "superd"
+    assert serviceMaker.options is Options
+
+
+def test_running_as_daemon_reads_twistd_options() -> None:
+    """Without twistd's -n the tap knows it will be daemonized."""
+    options = Options()
+    assert not running_as_daemon(options)  # no twistd around it
+    options.parent = {"nodaemon": False}  # type: ignore[attr-defined]
+    assert running_as_daemon(options)
+    options.parent = {"nodaemon": True}  # type: ignore[attr-defined]
+    assert not running_as_daemon(options)
+
+
+def test_ban_store_option_overrides_the_configuration_file(tmp_path: Path) -> None:
+    """--ban-store wins over the defaults' ban_store; without it the file's is used; else none."""
+    (tmp_path / "echo").write_text(ECHO)
+    assert parse("-c", str(tmp_path))[0].ban_store() is None
+    (tmp_path / "fleet").write_text("defaults\n{\n\tban_store = redis://127.0.0.1:6390/1\n}\n")
+    assert parse("-c", str(tmp_path))[0].ban_store() == "redis://127.0.0.1:6390/1"
+    options, _ = parse("-c", str(tmp_path), "--ban-store", "redis://127.0.0.9/4")
+    assert options.ban_store() == "redis://127.0.0.9/4"
+
+
+def test_log_connections_sends_connection_events_to_the_main_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --log-connections the text main log gets no per-connection
+    START/EXIT; with it, the channel publishes them there."""
+    from superd.observe import events
+    fresh = events.ConnectionEvents()
+    monkeypatch.setattr(events, "connection_events", fresh)
+    (tmp_path / "echo").write_text(ECHO)
+    tap.route_connection_events(parse("-c", str(tmp_path))[0])
+    assert not fresh.sent_to_main_log
+    tap.route_connection_events(parse("-c", str(tmp_path), "--log-connections")[0])
+    assert fresh.sent_to_main_log

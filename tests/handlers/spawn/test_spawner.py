@@ -1,0 +1,256 @@
+"""Tests for superd.handlers.spawn.spawner: posix_spawn arguments, errors, reaping."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import pytest
+
+from superd.handlers.spawn.credentials import CredentialPlan, Identity, SpawningThread
+from superd.handlers.spawn.spawner import (
+    ExitStatus,
+    PosixSpawner,
+    SpawnError,
+    SpawnRequest,
+    classify_spawn_error,
+)
+from superd.handlers.spawn.table import prepare_process
+from superd.observe.events import REASON_EXEC, REASON_FORK
+from tests.handlers.spawn.helpers import ROOT, USER
+from tests.handlers.spawn.test_credentials import RecordingSyscalls
+
+
+class FakePosixSpawn:
+    """Records os.posix_spawn calls and the umask at call time."""
+
+    def __init__(self, error: Optional[OSError] = None) -> None:
+        self.calls: List[Dict[str, Any]] = []
+        self.error = error
+
+    def __call__(self, path: str, argv: List[str], env: Dict[str, str],
+                 **kw: Any) -> int:
+        umask = os.umask(0o22)
+        os.umask(umask)
+        self.calls.append(dict(path=path, argv=argv, env=env, umask=umask, **kw))
+        if self.error is not None:
+            raise self.error
+        return 4242
+
+
+def make(thread: SpawningThread, fake: FakePosixSpawn,
+         registered: Optional[List[Any]] = None, **kw: Any) -> PosixSpawner:
+    reg = registered if registered is not None else []
+    return PosixSpawner(thread, setpriv="/usr/bin/setpriv", posix_spawn=fake,
+                        register=lambda pid, r: reg.append((pid, r)),
+                        unregister=lambda pid, r: None, **kw)
+
+
+REQUEST = SpawnRequest("/usr/sbin/sshd", ("sshd", "-i"), {"A": "1"}, {0: 9, 1: 9, 2: 9})
+
+
+def test_spawn_maps_fds_and_starts_session() -> None:
+    """The socket is dup2'd onto 0, 1 and 2, the child is a session leader,
+    SIGPIPE is reset to default and the signal mask emptied."""
+    fake = FakePosixSpawn()
+    registered: List[Any] = []
+    pid = make(SpawningThread(USER, None), fake, registered).spawn(REQUEST, print)
+    call = fake.calls[0]
+    assert pid == 4242 and registered[0][0] == 4242
+    assert call["path"] == "/usr/sbin/sshd" and list(call["argv"]) == ["sshd", "-i"]
+    assert call["env"] == {"A": "1"}
+    assert call["file_actions"] == [(os.POSIX_SPAWN_DUP2, 9, c) for c in (0, 1, 2)]
+    assert call["setsid"] is True and call["setsigmask"] == ()
+    assert signal.SIGPIPE in call["setsigdef"] and signal.SIGKILL not in call["setsigdef"]
+
+
+def test_umask_is_set_around_spawn_only() -> None:
+    """The child's umask is in effect during the spawn and restored after."""
+    fake = FakePosixSpawn()
+    before = os.umask(0o22)
+    os.umask(before)
+    make(SpawningThread(USER, None), fake).spawn(
+        SpawnRequest("/bin/true", ("true",), {}, {0: 0, 1: 1, 2: 2}, umask=0o027), print)
+    assert fake.calls[0]["umask"] == 0o027
+    after = os.umask(0o22)
+    os.umask(after)
+    assert after == before
+
+
+def test_thread_credentials_used_when_possible() -> None:
+    """As root with a syscall table, credentials are taken by the spawning
+    thread: the program itself is spawned, no wrapper."""
+    syscalls = RecordingSyscalls()
+    fake = FakePosixSpawn()
+    request = SpawnRequest("/bin/cat", ("cat",), {}, {0: 5, 1: 5, 2: 5},
+                           credentials=CredentialPlan(65534, 65534, ()))
+    make(SpawningThread(ROOT, syscalls), fake).spawn(request, print)
+    assert list(fake.calls[0]["argv"]) == ["cat"]
+    assert ("setresuid", 65534, 65534, -1) in syscalls.calls
+    assert syscalls.calls[-1] == ("set_dumpable", 1)
+
+
+def test_setpriv_fallback_without_thread_switch() -> None:
+    """Without per-thread switching, the setpriv wrapper runs the server."""
+    fake = FakePosixSpawn()
+    request = SpawnRequest("/bin/cat", ("cat", "-u"), {}, {0: 5, 1: 5, 2: 5},
+                           credentials=CredentialPlan(1, 2, (3,)))
+    make(SpawningThread(ROOT, None), fake).spawn(request, print)
+    assert fake.calls[0]["path"] == "/usr/bin/setpriv"
+    assert list(fake.calls[0]["argv"]) == ["/usr/bin/setpriv", "--reuid=1", "--regid=2",
+                                     "--groups=3", "--", "/bin/cat", "-u"]
+
+
+def test_nice_after_spawn_when_not_root() -> None:
+    """Not root: nice is applied to the child right after it started."""
+    calls: List[Tuple[int, ...]] = []
+    spawner = make(SpawningThread(USER, None), FakePosixSpawn(),
+                   setpriority=lambda *a: calls.append(a))
+    spawner.spawn(SpawnRequest("/bin/true", ("true",), {}, {}, nice=5), print)
+    assert calls == [(os.PRIO_PROCESS, 4242, 5)]
+
+
+@pytest.mark.parametrize("code,reason", [
+    (errno.ENOENT, REASON_EXEC), (errno.EACCES, REASON_EXEC),
+    (errno.ENOEXEC, REASON_EXEC), (errno.EAGAIN, REASON_FORK),
+    (errno.ENOMEM, REASON_FORK), (errno.EMFILE, REASON_FORK),
+])
+def test_errors_are_classified(code: int, reason: str) -> None:
+    """A failed spawn raises SpawnError at once, as xinetd's fork/exec word."""
+    assert classify_spawn_error(OSError(code, os.strerror(code))) == reason
+    fake = FakePosixSpawn(OSError(code, os.strerror(code)))
+    with pytest.raises(SpawnError) as info:
+        make(SpawningThread(USER, None), fake).spawn(REQUEST, print)
+    assert info.value.reason == reason and info.value.errno == code
+
+
+def test_exit_status_decoding() -> None:
+    """Wait statuses decode to exit code or signal (with core flag)."""
+    assert ExitStatus.from_raw(3 << 8) == ExitStatus(768, 3, None, False)
+    assert ExitStatus.from_raw(signal.SIGTERM) == ExitStatus(15, None, 15, False)
+    assert ExitStatus.from_raw(None) == ExitStatus(None)
+
+
+def wait_reaped(reapers: List[Any], statuses: List[ExitStatus],
+                count: int = 1) -> None:
+    """Poll the registered reapers (what Twisted's SIGCHLD handler does)."""
+    deadline = time.monotonic() + 10
+    while len(statuses) < count and time.monotonic() < deadline:
+        for _, reaper in list(reapers):
+            reaper.reapProcess()
+        time.sleep(0.005)
+
+
+def real_spawner(reapers: List[Any], thread: Optional[SpawningThread] = None
+                 ) -> PosixSpawner:
+    return PosixSpawner(thread or SpawningThread(Identity.current(), None),
+                        register=lambda pid, r: reapers.append((pid, r)),
+                        unregister=lambda pid, r: reapers.remove((pid, r)))
+
+
+def run_shell(script: str, spawner: PosixSpawner,
+              on_exit: Callable[[ExitStatus], None], **kw: Any) -> bytes:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        spawner.spawn(SpawnRequest("/bin/sh", ("sh", "-c", script), {"X": "y"},
+                                   {0: theirs.fileno(), 1: theirs.fileno(),
+                                    2: theirs.fileno()}, **kw), on_exit)
+        theirs.close()
+        ours.settimeout(10)
+        chunks = []
+        while chunk := ours.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_real_child_gets_only_its_fds_and_env() -> None:
+    """A real child sees exactly fds 0-2 even with 500 extra descriptors open
+    in superd, its own session, the requested environment, and is reaped
+    with its exit status."""
+    prepare_process()
+    extra = [socket.socket() for _ in range(500)]
+    reapers: List[Any] = []
+    statuses: List[ExitStatus] = []
+    try:
+        out = run_shell("echo X=$X; ls /proc/self/fd | sort -n | tr '\\n' ' ';"
+                        " echo; ps -o sid= -o pgid= -p $$; exit 3",
+                        real_spawner(reapers), statuses.append)
+    finally:
+        for s in extra:
+            s.close()
+    wait_reaped(reapers, statuses)
+    lines = out.decode().splitlines()
+    assert lines[0] == "X=y"
+    # fd 3 is ls's own directory handle.
+    assert lines[1].split() == ["0", "1", "2", "3"]
+    sid, pgid = lines[2].split()
+    assert sid == pgid
+    assert statuses == [ExitStatus(3 << 8, 3)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_real_child_as_nobody() -> None:
+    """Root superd, service user nobody: the child runs as nobody with no
+    groups and no capabilities, and superd is root again afterwards."""
+    thread = SpawningThread.for_this_machine(Identity.current())
+    if not thread.can_switch:
+        pytest.skip("no per-thread credential syscalls on this machine")
+    reapers: List[Any] = []
+    statuses: List[ExitStatus] = []
+    out = run_shell("id -u; id -g; id -G; grep CapEff /proc/self/status; umask",
+                    real_spawner(reapers, thread), statuses.append,
+                    credentials=CredentialPlan(65534, 65534, ()), umask=0o027)
+    wait_reaped(reapers, statuses)
+    lines = out.decode().split("\n")
+    assert lines[:3] == ["65534", "65534", "65534"]
+    assert lines[3].split() == ["CapEff:", "0000000000000000"]
+    assert lines[4] == "0027"
+    assert os.getresuid() == (0, 0, 0)
+
+
+def test_real_missing_program_raises_exec() -> None:
+    """posix_spawn reports a missing program synchronously: FAIL exec."""
+    with pytest.raises(SpawnError) as info:
+        real_spawner([]).spawn(SpawnRequest("/nonexistent/prog", ("prog",), {},
+                                            {0: 0, 1: 1, 2: 2}), print)
+    assert info.value.reason == REASON_EXEC and info.value.errno == errno.ENOENT
+
+
+def test_kill_group_reports_missing_group() -> None:
+    """Signalling a process group that no longer exists returns False."""
+    def gone(pgid: int, sig: int) -> None:
+        raise ProcessLookupError(errno.ESRCH, "No such process")
+    spawner = make(SpawningThread(USER, None), FakePosixSpawn(), killpg=gone)
+    assert spawner.kill_group(123, signal.SIGTERM) is False
+
+
+@pytest.mark.parametrize("mode,code", [(None, errno.ENOENT), (0o644, errno.EACCES)])
+def test_server_behind_a_wrapper_is_checked_first(tmp_path: Any, mode: Optional[int],
+                                                  code: int) -> None:
+    """Started through prlimit (rlimit_*) or setpriv, a server that is
+    missing or not executable is a SpawnError(exec) with its errno, as for
+    a direct exec -- not just the wrapper's exit status 127 or 126."""
+    server = tmp_path / "server"
+    if mode is not None:
+        server.write_text("#!/bin/sh\n")
+        server.chmod(mode)
+    fake = FakePosixSpawn()
+    limited = SpawnRequest("/usr/bin/prlimit", ("/usr/bin/prlimit", "--nofile=8:8", "--",
+                                                str(server)), {}, {0: 5, 1: 5, 2: 5},
+                           wrapped=str(server))
+    other_user = SpawnRequest(str(server), ("server",), {}, {0: 5, 1: 5, 2: 5},
+                              credentials=CredentialPlan(1, 2, (3,)))
+    spawner = make(SpawningThread(ROOT, None), fake)
+    for request in (limited, other_user):
+        with pytest.raises(SpawnError) as caught:
+            spawner.spawn(request, print)
+        assert caught.value.reason == REASON_EXEC and caught.value.errno == code
+    assert fake.calls == []
+    server.write_text("#!/bin/sh\n")
+    server.chmod(0o755)
+    spawner.spawn(limited, print)
+    assert fake.calls[0]["path"] == "/usr/bin/prlimit"

@@ -1,0 +1,155 @@
+"""
+Unit tests of ``superd.handlers.redirect`` with a memory reactor and string
+transports: connect with a timeout, nothing read before the upstream is
+there, bytes and counts both ways, half-close in both directions, producer
+links, connect failures, and the TRAFFIC line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+
+from superd.config.model import Extensions, Location, Redirect, ServiceConfig, SocketType
+from superd.core.runtime import Runtime
+from superd.core.session import Peer, Session
+from superd.handlers.redirect import RedirectHandler, RelayProtocol
+
+
+class HalfCloseTransport(StringTransport):
+    """A string transport that records a half-close."""
+
+    write_closed = False
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+
+
+def make_service(**kw: Any) -> ServiceConfig:
+    values: dict[str, Any] = dict(
+        name="relay", id="relay", location=Location("conf/relay", 1),
+        socket_type=SocketType.STREAM, protocol="tcp", wait=False, port=8080,
+        redirect=Redirect("127.0.0.1", 7), log_on_success=frozenset({"TRAFFIC", "EXIT"}),
+        extensions=Extensions(redirect_timeout=3.0))
+    values.update(kw)
+    return ServiceConfig(**values)
+
+
+@attrs.define
+class Relay:
+    reactor: MemoryReactorClock
+    session: Session
+    protocol: RelayProtocol
+    client: HalfCloseTransport
+
+    def connect_upstream(self) -> HalfCloseTransport:
+        factory = self.reactor.tcpClients[0][2]
+        upstream = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7))
+        assert upstream is not None
+        transport = HalfCloseTransport()
+        upstream.makeConnection(transport)
+        return transport
+
+    @property
+    def upstream(self) -> Any:
+        assert self.protocol.upstream is not None
+        return self.protocol.upstream
+
+
+def start(service: ServiceConfig | None = None) -> Relay:
+    reactor = MemoryReactorClock()
+    runtime = Runtime(reactor=reactor)
+    session = Session("relay", Peer("10.0.0.1", 4000), None, reactor.seconds())
+    protocol = RedirectHandler(service or make_service(), runtime).protocol_for(session)
+    client = HalfCloseTransport()
+    protocol.makeConnection(client)
+    return Relay(reactor, session, protocol, client)
+
+
+def test_connects_with_timeout_and_holds_client_until_connected() -> None:
+    """The upstream connect uses redirect_timeout; the client is paused meanwhile."""
+    relay = start()
+    host, port, _, timeout, _ = relay.reactor.tcpClients[0]
+    assert (host, port, timeout) == ("127.0.0.1", 7, 3.0)
+    assert relay.client.producerState == "paused"
+    relay.connect_upstream()
+    assert relay.client.producerState == "producing"
+
+
+def test_bytes_flow_and_producers_are_linked() -> None:
+    """Each side's transport is the other's streaming producer; bytes are counted."""
+    relay = start()
+    up = relay.connect_upstream()
+    assert up.producer is relay.client and up.streaming
+    assert relay.client.producer is up and relay.client.streaming
+    relay.protocol.dataReceived(b"hello")
+    relay.upstream.dataReceived(b"HELLO!")
+    assert up.value() == b"hello" and relay.client.value() == b"HELLO!"
+    assert (relay.protocol.inbound, relay.protocol.outbound) == (5, 6)
+
+
+def test_half_close_both_ways_then_full_close(log_events: list[dict[str, Any]]) -> None:
+    """Client EOF half-closes the upstream; upstream EOF half-closes the client; then both close."""
+    relay = start()
+    up = relay.connect_upstream()
+    relay.protocol.dataReceived(b"abc")
+    relay.protocol.readConnectionLost()
+    assert up.write_closed and not up.disconnecting
+    relay.upstream.dataReceived(b"ABC")
+    relay.upstream.readConnectionLost()
+    assert relay.client.write_closed
+    assert up.disconnecting and relay.client.disconnecting
+    relay.protocol.connectionLost(Failure(Exception("done")))
+    relay.upstream.connectionLost(Failure(Exception("done")))
+    assert relay.session.ended
+    lines = [e.get("xinetd_line") for e in log_events]
+    assert "TRAFFIC: relay in=3(bytes) out=3(bytes)" in lines
+
+
+def test_client_eof_before_upstream_is_carried_after_connect() -> None:
+    """A client that half-closes while the connect is pending: the upstream gets the FIN."""
+    relay = start()
+    relay.protocol.readConnectionLost()
+    up = relay.connect_upstream()
+    assert up.write_closed
+
+
+def test_connect_failure_closes_client_and_ends_session(log_events: list[dict[str, Any]]) -> None:
+    """A refused upstream: redirect_failed is logged, the client closed, the session ended."""
+    relay = start()
+    factory = relay.reactor.tcpClients[0][2]
+    factory.clientConnectionFailed(relay.reactor.connectors[0], Failure(ConnectionRefusedError()))
+    assert relay.client.disconnecting
+    assert [e for e in log_events if e.get("event") == "redirect_failed"]
+    relay.protocol.connectionLost(Failure(Exception("closed")))
+    assert relay.session.ended
+
+
+def test_client_gone_while_connecting_cancels() -> None:
+    """A client that leaves before the upstream answers cancels the connect attempt."""
+    relay = start()
+    relay.protocol.connectionLost(Failure(Exception("gone")))
+    assert relay.reactor.connectors[0].stoppedConnecting
+    assert relay.session.ended
+
+
+def test_upstream_lost_closes_client() -> None:
+    """An upstream that drops the connection makes the relay close the client."""
+    relay = start()
+    relay.connect_upstream()
+    relay.upstream.connectionLost(Failure(Exception("reset")))
+    assert relay.client.disconnecting and relay.client.producer is None
+
+
+def test_bytes_before_the_upstream_are_kept() -> None:
+    """Bytes delivered while connecting (a TLS layer's last read) reach the upstream first."""
+    relay = start()
+    relay.protocol.dataReceived(b"early ")
+    up = relay.connect_upstream()
+    relay.protocol.dataReceived(b"late")
+    assert up.value() == b"early late" and relay.protocol.inbound == 10

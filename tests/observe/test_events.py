@@ -1,0 +1,148 @@
+"""Tests for superd.observe.events: xinetd line shapes and the builtins' per-connection channel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.logger import LogPublisher
+
+from superd.config.model import FileLog
+from superd.core.session import Peer
+from superd.observe import events
+from superd.observe.events import ConnectionEvents
+from superd.observe.servicelog import ServiceLogRouter, ServiceLogService
+
+from .servicelog.configs import configuration, service
+
+PEER = Peer("192.0.2.7", 4000)
+
+
+@pytest.fixture
+def channel(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ConnectionEvents, list[Any]]]:
+    """A fresh channel whose main log is a list (instead of the global publisher)."""
+    main: list[Any] = []
+    fresh = ConnectionEvents(main.append)
+    monkeypatch.setattr(events, "connection_events", fresh)
+    monkeypatch.setattr(events._connection_log, "observer", fresh)
+    monkeypatch.setattr("superd.observe.servicelog.service.connection_events", fresh)
+    yield fresh, main
+
+
+def test_unconsumed_events_are_not_built(channel: tuple[ConnectionEvents, list[Any]],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no service log and a text main log, a builtin's START/EXIT build nothing."""
+    fresh, main = channel
+    rendered: list[object] = []
+    monkeypatch.setattr(events, "start_line", lambda *a: rendered.append(a))
+    events.emit_served_start(service("a", None), PEER)
+    events.emit_served_exit(service("a", None), 1.5)
+    assert not fresh.wanted("a") and main == [] and rendered == []
+
+
+def test_direct_observer_gets_events_without_the_main_log(
+        channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """A direct observer (the service-log router) gets START and EXIT; the main log does not."""
+    fresh, main = channel
+    seen: list[Any] = []
+    fresh.add_direct(seen.append)
+    events.emit_served_start(service("a", None, frozenset({"HOST", "PID", "EXIT"})), PEER)
+    events.emit_served_exit(service("a", None, frozenset({"EXIT"})), 2.0)
+    assert [e["xinetd_line"] for e in seen] == [
+        "START: a pid=0 from=192.0.2.7", "EXIT: a status=0"]
+    assert [(e["event"], e["pid"]) for e in seen] == [("start", 0), ("exit", 0)]
+    assert main == []
+    fresh.remove_direct(seen.append)
+    events.emit_served_start(service("a", None), PEER)
+    assert len(seen) == 2
+
+
+def test_only_wanted_services_are_built(channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """A direct observer that writes service ``a`` only gets no events of ``b``."""
+    fresh, main = channel
+    seen: list[Any] = []
+    fresh.add_direct(seen.append, lambda service_id: service_id == "a")
+    events.emit_served_start(service("b", None), PEER)
+    events.emit_served_start(service("a", None), PEER)
+    assert [e["service_id"] for e in seen] == ["a"]
+
+
+def test_main_log_gets_each_event_once(channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """Sent to the main log, events reach it once and skip direct observers (they watch it too)."""
+    fresh, main = channel
+    seen: list[Any] = []
+    fresh.add_direct(seen.append)
+    fresh.send_to_main_log()
+    events.emit_served_start(service("a", None), PEER)
+    assert [(e["event"], e["service_id"], e["peer_host"]) for e in main] == [
+        ("start", "a", "192.0.2.7")]
+    assert seen == []
+
+
+def test_wait_yes_server_start_always_reaches_the_main_log(
+        channel: tuple[ConnectionEvents, list[Any]], log_events: list[dict[str, Any]]) -> None:
+    """START of a ``wait = yes`` server is a main-log event whatever the channel's consumers."""
+    fresh, main = channel
+    events.emit_start(service("a", None), 4242, PEER)
+    assert [(e["event"], e["pid"]) for e in log_events] == [("start", 4242)]
+    assert main == []
+
+
+def test_session_child_events_are_built_only_when_consumed(
+        channel: tuple[ConnectionEvents, list[Any]], log_events: list[dict[str, Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """START/EXIT of a per-connection server process go on the channel: with
+    nothing consuming it they are not even rendered; with the main log
+    consuming it they arrive there with the child's pid and status."""
+    fresh, main = channel
+    rendered: list[object] = []
+    monkeypatch.setattr(events, "start_line", lambda *a: rendered.append(a))
+    monkeypatch.setattr(events, "exit_line", lambda *a: rendered.append(a))
+    events.emit_session_start(service("a", None), 4242, PEER)
+    events.emit_session_exit(service("a", None), 4242, 3, None, 0.5)
+    assert rendered == [] and main == [] and log_events == []
+    fresh.send_to_main_log()
+    events.emit_session_start(service("a", None), 4242, PEER)
+    events.emit_session_exit(service("a", None), 4242, 3, None, 0.5)
+    assert [(e["event"], e["pid"], e.get("status")) for e in main] == [
+        ("start", 4242, None), ("exit", 4242, 3)]
+
+
+def test_child_killed_by_a_signal_always_reaches_the_main_log(
+        channel: tuple[ConnectionEvents, list[Any]], log_events: list[dict[str, Any]]) -> None:
+    """A per-connection server killed by a signal (a crash) is logged even
+    when nothing consumes the per-connection channel."""
+    fresh, main = channel
+    events.emit_session_exit(service("a", None), 4242, None, 11, 0.25)
+    assert [(e["event"], e["pid"], e["signal"]) for e in log_events] == [("exit", 4242, 11)]
+    assert main == []
+
+
+def test_service_log_gets_builtin_lines_directly(
+        tmp_path: Path, channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """While the service-log service runs, a builtin's START reaches its FILE log directly."""
+    fresh, main = channel
+    path = tmp_path / "a.log"
+    svc = ServiceLogService(ServiceLogRouter(
+        configuration(service("a", FileLog(str(path)))), Clock()), LogPublisher())
+    svc.startService()
+    events.emit_served_start(service("a", None), PEER)
+    assert not fresh.wanted("b")  # no service log: its events are not built
+    svc.stopService()
+    events.emit_served_start(service("a", None), PEER)
+    assert [line.split(": ", 1)[1] for line in path.read_text().splitlines()] == [
+        "START: a pid=0 from=192.0.2.7"]
+    assert main == [] and not fresh.wanted("a")
+
+
+def test_userid_noid_and_traffic_line_shapes() -> None:
+    """USERID, NOID and TRAFFIC lines have xinetd's shapes; TRAFFIC only with its flag."""
+    assert events.userid_line("identsvc", "UNIX : alice") == "USERID: identsvc UNIX : alice"
+    assert events.noid_line("id", "::ffff:127.0.0.1", events.NOID_TIMEOUT) == (
+        "NOID: id ::ffff:127.0.0.1 timeout")
+    line = events.traffic_line("r", frozenset({"TRAFFIC"}), 12, 3)
+    assert line == "TRAFFIC: r in=12(bytes) out=3(bytes)"
+    assert events.traffic_line("r", frozenset({"HOST"}), 12, 3) is None

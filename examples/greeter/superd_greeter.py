@@ -21,7 +21,7 @@ from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.policies import TimeoutMixin
 
-from superd.handlers.userproto import UserAttribute, UserContext
+from superd.api import UserAttribute, UserContext
 
 __all__ = ["Greeter", "GreeterFactory", "greeter"]
 

@@ -18,7 +18,8 @@ lookup ends (identd can only name a live connection).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from typing import Protocol as Interface
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Protocol
@@ -26,23 +27,45 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from superd.access import ident
-from superd.access.banners import send_now
+from superd.access.banners import Banners, send_now
 from superd.access.decision import Decision, MaybeDeferred
 from superd.access.userid import UseridLookups
 from superd.core.session import Peer, Session
 
-if TYPE_CHECKING:
-    from superd.access.factory import AccessControlledFactory
-
-__all__ = ["Gate"]
+__all__ = ["Gate", "GateOwner"]
 
 _log = Logger(namespace="superd.access")
+
+
+class GateOwner(Interface):
+    """What a gate asks of the access-controlled factory that made it."""
+
+    banners: Banners
+    userid: UseridLookups | None
+
+    def decide(self, peer: Peer) -> MaybeDeferred:
+        """The policies' decision for ``peer`` (perhaps still pending)."""
+
+    def refuse(self, peer: Peer, decision: Decision) -> Protocol | None:
+        """Count and log a refusal; the protocol that says so, if any."""
+
+    def refused_unidentified(self) -> None:
+        """Count a peer refused for want of a USERID answer (IDONLY)."""
+
+    def open_session(self, peer: Peer, local: Peer | None) -> Session:
+        """Admit ``peer``: its session, counted and logged."""
+
+    def admit(self, peer: Peer, local: Peer | None) -> Protocol | None:
+        """Admit ``peer`` and return the protocol serving it."""
+
+    def serve(self, session: Session, peer: Peer) -> Protocol | None:
+        """The protocol serving an already admitted ``session``."""
 
 
 class Gate(Protocol):
     """Holds a paused connection while banners go out and checks finish."""
 
-    def __init__(self, factory: AccessControlledFactory, peer: Peer,
+    def __init__(self, factory: GateOwner, peer: Peer,
                  pending: MaybeDeferred | None) -> None:
         self.gate_factory = factory
         self.peer = peer

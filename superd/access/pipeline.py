@@ -28,7 +28,7 @@ from superd.access.limits import (
 from superd.access.loadavg import LoadPolicy
 from superd.access.state import AccessState, state_of
 from superd.access.times import TimePolicy
-from superd.config.model import UNLIMITED, ServiceConfig
+from superd.config.model import UNLIMITED, ServiceConfig, ServiceKind
 from superd.core.runtime import Runtime
 from superd.core.session import Peer
 from superd.observe import events
@@ -89,7 +89,7 @@ def build_policies(service: ServiceConfig, runtime: Runtime, *,
                                         state.counter))
     if service.max_load is not None:
         policies.append(LoadPolicy(service.max_load, state.load))
-    if service.kind == "external" and runtime.options.limit is not None:
+    if service.kind is ServiceKind.EXTERNAL and runtime.options.limit is not None:
         policies.append(GlobalLimitPolicy(runtime))
     return policies
 

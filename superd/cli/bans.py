@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -25,12 +24,11 @@ from collections.abc import Sequence
 from typing import IO
 
 from superd.access.banstore import Ban, BanStore, db_path
+from superd.core.exits import EX_IOERR, EX_USAGE
+from superd.core.paths import state_dir_or_default
 from superd.core.session import canonical_host
 
 __all__ = ["main"]
-
-EX_USAGE = 64
-EX_IOERR = 74
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,11 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _state_dir(args: argparse.Namespace) -> str:
-    given: str | None = getattr(args, "state_dir", None)
-    if given:
-        return given
-    from superd.daemon.tap import default_state_dir
-    return default_state_dir(os.geteuid(), os.environ)
+    return state_dir_or_default(getattr(args, "state_dir", None) or None)
 
 
 def _address(text: str) -> str:

@@ -13,36 +13,15 @@ through the same functions so both print the same text.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from typing import IO, Iterable, List, Optional, Sequence
+from typing import IO, Optional, Sequence
 
 import superd
-from superd.config.errors import EX_CONFIG, ConfigError, Problem
-from superd.config.model import ConfigWarning
+from superd.config.errors import ConfigError, Problem
+from superd.config.report import report_config_error, report_warnings
+from superd.core.exits import EX_CONFIG
 
-__all__ = ["main", "report_config_error", "report_warnings"]
-
-#: sysexits.h EX_SOFTWARE: this build lacks a part the command needs.
-EX_SOFTWARE = 70
-#: Exit status of a subcommand that exists but is not implemented yet.
-EX_NOT_IMPLEMENTED = 2
-
-
-def report_config_error(error: ConfigError, stream: IO[str]) -> None:
-    """Print every problem of ``error`` (one per line) and a count."""
-    for problem in error.problems:
-        print(problem, file=stream)
-    count = len(error.problems)
-    plural = "" if count == 1 else "s"
-    print(f"superd: {count} configuration error{plural}; nothing started", file=stream)
-
-
-def report_warnings(warnings: Iterable[ConfigWarning], stream: IO[str]) -> None:
-    """Print each configuration warning on its own line."""
-    for warning in warnings:
-        print(f"warning: {warning}", file=stream)
-
+__all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -85,7 +64,6 @@ def _check(path: str, strict: bool, as_json: bool, out: IO[str], err: IO[str],
     from superd.access.hostscheck import check_hosts_files
     from superd.config.check import render_json, render_table
     from superd.config.load import load_configuration
-    from superd.daemon.assembly import unavailable_problems
 
     hosts_check = check_hosts_files(*hosts)
     hosts_problems = list(hosts_check.problems)
@@ -102,26 +80,14 @@ def _check(path: str, strict: bool, as_json: bool, out: IO[str], err: IO[str],
     except OSError as e:
         print(f"superd: cannot read {path}: {e.strerror or e}", file=err)
         return EX_CONFIG
-    unavailable = unavailable_problems(configuration) + hosts_problems
-    if unavailable:  # the daemon would refuse these at startup
-        report_config_error(ConfigError(unavailable), err)
+    if hosts_problems:  # the daemon would refuse these at startup
+        report_config_error(ConfigError(hosts_problems), err)
         return EX_CONFIG
     # Both renderings include the warnings.
     text = render_json(configuration) if as_json else render_table(configuration)
     out.write(text if text.endswith("\n") else text + "\n")
     out.flush()
     return 0
-
-
-def _bans(argv: List[str], err: IO[str]) -> int:
-    try:
-        banscli = importlib.import_module("superd.cli.bans")
-    except ModuleNotFoundError as e:
-        if e.name is None or not "superd.cli.bans".startswith(e.name):
-            raise
-        print("superd bans: not available in this build", file=err)
-        return EX_SOFTWARE
-    return int(banscli.main(argv))
 
 
 def main(argv: Optional[Sequence[str]] = None,
@@ -141,16 +107,17 @@ def main(argv: Optional[Sequence[str]] = None,
         print(f"superd {superd.__version__}", file=out)
         return 0
     if args.command == "bans":
-        return _bans(args.rest, err)
+        from superd.cli.bans import main as bans_main
+
+        return int(bans_main(args.rest))
     if args.command == "status":
-        from superd.daemon.status import run_status
+        from superd.cli.status import run_status
 
         return run_status(args.state_dir, args.json, out, err)
     if args.command == "reload":
-        from superd.daemon.control import run_reload
-        from superd.daemon.status import state_dir_or_default
+        from superd.cli.control import run_reload
+        from superd.core.paths import state_dir_or_default
 
         return run_reload(state_dir_or_default(args.state_dir), out, err)
-    print(f"superd {args.command}: not implemented yet", file=err)
-    return EX_NOT_IMPLEMENTED
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse allows no other
 

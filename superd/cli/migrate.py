@@ -20,7 +20,7 @@ from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from superd.config.model import Configuration, FileLog, ServiceConfig, SocketType
+from superd.config.model import Configuration, FileLog, ServiceConfig, ServiceKind, SocketType
 
 __all__ = ["Note", "explain", "file_notes", "render_json", "render_text", "run_migrate",
            "service_notes"]
@@ -91,7 +91,7 @@ def _binds(service: ServiceConfig, config: Configuration) -> Optional[Note]:
 
 @_rule
 def _start_after_checks(service: ServiceConfig, config: Configuration) -> Optional[Note]:
-    if service.kind != "external" or not service.log_on_success:
+    if service.kind is not ServiceKind.EXTERNAL or not service.log_on_success:
         return None
     return Note("logs", "START is logged only for a client that passed every check; xinetd"
                 " logs START, then FAIL and EXIT, for one refused by only_from or libwrap.")
@@ -99,7 +99,7 @@ def _start_after_checks(service: ServiceConfig, config: Configuration) -> Option
 
 @_rule
 def _exec_failure(service: ServiceConfig, config: Configuration) -> Optional[Note]:
-    if service.kind != "external":
+    if service.kind is not ServiceKind.EXTERNAL:
         return None
     return Note("servers", "a server that cannot be executed is logged as FAIL exec with the"
                 " reason and EXIT status=127; xinetd's child exits with status 0.")
@@ -107,7 +107,7 @@ def _exec_failure(service: ServiceConfig, config: Configuration) -> Optional[Not
 
 @_rule
 def _process_groups(service: ServiceConfig, config: Configuration) -> Optional[Note]:
-    if service.kind != "external":
+    if service.kind is not ServiceKind.EXTERNAL:
         return None
     return Note("servers", "on stop, and when a reload drops the service, the server's whole"
                 " process group gets SIGTERM, then SIGKILL after --grace seconds; xinetd"
@@ -117,7 +117,7 @@ def _process_groups(service: ServiceConfig, config: Configuration) -> Optional[N
 
 @_rule
 def _wait_yes(service: ServiceConfig, config: Configuration) -> Optional[Note]:
-    if service.kind != "external" or not service.wait:
+    if service.kind is not ServiceKind.EXTERNAL or not service.wait:
         return None
     text = ("a server that exits at once without serving is restarted with a back-off,"
             " not in a tight loop.")
@@ -129,7 +129,7 @@ def _wait_yes(service: ServiceConfig, config: Configuration) -> Optional[Note]:
 
 @_rule
 def _builtin(service: ServiceConfig, config: Configuration) -> Optional[Note]:
-    if service.kind != "builtin":
+    if service.kind is not ServiceKind.BUILTIN:
         return None
     text = "served in-process (xinetd forks a child per connection): START says pid=0."
     if service.name == "chargen":
@@ -153,7 +153,7 @@ def _cps(service: ServiceConfig, config: Configuration) -> Optional[Note]:
 
 @_rule
 def _sensor(service: ServiceConfig, config: Configuration) -> Optional[Note]:
-    if service.kind != "sensor" or service.deny_time == 0:
+    if service.kind is not ServiceKind.SENSOR or service.deny_time == 0:
         return None
     return Note("access", "SENSOR bans apply to every service, TCP and UDP, are extended by"
                 " a repeat hit, and survive reload and restart (kept in the state"
@@ -196,7 +196,7 @@ def _shared_file_log(service: ServiceConfig, config: Configuration) -> Optional[
 
 @_rule
 def _redirect(service: ServiceConfig, config: Configuration) -> Optional[Note]:
-    if service.kind != "redirect":
+    if service.kind is not ServiceKind.REDIRECT:
         return None
     return Note("servers", "redirect is relayed in-process with a connect timeout and"
                 " half-close both ways (xinetd forks a relay per connection).")
@@ -258,7 +258,7 @@ def explain(config: Configuration,
         "files": [{"where": where, **attrs.asdict(note)}
                   for where, note in file_notes(config.sources, read)],
         "warnings": [str(w) for w in config.warnings],
-        "services": [{"id": s.id, "name": s.name, "where": str(s.location), "kind": s.kind,
+        "services": [{"id": s.id, "name": s.name, "where": str(s.location), "kind": s.kind.value,
                       "notes": [attrs.asdict(n) for n in service_notes(s, config)]}
                      for s in config.services],
     }
@@ -277,7 +277,7 @@ def render_text(config: Configuration, read: Callable[[str], str] = _read) -> st
               for where, n in file_notes(config.sources, read)]
     lines += [f"  - warning: {w}" for w in config.warnings]
     for service in config.services:
-        lines += ["", f"service {service.id} ({service.kind}, {service.location}):"]
+        lines += ["", f"service {service.id} ({service.kind.value}, {service.location}):"]
         notes = service_notes(service, config) or [Note("same", "nothing changes.")]
         lines += [f"  - [{n.topic}] {n.text}" for n in notes]
     return "\n".join(lines) + "\n"

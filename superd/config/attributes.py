@@ -27,9 +27,13 @@ __all__ = [
     "FLAGS",
     "SUCCESS_FLAGS",
     "TYPES",
+    "UNKNOWN_ATTRIBUTE",
     "AttributeSpec",
     "lookup",
 ]
+
+#: The warning (or, under --strict, the error) for an attribute superd does not know.
+UNKNOWN_ATTRIBUTE = "unknown attribute, ignored"
 
 TYPES = ("INTERNAL", "UNLISTED", "TCPMUX", "TCPMUXPLUS")
 FLAGS = (
@@ -272,7 +276,7 @@ def lookup(name: str) -> Optional[AttributeSpec]:
 #
 # Syntax is checked here, like every attribute; what needs the outside world
 # (reading the PEM files, importing a factory, a user protocol's own
-# attributes) is checked at load by ``superd.daemon.extensions.check_extensions``.
+# attributes) is checked at load by ``superd.config.extensions.check_extensions``.
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -292,7 +296,7 @@ def _factory_path(word: str) -> str:
     return word
 
 
-#: Attributes whose parsed values ``superd.daemon.extensions`` turns into
+#: Attributes whose parsed values ``superd.config.extensions`` turns into
 #: ``ServiceConfig.extensions``.
 EXTENSION_ATTRIBUTES: Tuple[str, ...] = (
     "tls_cert", "tls_key", "tls_min_version", "tls_ciphers", "tls_client_ca",

@@ -23,16 +23,17 @@ from superd.config.credentials import resolve_credentials
 from superd.config.draft import Draft, Reporter, draft_services
 from superd.config.environment import LoadEnvironment
 from superd.config.errors import ConfigError, Problem
+from superd.config.extensions import check_extensions, is_user_protocol
 from superd.config.model import (
     CPS,
     UNLIMITED,
     Configuration,
     Redirect,
     ServiceConfig,
+    ServiceKind,
     SocketType,
 )
 from superd.config.parse import RawBlock
-from superd.daemon.extensions import check_extensions, is_user_protocol
 
 __all__ = ["build_configuration", "build_service"]
 
@@ -84,6 +85,10 @@ def _socket(c: _Checker) -> Tuple[Optional[SocketType], Optional[str]]:
         c.error("socket_type", "missing: write socket_type = stream (tcp) or dgram (udp)")
         return None, None
     socket_type = socket_type or _SOCKET_OF[protocol]
+    if socket_type not in _PROTOCOL_OF:
+        c.error("socket_type", f"socket_type {socket_type.value} is not supported"
+                               " (superd serves stream and dgram)")
+        return None, None
     protocol = protocol or _PROTOCOL_OF[socket_type]
     if _PROTOCOL_OF[socket_type] != protocol:
         c.error(
@@ -268,15 +273,15 @@ def _server(c: _Checker) -> None:
         c.error("server", f"{server} is not an executable file")
 
 
-def _kind(c: _Checker) -> str:
+def _kind(c: _Checker) -> ServiceKind:
     types, flags = c.get("type", frozenset()), c.get("flags", frozenset())
     if "SENSOR" in flags:
-        return "sensor"
+        return ServiceKind.SENSOR
     if c.get("redirect") is not None:
-        return "redirect"
+        return ServiceKind.REDIRECT
     if types & {"TCPMUX", "TCPMUXPLUS"}:
-        return "tcpmux-client"
-    return "builtin" if "INTERNAL" in types else "external"
+        return ServiceKind.TCPMUX_CLIENT
+    return ServiceKind.BUILTIN if "INTERNAL" in types else ServiceKind.EXTERNAL
 
 
 def build_service(draft: Draft, defaults: Draft, env: LoadEnvironment,

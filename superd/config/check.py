@@ -43,7 +43,7 @@ def _row(service: ServiceConfig) -> Sequence[str]:
         service.protocol,
         service.socket_type.value,
         listen_text(service),
-        service.kind,
+        service.kind.value,
         "yes" if service.wait else "no",
         limits_text(service),
     )
@@ -74,7 +74,7 @@ def service_summary(service: ServiceConfig) -> Dict[str, Any]:
         "socket_type": service.socket_type.value,
         "port": service.port,
         "bind": list(service.bind),
-        "kind": service.kind,
+        "kind": service.kind.value,
         "wait": service.wait,
         "type": sorted(service.type),
         "flags": sorted(service.flags),

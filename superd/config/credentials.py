@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any, Optional, Protocol, Tuple
 
 from superd.config.environment import LoadEnvironment
-from superd.config.model import Credentials
+from superd.config.model import Credentials, ServiceKind
 
 __all__ = ["resolve_credentials"]
 
 #: Kinds of service that start a program as ``user``.
-_RUNS_PROGRAM = frozenset({"external", "redirect", "tcpmux-client"})
+_RUNS_PROGRAM = frozenset({ServiceKind.EXTERNAL, ServiceKind.REDIRECT, ServiceKind.TCPMUX_CLIENT})
 
 
 class _Checker(Protocol):
@@ -56,14 +56,14 @@ def _group(c: _Checker, group: str) -> Optional[int]:
         return None
 
 
-def resolve_credentials(c: _Checker, kind: str) -> Credentials:
+def resolve_credentials(c: _Checker, kind: ServiceKind) -> Credentials:
     """The service's credentials, or superd's own ("unchanged") when not root."""
     user, group = c.get("user"), c.get("group")
     root = c.env.euid == 0
     # A tcpmux client of type INTERNAL is served in superd by a builtin or a
     # user protocol: it runs no program, so (as xinetd) it needs no user.
     runs_program = kind in _RUNS_PROGRAM and not (
-        kind == "tcpmux-client" and "INTERNAL" in c.get("type", frozenset()))
+        kind is ServiceKind.TCPMUX_CLIENT and "INTERNAL" in c.get("type", frozenset()))
     if user is None and root and runs_program:
         c.error("user", "missing: write user = NAME (the account the server runs as)")
     name, uid, gid = _user(c, user) if user is not None else (None, None, None)

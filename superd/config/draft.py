@@ -15,16 +15,20 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
-from superd.config.attributes import COPIED_FROM_DEFAULTS, AttributeSpec, lookup
+from superd.config.attributes import (
+    COPIED_FROM_DEFAULTS,
+    UNKNOWN_ATTRIBUTE,
+    AttributeSpec,
+    lookup,
+)
 from superd.config.errors import Problem
+from superd.config.extensions import is_user_protocol
 from superd.config.model import AddressSpec, ConfigWarning, Location
 from superd.config.parse import RawAttribute, RawBlock
-from superd.daemon.extensions import is_user_protocol
 
-__all__ = ["UNKNOWN_ATTRIBUTE", "Draft", "Reporter", "draft_services"]
+__all__ = ["Draft", "Reporter", "draft_services"]
 
 #: The warning for an attribute neither superd nor the service's protocol knows.
-UNKNOWN_ATTRIBUTE = "unknown attribute, ignored"
 
 
 @attrs.define
@@ -214,7 +218,7 @@ def draft_services(blocks: Iterable[RawBlock], report: Reporter) -> Tuple[Draft,
 
 def _warn_unknown(draft: Draft, report: Reporter) -> None:
     """Warn about a service's unknown attributes, unless a user protocol may
-    declare them (``superd.daemon.extensions.check_extensions`` decides then)."""
+    declare them (``superd.config.extensions.check_extensions`` decides then)."""
     if is_user_protocol(draft.values, draft.invalid):
         return
     for name in draft.extra:

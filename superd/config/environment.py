@@ -17,6 +17,7 @@ from typing import Any, Callable, List, Tuple
 
 import attrs
 
+from superd.config.builtins import is_builtin
 from superd.config.model import SocketType
 
 __all__ = ["LoadEnvironment"]
@@ -40,12 +41,6 @@ def _is_executable(path: str) -> bool:
 
 def _getservbyname(name: str, protocol: str) -> int:
     return socket.getservbyname(name, protocol)
-
-
-def _is_builtin(name: str, socket_type: SocketType) -> bool:
-    from superd.handlers.builtins.registry import is_builtin
-
-    return is_builtin(name, socket_type)
 
 
 @attrs.frozen
@@ -74,7 +69,7 @@ class LoadEnvironment:
     euid: int = attrs.field(factory=os.geteuid)
     egid: int = attrs.field(factory=os.getegid)
     is_executable: Callable[[str], bool] = _is_executable
-    is_builtin: Callable[[str, SocketType], bool] = _is_builtin
+    is_builtin: Callable[[str, SocketType], bool] = is_builtin
 
     @classmethod
     def system(cls) -> "LoadEnvironment":

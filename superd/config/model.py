@@ -69,6 +69,23 @@ class SocketType(enum.Enum):
     SEQPACKET = "seqpacket"
 
 
+class ServiceKind(enum.Enum):
+    """What serves a service's peers, decided by its attributes."""
+
+    #: ``flags = SENSOR``: a trap that bans whoever connects.
+    SENSOR = "sensor"
+    #: ``redirect = HOST PORT``: relayed to another server.
+    REDIRECT = "redirect"
+    #: ``type = TCPMUX``/``TCPMUXPLUS``: reached only through tcpmux.
+    TCPMUX_CLIENT = "tcpmux-client"
+    #: ``factory``/``plugin``: a user's own Twisted protocol.
+    PROTOCOL = "protocol"
+    #: ``type = INTERNAL``: served by superd itself.
+    BUILTIN = "builtin"
+    #: ``server = PATH``: a program started for the peers.
+    EXTERNAL = "external"
+
+
 class AddressKind(enum.Enum):
     """Which xinetd form an ``only_from``/``no_access`` entry was written in."""
 
@@ -299,20 +316,19 @@ class ServiceConfig:
         return bool(self.type & {"TCPMUX", "TCPMUXPLUS"})
 
     @property
-    def kind(self) -> str:
-        """``sensor``, ``builtin``, ``protocol`` (a user's), ``redirect``,
-        ``tcpmux-client`` or ``external``."""
+    def kind(self) -> ServiceKind:
+        """What serves the service's peers."""
         if self.is_sensor:
-            return "sensor"
+            return ServiceKind.SENSOR
         if self.redirect is not None:
-            return "redirect"
+            return ServiceKind.REDIRECT
         if self.is_mux_client:
-            return "tcpmux-client"
+            return ServiceKind.TCPMUX_CLIENT
         if self.extensions.user_protocol:
-            return "protocol"
+            return ServiceKind.PROTOCOL
         if self.is_internal:
-            return "builtin"
-        return "external"
+            return ServiceKind.BUILTIN
+        return ServiceKind.EXTERNAL
 
     @functools.cached_property
     def block_key(self) -> str:
@@ -363,3 +379,11 @@ class Configuration:
     #: ``ban_store`` of the defaults section: the ``redis://`` URL sharing
     #: SENSOR bans (daemon-wide; ``--ban-store`` on the command line wins).
     ban_store: Optional[str] = None
+
+    @property
+    def protected_ports(self) -> frozenset[int]:
+        """The ports of every UDP builtin: UDP builtins never answer them."""
+        return frozenset(
+            s.port for s in self.services
+            if s.socket_type is SocketType.DGRAM and s.kind is ServiceKind.BUILTIN and s.port
+        )

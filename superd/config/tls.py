@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Optional
 
 from superd.config.model import TLSSettings, UpstreamTLS
-from superd.handlers.tls.context import TLSSetupError, load_certificates, server_context
+from superd.config.tlscontext import TLSSetupError, load_certificates, server_context
 
 __all__ = ["ErrorReporter", "tls_settings", "upstream_tls"]
 

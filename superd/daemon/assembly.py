@@ -1,43 +1,45 @@
 """
 Choosing what serves each configured service: its handler (builtin,
-spawned server, sensor, or an extension: redirect, tcpmux, user protocol,
-TLS), the access-controlled factory around it, and one ``Listener`` per
-listen address (or the ``wait = yes`` services).
+spawned server, sensor, redirect, tcpmux, a user's protocol, any of them
+under TLS), the access-controlled factory around it, and one ``Listener``
+per listen address (or the ``wait = yes`` services).
 
-Collaborators are imported when a service needs them; a build without one
-refuses that service by name (``Unavailable``) instead of silently leaving
-it out.
+A handler that cannot be built (a user's factory that raises, a TLS key that
+does not fit its certificate) raises ``Unavailable`` naming the attribute,
+reported like any configuration error.
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, List, Sequence, Tuple
 
+import attrs
 from twisted.application.service import IService
 from twisted.internet.interfaces import IListeningPort
 
+from superd.access.factory import AccessControlledDatagramProtocol, AccessControlledFactory
 from superd.config.errors import Problem
-from superd.config.model import Configuration, ServiceConfig, SocketType
+from superd.config.model import Configuration, ServiceConfig, ServiceKind, SocketType
+from superd.config.userproto import UserProtocolError, protocol_of
 from superd.core.runtime import Runtime
+from superd.handlers.builtins import registry
+from superd.handlers.redirect import RedirectHandler
+from superd.handlers.spawn.handler import ExternalHandler
+from superd.handlers.spawn.wait import wait_service
+from superd.handlers.tcpmux import TcpmuxHandler
+from superd.handlers.userproto import UserProtocolHandler
+from superd.net.address import ListenAddress
 from superd.net.listener import Listener
-from superd.net.sockets import ListenAddress, listen_addresses, listen_datagram, listen_stream
+from superd.net.sockets import listen_addresses, listen_datagram, listen_stream
 
-__all__ = [
-    "NOT_BUILT",
-    "Unavailable",
-    "problem_of",
-    "protected_ports",
-    "service_children",
-    "unavailable_problems",
-]
+__all__ = ["SUPERD_BUILDERS", "Assembly", "Builders", "Group", "Unavailable", "problem_of"]
 
-NOT_BUILT = "not available in this build"
+#: A configured service and its children (listeners or wait = yes services).
+Group = Tuple[ServiceConfig, List[IService]]
 
 
 class Unavailable(Exception):
-    """A service needs something this build (or platform) cannot provide."""
+    """A service's handler cannot be built; ``attribute`` is the line to fix."""
 
     def __init__(self, attribute: str, message: str) -> None:
         self.attribute = attribute
@@ -45,115 +47,144 @@ class Unavailable(Exception):
         super().__init__(message)
 
 
-def _collaborator(module: str, attribute: str, what: str) -> ModuleType:
-    """Import ``module``, or refuse the service if this build lacks it."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name is None or not module.startswith(e.name):
-            raise  # a bug inside the module, not a missing module
-        raise Unavailable(attribute, f"{what} are {NOT_BUILT}") from e
+@attrs.frozen
+class Builders:
+    """
+    What the assembly builds each part with.  The defaults are superd's own;
+    tests pass recorders here to see what is built for which service.
+    """
+
+    stream_factory: Callable[..., Any] = AccessControlledFactory
+    datagram_protocol: Callable[..., Any] = AccessControlledDatagramProtocol
+    stream_builtin: Callable[..., Any] = registry.stream_handler
+    datagram_builtin: Callable[..., Any] = registry.datagram_handler
+    external: Callable[..., Any] = ExternalHandler
+    wait_service: Callable[..., Any] = wait_service
 
 
-def protected_ports(config: Configuration) -> frozenset[int]:
-    """The ports of every UDP builtin: UDP builtins never answer them."""
-    return frozenset(
-        s.port for s in config.services
-        if s.socket_type is SocketType.DGRAM and s.kind == "builtin" and s.port
-    )
+#: The builders of the running daemon.
+SUPERD_BUILDERS = Builders()
 
 
-def _builtin_handler(service: ServiceConfig, runtime: Runtime,
-                     protected: frozenset[int]) -> Any:
-    registry = _collaborator("superd.handlers.builtins.registry", "type", "internal services")
-    if not registry.is_builtin(service.name, service.socket_type):
-        raise Unavailable("type", f"no such internal service: "
-                                  f"{service.name}/{service.socket_type.value}")
-    if service.socket_type is SocketType.STREAM:
-        return registry.stream_handler(service, runtime)
-    return registry.datagram_handler(service, runtime, protected)
+@attrs.define
+class Assembly:
+    """Builds the children of each service of ``config`` with ``runtime``."""
 
+    runtime: Runtime
+    config: Configuration
+    builders: Builders = SUPERD_BUILDERS
 
-def _handler(service: ServiceConfig, runtime: Runtime, protected: frozenset[int],
-             services: Sequence[ServiceConfig] = ()) -> Any:
-    """The handler serving ``service`` (None: sensor), under TLS if configured."""
-    # Redirect, tcpmux, users' protocols and TLS (issue 6) live in superd.daemon.extensions.
-    extensions = importlib.import_module("superd.daemon.extensions")
-    handler = extensions.stream_handler(service, runtime, services)
-    if handler is None:
-        handler = _served_handler(service, runtime, protected)
-    return extensions.with_tls(service, handler, runtime)
+    def build(self, services: Sequence[ServiceConfig]) -> Tuple[List[Group], List[Problem]]:
+        """The children of each of ``services`` (nothing is bound yet), and the
+        problems of those whose handler cannot be built."""
+        groups: List[Group] = []
+        problems: List[Problem] = []
+        for service in services:
+            try:
+                groups.append((service, self.children(service)))
+            except Unavailable as e:
+                problems.append(problem_of(service, e))
+        return groups, problems
 
+    def children(self, service: ServiceConfig) -> List[IService]:
+        """The listener services for ``service``; raises ``Unavailable``."""
+        if service.kind is ServiceKind.TCPMUX_CLIENT:
+            return []  # no socket of its own: the tcpmux service reaches it
+        if service.kind is ServiceKind.EXTERNAL and service.wait:
+            return [self.builders.wait_service(service, address.host, self.runtime)
+                    for address in self._addresses(service)]
+        handler = self.handler(service)
+        if service.socket_type is SocketType.STREAM:
+            return self._stream_listeners(service, handler)
+        return self._datagram_listeners(service, handler)
 
-def _served_handler(service: ServiceConfig, runtime: Runtime, protected: frozenset[int]) -> Any:
-    """The IStreamHandler/IDatagramHandler for a builtin or external server (None: sensor)."""
-    if service.kind == "sensor":
-        return None
-    if service.kind == "builtin":
-        return _builtin_handler(service, runtime, protected)
-    if service.socket_type is SocketType.DGRAM:
-        raise Unavailable("wait", "datagram external servers need wait = yes")
-    spawn = _collaborator("superd.handlers.spawn.handler", "server", "external servers")
-    return spawn.ExternalHandler(service, runtime)
+    def handler(self, service: ServiceConfig) -> Any:
+        """The handler serving ``service`` (None: a sensor), under TLS if configured."""
+        if service.extensions.tls is None:
+            return self._served_handler(service)
+        # Imported only when a service uses TLS: pyOpenSSL and its libraries are large.
+        from superd.config.tlscontext import TLSSetupError
+        from superd.handlers.tls.protocol import TLSHandler
 
+        if service.socket_type is not SocketType.STREAM or service.wait:
+            raise Unavailable("tls_cert", "TLS needs socket_type = stream and wait = no")
+        handler = self._served_handler(service, relay=True)
+        if handler is None:
+            return None
+        try:
+            return TLSHandler(service, handler, self.runtime)
+        except TLSSetupError as e:
+            raise Unavailable(e.attribute, str(e)) from e
 
-def _wait_services(service: ServiceConfig, runtime: Runtime) -> List[IService]:
-    wait = _collaborator("superd.handlers.spawn.wait", "server", "external servers")
-    return [wait.wait_service(service, address.host, runtime)
-            for address in listen_addresses(service, runtime.options.backlog)]
+    def _served_handler(self, service: ServiceConfig, relay: bool = False) -> Any:
+        """The handler serving ``service`` without TLS (None: a sensor).
 
+        ``relay``: the connection will not be a plain socket (TLS), so an
+        external server is fed through a pipe instead of being handed it.
+        """
+        kind = service.kind
+        if kind is ServiceKind.SENSOR:
+            return None
+        if kind is ServiceKind.REDIRECT:
+            return RedirectHandler(service, self.runtime)
+        if kind is ServiceKind.PROTOCOL:
+            return self._user_handler(service)
+        if service.is_internal and service.name == "tcpmux":
+            return self._tcpmux_handler(service)
+        if service.is_internal and service.socket_type is SocketType.STREAM:
+            return self.builders.stream_builtin(service, self.runtime)
+        if service.is_internal:
+            return self.builders.datagram_builtin(service, self.runtime,
+                                                  self.config.protected_ports)
+        if service.socket_type is SocketType.DGRAM:
+            raise Unavailable("wait", "datagram external servers need wait = yes")
+        if relay:
+            from superd.handlers.tls.pipe import PipeHandler
 
-def _access_factory(service: ServiceConfig, handler: Any, runtime: Runtime) -> Any:
-    factory = _collaborator("superd.access.factory", "only_from", "access-controlled services")
-    return factory.AccessControlledFactory(service, handler, runtime)
+            return PipeHandler(service, self.runtime)
+        return self.builders.external(service, self.runtime)
 
+    def _user_handler(self, service: ServiceConfig) -> Any:
+        if service.socket_type is not SocketType.STREAM or service.wait:
+            raise Unavailable("factory", "user protocols are stream services with wait = no")
+        try:
+            return UserProtocolHandler(service, self.runtime, protocol_of(service))
+        except UserProtocolError as e:
+            raise Unavailable(e.attribute, str(e)) from e
 
-def _stream_listeners(service: ServiceConfig, handler: Any, runtime: Runtime) -> List[IService]:
-    # One factory for every address of the service: counts are per service.
-    factory = _access_factory(service, handler, runtime)
-    reactor = runtime.reactor
+    def _tcpmux_handler(self, service: ServiceConfig) -> TcpmuxHandler:
+        # Under TLS the socket cannot be handed to a child: relay it.
+        relay = service.extensions.tls is not None
+        clients: List[Tuple[ServiceConfig, Any]] = []
+        for client in self.config.services:
+            if client.is_mux_client:
+                handler = self._served_handler(client, relay=relay)
+                clients.append((client, self.builders.stream_factory(client, handler,
+                                                                     self.runtime)))
+        return TcpmuxHandler(service, self.runtime, clients)
 
-    def open_port(address: ListenAddress) -> IListeningPort:
-        return listen_stream(reactor, address, factory)
+    def _addresses(self, service: ServiceConfig) -> Sequence[ListenAddress]:
+        return listen_addresses(service, self.runtime.options.backlog)
 
-    return [Listener(address, open_port, factory)
-            for address in listen_addresses(service, runtime.options.backlog)]
+    def _stream_listeners(self, service: ServiceConfig, handler: Any) -> List[IService]:
+        # One factory for every address of the service: counts are per block.
+        factory = self.builders.stream_factory(service, handler, self.runtime)
+        reactor = self.runtime.reactor
 
+        def open_port(address: ListenAddress) -> IListeningPort:
+            return listen_stream(reactor, address, factory)
 
-def _datagram_listeners(service: ServiceConfig, handler: Any, runtime: Runtime) -> List[IService]:
-    access = _collaborator("superd.access.factory", "only_from", "access-controlled services")
-    reactor = runtime.reactor
+        return [Listener(address, open_port, factory) for address in self._addresses(service)]
 
-    def listener(address: ListenAddress) -> Listener:
-        # A DatagramProtocol has one transport, so one per address.
-        protocol = access.AccessControlledDatagramProtocol(service, handler, runtime)
-        return Listener(address, lambda a: listen_datagram(reactor, a, protocol), protocol)
+    def _datagram_listeners(self, service: ServiceConfig, handler: Any) -> List[IService]:
+        reactor = self.runtime.reactor
 
-    return [listener(address) for address in listen_addresses(service, runtime.options.backlog)]
+        def listener(address: ListenAddress) -> Listener:
+            # A DatagramProtocol has one transport, so one per address.
+            protocol = self.builders.datagram_protocol(service, handler, self.runtime)
+            return Listener(address, lambda a: listen_datagram(reactor, a, protocol), protocol)
 
-
-def _unsupported_kind(service: ServiceConfig) -> Optional[Unavailable]:
-    if service.socket_type not in (SocketType.STREAM, SocketType.DGRAM):
-        return Unavailable("socket_type",
-                           f"socket_type {service.socket_type.value} is not supported")
-    return None
-
-
-def service_children(service: ServiceConfig, runtime: Runtime,
-                     protected: frozenset[int],
-                     services: Sequence[ServiceConfig] = ()) -> List[IService]:
-    """The listener services for one configured service; raises ``Unavailable``."""
-    unsupported = _unsupported_kind(service)
-    if unsupported is not None:
-        raise unsupported
-    if service.kind == "tcpmux-client":
-        return []  # no socket of its own: the tcpmux service reaches it
-    if service.kind == "external" and service.wait:
-        return _wait_services(service, runtime)
-    handler = _handler(service, runtime, protected, services)
-    if service.socket_type is SocketType.STREAM:
-        return _stream_listeners(service, handler, runtime)
-    return _datagram_listeners(service, handler, runtime)
+        return [listener(address) for address in self._addresses(service)]
 
 
 def problem_of(service: ServiceConfig, error: Unavailable) -> Problem:
@@ -161,11 +192,3 @@ def problem_of(service: ServiceConfig, error: Unavailable) -> Problem:
     where = service.line_of(error.attribute)
     return Problem(where.file, where.line, service.name, error.attribute, error.message)
 
-
-def unavailable_problems(config: Configuration) -> List[Problem]:
-    """
-    The services of ``config`` this build cannot run (redirect, tcpmux, raw
-    sockets), found without building or binding anything: for ``superd check``.
-    """
-    found = ((service, _unsupported_kind(service)) for service in config.services)
-    return [problem_of(service, error) for service, error in found if error is not None]

@@ -13,8 +13,6 @@ control: only superd's own user (and root) may ask.
 from __future__ import annotations
 
 import json
-import os
-import socket
 from typing import Any, Callable, Dict, Optional
 
 from twisted.internet.defer import maybeDeferred
@@ -23,23 +21,18 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-__all__ = ["CONTROL_NAME", "ControlError", "ControlFactory", "control_path",
-           "parse_request", "request", "run_reload"]
+from superd.core.paths import control_path
+
+__all__ = ["ControlFactory", "listen_control", "parse_request"]
 
 _log = Logger(namespace="superd.control")
 
-CONTROL_NAME = "superd.control"
 MAX_REQUEST = 4096
 #: Seconds a client has to send its request.
 TIMEOUT = 10.0
 
 #: A command: the request in, the reply (or a Deferred firing with it) out.
 Handler = Callable[[Dict[str, Any]], Any]
-
-
-def control_path(state_dir: str) -> str:
-    """Where the control socket of ``state_dir`` lives."""
-    return os.path.join(state_dir, CONTROL_NAME)
 
 
 def parse_request(line: bytes) -> Dict[str, Any]:
@@ -130,45 +123,6 @@ class ControlFactory(Factory):
         return _ControlProtocol(self.handlers, self.clock)
 
 
-class ControlError(Exception):
-    """``superd status`` could not get an answer; the message says why."""
-
-
-def _read_reply(sock: socket.socket) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def request(state_dir: str, command: str, timeout: float = 10.0,
-            **fields: Any) -> Dict[str, Any]:
-    """Send one request to the daemon of ``state_dir``; its JSON reply."""
-    path = control_path(state_dir)
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            sock.sendall(json.dumps({"command": command, **fields}).encode() + b"\n")
-            data = _read_reply(sock)
-    except FileNotFoundError:
-        raise ControlError(f"no control socket at {path}: is superd running"
-                           " with this --state-dir?") from None
-    except ConnectionRefusedError:
-        raise ControlError(f"nothing answers at {path}: superd is not running") from None
-    except OSError as e:
-        raise ControlError(f"cannot talk to superd at {path}: {e.strerror or e}") from None
-    try:
-        reply = json.loads(data)
-    except ValueError:
-        raise ControlError(f"superd sent an unreadable reply ({len(data)} bytes)") from None
-    if not isinstance(reply, dict):
-        raise ControlError("superd sent an unreadable reply")
-    return reply
-
-
 def listen_control(reactor: Any, state_dir: str, factory: ControlFactory) -> Optional[Any]:
     """Listen on the control socket (mode 0600); None (logged) if impossible."""
     path = control_path(state_dir)
@@ -181,31 +135,3 @@ def listen_control(reactor: Any, state_dir: str, factory: ControlFactory) -> Opt
                    " 'superd status' will not work", event="control_error",
                    path=path, error=str(e))
         return None
-
-
-#: ``superd reload``: the daemon could not be reached (sysexits.h EX_UNAVAILABLE).
-EX_UNAVAILABLE = 69
-#: ``superd reload``: the reload failed; the old configuration is running.
-EX_RELOAD_FAILED = 78
-
-
-def run_reload(state_dir: str, out: Any, err: Any, timeout: float = 120.0) -> int:
-    """``superd reload``: reload and wait; the errors of a failed reload on ``err``."""
-    try:
-        reply = request(state_dir, "reload", timeout=timeout)
-    except ControlError as e:
-        print(f"superd reload: {e}", file=err)
-        return EX_UNAVAILABLE
-    result = reply.get("reload")
-    if not isinstance(result, dict):
-        print(f"superd reload: {reply.get('error', 'the daemon refused')}", file=err)
-        return EX_UNAVAILABLE
-    if result.get("ok"):
-        print(f"Reconfigured: new={result.get('new')} old={result.get('old')}"
-              f" dropped={result.get('dropped')} ({result.get('duration', 0.0):.2f}s)",
-              file=out)
-        return 0
-    print("superd reload: failed; the running configuration is kept:", file=err)
-    for error in result.get("errors") or ():
-        print(f"  {error}", file=err)
-    return EX_RELOAD_FAILED

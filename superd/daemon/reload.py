@@ -32,99 +32,26 @@ shared ban store: a changed ``ban_store`` is logged as needing a restart.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from superd.config.errors import ConfigError
-from superd.config.model import Configuration, ServiceConfig, SocketType
+from superd.config.model import Configuration
+from superd.daemon.plan import ReloadPlan, plan_reload
 from superd.daemon.transition import Transition
 from superd.observe import events
 
 __all__ = [
-    "ReloadPlan",
     "ReloadResult",
     "Reloader",
-    "plan_reload",
     "problems_of",
-    "service_key",
     "warn_ban_store_change",
 ]
 
 _log = Logger(namespace="superd.reload")
-
-#: Flags that shape the listening socket itself; changing one re-binds.
-LISTEN_FLAGS = frozenset({"IPv4", "IPv6", "NODELAY", "KEEPALIVE"})
-
-ServiceKey = Tuple[object, ...]
-
-
-def service_key(service: ServiceConfig) -> ServiceKey:
-    """What must stay equal for a reload to keep a service's sockets."""
-    return (service.id, service.name, service.socket_type, service.protocol,
-            service.wait, service.port, service.kind, service.bind, service.v6only,
-            service.flags & LISTEN_FLAGS)
-
-
-@attrs.frozen
-class ReloadPlan:
-    """What a reload does, service by service (computed without side effects)."""
-
-    #: (old, new) pairs that are equal: nothing to do.
-    unchanged: Tuple[Tuple[ServiceConfig, ServiceConfig], ...] = ()
-    #: (old, new) pairs with the same identity and other settings.
-    changed: Tuple[Tuple[ServiceConfig, ServiceConfig], ...] = ()
-    added: Tuple[ServiceConfig, ...] = ()
-    dropped: Tuple[ServiceConfig, ...] = ()
-    #: Service ids no longer configured at all: their children are stopped.
-    stopped_ids: FrozenSet[str] = frozenset()
-
-
-def _protected(config: Configuration) -> FrozenSet[int]:
-    return frozenset(s.port for s in config.services
-                     if s.socket_type is SocketType.DGRAM and s.kind == "builtin" and s.port)
-
-
-def _mux_clients(config: Configuration) -> Tuple[ServiceConfig, ...]:
-    return tuple(s for s in config.services if s.kind == "tcpmux-client")
-
-
-def _context_changed(old: Configuration, new: Configuration) -> Callable[[ServiceConfig], bool]:
-    """Which services' handlers depend on other services that changed."""
-    protected = _protected(old) != _protected(new)
-    mux = _mux_clients(old) != _mux_clients(new)
-
-    def depends(service: ServiceConfig) -> bool:
-        if protected and service.socket_type is SocketType.DGRAM and service.kind == "builtin":
-            return True  # UDP builtins never answer the other builtins' ports
-        return mux and service.kind == "builtin" and service.name == "tcpmux"
-    return depends
-
-
-def plan_reload(old: Configuration, new: Configuration) -> ReloadPlan:
-    """Compare ``old`` and ``new`` by ``service_key``."""
-    waiting: Dict[ServiceKey, List[ServiceConfig]] = {}
-    for service in old.services:
-        waiting.setdefault(service_key(service), []).append(service)
-    depends = _context_changed(old, new)
-    unchanged, changed, added = [], [], []
-    for service in new.services:
-        candidates = waiting.get(service_key(service))
-        if not candidates:
-            added.append(service)
-            continue
-        previous = candidates.pop(0)
-        if previous == service and not depends(service):
-            unchanged.append((previous, service))
-        else:
-            changed.append((previous, service))
-    dropped = tuple(s for left in waiting.values() for s in left)
-    remaining = {s.id for s in new.services}
-    return ReloadPlan(tuple(unchanged), tuple(changed), tuple(added), dropped,
-                      frozenset(s.id for s in dropped if s.id not in remaining))
-
 
 @attrs.frozen
 class ReloadResult:

@@ -18,30 +18,22 @@ import signal
 from typing import (
     Any,
     Callable,
-    Iterable,
     List,
     Mapping,
     NoReturn,
     Optional,
-    Tuple,
 )
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
-from superd.config.errors import ConfigError, Problem
-from superd.config.model import Configuration, ServiceConfig
+from superd.config.errors import ConfigError
+from superd.config.model import Configuration
 from superd.core.runtime import Runtime
 from superd.daemon import notify
-from superd.daemon.assembly import (
-    Unavailable,
-    problem_of,
-    protected_ports,
-    service_children,
-    unavailable_problems,
-)
+from superd.daemon.assembly import SUPERD_BUILDERS, Assembly, Builders, Group
 from superd.net.listener import Listener
 from superd.net.sockets import BindError
 from superd.observe import events
@@ -49,11 +41,8 @@ from superd.observe import events
 __all__ = [
     "Listener",
     "SuperdService",
-    "Unavailable",
     "build_service",
     "notify_ready",
-    "protected_ports",
-    "unavailable_problems",
 ]
 
 _log = Logger(namespace="superd.service")
@@ -111,7 +100,9 @@ class SuperdService(MultiService):
         self.service_log: Optional[Any] = None
         #: Each configured service with its children (sockets), in order:
         #: what a reload compares and moves (superd.daemon.reload).
-        self.groups: List[Tuple[ServiceConfig, List[IService]]] = []
+        self.groups: List[Group] = []
+        #: What reloads build new children with.
+        self.builders = SUPERD_BUILDERS
         #: Reload, status and the control socket (superd.daemon.operations), started
         #: after the listeners and stopped before them.
         self.operations: Optional[Any] = None
@@ -248,7 +239,8 @@ class SuperdService(MultiService):
 def build_service(config: Configuration, runtime: Runtime, *,
                   on_bind_error: Callable[[BindError], NoReturn] = _raise,
                   install_signal: Callable[..., Any] = signal.signal,
-                  settle_heap: Callable[[], object] = lambda: None) -> SuperdService:
+                  settle_heap: Callable[[], object] = lambda: None,
+                  builders: Builders = SUPERD_BUILDERS) -> SuperdService:
     """
     The service tree for ``config``.  Raises ``ConfigError`` listing every
     service this build cannot run (nothing is bound until it starts).
@@ -257,21 +249,14 @@ def build_service(config: Configuration, runtime: Runtime, *,
 
     top = SuperdService(runtime, on_bind_error=on_bind_error, install_signal=install_signal,
                         settle_heap=settle_heap)
+    top.builders = builders
     top.configuration = config
     # Opened here, before twistd could drop privileges; failures are logged.
     top.service_log = ServiceLogService(ServiceLogRouter(config, runtime.reactor))
-    protected = protected_ports(config)
-    problems: List[Problem] = []
-    for service in config.services:
-        try:
-            children: Iterable[IService] = service_children(service, runtime, protected,
-                                                            config.services)
-        except Unavailable as e:
-            problems.append(problem_of(service, e))
-            continue
-        top.groups.append((service, list(children)))
-        for child in top.groups[-1][1]:
-            child.setServiceParent(top)
+    top.groups, problems = Assembly(runtime, config, builders).build(config.services)
     if problems:
         raise ConfigError(problems)
+    for _, children in top.groups:
+        for child in children:
+            child.setServiceParent(top)
     return top

@@ -7,7 +7,8 @@ with its listen addresses, its state (listening; paused by ``cps`` until a
 time; suspended while a ``wait = yes`` server runs; backing off), its
 counters (accepted, refused by reason) and live sessions; every running
 child (pid, service, peer, start time); the ban list; and the last reload.
-SIGUSR1 logs it, and ``superd status`` fetches it over the control socket.
+SIGUSR1 logs it, and ``superd status`` (``superd.cli.status``) fetches it over
+the control socket.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import os
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-from superd.config.model import ServiceConfig
+from superd.config.model import ServiceConfig, ServiceKind
 from superd.observe.counters import counters_of
 
-__all__ = ["render_text", "run_status", "snapshot", "state_dir_or_default"]
+__all__ = ["render_text", "snapshot"]
 
 Json = Dict[str, Any]
 
@@ -61,7 +62,7 @@ def _wait_state(children: Iterable[Any]) -> Optional[Json]:
 
 
 def _state(service: ServiceConfig, children: List[Any], runtime: Any) -> Json:
-    if service.kind == "tcpmux-client":
+    if service.kind is ServiceKind.TCPMUX_CLIENT:
         return {"state": "via tcpmux"}
     if not children or all(getattr(c, "port", None) is None for c in children):
         return {"state": "closed"}
@@ -82,7 +83,7 @@ def _sessions(runtime: Any, block: str) -> Optional[int]:
 def _service(service: ServiceConfig, children: List[Any], runtime: Any) -> Json:
     counters = counters_of(runtime).get(service.block_key)
     entry: Json = {
-        "id": service.id, "name": service.name, "kind": service.kind,
+        "id": service.id, "name": service.name, "kind": service.kind.value,
         "socket_type": service.socket_type.value, "protocol": service.protocol,
         "wait": service.wait, "where": str(service.location),
         "listen": [text for text in map(_listen, children) if text],
@@ -199,37 +200,3 @@ def render_text(status: Mapping[str, Any]) -> str:
                               [[b["host"], _when(b["until"]), b["service_id"], str(b["hits"])]
                                for b in bans])]
     return "\n".join(lines) + "\n"
-
-
-# -- ``superd status`` -------------------------------------------------------------
-
-#: Exit status when the daemon cannot be reached (sysexits.h EX_UNAVAILABLE).
-EX_UNAVAILABLE = 69
-
-
-def state_dir_or_default(state_dir: Optional[str]) -> str:
-    """``--state-dir``, or the daemon's default for this user."""
-    if state_dir is not None:
-        return state_dir
-    from superd.daemon.tap import default_state_dir
-
-    return default_state_dir(os.geteuid(), os.environ)
-
-
-def run_status(state_dir: Optional[str], as_json: bool, out: Any, err: Any) -> int:
-    """``superd status [--json] [--state-dir DIR]``: ask the daemon and print."""
-    import json
-
-    from superd.daemon.control import ControlError, request
-
-    try:
-        reply = request(state_dir_or_default(state_dir), "status")
-    except ControlError as e:
-        print(f"superd status: {e}", file=err)
-        return EX_UNAVAILABLE
-    if not reply.get("ok"):
-        print(f"superd status: {reply.get('error', 'the daemon refused')}", file=err)
-        return EX_UNAVAILABLE
-    status = reply.get("status") or {}
-    out.write(json.dumps(status, indent=2) + "\n" if as_json else render_text(status))
-    return 0

@@ -14,15 +14,17 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import IO, Any, Callable, Mapping, NoReturn, Optional
+from typing import IO, Any, Callable, NoReturn, Optional
 
 from twisted.application.service import IService
 from twisted.python import usage
 
 import superd
-from superd.cli.main import report_config_error, report_warnings
-from superd.config.errors import EX_CONFIG, ConfigError
+from superd.config.errors import ConfigError
 from superd.config.model import Configuration
+from superd.config.report import report_config_error, report_warnings
+from superd.core.exits import EX_CANTCREAT, EX_CONFIG, EX_NOINPUT, EX_OSERR, EX_USAGE
+from superd.core.paths import default_state_dir
 from superd.core.runtime import Runtime, RuntimeOptions
 from superd.daemon import heap
 from superd.daemon.operations import attach as attach_operations
@@ -30,35 +32,12 @@ from superd.daemon.service import SuperdService, build_service
 from superd.net.sockets import BindError
 
 __all__ = [
-    "EX_BIND",
-    "EX_USAGE",
     "CannotListen",
     "Options",
     "assemble",
-    "default_state_dir",
     "makeService",
     "running_as_daemon",
 ]
-
-#: sysexits.h: bad command line.
-EX_USAGE = 64
-#: sysexits.h: cannot read the configuration at all.
-EX_NOINPUT = 66
-#: sysexits.h EX_OSERR: a listening socket could not be bound (port taken,
-#: address missing, permission): retrying later may succeed, unlike 78.
-EX_BIND = 71
-#: sysexits.h: the state directory cannot be created.
-EX_CANTCREAT = 73
-
-
-def default_state_dir(euid: int, environ: Mapping[str, str]) -> str:
-    """``/var/lib/superd`` for root, else the XDG state directory's ``superd``."""
-    if euid == 0:
-        return "/var/lib/superd"
-    base = environ.get("XDG_STATE_HOME") or os.path.join(
-        environ.get("HOME") or os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "superd")
-
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -193,7 +172,7 @@ def _exit_on_bind_error(error: BindError) -> NoReturn:
     # supervisor) starting superd must see this on the real stderr too.
     stream = sys.__stderr__ or sys.stderr
     print(f"superd: {error}", file=stream, flush=True)
-    raise SystemExit(EX_BIND)
+    raise SystemExit(EX_OSERR)
 
 
 class CannotListen(Exception):

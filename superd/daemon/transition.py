@@ -13,7 +13,7 @@ datagram finds the socket closed (twisted-notes.md section 7.3).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred, DeferredList
@@ -21,35 +21,14 @@ from twisted.logger import Logger
 
 from superd.config.errors import Problem
 from superd.config.model import Configuration, ServiceConfig, SocketType
+from superd.daemon.assembly import Assembly, Group
+from superd.daemon.plan import ReloadPlan
 from superd.net.sockets import BindError
 from superd.observe import events
-
-if TYPE_CHECKING:
-    from superd.daemon.reload import ReloadPlan
 
 __all__ = ["Transition", "transplant"]
 
 _log = Logger(namespace="superd.reload")
-
-Group = Tuple[ServiceConfig, List[IService]]
-
-
-def _build_children(top: Any, config: Configuration,
-                    services: Sequence[ServiceConfig]) -> Tuple[List[Group], List[Problem]]:
-    from superd.daemon.assembly import Unavailable, problem_of, protected_ports, service_children
-
-    protected = protected_ports(config)
-    groups: List[Group] = []
-    problems: List[Problem] = []
-    for service in services:
-        try:
-            children = service_children(service, top.runtime, protected, config.services)
-        except Unavailable as e:
-            problems.append(problem_of(service, e))
-            continue
-        groups.append((service, list(children)))
-    return groups, problems
-
 
 def _port_key(service: ServiceConfig) -> Optional[Tuple[SocketType, int]]:
     return (service.socket_type, service.port) if service.port else None
@@ -108,7 +87,7 @@ class Transition:
     ``commit`` switches over.
     """
 
-    def __init__(self, top: Any, plan: "ReloadPlan", config: Configuration) -> None:
+    def __init__(self, top: Any, plan: ReloadPlan, config: Configuration) -> None:
         self.top = top
         self.plan = plan
         self.config = config
@@ -121,7 +100,8 @@ class Transition:
     def build(self) -> List[Problem]:
         """Make (without binding) the children of changed and added services."""
         changed = [new for _, new in self.plan.changed]
-        groups, problems = _build_children(self.top, self.config, [*changed, *self.plan.added])
+        assembly = Assembly(self.top.runtime, self.config, self.top.builders)
+        groups, problems = assembly.build([*changed, *self.plan.added])
         self._changed, self._added = groups[:len(changed)], groups[len(changed):]
         if problems:
             return problems

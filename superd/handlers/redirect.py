@@ -31,10 +31,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from superd.config.model import ServiceConfig
+from superd.config.tlscontext import client_options, error_text
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Session
-from superd.handlers.tls.context import client_options, error_text
 from superd.observe import events
 
 __all__ = ["RedirectHandler", "RelayProtocol", "emit_traffic", "upstream_endpoint"]

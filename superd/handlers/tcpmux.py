@@ -19,7 +19,7 @@ rest of the decrypted data is passed to the selected protocol.
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IReadDescriptor
@@ -239,41 +239,19 @@ class TcpmuxProtocol(Protocol):
         self.session.end()
 
 
-def _client_handler(client: ServiceConfig, runtime: Runtime, tls: bool) -> Any:
-    from superd.daemon.extensions import stream_handler
-
-    own = stream_handler(client, runtime)
-    if own is not None:
-        return own
-    if client.is_internal:
-        from superd.handlers.builtins.registry import stream_handler as builtin_handler
-
-        return builtin_handler(client, runtime)
-    if tls:  # a TLS session cannot be handed to a child: relay it
-        from superd.handlers.tls.pipe import PipeHandler
-
-        return PipeHandler(client, runtime)
-    from superd.handlers.spawn.handler import ExternalHandler
-
-    return ExternalHandler(client, runtime)
-
-
 @implementer(IStreamHandler)
 class TcpmuxHandler:
     """The ``tcpmux`` service: its client services, each behind its own access checks."""
 
     def __init__(self, service: ServiceConfig, runtime: Runtime,
-                 services: Sequence[ServiceConfig]) -> None:
-        from superd.access.factory import AccessControlledFactory
-
+                 clients: Iterable[Tuple[ServiceConfig, Any]]) -> None:
+        """``clients``: each client service with the access-controlled factory
+        that serves it (the assembly builds them as for any service)."""
         self.service = service
         self.runtime = runtime
         self._clients: Dict[str, Tuple[ServiceConfig, Any]] = {}
-        for client in services:
-            if client.is_mux_client and client.name.lower() not in self._clients:
-                handler = _client_handler(client, runtime, service.extensions.tls is not None)
-                self._clients[client.name.lower()] = (
-                    client, AccessControlledFactory(client, handler, runtime))
+        for client, factory in clients:
+            self._clients.setdefault(client.name.lower(), (client, factory))
 
     def names(self) -> list[str]:
         """The service names HELP lists."""

@@ -38,13 +38,12 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import TYPE_CHECKING, MutableMapping, Optional, Sequence, Tuple
+from typing import MutableMapping, Optional, Sequence, Tuple
 
 import attrs
 from twisted.logger import Logger
 
-if TYPE_CHECKING:
-    from superd.net.sockets import ListenAddress
+from superd.net.address import ListenAddress
 
 __all__ = [
     "FIRST_FD",

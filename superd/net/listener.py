@@ -12,7 +12,8 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 
-from superd.net.sockets import ListenAddress, emit_listening, open_with_fallback
+from superd.net.address import ListenAddress
+from superd.net.sockets import emit_listening, open_with_fallback
 
 __all__ = ["Listener"]
 

@@ -29,8 +29,9 @@ from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from superd.config.model import Location, ServiceConfig, SocketType
+from superd.config.model import ServiceConfig, SocketType
 from superd.net import activation
+from superd.net.address import ListenAddress
 from superd.net.takingport import adopt_taking, listen_taking
 from superd.observe.events import EV_LISTENING
 
@@ -46,56 +47,12 @@ __all__ = [
     "open_with_fallback",
 ]
 
-_log = Logger(namespace="superd.sockets")
+_log = Logger(namespace="superd.listen")
 
 _T = TypeVar("_T")
 
 #: Largest datagram an internal UDP service reads (the IPv4 maximum).
 MAX_DATAGRAM = 65535
-
-
-@attrs.frozen
-class ListenAddress:
-    """One socket a service listens on."""
-
-    service_id: str
-    #: The service's name (what follows ``service``; ids may differ).
-    name: str
-    host: str
-    port: int
-    socket_type: SocketType
-    #: Where the ``bind`` (or ``port``, or the service header) was written.
-    location: Location
-    #: None: leave the kernel default (dual-stack on Linux for ``::``).
-    v6only: Optional[bool] = None
-    backlog: int = 1024
-    nodelay: bool = False
-    keepalive: bool = False
-    #: xinetd: a service without ``bind`` whose IPv6 socket cannot be made
-    #: (a kernel without IPv6) listens on IPv4 instead.
-    ipv4_fallback: bool = False
-
-    @property
-    def family(self) -> socket.AddressFamily:
-        """AF_INET6 for an IPv6 literal, else AF_INET."""
-        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
-
-    @property
-    def protocol(self) -> str:
-        """``tcp`` or ``udp``."""
-        return "tcp" if self.socket_type is SocketType.STREAM else "udp"
-
-    def describe(self, port: Optional[int] = None) -> str:
-        """``tcp [::1]:7`` / ``udp 127.0.0.1:7``: the address as people write it."""
-        shown = self.port if port is None else port
-        host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
-        return f"{self.protocol} {host}:{shown}"
-
-    @property
-    def needs_own_socket(self) -> bool:
-        """True when no endpoint string can express this socket's options."""
-        v6only_matters = self.v6only is not None and self.family == socket.AF_INET6
-        return v6only_matters or self.nodelay or self.keepalive
 
 
 class BindError(Exception):

@@ -14,6 +14,7 @@ from superd.config.model import (
     Credentials,
     Redirect,
     ServiceConfig,
+    ServiceKind,
     SocketType,
     SyslogLog,
     TimeInterval,
@@ -70,8 +71,8 @@ def test_unsupported_values_are_clear() -> None:
 
 def test_builtin_must_exist_for_name_and_socket_type() -> None:
     """INTERNAL services are builtins chosen by service name and socket type."""
-    assert _one(**ECHO).kind == "builtin"
-    assert _one("tcpmux", **ECHO).kind == "builtin"
+    assert _one(**ECHO).kind is ServiceKind.BUILTIN
+    assert _one("tcpmux", **ECHO).kind is ServiceKind.BUILTIN
     assert _errors("tcpmux", type="INTERNAL", socket_type="dgram", wait="yes") == [
         f"{F}:1: service tcpmux: port: tcpmux/udp is not in /etc/services; "
         "write type = UNLISTED and port = N to run it anyway",
@@ -217,7 +218,7 @@ def test_nameinargs_needs_server_args_and_no_internal() -> None:
 def test_sensor_needs_internal_or_server_but_not_user() -> None:
     """A SENSOR needs type = INTERNAL or a server; user is optional; any name works."""
     sensor = _one("telnet", socket_type="stream", wait="no", flags="SENSOR", type="INTERNAL")
-    assert (sensor.kind, sensor.port) == ("sensor", 23)
+    assert (sensor.kind, sensor.port) == (ServiceKind.SENSOR, 23)
     assert _errors("telnet", socket_type="stream", wait="no", flags="SENSOR") == [
         f"{F}:5: service telnet: flags: a SENSOR service needs type = INTERNAL (or a server line)"
     ]
@@ -277,7 +278,7 @@ def test_non_root_superd_refuses_other_users() -> None:
     unprivileged = load_text(service_text("ssh", **no_user), euid=1000, egid=1000)
     assert unprivileged.services[0].credentials == Credentials()
     builtin = load_text(service_text("echo", **ECHO, user="root"), euid=1000, egid=1000)
-    assert builtin.services[0].kind == "builtin"
+    assert builtin.services[0].kind is ServiceKind.BUILTIN
 
 
 def test_intercept_and_labeled_are_warned_as_unsupported() -> None:
@@ -292,7 +293,7 @@ def test_intercept_and_labeled_are_warned_as_unsupported() -> None:
 def test_tcpmux_clients_have_no_port_of_their_own() -> None:
     """TCPMUX/TCPMUXPLUS services are reached through tcpmux and open no socket."""
     s = _one("myplus", **SSH, type="TCPMUXPLUS UNLISTED")
-    assert (s.kind, s.port) == ("tcpmux-client", None)
+    assert (s.kind, s.port) == (ServiceKind.TCPMUX_CLIENT, None)
 
 
 def test_idonly_on_a_service_it_cannot_apply_to_warns() -> None:
@@ -311,7 +312,7 @@ def test_internal_tcpmux_clients_need_no_user() -> None:
     needs no user; an external one still does."""
     for kind in ("INTERNAL TCPMUX", "INTERNAL TCPMUXPLUS UNLISTED"):
         s = _one("daytime", type=kind, socket_type="stream", wait="no")
-        assert (s.kind, s.credentials) == ("tcpmux-client", Credentials())
+        assert (s.kind, s.credentials) == (ServiceKind.TCPMUX_CLIENT, Credentials())
     assert _errors("mine", type="TCPMUX", socket_type="stream", wait="no",
                    server="/usr/sbin/sshd") == [
         f"{F}:1: service mine: user: missing: write user = NAME (the account the server runs as)"

@@ -17,7 +17,7 @@ from superd.config.load import (
     included_names,
     load_configuration,
 )
-from superd.config.model import SocketType
+from superd.config.model import ServiceKind, SocketType
 from tests.config.fakes import SERVICES, fake_environment
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -42,7 +42,7 @@ def test_seed_article_loads() -> None:
         executables=("/usr/sbin/sshd", "/usr/lib/dovecot/imap-login"),
     )
     config = load_configuration("/etc/superd/seed.conf", environment=env)
-    summary = [(s.id, s.port, s.bind, s.kind) for s in config.services]
+    summary = [(s.id, s.port, s.bind, s.kind.value) for s in config.services]
     assert summary == [
         ("ssh", 22, ("127.0.0.2",), "external"),
         ("ssh", 22, ("127.0.0.1",), "external"),
@@ -158,7 +158,7 @@ def test_builtins_resolve_through_the_registry() -> None:
     """``type = INTERNAL`` is checked against superd's builtin table by name and socket type."""
     config = load_configuration("/c", environment=fake_environment({"/c/echo": ECHO}))
     assert config.services[0].socket_type is SocketType.STREAM
-    assert config.services[0].kind == "builtin"
+    assert config.services[0].kind is ServiceKind.BUILTIN
 
 
 @pytest.mark.skipif(not os.path.exists("/etc/xinetd.conf"), reason="xinetd not installed")

@@ -1,26 +1,21 @@
-"""Tests for superd.daemon.control: the control socket's line protocol and its client."""
+"""Tests for superd.daemon.control: the control socket's line protocol."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
+from superd.core.paths import control_path
 from superd.daemon.control import (
     MAX_REQUEST,
     TIMEOUT,
-    ControlError,
     ControlFactory,
-    control_path,
     listen_control,
     parse_request,
-    request,
 )
 
 
@@ -100,45 +95,6 @@ def test_parse_request_keeps_json_fields() -> None:
 
 
 # -- the client, against a real socket ---------------------------------------------
-
-def serve_once(path: str, answer: bytes) -> threading.Thread:
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(1)
-
-    def run() -> None:
-        conn, _ = server.accept()
-        with conn, server:
-            conn.recv(4096)
-            conn.sendall(answer)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
-def test_client_sends_json_and_reads_the_reply(tmp_path: Path) -> None:
-    """``request`` returns the daemon's decoded reply."""
-    thread = serve_once(control_path(str(tmp_path)), b'{"ok": true, "status": {}}\n')
-    assert request(str(tmp_path), "status") == {"ok": True, "status": {}}
-    thread.join(5)
-
-
-def test_client_errors_say_what_to_check(tmp_path: Path) -> None:
-    """No socket, a dead socket, and a garbled reply are ControlErrors a person understands."""
-    with pytest.raises(ControlError, match="is superd running"):
-        request(str(tmp_path), "status")
-    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    dead.bind(control_path(str(tmp_path)))
-    dead.close()
-    with pytest.raises(ControlError, match="not running"):
-        request(str(tmp_path), "status")
-    os.unlink(control_path(str(tmp_path)))
-    thread = serve_once(control_path(str(tmp_path)), b"garbage")
-    with pytest.raises(ControlError, match="unreadable"):
-        request(str(tmp_path), "status")
-    thread.join(5)
-
 
 class UnixReactor:
     def __init__(self, error: Exception | None = None) -> None:

@@ -14,7 +14,8 @@ from twisted.internet.testing import MemoryReactorClock
 from superd.config.errors import ConfigError, Problem
 from superd.config.model import Configuration, Location, ServiceConfig, SocketType
 from superd.core.runtime import Runtime, RuntimeOptions
-from superd.daemon.reload import Reloader, ReloadResult, plan_reload, service_key
+from superd.daemon.plan import plan_reload, service_key
+from superd.daemon.reload import Reloader, ReloadResult
 from superd.daemon.service import SuperdService, build_service
 from tests.builders import local_echo_service as service
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import sys
 import types
 from typing import Any
 
@@ -18,13 +17,14 @@ from superd.access.state import state_of
 from superd.config.errors import ConfigError
 from superd.config.model import (
     Configuration,
+    Extensions,
     Location,
     ServiceConfig,
     SocketType,
 )
 from superd.core.runtime import Runtime, RuntimeOptions
 from superd.core.session import Peer, Session
-from superd.daemon.assembly import protected_ports, unavailable_problems
+from superd.daemon.assembly import Builders
 from superd.daemon.service import build_service, notify_ready
 from superd.net.listener import Listener
 from superd.net.sockets import BindError
@@ -86,25 +86,22 @@ class ServiceRecorder(Recorder):
 
 @pytest.fixture
 def collaborators(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
-    """Stand-ins for the access, builtins and spawn modules, installed in sys.modules."""
+    """Recorders standing in for the access factory, the builtins and the spawn
+    handlers, passed to the assembly as its builders."""
     fakes = types.SimpleNamespace(
         factory=Recorder(), datagram=Recorder(), stream_handler=Recorder(),
         datagram_handler=Recorder(), external=Recorder(), wait=ServiceRecorder(),
     )
-    access = types.ModuleType("superd.access.factory")
-    access.AccessControlledFactory = fakes.factory  # type: ignore[attr-defined]
-    access.AccessControlledDatagramProtocol = fakes.datagram  # type: ignore[attr-defined]
-    registry = types.ModuleType("superd.handlers.builtins.registry")
-    registry.is_builtin = lambda name, kind: name in {"echo", "time"}  # type: ignore[attr-defined]
-    registry.stream_handler = fakes.stream_handler  # type: ignore[attr-defined]
-    registry.datagram_handler = fakes.datagram_handler  # type: ignore[attr-defined]
-    handler = types.ModuleType("superd.handlers.spawn.handler")
-    handler.ExternalHandler = fakes.external  # type: ignore[attr-defined]
-    wait = types.ModuleType("superd.handlers.spawn.wait")
-    wait.wait_service = fakes.wait  # type: ignore[attr-defined]
-    for module in (access, registry, handler, wait):
-        monkeypatch.setitem(sys.modules, module.__name__, module)
+    fakes.builders = Builders(
+        stream_factory=fakes.factory, datagram_protocol=fakes.datagram,
+        stream_builtin=fakes.stream_handler, datagram_builtin=fakes.datagram_handler,
+        external=fakes.external, wait_service=fakes.wait)
     return fakes
+
+
+def build_with(fakes: types.SimpleNamespace, *args: Any, **kw: Any) -> Any:
+    """``build_service`` with the recorders as the assembly's builders."""
+    return build_service(*args, builders=fakes.builders, **kw)
 
 
 def runtime(reactor: Any = None, **options: Any) -> Runtime:
@@ -119,7 +116,7 @@ def test_stream_builtin_one_listener_per_address_sharing_a_factory(
         collaborators: types.SimpleNamespace) -> None:
     """A builtin on two addresses: two listeners, one access factory around the builtin."""
     rt = runtime(backlog=64)
-    top = build_service(config(make_service(bind=("127.0.0.1", "::1"))), rt)
+    top = build_with(collaborators, config(make_service(bind=("127.0.0.1", "::1"))), rt)
     listeners = list(top)
     assert [(c.address.host, c.address.port) for c in listeners] == [
         ("127.0.0.1", 10007), ("::1", 10007)]
@@ -133,7 +130,7 @@ def test_privileged_start_binds_and_logs_listening(
         collaborators: types.SimpleNamespace, log_events: list[dict[str, Any]]) -> None:
     """Ports open in privilegedStartService, each logging a structured listening event."""
     rt = runtime(backlog=64)
-    top = build_service(config(make_service(bind=("127.0.0.1", "::1"))), rt)
+    top = build_with(collaborators, config(make_service(bind=("127.0.0.1", "::1"))), rt)
     top.privilegedStartService()
     assert [(port, backlog, iface) for port, _f, backlog, iface in rt.reactor.tcpServers] == [
         (10007, 64, "127.0.0.1"), (10007, 64, "::1")]
@@ -151,7 +148,7 @@ def test_datagram_builtin_gets_protected_ports_and_a_protocol_per_address(
     time_ = make_service(name="time", id="time-udp", socket_type=SocketType.DGRAM,
                          protocol="udp", wait=True, port=10037)
     rt = runtime()
-    top = build_service(config(echo, time_), rt)
+    top = build_with(collaborators, config(echo, time_), rt)
     assert [call[2] for call in collaborators.datagram_handler.calls] == [
         frozenset({10007, 10037})] * 2
     top.privilegedStartService()
@@ -163,7 +160,7 @@ def test_datagram_builtin_gets_protected_ports_and_a_protocol_per_address(
 def test_sensor_has_no_handler(collaborators: types.SimpleNamespace) -> None:
     """A SENSOR service is wrapped with handler None: the access layer traps it."""
     sensor = make_service(name="ftp", id="ftp", flags=frozenset({"SENSOR"}))
-    build_service(config(sensor), runtime())
+    build_with(collaborators, config(sensor), runtime())
     assert [call[1] for call in collaborators.factory.calls] == [None]
     assert collaborators.stream_handler.calls == []
 
@@ -171,7 +168,7 @@ def test_sensor_has_no_handler(collaborators: types.SimpleNamespace) -> None:
 def test_external_wait_no_uses_external_handler(collaborators: types.SimpleNamespace) -> None:
     """An external wait=no stream server is served by ExternalHandler behind access control."""
     ssh = make_service(name="ssh", id="ssh", type=frozenset(), server="/usr/sbin/sshd")
-    build_service(config(ssh), runtime())
+    build_with(collaborators, config(ssh), runtime())
     assert [call[0].id for call in collaborators.external.calls] == ["ssh"]
     assert collaborators.factory.calls[0][1][0] == "made"
 
@@ -183,41 +180,25 @@ def test_external_wait_yes_is_one_wait_service_per_address(
                         socket_type=SocketType.DGRAM, protocol="udp", wait=True,
                         bind=("127.0.0.1", "::1"), port=10069)
     rt = runtime()
-    build_service(config(tftp), rt)
+    build_with(collaborators, config(tftp), rt)
     assert [(call[0].id, call[1], call[2]) for call in collaborators.wait.calls] == [
         ("tftp", "127.0.0.1", rt), ("tftp", "::1", rt)]
 
 
-def test_missing_collaborator_refuses_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the spawn package, external services are refused with file, line and reason."""
-    monkeypatch.setitem(sys.modules, "superd.handlers.spawn.handler", None)  # import fails
-    ssh = make_service(name="ssh", id="ssh", type=frozenset(), server="/usr/sbin/sshd",
-                       lines={"server": Location("conf/ssh", 9)})
-    with pytest.raises(ConfigError) as caught:
-        build_service(config(ssh), runtime())
-    assert [str(p) for p in caught.value.problems] == [
-        "conf/ssh:9: service ssh: server: external servers are not available in this build"]
-
-
 def test_unavailable_services_refused_together(
         collaborators: types.SimpleNamespace) -> None:
-    """Every service this build cannot run is reported in one pass, by file and line."""
-    bogus = make_service(name="bogus", id="bogus", lines={"type": Location("conf/b", 3)})
-    raw = make_service(name="raw", id="raw", socket_type=SocketType.RAW,
-                       lines={"socket_type": Location("conf/r", 5)})
+    """Every service whose handler cannot be built is reported in one pass, by file
+    and line."""
+    udp = make_service(name="u", id="u", socket_type=SocketType.DGRAM, protocol="udp",
+                       type=frozenset(), server="/bin/true", lines={"wait": Location("conf/u", 4)})
+    mine = make_service(name="mine", id="mine", wait=True, extensions=Extensions(factory="x:y"),
+                        lines={"factory": Location("conf/m", 6)})
     with pytest.raises(ConfigError) as caught:
-        build_service(config(bogus, raw), runtime())
+        build_with(collaborators, config(udp, mine), runtime())
     assert [str(p) for p in caught.value.problems] == [
-        "conf/b:3: service bogus: type: no such internal service: bogus/stream",
-        "conf/r:5: service raw: socket_type: socket_type raw is not supported",
+        "conf/u:4: service u: wait: datagram external servers need wait = yes",
+        "conf/m:6: service mine: factory: user protocols are stream services with wait = no",
     ]
-
-
-def test_unavailable_problems_without_building() -> None:
-    """superd check learns of unrunnable services without building anything."""
-    raw = make_service(name="raw", id="raw", socket_type=SocketType.RAW)
-    assert [str(p) for p in unavailable_problems(config(make_service(), raw))] == [
-        "conf/echo:1: service raw: socket_type: socket_type raw is not supported"]
 
 
 def test_bind_failure_reported_and_earlier_ports_closed(
@@ -274,7 +255,7 @@ def test_sighup_is_harmless_and_stop_waits_for_children(
 
     rt = runtime(grace=2.5)
     rt.processes = FakeProcesses()
-    top = build_service(config(make_service()), rt, install_signal=install)
+    top = build_with(collaborators, config(make_service()), rt, install_signal=install)
     top.privilegedStartService()
     top.startService()
     ((signum, handler),) = installed
@@ -297,7 +278,7 @@ def test_ready_event_when_reactor_runs(collaborators: types.SimpleNamespace,
                                        log_events: list[dict[str, Any]]) -> None:
     """One 'ready' event, counting listeners, once the reactor is running."""
     rt = runtime()
-    top = build_service(config(make_service(bind=("127.0.0.1", "::1"))), rt,
+    top = build_with(collaborators, config(make_service(bind=("127.0.0.1", "::1"))), rt,
                         install_signal=lambda *a: None)
     top.privilegedStartService()
     top.startService()
@@ -324,7 +305,7 @@ def test_protected_ports_are_udp_builtin_ports() -> None:
     services = (make_service(**udp, port=7), make_service(port=13),
                 make_service(**udp, port=0, id="e0"),
                 make_service(**udp, port=69, type=frozenset(), server="/bin/true"))
-    assert protected_ports(config(*services)) == frozenset({7})
+    assert config(*services).protected_ports == frozenset({7})
 
 
 def test_real_collaborators_wire_up() -> None:
@@ -357,7 +338,7 @@ def test_service_log_outlives_children_and_reopens_on_hup(
     order: list[str] = []
     rt = runtime()
     rt.processes = FakeProcesses()
-    top = build_service(config(make_service()), rt, install_signal=lambda *a: None)
+    top = build_with(collaborators, config(make_service()), rt, install_signal=lambda *a: None)
     top.service_log = log = FakeServiceLog(order)
     top.privilegedStartService()
     top.startService()
@@ -384,7 +365,7 @@ def test_sigterm_stops_the_reactor_once_without_reraising(
     installed: dict[int, Any] = {}
     rt = runtime()
     rt.reactor.running = True
-    top = build_service(config(make_service()), rt,
+    top = build_with(collaborators, config(make_service()), rt,
                         install_signal=lambda signum, h: installed.__setitem__(signum, h))
     top._guard_stop_signals()
     guarded = installed[signal.SIGTERM]
@@ -414,7 +395,7 @@ def test_stop_waits_for_live_sessions_to_end(
     sessions = [_session(), _session()]
     for session in sessions:
         counter.acquire(session)
-    top = build_service(config(make_service()), rt, install_signal=lambda *a: None)
+    top = build_with(collaborators, config(make_service()), rt, install_signal=lambda *a: None)
     results: list[Any] = []
     top.stopService().addCallback(results.append)
     assert results == []
@@ -434,7 +415,7 @@ def test_stop_gives_up_on_sessions_after_grace(
     rt = runtime(ClockReactor(), grace=5.0)
     session = _session()
     state_of(rt).counter.acquire(session)
-    top = build_service(config(make_service()), rt, install_signal=lambda *a: None)
+    top = build_with(collaborators, config(make_service()), rt, install_signal=lambda *a: None)
     results: list[Any] = []
     top.stopService().addCallback(results.append)
     rt.reactor.advance(4.9)
@@ -451,7 +432,7 @@ def test_ready_counts_service_sockets_only(collaborators: types.SimpleNamespace,
     """The ready event counts each service's sockets, wait=yes ones included,
     and not helper services (metrics, ban store) that are children too."""
     rt = runtime()
-    top = build_service(config(make_service(bind=("127.0.0.1", "::1")),
+    top = build_with(collaborators, config(make_service(bind=("127.0.0.1", "::1")),
                                make_service(name="one", id="one", server="/bin/true",
                                             type=frozenset({"UNLISTED"}), wait=True,
                                             bind=("127.0.0.1",))), rt,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import socket
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +15,8 @@ from superd.access.state import state_of
 from superd.config.model import CPS, Configuration, ServiceConfig
 from superd.core.runtime import Runtime
 from superd.core.session import Peer
-from superd.daemon.control import control_path
 from superd.daemon.service import build_service
-from superd.daemon.status import EX_UNAVAILABLE, render_text, run_status, snapshot
+from superd.daemon.status import render_text, snapshot
 from superd.observe.counters import service_counters
 from tests.builders import local_echo_service as service
 
@@ -113,37 +109,6 @@ def test_render_text_shows_a_failed_reload_and_its_errors() -> None:
     assert "echo     builtin  listening  tcp 127.0.0.1:14007" in text
 
 
-def test_run_status_prints_text_or_json(tmp_path: Path) -> None:
-    """``superd status`` renders the daemon's answer; --json prints it as JSON."""
-    status = snapshot(running(service()), pid=9)
-    for as_json in (False, True):
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(control_path(str(tmp_path)))
-        server.listen(1)
-
-        def answer(server: socket.socket = server) -> None:
-            conn, _ = server.accept()
-            with conn, server:
-                conn.recv(4096)
-                conn.sendall(json.dumps({"ok": True, "status": status}).encode() + b"\n")
-
-        thread = threading.Thread(target=answer, daemon=True)
-        thread.start()
-        out = io.StringIO()
-        assert run_status(str(tmp_path), as_json, out, io.StringIO()) == 0
-        thread.join(5)
-        Path(control_path(str(tmp_path))).unlink()
-        if as_json:
-            assert json.loads(out.getvalue())["pid"] == 9
-        else:
-            assert out.getvalue().startswith("superd pid 9: 1 services")
-
-
-def test_run_status_without_a_daemon(tmp_path: Path) -> None:
-    """No daemon: a message on stderr and EX_UNAVAILABLE."""
-    err = io.StringIO()
-    assert run_status(str(tmp_path), False, io.StringIO(), err) == EX_UNAVAILABLE
-    assert "is superd running" in err.getvalue()
 
 
 class WaitPort:

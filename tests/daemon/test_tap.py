@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 import pytest
 from twisted.application.service import IServiceMaker
@@ -114,21 +113,25 @@ def test_assemble_builds_the_tree_and_state_dir(tmp_path: Path) -> None:
     assert [c.address.describe() for c in service] == ["tcp 127.0.0.1:0"]
 
 
-def test_assemble_refuses_unavailable_services(tmp_path: Path, monkeypatch: Any) -> None:
-    """A service this build cannot run is refused at startup with exit 78."""
-    import sys
-
-    (tmp_path / "echo").write_text(ECHO)
-    configuration = load_configuration(str(tmp_path))
-    monkeypatch.setitem(sys.modules, "superd.handlers.builtins.registry", None)  # import fails
+def test_assemble_refuses_unavailable_services(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service whose handler cannot be built is refused at startup with exit 78,
+    naming the attribute to fix."""
+    (tmp_path / "brokenproto.py").write_text(
+        "def make(context):\n    raise RuntimeError('no database')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    conf = tmp_path / "conf"
+    conf.write_text("service mine\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+                    "\twait = no\n\tport = 0\n\tfactory = brokenproto:make\n}\n")
+    configuration = load_configuration(str(conf))
     runtime = Runtime(reactor=MemoryReactorClock(),
                       options=RuntimeOptions(state_dir=str(tmp_path / "s")))
     err = io.StringIO()
     with pytest.raises(SystemExit) as caught:
         assemble(configuration, runtime, err)
     assert caught.value.code == 78
-    assert "service echo: type: internal services are not available in this build" in (
-        err.getvalue())
+    assert (f"{conf}:7: service mine: factory: brokenproto:make: build_factory failed: "
+            "RuntimeError: no database") in err.getvalue()
 
 
 def test_plugin_provides_service_maker() -> None:

@@ -1,5 +1,6 @@
 """
-Unit tests of ``superd.handlers.userproto``: finding a user's protocol by dotted path
+Unit tests of ``superd.config.userproto`` and ``superd.handlers.userproto``: finding a
+user's protocol by dotted path
 or plugin, its own attributes parsed by its schema, and the handler that
 serves it like a builtin (START, session end, failures that refuse).
 """
@@ -19,17 +20,17 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from superd.config.model import Extensions, Location, ServiceConfig, SocketType
-from superd.core.runtime import Runtime
-from superd.core.session import Peer, Session
-from superd.handlers.userproto import (
+from superd.config.userproto import (
     ISuperdProtocol,
     UserAttribute,
     UserProtocolError,
-    UserProtocolHandler,
     find_plugin,
     parse_settings,
     resolve,
 )
+from superd.core.runtime import Runtime
+from superd.core.session import Peer, Session
+from superd.handlers.userproto import UserProtocolHandler
 
 
 class Hello(Protocol):
@@ -116,7 +117,7 @@ def test_plugin_discovery(tmp_path: Path) -> None:
     (package / "hello_plugin.py").write_text(
         "from twisted.plugin import IPlugin\n"
         "from zope.interface import implementer\n"
-        "from superd.handlers.userproto import ISuperdProtocol\n"
+        "from superd.api import ISuperdProtocol\n"
         "@implementer(IPlugin, ISuperdProtocol)\n"
         "class P:\n"
         "    name = 'hello'\n"

@@ -15,7 +15,8 @@ from twisted.logger import capturedLogs
 from superd.config.model import Location, SocketType
 from superd.net import activation
 from superd.net.activation import Inherited, find, parse_environment
-from superd.net.sockets import ListenAddress, bind_socket
+from superd.net.address import ListenAddress
+from superd.net.sockets import bind_socket
 
 HERE = Location("test", 1)
 

@@ -12,9 +12,9 @@ from twisted.internet.protocol import DatagramProtocol, ServerFactory
 from twisted.internet.testing import MemoryReactor
 
 from superd.config.model import Location, SocketType
+from superd.net.address import ListenAddress
 from superd.net.sockets import (
     BindError,
-    ListenAddress,
     bind_socket,
     endpoint_description,
     listen_addresses,

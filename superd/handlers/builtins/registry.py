@@ -7,9 +7,9 @@ load time whether a ``type = INTERNAL`` service names something superd serves
 itself; the assembly asks ``stream_handler`` / ``datagram_handler`` for the
 handler it wraps in access control.
 
-``tcpmux`` (RFC 1078) is a builtin name for ``socket_type = stream`` only, so
-configurations naming it load; its protocol is not in the handler table yet
-(issue 6), and ``stream_handler`` refuses it with a clear error.
+Which names are builtins at all is the configuration's table
+(``superd.config.builtins``); ``tcpmux`` is one, served by
+``superd.handlers.tcpmux`` rather than by this table.
 """
 
 from __future__ import annotations
@@ -35,12 +35,10 @@ from superd.handlers.builtins.echo import EchoStream, echo_reply
 from superd.handlers.builtins.udp import BuiltinDatagramHandler, Responder
 
 __all__ = [
-    "BUILTIN_NAMES",
     "DATAGRAM_BUILTINS",
     "STREAM_BUILTINS",
     "DatagramBuiltin",
     "datagram_handler",
-    "is_builtin",
     "stream_handler",
 ]
 
@@ -86,27 +84,7 @@ DATAGRAM_BUILTINS: Final[dict[str, DatagramBuiltin]] = {
     "time": DatagramBuiltin(_clock_responder(time_bytes)),
 }
 
-#: Names recognised but not served by this table: tcpmux's protocol is a
-#: later issue (6); its services load, and asking for a handler says why not.
-_PENDING: Final = frozenset({("tcpmux", SocketType.STREAM)})
-
-#: Every (name, socket type) pair superd recognises as a builtin.
-BUILTIN_NAMES: Final[frozenset[tuple[str, SocketType]]] = frozenset(
-    {(name, SocketType.STREAM) for name in STREAM_BUILTINS}
-    | {(name, SocketType.DGRAM) for name in DATAGRAM_BUILTINS}
-    | _PENDING
-)
-
-
-def is_builtin(name: str, socket_type: SocketType) -> bool:
-    """True if superd serves ``name`` over ``socket_type`` in-process."""
-    return (name, socket_type) in BUILTIN_NAMES
-
-
 def _not_served(service: ServiceConfig) -> Exception:
-    if (service.name, service.socket_type) in _PENDING:
-        return NotImplementedError(
-            f"service {service.name}: the tcpmux builtin is not implemented yet")
     return LookupError(
         f"service {service.name}: no builtin {service.name!r}"
         f" for socket_type {service.socket_type.value}")

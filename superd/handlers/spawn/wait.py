@@ -42,7 +42,8 @@ from superd.handlers.spawn.handler import log_spawn_failure
 from superd.handlers.spawn.spawner import ExitStatus, SpawnError
 from superd.handlers.spawn.spec import SpawnSpec, build_spec
 from superd.handlers.spawn.table import Child, ProcessTable, attach
-from superd.net.sockets import ListenAddress, bind_socket, emit_listening, listen_addresses
+from superd.net.address import ListenAddress
+from superd.net.sockets import bind_socket, emit_listening, listen_addresses
 from superd.observe.events import EV_RESPAWN_BACKOFF, emit_exit, emit_start
 
 __all__ = ["WaitPort", "WaitService", "wait_service"]

@@ -1,11 +1,12 @@
 """
-TLS termination for any stream service (issue 6).
+TLS termination for any stream service.
 
-``settings`` reads and checks the ``tls_*`` attributes at load; ``context``
-builds pyOpenSSL contexts from them; ``names`` reads and matches the names
-in a client certificate; ``protocol`` puts the TLS layer directly under a
-service's own protocol, so access control runs before any handshake and the
-service starts only after one has succeeded.
+``protocol`` puts the TLS layer directly under a service's own protocol, so
+access control runs before any handshake and the service starts only after
+one has succeeded; ``pipe`` relays a TLS session to an external server over
+a socket pair; ``names`` reads and matches the names in a client
+certificate.  The contexts are built from the configuration by
+``superd.config.tlscontext``.
 """
 
-__all__ = ["context", "names", "protocol", "settings"]
+__all__ = ["names", "pipe", "protocol"]

@@ -34,10 +34,10 @@ from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from superd.config.model import ServiceConfig, TLSSettings
+from superd.config.tlscontext import ServerConnectionCreator, error_text, server_context
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Session
-from superd.handlers.tls.context import ServerConnectionCreator, error_text, server_context
 from superd.handlers.tls.names import certificate_names, matching_name
 from superd.observe import events
 

@@ -6,6 +6,7 @@ import pytest
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from zope.interface.verify import verifyObject
 
+from superd.config.builtins import BUILTIN_NAMES, is_builtin
 from superd.config.model import SocketType
 from superd.core.interfaces import IDatagramHandler, IStreamHandler
 from superd.core.session import Peer
@@ -17,7 +18,6 @@ from superd.handlers.builtins.registry import (
     DATAGRAM_BUILTINS,
     STREAM_BUILTINS,
     datagram_handler,
-    is_builtin,
     stream_handler,
 )
 from superd.observe.events import EV_EXIT, EV_START
@@ -37,6 +37,15 @@ def test_tcpmux_is_a_stream_builtin_only() -> None:
     """tcpmux is recognised for stream (so its services load) and not for dgram."""
     assert is_builtin("tcpmux", SocketType.STREAM)
     assert not is_builtin("tcpmux", SocketType.DGRAM)
+
+
+def test_every_builtin_name_has_a_handler() -> None:
+    """The configuration's table of builtin names and this handler table agree
+    (tcpmux, a builtin name, is served by superd.handlers.tcpmux)."""
+    served = ({(name, SocketType.STREAM) for name in STREAM_BUILTINS}
+              | {(name, SocketType.DGRAM) for name in DATAGRAM_BUILTINS}
+              | {("tcpmux", SocketType.STREAM)})
+    assert served == BUILTIN_NAMES
 
 
 @pytest.mark.parametrize(("name", "socket_type"), [
@@ -102,12 +111,6 @@ def test_daytime_and_time_log_no_exit(events: EventLoggingObserver) -> None:
         proto.connectionLost()
     assert len(named(events, EV_START)) == 2
     assert named(events, EV_EXIT) == []
-
-
-def test_tcpmux_has_no_handler_yet() -> None:
-    """Asking for tcpmux's handler says clearly that it is not implemented (issue 6)."""
-    with pytest.raises(NotImplementedError, match="tcpmux"):
-        stream_handler(make_service("tcpmux"), make_runtime())
 
 
 def test_unknown_or_mismatched_builtin_is_refused() -> None:

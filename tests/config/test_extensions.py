@@ -1,7 +1,8 @@
 """
-``superd.daemon.extensions`` through the real loader: the issue-6 attributes become
-``ServiceConfig.extensions`` at load, and every problem is a configuration
-error naming the file, line, service and attribute.
+``superd.config.extensions`` through the real loader: the TLS, redirect and
+user-protocol attributes become ``ServiceConfig.extensions`` at load, and
+every problem is a configuration error naming the file, line, service and
+attribute.  Two tests check what the assembly then builds from them.
 """
 
 from __future__ import annotations
@@ -19,21 +20,15 @@ from twisted.internet.testing import MemoryReactorClock
 
 from superd.config.errors import ConfigError
 from superd.config.load import load_configuration
-from superd.config.model import Extensions
+from superd.config.model import Configuration, Extensions
+from superd.config.userproto import UserAttribute
 from superd.core.runtime import Runtime
-from superd.daemon.assembly import Unavailable
-from superd.daemon.extensions import stream_handler, with_tls
+from superd.daemon.assembly import Assembly, Unavailable
 from superd.handlers.builtins.registry import stream_handler as builtin_stream_handler
-from superd.handlers.userproto import UserAttribute
-from tests.certs import PKI, make_pki
+from tests.certs import PKI
 
 HEAD = ("service {name}\n{{\n\ttype = {type}\n\tsocket_type = stream\n\twait = {wait}\n"
         "\tport = 0\n")
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def load(tmp_path: Path, body: str, name: str = "echo", type: str = "INTERNAL UNLISTED",
@@ -108,7 +103,8 @@ def test_user_factory_errors(tmp_path: Path) -> None:
     assert problems(tmp_path, "\tfactory = not a path\n", name="mine") == [
         "svc:7: service mine: factory: expected 1 value, got 3"]
     assert "svc:7: service mine: factory: a user protocol needs type = INTERNAL" in problems(
-        tmp_path, "\tfactory = superd.handlers.tcpmux:TcpmuxHandler\n", name="mine", type="UNLISTED")
+        tmp_path, "\tfactory = superd.handlers.tcpmux:TcpmuxHandler\n", name="mine",
+        type="UNLISTED")
 
 
 def test_user_protocol_must_be_stream_wait_no(tmp_path: Path) -> None:
@@ -118,7 +114,7 @@ def test_user_protocol_must_be_stream_wait_no(tmp_path: Path) -> None:
     mine = attrs.evolve(relay, redirect=None, wait=True, type=frozenset({"INTERNAL"}),
                         extensions=Extensions(factory="x.y:z"))
     with pytest.raises(Unavailable) as caught:
-        stream_handler(mine, Runtime(reactor=MemoryReactorClock()))
+        Assembly(Runtime(reactor=MemoryReactorClock()), Configuration((mine,))).handler(mine)
     assert (caught.value.attribute, caught.value.message) == (
         "factory", "user protocols are stream services with wait = no")
 
@@ -183,4 +179,4 @@ def test_tls_hides_the_bare_descriptor_path(tmp_path: Path, pki: PKI) -> None:
     runtime = Runtime(reactor=MemoryReactorClock())
     plain = builtin_stream_handler(service, runtime)
     assert hasattr(plain, "serve_fd")
-    assert not hasattr(with_tls(service, plain, runtime), "serve_fd")
+    assert not hasattr(Assembly(runtime, Configuration((service,))).handler(service), "serve_fd")

@@ -2,7 +2,7 @@
 #
 #   make run     set up .venv and run superd in the foreground on conf/
 #   make test    set up .venv and run the whole test suite
-#   make check   ruff + mypy + the whole test suite
+#   make check   ruff + import contracts + mypy + the whole test suite
 #   make bench   superd against xinetd (bench/run)
 #   make clean   remove build output, caches and ./state (keeps .venv)
 
@@ -45,6 +45,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -33,7 +33,7 @@ import socket
 import sys
 from typing import Mapping, Sequence
 
-# Everything a child should find at its default disposition (as superd.handlers.spawn.spawner).
+# Everything a child should find at its default disposition (as superd.proc.spawner).
 SIGDEF = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 BACKLOG = 1024  # as spawnloop.c
 # Accepts per wake-up, as Twisted's tcp.Port.numberAccepts starts (superd's port

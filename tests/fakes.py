@@ -1,7 +1,7 @@
 """
 Shared test fakes for spawning children without spawning anything.
 
-* ``FakeSpawner`` provides ``superd.handlers.spawn.spawner.ISpawner``: it records each
+* ``FakeSpawner`` provides ``superd.proc.spawner.ISpawner``: it records each
   ``SpawnRequest``, hands out pids, and lets a test end a child
   (``exit(pid, code)`` / ``kill(pid, signum)``) or make the next spawn fail.
   Signals sent to process groups are recorded; groups can be told to ignore
@@ -10,7 +10,8 @@ Shared test fakes for spawning children without spawning anything.
   ``IReactorProcess`` and records ``spawnProcess`` calls, for code that uses
   Twisted's own process API.
 
-Both are checked with ``verifyObject`` in ``tests/spawn/test_fakes.py``.
+Both are checked with ``verifyObject`` in ``tests/handlers/spawn/test_fakes.py``.
+``fake_processes`` and ``make_parts`` build the daemon's parts around them.
 """
 
 from __future__ import annotations
@@ -24,9 +25,15 @@ from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.testing import MemoryReactorClock
 from zope.interface import implementer
 
-from superd.handlers.spawn.spawner import ExitStatus, ISpawner, SpawnError, SpawnRequest
+from superd.access.state import AccessState
+from superd.core.runtime import Runtime
+from superd.daemon.parts import Parts
+from superd.proc.credentials import Identity
+from superd.proc.spawner import ExitStatus, ISpawner, SpawnError, SpawnRequest
+from superd.proc.table import ProcessTable
 
-__all__ = ["FakeProcessReactor", "FakeSpawner", "SpawnedProcess"]
+__all__ = ["ROOT", "USER", "FakeProcessReactor", "FakeSpawner", "SpawnedProcess",
+           "fake_processes", "make_parts"]
 
 
 @attrs.define(eq=False)
@@ -176,3 +183,33 @@ class FakeProcessReactor(MemoryReactorClock):
         self.spawned.append(process)
         processProtocol.makeConnection(process)
         return process
+
+
+#: The identities the spawn tests run superd as.
+ROOT = Identity(0, 0, (0,))
+USER = Identity(1000, 1000, (1000,))
+
+
+def fake_processes(reactor: Any, identity: Identity = ROOT,
+                   environ: Optional[Dict[str, str]] = None,
+                   ) -> Tuple[ProcessTable, FakeSpawner]:
+    """A ``ProcessTable`` whose children are a ``FakeSpawner``'s."""
+    spawner = FakeSpawner()
+    table = ProcessTable(
+        reactor, spawner,
+        environ={"PATH": "/usr/bin:/bin", "LANG": "C"} if environ is None else environ,
+        identity=identity, which=lambda name: f"/usr/bin/{name}",
+        group_list=lambda user, gid: [gid, 4, 27])
+    return table, spawner
+
+
+def make_parts(runtime: Optional[Runtime] = None, *,
+               processes: Optional[ProcessTable] = None, **access: Any) -> Parts:
+    """The daemon's parts for unit tests: a ``MemoryReactorClock`` runtime by
+    default, a fake-spawner process table, bans in memory, no hosts files
+    (unless ``access`` passes them to the ``AccessState``)."""
+    if runtime is None:
+        runtime = Runtime(MemoryReactorClock())
+    if processes is None:
+        processes, _ = fake_processes(runtime.reactor)
+    return Parts(runtime, processes, AccessState(runtime, processes=processes, **access))

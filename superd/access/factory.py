@@ -33,14 +33,13 @@ from superd.access.decision import Decision, MaybeDeferred, deny
 from superd.access.gate import Gate
 from superd.access.pipeline import BANNED, policies_for, run_policies
 from superd.access.refusals import RefusalLog
-from superd.access.state import AccessState, state_of
+from superd.access.state import AccessState
 from superd.access.userid import UseridLookups
 from superd.config.model import ServiceConfig
-from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
 from superd.net.takingport import TAKEN, Taken
 from superd.observe import events
-from superd.observe.counters import ServiceCounters, service_counters
+from superd.observe.counters import ServiceCounters
 
 __all__ = [
     "AccessControlledDatagramProtocol",
@@ -56,15 +55,13 @@ TakeConnection = Callable[[int, Any, "Peer | None"], "Protocol | Taken | None"]
 _SENSOR = deny(events.REASON_ADDRESS)
 
 
-def trip_sensor(service: ServiceConfig, peer: Peer, runtime: Runtime,
-                state: AccessState | None = None) -> None:
+def trip_sensor(service: ServiceConfig, peer: Peer, access: AccessState) -> None:
     """A peer touched a SENSOR: ban it everywhere for ``deny_time``."""
-    bans = runtime.bans
-    if bans is None or service.deny_time == 0:
+    if service.deny_time == 0:
         return
-    drop = (state or state_of(runtime)).kernel_drop
+    bans, drop = access.bans, access.kernel_drop
     if drop is not None and bans.is_banned(peer.host):
-        drop.refused_banned(peer.host, runtime.seconds())
+        drop.refused_banned(peer.host, access.runtime.seconds())
     bans.ban(peer.host, service.deny_time, service.id)
 
 
@@ -101,11 +98,12 @@ class AccessControlledFactory(ServerFactory):
     noisy = False  # no "Starting factory" line per service at start, stop and reload
 
     def __init__(self, service: ServiceConfig, handler: Any,
-                 runtime: Runtime) -> None:
+                 access: AccessState) -> None:
         self.service = service
         self.handler = handler
-        self.runtime = runtime
-        self.policies = policies_for(service, runtime, sessions=True)
+        self.access = access
+        runtime = self.runtime = access.runtime
+        self.policies = policies_for(service, access, sessions=True)
         self.banners = Banners.load(service)
         self.userid = UseridLookups.of(service, runtime)
         self._gated = bool(self.banners.banner or self.banners.success
@@ -121,13 +119,11 @@ class AccessControlledFactory(ServerFactory):
         if serve_fd is not None:
             self._serve_fd: Callable[[Session, int], None] = serve_fd
             self.take_connection = self._take_connection
-        state = state_of(runtime)
-        self._state = state
         self._clock = runtime.seconds
-        self._counter = state.counter
+        self._counter = access.counter
         self._block = service.block_key  # instances and per_source count per block
-        self._refusals = state.stream_refusals
-        self._counts = service_counters(runtime, service.id, service.block_key)  # superd status
+        self._refusals = access.stream_refusals
+        self._counts = access.counters.for_block(service.id, service.block_key)
 
     def decide(self, peer: Peer) -> MaybeDeferred:
         """Run the service's policies for ``peer``."""
@@ -136,7 +132,7 @@ class AccessControlledFactory(ServerFactory):
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         peer = _peer(addr)
         if self.service.is_sensor:
-            trip_sensor(self.service, peer, self.runtime, self._state)
+            trip_sensor(self.service, peer, self.access)
             return self.refuse(peer, _SENSOR)
         if self._gated:
             return Gate(self, peer, None)
@@ -178,7 +174,7 @@ class AccessControlledFactory(ServerFactory):
 
     def refuse(self, peer: Peer, decision: Decision) -> Protocol | None:
         """Log the refusal; the protocol to send ``banner_fail``, or None."""
-        _record_refusal(self._state, self._counts, self._refusals, self.service,
+        _record_refusal(self.access, self._counts, self._refusals, self.service,
                         peer, decision, self.runtime.seconds())
         if self.banners.fail is None:
             return None
@@ -225,20 +221,20 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
     noisy = False  # no "Starting protocol" line per service at start, stop and reload
 
     def __init__(self, service: ServiceConfig, handler: Any,
-                 runtime: Runtime) -> None:
+                 access: AccessState) -> None:
         self.service = service
         self.handler = handler
-        self.runtime = runtime
-        self.policies = policies_for(service, runtime, sessions=False)
-        self._state = state_of(runtime)
-        self._refusals = self._state.dgram_refusals
+        self.access = access
+        self.runtime = access.runtime
+        self.policies = policies_for(service, access, sessions=False)
+        self._refusals = access.dgram_refusals
         self._waiting = 0
-        self._counts = service_counters(runtime, service.id, service.block_key)  # superd status
+        self._counts = access.counters.for_block(service.id, service.block_key)
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         peer = _peer_of_tuple(addr)
         if self.service.is_sensor:
-            trip_sensor(self.service, peer, self.runtime, self._state)
+            trip_sensor(self.service, peer, self.access)
             self._refused(peer, _SENSOR)
             return
         outcome = run_policies(self.policies, peer, self.runtime.seconds)
@@ -269,7 +265,7 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
 
     def _refused(self, peer: Peer, decision: Decision) -> None:
         key = (self.service.id, peer.host, peer.port, decision.reason)
-        _record_refusal(self._state, self._counts, self._refusals, self.service,
+        _record_refusal(self.access, self._counts, self._refusals, self.service,
                         peer, decision, self.runtime.seconds(), key)
 
     def _replier(self, addr: Any) -> Callable[[bytes], None]:
@@ -285,7 +281,7 @@ MAX_WAITING_DATAGRAMS = 256
 
 
 def admit_datagram_source(service: ServiceConfig, peer: Peer,
-                          runtime: Runtime) -> bool:
+                          access: AccessState) -> bool:
     """
     Full checks for a datagram source of a ``wait = yes`` dgram service
     (FAIL logged once per source address and port a minute, as for every
@@ -293,21 +289,21 @@ def admit_datagram_source(service: ServiceConfig, peer: Peer,
     host names not yet cached, the source is refused this time while the
     lookup fills the cache for its next datagram.
     """
-    state = state_of(runtime)
+    now = access.runtime.seconds
     if service.is_sensor:
-        trip_sensor(service, peer, runtime, state)
+        trip_sensor(service, peer, access)
         outcome: MaybeDeferred = _SENSOR
     else:
-        policies = policies_for(service, runtime, sessions=False)
-        outcome = run_policies(policies, peer, runtime.seconds)
+        policies = policies_for(service, access, sessions=False)
+        outcome = run_policies(policies, peer, now)
     if not isinstance(outcome, Decision):
         outcome.addErrback(lambda _: None)
         outcome = deny(events.REASON_ADDRESS, "host name lookup pending")
-    counts = service_counters(runtime, service.id, service.block_key)  # superd status
+    counts = access.counters.for_block(service.id, service.block_key)
     if outcome.allowed:
         counts.accept()
         return True
     key = (service.id, peer.host, peer.port, outcome.reason)
-    _record_refusal(state, counts, state.dgram_refusals, service, peer, outcome,
-                    runtime.seconds(), key)
+    _record_refusal(access, counts, access.dgram_refusals, service, peer, outcome,
+                    now(), key)
     return False

@@ -19,9 +19,9 @@ from typing import TypeVar
 from twisted.internet.defer import Deferred
 
 from superd.access.decision import ALLOW, Decision, deny
-from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
 from superd.observe import events
+from superd.proc.table import ProcessTable
 
 __all__ = [
     "GlobalLimitPolicy",
@@ -128,11 +128,11 @@ class GlobalLimitPolicy:
 
     reason = events.REASON_PROCESS_LIMIT
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(self, limit: int, processes: ProcessTable) -> None:
+        self.limit = limit
+        self._processes = processes
 
     def check(self, peer: Peer, now: float) -> Decision:
-        limit = self._runtime.options.limit
-        if limit is not None and self._runtime.running_children >= limit:
+        if self._processes.running >= self.limit:
             return deny(events.REASON_PROCESS_LIMIT)
         return ALLOW

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from superd.access.addresses import AddressPolicy, AddressRules
+from superd.access.bans import BanList
 from superd.access.decision import ALLOW, Decision, MaybeDeferred, Policy, deny
 from superd.access.hostsaccess import HostsAccessPolicy, daemon_name
 from superd.access.limits import (
@@ -26,10 +27,9 @@ from superd.access.limits import (
     PerSourcePolicy,
 )
 from superd.access.loadavg import LoadPolicy
-from superd.access.state import AccessState, state_of
+from superd.access.state import AccessState
 from superd.access.times import TimePolicy
 from superd.config.model import UNLIMITED, ServiceConfig, ServiceKind
-from superd.core.runtime import Runtime
 from superd.core.session import Peer
 from superd.observe import events
 
@@ -45,42 +45,38 @@ class BanPolicy:
 
     reason = events.REASON_ADDRESS
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(self, bans: BanList) -> None:
+        self._is_banned = bans.is_banned
 
     def check(self, peer: Peer, now: float) -> Decision:
-        bans = self._runtime.bans
-        if bans is not None and bans.is_banned(peer.host):
+        if self._is_banned(peer.host):
             return BANNED
         return ALLOW
 
 
-def _filters(service: ServiceConfig, runtime: Runtime,
-             state: AccessState) -> list[Policy]:
-    policies: list[Policy] = [BanPolicy(runtime)]
+def _filters(service: ServiceConfig, state: AccessState) -> list[Policy]:
+    policies: list[Policy] = [BanPolicy(state.bans)]
     rules = AddressRules.for_service(service)
     if rules is not None:
         resolver = state.resolver if rules.needs_names else None
         policies.append(AddressPolicy(rules, resolver))
-    if "NOLIBWRAP" not in service.flags and runtime.hosts_access is not None:
-        policies.append(HostsAccessPolicy(daemon_name(service),
-                                          runtime.hosts_access))
+    if "NOLIBWRAP" not in service.flags and state.hosts is not None:
+        policies.append(HostsAccessPolicy(daemon_name(service), state.hosts))
     if service.access_times:
         policies.append(TimePolicy(service.access_times, state.localtime))
     if service.cps.max > 0:
-        policies.append(state.rate_for(service, runtime.reactor))
+        policies.append(state.rate_for(service))
     return policies
 
 
-def build_policies(service: ServiceConfig, runtime: Runtime, *,
+def build_policies(service: ServiceConfig, state: AccessState, *,
                    sessions: bool) -> list[Policy]:
     """
     The service's policies in order.  ``sessions`` adds the limits on live
     sessions (instances, per_source, --limit), which in-process datagram
     services do not have.
     """
-    state = state_of(runtime)
-    policies = _filters(service, runtime, state)
+    policies = _filters(service, state)
     if sessions and service.instances != UNLIMITED:
         policies.append(InstancesPolicy(service.block_key, service.instances,
                                         state.counter))
@@ -89,21 +85,22 @@ def build_policies(service: ServiceConfig, runtime: Runtime, *,
                                         state.counter))
     if service.max_load is not None:
         policies.append(LoadPolicy(service.max_load, state.load))
-    if service.kind is ServiceKind.EXTERNAL and runtime.options.limit is not None:
-        policies.append(GlobalLimitPolicy(runtime))
+    limit = state.runtime.options.limit
+    if service.kind is ServiceKind.EXTERNAL and limit is not None and state.processes:
+        policies.append(GlobalLimitPolicy(limit, state.processes))
     return policies
 
 
-def policies_for(service: ServiceConfig, runtime: Runtime, *,
+def policies_for(service: ServiceConfig, state: AccessState, *,
                  sessions: bool) -> list[Policy]:
     """``build_policies``, compiled once per loaded ``ServiceConfig``."""
-    compiled = state_of(runtime).compiled
+    compiled = state.compiled
     key = f"{service.block_key}\0{sessions}"
     hit = compiled.get(key)
     if hit is not None and hit[0] is service:
         policies: list[Policy] = hit[1]
         return policies
-    policies = build_policies(service, runtime, sessions=sessions)
+    policies = build_policies(service, state, sessions=sessions)
     compiled[key] = (service, policies)
     return policies
 

@@ -1,27 +1,27 @@
 """
-The daemon-wide access state, attached to a ``Runtime`` once per process.
+The access layer's daemon-wide state, kept for the life of the process and
+across reloads: sensor bans, the hosts.allow/deny tables, live session
+counts, cps counters, the name cache, compiled policies and the rate-limited
+FAIL logs.
 
-``attach`` opens the ban database under ``runtime.options.state_dir`` and
-sets ``runtime.bans`` and ``runtime.hosts_access``; everything else the
-access layer keeps across reloads (session counts, cps counters, the name
-cache, compiled policies) lives in an ``AccessState`` found through
-``state_of(runtime)``.  ``Runtime`` has no slot for it, so it is kept in a
-weak mapping keyed by the runtime.
+``open_access`` builds the daemon's (opening the ban database under the
+state directory); unit tests build an ``AccessState`` directly with the
+parts they need.  It is a Twisted ``Service``: the daemon's service tree
+starts its timers and watches and stops them, after the listeners closed.
 """
 
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable
-from typing import Any
 
-import attrs
+from twisted.application.service import Service
 from twisted.logger import Logger
 
 from superd.access.bans import BanList
 from superd.access.banstore import BanStore, db_path
 from superd.access.changewatch import ChangeWatch
+from superd.access.decision import Policy
 from superd.access.hostsaccess import HostsAccess
 from superd.access.kerneldrop import KernelDrop, listening_sockets
 from superd.access.limits import SessionCounter
@@ -33,55 +33,87 @@ from superd.access.times import LocalTime
 from superd.config.model import CPS, ServiceConfig
 from superd.core.runtime import Runtime
 from superd.observe import events
+from superd.observe.counters import Counters
+from superd.proc.table import ProcessTable
 
-__all__ = ["AccessState", "attach", "detach", "state_of"]
+__all__ = ["AccessState", "open_access"]
 
 _log = Logger(namespace="superd")
 
 
-@attrs.define(eq=False)
-class AccessState:
+class AccessState(Service):
     """What the access layer keeps for the life of the process."""
 
-    counter: SessionCounter = attrs.field(factory=SessionCounter)
-    resolver: NameResolver | None = None
-    load: CachedLoad = attrs.field(factory=CachedLoad)
-    localtime: LocalTime = time.localtime
-    #: (block key, cps) -> that block's cps counter.
-    rates: dict[tuple[str, CPS], ConnectionRate] = attrs.field(factory=dict)
-    #: block key -> (the ServiceConfig they were built for, policies).
-    compiled: dict[str, tuple[object, Any]] = attrs.field(factory=dict)
-    #: FAIL lines of refused connections: a few per source and reason.
-    stream_refusals: RefusalLog = attrs.field(factory=RefusalLog)
-    #: FAIL lines of refused datagrams: one per source address and port a
-    #: minute, as xinetd's DGRAM_IGNORE_TIME.
-    dgram_refusals: RefusalLog = attrs.field(
-        factory=lambda: RefusalLog(burst=1, window=60.0))
-    #: Drops hammering banned sources in the kernel (None: not attached).
-    kernel_drop: KernelDrop | None = None
-    #: Says when hosts.allow/deny may have changed (None: stat every time).
-    hosts_changes: ChangeWatch | None = None
+    name = "access"
 
-    def rate_for(self, service: ServiceConfig, clock: Any) -> ConnectionRate:
+    def __init__(self, runtime: Runtime, *, bans: BanList | None = None,
+                 hosts: HostsAccess | None = None, processes: ProcessTable | None = None,
+                 counters: Counters | None = None, resolver: NameResolver | None = None,
+                 load: CachedLoad | None = None, localtime: LocalTime = time.localtime,
+                 hosts_changes: ChangeWatch | None = None,
+                 kernel_drop: KernelDrop | None = None) -> None:
+        self.runtime = runtime
+        #: SENSOR bans (in memory only unless given one with a database).
+        self.bans = bans if bans is not None else BanList(BanStore(":memory:"),
+                                                          runtime.reactor)
+        #: hosts.allow/deny (None: not consulted).
+        self.hosts = hosts
+        #: Every running child, for ``--limit`` (None: no children here).
+        self.processes = processes
+        #: Accepted and refused counts per block, for status and metrics.
+        self.counters = counters if counters is not None else Counters()
+        #: Live sessions per block and per source (instances, per_source).
+        self.counter = SessionCounter()
+        self.resolver = resolver
+        self.load = load if load is not None else CachedLoad()
+        self.localtime = localtime
+        #: (block key, cps) -> that block's cps counter.
+        self.rates: dict[tuple[str, CPS], ConnectionRate] = {}
+        #: (block key, sessions) -> (the ServiceConfig they were built for, policies).
+        self.compiled: dict[str, tuple[ServiceConfig, list[Policy]]] = {}
+        #: FAIL lines of refused connections: a few per source and reason.
+        self.stream_refusals = RefusalLog()
+        #: FAIL lines of refused datagrams: one per source address and port a
+        #: minute, as xinetd's DGRAM_IGNORE_TIME.
+        self.dgram_refusals = RefusalLog(burst=1, window=60.0)
+        #: Says when hosts.allow/deny may have changed (None: stat every time);
+        #: its inotify descriptor is closed when the service stops.
+        self.hosts_changes = hosts_changes
+        #: Drops hammering banned sources in the kernel (None: not used).
+        self.kernel_drop = kernel_drop
+
+    def rate_for(self, service: ServiceConfig) -> ConnectionRate:
         """The cps counter of the service's block, kept across reloads while
         cps is unchanged (each block has its own, as each xinetd entry does)."""
         key = (service.block_key, service.cps)
         rate = self.rates.get(key)
         if rate is None:
-            rate = self.rates[key] = ConnectionRate(service.id, service.cps, clock)
+            rate = self.rates[key] = ConnectionRate(service.id, service.cps,
+                                                    self.runtime.reactor)
         return rate
 
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        reactor = self.runtime.reactor
+        self.stream_refusals.start(reactor)
+        self.dgram_refusals.start(reactor)
+        self.bans.start()
+        if self.kernel_drop is not None:
+            self.kernel_drop.start()
 
-_states: weakref.WeakKeyDictionary[Runtime, AccessState] = (
-    weakref.WeakKeyDictionary())
-
-
-def state_of(runtime: Runtime) -> AccessState:
-    """The runtime's access state (a default one if ``attach`` was not called)."""
-    state = _states.get(runtime)
-    if state is None:
-        state = _states[runtime] = AccessState()
-    return state
+    def stopService(self) -> None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        self.bans.stop()
+        for rate in self.rates.values():
+            rate.stop()
+        now = self.runtime.seconds()
+        for refusals in (self.stream_refusals, self.dgram_refusals):
+            refusals.stop()
+            refusals.sweep(now, everything=True)  # say what was not logged
+        if self.kernel_drop is not None:
+            self.kernel_drop.stop()
+        if self.hosts_changes is not None:
+            self.hosts_changes.stop()
 
 
 def _open_bans(runtime: Runtime) -> BanList:
@@ -96,47 +128,20 @@ def _open_bans(runtime: Runtime) -> BanList:
     return BanList(store, runtime.reactor)
 
 
-def attach(runtime: Runtime, *, resolver: NameResolver | None = None,
-           load_reader: Callable[[], float] = read_loadavg,
-           localtime: LocalTime = time.localtime) -> None:
-    """Set ``runtime.bans`` and ``runtime.hosts_access`` and start polling."""
+def open_access(runtime: Runtime, processes: ProcessTable, counters: Counters, *,
+                resolver: NameResolver | None = None,
+                load_reader: Callable[[], float] = read_loadavg,
+                localtime: LocalTime = time.localtime) -> AccessState:
+    """The daemon's access state: bans from the state directory's database,
+    the hosts files of the command line, names resolved in threads."""
+    reactor = runtime.reactor
     if resolver is None:
-        resolver = NameResolver(runtime.reactor, thread_runner(runtime.reactor))
-    state = _states[runtime] = AccessState(resolver=resolver,
-                                           load=CachedLoad(load_reader),
-                                           localtime=localtime)
-    state.stream_refusals.start(runtime.reactor)
-    state.dgram_refusals.start(runtime.reactor)
+        resolver = NameResolver(reactor, thread_runner(reactor))
     bans = _open_bans(runtime)
-    runtime.bans = bans
-    hosts = (runtime.options.hosts_allow, runtime.options.hosts_deny)
-    state.hosts_changes = ChangeWatch.start(runtime.reactor, hosts,
-                                            runtime.reactor.seconds)
-    runtime.hosts_access = HostsAccess(*hosts, resolver, state.hosts_changes)
-    bans.start()
-    state.kernel_drop = KernelDrop(runtime.reactor,
-                                   listening_sockets(runtime.reactor),
-                                   bans.is_banned)
-    state.kernel_drop.start()
-    trigger = getattr(runtime.reactor, "addSystemEventTrigger", None)
-    if trigger is not None:
-        trigger("after", "shutdown", detach, runtime)
-
-
-def detach(runtime: Runtime) -> None:
-    """Stop polling the ban database and close it (idempotent)."""
-    bans = runtime.bans
-    if isinstance(bans, BanList):
-        bans.stop()
-    state = state_of(runtime)
-    for rate in state.rates.values():
-        rate.stop()
-    now = runtime.seconds()
-    for refusals in (state.stream_refusals, state.dgram_refusals):
-        refusals.stop()
-        refusals.sweep(now, everything=True)  # say what was not logged
-    if state.kernel_drop is not None:
-        state.kernel_drop.stop()
-    if state.hosts_changes is not None:
-        state.hosts_changes.stop()
-        state.hosts_changes = None
+    paths = (runtime.options.hosts_allow, runtime.options.hosts_deny)
+    changes = ChangeWatch.start(reactor, paths, reactor.seconds)
+    return AccessState(
+        runtime, bans=bans, hosts=HostsAccess(*paths, resolver, changes),
+        processes=processes, counters=counters, resolver=resolver,
+        load=CachedLoad(load_reader), localtime=localtime, hosts_changes=changes,
+        kernel_drop=KernelDrop(reactor, listening_sockets(reactor), bans.is_banned))

@@ -1,20 +1,40 @@
 """
-Daemon-wide collaborators shared by every service: the injected reactor, the
-options given on the command line, and the state that outlives one service
-(sensor bans, the hosts.allow/deny tables, the table of running children).
+What every part of superd is given instead of reaching for a global: the
+reactor, and the daemon-wide settings from the command line.
 
-One ``Runtime`` is built by the tap and handed to every service, handler and
-access factory; nothing in ``superd/`` reaches for a global instead.  It also
-survives reloads, which is how bans and child accounting outlive them.
+The tap builds one ``Runtime`` from the real reactor; unit tests build one
+from ``twisted.internet.testing.MemoryReactorClock``.  The daemon's other
+long-lived collaborators (the access state with its bans, the table of
+running children, the counters) are typed objects of their own layers,
+built in one place by ``superd.daemon.parts`` and passed to what needs them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import attrs
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IReactorFDSet,
+    IReactorProcess,
+    IReactorSocket,
+    IReactorTCP,
+    IReactorThreads,
+    IReactorTime,
+    IReactorUDP,
+    IReactorUNIX,
+)
 
-__all__ = ["Runtime", "RuntimeOptions"]
+from superd.core.paths import ROOT_STATE_DIR
+
+__all__ = ["IReactor", "Runtime", "RuntimeOptions"]
+
+
+class IReactor(IReactorCore, IReactorTime, IReactorTCP, IReactorUDP, IReactorUNIX,
+               IReactorSocket, IReactorProcess, IReactorFDSet, IReactorThreads):
+    """Everything superd asks of its reactor (Twisted's default reactor on
+    Linux provides all of it)."""
 
 
 @attrs.frozen
@@ -22,7 +42,7 @@ class RuntimeOptions:
     """Daemon-wide settings from the command line."""
 
     #: Where persistent state (bans database, control socket) lives.
-    state_dir: str = "/var/lib/superd"
+    state_dir: str = ROOT_STATE_DIR
     #: ``--limit N``: cap on concurrently running children of all services.
     limit: Optional[int] = None
     #: Seconds between SIGTERM and SIGKILL when stopping children.
@@ -35,23 +55,12 @@ class RuntimeOptions:
     backlog: int = 1024
 
 
-@attrs.define(eq=False)
+@attrs.frozen(eq=False)
 class Runtime:
-    """The shared, injected collaborators of one superd process."""
+    """The reactor and the command-line settings of one superd process."""
 
-    #: Provides IReactorTime, IReactorTCP, IReactorUDP, IReactorProcess,
-    #: IReactorFDSet (a MemoryReactorClock plus fakes in unit tests).
-    reactor: Any
+    reactor: IReactor
     options: RuntimeOptions = RuntimeOptions()
-    #: superd.access.bans.BanList, set up by the tap (sensor bans).
-    bans: Any = None
-    #: superd.access.hostsaccess tables (hosts.allow/deny), set up by the tap.
-    hosts_access: Any = None
-    #: superd.handlers.spawn process table: running children of every service.
-    processes: Any = None
-    #: Running children of all services together, for ``--limit``; the
-    #: spawner increments it at spawn and decrements it when a child is reaped.
-    running_children: int = 0
 
     def seconds(self) -> float:
         """The injected clock's current time."""

@@ -22,6 +22,7 @@ from superd.config.errors import Problem
 from superd.config.model import Configuration, ServiceConfig, ServiceKind, SocketType
 from superd.config.userproto import UserProtocolError, protocol_of
 from superd.core.runtime import Runtime
+from superd.daemon.parts import Parts
 from superd.handlers.builtins import registry
 from superd.handlers.redirect import RedirectHandler
 from superd.handlers.spawn.handler import ExternalHandler
@@ -68,11 +69,16 @@ SUPERD_BUILDERS = Builders()
 
 @attrs.define
 class Assembly:
-    """Builds the children of each service of ``config`` with ``runtime``."""
+    """Builds the children of each service of ``config`` with the daemon's ``parts``."""
 
-    runtime: Runtime
+    parts: Parts
     config: Configuration
     builders: Builders = SUPERD_BUILDERS
+
+    @property
+    def runtime(self) -> Runtime:
+        """The reactor and the command-line settings."""
+        return self.parts.runtime
 
     def build(self, services: Sequence[ServiceConfig]) -> Tuple[List[Group], List[Problem]]:
         """The children of each of ``services`` (nothing is bound yet), and the
@@ -91,7 +97,8 @@ class Assembly:
         if service.kind is ServiceKind.TCPMUX_CLIENT:
             return []  # no socket of its own: the tcpmux service reaches it
         if service.kind is ServiceKind.EXTERNAL and service.wait:
-            return [self.builders.wait_service(service, address.host, self.runtime)
+            return [self.builders.wait_service(service, address.host, self.parts.access,
+                                               self.parts.processes)
                     for address in self._addresses(service)]
         handler = self.handler(service)
         if service.socket_type is SocketType.STREAM:
@@ -141,8 +148,8 @@ class Assembly:
         if relay:
             from superd.handlers.tls.pipe import PipeHandler
 
-            return PipeHandler(service, self.runtime)
-        return self.builders.external(service, self.runtime)
+            return PipeHandler(service, self.runtime, self.parts.processes)
+        return self.builders.external(service, self.runtime, self.parts.processes)
 
     def _user_handler(self, service: ServiceConfig) -> Any:
         if service.socket_type is not SocketType.STREAM or service.wait:
@@ -160,7 +167,7 @@ class Assembly:
             if client.is_mux_client:
                 handler = self._served_handler(client, relay=relay)
                 clients.append((client, self.builders.stream_factory(client, handler,
-                                                                     self.runtime)))
+                                                                     self.parts.access)))
         return TcpmuxHandler(service, self.runtime, clients)
 
     def _addresses(self, service: ServiceConfig) -> Sequence[ListenAddress]:
@@ -168,7 +175,7 @@ class Assembly:
 
     def _stream_listeners(self, service: ServiceConfig, handler: Any) -> List[IService]:
         # One factory for every address of the service: counts are per block.
-        factory = self.builders.stream_factory(service, handler, self.runtime)
+        factory = self.builders.stream_factory(service, handler, self.parts.access)
         reactor = self.runtime.reactor
 
         def open_port(address: ListenAddress) -> IListeningPort:
@@ -181,7 +188,7 @@ class Assembly:
 
         def listener(address: ListenAddress) -> Listener:
             # A DatagramProtocol has one transport, so one per address.
-            protocol = self.builders.datagram_protocol(service, handler, self.runtime)
+            protocol = self.builders.datagram_protocol(service, handler, self.parts.access)
             return Listener(address, lambda a: listen_datagram(reactor, a, protocol), protocol)
 
         return [listener(address) for address in self._addresses(service)]

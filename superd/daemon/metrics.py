@@ -46,8 +46,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
+from superd.access.state import AccessState
 from superd.observe import events
-from superd.observe.counters import counters_of
+from superd.proc.table import ProcessTable
 
 __all__ = ["EventCounter", "MetricsService", "RuntimeCollector", "build_registry",
            "metrics_site", "time_spawns"]
@@ -68,10 +69,10 @@ EV_METRICS = "metrics"
 
 
 class RuntimeCollector(Collector):
-    """Reads the runtime's counters, process table and bans at scrape time."""
+    """Reads the counters, the process table and the bans at scrape time."""
 
-    def __init__(self, runtime: Any) -> None:
-        self._runtime = runtime
+    def __init__(self, access: AccessState) -> None:
+        self._access = access
 
     def collect(self) -> Iterator[Metric]:
         accepted = CounterMetricFamily(
@@ -84,7 +85,7 @@ class RuntimeCollector(Collector):
         # Blocks sharing an id (one service on two binds) are one series.
         admitted: dict[str, int] = {}
         refusals: dict[tuple[str, str], int] = {}
-        for counts in counters_of(self._runtime).values():
+        for counts in self._access.counters.all():
             sid = counts.service_id
             admitted[sid] = admitted.get(sid, 0) + counts.accepted
             for reason, count in counts.refused.items():
@@ -102,7 +103,7 @@ class RuntimeCollector(Collector):
         running = GaugeMetricFamily(
             "superd_children_running", "Server processes running, per service.",
             labels=["service"])
-        processes = self._runtime.processes
+        processes = self._access.processes
         per_service: dict[str, int] = {}
         if processes is not None:
             for child in processes.children():
@@ -112,10 +113,9 @@ class RuntimeCollector(Collector):
         return running
 
     def _bans(self) -> GaugeMetricFamily:
-        bans = self._runtime.bans
         return GaugeMetricFamily(
             "superd_bans_active", "Sources on the global ban list (SENSOR).",
-            value=0 if bans is None else len(bans))
+            value=len(self._access.bans))
 
 
 class _Bounded:
@@ -204,7 +204,7 @@ class EventCounter:
             self.store_outages.inc()
 
 
-def time_spawns(processes: Any, registry: CollectorRegistry,
+def time_spawns(processes: ProcessTable, registry: CollectorRegistry,
                 timer: Callable[[], float] = time.perf_counter) -> Histogram:
     """Wrap ``processes.spawn`` to observe how long starting a child takes."""
     histogram = Histogram(
@@ -221,19 +221,18 @@ def time_spawns(processes: Any, registry: CollectorRegistry,
             histogram.labels(label).observe(timer() - started)
         return child
 
-    # The process table is the runtime's collaborator; timing its spawn
-    # here keeps the spawn code free of metrics.
-    processes.spawn = timed
+    # Timing the table's spawn here keeps the spawn code free of metrics.
+    processes.spawn = timed  # type: ignore[method-assign]
     return histogram
 
 
-def build_registry(runtime: Any) -> tuple[CollectorRegistry, EventCounter]:
+def build_registry(access: AccessState) -> tuple[CollectorRegistry, EventCounter]:
     """A private registry with every superd metric (no process/GC defaults)."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(RuntimeCollector(runtime))
+    registry.register(RuntimeCollector(access))
     observer = EventCounter(registry)
-    if runtime.processes is not None:
-        time_spawns(runtime.processes, registry)
+    if access.processes is not None:
+        time_spawns(access.processes, registry)
     return registry, observer
 
 
@@ -289,11 +288,13 @@ def metrics_site(registry: CollectorRegistry, reactor: Any,
 class MetricsService(Service):
     """Listens on the metrics endpoint and feeds the event observer."""
 
-    def __init__(self, runtime: Any, description: str,
+    name = "metrics"
+
+    def __init__(self, access: AccessState, description: str,
                  publisher: Optional[LogPublisher] = None) -> None:
-        self._runtime = runtime
+        self._runtime = access.runtime
         self.description = description
-        self.registry, self.observer = build_registry(runtime)
+        self.registry, self.observer = build_registry(access)
         self._publisher = publisher
         #: The listening port once bound (None before, or if it failed).
         self.listening: Any = None

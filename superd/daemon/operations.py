@@ -3,8 +3,8 @@ The operator's side of a running daemon: SIGHUP reload, SIGUSR1 status dump,
 the control socket for ``superd status``, and systemd notifications around
 reloads.
 
-``attach(top, path)`` gives a ``SuperdService`` its ``operations``; the
-service starts it after every listener is bound and stops it first.
+The tap adds it to the ``SuperdService`` after the listeners, so it starts
+once every socket is bound and stops first.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from superd.daemon.control import ControlFactory, listen_control
 from superd.daemon.reload import Loader, Reloader, ReloadResult
 from superd.daemon.status import render_text, snapshot
 
-__all__ = ["Operations", "attach", "thread_loader"]
+__all__ = ["Operations", "thread_loader"]
 
 _log = Logger(namespace="superd.operations")
 
@@ -121,13 +121,3 @@ class Operations(Service):
         status = self.status()
         _log.info("status:\n{status_text}", event=EV_STATUS, status=status,
                   status_text=render_text(status))
-
-
-def attach(top: Any, path: str, *, strict: bool = False,
-           environ: Mapping[str, str] = os.environ,
-           install_signal: Callable[..., Any] = signal.signal) -> Operations:
-    """Give ``top`` its operations: reloads read ``path`` (as ``-c`` did)."""
-    loader = thread_loader(top.runtime.reactor, path, strict)
-    operations = Operations(top, loader, environ=environ, install_signal=install_signal)
-    top.operations = operations
-    return operations

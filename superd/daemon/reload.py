@@ -179,7 +179,7 @@ class Reloader:
         if result.ok:
             # The replaced services' cycles are garbage now; the new ones
             # live until the next reload (superd.daemon.heap).
-            getattr(self.top, "settle_heap", lambda: None)()
+            self.top.settle_heap()
         self._notify("ready")
         return result
 
@@ -213,9 +213,7 @@ class Reloader:
         return self._succeeded(started, plan)
 
     def _stop_children(self, service_ids: FrozenSet[str]) -> None:
-        processes = self.top.runtime.processes
-        if processes is None:
-            return
+        processes = self.top.parts.processes
         grace = self.top.runtime.options.grace
         for service_id in sorted(service_ids):
             stopping = processes.stop_service(service_id, grace)
@@ -224,15 +222,11 @@ class Reloader:
                 event=events.EV_RELOAD, service_id=sid))
 
     def _update_logs(self, config: Configuration) -> None:
-        service_log = getattr(self.top, "service_log", None)
-        if service_log is not None:
-            service_log.router.update(config)
+        self.top.service_log.router.update(config)
 
     def _reopen_logs(self) -> None:
         # Also after a failed reload: logrotate's HUP must rotate regardless.
-        service_log = getattr(self.top, "service_log", None)
-        if service_log is not None:
-            service_log.router.reopen()
+        self.top.service_log.router.reopen()
 
     def _succeeded(self, started: float, plan: ReloadPlan) -> ReloadResult:
         result = ReloadResult(

@@ -1,31 +1,36 @@
 """
-The service tree: one listener per service per listen address.
+The daemon as a tree of Twisted services.
 
-``build_service`` turns a loaded ``Configuration`` into a ``SuperdService``
-(a ``MultiService``) whose children ``superd.daemon.assembly`` chooses: the handler
-for each service, the access-controlled factory around it, and a
-``superd.net.listener.Listener`` per address.  Sockets are bound in
-``privilegedStartService``, before twistd could drop privileges, and a
-socket that cannot be bound stops startup with a message naming the service,
-the address and the configuration line.  ``SuperdService`` also owns the
-daemon's life: readiness, signals, and stopping children and sessions.
+``build_service`` turns a loaded ``Configuration`` and the daemon's ``Parts``
+into a ``SuperdService``.  Its children start in this order and stop in the
+reverse one, each stop waiting for the previous to finish:
+
+1. ``servicelog`` -- the xinetd-format service logs: up before anything can
+   be logged, and closed last, so the EXIT lines of children reaped while
+   stopping still land;
+2. ``access`` -- bans, the hosts watch, the rate-limited FAIL logs;
+3. ``sessions`` -- nothing at start; at stop it waits (up to ``--grace``)
+   for sessions served in-process and stops every child (SIGTERM, SIGKILL
+   after ``--grace``);
+4. ``listeners`` -- one ``Listener`` per service per address (and the
+   ``wait = yes`` services), bound in ``privilegedStartService``, before
+   twistd could drop privileges;
+5. what the tap adds after them: ``operations`` (SIGHUP reload, SIGUSR1
+   status, the control socket), ``metrics``, the shared ban store.
+
+A socket that cannot be bound stops startup with a message naming the
+service, the address and the configuration line.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from typing import (
-    Any,
-    Callable,
-    List,
-    Mapping,
-    NoReturn,
-    Optional,
-)
+from collections.abc import Callable, Mapping
+from typing import Any, List, NoReturn, Optional
 
-from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
@@ -34,23 +39,71 @@ from superd.config.model import Configuration
 from superd.core.runtime import Runtime
 from superd.daemon import notify
 from superd.daemon.assembly import SUPERD_BUILDERS, Assembly, Builders, Group
+from superd.daemon.parts import Parts
 from superd.net.listener import Listener
 from superd.net.sockets import BindError
 from superd.observe import events
+from superd.observe.servicelog import ServiceLogRouter, ServiceLogService
 
-__all__ = [
-    "Listener",
-    "SuperdService",
-    "build_service",
-    "notify_ready",
-]
+__all__ = ["Listener", "OrderedMultiService", "Sessions", "SuperdService", "build_service"]
 
 _log = Logger(namespace="superd.service")
 
 
-def notify_ready(environ: Mapping[str, str]) -> bool:
-    """Send ``READY=1`` to systemd's ``$NOTIFY_SOCKET`` if set; True if sent."""
-    return notify.ready(environ)
+class OrderedMultiService(MultiService):
+    """
+    A ``MultiService`` that stops its children one at a time, the last
+    started first, each after the previous one's stop has finished
+    (Twisted's own stops them all at once).
+    """
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)  # type: ignore[no-untyped-call]
+        return Deferred.fromCoroutine(self._stop_in_order())
+
+    async def _stop_in_order(self) -> None:
+        for child in reversed(list(self)):
+            try:
+                await maybeDeferred(child.stopService)
+            except Exception:
+                _log.failure("stopping {child} failed", event=events.EV_STOPPING,
+                             child=getattr(child, "name", None) or repr(child))
+
+
+class Sessions(Service):
+    """
+    At stop (once the listeners are closed): waits up to ``--grace`` for the
+    sessions served in-process and stops every child, so that a restart
+    (socket activation: the next superd accepts on the same socket) cuts no
+    exchange short; the reactor closes what is left.
+    """
+
+    name = "sessions"
+
+    def __init__(self, parts: Parts) -> None:
+        self._parts = parts
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        grace = self._parts.runtime.options.grace
+        waits = [self._drain(grace), self._parts.processes.stop_all(grace)]
+        return gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
+
+    def _drain(self, grace: float) -> Deferred[None]:
+        counter = self._parts.access.counter
+        live = counter.live()
+        if live == 0:
+            return succeed(None)
+        _log.info("waiting up to {grace} s for {count} sessions to end",
+                  event=events.EV_DRAINING, count=live, grace=grace)
+
+        def timed_out(result: object, timeout: float) -> None:
+            _log.info("closing {count} sessions still open after {grace} s",
+                      event=events.EV_DRAIN_TIMEOUT, count=counter.live(), grace=grace)
+
+        idle: Deferred[None] = counter.when_idle()
+        idle.addTimeout(grace, self._parts.runtime.reactor, onTimeoutCancel=timed_out)
+        return idle
 
 
 def _first_only(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], None]:
@@ -71,41 +124,63 @@ def _raise(error: BindError) -> NoReturn:
     raise error
 
 
-class SuperdService(MultiService):
+class SuperdService(OrderedMultiService):
     """
-    The whole daemon: every listener, the SIGHUP guard, and orderly stop.
+    The whole daemon: its parts, every listener, the SIGHUP guard and the
+    orderly stop.
 
     ``on_bind_error`` decides what a failed bind does (the tap prints it and
     exits non-zero); ``install_signal`` is ``signal.signal`` outside tests.
     """
 
-    def __init__(self, runtime: Runtime, *,
+    def __init__(self, parts: Parts, service_log: ServiceLogService, *,
                  on_bind_error: Callable[[BindError], NoReturn] = _raise,
                  install_signal: Callable[..., Any] = signal.signal,
                  environ: Mapping[str, str] = os.environ,
-                 settle_heap: Callable[[], object] = lambda: None) -> None:
+                 settle_heap: Callable[[], object] = lambda: None,
+                 builders: Builders = SUPERD_BUILDERS) -> None:
         super().__init__()
-        self.runtime = runtime
+        self.parts = parts
         #: Freezes the long-lived heap once it is built, at startup and after
-        #: each successful reload (``superd.daemon.heap.settle`` in the daemon; unit
-        #: tests keep the no-op: a full collection per start is slow there).
+        #: each successful reload (``superd.daemon.heap.settle`` in the daemon;
+        #: unit tests keep the no-op: a full collection per start is slow there).
         self.settle_heap = settle_heap
+        #: What reloads build new children with.
+        self.builders = builders
         self._on_bind_error = on_bind_error
         self._install_signal = install_signal
         self._environ = environ
         self._old_hup: Any = None
         self.configuration: Optional[Configuration] = None
-        #: xinetd-format service logs (superd.observe.servicelog): started before the
-        #: listeners and stopped after the children, so every EXIT line lands.
-        self.service_log: Optional[Any] = None
         #: Each configured service with its children (sockets), in order:
         #: what a reload compares and moves (superd.daemon.reload).
         self.groups: List[Group] = []
-        #: What reloads build new children with.
-        self.builders = SUPERD_BUILDERS
-        #: Reload, status and the control socket (superd.daemon.operations), started
-        #: after the listeners and stopped before them.
+        self.service_log = service_log
+        self.listeners = MultiService()
+        self.listeners.setName("listeners")
+        for child in (service_log, parts.access, Sessions(parts), self.listeners):
+            child.setServiceParent(self)
+        #: Set by the tap (superd.daemon.operations): SIGHUP reloads through it.
         self.operations: Optional[Any] = None
+
+    @property
+    def runtime(self) -> Runtime:
+        """The reactor and the command-line settings."""
+        return self.parts.runtime
+
+    @property
+    def access(self) -> Any:
+        """The access state (bans, live sessions, counters)."""
+        return self.parts.access
+
+    def add_listeners(self, children: List[IService]) -> None:
+        """Serve ``children`` (listeners or wait = yes services) from now on."""
+        for child in children:
+            child.setServiceParent(self.listeners)
+
+    def remove_listener(self, child: IService) -> None:
+        """Stop serving ``child``; its socket is its own business (closed or moved)."""
+        self.listeners.removeService(child)
 
     def _guarded(self, start: Callable[[], None]) -> None:
         try:
@@ -118,21 +193,17 @@ class SuperdService(MultiService):
             self._on_bind_error(e)
 
     def _close_listeners(self) -> None:
-        for child in self:
+        for child in self.listeners:
             port = getattr(child, "port", None)
             if port is not None:
-                child.port = None
+                child.port = None  # type: ignore[attr-defined]
                 port.stopListening()
 
     def privilegedStartService(self) -> None:
         self._guarded(super().privilegedStartService)
 
     def startService(self) -> None:
-        if self.service_log is not None:
-            self.service_log.startService()
         self._guarded(super().startService)
-        if self.operations is not None:
-            self.operations.startService()
         self._old_hup = self._install_signal(signal.SIGHUP, self._on_sighup)
         self.runtime.reactor.callWhenRunning(self._announce_ready)
 
@@ -141,16 +212,12 @@ class SuperdService(MultiService):
         self.runtime.reactor.callFromThread(self.reload)
 
     def reload(self) -> None:
-        """
-        SIGHUP: reload all or nothing (superd.daemon.operations).  Without it (unit
-        tests) the service log files are still reopened, for logrotate.
-        """
+        """SIGHUP: reload (superd.daemon.operations).  Without operations (unit
+        tests) the service log files are still reopened, for logrotate."""
         if self.operations is not None:
             self.operations.reload()
             return
-        _log.warn("reload is not implemented yet; service logs reopened", event="reload")
-        if self.service_log is not None:
-            self.service_log.router.reopen()
+        self.service_log.router.reopen()
 
     def _guard_stop_signals(self) -> None:
         # SIGTERM is the ordinary way to stop a daemon, so it exits 0: the
@@ -185,78 +252,37 @@ class SuperdService(MultiService):
         _log.info("superd ready: {count} sockets listening", event=events.EV_READY,
                   count=self.socket_count(),
                   services=0 if self.configuration is None else len(self.configuration.services))
-        notify_ready(self._environ)
+        notify.ready(self._environ)
 
-    def stopService(self) -> Deferred[Any]:
+    def stopService(self) -> Deferred[None]:
         if self._old_hup is not None:
             self._install_signal(signal.SIGHUP, self._old_hup)
             self._old_hup = None
         _log.info("superd stopping", event=events.EV_STOPPING)
         notify.stopping(self._environ)
-        if self.operations is not None:
-            self.operations.stopService()
-        stopped: Deferred[Any] = super().stopService()
-        # Once the sockets are closed: children get SIGTERM while sessions
-        # served in-process finish, both bounded by --grace.
-        stopped.addCallback(lambda _: self._finish_sessions())
-        service_log = self.service_log
-        if service_log is not None:
-            stopped.addBoth(lambda result: (service_log.stopService(), result)[1])
-        return stopped
-
-    def _finish_sessions(self) -> Deferred[Any]:
-        grace = self.runtime.options.grace
-        waits = [self._drain(grace)]
-        processes = self.runtime.processes
-        if processes is not None:
-            waits.append(processes.stop_all(grace))
-        return gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
-
-    def _drain(self, grace: float) -> Deferred[None]:
-        """
-        Wait up to ``grace`` seconds for live sessions to end, so that a
-        restart (socket activation: the next superd accepts on the same
-        socket) cuts no exchange short; the reactor closes what is left.
-        """
-        from superd.access.state import state_of
-
-        counter = state_of(self.runtime).counter
-        live = counter.live()
-        if live == 0:
-            return succeed(None)
-        _log.info("waiting up to {grace} s for {count} sessions to end",
-                  event=events.EV_DRAINING, count=live, grace=grace)
-
-        def timed_out(result: object, timeout: float) -> None:
-            _log.info("closing {count} sessions still open after {grace} s",
-                      event=events.EV_DRAIN_TIMEOUT, count=counter.live(), grace=grace)
-
-        idle = counter.when_idle()
-        idle.addTimeout(grace, self.runtime.reactor, onTimeoutCancel=timed_out)
-        return idle
+        return super().stopService()
 
 
-def build_service(config: Configuration, runtime: Runtime, *,
+def build_service(config: Configuration, parts: Parts, *,
                   on_bind_error: Callable[[BindError], NoReturn] = _raise,
                   install_signal: Callable[..., Any] = signal.signal,
                   settle_heap: Callable[[], object] = lambda: None,
-                  builders: Builders = SUPERD_BUILDERS) -> SuperdService:
+                  builders: Builders = SUPERD_BUILDERS,
+                  service_log: Optional[ServiceLogService] = None) -> SuperdService:
     """
     The service tree for ``config``.  Raises ``ConfigError`` listing every
-    service this build cannot run (nothing is bound until it starts).
+    service whose handler cannot be built (nothing is bound until it starts).
     """
-    from superd.observe.servicelog import ServiceLogRouter, ServiceLogService
-
-    top = SuperdService(runtime, on_bind_error=on_bind_error, install_signal=install_signal,
-                        settle_heap=settle_heap)
-    top.builders = builders
+    if service_log is None:
+        # Opened here, before twistd could drop privileges; failures are logged.
+        service_log = ServiceLogService(ServiceLogRouter(config, parts.runtime.reactor))
+    top = SuperdService(parts, service_log, on_bind_error=on_bind_error,
+                        install_signal=install_signal, settle_heap=settle_heap,
+                        builders=builders)
     top.configuration = config
-    # Opened here, before twistd could drop privileges; failures are logged.
-    top.service_log = ServiceLogService(ServiceLogRouter(config, runtime.reactor))
-    top.groups, problems = Assembly(runtime, config, builders).build(config.services)
+    top.groups, problems = Assembly(parts, config, builders).build(config.services)
     if problems:
         raise ConfigError(problems)
     for _, children in top.groups:
-        for child in children:
-            child.setServiceParent(top)
+        top.add_listeners(children)
     return top

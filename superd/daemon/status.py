@@ -18,8 +18,8 @@ import os
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
+from superd.access.state import AccessState
 from superd.config.model import ServiceConfig, ServiceKind
-from superd.observe.counters import counters_of
 
 __all__ = ["render_text", "snapshot"]
 
@@ -36,13 +36,9 @@ def _listen(child: Any) -> Optional[str]:
     return str(address.describe(port))
 
 
-def _cps_pause(service: ServiceConfig, runtime: Any) -> Optional[float]:
+def _cps_pause(service: ServiceConfig, access: AccessState) -> Optional[float]:
     """When a cps pause of ``service`` ends, or None if it is not paused."""
-    try:
-        from superd.access.state import state_of
-    except ImportError:  # a build without access control
-        return None
-    rate = state_of(runtime).rates.get((service.block_key, service.cps))
+    rate = access.rates.get((service.block_key, service.cps))
     if rate is None or not rate.deactivated:
         return None
     until = rate.reactivates_at
@@ -61,27 +57,19 @@ def _wait_state(children: Iterable[Any]) -> Optional[Json]:
     return None
 
 
-def _state(service: ServiceConfig, children: List[Any], runtime: Any) -> Json:
+def _state(service: ServiceConfig, children: List[Any], access: AccessState) -> Json:
     if service.kind is ServiceKind.TCPMUX_CLIENT:
         return {"state": "via tcpmux"}
     if not children or all(getattr(c, "port", None) is None for c in children):
         return {"state": "closed"}
-    until = _cps_pause(service, runtime)
+    until = _cps_pause(service, access)
     if until is not None:
         return {"state": "paused", "reason": "cps", "until": until}
     return _wait_state(children) or {"state": "listening"}
 
 
-def _sessions(runtime: Any, block: str) -> Optional[int]:
-    try:
-        from superd.access.state import state_of
-    except ImportError:
-        return None
-    return int(state_of(runtime).counter.running(block))
-
-
-def _service(service: ServiceConfig, children: List[Any], runtime: Any) -> Json:
-    counters = counters_of(runtime).get(service.block_key)
+def _service(service: ServiceConfig, children: List[Any], access: AccessState) -> Json:
+    counters = access.counters.get(service.block_key)
     entry: Json = {
         "id": service.id, "name": service.name, "kind": service.kind.value,
         "socket_type": service.socket_type.value, "protocol": service.protocol,
@@ -89,14 +77,14 @@ def _service(service: ServiceConfig, children: List[Any], runtime: Any) -> Json:
         "listen": [text for text in map(_listen, children) if text],
         "accepted": counters.accepted if counters else 0,
         "refused": dict(sorted(counters.refused.items())) if counters else {},
-        "sessions": _sessions(runtime, service.block_key),
+        "sessions": access.counter.running(service.block_key),
     }
-    entry.update(_state(service, children, runtime))
+    entry.update(_state(service, children, access))
     return entry
 
 
-def _children(runtime: Any) -> List[Json]:
-    processes = getattr(runtime, "processes", None)
+def _children(access: AccessState) -> List[Json]:
+    processes = access.processes
     if processes is None:
         return []
     return [{"pid": c.pid, "service_id": c.service_id,
@@ -104,10 +92,8 @@ def _children(runtime: Any) -> List[Json]:
              "started": c.started} for c in processes.children()]
 
 
-def _bans(runtime: Any, now: float) -> List[Json]:
-    store = getattr(getattr(runtime, "bans", None), "store", None)
-    if store is None:
-        return []
+def _bans(access: AccessState, now: float) -> List[Json]:
+    store = access.bans.store
     try:
         stored = store.all()
     except Exception as e:  # sqlite3.Error: show the problem, not a traceback
@@ -120,16 +106,16 @@ def _bans(runtime: Any, now: float) -> List[Json]:
 def snapshot(top: Any, last_reload: Optional[Mapping[str, Any]] = None,
              *, pid: Optional[int] = None) -> Json:
     """Everything ``superd status`` shows, as JSON-ready values."""
-    runtime = top.runtime
-    now = float(runtime.seconds())
+    access: AccessState = top.access
+    now = access.runtime.seconds()
     configuration = top.configuration
     return {
         "pid": os.getpid() if pid is None else pid,
         "time": now,
         "sources": list(configuration.sources) if configuration else [],
-        "services": [_service(s, list(children), runtime) for s, children in top.groups],
-        "children": _children(runtime),
-        "bans": _bans(runtime, now),
+        "services": [_service(s, list(children), access) for s, children in top.groups],
+        "children": _children(access),
+        "bans": _bans(access, now),
         "reload": None if last_reload is None else dict(last_reload),
     }
 

@@ -11,10 +11,9 @@ service tree from ``superd.daemon.service``.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from typing import IO, Any, Callable, NoReturn, Optional
+from typing import IO, Any, Callable, NoReturn, Optional, cast
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -25,9 +24,10 @@ from superd.config.model import Configuration
 from superd.config.report import report_config_error, report_warnings
 from superd.core.exits import EX_CANTCREAT, EX_CONFIG, EX_NOINPUT, EX_OSERR, EX_USAGE
 from superd.core.paths import default_state_dir
-from superd.core.runtime import Runtime, RuntimeOptions
+from superd.core.runtime import IReactor, Runtime, RuntimeOptions
 from superd.daemon import heap
-from superd.daemon.operations import attach as attach_operations
+from superd.daemon.operations import Operations, thread_loader
+from superd.daemon.parts import Parts, open_parts
 from superd.daemon.service import SuperdService, build_service
 from superd.net.sockets import BindError
 
@@ -155,18 +155,6 @@ class Options(usage.Options):
         )
 
 
-def _attach_optional(module: str, runtime: Runtime) -> bool:
-    """Call ``module.attach(runtime)`` if this build has the module."""
-    try:
-        collaborator: Any = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name is None or not module.startswith(e.name):
-            raise
-        return False
-    collaborator.attach(runtime)
-    return True
-
-
 def _exit_on_bind_error(error: BindError) -> NoReturn:
     # twistd has redirected sys.stderr into the log by now; the person (or
     # supervisor) starting superd must see this on the real stderr too.
@@ -197,19 +185,19 @@ def running_as_daemon(options: Options) -> bool:
 
 def assemble(configuration: Configuration, runtime: Runtime, stderr: IO[str], *,
              on_bind_error: Callable[[BindError], NoReturn] = _exit_on_bind_error,
+             open_parts: Callable[[Runtime], Parts] = open_parts,
              ) -> SuperdService:
-    """The service tree for ``configuration`` with ``runtime``'s collaborators."""
+    """The service tree for ``configuration``, with the daemon's parts built
+    from ``runtime`` (after the state directory they keep files in exists)."""
     try:
         os.makedirs(runtime.options.state_dir, mode=0o700, exist_ok=True)
     except OSError as e:
         print(f"superd: cannot create state directory {runtime.options.state_dir}: "
               f"{e.strerror or e}", file=stderr)
         raise SystemExit(EX_CANTCREAT) from None
-    _attach_optional("superd.access.state", runtime)
-    _attach_optional("superd.handlers.spawn.table", runtime)
     try:
-        return build_service(configuration, runtime, on_bind_error=on_bind_error,
-                             settle_heap=heap.settle)
+        return build_service(configuration, open_parts(runtime),
+                             on_bind_error=on_bind_error, settle_heap=heap.settle)
     except ConfigError as e:
         report_config_error(e, stderr)
         raise SystemExit(EX_CONFIG) from None
@@ -231,18 +219,24 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     assert options.configuration is not None, "postOptions loads the configuration"
-    runtime = Runtime(reactor=reactor, options=options.runtime_options())
+    # The global reactor provides every interface superd uses (IReactor).
+    runtime = Runtime(reactor=cast(IReactor, reactor), options=options.runtime_options())
     on_bind_error = _report_to_twistd if running_as_daemon(options) else _exit_on_bind_error
     top = assemble(options.configuration, runtime, options.stderr, on_bind_error=on_bind_error)
-    # SIGHUP reload, SIGUSR1 status and the control socket (superd.daemon.operations).
-    attach_operations(top, options["config"], strict=options["strict"])
+    # SIGHUP reload, SIGUSR1 status and the control socket.
+    operations = Operations(top, thread_loader(runtime.reactor, options["config"],
+                                               options["strict"]))
+    top.operations = operations
+    operations.setServiceParent(top)
     if options["metrics"]:
         from superd.daemon.metrics import MetricsService
-        MetricsService(runtime, options["metrics"]).setServiceParent(top)
+        MetricsService(top.parts.access, options["metrics"]).setServiceParent(top)
     ban_store = options.ban_store()
     if ban_store:
-        from superd.fleet import attach as attach_fleet
-        attach_fleet(top, runtime, ban_store)
+        from superd.config.storeurl import parse_redis_url
+        from superd.fleet.sync import SharedBans
+        SharedBans(top.parts.access.bans, parse_redis_url(ban_store),
+                   runtime.reactor).setServiceParent(top)
     route_connection_events(options)
     reactor.callWhenRunning(warn_unclaimed)  # every service listens by then
     return top

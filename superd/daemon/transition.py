@@ -100,7 +100,7 @@ class Transition:
     def build(self) -> List[Problem]:
         """Make (without binding) the children of changed and added services."""
         changed = [new for _, new in self.plan.changed]
-        assembly = Assembly(self.top.runtime, self.config, self.top.builders)
+        assembly = Assembly(self.top.parts, self.config, self.top.builders)
         groups, problems = assembly.build([*changed, *self.plan.added])
         self._changed, self._added = groups[:len(changed)], groups[len(changed):]
         if problems:
@@ -164,14 +164,13 @@ class Transition:
         for (old, _), (_, children) in zip(self.plan.changed, self._changed, strict=True):
             for previous, child in zip(self._old[id(old)][1], children, strict=True):
                 transplant(previous, child)
-                top.removeService(previous)
-                child.setServiceParent(top)
+                top.remove_listener(previous)
+                top.add_listeners([child])
         for service in self.plan.dropped:
             for child in self._old[id(service)][1]:
-                top.removeService(child)
+                top.remove_listener(child)
         for _, children in self._added:
-            for child in children:
-                child.setServiceParent(top)
+            top.add_listeners(children)
         top.groups = self._groups()
         top.configuration = self.config
 

@@ -11,18 +11,6 @@ keeps serving on the local SQLite list while Redis is away
 
 from __future__ import annotations
 
-from typing import Any
-
-from superd.config.storeurl import RedisTarget, parse_redis_url
 from superd.fleet.sync import SharedBans
 
-__all__ = ["RedisTarget", "SharedBans", "attach", "parse_redis_url"]
-
-
-def attach(top: Any, runtime: Any, url: str) -> SharedBans:
-    """Share ``runtime.bans`` through the Redis at ``url`` while ``top`` runs."""
-    if runtime.bans is None or not hasattr(runtime.bans, "merge"):
-        raise ValueError("the ban store needs superd's ban list (superd.access)")
-    shared = SharedBans(runtime.bans, parse_redis_url(url), runtime.reactor)
-    shared.setServiceParent(top)
-    return shared
+__all__ = ["SharedBans"]

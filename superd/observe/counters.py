@@ -7,18 +7,17 @@ blocks may share an id, and ``superd status`` shows each one's own counts;
 the metrics add up the blocks of an id.
 
 The access layer bumps them on every decision (an attribute increment and a
-dict update: cheap next to accepting a socket).  They belong to the runtime,
-not to a factory, so a reload that rebuilds a service's factory keeps its
-counts, and they count every refusal -- the FAIL log lines are rate-limited
+dict update: cheap next to accepting a socket).  They belong to the daemon
+(one ``Counters``), not to a factory, so a reload that rebuilds a service's
+factory keeps its counts, and they count every refusal -- the FAIL log lines are rate-limited
 (``superd.access.refusals``), the counters are not.
 """
 
 from __future__ import annotations
 
-import weakref
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-__all__ = ["ServiceCounters", "counters_of", "service_counters"]
+__all__ = ["Counters", "ServiceCounters"]
 
 
 class ServiceCounters:
@@ -45,27 +44,25 @@ class ServiceCounters:
         return {"accepted": self.accepted, "refused": dict(sorted(self.refused.items()))}
 
 
-# The Runtime is a contract class with no slot for this; like the access
-# state, the table hangs off it in a weak mapping.
-_tables: "weakref.WeakKeyDictionary[object, Dict[str, ServiceCounters]]" = (
-    weakref.WeakKeyDictionary())
+class Counters:
+    """Block key -> its counters, for every block that counted something."""
 
+    def __init__(self) -> None:
+        self._blocks: Dict[str, ServiceCounters] = {}
 
-def counters_of(runtime: object) -> Dict[str, ServiceCounters]:
-    """Block key -> counters, for every block that counted something."""
-    table = _tables.get(runtime)
-    if table is None:
-        table = _tables[runtime] = {}
-    return table
+    def for_block(self, service_id: str, block: Optional[str] = None) -> ServiceCounters:
+        """The counters of ``service_id``'s block ``block`` (the id itself by
+        default), created on first use and kept for good."""
+        key = service_id if block is None else block
+        counters = self._blocks.get(key)
+        if counters is None:
+            counters = self._blocks[key] = ServiceCounters(service_id)
+        return counters
 
+    def get(self, block: str) -> Optional[ServiceCounters]:
+        """The counters of ``block``, if it counted anything."""
+        return self._blocks.get(block)
 
-def service_counters(runtime: object, service_id: str,
-                     block: Optional[str] = None) -> ServiceCounters:
-    """The counters of ``service_id``'s block ``block`` (the id itself by
-    default), created on first use and kept for good."""
-    key = service_id if block is None else block
-    table = counters_of(runtime)
-    counters = table.get(key)
-    if counters is None:
-        counters = table[key] = ServiceCounters(service_id)
-    return counters
+    def all(self) -> List[ServiceCounters]:
+        """Every block's counters."""
+        return list(self._blocks.values())

@@ -10,10 +10,15 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from superd.access.resolver import NameResolver
+from superd.access.state import AccessState, open_access
 from superd.config.addrspec import parse_address
 from superd.config.model import AddressSpec, Location, ServiceConfig, SocketType
 from superd.core.runtime import Runtime, RuntimeOptions
 from superd.core.session import Peer, Session
+from superd.observe.counters import Counters
+from superd.proc.table import ProcessTable
+from tests.fakes import fake_processes
 
 
 def service(**changes: Any) -> ServiceConfig:
@@ -37,6 +42,21 @@ def make_runtime(tmp_path: Any = None, **options: Any) -> Runtime:
         options.setdefault("hosts_allow", str(tmp_path / "hosts.allow"))
         options.setdefault("hosts_deny", str(tmp_path / "hosts.deny"))
     return Runtime(MemoryReactorClock(), RuntimeOptions(**options))
+
+
+def make_access(tmp_path: Any, *, lookups: Any = None,
+                processes: ProcessTable | None = None, **options: Any) -> AccessState:
+    """The daemon's access state (bans in ``tmp_path``'s state directory, its
+    hosts files), started; a load average of 0; children from a fake spawner;
+    names looked up by ``lookups`` if given."""
+    runtime = make_runtime(tmp_path, **options)
+    if processes is None:
+        processes, _ = fake_processes(runtime.reactor)
+    resolver = None if lookups is None else NameResolver(runtime.reactor, lookups)
+    access = open_access(runtime, processes, Counters(), resolver=resolver,
+                         load_reader=lambda: 0.0)
+    access.startService()
+    return access
 
 
 def address(host: str, port: int = 40000) -> IPv4Address | IPv6Address:

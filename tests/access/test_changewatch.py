@@ -162,18 +162,3 @@ def test_hosts_access_reads_the_files_only_when_told(watched: Watched) -> None:
     assert not access.decide("sshd", "10.0.0.1")
     assert len(looks) == 4
     assert not access.decide("sshd", "10.0.0.1") and len(looks) == 4
-
-
-def test_the_access_layer_wires_a_watch(tmp_path: Path) -> None:
-    """setup.attach gives the daemon's HostsAccess a ChangeWatch (without
-    one every connection would stat both files, and nothing else would
-    show it); detach closes it."""
-    from superd.access import state as setup
-    from tests.access.helpers import make_runtime
-
-    runtime = make_runtime(tmp_path)
-    setup.attach(runtime, load_reader=lambda: 0.0)
-    watch = setup.state_of(runtime).hosts_changes
-    assert watch is not None and runtime.hosts_access.changes is watch
-    setup.detach(runtime)
-    assert setup.state_of(runtime).hosts_changes is None and watch._notify is None

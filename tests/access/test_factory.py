@@ -6,12 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
-from superd.access import state as setup
 from superd.access.factory import (
     AccessControlledDatagramProtocol,
     AccessControlledFactory,
@@ -19,16 +17,17 @@ from superd.access.factory import (
 )
 from superd.access.gate import Gate
 from superd.access.loadavg import CachedLoad
-from superd.access.resolver import HostNames, NameResolver
+from superd.access.resolver import HostNames
+from superd.access.state import AccessState
 from superd.config.model import CPS, AddressKind, AddressSpec, SocketType, TimeInterval
-from superd.core.runtime import Runtime
 from superd.core.session import Peer
 from superd.net.takingport import TAKEN
+from superd.proc.spawner import SpawnRequest
 from tests.access.helpers import (
     RecordingHandler,
     connect,
     fail_lines,
-    make_runtime,
+    make_access,
     service,
     specs,
 )
@@ -37,23 +36,22 @@ HOST = frozenset({"HOST"})
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path)
-    setup.attach(rt, load_reader=lambda: 0.0)
-    yield rt
-    setup.detach(rt)
+def access(tmp_path: Path) -> Iterator[AccessState]:
+    state = make_access(tmp_path)
+    yield state
+    state.stopService()
 
 
-def factory_for(runtime: Runtime, **changes: Any) -> tuple[AccessControlledFactory,
+def factory_for(access: AccessState, **changes: Any) -> tuple[AccessControlledFactory,
                                                            RecordingHandler]:
     changes.setdefault("log_on_failure", HOST)
     handler = RecordingHandler()
-    return AccessControlledFactory(service(**changes), handler, runtime), handler
+    return AccessControlledFactory(service(**changes), handler, access), handler
 
 
-def test_admitted_peer_gets_a_counted_session(runtime: Runtime) -> None:
+def test_admitted_peer_gets_a_counted_session(access: AccessState) -> None:
     """An admitted peer is served by the handler's protocol, counted until it ends."""
-    factory, handler = factory_for(runtime, per_source=1)
+    factory, handler = factory_for(access, per_source=1)
     protocol, transport = connect(factory, "::ffff:10.0.0.1")
     assert protocol is handler.protocols[0]
     (session,) = handler.sessions
@@ -64,39 +62,39 @@ def test_admitted_peer_gets_a_counted_session(runtime: Runtime) -> None:
     assert connect(factory, "10.0.0.1")[0] is not None
 
 
-def test_refused_peer_is_never_served_and_logged(runtime: Runtime,
+def test_refused_peer_is_never_served_and_logged(access: AccessState,
                                                  log_events: list[dict[str, Any]]) -> None:
     """A refusal returns None (close without reading) and logs FAIL."""
-    factory, handler = factory_for(runtime, only_from=specs("127.0.0.0"))
+    factory, handler = factory_for(access, only_from=specs("127.0.0.0"))
     assert connect(factory, "10.0.0.1")[0] is None
     assert connect(factory, "127.0.0.2")[0] is not None
     assert len(handler.sessions) == 1
     assert fail_lines(log_events) == ["FAIL: svc address from=10.0.0.1"]
 
 
-def test_per_source_five(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+def test_per_source_five(access: AccessState, log_events: list[dict[str, Any]]) -> None:
     """per_source = 5: five concurrent from one source, not six; others still served."""
-    factory, _ = factory_for(runtime, per_source=5)
+    factory, _ = factory_for(access, per_source=5)
     served = [connect(factory, "127.0.0.2")[0] for _ in range(6)]
     assert [p is not None for p in served] == [True] * 5 + [False]
     assert connect(factory, "127.0.0.3")[0] is not None
     assert fail_lines(log_events) == ["FAIL: svc per_source_limit from=127.0.0.2"]
 
 
-def test_instances(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+def test_instances(access: AccessState, log_events: list[dict[str, Any]]) -> None:
     """instances = 2 refuses the third live session with service_limit."""
-    factory, _ = factory_for(runtime, instances=2)
+    factory, _ = factory_for(access, instances=2)
     served = [connect(factory, f"127.0.0.{i}")[0] for i in (2, 3, 4)]
     assert [p is not None for p in served] == [True, True, False]
     assert fail_lines(log_events) == ["FAIL: svc service_limit from=127.0.0.4"]
 
 
-def test_cps_refuses_31st_and_recovers(runtime: Runtime,
+def test_cps_refuses_31st_and_recovers(access: AccessState,
                                        log_events: list[dict[str, Any]]) -> None:
     """cps = 30 10 through the factory, on the injected clock."""
-    clock: MemoryReactorClock = runtime.reactor
+    clock: MemoryReactorClock = access.runtime.reactor
     clock.advance(500.1)
-    factory, _ = factory_for(runtime, cps=CPS(30, 10))
+    factory, _ = factory_for(access, cps=CPS(30, 10))
     results = [connect(factory, "127.0.0.2")[0] is not None for _ in range(31)]
     assert results == [True] * 30 + [False]
     clock.advance(5)
@@ -109,30 +107,30 @@ def test_cps_refuses_31st_and_recovers(runtime: Runtime,
     ]
 
 
-def test_blocks_sharing_an_id_count_on_their_own(runtime: Runtime) -> None:
+def test_blocks_sharing_an_id_count_on_their_own(access: AccessState) -> None:
     """Two blocks with one id on two binds (the seed's two ``service ssh``):
     instances, per_source and cps each count per block, as each xinetd entry
     does; a block rebuilt by a reload keeps its counts."""
-    clock: MemoryReactorClock = runtime.reactor
+    clock: MemoryReactorClock = access.runtime.reactor
     clock.advance(500.1)
     limits = dict(instances=1, per_source=1, cps=CPS(2, 10))
-    one, _ = factory_for(runtime, bind=("127.0.0.1",), **limits)
-    two, _ = factory_for(runtime, bind=("127.0.0.2",), **limits)
+    one, _ = factory_for(access, bind=("127.0.0.1",), **limits)
+    two, _ = factory_for(access, bind=("127.0.0.2",), **limits)
     assert connect(one, "127.0.0.5")[0] is not None
     assert connect(one, "127.0.0.6")[0] is None  # block one: instances
     assert connect(two, "127.0.0.5")[0] is not None  # same source, other block
     assert connect(two, "127.0.0.7")[0] is None  # block two: instances
     # cps: two attempts a second per block; each block has made two.
     assert connect(one, "127.0.0.8")[0] is None
-    again, _ = factory_for(runtime, bind=("127.0.0.1",), **limits)
+    again, _ = factory_for(access, bind=("127.0.0.1",), **limits)
     assert again.service.block_key == one.service.block_key
     assert connect(again, "127.0.0.9")[0] is None  # still paused, still full
 
 
-def test_order_ban_first(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+def test_order_ban_first(access: AccessState, log_events: list[dict[str, Any]]) -> None:
     """A banned source is refused as ``address`` before any other check."""
-    runtime.bans.ban("127.0.0.3", 10, "trap")
-    factory, _ = factory_for(runtime, instances=0)
+    access.bans.ban("127.0.0.3", 10, "trap")
+    factory, _ = factory_for(access, instances=0)
     assert connect(factory, "127.0.0.3")[0] is None
     assert connect(factory, "127.0.0.4")[0] is None
     assert fail_lines(log_events) == ["FAIL: svc address from=127.0.0.3",
@@ -141,29 +139,29 @@ def test_order_ban_first(runtime: Runtime, log_events: list[dict[str, Any]]) -> 
 
 def test_global_limit_applies_to_spawning_services_only(tmp_path: Path) -> None:
     """--limit refuses external servers with process_limit, not builtins."""
-    runtime = make_runtime(tmp_path, limit=1)
-    setup.attach(runtime)
-    runtime.running_children = 1
-    external, _ = factory_for(runtime, type=frozenset(), server="/bin/cat")
-    builtin, _ = factory_for(runtime, id="echo")
+    access = make_access(tmp_path, limit=1)
+    assert access.processes is not None
+    access.processes.spawn(SpawnRequest("/bin/cat", ("cat",), {}, {0: 7}), "other", None)
+    external, _ = factory_for(access, type=frozenset(), server="/bin/cat")
+    builtin, _ = factory_for(access, id="echo")
     assert connect(external, "127.0.0.2")[0] is None
     assert connect(builtin, "127.0.0.2")[0] is not None
-    setup.detach(runtime)
+    access.stopService()
 
 
-def test_sensor_bans_everywhere(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+def test_sensor_bans_everywhere(access: AccessState, log_events: list[dict[str, Any]]) -> None:
     """A sensor hit is refused and bans the source from other services, TCP and UDP."""
     sensor = AccessControlledFactory(
         service(id="trap", flags=frozenset({"SENSOR"}), deny_time=10,
-                log_on_failure=HOST), None, runtime)
+                log_on_failure=HOST), None, access)
     assert connect(sensor, "127.0.0.3")[0] is None
-    factory, _ = factory_for(runtime)
+    factory, _ = factory_for(access)
     assert connect(factory, "127.0.0.3")[0] is None
     assert connect(factory, "127.0.0.2")[0] is not None
     handler = RecordingHandler()
     udp = AccessControlledDatagramProtocol(
         service(socket_type=SocketType.DGRAM, protocol="udp", wait=True,
-                log_on_failure=HOST), handler, runtime)
+                log_on_failure=HOST), handler, access)
     udp.datagramReceived(b"x", ("127.0.0.3", 5000))
     udp.datagramReceived(b"y", ("127.0.0.2", 5000))
     assert handler.datagrams == [(b"y", Peer("127.0.0.2", 5000))]
@@ -172,25 +170,25 @@ def test_sensor_bans_everywhere(runtime: Runtime, log_events: list[dict[str, Any
                                       "FAIL: svc address from=127.0.0.3"]
 
 
-def test_hosts_deny_append_applies_at_once(runtime: Runtime, tmp_path: Path,
+def test_hosts_deny_append_applies_at_once(access: AccessState, tmp_path: Path,
                                            log_events: list[dict[str, Any]]) -> None:
     """Appending to hosts.deny refuses the host on its next connection (libwrap)."""
-    factory, _ = factory_for(runtime, flags=frozenset())
+    factory, _ = factory_for(access, flags=frozenset())
     assert connect(factory, "127.0.0.4")[0] is not None
     with open(tmp_path / "hosts.deny", "a") as f:
         f.write("ALL: 127.0.0.4\n")
     assert connect(factory, "127.0.0.4")[0] is None
-    nolibwrap, _ = factory_for(runtime, id="free")
+    nolibwrap, _ = factory_for(access, id="free")
     assert connect(nolibwrap, "127.0.0.4")[0] is not None
     assert fail_lines(log_events) == ["FAIL: svc libwrap from=127.0.0.4"]
 
 
-def test_banners(runtime: Runtime, tmp_path: Path) -> None:
+def test_banners(access: AccessState, tmp_path: Path) -> None:
     """banner before the checks, banner_success before the handler, banner_fail on refusal."""
     for name, text in (("b", "hello\n"), ("ok", "welcome\n"), ("no", "go away\n")):
         (tmp_path / name).write_text(text)
     factory, handler = factory_for(
-        runtime, banner=str(tmp_path / "b"), banner_success=str(tmp_path / "ok"),
+        access, banner=str(tmp_path / "b"), banner_success=str(tmp_path / "ok"),
         banner_fail=str(tmp_path / "no"), only_from=specs("127.0.0.2"))
     (tmp_path / "b").write_text("changed\n")  # read once, at load
     _, served = connect(factory, "127.0.0.2")
@@ -200,17 +198,17 @@ def test_banners(runtime: Runtime, tmp_path: Path) -> None:
     _, refused = connect(factory, "127.0.0.3")
     assert refused.value() == b"hello\ngo away\n"
     assert refused.write_closed and not handler.protocols[1:]
-    runtime.reactor.advance(3)
+    access.runtime.reactor.advance(3)
     assert refused.disconnecting
 
 
-def test_banner_fail_without_banner(runtime: Runtime, tmp_path: Path) -> None:
+def test_banner_fail_without_banner(access: AccessState, tmp_path: Path) -> None:
     """Without ``banner`` a refused peer still gets banner_fail, then an abort."""
     (tmp_path / "no").write_text("busy\n")
-    factory, _ = factory_for(runtime, banner_fail=str(tmp_path / "no"), instances=0)
+    factory, _ = factory_for(access, banner_fail=str(tmp_path / "no"), instances=0)
     protocol, transport = connect(factory, "127.0.0.2")
     assert protocol is not None and transport.value() == b"busy\n"
-    runtime.reactor.advance(3)
+    access.runtime.reactor.advance(3)
     assert transport.disconnecting
 
 
@@ -228,11 +226,10 @@ class Lookups:
 
 def test_name_rules_gate_the_connection(tmp_path: Path) -> None:
     """With a .domain rule the connection waits, paused, for the lookup."""
-    runtime = make_runtime(tmp_path)
     lookups = Lookups()
-    setup.attach(runtime, resolver=NameResolver(runtime.reactor, lookups))
+    access = make_access(tmp_path, lookups=lookups)
     domain = AddressSpec(".example.com", AddressKind.DOMAIN, name="example.com")
-    factory, handler = factory_for(runtime, only_from=(domain,))
+    factory, handler = factory_for(access, only_from=(domain,))
     _, transport = connect(factory, "127.0.0.2")
     assert transport.producerState == "paused" and not handler.sessions
     lookups.waiting[0].callback(HostNames(frozenset({"a.example.com"})))
@@ -243,40 +240,40 @@ def test_name_rules_gate_the_connection(tmp_path: Path) -> None:
     assert other.disconnecting and len(handler.sessions) == 1
     _, again = connect(factory, "127.0.0.2")  # cached: no gate, no lookup
     assert again.protocol is handler.protocols[1] and len(lookups.waiting) == 2
-    setup.detach(runtime)
+    access.stopService()
 
 
-def test_policy_exception_denies(runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+def test_policy_exception_denies(access: AccessState, log_events: list[dict[str, Any]]) -> None:
     """A policy that raises is logged and denies with its reason word."""
     def broken() -> float:
         raise OSError("no /proc")
-    setup.state_of(runtime).load = CachedLoad(broken)
-    factory, _ = factory_for(runtime, max_load=1.0)
+    access.load = CachedLoad(broken)
+    factory, _ = factory_for(access, max_load=1.0)
     assert connect(factory, "127.0.0.2")[0] is None
     assert fail_lines(log_events) == ["FAIL: svc load from=127.0.0.2"]
     assert any(e.get("event") == "policy_error" for e in log_events)
 
 
-def test_handler_failure_refuses_and_releases(runtime: Runtime,
+def test_handler_failure_refuses_and_releases(access: AccessState,
                                               log_events: list[dict[str, Any]]) -> None:
     """A handler that raises refuses the peer (FAIL fork) and frees its count."""
     class Failing(RecordingHandler):
         def protocol_for(self, session: Any) -> Any:
             raise RuntimeError("cannot serve")
     factory = AccessControlledFactory(service(per_source=1, log_on_failure=HOST),
-                                      Failing(), runtime)
+                                      Failing(), access)
     assert connect(factory, "127.0.0.2")[0] is None
     assert connect(factory, "127.0.0.2")[0] is None
     assert fail_lines(log_events) == ["FAIL: svc fork from=127.0.0.2"] * 2
 
 
-def test_datagram_refusals_logged_once_a_minute(runtime: Runtime,
+def test_datagram_refusals_logged_once_a_minute(access: AccessState,
                                                 log_events: list[dict[str, Any]]) -> None:
     """Refused datagrams are dropped; one FAIL per source per 60 s."""
     handler = RecordingHandler()
     udp = AccessControlledDatagramProtocol(
         service(socket_type=SocketType.DGRAM, protocol="udp", wait=True,
-                only_from=specs("127.0.0.2"), log_on_failure=HOST), handler, runtime)
+                only_from=specs("127.0.0.2"), log_on_failure=HOST), handler, access)
     sent: list[tuple[bytes, Any]] = []
 
     class Transport:
@@ -287,37 +284,38 @@ def test_datagram_refusals_logged_once_a_minute(runtime: Runtime,
     for _ in range(3):
         udp.datagramReceived(b"no", ("127.0.0.3", 5000))
     udp.datagramReceived(b"yes", ("127.0.0.2", 5000))
-    runtime.reactor.advance(60)
+    access.runtime.reactor.advance(60)
     udp.datagramReceived(b"no", ("127.0.0.3", 5000))
     assert sent == [(b"yes", ("127.0.0.2", 5000))]
     assert fail_lines(log_events) == ["FAIL: svc address from=127.0.0.3"] * 2
 
 
-def test_admit_datagram_source(runtime: Runtime) -> None:
+def test_admit_datagram_source(access: AccessState) -> None:
     """The wait=yes check runs the full list, and sensors trip."""
     svc = service(socket_type=SocketType.DGRAM, protocol="udp", wait=True,
                   type=frozenset(), server="/usr/sbin/in.tftpd",
                   no_access=specs("127.0.0.5"))
-    assert admit_datagram_source(svc, Peer("127.0.0.2", 69), runtime)
-    assert not admit_datagram_source(svc, Peer("127.0.0.5", 69), runtime)
+    assert admit_datagram_source(svc, Peer("127.0.0.2", 69), access)
+    assert not admit_datagram_source(svc, Peer("127.0.0.5", 69), access)
     trap = service(id="trap", flags=frozenset({"SENSOR"}), deny_time=-1)
-    assert not admit_datagram_source(trap, Peer("127.0.0.2", 69), runtime)
-    assert not admit_datagram_source(svc, Peer("127.0.0.2", 69), runtime)
+    assert not admit_datagram_source(trap, Peer("127.0.0.2", 69), access)
+    assert not admit_datagram_source(svc, Peer("127.0.0.2", 69), access)
 
 
-def test_minimal_policies_without_configuration(runtime: Runtime) -> None:
+def test_minimal_policies_without_configuration(access: AccessState) -> None:
     """A service with nothing configured runs only the ban check and xinetd's default cps."""
-    factory, _ = factory_for(runtime)
+    factory, _ = factory_for(access)
     assert [type(p).__name__ for p in factory.policies] == ["BanPolicy", "ConnectionRate"]
-    factory, _ = factory_for(runtime, id="nocps", cps=CPS(0, 0))
+    factory, _ = factory_for(access, id="nocps", cps=CPS(0, 0))
     assert [type(p).__name__ for p in factory.policies] == ["BanPolicy"]
 
 
-def test_full_order(runtime: Runtime) -> None:
-    """Policies run in compatibility.md's order."""
-    runtime.options = attrs.evolve(runtime.options, limit=4)
+def test_full_order(tmp_path: Path) -> None:
+    """Policies run in the documented order (ban list, address lists, hosts files,
+    access_times, cps, instances, per_source, load, --limit)."""
+    access = make_access(tmp_path, limit=4)
     factory, _ = factory_for(
-        runtime, flags=frozenset(), only_from=specs("127.0.0.0"),
+        access, flags=frozenset(), only_from=specs("127.0.0.0"),
         access_times=(TimeInterval(0, 1440),), cps=CPS(5, 1), instances=3,
         per_source=2, max_load=9.0, type=frozenset(), server="/bin/cat")
     assert [type(p).__name__ for p in factory.policies] == [
@@ -330,15 +328,14 @@ def test_full_order(runtime: Runtime) -> None:
 def test_gate_passes_bytes_given_to_it_on(tmp_path: Path, decided_at_once: bool) -> None:
     """Bytes handed to a gate (tcpmux passes those after its request line) reach the
     protocol it hands over to, whether it handed over already or does so later."""
-    runtime = make_runtime(tmp_path)
     lookups = Lookups()
-    setup.attach(runtime, resolver=NameResolver(runtime.reactor, lookups))
+    access = make_access(tmp_path, lookups=lookups)
     (tmp_path / "b").write_text("hello\n")
     if decided_at_once:
-        factory, handler = factory_for(runtime, banner=str(tmp_path / "b"))
+        factory, handler = factory_for(access, banner=str(tmp_path / "b"))
     else:
         domain = AddressSpec(".example.com", AddressKind.DOMAIN, name="example.com")
-        factory, handler = factory_for(runtime, only_from=(domain,))
+        factory, handler = factory_for(access, only_from=(domain,))
     gate, _ = connect(factory, "127.0.0.2")
     assert gate is not None
     gate.dataReceived(b"rest of ")
@@ -346,7 +343,7 @@ def test_gate_passes_bytes_given_to_it_on(tmp_path: Path, decided_at_once: bool)
     if not decided_at_once:
         lookups.waiting[0].callback(HostNames(frozenset({"a.example.com"})))
     assert handler.protocols[0].received == b"rest of line"
-    setup.detach(runtime)
+    access.stopService()
 
 
 class DropWatch:
@@ -362,32 +359,32 @@ class DropWatch:
         """Nothing to stop (``setup.detach`` calls it)."""
 
 
-def test_every_path_tells_the_kernel_drop_about_banned_sources(runtime: Runtime) -> None:
+def test_every_path_tells_the_kernel_drop_about_banned_sources(access: AccessState) -> None:
     """A banned source refused by a stream factory, a datagram protocol or the
     wait = yes datagram check counts toward kernel dropping; other refusals do not."""
     watch = DropWatch()
-    setup.state_of(runtime).kernel_drop = watch  # type: ignore[assignment]
-    assert runtime.bans is not None
-    runtime.bans.ban("127.0.0.3", 10, "trap")
-    factory, _ = factory_for(runtime, only_from=specs("127.0.0.3"))
+    access.kernel_drop = watch  # type: ignore[assignment]
+    assert access.bans is not None
+    access.bans.ban("127.0.0.3", 10, "trap")
+    factory, _ = factory_for(access, only_from=specs("127.0.0.3"))
     udp_service = service(socket_type=SocketType.DGRAM, protocol="udp", wait=True,
                           type=frozenset(), server="/usr/sbin/in.tftpd")
-    udp = AccessControlledDatagramProtocol(udp_service, RecordingHandler(), runtime)
+    udp = AccessControlledDatagramProtocol(udp_service, RecordingHandler(), access)
     assert connect(factory, "127.0.0.3")[0] is None
     assert connect(factory, "127.0.0.4")[0] is None  # refused by address, not banned
     udp.datagramReceived(b"x", ("127.0.0.3", 5000))
-    assert not admit_datagram_source(udp_service, Peer("127.0.0.3", 69), runtime)
+    assert not admit_datagram_source(udp_service, Peer("127.0.0.3", 69), access)
     assert watch.refused == ["127.0.0.3"] * 3
 
 
-def test_datagram_refusals_are_logged_per_source_port(runtime: Runtime,
+def test_datagram_refusals_are_logged_per_source_port(access: AccessState,
                                                       log_events: list[dict[str, Any]]) -> None:
     """Datagram FAIL lines are limited per source address *and port*: a second
     client on the same host is still logged within the minute."""
     udp = AccessControlledDatagramProtocol(
         service(socket_type=SocketType.DGRAM, protocol="udp", wait=True,
                 only_from=specs("127.0.0.2"), log_on_failure=HOST),
-        RecordingHandler(), runtime)
+        RecordingHandler(), access)
     for port in (5000, 5000, 5001):
         udp.datagramReceived(b"no", ("127.0.0.3", port))
     assert fail_lines(log_events) == ["FAIL: svc address from=127.0.0.3"] * 2
@@ -408,11 +405,11 @@ class DescriptorTaker(RecordingHandler):
         self.taken.append((session, fd))
 
 
-def taker_factory(runtime: Runtime, fail: bool = False,
+def taker_factory(access: AccessState, fail: bool = False,
                   **changes: Any) -> tuple[AccessControlledFactory, DescriptorTaker]:
     changes.setdefault("log_on_failure", HOST)
     handler = DescriptorTaker(fail)
-    return AccessControlledFactory(service(**changes), handler, runtime), handler
+    return AccessControlledFactory(service(**changes), handler, access), handler
 
 
 def take(factory: AccessControlledFactory, fd: int, addr: Any,
@@ -422,11 +419,11 @@ def take(factory: AccessControlledFactory, fd: int, addr: Any,
 
 
 def test_take_connection_admits_and_hands_the_descriptor(
-        runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+        access: AccessState, log_events: list[dict[str, Any]]) -> None:
     """An admitted peer's descriptor goes straight to the handler (TAKEN), in
     a counted session that knows both ends; a refused peer gets None and its
     FAIL line.  The factory never closes the descriptor: the port owns it."""
-    factory, handler = taker_factory(runtime, per_source=1)
+    factory, handler = taker_factory(access, per_source=1)
     local = Peer("127.0.0.1", 2323)
     assert take(factory, 7, ("10.0.0.1", 4000), local) is TAKEN
     ((session, fd),) = handler.taken
@@ -439,37 +436,36 @@ def test_take_connection_admits_and_hands_the_descriptor(
 
 
 def test_take_connection_only_where_no_transport_is_needed(
-        runtime: Runtime, tmp_path: Path) -> None:
+        access: AccessState, tmp_path: Path) -> None:
     """A handler without serve_fd, a banner to write or a sensor to trip: no
     take_connection at all, so the port serves every connection as tcp.Port."""
-    plain, _ = factory_for(runtime)
+    plain, _ = factory_for(access)
     (tmp_path / "b").write_text("hello\n")
-    bannered, handler = taker_factory(runtime, banner=str(tmp_path / "b"))
-    sensor, _ = taker_factory(runtime, flags=frozenset({"SENSOR"}))
+    bannered, handler = taker_factory(access, banner=str(tmp_path / "b"))
+    sensor, _ = taker_factory(access, flags=frozenset({"SENSOR"}))
     assert plain.take_connection is None and bannered.take_connection is None
     assert sensor.take_connection is None
-    assert taker_factory(runtime)[0].take_connection is not None
+    assert taker_factory(access)[0].take_connection is not None
 
 
 def test_take_connection_waits_for_names(tmp_path: Path) -> None:
     """A decision that needs a host name lookup returns a Gate holding the
     connection, never a bare hand-off."""
-    runtime = make_runtime(tmp_path)
     lookups = Lookups()
-    setup.attach(runtime, resolver=NameResolver(runtime.reactor, lookups))
+    access = make_access(tmp_path, lookups=lookups)
     domain = AddressSpec(".example.com", AddressKind.DOMAIN, name="example.com")
-    factory, handler = taker_factory(runtime, only_from=(domain,))
+    factory, handler = taker_factory(access, only_from=(domain,))
     assert isinstance(take(factory, 7, ("127.0.0.2", 1)), Gate)
     assert handler.taken == [] and len(lookups.waiting) == 1
-    setup.detach(runtime)
+    access.stopService()
 
 
 def test_take_connection_handler_failure_releases(
-        runtime: Runtime, log_events: list[dict[str, Any]]) -> None:
+        access: AccessState, log_events: list[dict[str, Any]]) -> None:
     """A handler that raises: the count is released, the error and a FAIL
     line logged, and the port is told the connection was dealt with (it
     closes the descriptor)."""
-    factory, _ = taker_factory(runtime, fail=True, per_source=1)
+    factory, _ = taker_factory(access, fail=True, per_source=1)
     assert take(factory, 7, ("127.0.0.2", 1)) is TAKEN
     assert take(factory, 8, ("127.0.0.2", 2)) is TAKEN  # count released
     assert [e["event"] for e in log_events if e.get("event") == "handler_error"] == [

@@ -15,35 +15,33 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from superd.access import state as setup
 from superd.access import userid as userid_module
 from superd.access.factory import AccessControlledFactory
+from superd.access.state import AccessState
 from superd.access.userid import MAX_REFUSED_LOOKUPS
-from superd.core.runtime import Runtime
-from superd.observe.counters import service_counters
-from tests.access.helpers import RecordingHandler, connect, fail_lines, make_runtime, service, specs
+from tests.access.helpers import RecordingHandler, connect, fail_lines, make_access, service, specs
 
 IDENT_PORT = 11300
 USERID = frozenset({"USERID"})
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path, ident_port=IDENT_PORT)
-    setup.attach(rt, load_reader=lambda: 0.0)
-    yield rt
-    setup.detach(rt)
+def access(tmp_path: Path) -> Iterator[AccessState]:
+    state = make_access(tmp_path, ident_port=IDENT_PORT)
+    yield state
+    state.stopService()
 
 
-def factory_for(runtime: Runtime, **changes: Any) -> tuple[AccessControlledFactory,
+def factory_for(access: AccessState, **changes: Any) -> tuple[AccessControlledFactory,
                                                            RecordingHandler]:
     handler = RecordingHandler()
-    return AccessControlledFactory(service(**changes), handler, runtime), handler
+    return AccessControlledFactory(service(**changes), handler, access), handler
 
 
-def identd(runtime: Runtime, index: int = -1) -> tuple[Protocol, StringTransport]:
+def identd(access: AccessState, index: int = -1) -> tuple[Protocol, StringTransport]:
     """Connect the lookup the factory started to a fake identd."""
-    host, port, client_factory, _, bind = runtime.reactor.tcpClients[index]  # type: ignore[attr-defined]
+    reactor: Any = access.runtime.reactor
+    host, port, client_factory, _, bind = reactor.tcpClients[index]
     assert (host, port, bind) == ("127.0.0.2", IDENT_PORT, ("127.0.0.1", 0))
     protocol = client_factory.buildProtocol(None)
     transport = StringTransport()
@@ -56,107 +54,107 @@ def xinetd_lines(events: list[dict[str, Any]], word: str) -> list[str]:
             if str(e.get("xinetd_line", "")).startswith(word)]
 
 
-def test_userid_logged_while_the_client_is_served(runtime: Runtime,
+def test_userid_logged_while_the_client_is_served(access: AccessState,
                                                   log_events: list[dict[str, Any]]) -> None:
     """An admitted client is served at once; the USERID line follows the answer."""
-    factory, handler = factory_for(runtime, log_on_success=USERID)
+    factory, handler = factory_for(access, log_on_success=USERID)
     _, transport = connect(factory, "127.0.0.2")
     assert transport.protocol is handler.protocols[0]
     assert transport.producerState == "producing"
-    ident, ident_transport = identd(runtime)
+    ident, ident_transport = identd(access)
     assert ident_transport.value() == b"40000,7\r\n"
     ident.dataReceived(b"40000 , 7 : USERID : UNIX : alice\r\n")
     assert xinetd_lines(log_events, "USERID") == ["USERID: svc UNIX : alice"]
     assert ident_transport.disconnecting
 
 
-def test_no_userid_no_lookup_and_no_gate(runtime: Runtime) -> None:
+def test_no_userid_no_lookup_and_no_gate(access: AccessState) -> None:
     """Without USERID the handler's protocol is returned directly, nothing is asked."""
-    factory, handler = factory_for(runtime, log_on_success=frozenset({"HOST"}))
+    factory, handler = factory_for(access, log_on_success=frozenset({"HOST"}))
     protocol, _ = connect(factory, "127.0.0.2")
     assert protocol is handler.protocols[0]
-    assert not runtime.reactor.tcpClients  # type: ignore[attr-defined]
+    assert not access.runtime.reactor.tcpClients  # type: ignore[attr-defined]
 
 
-def test_ident_service_never_looks_itself_up(runtime: Runtime) -> None:
+def test_ident_service_never_looks_itself_up(access: AccessState) -> None:
     """USERID on a service at port 113/tcp is ignored: it would ask itself forever."""
-    factory, handler = factory_for(runtime, port=113, log_on_success=USERID,
+    factory, handler = factory_for(access, port=113, log_on_success=USERID,
                                    log_on_failure=USERID)
     assert connect(factory, "127.0.0.2")[0] is handler.protocols[0]
-    assert not runtime.reactor.tcpClients  # type: ignore[attr-defined]
+    assert not access.runtime.reactor.tcpClients  # type: ignore[attr-defined]
 
 
-def test_idonly_waits_paused_and_counted_then_serves(runtime: Runtime) -> None:
+def test_idonly_waits_paused_and_counted_then_serves(access: AccessState) -> None:
     """IDONLY holds the client, paused and counted, until identd names it."""
-    factory, handler = factory_for(runtime, flags=frozenset({"IDONLY"}), per_source=1)
+    factory, handler = factory_for(access, flags=frozenset({"IDONLY"}), per_source=1)
     _, transport = connect(factory, "127.0.0.2")
     assert transport.producerState == "paused" and not handler.sessions
     assert connect(factory, "127.0.0.2")[1].disconnecting  # the waiting one counts
-    ident, _ = identd(runtime, 0)
+    ident, _ = identd(access, 0)
     ident.dataReceived(b"40000,7:USERID:UNIX:bob\r\n")
     assert transport.protocol is handler.protocols[0]
     assert transport.producerState == "producing"
 
 
 @pytest.mark.parametrize("answer", [b"40000,7:ERROR:NO-USER\r\n", None])
-def test_idonly_refuses_without_an_answer(runtime: Runtime, log_events: list[dict[str, Any]],
+def test_idonly_refuses_without_an_answer(access: AccessState, log_events: list[dict[str, Any]],
                                           answer: bytes | None) -> None:
     """An ERROR reply or no identd at all: NOID line, closed, nothing served, count freed."""
-    factory, handler = factory_for(runtime, flags=frozenset({"IDONLY"}), per_source=1)
+    factory, handler = factory_for(access, flags=frozenset({"IDONLY"}), per_source=1)
     _, transport = connect(factory, "127.0.0.2")
     if answer is None:
-        client_factory = runtime.reactor.tcpClients[0][2]  # type: ignore[attr-defined]
+        client_factory = access.runtime.reactor.tcpClients[0][2]  # type: ignore[attr-defined]
         client_factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
         reason = "no server"
     else:
-        identd(runtime)[0].dataReceived(answer)
+        identd(access)[0].dataReceived(answer)
         reason = "bad response"
     assert transport.disconnecting and not handler.sessions
     assert xinetd_lines(log_events, "NOID") == [f"NOID: svc 127.0.0.2 {reason}"]
-    counts = service_counters(runtime, "svc", factory.service.block_key)
+    counts = access.counters.for_block("svc", factory.service.block_key)
     assert (counts.accepted, counts.refused) == (0, {"noid": 1})
     assert not connect(factory, "127.0.0.2")[1].disconnecting  # count released
 
 
-def test_idonly_client_leaving_cancels_the_lookup(runtime: Runtime) -> None:
+def test_idonly_client_leaving_cancels_the_lookup(access: AccessState) -> None:
     """A client that hangs up while identd is asked frees its count and the ident socket."""
-    factory, handler = factory_for(runtime, flags=frozenset({"IDONLY"}), per_source=1)
+    factory, handler = factory_for(access, flags=frozenset({"IDONLY"}), per_source=1)
     gate, _ = connect(factory, "127.0.0.2")
-    _, ident_transport = identd(runtime)
+    _, ident_transport = identd(access)
     assert gate is not None
     gate.connectionLost(Failure(ConnectionRefusedError()))
     assert ident_transport.disconnecting and not handler.sessions
     assert not connect(factory, "127.0.0.2")[1].disconnecting
 
 
-def test_userid_on_failure_holds_the_refused_connection(runtime: Runtime,
+def test_userid_on_failure_holds_the_refused_connection(access: AccessState,
                                                         log_events: list[dict[str, Any]]) -> None:
     """A refused client gets FAIL at once, then stays open until its lookup ends."""
-    factory, handler = factory_for(runtime, only_from=specs("127.0.0.9"),
+    factory, handler = factory_for(access, only_from=specs("127.0.0.9"),
                                    log_on_failure=frozenset({"HOST", "USERID"}))
     _, transport = connect(factory, "127.0.0.2")
     assert fail_lines(log_events) == ["FAIL: svc address from=127.0.0.2"]
     assert not transport.disconnecting
-    identd(runtime)[0].dataReceived(b"40000,7:USERID:UNIX:mallory\r\n")
+    identd(access)[0].dataReceived(b"40000,7:USERID:UNIX:mallory\r\n")
     assert transport.disconnecting and not handler.sessions
     assert xinetd_lines(log_events, "USERID") == ["USERID: svc UNIX:mallory"]
 
 
-def test_refused_lookups_are_bounded(runtime: Runtime) -> None:
+def test_refused_lookups_are_bounded(access: AccessState) -> None:
     """Past MAX_REFUSED_LOOKUPS pending lookups a refused client is closed at once."""
-    factory, _ = factory_for(runtime, only_from=specs("127.0.0.9"),
+    factory, _ = factory_for(access, only_from=specs("127.0.0.9"),
                              log_on_failure=USERID)
     held = [connect(factory, "127.0.0.2")[1] for _ in range(MAX_REFUSED_LOOKUPS)]
     assert not any(t.disconnecting for t in held)
     assert connect(factory, "127.0.0.2")[1].disconnecting
-    runtime.reactor.advance(31)  # every lookup times out
+    access.runtime.reactor.advance(31)  # every lookup times out
     assert all(t.disconnecting for t in held)
     assert not connect(factory, "127.0.0.2")[1].disconnecting
 
 
-def test_refused_client_leaving_frees_its_lookup(runtime: Runtime) -> None:
+def test_refused_client_leaving_frees_its_lookup(access: AccessState) -> None:
     """A refused client that hangs up ends its lookup and gives its place back."""
-    factory, _ = factory_for(runtime, only_from=specs("127.0.0.9"),
+    factory, _ = factory_for(access, only_from=specs("127.0.0.9"),
                              log_on_failure=USERID)
     for _ in range(MAX_REFUSED_LOOKUPS + 1):
         gate, transport = connect(factory, "127.0.0.2")
@@ -165,18 +163,18 @@ def test_refused_client_leaving_frees_its_lookup(runtime: Runtime) -> None:
     assert factory.userid is not None and factory.userid.refused == 0
 
 
-def test_served_lookups_are_bounded(runtime: Runtime, log_events: list[dict[str, Any]],
+def test_served_lookups_are_bounded(access: AccessState, log_events: list[dict[str, Any]],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Past MAX_SERVED_LOOKUPS running lookups clients are still served, without USERID
     (warned once), until lookups end."""
     monkeypatch.setattr(userid_module, "MAX_SERVED_LOOKUPS", 2)
-    factory, handler = factory_for(runtime, log_on_success=USERID)
+    factory, handler = factory_for(access, log_on_success=USERID)
     for _ in range(4):
         connect(factory, "127.0.0.2")
     assert len(handler.protocols) == 4
-    assert len(runtime.reactor.tcpClients) == 2  # type: ignore[attr-defined]
+    assert len(access.runtime.reactor.tcpClients) == 2  # type: ignore[attr-defined]
     busy = [e for e in log_events if e.get("reason") == "busy"]
     assert len(busy) == 1
-    runtime.reactor.advance(31)  # both time out
+    access.runtime.reactor.advance(31)  # both time out
     connect(factory, "127.0.0.2")
-    assert len(runtime.reactor.tcpClients) == 3  # type: ignore[attr-defined]
+    assert len(access.runtime.reactor.tcpClients) == 3  # type: ignore[attr-defined]

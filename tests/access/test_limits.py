@@ -10,8 +10,9 @@ from superd.access.limits import (
     PerSourcePolicy,
     SessionCounter,
 )
-from superd.core.runtime import Runtime, RuntimeOptions
 from superd.core.session import Peer, Session
+from superd.proc.spawner import SpawnRequest
+from tests.fakes import fake_processes
 
 
 def session(host: str, service_id: str = "svc") -> Session:
@@ -59,12 +60,15 @@ def test_instances_zero_refuses_everything() -> None:
 
 def test_global_limit_uses_running_children() -> None:
     """--limit N refuses while N children run."""
-    runtime = Runtime(MemoryReactorClock(), RuntimeOptions(limit=2))
-    policy = GlobalLimitPolicy(runtime)
-    runtime.running_children = 1
+    processes, spawner = fake_processes(MemoryReactorClock())
+    policy = GlobalLimitPolicy(2, processes)
+    request = SpawnRequest("/bin/cat", ("cat",), {}, {0: 7})
+    processes.spawn(request, "a", None)
     assert policy.check(Peer("1.1.1.1", 1), 0).allowed
-    runtime.running_children = 2
+    processes.spawn(request, "a", None)
     assert policy.check(Peer("1.1.1.1", 1), 0).reason == "process_limit"
+    spawner.exit(1000, 0)
+    assert policy.check(Peer("1.1.1.1", 1), 0).allowed
 
 
 def test_when_idle_fires_when_the_last_session_of_any_service_ends() -> None:

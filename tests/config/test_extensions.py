@@ -16,16 +16,15 @@ from typing import Any
 import attrs
 import pytest
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactorClock
 
 from superd.config.errors import ConfigError
 from superd.config.load import load_configuration
 from superd.config.model import Configuration, Extensions
 from superd.config.userproto import UserAttribute
-from superd.core.runtime import Runtime
 from superd.daemon.assembly import Assembly, Unavailable
 from superd.handlers.builtins.registry import stream_handler as builtin_stream_handler
 from tests.certs import PKI
+from tests.fakes import make_parts
 
 HEAD = ("service {name}\n{{\n\ttype = {type}\n\tsocket_type = stream\n\twait = {wait}\n"
         "\tport = 0\n")
@@ -114,7 +113,7 @@ def test_user_protocol_must_be_stream_wait_no(tmp_path: Path) -> None:
     mine = attrs.evolve(relay, redirect=None, wait=True, type=frozenset({"INTERNAL"}),
                         extensions=Extensions(factory="x.y:z"))
     with pytest.raises(Unavailable) as caught:
-        Assembly(Runtime(reactor=MemoryReactorClock()), Configuration((mine,))).handler(mine)
+        Assembly(make_parts(), Configuration((mine,))).handler(mine)
     assert (caught.value.attribute, caught.value.message) == (
         "factory", "user protocols are stream services with wait = no")
 
@@ -176,7 +175,7 @@ def test_tls_hides_the_bare_descriptor_path(tmp_path: Path, pki: PKI) -> None:
     handler offers no ``serve_fd``, so the port never gives its socket to the
     plain reply handler."""
     (service,) = load(tmp_path, tls(pki), name="daytime").services  # type: ignore[attr-defined]
-    runtime = Runtime(reactor=MemoryReactorClock())
-    plain = builtin_stream_handler(service, runtime)
+    parts = make_parts()
+    plain = builtin_stream_handler(service, parts.runtime)
     assert hasattr(plain, "serve_fd")
-    assert not hasattr(Assembly(runtime, Configuration((service,))).handler(service), "serve_fd")
+    assert not hasattr(Assembly(parts, Configuration((service,))).handler(service), "serve_fd")

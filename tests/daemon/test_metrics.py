@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
+from superd.access.state import AccessState
 from superd.core.runtime import Runtime
 from superd.daemon import metrics
 from superd.daemon.metrics import (
@@ -22,7 +23,6 @@ from superd.daemon.metrics import (
     metrics_site,
     time_spawns,
 )
-from superd.observe.counters import service_counters
 
 
 @attrs.frozen
@@ -48,18 +48,19 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None
 
 
 def test_collector_reads_counters_children_and_bans() -> None:
-    """Accepted/refused come from superd.observe.counters, children from the process
+    """Accepted/refused come from the counters, children from the process
     table, bans from the ban list -- read at scrape time."""
-    runtime = Runtime(reactor=MemoryReactorClock())
-    echo = service_counters(runtime, "echo")
+    access = AccessState(Runtime(reactor=MemoryReactorClock()),
+                         processes=FakeProcesses("ssh", "ssh", "rsync"))  # type: ignore[arg-type]
+    echo = access.counters.for_block("echo")
     for _ in range(3):
         echo.accept()
     echo.refuse("address")
     echo.refuse("connections per second")
-    runtime.processes = FakeProcesses("ssh", "ssh", "rsync")
-    runtime.bans = ["a", "b"]
+    access.bans.ban("10.0.0.1", 5, "trap")
+    access.bans.ban("10.0.0.2", 5, "trap")
     registry = CollectorRegistry()
-    registry.register(RuntimeCollector(runtime))
+    registry.register(RuntimeCollector(access))
     assert value(registry, "superd_connections_accepted_total", service="echo") == 3
     assert value(registry, "superd_connections_refused_total", service="echo",
                  reason="connections per second") == 1
@@ -71,9 +72,9 @@ def test_collector_reads_counters_children_and_bans() -> None:
 def test_blocks_sharing_an_id_are_one_series() -> None:
     """Two blocks of one id (one service on two binds) count apart for
     ``superd status``; the metrics add them up under the id."""
-    runtime = Runtime(reactor=MemoryReactorClock())
-    lan = service_counters(runtime, "ssh", "ssh tcp/22 10.0.0.1")
-    web = service_counters(runtime, "ssh", "ssh tcp/22 192.0.2.1")
+    access = AccessState(Runtime(reactor=MemoryReactorClock()))
+    lan = access.counters.for_block("ssh", "ssh tcp/22 10.0.0.1")
+    web = access.counters.for_block("ssh", "ssh tcp/22 192.0.2.1")
     lan.accept()
     web.accept()
     web.accept()
@@ -81,7 +82,7 @@ def test_blocks_sharing_an_id_are_one_series() -> None:
     web.refuse("address")
     web.refuse("per_source_limit")
     registry = CollectorRegistry()
-    registry.register(RuntimeCollector(runtime))
+    registry.register(RuntimeCollector(access))
     assert value(registry, "superd_connections_accepted_total", service="ssh") == 3
     assert value(registry, "superd_connections_refused_total", service="ssh",
                  reason="address") == 2
@@ -148,8 +149,8 @@ def test_spawn_latency_is_observed_per_service() -> None:
 
 
 def test_build_registry_without_processes() -> None:
-    """A runtime without a process table still gets a working registry."""
-    registry, _ = build_registry(Runtime(reactor=MemoryReactorClock()))
+    """Access without a process table still gets a working registry."""
+    registry, _ = build_registry(AccessState(Runtime(reactor=MemoryReactorClock())))
     names = {f.name for f in registry.collect()}
     assert "superd_connections_accepted" in names
     assert "superd_spawn_seconds" not in names
@@ -164,10 +165,10 @@ def _connect(factory: Any) -> tuple[Any, StringTransport]:
 
 def test_http_get_metrics() -> None:
     """GET /metrics answers 200 with the text format; other paths 404."""
-    runtime = Runtime(reactor=MemoryReactorClock())
-    service_counters(runtime, "echo").accept()
-    registry, _ = build_registry(runtime)
-    factory = metrics_site(registry, runtime.reactor)
+    access = AccessState(Runtime(reactor=MemoryReactorClock()))
+    access.counters.for_block("echo").accept()
+    registry, _ = build_registry(access)
+    factory = metrics_site(registry, access.runtime.reactor)
     protocol, transport = _connect(factory)
     protocol.dataReceived(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
     reply = transport.value()
@@ -183,7 +184,7 @@ def test_http_get_metrics() -> None:
 def test_http_client_that_never_finishes_is_dropped() -> None:
     """Half a request line and silence: the connection is closed after the timeout."""
     clock = MemoryReactorClock()
-    registry, _ = build_registry(Runtime(reactor=clock))
+    registry, _ = build_registry(AccessState(Runtime(reactor=clock)))
     protocol, transport = _connect(metrics_site(registry, clock, timeout=5))
     protocol.dataReceived(b"GET /metr")
     clock.advance(4)
@@ -196,7 +197,7 @@ def test_http_clients_are_capped(monkeypatch: Any) -> None:
     """Past MAX_CLIENTS open connections, new ones are refused (not queued)."""
     monkeypatch.setattr(metrics, "MAX_CLIENTS", 2)
     clock = MemoryReactorClock()
-    registry, _ = build_registry(Runtime(reactor=clock))
+    registry, _ = build_registry(AccessState(Runtime(reactor=clock)))
     factory = metrics_site(registry, clock)
     _connect(factory)
     _connect(factory)

@@ -15,6 +15,7 @@ from superd.core.runtime import Runtime, RuntimeOptions
 from superd.daemon import notify
 from superd.daemon.operations import Operations
 from superd.daemon.service import build_service
+from tests.fakes import make_parts
 
 
 class Reactor(MemoryReactorClock):
@@ -47,10 +48,11 @@ def daemon(tmp_path: Path, environ: dict[str, str]) -> tuple[Any, Operations, li
 
     runtime = Runtime(reactor=Reactor(), options=RuntimeOptions(state_dir=str(tmp_path)))
     config = Configuration(services=(echo(),))
-    top = build_service(config, runtime, install_signal=install)
+    top = build_service(config, make_parts(runtime), install_signal=install)
     operations = Operations(top, lambda: succeed(config), environ=environ,
                             install_signal=install)
     top.operations = operations
+    operations.setServiceParent(top)
     top.privilegedStartService()
     top.startService()
     return top, operations, installed

@@ -18,6 +18,7 @@ from superd.daemon.plan import plan_reload, service_key
 from superd.daemon.reload import Reloader, ReloadResult
 from superd.daemon.service import SuperdService, build_service
 from tests.builders import local_echo_service as service
+from tests.fakes import make_parts
 
 
 def config(*services: ServiceConfig) -> Configuration:
@@ -158,8 +159,8 @@ class Router:
 def running(*services: ServiceConfig) -> tuple[SuperdService, Reactor]:
     reactor = Reactor()
     runtime = Runtime(reactor=reactor, options=RuntimeOptions(grace=3.0))
-    runtime.processes = Processes()
-    top = build_service(config(*services), runtime, install_signal=lambda *a: None)
+    parts = make_parts(runtime, processes=Processes())
+    top = build_service(config(*services), parts, install_signal=lambda *a: None)
     top.service_log = Router()
     top.privilegedStartService()
     top.startService()
@@ -200,10 +201,10 @@ def test_changed_service_keeps_its_port_and_gets_a_new_factory() -> None:
 def test_unchanged_service_is_not_touched() -> None:
     """An equal service keeps its listener object, port and factory."""
     top, reactor = running(service())
-    (child,) = list(top)
+    (child,) = list(top.listeners)
     factory = reactor.ports[0].factory
     assert reload(top, config(service())).ok
-    assert list(top) == [child] and reactor.ports[0].factory is factory
+    assert list(top.listeners) == [child] and reactor.ports[0].factory is factory
 
 
 def test_added_and_dropped_services() -> None:
@@ -214,7 +215,7 @@ def test_added_and_dropped_services() -> None:
     assert (result.new, result.dropped) == (1, 1)
     assert old_port.stopped
     assert [p.port for p in reactor.ports] == [1, 2] and not reactor.ports[1].stopped
-    assert top.runtime.processes.stopped == [("old", 3.0)]
+    assert top.parts.processes.stopped == [("old", 3.0)]
     assert list(ports_of(top)) == ["new"]
 
 
@@ -229,7 +230,7 @@ def test_a_taken_port_fails_the_whole_reload_and_undoes_new_binds() -> None:
     old_port, first = reactor.ports
     assert first.stopped and not old_port.stopped
     assert top.configuration == config(old)
-    assert top.runtime.processes.stopped == []
+    assert top.parts.processes.stopped == []
 
 
 def test_a_port_held_by_a_dropped_service_is_freed_first() -> None:
@@ -324,11 +325,11 @@ def test_udp_builtin_changed_moves_its_port_to_a_new_protocol() -> None:
     old = service(**UDP, port=7)
     top, reactor = running(old)
     (port,) = reactor.ports
-    (old_listener,) = list(top)
+    (old_listener,) = list(top.listeners)
     old_protocol = old_listener.target  # type: ignore[attr-defined]
     new = attrs.evolve(old, only_from=())
     assert reload(top, config(new)).changed == 1
-    (listener,) = list(top)
+    (listener,) = list(top.listeners)
     assert listener.port is port  # type: ignore[attr-defined]
     assert port.protocol is listener.target is not old_protocol  # type: ignore[attr-defined]
     assert listener.target.transport is port and old_protocol.transport is None  # type: ignore
@@ -392,9 +393,9 @@ def test_heap_is_settled_at_startup_and_after_a_good_reload_only() -> None:
     settled: list[int] = []
     reactor = Reactor()
     runtime = Runtime(reactor=reactor, options=RuntimeOptions(grace=3.0))
-    runtime.processes = Processes()
+    parts = make_parts(runtime, processes=Processes())
     old = service(instances=5)
-    top = build_service(config(old), runtime, install_signal=lambda *a: None,
+    top = build_service(config(old), parts, install_signal=lambda *a: None,
                         settle_heap=lambda: settled.append(1))
     top.service_log = Router()
     top.privilegedStartService()

@@ -11,9 +11,8 @@ import pytest
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactor, MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock
 
-from superd.access.state import state_of
 from superd.config.errors import ConfigError
 from superd.config.model import (
     Configuration,
@@ -25,10 +24,14 @@ from superd.config.model import (
 from superd.core.runtime import Runtime, RuntimeOptions
 from superd.core.session import Peer, Session
 from superd.daemon.assembly import Builders
-from superd.daemon.service import build_service, notify_ready
+from superd.daemon.notify import ready as notify_ready
+from superd.daemon.parts import Parts
+from superd.daemon.service import build_service
 from superd.net.listener import Listener
 from superd.net.sockets import BindError
+from superd.observe.servicelog import ServiceLogRouter, ServiceLogService
 from tests.builders import echo_service
+from tests.fakes import make_parts
 
 
 def make_service(**kw: Any) -> ServiceConfig:
@@ -47,7 +50,7 @@ class Recorder:
         return ("made", *args)
 
 
-class FakeReactor(MemoryReactor):
+class FakeReactor(MemoryReactorClock):
     def __init__(self) -> None:
         super().__init__()
         self.from_thread: list[Any] = []
@@ -104,8 +107,10 @@ def build_with(fakes: types.SimpleNamespace, *args: Any, **kw: Any) -> Any:
     return build_service(*args, builders=fakes.builders, **kw)
 
 
-def runtime(reactor: Any = None, **options: Any) -> Runtime:
-    return Runtime(reactor=reactor or FakeReactor(), options=RuntimeOptions(**options))
+def runtime(reactor: Any = None, processes: Any = None, **options: Any) -> Parts:
+    """The daemon's parts on ``reactor`` (a FakeReactor by default)."""
+    return make_parts(Runtime(reactor=reactor or FakeReactor(),
+                              options=RuntimeOptions(**options)), processes=processes)
 
 
 def config(*services: ServiceConfig) -> Configuration:
@@ -117,13 +122,13 @@ def test_stream_builtin_one_listener_per_address_sharing_a_factory(
     """A builtin on two addresses: two listeners, one access factory around the builtin."""
     rt = runtime(backlog=64)
     top = build_with(collaborators, config(make_service(bind=("127.0.0.1", "::1"))), rt)
-    listeners = list(top)
+    listeners = list(top.listeners)
     assert [(c.address.host, c.address.port) for c in listeners] == [
         ("127.0.0.1", 10007), ("::1", 10007)]
     (handler_call,) = collaborators.stream_handler.calls
     (factory_call,) = collaborators.factory.calls
-    assert factory_call == (handler_call[0], ("made", *handler_call), rt)
-    assert rt.reactor.tcpServers == []  # nothing bound until started
+    assert factory_call == (handler_call[0], ("made", *handler_call), rt.access)
+    assert rt.runtime.reactor.tcpServers == []  # nothing bound until started
 
 
 def test_privileged_start_binds_and_logs_listening(
@@ -132,7 +137,8 @@ def test_privileged_start_binds_and_logs_listening(
     rt = runtime(backlog=64)
     top = build_with(collaborators, config(make_service(bind=("127.0.0.1", "::1"))), rt)
     top.privilegedStartService()
-    assert [(port, backlog, iface) for port, _f, backlog, iface in rt.reactor.tcpServers] == [
+    servers = rt.runtime.reactor.tcpServers
+    assert [(port, backlog, iface) for port, _f, backlog, iface in servers] == [
         (10007, 64, "127.0.0.1"), (10007, 64, "::1")]
     listening = [e for e in log_events if e.get("event") == "listening"]
     assert [(e["service_id"], e["name"], e["host"], e["port"], e["protocol"])
@@ -152,7 +158,7 @@ def test_datagram_builtin_gets_protected_ports_and_a_protocol_per_address(
     assert [call[2] for call in collaborators.datagram_handler.calls] == [
         frozenset({10007, 10037})] * 2
     top.privilegedStartService()
-    assert [(port, iface) for port, _p, iface in rt.reactor.udp] == [
+    assert [(port, iface) for port, _p, iface in rt.runtime.reactor.udp] == [
         (10007, "127.0.0.1"), (10007, "::1"), (10037, "::")]
     assert len(collaborators.datagram.calls) == 3
 
@@ -181,8 +187,9 @@ def test_external_wait_yes_is_one_wait_service_per_address(
                         bind=("127.0.0.1", "::1"), port=10069)
     rt = runtime()
     build_with(collaborators, config(tftp), rt)
-    assert [(call[0].id, call[1], call[2]) for call in collaborators.wait.calls] == [
-        ("tftp", "127.0.0.1", rt), ("tftp", "::1", rt)]
+    assert [(call[0].id, *call[1:]) for call in collaborators.wait.calls] == [
+        ("tftp", "127.0.0.1", rt.access, rt.processes),
+        ("tftp", "::1", rt.access, rt.processes)]
 
 
 def test_unavailable_services_refused_together(
@@ -223,10 +230,11 @@ def test_bind_failure_reported_and_earlier_ports_closed(
     from superd.daemon.service import SuperdService
     from superd.net.sockets import listen_addresses
 
-    top = SuperdService(runtime(), on_bind_error=on_bind_error)
+    parts = runtime()
+    service_log = ServiceLogService(ServiceLogRouter(config(), parts.runtime.reactor))
+    top = SuperdService(parts, service_log, on_bind_error=on_bind_error)
     a, b = listen_addresses(make_service(bind=("127.0.0.1", "::1")))
-    Listener(a, open_ok).setServiceParent(top)
-    Listener(b, open_fail).setServiceParent(top)
+    top.add_listeners([Listener(a, open_ok), Listener(b, open_fail)])
     with pytest.raises(SystemExit):
         top.privilegedStartService()
     assert [str(f) for f in failures] == [
@@ -246,24 +254,22 @@ class FakeProcesses:
 
 def test_sighup_is_harmless_and_stop_waits_for_children(
         collaborators: types.SimpleNamespace, log_events: list[dict[str, Any]]) -> None:
-    """SIGHUP logs 'not implemented' via the reactor; stop waits for stop_all(grace)."""
+    """SIGHUP reopens the service logs via the reactor; stop waits for stop_all(grace)."""
     installed: list[tuple[int, Any]] = []
 
     def install(signum: int, handler: Any) -> str:
         installed.append((signum, handler))
         return "previous"
 
-    rt = runtime(grace=2.5)
-    rt.processes = FakeProcesses()
+    rt = runtime(grace=2.5, processes=FakeProcesses())
     top = build_with(collaborators, config(make_service()), rt, install_signal=install)
     top.privilegedStartService()
     top.startService()
     ((signum, handler),) = installed
     assert signum == signal.SIGHUP
     handler(signal.SIGHUP, None)
-    (hop,) = rt.reactor.from_thread
+    (hop,) = rt.runtime.reactor.from_thread
     hop()
-    assert any(e.get("event") == "reload" for e in log_events)
     stopped = top.stopService()
     assert installed[-1] == (signal.SIGHUP, "previous")
     assert rt.processes.grace == [2.5]
@@ -283,7 +289,7 @@ def test_ready_event_when_reactor_runs(collaborators: types.SimpleNamespace,
     top.privilegedStartService()
     top.startService()
     assert not [e for e in log_events if e.get("event") == "ready"]
-    for hook, args, kw in rt.reactor.whenRunningHooks:
+    for hook, args, kw in rt.runtime.reactor.whenRunningHooks:
         hook(*args, **kw)
     (ready,) = [e for e in log_events if e.get("event") == "ready"]
     assert (ready["count"], ready["services"]) == (2, 1)
@@ -311,21 +317,23 @@ def test_protected_ports_are_udp_builtin_ports() -> None:
 def test_real_collaborators_wire_up() -> None:
     """With the real access and builtins modules, a builtin service assembles."""
     top = build_service(config(make_service()), runtime())
-    (listener,) = list(top)
+    (listener,) = list(top.listeners)
     assert isinstance(listener, Listener)
     assert listener.address.describe() == "tcp [::]:10007"
 
 
-class FakeServiceLog:
+class FakeServiceLog(Service):
     def __init__(self, order: list[str]) -> None:
         self.order = order
         self.router = self
         self.reopened = 0
 
     def startService(self) -> None:
+        super().startService()
         self.order.append("log started")
 
     def stopService(self) -> None:
+        super().stopService()
         self.order.append("log stopped")
 
     def reopen(self) -> None:
@@ -336,10 +344,10 @@ def test_service_log_outlives_children_and_reopens_on_hup(
         collaborators: types.SimpleNamespace) -> None:
     """Service logs start first, stop after every child is gone, and reopen on SIGHUP."""
     order: list[str] = []
-    rt = runtime()
-    rt.processes = FakeProcesses()
-    top = build_with(collaborators, config(make_service()), rt, install_signal=lambda *a: None)
-    top.service_log = log = FakeServiceLog(order)
+    rt = runtime(processes=FakeProcesses())
+    log = FakeServiceLog(order)
+    top = build_with(collaborators, config(make_service()), rt, install_signal=lambda *a: None,
+                     service_log=log)
     top.privilegedStartService()
     top.startService()
     assert order == ["log started"]
@@ -364,16 +372,16 @@ def test_sigterm_stops_the_reactor_once_without_reraising(
     second SIGTERM while stopping is logged, not passed on."""
     installed: dict[int, Any] = {}
     rt = runtime()
-    rt.reactor.running = True
+    rt.runtime.reactor.running = True
     top = build_with(collaborators, config(make_service()), rt,
                         install_signal=lambda signum, h: installed.__setitem__(signum, h))
     top._guard_stop_signals()
     guarded = installed[signal.SIGTERM]
     guarded(signal.SIGTERM, None)
     guarded(signal.SIGTERM, None)
-    (hop,) = rt.reactor.from_thread
+    (hop,) = rt.runtime.reactor.from_thread
     hop()
-    assert rt.reactor.hasStopped
+    assert rt.runtime.reactor.hasStopped
     hop()  # the reactor already stopping: no ReactorNotRunning escapes
     assert any("already stopping" in str(e.get("log_format")) for e in log_events)
 
@@ -391,7 +399,7 @@ def test_stop_waits_for_live_sessions_to_end(
     """After the sockets close, stop waits for sessions served in-process to
     end (a restart cuts no exchange short), then finishes at once."""
     rt = runtime(ClockReactor(), grace=5.0)
-    counter = state_of(rt).counter
+    counter = rt.access.counter
     sessions = [_session(), _session()]
     for session in sessions:
         counter.acquire(session)
@@ -401,11 +409,11 @@ def test_stop_waits_for_live_sessions_to_end(
     assert results == []
     assert any(e.get("event") == "draining" and e["count"] == 2 for e in log_events)
     sessions[0].end()
-    rt.reactor.advance(1)
+    rt.runtime.reactor.advance(1)
     assert results == []
     sessions[1].end()
     assert results == [None]
-    assert not rt.reactor.getDelayedCalls()
+    assert not rt.runtime.reactor.getDelayedCalls()
 
 
 def test_stop_gives_up_on_sessions_after_grace(
@@ -414,13 +422,13 @@ def test_stop_gives_up_on_sessions_after_grace(
     closes it; the timeout is logged with the count left."""
     rt = runtime(ClockReactor(), grace=5.0)
     session = _session()
-    state_of(rt).counter.acquire(session)
+    rt.access.counter.acquire(session)
     top = build_with(collaborators, config(make_service()), rt, install_signal=lambda *a: None)
     results: list[Any] = []
     top.stopService().addCallback(results.append)
-    rt.reactor.advance(4.9)
+    rt.runtime.reactor.advance(4.9)
     assert results == []
-    rt.reactor.advance(0.2)
+    rt.runtime.reactor.advance(0.2)
     assert results == [None]
     (timeout,) = [e for e in log_events if e.get("event") == "drain_timeout"]
     assert timeout["count"] == 1

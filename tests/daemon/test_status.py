@@ -11,14 +11,14 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 
 from superd.access.banstore import Ban, BanStore
-from superd.access.state import state_of
+from superd.access.state import AccessState
 from superd.config.model import CPS, Configuration, ServiceConfig
 from superd.core.runtime import Runtime
 from superd.core.session import Peer
 from superd.daemon.service import build_service
 from superd.daemon.status import render_text, snapshot
-from superd.observe.counters import service_counters
 from tests.builders import local_echo_service as service
+from tests.fakes import make_parts
 
 
 class Reactor(MemoryReactorClock):
@@ -46,8 +46,8 @@ def running(*services: ServiceConfig) -> Any:
     reactor = Reactor()
     reactor.advance(2000)
     runtime = Runtime(reactor=reactor)
-    runtime.processes = Processes()
-    top = build_service(Configuration(services=services, sources=("conf/echo",)), runtime,
+    parts = make_parts(runtime, processes=Processes())  # type: ignore[arg-type]
+    top = build_service(Configuration(services=services, sources=("conf/echo",)), parts,
                         install_signal=lambda *a: None)
     top.privilegedStartService()
     top.startService()
@@ -58,7 +58,7 @@ def test_snapshot_lists_services_addresses_counters_and_children() -> None:
     """Every service appears with its bound address, counters and running children."""
     top = running(service())
     (svc,) = top.configuration.services
-    counts = service_counters(top.runtime, "echo", svc.block_key)
+    counts = top.access.counters.for_block("echo", svc.block_key)
     counts.accept()
     counts.refuse("address")
     counts.refuse("address")
@@ -79,7 +79,7 @@ def test_cps_pause_shows_until_when() -> None:
     """A service paused by cps says so, with the time it resumes."""
     top = running(service(cps=CPS(1, 30)))
     (svc,) = top.configuration.services
-    rate = state_of(top.runtime).rates[(svc.block_key, CPS(1, 30))]
+    rate = top.access.rates[(svc.block_key, CPS(1, 30))]
     for _ in range(3):
         rate.check(Peer("127.0.0.1", 1), top.runtime.seconds())
     (entry,) = snapshot(top)["services"]
@@ -93,7 +93,7 @@ def test_bans_from_the_store_skip_expired_ones(tmp_path: Path) -> None:
     store = BanStore(str(tmp_path / "bans.sqlite3"))
     store.put(Ban("10.0.0.1", None, 1.0, "trap", 3))
     store.put(Ban("10.0.0.2", 1500.0, 1.0, "trap", 1))
-    top.runtime.bans = type("Bans", (), {"store": store})()
+    top.access.bans = type("Bans", (), {"store": store})()
     assert snapshot(top)["bans"] == [{"host": "10.0.0.1", "until": None, "added": 1.0,
                                       "service_id": "trap", "hits": 3}]
     assert "10.0.0.1  forever" in render_text(snapshot(top))
@@ -127,14 +127,14 @@ def test_wait_yes_service_is_suspended_or_backing_off() -> None:
 
     wait = service(wait=True, type=frozenset(), server="/bin/cat")
     (address,) = listen_addresses(wait)
-    runtime = Runtime(reactor=MemoryReactorClock())
+    access = AccessState(Runtime(reactor=MemoryReactorClock()))
     for port, expected in ((WaitPort(child=Child(5, "echo", None, 0.0)),
                             {"state": "suspended", "server_pid": 5}),
                            (WaitPort(backoff_until=3000.0),
                             {"state": "backing off", "until": 3000.0}),
                            (WaitPort(), {"state": "listening"})):
         child = types.SimpleNamespace(address=address, port=port)
-        top = types.SimpleNamespace(runtime=runtime, configuration=None,
+        top = types.SimpleNamespace(access=access, configuration=None,
                                     groups=[(wait, [child])])
         (entry,) = snapshot(top)["services"]
         assert {k: entry[k] for k in expected} == expected

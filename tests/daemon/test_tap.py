@@ -17,6 +17,7 @@ from superd.core.runtime import Runtime, RuntimeOptions
 from superd.daemon import heap, tap
 from superd.daemon.service import SuperdService
 from superd.daemon.tap import EX_USAGE, Options, assemble, default_state_dir, running_as_daemon
+from tests.fakes import make_parts
 
 ECHO = """\
 service echo
@@ -106,11 +107,12 @@ def test_assemble_builds_the_tree_and_state_dir(tmp_path: Path) -> None:
     state = tmp_path / "state" / "nested"
     runtime = Runtime(reactor=MemoryReactorClock(),
                       options=RuntimeOptions(state_dir=str(state)))
-    service = assemble(load_configuration(str(tmp_path)), runtime, io.StringIO())
+    service = assemble(load_configuration(str(tmp_path)), runtime, io.StringIO(),
+                       open_parts=make_parts)
     assert isinstance(service, SuperdService)
     assert service.settle_heap is heap.settle  # the daemon freezes its heap (superd.daemon.heap)
     assert state.is_dir() and (state.stat().st_mode & 0o777) == 0o700
-    assert [c.address.describe() for c in service] == ["tcp 127.0.0.1:0"]
+    assert [c.address.describe() for c in service.listeners] == ["tcp 127.0.0.1:0"]
 
 
 def test_assemble_refuses_unavailable_services(tmp_path: Path,
@@ -128,7 +130,7 @@ def test_assemble_refuses_unavailable_services(tmp_path: Path,
                       options=RuntimeOptions(state_dir=str(tmp_path / "s")))
     err = io.StringIO()
     with pytest.raises(SystemExit) as caught:
-        assemble(configuration, runtime, err)
+        assemble(configuration, runtime, err, open_parts=make_parts)
     assert caught.value.code == 78
     assert (f"{conf}:7: service mine: factory: brokenproto:make: build_factory failed: "
             "RuntimeError: no database") in err.getvalue()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from superd.daemon.control import request
+from superd.cli.control import request
 from tests.access.clients import (
     block,
     daytime_block,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from superd.daemon.control import request
+from superd.cli.control import request
 from tests.integration.conftest import StartSuperd
 from tests.integration.external import (
     pid_alive,

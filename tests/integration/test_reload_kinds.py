@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from superd.daemon.control import request
+from superd.cli.control import request
 from tests.integration.conftest import StartSuperd
 from tests.integration.external import acceptor, read_all, service_block, wait_until
 from tests.integration.harness import require_program

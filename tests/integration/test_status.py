@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from superd.daemon.control import control_path
+from superd.core.paths import control_path
 from tests.integration.conftest import StartSuperd
 from tests.integration.external import script, service_block, wait_until
 from tests.integration.harness import Superd

@@ -49,7 +49,7 @@ def limits_prefix(rlimits: Mapping[str, int],
 
     Resource limits are per process, so unlike credentials and nice they
     cannot be given to a ``posix_spawn`` child by the spawning thread alone;
-    see ``superd.handlers.spawn.spawner`` for why a wrapper is the race-free choice.
+    see ``superd.proc.spawner`` for why a wrapper is the race-free choice.
     """
     if not rlimits:
         return ()

@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from superd.config.model import ServiceConfig
 from superd.core.interfaces import IStreamHandler
+from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
 from superd.handlers.spawn.environ import stream_environment
 from superd.handlers.spawn.handoff import (
@@ -26,9 +27,7 @@ from superd.handlers.spawn.handoff import (
     raw_tcp_transport,
     set_socket_options,
 )
-from superd.handlers.spawn.spawner import SpawnError
 from superd.handlers.spawn.spec import SpawnSpec, build_spec
-from superd.handlers.spawn.table import Child, ProcessTable, attach
 from superd.observe.events import (
     EV_SPAWN_FAILED,
     REASON_EXEC,
@@ -37,6 +36,8 @@ from superd.observe.events import (
     emit_session_exit,
     emit_session_start,
 )
+from superd.proc.spawner import SpawnError
+from superd.proc.table import Child, ProcessTable
 
 __all__ = ["EXEC_FAILED_STATUS", "ExternalHandler", "HandOffProtocol",
            "log_spawn_failure"]
@@ -104,12 +105,11 @@ class HandOffProtocol(Protocol):
 class ExternalHandler:
     """Serves each admitted connection of ``service`` with a new child."""
 
-    def __init__(self, service: ServiceConfig, runtime: Any) -> None:
-        if runtime.processes is None:
-            attach(runtime)
+    def __init__(self, service: ServiceConfig, runtime: Runtime,
+                 processes: ProcessTable) -> None:
         self.service = service
         self._runtime = runtime
-        self._table: ProcessTable = runtime.processes
+        self._table = processes
         self.spec: SpawnSpec = build_spec(service, self._table)
         self._nodelay = "NODELAY" in service.flags
         self._keepalive = "KEEPALIVE" in service.flags

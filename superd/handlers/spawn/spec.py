@@ -17,9 +17,9 @@ from twisted.logger import Logger
 
 from superd.config.model import UNLIMITED, ServiceConfig
 from superd.handlers.spawn.argv import limits_prefix, server_argv
-from superd.handlers.spawn.credentials import CredentialPlan, plan_credentials
 from superd.handlers.spawn.environ import base_environment, missing_passenv
-from superd.handlers.spawn.spawner import SpawnRequest
+from superd.proc.credentials import CredentialPlan, plan_credentials
+from superd.proc.spawner import SpawnRequest
 
 __all__ = ["SpawnSpec", "build_spec"]
 

@@ -34,17 +34,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from superd.access.state import AccessState
 from superd.config.model import ServiceConfig, SocketType
 from superd.core.session import Peer
 from superd.handlers.spawn.backoff import RespawnGuard
 from superd.handlers.spawn.environ import datagram_environment, wait_stream_environment
 from superd.handlers.spawn.handler import log_spawn_failure
-from superd.handlers.spawn.spawner import ExitStatus, SpawnError
 from superd.handlers.spawn.spec import SpawnSpec, build_spec
-from superd.handlers.spawn.table import Child, ProcessTable, attach
 from superd.net.address import ListenAddress
 from superd.net.sockets import bind_socket, emit_listening, listen_addresses
 from superd.observe.events import EV_RESPAWN_BACKOFF, emit_exit, emit_start
+from superd.proc.spawner import ExitStatus, SpawnError
+from superd.proc.table import Child, ProcessTable
 
 __all__ = ["WaitPort", "WaitService", "wait_service"]
 
@@ -81,14 +82,16 @@ class WaitPort:
     """One bound socket of a ``wait = yes`` service, and its one child."""
 
     def __init__(self, service: ServiceConfig, address: ListenAddress,
-                 sock: socket.socket, runtime: Any, spec: SpawnSpec,
+                 sock: socket.socket, access: AccessState, processes: ProcessTable,
+                 spec: SpawnSpec,
                  guard: Optional[RespawnGuard] = None) -> None:
         self.service = service
         self.address = address
         self.socket = sock
-        self._runtime = runtime
-        self._reactor = runtime.reactor
-        self._table: ProcessTable = runtime.processes
+        self._access = access
+        self._runtime = access.runtime
+        self._reactor = access.runtime.reactor
+        self._table = processes
         self._spec = spec
         self.guard = RespawnGuard() if guard is None else guard
         self.child: Optional[Child] = None
@@ -186,7 +189,7 @@ class WaitPort:
 
     def _admit(self, peer: Peer) -> bool:
         from superd.access.factory import admit_datagram_source
-        return bool(admit_datagram_source(self.service, peer, self._runtime))
+        return bool(admit_datagram_source(self.service, peer, self._access))
 
     def _drop_one(self) -> None:
         try:
@@ -249,10 +252,11 @@ class WaitService(Service):
     """Binds one address of a ``wait = yes`` service at privileged start."""
 
     def __init__(self, service: ServiceConfig, address: ListenAddress,
-                 runtime: Any, spec: SpawnSpec) -> None:
+                 access: AccessState, processes: ProcessTable, spec: SpawnSpec) -> None:
         self.service = service
         self.address = address
-        self._runtime = runtime
+        self._access = access
+        self._processes = processes
         self._spec = spec
         self.port: Optional[WaitPort] = None
 
@@ -265,7 +269,7 @@ class WaitService(Service):
         if self.port is None:
             sock = bind_socket(self.address)
             self.port = WaitPort(self.service, self.address, sock,
-                                 self._runtime, self._spec)
+                                 self._access, self._processes, self._spec)
             emit_listening(self.address, self.port)
 
     def privilegedStartService(self) -> None:
@@ -285,13 +289,12 @@ class WaitService(Service):
             port.stopListening()
 
 
-def wait_service(service: ServiceConfig, bind_host: str, runtime: Any) -> WaitService:
+def wait_service(service: ServiceConfig, bind_host: str, access: AccessState,
+                 processes: ProcessTable) -> WaitService:
     """The service for ``service``'s socket on ``bind_host`` (wait = yes)."""
-    if runtime.processes is None:
-        attach(runtime)
-    addresses = [a for a in listen_addresses(service, runtime.options.backlog)
+    addresses = [a for a in listen_addresses(service, access.runtime.options.backlog)
                  if a.host == bind_host]
     if not addresses:
         raise ValueError(f"service {service.id} does not listen on {bind_host}")
-    return WaitService(service, addresses[0], runtime,
-                       build_spec(service, runtime.processes))
+    return WaitService(service, addresses[0], access, processes,
+                       build_spec(service, processes))

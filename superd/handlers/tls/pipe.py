@@ -35,8 +35,10 @@ from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
 from superd.handlers.redirect import RelayProtocol
+from superd.handlers.spawn.spec import build_spec
 from superd.handlers.tls.protocol import peer_facts
 from superd.observe import events
+from superd.proc.table import ProcessTable
 
 __all__ = ["ChildBridge", "PipeHandler"]
 
@@ -50,7 +52,7 @@ class _SpawnedChild:
         self.bridge = bridge
 
     def connect(self, factory: IProtocolFactory) -> "Deferred[Any]":
-        from superd.handlers.spawn.spawner import SpawnError
+        from superd.proc.spawner import SpawnError
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -63,8 +65,9 @@ class _SpawnedChild:
         self.bridge.child_started(child)
         try:
             ours.setblocking(False)
+            # Twisted annotates a ServerFactory; any IProtocolFactory works.
             self.handler.runtime.reactor.adoptStreamConnection(
-                ours.fileno(), socket.AF_UNIX, factory)
+                ours.fileno(), socket.AF_UNIX, factory)  # type: ignore[arg-type]
         finally:
             ours.close()  # adoptStreamConnection keeps its own duplicate
         return succeed(None)
@@ -97,7 +100,7 @@ class ChildBridge(RelayProtocol):
 
     def log_connect_failure(self, failure: Failure) -> None:
         from superd.handlers.spawn.handler import log_spawn_failure
-        from superd.handlers.spawn.spawner import SpawnError
+        from superd.proc.spawner import SpawnError
 
         if isinstance(failure.value, SpawnError):
             log_spawn_failure(self.service, failure.value, self.session.peer)
@@ -116,15 +119,12 @@ class ChildBridge(RelayProtocol):
 class PipeHandler:
     """Serves each (TLS) session of an external server with a child on a socket pair."""
 
-    def __init__(self, service: ServiceConfig, runtime: Runtime) -> None:
-        from superd.handlers.spawn.spec import build_spec
-        from superd.handlers.spawn.table import attach
-
-        if runtime.processes is None:
-            attach(runtime)
+    def __init__(self, service: ServiceConfig, runtime: Runtime,
+                 processes: ProcessTable) -> None:
         self.service = service
         self.runtime = runtime
-        self.spec = build_spec(service, runtime.processes)
+        self.processes = processes
+        self.spec = build_spec(service, processes)
 
     def protocol_for(self, session: Session) -> ChildBridge:
         """The bridge for ``session``; the child starts when it is connected."""
@@ -137,8 +137,8 @@ class PipeHandler:
         local = bridge.session.local or _local(bridge.transport)
         env = dict(stream_environment(self.spec.base_env, bridge.session.peer, local))
         env.update(bridge.tls_environment())
-        return self.runtime.processes.spawn(self.spec.request(env, fd), self.service.id,
-                                            bridge.session.peer)
+        return self.processes.spawn(self.spec.request(env, fd), self.service.id,
+                                    bridge.session.peer)
 
     def exited_callback(self, session: Session) -> Any:
         """What to do when the child of ``session`` is reaped: EXIT, end the session."""

@@ -1,14 +1,5 @@
-"""Fixtures shared by the spawn unit tests."""
+"""Fixtures shared by the spawn handler tests."""
 
-from __future__ import annotations
+from tests.proc.conftest import events
 
-from typing import Any, Dict, Iterator, List
-
-import pytest
-
-
-@pytest.fixture
-def events(log_events: List[Dict[str, Any]]) -> Iterator[List[Dict[str, Any]]]:
-    """Every twisted.logger event emitted during the test, in order, the
-    per-connection START/EXIT included (as the JSON log has them)."""
-    yield log_events
+__all__ = ["events"]

@@ -11,9 +11,9 @@ from twisted.internet.testing import MemoryReactorClock
 
 from superd.config.model import Location, ServiceConfig, SocketType
 from superd.core.runtime import Runtime, RuntimeOptions
-from superd.handlers.spawn.credentials import Identity
-from superd.handlers.spawn.table import attach
-from tests.fakes import FakeProcessReactor, FakeSpawner
+from superd.daemon.parts import Parts
+from superd.proc.credentials import Identity
+from tests.fakes import ROOT, FakeProcessReactor, FakeSpawner, fake_processes, make_parts
 
 
 def external_service(**changes: Any) -> ServiceConfig:
@@ -28,21 +28,12 @@ def external_service(**changes: Any) -> ServiceConfig:
     return attrs.evolve(base, **changes)
 
 
-ROOT = Identity(0, 0, (0,))
-USER = Identity(1000, 1000, (1000,))
-
-
-def fake_runtime(identity: Identity = ROOT,
-                 environ: Any = None) -> "tuple[Runtime, FakeSpawner]":
-    """A Runtime on a FakeProcessReactor with a FakeSpawner process table."""
+def fake_parts(identity: Identity = ROOT,
+               environ: Any = None) -> "tuple[Parts, FakeSpawner]":
+    """The daemon's parts on a FakeProcessReactor with a FakeSpawner process table."""
     runtime = Runtime(FakeProcessReactor(), RuntimeOptions(grace=5.0))
-    spawner = FakeSpawner()
-    attach(runtime, spawner=spawner,
-           environ={"PATH": "/usr/bin:/bin", "LANG": "C"} if environ is None else environ,
-           identity=identity,
-           which=lambda name: f"/usr/bin/{name}",
-           group_list=lambda user, gid: [gid, 4, 27])
-    return runtime, spawner
+    processes, spawner = fake_processes(runtime.reactor, identity, environ)
+    return make_parts(runtime, processes=processes), spawner
 
 
 def connected_server(protocol: Any, reactor: Any = None

@@ -6,8 +6,8 @@ from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from zope.interface.verify import verifyObject
 
-from superd.handlers.spawn.credentials import Identity, SpawningThread
-from superd.handlers.spawn.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
+from superd.proc.credentials import Identity, SpawningThread
+from superd.proc.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
 from tests.fakes import FakeProcessReactor, FakeSpawner
 
 

@@ -13,15 +13,14 @@ from zope.interface.verify import verifyObject
 from superd.config.model import Credentials
 from superd.core.interfaces import IStreamHandler
 from superd.core.session import Peer, Session
-from superd.handlers.spawn.credentials import CredentialPlan
 from superd.handlers.spawn.handler import ExternalHandler
 from superd.observe.events import EV_EXIT, EV_REFUSE, EV_START, REASON_EXEC, REASON_FORK
+from superd.proc.credentials import CredentialPlan
+from tests.fakes import USER
 from tests.handlers.spawn.helpers import (
-    ROOT,
-    USER,
     connected_server,
     external_service,
-    fake_runtime,
+    fake_parts,
     named,
 )
 
@@ -40,15 +39,18 @@ def serve(handler: ExternalHandler, runtime: Any):  # type: ignore[no-untyped-de
 
 def test_provides_stream_handler() -> None:
     """ExternalHandler provides IStreamHandler."""
-    runtime, _ = fake_runtime()
-    assert verifyObject(IStreamHandler, ExternalHandler(external_service(), runtime))
+    parts, _ = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
+    assert verifyObject(IStreamHandler, handler)
 
 
 def test_connection_spawns_child_with_socket_and_env(events: List[Dict[str, Any]]) -> None:
     """An admitted connection starts the server with the socket on 0, 1, 2,
     the peer in the environment, the session's pid set and START logged."""
-    runtime, spawner = fake_runtime()
-    handler = ExternalHandler(external_service(), runtime)
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
     session, ended, client = serve(handler, runtime)
     (request,) = spawner.requests
     assert request.executable == "/usr/sbin/sshd" and request.argv == ("sshd", "-i")
@@ -58,28 +60,31 @@ def test_connection_spawns_child_with_socket_and_env(events: List[Dict[str, Any]
     assert session.pid == 1000 and ended == []
     (start,) = named(events, EV_START)
     assert start["xinetd_line"] == "START: ssh pid=1000 from=127.0.0.1"
-    assert runtime.running_children == 1
+    assert parts.processes.running == 1
     client.close()
 
 
 def test_child_exit_logs_and_ends_session(events: List[Dict[str, Any]]) -> None:
     """When the child is reaped: EXIT with status, pid and duration, the
-    session ends (releasing its counts) and running_children drops."""
-    runtime, spawner = fake_runtime()
-    handler = ExternalHandler(external_service(), runtime)
+    session ends (releasing its counts) and the running count drops."""
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
     session, ended, client = serve(handler, runtime)
     runtime.reactor.advance(7.5)
     spawner.exit(1000, 3)
     (exit_,) = named(events, EV_EXIT)
     assert exit_["xinetd_line"] == "EXIT: ssh status=3 pid=1000 duration=7(sec)"
-    assert ended == [session] and runtime.running_children == 0
+    assert ended == [session] and parts.processes.running == 0
     client.close()
 
 
 def test_killed_child_logs_signal(events: List[Dict[str, Any]]) -> None:
     """A child killed by a signal logs signal=N."""
-    runtime, spawner = fake_runtime()
-    session, ended, client = serve(ExternalHandler(external_service(), runtime), runtime)
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
+    session, ended, client = serve(handler, runtime)
     spawner.kill(1000, 9)
     assert named(events, EV_EXIT)[0]["signal"] == 9
     client.close()
@@ -88,15 +93,17 @@ def test_killed_child_logs_signal(events: List[Dict[str, Any]]) -> None:
 def test_exec_failure(events: List[Dict[str, Any]]) -> None:
     """A program that cannot be executed: FAIL exec with the reason, EXIT
     status 127, the session ends and the client sees the connection close."""
-    runtime, spawner = fake_runtime()
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
     spawner.fail_next(REASON_EXEC, errno.ENOENT)
-    session, ended, client = serve(ExternalHandler(external_service(), runtime), runtime)
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
+    session, ended, client = serve(handler, runtime)
     (fail,) = named(events, EV_REFUSE)
     assert fail["xinetd_line"] == "FAIL: ssh exec from=127.0.0.1"
     assert fail["detail"] == "No such file or directory"
     assert named(events, EV_EXIT)[0]["status"] == 127
     assert named(events, EV_START) == []
-    assert ended == [session] and runtime.running_children == 0
+    assert ended == [session] and parts.processes.running == 0
     client.settimeout(5)
     assert client.recv(1) == b""
     client.close()
@@ -104,9 +111,10 @@ def test_exec_failure(events: List[Dict[str, Any]]) -> None:
 
 def test_fork_failure_has_no_exit_line(events: List[Dict[str, Any]]) -> None:
     """No process could be created: FAIL fork, no EXIT, daemon keeps going."""
-    runtime, spawner = fake_runtime()
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
     spawner.fail_next(REASON_FORK, errno.EAGAIN)
-    handler = ExternalHandler(external_service(), runtime)
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
     session, ended, client = serve(handler, runtime)
     assert named(events, EV_REFUSE)[0]["reason"] == REASON_FORK
     assert named(events, EV_EXIT) == [] and ended == [session]
@@ -119,11 +127,12 @@ def test_fork_failure_has_no_exit_line(events: List[Dict[str, Any]]) -> None:
 def test_credentials_umask_nice_rlimits_reach_request() -> None:
     """user/groups, umask, nice and rlimit_* are resolved at build time and
     carried by every request (rlimits through the prlimit prefix)."""
-    runtime, spawner = fake_runtime()
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
     service = external_service(
         credentials=Credentials("nobody", 65534, None, 65534, True),
         umask=0o027, nice=5, rlimits={"files": 64})
-    session, ended, client = serve(ExternalHandler(service, runtime), runtime)
+    session, ended, client = serve(ExternalHandler(service, runtime, parts.processes), runtime)
     (request,) = spawner.requests
     assert request.credentials == CredentialPlan(65534, 65534, (4, 27, 65534))
     assert request.umask == 0o027 and request.nice is not None
@@ -135,9 +144,10 @@ def test_credentials_umask_nice_rlimits_reach_request() -> None:
 
 def test_not_root_gets_no_credentials() -> None:
     """A non-root superd never asks to change credentials."""
-    runtime, spawner = fake_runtime(identity=USER)
+    parts, spawner = fake_parts(identity=USER)
+    runtime = parts.runtime
     service = external_service(credentials=Credentials("u", None, None, None, False))
-    session, ended, client = serve(ExternalHandler(service, runtime), runtime)
+    session, ended, client = serve(ExternalHandler(service, runtime, parts.processes), runtime)
     assert spawner.requests[0].credentials is None
     client.close()
 
@@ -145,8 +155,9 @@ def test_not_root_gets_no_credentials() -> None:
 def test_connection_lost_before_hand_off_ends_session() -> None:
     """If the connection goes away before the protocol is connected, the
     session still ends."""
-    runtime, _ = fake_runtime()
-    handler = ExternalHandler(external_service(), runtime)
+    parts, _ = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
     session = Session("ssh", PEER, LOCAL, 0.0)
     ended: List[Session] = []
     session.on_end(ended.append)
@@ -172,8 +183,9 @@ def test_banner_is_drained_before_hand_off() -> None:
     """Bytes superd queued (a banner) are written out by the reactor first;
     only then is the socket handed to the child, so the client gets the
     banner before the server's output and the reactor never blocks."""
-    runtime, spawner = fake_runtime()
-    handler = ExternalHandler(external_service(), runtime)
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
     session, ended, server, client = adopt(handler, runtime, b"banner\r\n")
     assert spawner.requests == []  # waiting for the banner to go out
     server.doWrite()  # what the reactor does when the socket is writable
@@ -187,8 +199,9 @@ def test_banner_is_drained_before_hand_off() -> None:
 def test_client_that_never_takes_the_banner_is_dropped() -> None:
     """A client that never reads a large banner is dropped after the drain
     timeout without any child being started; its session ends."""
-    runtime, spawner = fake_runtime()
-    handler = ExternalHandler(external_service(), runtime)
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
     session, ended, server, client = adopt(handler, runtime, b"x" * (8 << 20))
     for _ in range(10):
         server.doWrite()  # fills the socket buffers; the client reads nothing
@@ -202,8 +215,9 @@ def test_client_that_never_takes_the_banner_is_dropped() -> None:
 def test_client_gone_while_the_banner_drains_starts_no_child() -> None:
     """A client that hangs up while superd's banner is still queued gets no
     child, even once the queue empties: its session ended, so nothing runs."""
-    runtime, spawner = fake_runtime()
-    handler = ExternalHandler(external_service(), runtime)
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
     session, ended, server, client = adopt(handler, runtime, b"banner\r\n")
     server.protocol.connectionLost(None)  # the hang-up, seen before the write
     assert ended == [session]
@@ -229,8 +243,9 @@ def test_bare_descriptor_is_handed_to_the_child(events: List[Dict[str, Any]]) ->
     fds 0, 1 and 2; the environment names both ends, the local one asked of
     the kernel when the port could not tell; the descriptor stays the
     caller's; START now, EXIT and the end of the session when it is reaped."""
-    runtime, spawner = fake_runtime()
-    handler = ExternalHandler(external_service(), runtime)
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
     accepted, client, port = accepted_pair()
     fd = accepted.fileno()
     session = Session("ssh", PEER, None, runtime.seconds())
@@ -244,7 +259,7 @@ def test_bare_descriptor_is_handed_to_the_child(events: List[Dict[str, Any]]) ->
     assert named(events, EV_START)[0]["pid"] == 1000
     spawner.exit(1000, 0)
     assert named(events, EV_EXIT)[0]["status"] == 0 and ended == [session]
-    assert runtime.running_children == 0
+    assert parts.processes.running == 0
     accepted.close()
     client.close()
 
@@ -253,8 +268,9 @@ def test_known_local_address_needs_no_socket() -> None:
     """A port bound to one address tells the session its local end: the
     environment uses it, and the descriptor is never even looked at (a
     closed one would make the kernel complain)."""
-    runtime, spawner = fake_runtime()
-    handler = ExternalHandler(external_service(), runtime)
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
     session = Session("ssh", PEER, Peer("127.0.0.9", 2222), runtime.seconds())
     handler.serve_fd(session, 1 << 20)  # not an open descriptor
     (request,) = spawner.requests
@@ -263,9 +279,10 @@ def test_known_local_address_needs_no_socket() -> None:
 
 def test_socket_options_reach_the_descriptor() -> None:
     """NODELAY and KEEPALIVE are set on the descriptor itself, which stays open."""
-    runtime, spawner = fake_runtime()
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
     service = attrs.evolve(external_service(), flags=frozenset({"NODELAY", "KEEPALIVE"}))
-    handler = ExternalHandler(service, runtime)
+    handler = ExternalHandler(service, runtime, parts.processes)
     accepted, client, _ = accepted_pair()
     handler.serve_fd(Session("ssh", PEER, Peer("127.0.0.1", 1), runtime.seconds()),
                      accepted.fileno())
@@ -279,9 +296,10 @@ def test_socket_options_reach_the_descriptor() -> None:
 def test_bare_descriptor_exec_failure(events: List[Dict[str, Any]]) -> None:
     """A server that cannot be executed: FAIL exec, EXIT 127 and the end of
     the session; closing the descriptor is left to the port."""
-    runtime, spawner = fake_runtime()
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
     spawner.fail_next(REASON_EXEC, errno.ENOENT)
-    handler = ExternalHandler(external_service(), runtime)
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
     session = Session("ssh", PEER, Peer("127.0.0.1", 1), runtime.seconds())
     ended: List[Session] = []
     session.on_end(ended.append)
@@ -296,20 +314,14 @@ def test_access_factory_hands_external_connections_over_directly(tmp_path: Any) 
     ExternalHandler takes the accepted descriptor (TAKEN) and the child gets
     it, rather than falling back to a Twisted transport; with a banner to
     write first there is no fast path."""
-    from superd.access import state as setup
     from superd.access.factory import AccessControlledFactory
-    from superd.handlers.spawn.table import attach
     from superd.net.takingport import TAKEN
-    from tests.access.helpers import make_runtime
-    from tests.fakes import FakeSpawner
 
-    runtime = make_runtime(tmp_path)
-    setup.attach(runtime, load_reader=lambda: 0.0)
-    spawner = FakeSpawner()
-    attach(runtime, spawner=spawner, environ={"PATH": "/bin"}, identity=ROOT,
-           which=lambda name: f"/usr/bin/{name}", group_list=lambda user, gid: [gid])
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
     service = external_service(port=0)
-    factory = AccessControlledFactory(service, ExternalHandler(service, runtime), runtime)
+    handler = ExternalHandler(service, runtime, parts.processes)
+    factory = AccessControlledFactory(service, handler, parts.access)
     assert factory.take_connection is not None
     local = Peer("127.0.0.1", 2222)
     assert factory.take_connection(9, ("127.0.0.1", 40000), local) is TAKEN
@@ -318,6 +330,6 @@ def test_access_factory_hands_external_connections_over_directly(tmp_path: Any) 
     banner = tmp_path / "banner"
     banner.write_text("hello\n")
     gated = attrs.evolve(service, banner=str(banner))
-    factory = AccessControlledFactory(gated, ExternalHandler(gated, runtime), runtime)
+    handler = ExternalHandler(gated, runtime, parts.processes)
+    factory = AccessControlledFactory(gated, handler, parts.access)
     assert factory.take_connection is None
-    setup.detach(runtime)

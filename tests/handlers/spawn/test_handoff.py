@@ -13,9 +13,9 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
 from superd.handlers.spawn.handoff import NotHandOffable, hand_off, raw_tcp_transport
-from superd.handlers.spawn.spawner import ExitStatus, SpawnRequest
+from superd.proc.spawner import ExitStatus, SpawnRequest
 from tests.handlers.spawn.helpers import connected_server
-from tests.handlers.spawn.test_spawner import real_spawner, wait_reaped
+from tests.proc.test_spawner import real_spawner, wait_reaped
 
 
 def test_twisted_still_has_should_shutdown() -> None:

@@ -20,17 +20,19 @@ from superd.observe.events import (
     REASON_EXEC,
 )
 from tests.fakes import FakeSpawner
-from tests.handlers.spawn.helpers import external_service, fake_runtime, named
+from tests.handlers.spawn.helpers import external_service, fake_parts, named
 
 
 def started(kind: SocketType) -> Tuple[Any, FakeSpawner, WaitService, WaitPort]:
-    runtime, spawner = fake_runtime()
+    """A running wait = yes service of ``kind`` (its parts are ``runtime.parts``)."""
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
     service = external_service(
         name="w", id="w", socket_type=kind, wait=True, port=0,
         protocol="tcp" if kind is SocketType.STREAM else "udp",
         bind=("127.0.0.1",), type=frozenset({"UNLISTED"}),
         server="/usr/sbin/in.tftpd", server_args=("-s", "/srv"))
-    svc = wait_service(service, "127.0.0.1", runtime)
+    svc = wait_service(service, "127.0.0.1", parts.access, parts.processes)
     svc.privilegedStartService()
     svc.startService()
     assert svc.port is not None
@@ -210,10 +212,10 @@ def test_stop_closes_socket_and_cancels_backoff() -> None:
 
 def test_unknown_bind_host_is_refused() -> None:
     """Asking for an address the service does not listen on is a bug."""
-    runtime, _ = fake_runtime()
+    parts, _ = fake_parts()
     service = external_service(wait=True, port=0, bind=("127.0.0.1",))
     with pytest.raises(ValueError):
-        wait_service(service, "::1", runtime)
+        wait_service(service, "::1", parts.access, parts.processes)
 
 
 def test_stream_clean_exit_is_believed(events: List[Dict[str, Any]]) -> None:
@@ -242,7 +244,7 @@ def test_reconfigure_keeps_socket_and_child() -> None:
         name="w", id="w", socket_type=SocketType.STREAM, wait=True, port=0,
         bind=("127.0.0.1",), type=frozenset({"UNLISTED"}),
         server="/usr/sbin/in.tftpd", server_args=("-s", "/elsewhere"))
-    new = wait_service(new_service, "127.0.0.1", runtime)
+    new = wait_service(new_service, "127.0.0.1", svc._access, svc._processes)
     port.reconfigure(new_service, new.spec)
     assert spawner.running() == [1000] and port.child is not None
     port.socket.accept()[0].close()

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 
 from superd.core.session import Peer, Session
 from superd.handlers.tls.pipe import ChildBridge, PipeHandler
-from tests.handlers.spawn.helpers import external_service, fake_runtime
+from tests.handlers.spawn.helpers import external_service, fake_parts
 
 
 class FakeTLS(StringTransport):
@@ -31,8 +31,10 @@ class FakeTLS(StringTransport):
 
 
 def start() -> tuple[Any, Any, Session, ChildBridge, FakeTLS]:
-    runtime, spawner = fake_runtime()
-    handler = PipeHandler(external_service(server="/bin/cat", server_args=()), runtime)
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    handler = PipeHandler(external_service(server="/bin/cat", server_args=()), runtime,
+                          parts.processes)
     session = Session("ssh", Peer("10.0.0.5", 4242), Peer("127.0.0.1", 992), 0.0)
     bridge = handler.protocol_for(session)
     transport = FakeTLS()

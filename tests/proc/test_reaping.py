@@ -1,4 +1,4 @@
-"""Tests for superd.handlers.spawn.reaping: the SIGCHLD child watchers."""
+"""Tests for superd.proc.reaping: the SIGCHLD child watchers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List
 from twisted.internet import process
 from twisted.internet.task import Clock
 
-from superd.handlers.spawn.reaping import ExitReaping, ExitStatus, TwistedReaping
+from superd.proc.reaping import ExitReaping, ExitStatus, TwistedReaping
 
 
 def spawn_exit(code: int) -> int:

@@ -1,4 +1,4 @@
-"""Tests for superd.handlers.spawn.credentials: plans and the per-thread switch."""
+"""Tests for superd.proc.credentials: plans and the per-thread switch."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from typing import List, Tuple
 import pytest
 
 from superd.config.model import Credentials
-from superd.handlers.spawn.credentials import (
+from superd.proc.credentials import (
     CredentialPlan,
     Identity,
     SpawningThread,
     plan_credentials,
     setpriv_prefix,
 )
-from tests.handlers.spawn.helpers import ROOT, USER
+from tests.fakes import ROOT, USER
 
 
 def groups_of(user: str, gid: int) -> List[int]:

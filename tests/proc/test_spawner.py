@@ -1,4 +1,4 @@
-"""Tests for superd.handlers.spawn.spawner: posix_spawn arguments, errors, reaping."""
+"""Tests for superd.proc.spawner: posix_spawn arguments, errors, reaping."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from superd.handlers.spawn.credentials import CredentialPlan, Identity, SpawningThread
-from superd.handlers.spawn.spawner import (
+from superd.observe.events import REASON_EXEC, REASON_FORK
+from superd.proc.credentials import CredentialPlan, Identity, SpawningThread
+from superd.proc.spawner import (
     ExitStatus,
     PosixSpawner,
     SpawnError,
     SpawnRequest,
     classify_spawn_error,
 )
-from superd.handlers.spawn.table import prepare_process
-from superd.observe.events import REASON_EXEC, REASON_FORK
-from tests.handlers.spawn.helpers import ROOT, USER
-from tests.handlers.spawn.test_credentials import RecordingSyscalls
+from superd.proc.table import prepare_process
+from tests.fakes import ROOT, USER
+from tests.proc.test_credentials import RecordingSyscalls
 
 
 class FakePosixSpawn:

@@ -6,7 +6,7 @@ Why not ``reactor.spawnProcess``: before every spawn Twisted lists
 per open descriptor: 6.5 ms per spawn at 2,000 descriptors), it cannot
 ``setsid``, and ``uid=``/``gid=`` make it fork the interpreter.  Here every
 descriptor superd holds is close-on-exec (PEP 446, plus one startup pass in
-``superd.handlers.spawn.table.prepare_process``), so the child gets exactly the
+``superd.proc.table.prepare_process``), so the child gets exactly the
 descriptors in the request's map, at a cost that does not depend on how many
 descriptors superd has open.  Measured (spawn + ``/bin/true`` + waitpid, best
 of 6 x 100, interleaved; loaded 2-CPU machine): with 10 descriptors open,
@@ -14,11 +14,11 @@ this spawner 786/s and ``spawnProcess`` 834/s; with 1,010 open, this spawner
 940/s and ``spawnProcess`` 272/s (``uid=`` fork path: 115/s).
 
 Children are reaped on SIGCHLD, at a cost per exited child
-(``superd.handlers.spawn.reaping``).
+(``superd.proc.reaping``).
 
 Per-child settings and how they reach the child without leaving the fast path:
 
-* credentials: the spawning thread takes them (``superd.handlers.spawn.credentials``),
+* credentials: the spawning thread takes them (``superd.proc.credentials``),
   or, where that is unavailable, a ``setpriv`` argv prefix;
 * nice: per-thread as well when superd is root (race-free); otherwise
   ``setpriority`` on the child right after it started: not race-free (the
@@ -46,11 +46,11 @@ import attrs
 from twisted.internet import process
 from zope.interface import Interface, implementer
 
-from superd.handlers.spawn.credentials import CredentialPlan, SpawningThread, setpriv_prefix
-from superd.handlers.spawn.reaping import ExitReaping, ExitStatus, TwistedReaping
 from superd.observe.events import REASON_EXEC, REASON_FORK
+from superd.proc.credentials import CredentialPlan, SpawningThread, setpriv_prefix
+from superd.proc.reaping import ExitReaping, ExitStatus, TwistedReaping
 
-#: Either watcher in ``superd.handlers.spawn.reaping``.
+#: Either watcher in ``superd.proc.reaping``.
 Reaping = Union[ExitReaping, TwistedReaping]
 
 __all__ = [

@@ -20,11 +20,11 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from superd.core.session import Peer
-from superd.handlers.spawn.credentials import Identity, SpawningThread
-from superd.handlers.spawn.reaping import ExitReaping
-from superd.handlers.spawn.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
+from superd.proc.credentials import Identity, SpawningThread
+from superd.proc.reaping import ExitReaping
+from superd.proc.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
 
-__all__ = ["Child", "ProcessTable", "attach", "prepare_process"]
+__all__ = ["Child", "ProcessTable", "open_process_table", "prepare_process"]
 
 _log = Logger(namespace="superd.spawn")
 
@@ -70,7 +70,6 @@ class ProcessTable:
 
     def __init__(self, reactor: Any, spawner: ISpawner, *,
                  environ: Mapping[str, str], identity: Identity,
-                 runtime: Any = None,
                  which: Callable[[str], Optional[str]] = shutil.which,
                  group_list: Callable[[str, int], Sequence[int]] = os.getgrouplist,
                  ) -> None:
@@ -80,9 +79,13 @@ class ProcessTable:
         self.environ: Mapping[str, str] = dict(environ)
         self.identity = identity
         self.group_list = group_list
-        self._runtime = runtime
         self._which = which
         self._children: Dict[int, Child] = {}
+
+    @property
+    def running(self) -> int:
+        """How many children are running (``--limit`` counts them)."""
+        return len(self._children)
 
     def find_program(self, name: str) -> Optional[str]:
         """The absolute path of a helper program, looked up at load time."""
@@ -97,15 +100,12 @@ class ProcessTable:
         # turn instead, so that callers can log START before EXIT.
         early, child.status = child.status, None
         self._children[child.pid] = child
-        if self._runtime is not None:
-            self._runtime.running_children += 1
         if early is not None:
             self._reactor.callLater(0, self._reaped, child, early)
         return child
 
     def _reaped(self, child: Child, status: ExitStatus) -> None:
-        if self._children.pop(child.pid, None) is not None and self._runtime is not None:
-            self._runtime.running_children -= 1
+        self._children.pop(child.pid, None)
         child._ended(status)
 
     def children(self, service_id: Optional[str] = None) -> Tuple[Child, ...]:
@@ -230,17 +230,17 @@ def _real_spawner(reactor: Any, identity: Identity,
     return spawner
 
 
-def attach(runtime: Any, *, spawner: Optional[ISpawner] = None,
-           environ: Optional[Mapping[str, str]] = None,
-           identity: Optional[Identity] = None,
-           which: Callable[[str], Optional[str]] = shutil.which,
-           group_list: Callable[[str, int], Sequence[int]] = os.getgrouplist,
-           ) -> None:
+def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
+                       environ: Optional[Mapping[str, str]] = None,
+                       identity: Optional[Identity] = None,
+                       which: Callable[[str], Optional[str]] = shutil.which,
+                       group_list: Callable[[str, int], Sequence[int]] = os.getgrouplist,
+                       ) -> ProcessTable:
     """
-    Set ``runtime.processes`` to a new ``ProcessTable``.  Without an explicit
-    ``spawner`` this is the real daemon: prepare the process (descriptors,
-    limits) and use ``posix_spawn``.  ``environ`` defaults to a snapshot of
-    the current environment: the startup environment children inherit.
+    The daemon's ``ProcessTable``.  Without an explicit ``spawner`` this is
+    the real daemon: prepare the process (descriptors, limits) and use
+    ``posix_spawn``.  ``environ`` defaults to a snapshot of the current
+    environment: the startup environment children inherit.
     """
     identity = Identity.current() if identity is None else identity
     if spawner is None:
@@ -248,8 +248,7 @@ def attach(runtime: Any, *, spawner: Optional[ISpawner] = None,
         if changed:
             _log.info("made {count} inherited descriptors close-on-exec",
                       event="cloexec", count=changed)
-        spawner = _real_spawner(runtime.reactor, identity, which)
+        spawner = _real_spawner(reactor, identity, which)
     env = dict(os.environ) if environ is None else environ
-    runtime.processes = ProcessTable(
-        runtime.reactor, spawner, environ=env, identity=identity,
-        runtime=runtime, which=which, group_list=group_list)
+    return ProcessTable(reactor, spawner, environ=env, identity=identity,
+                        which=which, group_list=group_list)

@@ -1,4 +1,4 @@
-"""Tests for superd.handlers.spawn.table: tracking children and stopping them."""
+"""Tests for superd.proc.table: tracking children and stopping them."""
 
 from __future__ import annotations
 
@@ -7,48 +7,50 @@ import signal
 from typing import List
 
 from superd.core.session import Peer
-from superd.handlers.spawn.spawner import SpawnRequest
-from superd.handlers.spawn.table import Child, ProcessTable, prepare_process
-from tests.handlers.spawn.helpers import fake_runtime
+from superd.proc.spawner import SpawnRequest
+from superd.proc.table import Child, ProcessTable, prepare_process
+from tests.handlers.spawn.helpers import fake_parts
 
 REQ = SpawnRequest("/bin/cat", ("cat",), {}, {0: 7, 1: 7, 2: 7})
 PEER = Peer("127.0.0.1", 4000)
 
 
 def table_with(n: int, service_id: str = "svc"):  # type: ignore[no-untyped-def]
-    runtime, spawner = fake_runtime()
-    table: ProcessTable = runtime.processes
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    table: ProcessTable = parts.processes
     children = [table.spawn(REQ, service_id, PEER) for _ in range(n)]
     return runtime, spawner, table, children
 
 
 def test_spawn_tracks_child_and_counts() -> None:
     """A spawned child is listed with pid, service, peer and start time, and
-    counted in runtime.running_children until it is reaped."""
+    counted in the table's running count until it is reaped."""
     runtime, spawner, table, (child,) = table_with(1)
     runtime.reactor.advance(3)
     assert table.children() == (child,)
     assert (child.pid, child.pgid, child.service_id, child.peer, child.started) == (
         1000, 1000, "svc", PEER, 0.0)
-    assert runtime.running_children == 1
+    assert table.running == 1
     ended: List[Child] = []
     child.on_exit(ended.append)
     spawner.exit(child.pid, 2)
     assert ended == [child] and child.status is not None and child.status.code == 2
-    assert table.children() == () and runtime.running_children == 0
+    assert table.children() == () and table.running == 0
 
 
 def test_child_reaped_during_spawn_is_delivered_after() -> None:
     """A child reaped before spawn() returned is reported on the next turn,
     so callers can log START before EXIT."""
-    runtime, spawner = fake_runtime()
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
     spawner.exit_during_spawn = 0
-    child = runtime.processes.spawn(REQ, "svc", None)
+    child = parts.processes.spawn(REQ, "svc", None)
     ended: List[Child] = []
     child.on_exit(ended.append)
-    assert ended == [] and runtime.running_children == 1
+    assert ended == [] and parts.processes.running == 1
     runtime.reactor.advance(0)
-    assert ended == [child] and runtime.running_children == 0
+    assert ended == [child] and parts.processes.running == 0
 
 
 def test_stop_all_terms_groups_and_fires_when_reaped() -> None:
@@ -102,8 +104,8 @@ def test_stop_gives_up_on_unkillable() -> None:
 
 def test_stop_service_only_touches_that_service() -> None:
     """stop_service stops one service's children and leaves the others."""
-    runtime, spawner = fake_runtime()
-    table: ProcessTable = runtime.processes
+    parts, spawner = fake_parts()
+    table: ProcessTable = parts.processes
     a = table.spawn(REQ, "a", None)
     b = table.spawn(REQ, "b", None)
     done = table.stop_service("a", 5.0)
@@ -113,8 +115,8 @@ def test_stop_service_only_touches_that_service() -> None:
 
 def test_stop_with_nothing_running() -> None:
     """Stopping when nothing runs completes at once."""
-    runtime, _ = fake_runtime()
-    assert runtime.processes.stop_all(5.0).called
+    parts, _ = fake_parts()
+    assert parts.processes.stop_all(5.0).called
 
 
 def test_prepare_process_marks_inherited_fds() -> None:

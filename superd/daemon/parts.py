@@ -1,0 +1,41 @@
+"""
+The daemon's long-lived collaborators, built once, in one place.
+
+``Parts`` holds what every service of the daemon shares and what outlives a
+reload: the runtime (reactor and options), the table of running children,
+the per-block counters and the access state (bans, hosts tables, live
+sessions).  ``open_parts`` builds the real daemon's; unit tests build
+``Parts`` from fakes (a ``MemoryReactorClock``, a recording spawner).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from superd.access.state import AccessState, open_access
+from superd.core.runtime import Runtime
+from superd.observe.counters import Counters
+from superd.proc.table import ProcessTable, open_process_table
+
+__all__ = ["Parts", "open_parts"]
+
+
+@attrs.frozen(eq=False)
+class Parts:
+    """What every service of one superd process shares."""
+
+    runtime: Runtime
+    processes: ProcessTable
+    access: AccessState
+
+    @property
+    def counters(self) -> Counters:
+        """Accepted and refused counts per block."""
+        return self.access.counters
+
+
+def open_parts(runtime: Runtime) -> Parts:
+    """The real daemon's parts: ``posix_spawn``, the ban database in the state
+    directory, the hosts files and name lookups of the command line."""
+    processes = open_process_table(runtime.reactor)
+    return Parts(runtime, processes, open_access(runtime, processes, Counters()))

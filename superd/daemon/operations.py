@@ -22,6 +22,7 @@ from superd.config.model import Configuration
 from superd.daemon import notify
 from superd.daemon.control import ControlFactory, listen_control
 from superd.daemon.reload import Loader, Reloader, ReloadResult
+from superd.daemon.service import SuperdService
 from superd.daemon.status import render_text, snapshot
 
 __all__ = ["Operations", "thread_loader"]
@@ -46,7 +47,7 @@ class Operations(Service):
 
     name = "operations"
 
-    def __init__(self, top: Any, load: Loader, *,
+    def __init__(self, top: SuperdService, load: Loader, *,
                  environ: Mapping[str, str] = os.environ,
                  install_signal: Callable[..., Any] = signal.signal,
                  control: bool = True) -> None:

@@ -32,15 +32,17 @@ shared ban store: a changed ``ban_store`` is logged as needing a restart.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Optional, Tuple
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from superd.config.errors import ConfigError
 from superd.config.model import Configuration
 from superd.daemon.plan import ReloadPlan, plan_reload
+from superd.daemon.service import SuperdService
 from superd.daemon.transition import Transition
 from superd.observe import events
 
@@ -112,6 +114,11 @@ def problems_of(error: Exception) -> Tuple[str, ...]:
 Loader = Callable[[], "Deferred[Configuration]"]
 
 
+def _stop_failed(failure: Failure, service_id: str) -> None:
+    _log.failure("stopping the children of {service_id} failed", failure,
+                 event=events.EV_RELOAD, service_id=service_id)
+
+
 class Reloader:
     """
     Runs reloads of one ``SuperdService``, one at a time: a SIGHUP that
@@ -119,7 +126,7 @@ class Reloader:
     into one), so the last signal always sees the files as they are.
     """
 
-    def __init__(self, top: Any, load: Loader, *,
+    def __init__(self, top: SuperdService, load: Loader, *,
                  notify: Callable[[str], None] = lambda state: None) -> None:
         self.top = top
         self._load = load
@@ -217,9 +224,7 @@ class Reloader:
         grace = self.top.runtime.options.grace
         for service_id in sorted(service_ids):
             stopping = processes.stop_service(service_id, grace)
-            stopping.addErrback(lambda f, sid=service_id: _log.failure(
-                "stopping the children of {service_id} failed", f,
-                event=events.EV_RELOAD, service_id=sid))
+            stopping.addErrback(_stop_failed, service_id)
 
     def _update_logs(self, config: Configuration) -> None:
         self.top.service_log.router.update(config)

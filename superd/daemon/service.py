@@ -27,13 +27,14 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Mapping
-from typing import Any, List, NoReturn, Optional
+from typing import Any, List, NoReturn, Optional, Protocol
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
+from superd.access.state import AccessState
 from superd.config.errors import ConfigError
 from superd.config.model import Configuration
 from superd.core.runtime import Runtime
@@ -106,6 +107,13 @@ class Sessions(Service):
         return idle
 
 
+class Reloads(Protocol):
+    """What SIGHUP asks of the daemon's operations (superd.daemon.operations)."""
+
+    def reload(self) -> object:
+        """Reload the configuration."""
+
+
 def _first_only(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], None]:
     """A signal handler that passes the first signal to ``handler`` and logs the rest."""
     seen: List[int] = []
@@ -133,7 +141,8 @@ class SuperdService(OrderedMultiService):
     exits non-zero); ``install_signal`` is ``signal.signal`` outside tests.
     """
 
-    def __init__(self, parts: Parts, service_log: ServiceLogService, *,
+    def __init__(self, parts: Parts, configuration: Configuration,
+                 service_log: ServiceLogService, *,
                  on_bind_error: Callable[[BindError], NoReturn] = _raise,
                  install_signal: Callable[..., Any] = signal.signal,
                  environ: Mapping[str, str] = os.environ,
@@ -151,7 +160,8 @@ class SuperdService(OrderedMultiService):
         self._install_signal = install_signal
         self._environ = environ
         self._old_hup: Any = None
-        self.configuration: Optional[Configuration] = None
+        #: What is running (a reload replaces it).
+        self.configuration = configuration
         #: Each configured service with its children (sockets), in order:
         #: what a reload compares and moves (superd.daemon.reload).
         self.groups: List[Group] = []
@@ -161,7 +171,7 @@ class SuperdService(OrderedMultiService):
         for child in (service_log, parts.access, Sessions(parts), self.listeners):
             child.setServiceParent(self)
         #: Set by the tap (superd.daemon.operations): SIGHUP reloads through it.
-        self.operations: Optional[Any] = None
+        self.operations: Optional[Reloads] = None
 
     @property
     def runtime(self) -> Runtime:
@@ -169,7 +179,7 @@ class SuperdService(OrderedMultiService):
         return self.parts.runtime
 
     @property
-    def access(self) -> Any:
+    def access(self) -> AccessState:
         """The access state (bans, live sessions, counters)."""
         return self.parts.access
 
@@ -251,7 +261,7 @@ class SuperdService(OrderedMultiService):
         self.settle_heap()
         _log.info("superd ready: {count} sockets listening", event=events.EV_READY,
                   count=self.socket_count(),
-                  services=0 if self.configuration is None else len(self.configuration.services))
+                  services=len(self.configuration.services))
         notify.ready(self._environ)
 
     def stopService(self) -> Deferred[None]:
@@ -276,10 +286,9 @@ def build_service(config: Configuration, parts: Parts, *,
     if service_log is None:
         # Opened here, before twistd could drop privileges; failures are logged.
         service_log = ServiceLogService(ServiceLogRouter(config, parts.runtime.reactor))
-    top = SuperdService(parts, service_log, on_bind_error=on_bind_error,
+    top = SuperdService(parts, config, service_log, on_bind_error=on_bind_error,
                         install_signal=install_signal, settle_heap=settle_heap,
                         builders=builders)
-    top.configuration = config
     top.groups, problems = Assembly(parts, config, builders).build(config.services)
     if problems:
         raise ConfigError(problems)

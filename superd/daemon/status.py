@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from superd.access.state import AccessState
 from superd.config.model import ServiceConfig, ServiceKind
+from superd.daemon.service import SuperdService
 
 __all__ = ["render_text", "snapshot"]
 
@@ -103,7 +104,7 @@ def _bans(access: AccessState, now: float) -> List[Json]:
             for b in stored if b.expires is None or b.expires > now]
 
 
-def snapshot(top: Any, last_reload: Optional[Mapping[str, Any]] = None,
+def snapshot(top: SuperdService, last_reload: Optional[Mapping[str, Any]] = None,
              *, pid: Optional[int] = None) -> Json:
     """Everything ``superd status`` shows, as JSON-ready values."""
     access: AccessState = top.access
@@ -112,7 +113,7 @@ def snapshot(top: Any, last_reload: Optional[Mapping[str, Any]] = None,
     return {
         "pid": os.getpid() if pid is None else pid,
         "time": now,
-        "sources": list(configuration.sources) if configuration else [],
+        "sources": list(configuration.sources),
         "services": [_service(s, list(children), access) for s, children in top.groups],
         "children": _children(access),
         "bans": _bans(access, now),

@@ -23,6 +23,7 @@ from superd.config.errors import Problem
 from superd.config.model import Configuration, ServiceConfig, SocketType
 from superd.daemon.assembly import Assembly, Group
 from superd.daemon.plan import ReloadPlan
+from superd.daemon.service import SuperdService
 from superd.net.sockets import BindError
 from superd.observe import events
 
@@ -87,7 +88,7 @@ class Transition:
     ``commit`` switches over.
     """
 
-    def __init__(self, top: Any, plan: ReloadPlan, config: Configuration) -> None:
+    def __init__(self, top: SuperdService, plan: ReloadPlan, config: Configuration) -> None:
         self.top = top
         self.plan = plan
         self.config = config

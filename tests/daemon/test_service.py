@@ -232,7 +232,7 @@ def test_bind_failure_reported_and_earlier_ports_closed(
 
     parts = runtime()
     service_log = ServiceLogService(ServiceLogRouter(config(), parts.runtime.reactor))
-    top = SuperdService(parts, service_log, on_bind_error=on_bind_error)
+    top = SuperdService(parts, config(), service_log, on_bind_error=on_bind_error)
     a, b = listen_addresses(make_service(bind=("127.0.0.1", "::1")))
     top.add_listeners([Listener(a, open_ok), Listener(b, open_fail)])
     with pytest.raises(SystemExit):

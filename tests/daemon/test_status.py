@@ -134,7 +134,7 @@ def test_wait_yes_service_is_suspended_or_backing_off() -> None:
                             {"state": "backing off", "until": 3000.0}),
                            (WaitPort(), {"state": "listening"})):
         child = types.SimpleNamespace(address=address, port=port)
-        top = types.SimpleNamespace(access=access, configuration=None,
+        top = types.SimpleNamespace(access=access, configuration=Configuration(()),
                                     groups=[(wait, [child])])
         (entry,) = snapshot(top)["services"]
         assert {k: entry[k] for k in expected} == expected

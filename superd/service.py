@@ -258,7 +258,8 @@ def build_service(config: Configuration, runtime: Runtime, *,
                         settle_heap=settle_heap)
     top.configuration = config
     # Opened here, before twistd could drop privileges; failures are logged.
-    top.service_log = ServiceLogService(ServiceLogRouter(config, runtime.reactor))
+    top.service_log = ServiceLogService(ServiceLogRouter(
+        config, runtime.reactor, syslog_ident=runtime.options.syslog_ident))
     protected = protected_ports(config)
     problems: List[Problem] = []
     for service in config.services:

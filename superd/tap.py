@@ -81,6 +81,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _syslog_ident(text: str) -> str:
+    # Log scanners parse "IDENT[PID]: ", so the ident must not contain
+    # what would end it early.
+    if not text or len(text) > 64 or not text.isprintable() or any(
+            c.isspace() or c in ":[]" for c in text):
+        raise ValueError(f"must be up to 64 printable characters without spaces, "
+                         f"':' or brackets, not {text!r}")
+    return text
+
+
 def _redis_url(text: str) -> str:
     from superd.fleet.url import parse_redis_url
 
@@ -114,6 +124,10 @@ class Options(usage.Options):
          _seconds],
         ["hosts-allow", None, "/etc/hosts.allow", "hosts_access(5) allow table."],
         ["hosts-deny", None, "/etc/hosts.deny", "hosts_access(5) deny table."],
+        ["syslog-ident", None, "superd",
+         "Syslog identity of the log_type = SYSLOG lines; xinetd keeps log "
+         "scanners keyed on xinetd[PID] (fail2ban, logwatch, logcheck) working.",
+         _syslog_ident],
         ["ident-port", None, 113, "Port queried for RFC 1413 USERID.", _port],
         ["backlog", None, 1024, "Listen backlog of stream services.", _positive_int],
         ["metrics", None, None,
@@ -173,6 +187,7 @@ class Options(usage.Options):
             state_dir=self["state-dir"], limit=self["limit"], grace=self["grace"],
             hosts_allow=self["hosts-allow"], hosts_deny=self["hosts-deny"],
             ident_port=self["ident-port"], backlog=self["backlog"],
+            syslog_ident=self["syslog-ident"],
         )
 
 

@@ -94,6 +94,18 @@ def test_warnings_are_printed(tmp_path: Path) -> None:
     assert "mdns" in err.getvalue()
 
 
+def test_syslog_ident(tmp_path: Path) -> None:
+    """--syslog-ident reaches RuntimeOptions (default superd); an ident that
+    would break ``IDENT[PID]:`` parsing is a usage error."""
+    (tmp_path / "echo").write_text(ECHO)
+    assert parse("-c", str(tmp_path))[0].runtime_options().syslog_ident == "superd"
+    options, _ = parse("-c", str(tmp_path), "--syslog-ident", "xinetd")
+    assert options.runtime_options().syslog_ident == "xinetd"
+    for bad in ("", "two words", "x:y", "x[1]", "x" * 65, "bell\a"):
+        with pytest.raises(usage.UsageError):
+            parse("-c", str(tmp_path), "--syslog-ident", bad)
+
+
 def test_bad_numbers_are_usage_errors(tmp_path: Path) -> None:
     """Non-numeric or out-of-range option values are usage errors."""
     for argv in (["--limit", "0"], ["--grace", "-1"], ["--ident-port", "70000"]):

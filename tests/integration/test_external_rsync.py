@@ -6,8 +6,6 @@ client copies; the copy must equal the source byte for byte.
 
 from __future__ import annotations
 
-import filecmp
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -18,30 +16,9 @@ from tests.integration.external import (
     wait_until,
 )
 from tests.integration.harness import Superd, require_program
+from tests.integration.servers import make_tree, same_tree
 
 Factory = Callable[..., Superd]
-
-
-def make_tree(root: Path) -> None:
-    """Files of assorted sizes (binary, empty, 3 MiB), nested directories."""
-    (root / "sub" / "deeper").mkdir(parents=True)
-    (root / "empty").write_bytes(b"")
-    (root / "small.txt").write_text("hello rsync\n")
-    (root / "sub" / "random.bin").write_bytes(os.urandom(200_000))
-    (root / "sub" / "deeper" / "big.bin").write_bytes(os.urandom(3 << 20))
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-def same_tree(a: Path, b: Path) -> bool:
-    """True if both trees hold the same names and byte-identical files."""
-    compare = filecmp.dircmp(a, b)
-    if compare.left_only or compare.right_only or compare.funny_files:
-        return False
-    _, mismatch, errors = filecmp.cmpfiles(a, b, compare.common_files, shallow=False)
-    if mismatch or errors:
-        return False
-    return all(same_tree(a / d, b / d) for d in compare.common_dirs)
 
 
 def test_rsync_daemon_copies_tree(superd_factory: Factory, conf_dir: Callable[..., Path],

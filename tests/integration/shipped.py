@@ -1,0 +1,58 @@
+"""
+The files shipped under ``conf/`` (examples, units, integrations), read and
+adapted for tests: ports become 0 on loopback, production paths become
+temporary ones.  What is not rewritten is tested as shipped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["CONF", "EXAMPLES", "example_names", "rewrite_service", "shipped"]
+
+#: The repository's conf/ directory.
+CONF = Path(__file__).resolve().parents[2] / "conf"
+#: Ready-made service files.
+EXAMPLES = CONF / "examples"
+
+
+def shipped(relative: str) -> str:
+    """The text of ``conf/RELATIVE``."""
+    return (CONF / relative).read_text()
+
+
+def example_names() -> list[str]:
+    """Every service file in conf/examples (names without a dot, as superd reads)."""
+    return sorted(p.name for p in EXAMPLES.iterdir() if p.is_file() and "." not in p.name)
+
+
+def replace_all(text: str, replacements: Mapping[str, str]) -> str:
+    """``text`` with each key replaced by its value; every key must occur."""
+    for old, new in replacements.items():
+        if old not in text:
+            raise AssertionError(f"{old!r} is no longer in the shipped text")
+        text = text.replace(old, new)
+    return text
+
+
+def rewrite_service(text: str, replacements: Mapping[str, str] | None = None,
+                    **attributes: str) -> str:
+    """
+    A one-block service file with ``replacements`` made and each attribute
+    in ``attributes`` set to its value (lines setting it removed, one added
+    at the end of the block).
+    """
+    text = replace_all(text, replacements or {})
+    names = "|".join(map(re.escape, attributes))
+    setting = re.compile(rf"^\s*(?:{names})\s*[-+]?=") if attributes else None
+    lines = [line for line in text.splitlines()
+             if setting is None or not setting.match(line)]
+    closing = max(i for i, line in enumerate(lines) if line.strip() == "}")
+    lines[closing:closing] = [f"\t{name} = {value}" for name, value in attributes.items()]
+    return "\n".join(lines) + "\n"
+
+
+#: Overrides that make a shipped service listen on an ephemeral loopback port.
+LOOPBACK = {"type": "UNLISTED", "port": "0", "bind": "127.0.0.1"}

@@ -112,6 +112,8 @@ class Superd:
         self.state_dir = state_dir
         self._owns_state_dir = owns_state_dir
         self._events: list[Event] = []
+        #: Every line of standard output as it was written.
+        self.stdout_lines: list[str] = []
         self._stderr: list[str] = []
         self._noise: list[str] = []
         self._changed = threading.Condition()
@@ -130,6 +132,7 @@ class Superd:
     def _read_stdout(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            self.stdout_lines.append(line)
             try:
                 event = json.loads(line)
             except ValueError:

@@ -6,16 +6,30 @@ temporary ones.  What is not rewritten is tested as shipped.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["CONF", "EXAMPLES", "example_names", "rewrite_service", "shipped"]
+import pytest
+
+__all__ = [
+    "CONF",
+    "EXAMPLES",
+    "INSTALL_ROOT",
+    "example_names",
+    "installed_here",
+    "rewrite_service",
+    "shipped",
+]
 
 #: The repository's conf/ directory.
 CONF = Path(__file__).resolve().parents[2] / "conf"
 #: Ready-made service files.
 EXAMPLES = CONF / "examples"
+#: Where the shipped files expect superd's virtualenv.
+INSTALL_ROOT = "/opt/superd"
 
 
 def shipped(relative: str) -> str:
@@ -56,3 +70,13 @@ def rewrite_service(text: str, replacements: Mapping[str, str] | None = None,
 
 #: Overrides that make a shipped service listen on an ephemeral loopback port.
 LOOPBACK = {"type": "UNLISTED", "port": "0", "bind": "127.0.0.1"}
+
+
+def installed_here(text: str) -> str:
+    """``text`` with the install path replaced by this environment's
+    (the test's virtualenv, where ``bin/superd`` and ``bin/twistd`` are)."""
+    prefix = sys.prefix
+    for script in ("superd", "twistd"):
+        if not os.access(os.path.join(prefix, "bin", script), os.X_OK):
+            pytest.fail(f"{prefix}/bin/{script} is missing: run the tests from superd's venv")
+    return replace_all(text, {INSTALL_ROOT: prefix})

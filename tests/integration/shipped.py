@@ -20,6 +20,7 @@ __all__ = [
     "INSTALL_ROOT",
     "example_names",
     "installed_here",
+    "replace_all",
     "rewrite_service",
     "shipped",
 ]

@@ -13,7 +13,16 @@ from pathlib import Path
 
 from tests.integration.harness import require_program
 
-__all__ = ["git", "make_tree", "run_ssh", "same_tree", "ssh_files", "tftp_get"]
+__all__ = [
+    "git",
+    "make_tree",
+    "rsync_fetch",
+    "rsync_module",
+    "run_ssh",
+    "same_tree",
+    "ssh_files",
+    "tftp_get",
+]
 
 
 def ssh_files(directory: Path) -> dict[str, str]:
@@ -58,6 +67,27 @@ def make_tree(root: Path) -> None:
     (root / "sub" / "deeper" / "big.bin").write_bytes(os.urandom(3 << 20))
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def rsync_module(directory: Path, settings: str) -> tuple[Path, Path]:
+    """A tree (``make_tree``) in ``directory`` and an rsyncd.conf beside it
+    serving it read-only as module ``data``, with global ``settings``."""
+    source = directory / "source"
+    source.mkdir()
+    make_tree(source)
+    config = directory / "rsyncd.conf"
+    config.write_text(f"{settings}[data]\n\tpath = {source}\n\tread only = yes\n")
+    config.chmod(0o644)
+    return source, config
+
+
+def rsync_fetch(port: int, dest: Path, *, client: str = "rsync", host: str = "127.0.0.1",
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``rsync -a rsync://HOST:PORT/data/ DEST/`` with the real client
+    (``client = "rsync-ssl"`` for rsync over TLS)."""
+    return subprocess.run(
+        [require_program(client), "-a", f"rsync://{host}:{port}/data/", f"{dest}/"],
+        capture_output=True, text=True, timeout=60, check=False, env=env)
 
 
 def same_tree(a: Path, b: Path) -> bool:

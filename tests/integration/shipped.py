@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,13 +19,17 @@ import pytest
 
 __all__ = [
     "CONF",
+    "ECHO",
     "EXAMPLES",
     "INSTALL_ROOT",
+    "echo",
     "example_names",
     "installed_here",
+    "listening_port",
     "replace_all",
     "rewrite_service",
     "shipped",
+    "stop",
 ]
 
 #: The repository's conf/ directory.
@@ -81,3 +88,31 @@ def installed_here(text: str) -> str:
         if not os.access(os.path.join(prefix, "bin", script), os.X_OK):
             pytest.fail(f"{prefix}/bin/{script} is missing: run the tests from superd's venv")
     return replace_all(text, {INSTALL_ROOT: prefix})
+
+
+# -- a daemon started by a supervisor's files, logging readable text --------
+
+#: A configuration with one echo service on an ephemeral loopback port.
+ECHO = ("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+        "\twait = no\n\tport = 0\n\tbind = 127.0.0.1\n}\n")
+
+
+def listening_port(text_log: str) -> int | None:
+    """The port of ``ECHO`` in the latest start's text log, if it is listening."""
+    found = re.findall(r"service echo listening on tcp 127\.0\.0\.1:(\d+)", text_log)
+    return int(found[-1]) if found else None
+
+
+def echo(port: int, data: bytes) -> bytes:
+    """What the echo service on ``port`` sends back for ``data``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(data)
+        client.shutdown(socket.SHUT_WR)
+        return client.recv(len(data) + 100)
+
+
+def stop(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """SIGTERM to a supervisor we started (it stops superd first), by pid."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+    process.wait(60)

@@ -22,7 +22,8 @@ from tests.integration.external import needs_root, wait_until
 from tests.integration.harness import Superd, require_program
 from tests.integration.servers import (
     git,
-    make_tree,
+    rsync_fetch,
+    rsync_module,
     run_ssh,
     same_tree,
     ssh_files,
@@ -108,29 +109,15 @@ def test_ssh_example_serves(superd_factory: Factory, conf_dir: ConfDir,
                for line in superd.xinetd_lines())
 
 
-def rsync_module(world_dir: Path) -> tuple[Path, Path]:
-    """A tree to serve and an rsyncd.conf serving it as module ``data``."""
-    source = world_dir / "source"
-    source.mkdir()
-    make_tree(source)
-    config = world_dir / "rsyncd.conf"
-    config.write_text(f"[data]\n\tpath = {source}\n\tread only = yes\n\tuid = nobody\n")
-    config.chmod(0o644)
-    return source, config
-
-
 def test_rsync_example_serves(superd_factory: Factory, conf_dir: ConfDir,
                               world_dir: Path, tmp_path: Path) -> None:
     """``rsync -a rsync://HOST/data/`` copies the module byte for byte."""
-    rsync = require_program("rsync")
-    source, config = rsync_module(world_dir)
+    source, config = rsync_module(world_dir, "uid = nobody\n")
     text = rewrite_service(shipped("examples/rsync"), {"/etc/rsyncd.conf": str(config)},
                            **LOOPBACK)
     superd = superd_factory(conf_dir(rsync=text))
     dest = tmp_path / "dest"
-    result = subprocess.run(
-        [rsync, "-a", f"rsync://127.0.0.1:{superd.port('rsync')}/data/", f"{dest}/"],
-        capture_output=True, text=True, timeout=60, check=False)
+    result = rsync_fetch(superd.port("rsync"), dest)
     assert result.returncode == 0, result.stderr
     assert same_tree(source, dest)
     superd.wait_for_event(lambda e: str(e.get("xinetd_line")).startswith("EXIT: rsync status=0"))
@@ -140,17 +127,15 @@ def test_rsyncs_example_serves_rsync_ssl(superd_factory: Factory, conf_dir: Conf
                                          world_dir: Path, tmp_path: Path, pki: PKI) -> None:
     """``rsync-ssl`` (rsync's own TLS client, over openssl) verifies the
     certificate and copies the module through the TLS-wrapped daemon."""
-    rsync_ssl = require_program("rsync-ssl")
     require_program("openssl")
-    source, config = rsync_module(world_dir)
+    source, config = rsync_module(world_dir, "uid = nobody\n")
     text = rewrite_service(with_test_certificate(shipped("examples/rsyncs"), pki),
                            {"/etc/rsyncd.conf": str(config)}, **LOOPBACK)
     superd = superd_factory(conf_dir(rsyncs=text))
     dest = tmp_path / "dest"
     env = {**os.environ, "RSYNC_SSL_TYPE": "openssl", "RSYNC_SSL_CA_CERT": str(pki.ca_path)}
-    result = subprocess.run(
-        [rsync_ssl, "-a", f"rsync://localhost:{superd.port('rsyncs')}/data/", f"{dest}/"],
-        capture_output=True, text=True, timeout=60, check=False, env=env)
+    result = rsync_fetch(superd.port("rsyncs"), dest, client="rsync-ssl", host="localhost",
+                         env=env)
     assert result.returncode == 0, result.stderr
     assert same_tree(source, dest)
     superd.wait_for_event(

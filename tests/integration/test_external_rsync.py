@@ -6,7 +6,6 @@ client copies; the copy must equal the source byte for byte.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from tests.integration.external import (
     wait_until,
 )
 from tests.integration.harness import Superd, require_program
-from tests.integration.servers import make_tree, same_tree
+from tests.integration.servers import rsync_fetch, rsync_module, same_tree
 
 Factory = Callable[..., Superd]
 
@@ -26,18 +25,11 @@ def test_rsync_daemon_copies_tree(superd_factory: Factory, conf_dir: Callable[..
     """``rsync -a rsync://127.0.0.1:PORT/data/ dest/`` through a spawned
     ``rsync --daemon`` (as nobody when superd is root) reproduces the tree byte for byte."""
     rsync = require_program("rsync")
-    source = world_dir / "source"
-    source.mkdir()
-    make_tree(source)
-    config = world_dir / "rsyncd.conf"
-    config.write_text(f"use chroot = no\n[data]\n\tpath = {source}\n\tread only = yes\n")
-    config.chmod(0o644)
+    source, config = rsync_module(world_dir, "use chroot = no\n")
     superd = superd_factory(conf_dir(rsync=service_block(
         "rsync", rsync, f"--daemon --config={config}", user=SERVICE_USER)))
     dest = tmp_path / "dest"
-    result = subprocess.run(
-        [rsync, "-a", f"rsync://127.0.0.1:{superd.port('rsync')}/data/", f"{dest}/"],
-        capture_output=True, text=True, timeout=60, check=False)
+    result = rsync_fetch(superd.port("rsync"), dest)
     assert result.returncode == 0, result.stderr
     assert same_tree(source, dest)
     assert wait_until(lambda: superd.children() == [])

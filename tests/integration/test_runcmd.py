@@ -7,7 +7,6 @@ with the daemon's status on a refused configuration.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,17 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import start_command
-
-ECHO = """\
-service echo
-{
-\ttype        = INTERNAL UNLISTED
-\tsocket_type = stream
-\twait        = no
-\tport        = 0
-\tbind        = 127.0.0.1
-}
-"""
+from tests.integration.shipped import ECHO, echo
 
 
 def superd_script() -> str:
@@ -35,13 +24,6 @@ def superd_script() -> str:
     if not os.path.exists(script):
         pytest.fail(f"{script} is missing: install superd into this environment")
     return script
-
-
-def echo(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(data)
-        client.shutdown(socket.SHUT_WR)
-        return client.recv(100)
 
 
 def test_run_starts_the_daemon_in_the_foreground(
@@ -69,7 +51,7 @@ def test_run_starts_the_daemon_in_the_foreground(
 def test_run_refused_configuration_exits_78(conf_dir: Callable[..., Path],
                                             tmp_path: Path) -> None:
     """The daemon's own exit status comes back through ``superd run``."""
-    conf = conf_dir(echo=ECHO.replace("wait        = no", "wait = perhaps"))
+    conf = conf_dir(echo=ECHO.replace("wait = no", "wait = perhaps"))
     result = subprocess.run(
         [superd_script(), "run", "-c", str(conf), "--state-dir", str(tmp_path / "s")],
         capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)

@@ -9,10 +9,7 @@ finish script takes the service down instead of letting runsv restart it.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +18,16 @@ import pytest
 
 from tests.integration.external import wait_until
 from tests.integration.harness import require_program
-from tests.integration.shipped import CONF, installed_here, replace_all
+from tests.integration.shipped import (
+    CONF,
+    ECHO,
+    echo,
+    installed_here,
+    listening_port,
+    replace_all,
+    stop,
+)
 
-ECHO = ("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
-        "\twait = no\n\tport = 0\n\tbind = 127.0.0.1\n}\n")
 SCRIPTS = ("run", "finish", "log/run")
 
 
@@ -83,14 +86,7 @@ def runsv(tmp_path: Path) -> Iterator[Service]:
     try:
         yield running
     finally:
-        # TERM: runsv stops the service and its log, then exits.
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(60)
-
-
-def listening_port(log: str) -> int | None:
-    found = re.findall(r"service echo listening on tcp 127\.0\.0\.1:(\d+)", log)
-    return int(found[-1]) if found else None
+        stop(process)  # runsv stops the service and its log, then exits
 
 
 def test_runs_serves_and_stays_down_on_78(runsv: Service) -> None:
@@ -99,9 +95,7 @@ def test_runs_serves_and_stays_down_on_78(runsv: Service) -> None:
     assert wait_until(lambda: listening_port(runsv.log()) is not None, timeout=30), runsv.log()
     port = listening_port(runsv.log())
     assert port is not None
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(b"through runit")
-        assert client.recv(100) == b"through runit"
+    assert echo(port, b"through runit") == b"through runit"
     assert runsv.sv("status").startswith("run: ")
 
     (runsv.directory.parent.parent / "superd" / "echo").write_text(

@@ -8,10 +8,7 @@ a configuration superd refuses (exit 78) is started once, not again.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +17,15 @@ import pytest
 
 from tests.integration.external import wait_until
 from tests.integration.harness import require_program
-from tests.integration.shipped import installed_here, replace_all, shipped
-
-ECHO = ("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
-        "\twait = no\n\tport = 0\n\tbind = 127.0.0.1\n}\n")
+from tests.integration.shipped import (
+    ECHO,
+    echo,
+    installed_here,
+    listening_port,
+    replace_all,
+    shipped,
+    stop,
+)
 
 SUPERVISORD_CONF = """\
 [unix_http_server]
@@ -99,14 +101,7 @@ def supervisord(tmp_path: Path) -> Iterator[Supervisord]:
     try:
         yield running
     finally:
-        # supervisord stops its programs (superd: SIGTERM) before it exits.
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(60)
-
-
-def listening_port(output: str) -> int | None:
-    found = re.search(r"service echo listening on tcp 127\.0\.0\.1:(\d+)", output)
-    return int(found[1]) if found else None
+        stop(process)
 
 
 def test_serves_and_logs_through_supervisord(supervisord: Supervisord) -> None:
@@ -116,9 +111,7 @@ def test_serves_and_logs_through_supervisord(supervisord: Supervisord) -> None:
     assert supervisord.state() == "RUNNING"
     port = listening_port(supervisord.program_log())
     assert port is not None
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(b"through supervisord")
-        assert client.recv(100) == b"through supervisord"
+    assert echo(port, b"through supervisord") == b"through supervisord"
     assert list((supervisord.tmp / "cwd").iterdir()) == []  # no twistd.pid
     supervisord.ctl("stop", "superd")
     assert wait_until(lambda: supervisord.state() == "STOPPED", timeout=30)

@@ -20,13 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import require_program
-from tests.integration.shipped import CONF, INSTALL_ROOT, installed_here
+from tests.integration.shipped import CONF, ECHO, INSTALL_ROOT, installed_here
 
 UNITS = sorted(p.name for p in (CONF / "systemd").iterdir())
 SERVICES = [name for name in UNITS if name.endswith(".service")]
-
-ECHO = ("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
-        "\twait = no\n\tport = 0\n\tbind = 127.0.0.1\n}\n")
 
 
 def unit_setting(text: str, key: str) -> list[str]:

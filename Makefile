@@ -38,7 +38,7 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/twistd -n --pidfile= superd -c conf/ --state-dir ./state
+	$(BIN)/superd run -c conf/ --state-dir ./state
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -26,7 +26,7 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="superd", description="superd: an xinetd replacement built on Twisted. "
-        "Run the daemon with: twistd -n --pidfile= superd -c PATH")
+        "Run the daemon in the foreground with: superd run -c PATH")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser("check", help="validate a configuration without binding")
     check.add_argument("-c", "--config", required=True, metavar="PATH",
@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     reload = commands.add_parser("reload", help="reload the running daemon and wait")
     reload.add_argument("--state-dir", metavar="DIR", default=None,
                         help="the daemon's --state-dir (default as the daemon's)")
+    # Parsed by superd.cli.run (main() hands it the arguments); listed here for --help.
+    commands.add_parser("run", add_help=False,
+                        help="start the daemon in the foreground (superd run --help)")
     bans = commands.add_parser("bans", help="list or lift sensor bans", add_help=False)
     bans.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -95,7 +98,12 @@ def main(argv: Optional[Sequence[str]] = None,
     """Run one subcommand; returns the exit status (the console script exits with it)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["run"]:
+        from superd.cli.run import main as run
+
+        return run(arguments[1:], out, err)
+    args = _parser().parse_args(arguments)
     if args.command == "migrate" or (args.command == "check" and args.explain):
         from superd.cli.migrate import run_migrate
 

@@ -53,6 +53,8 @@ class RuntimeOptions:
     ident_port: int = 113
     #: Listen backlog for stream services.
     backlog: int = 1024
+    #: The syslog identity of ``log_type = SYSLOG`` lines.
+    syslog_ident: str = "superd"
 
 
 @attrs.frozen(eq=False)

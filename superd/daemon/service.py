@@ -285,7 +285,8 @@ def build_service(config: Configuration, parts: Parts, *,
     """
     if service_log is None:
         # Opened here, before twistd could drop privileges; failures are logged.
-        service_log = ServiceLogService(ServiceLogRouter(config, parts.runtime.reactor))
+        service_log = ServiceLogService(ServiceLogRouter(
+            config, parts.runtime.reactor, syslog_ident=parts.runtime.options.syslog_ident))
     top = SuperdService(parts, config, service_log, on_bind_error=on_bind_error,
                         install_signal=install_signal, settle_heap=settle_heap,
                         builders=builders)

@@ -13,10 +13,13 @@ from twisted.python import usage
 from zope.interface.verify import verifyObject
 
 from superd.config.load import load_configuration
+from superd.core.exits import EX_USAGE
+from superd.core.paths import default_state_dir
 from superd.core.runtime import Runtime, RuntimeOptions
 from superd.daemon import heap, tap
+from superd.daemon.options import Options
 from superd.daemon.service import SuperdService
-from superd.daemon.tap import EX_USAGE, Options, assemble, default_state_dir, running_as_daemon
+from superd.daemon.tap import assemble, running_as_daemon
 from tests.fakes import make_parts
 
 ECHO = """\
@@ -92,6 +95,18 @@ def test_warnings_are_printed(tmp_path: Path) -> None:
     assert options.configuration is not None
     assert err.getvalue().startswith("warning: ")
     assert "mdns" in err.getvalue()
+
+
+def test_syslog_ident(tmp_path: Path) -> None:
+    """--syslog-ident reaches RuntimeOptions (default superd); an ident that
+    would break ``IDENT[PID]:`` parsing is a usage error."""
+    (tmp_path / "echo").write_text(ECHO)
+    assert parse("-c", str(tmp_path))[0].runtime_options().syslog_ident == "superd"
+    options, _ = parse("-c", str(tmp_path), "--syslog-ident", "xinetd")
+    assert options.runtime_options().syslog_ident == "xinetd"
+    for bad in ("", "two words", "x:y", "x[1]", "x" * 65, "bell\a"):
+        with pytest.raises(usage.UsageError):
+            parse("-c", str(tmp_path), "--syslog-ident", bad)
 
 
 def test_bad_numbers_are_usage_errors(tmp_path: Path) -> None:

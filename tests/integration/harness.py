@@ -30,6 +30,7 @@ __all__ = [
     "SuperdStartError",
     "require_program",
     "run_twistd",
+    "start_command",
     "start_superd",
     "twistd_command",
 ]
@@ -111,6 +112,8 @@ class Superd:
         self.state_dir = state_dir
         self._owns_state_dir = owns_state_dir
         self._events: list[Event] = []
+        #: Every line of standard output as it was written.
+        self.stdout_lines: list[str] = []
         self._stderr: list[str] = []
         self._noise: list[str] = []
         self._changed = threading.Condition()
@@ -129,6 +132,7 @@ class Superd:
     def _read_stdout(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            self.stdout_lines.append(line)
             try:
                 event = json.loads(line)
             except ValueError:
@@ -268,11 +272,19 @@ def start_superd(conf_dir: str, *extra_args: str, env: Mapping[str, str] | None 
     """Start the daemon on ``conf_dir`` and return once it logged ``ready``."""
     owns = state_dir is None
     state = state_dir or tempfile.mkdtemp(prefix="superd-state-")
+    return start_command(twistd_command(str(conf_dir), *extra_args, state_dir=state),
+                         state, owns_state_dir=owns, env=env, timeout=timeout)
+
+
+def start_command(command: list[str], state_dir: str, *, owns_state_dir: bool = False,
+                  env: Mapping[str, str] | None = None, timeout: float = 20,
+                  cwd: str | None = None) -> Superd:
+    """Start a command that runs the daemon with JSON logs on stdout
+    (``twistd_command``, ``superd run --json-log``); return once it is ready."""
     process = subprocess.Popen(
-        twistd_command(str(conf_dir), *extra_args, state_dir=state),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=_environment(env), bufsize=1)
-    superd = Superd(process, state, owns)
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=_environment(env), bufsize=1, cwd=cwd)
+    superd = Superd(process, state_dir, owns_state_dir)
     try:
         superd.wait_for_event(lambda e: e.get("event") == "ready", timeout)
     except AssertionError as e:

@@ -15,17 +15,9 @@ from tests.integration.external import (
     wait_until,
 )
 from tests.integration.harness import Superd, require_program
+from tests.integration.servers import git
 
 Factory = Callable[..., Superd]
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    result = subprocess.run(
-        [require_program("git"), "-c", "user.name=t", "-c", "user.email=t@example.org",
-         "-c", "init.defaultBranch=main", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_git_daemon_inetd_clone(superd_factory: Factory, conf_dir: Callable[..., Path],

@@ -6,9 +6,6 @@ client copies; the copy must equal the source byte for byte.
 
 from __future__ import annotations
 
-import filecmp
-import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,30 +15,9 @@ from tests.integration.external import (
     wait_until,
 )
 from tests.integration.harness import Superd, require_program
+from tests.integration.servers import rsync_fetch, rsync_module, same_tree
 
 Factory = Callable[..., Superd]
-
-
-def make_tree(root: Path) -> None:
-    """Files of assorted sizes (binary, empty, 3 MiB), nested directories."""
-    (root / "sub" / "deeper").mkdir(parents=True)
-    (root / "empty").write_bytes(b"")
-    (root / "small.txt").write_text("hello rsync\n")
-    (root / "sub" / "random.bin").write_bytes(os.urandom(200_000))
-    (root / "sub" / "deeper" / "big.bin").write_bytes(os.urandom(3 << 20))
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-def same_tree(a: Path, b: Path) -> bool:
-    """True if both trees hold the same names and byte-identical files."""
-    compare = filecmp.dircmp(a, b)
-    if compare.left_only or compare.right_only or compare.funny_files:
-        return False
-    _, mismatch, errors = filecmp.cmpfiles(a, b, compare.common_files, shallow=False)
-    if mismatch or errors:
-        return False
-    return all(same_tree(a / d, b / d) for d in compare.common_dirs)
 
 
 def test_rsync_daemon_copies_tree(superd_factory: Factory, conf_dir: Callable[..., Path],
@@ -49,18 +25,11 @@ def test_rsync_daemon_copies_tree(superd_factory: Factory, conf_dir: Callable[..
     """``rsync -a rsync://127.0.0.1:PORT/data/ dest/`` through a spawned
     ``rsync --daemon`` (as nobody when superd is root) reproduces the tree byte for byte."""
     rsync = require_program("rsync")
-    source = world_dir / "source"
-    source.mkdir()
-    make_tree(source)
-    config = world_dir / "rsyncd.conf"
-    config.write_text(f"use chroot = no\n[data]\n\tpath = {source}\n\tread only = yes\n")
-    config.chmod(0o644)
+    source, config = rsync_module(world_dir, "use chroot = no\n")
     superd = superd_factory(conf_dir(rsync=service_block(
         "rsync", rsync, f"--daemon --config={config}", user=SERVICE_USER)))
     dest = tmp_path / "dest"
-    result = subprocess.run(
-        [rsync, "-a", f"rsync://127.0.0.1:{superd.port('rsync')}/data/", f"{dest}/"],
-        capture_output=True, text=True, timeout=60, check=False)
+    result = rsync_fetch(superd.port("rsync"), dest)
     assert result.returncode == 0, result.stderr
     assert same_tree(source, dest)
     assert wait_until(lambda: superd.children() == [])

@@ -7,8 +7,6 @@ refusing the user.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 
 from tests.integration.external import needs_root, service_block, wait_until
 from tests.integration.harness import Superd, require_program
+from tests.integration.servers import run_ssh, ssh_files
 
 Factory = Callable[..., Superd]
 
@@ -23,33 +22,7 @@ Factory = Callable[..., Superd]
 @pytest.fixture
 def ssh_setup(tmp_path: Path) -> dict[str, str]:
     """Host key, client key, authorized_keys and an sshd_config in tmp_path."""
-    keygen = require_program("ssh-keygen")
-    require_program("ssh")
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation
-    for name in ("host_key", "client_key"):
-        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f",
-                        str(tmp_path / name)], check=True, timeout=30)
-    (tmp_path / "authorized_keys").write_text((tmp_path / "client_key.pub").read_text())
-    config = tmp_path / "sshd_config"
-    config.write_text(
-        f"HostKey {tmp_path / 'host_key'}\n"
-        f"AuthorizedKeysFile {tmp_path / 'authorized_keys'}\n"
-        "PermitRootLogin prohibit-password\n"
-        "PasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\n"
-        "UsePAM no\n"
-        "StrictModes no\n"
-        "PidFile none\n")
-    return {"config": str(config), "key": str(tmp_path / "client_key")}
-
-
-def run_ssh(port: int, key: str, *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_program("ssh"), "-p", str(port), "-i", key, "-F", "/dev/null",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-         "root@127.0.0.1", *command],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    return ssh_files(tmp_path)
 
 
 @needs_root

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,15 +20,9 @@ from tests.integration.external import (
     wait_until,
 )
 from tests.integration.harness import Superd, require_program
+from tests.integration.servers import tftp_get
 
 Factory = Callable[..., Superd]
-
-
-def tftp_get(port: int, name: str, dest: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_program("tftp"), "-m", "binary", "127.0.0.1", str(port),
-         "-c", "get", name, str(dest)],
-        capture_output=True, text=True, timeout=30, cwd=dest.parent, check=False)
 
 
 @needs_root

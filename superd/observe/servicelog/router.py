@@ -58,13 +58,14 @@ class ServiceLogRouter:
     """Routes ``xinetd_line`` events to each service's FILE or SYSLOG log."""
 
     def __init__(self, config: Configuration, clock: Clock, *,
-                 syslog_module: Any = _stdlib_syslog,
+                 syslog_module: Any = _stdlib_syslog, syslog_ident: str = "superd",
                  opener: Opener = os.open, writer: Writer = os.write,
                  localtime: LocalTime = time.localtime) -> None:
         """Open every target of ``config`` (failures are logged, not raised)."""
         self._clock = clock
         self._syslog = syslog_module
         self._syslog_opened = False
+        self._syslog_ident = syslog_ident
         self._opener = opener
         self._writer = writer
         self._localtime = localtime
@@ -149,7 +150,7 @@ class ServiceLogRouter:
     def _open_sink(self, target: LogTarget, owner: str) -> Sink:
         if isinstance(target, SyslogLog):
             if not self._syslog_opened:
-                open_syslog(self._syslog)
+                open_syslog(self._syslog, self._syslog_ident)
                 self._syslog_opened = True
             return SyslogSink(target, self._syslog)
         sink = FileSink(target, owner, opener=self._opener,

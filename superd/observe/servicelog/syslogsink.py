@@ -3,7 +3,8 @@
 
 The stdlib ``syslog`` module talks to the local syslog socket itself (and
 formats with ``"%s"``, so a line is never a format string).  ``openlog`` is
-process-wide, so superd calls it once with ident ``superd`` and passes each
+process-wide, so superd calls it once with its ident (``superd``, or
+``--syslog-ident``'s, e.g. ``xinetd``) and passes each
 service's facility in the priority of every message: services with different
 facilities then coexist.  The message is the bare xinetd line, as xinetd
 (``superd[PID]: START: ...``).
@@ -48,9 +49,9 @@ LEVELS: Mapping[str, int] = {
 }
 
 
-def open_syslog(module: Any) -> None:
-    """``openlog("superd", LOG_PID|LOG_NDELAY, LOG_DAEMON)`` on ``module``."""
-    module.openlog("superd", module.LOG_PID | module.LOG_NDELAY,
+def open_syslog(module: Any, ident: str = "superd") -> None:
+    """``openlog(ident, LOG_PID|LOG_NDELAY, LOG_DAEMON)`` on ``module``."""
+    module.openlog(ident, module.LOG_PID | module.LOG_NDELAY,
                    module.LOG_DAEMON)
 
 

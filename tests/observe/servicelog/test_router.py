@@ -213,6 +213,16 @@ class TestSyslog:
             ((19 << 3) | 5, "FAIL: b time"),
             ((10 << 3) | 4, "EXIT: c status=0")]
 
+    def test_syslog_ident(self, clock: Clock) -> None:
+        """``syslog_ident`` (--syslog-ident) is the ident openlog gets, so
+        lines read ``xinetd[PID]: FAIL: ...`` for xinetd-keyed scanners."""
+        fake = FakeSyslog()
+        router = ServiceLogRouter(configuration(service("a", SyslogLog("daemon"))),
+                                  clock, syslog_module=fake, syslog_ident="xinetd")
+        router(line_event("a", "FAIL: a address from=127.0.0.2"))
+        assert fake.opened == [("xinetd", 0x09, 3 << 3)]
+        assert fake.messages == [((3 << 3) | 6, "FAIL: a address from=127.0.0.2")]
+
     def test_no_openlog_without_syslog_targets(self, tmp_path: Path,
                                                clock: Clock) -> None:
         """A configuration with no SYSLOG target never touches syslog."""

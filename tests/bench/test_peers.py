@@ -16,7 +16,7 @@ from twisted.runner.inetdconf import InetdConf, ServicesConf
 
 from tests.integration.harness import require_program
 
-from .conftest import BENCH_DIR
+from .conftest import BENCH_DIR, echoed
 
 REPO = os.path.dirname(BENCH_DIR)
 
@@ -77,11 +77,7 @@ def test_echoloop_echoes_concurrent_connections_and_closes_at_eof(
         b = socket.create_connection(("127.0.0.1", port), timeout=5)
         with a, b:
             for conn, payload in ((a, b"a" * 60_000), (b, b"b" * 64)):
-                conn.sendall(payload)
-                got = b""
-                while len(got) < len(payload):
-                    got += conn.recv(65536)
-                assert got == payload
+                assert echoed(conn, payload) == payload
             a.shutdown(socket.SHUT_WR)
             assert a.recv(10) == b""
         sample = Loadgen(binaries["loadgen"], None, 0.3, 0.05).sample("echo", port, srv.pid)

@@ -200,8 +200,8 @@ def fig_fairness(b: Bench) -> None:
             why_na=na or ("" if x_share is not None else "no xinetd figure"),
         )
     )
+    shared = "the load CPU" if b.pinned else "the CPUs with the servers (nothing pinned)"
     b.report.notes.append(
         f"fairness: the flood ({FLOOD_CONC} concurrent connect, wait for close, give up after"
-        " 2 ms unanswered) and the good client"
-        " share the load CPU"
+        f" 2 ms unanswered) and the good client share {shared}"
     )

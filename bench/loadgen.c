@@ -14,6 +14,12 @@
  *          SYNs still faces a steady stream of new ones.
  *   stream one connection: read as fast as possible               (chargen)
  *   hold   open N connections and keep them idle until SIGTERM/duration
+ *   probe  latency probes started on a fixed schedule (-r per second for
+ *          the duration, never waiting for the previous one): each a fresh
+ *          connect, write SIZE bytes, read SIZE back, close.  A probe not done
+ *          within -t ms (default 2000 in this mode) or refused/reset fails.
+ *          Prints one "probe ok=0|1 us=MICROSECONDS" line per probe, then
+ *          the result line (conns = probes that succeeded, errors = failed).
  *
  * Only completions inside the measurement window (after the warm-up) count.
  */
@@ -23,6 +29,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +43,7 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-enum mode { M_ECHO, M_READ, M_FLOOD, M_STREAM, M_HOLD };
+enum mode { M_ECHO, M_READ, M_FLOOD, M_STREAM, M_HOLD, M_PROBE };
 enum state { S_CONNECTING, S_SENDING, S_RECEIVING };
 
 struct slot {
@@ -56,7 +63,8 @@ static struct {
     double duration;
     double warmup;
     double attempt_timeout;
-} opt = {M_ECHO, "127.0.0.1", NULL, 0, 32, 64, 2.0, 0.3, 0.002};
+    double probe_rate;
+} opt = {M_ECHO, "127.0.0.1", NULL, 0, 32, 64, 2.0, 0.3, -1.0, 10.0};
 
 static struct sockaddr_in target, source;
 static long long completed, errors, bytes_total, total_done, timeouts;
@@ -301,10 +309,122 @@ static void run_hold(void)
     exit(0); /* the kernel closes the held connections */
 }
 
+/* Probe mode: at most this many probes in flight (a stalled server makes
+ * rate x timeout of them pile up; beyond it a probe slot is skipped). */
+#define PROBES_IN_FLIGHT 64
+
+struct probe {
+    int fd;
+    enum state st;
+    size_t done;
+    double started;
+};
+
+static void probe_end(struct probe *p, int ok)
+{
+    close(p->fd);
+    p->fd = -1;
+    printf("probe ok=%d us=%.0f\n", ok, (now() - p->started) * 1e6);
+    if (ok)
+        completed++, bytes_total += (long long)p->done;
+    else
+        errors++;
+    total_done += ok;
+}
+
+static void probe_begin(struct probe *p)
+{
+    p->fd = new_socket(0);
+    p->st = S_CONNECTING;
+    p->done = 0;
+    p->started = now();
+    if (connect(p->fd, (struct sockaddr *)&target, sizeof target) < 0 && errno != EINPROGRESS)
+        probe_end(p, 0);
+}
+
+/* One step of a probe whose descriptor poll() reported ready. */
+static void probe_step(struct probe *p, short revents)
+{
+    if (p->st == S_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        /* SIZE <= 1 MiB fits an empty loopback send buffer: one write. */
+        if (err || write(p->fd, payload, opt.size) != (ssize_t)opt.size) {
+            probe_end(p, 0);
+            return;
+        }
+        p->st = S_RECEIVING;
+        return;
+    }
+    char buf[4096];
+    ssize_t n = read(p->fd, buf, sizeof buf);
+    if (n < 0 && errno == EAGAIN && !(revents & (POLLERR | POLLHUP)))
+        return;
+    if (n <= 0) {
+        probe_end(p, 0);
+        return;
+    }
+    p->done += (size_t)n;
+    if (p->done >= opt.size)
+        probe_end(p, 1);
+}
+
+static void run_probes(void)
+{
+    struct probe probes[PROBES_IN_FLIGHT];
+    struct pollfd fds[PROBES_IN_FLIGHT];
+    int index[PROBES_IN_FLIGHT];
+    double interval = 1.0 / opt.probe_rate, next = window_start;
+    payload = malloc(opt.size);
+    if (!payload)
+        die("malloc");
+    memset(payload, 'p', opt.size);
+    for (int i = 0; i < PROBES_IN_FLIGHT; i++)
+        probes[i].fd = -1;
+    for (;;) {
+        double t = now();
+        int busy = 0, nfds = 0;
+        if (!stop_flag && t >= next && t < window_end) {
+            for (int i = 0; i < PROBES_IN_FLIGHT; i++)
+                if (probes[i].fd < 0) {
+                    probe_begin(&probes[i]);
+                    break;
+                }
+            next += interval;
+        }
+        double wake = next < window_end && !stop_flag ? next : t + 0.05;
+        for (int i = 0; i < PROBES_IN_FLIGHT; i++) {
+            struct probe *p = &probes[i];
+            if (p->fd < 0)
+                continue;
+            if (t - p->started >= opt.attempt_timeout) {
+                timeouts++;
+                probe_end(p, 0);
+                continue;
+            }
+            busy++;
+            if (p->started + opt.attempt_timeout < wake)
+                wake = p->started + opt.attempt_timeout;
+            fds[nfds].fd = p->fd;
+            fds[nfds].events = p->st == S_CONNECTING ? POLLOUT : POLLIN;
+            index[nfds++] = i;
+        }
+        if (!busy && (t >= window_end || stop_flag))
+            break;
+        double wait = wake - t > 0 ? wake - t : 0;
+        struct timespec ts = {(time_t)wait, (long)(1e9 * (wait - (time_t)wait))};
+        int n = ppoll(fds, (nfds_t)nfds, &ts, NULL);
+        for (int k = 0; n > 0 && k < nfds; k++)
+            if (fds[k].revents)
+                probe_step(&probes[index[k]], fds[k].revents);
+    }
+}
+
 static enum mode parse_mode(const char *m)
 {
-    const char *names[] = {"echo", "read", "flood", "stream", "hold"};
-    for (int i = 0; i < 5; i++)
+    const char *names[] = {"echo", "read", "flood", "stream", "hold", "probe"};
+    for (int i = 0; i < 6; i++)
         if (strcmp(m, names[i]) == 0)
             return (enum mode)i;
     fprintf(stderr, "unknown mode %s\n", m);
@@ -313,16 +433,16 @@ static enum mode parse_mode(const char *m)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: loadgen -m echo|read|flood|stream|hold -p PORT "
+    fprintf(stderr, "usage: loadgen -m echo|read|flood|stream|hold|probe -p PORT "
                     "[-h HOST] [-b SRC] [-c CONC] [-s SIZE] [-d SECS] "
-                    "[-w WARMUP] [-t ATTEMPT_MS]\n");
+                    "[-w WARMUP] [-t ATTEMPT_MS] [-r PROBES_PER_SEC]\n");
     exit(2);
 }
 
 static void parse_args(int argc, char **argv)
 {
     int c;
-    while ((c = getopt(argc, argv, "m:h:b:p:c:s:d:w:t:")) != -1) {
+    while ((c = getopt(argc, argv, "m:h:b:p:c:s:d:w:t:r:")) != -1) {
         switch (c) {
         case 'm': opt.mode = parse_mode(optarg); break;
         case 'h': opt.host = optarg; break;
@@ -333,10 +453,14 @@ static void parse_args(int argc, char **argv)
         case 'd': opt.duration = atof(optarg); break;
         case 'w': opt.warmup = atof(optarg); break;
         case 't': opt.attempt_timeout = atof(optarg) / 1000.0; break;
+        case 'r': opt.probe_rate = atof(optarg); break;
         default: usage();
         }
     }
-    if (opt.port <= 0 || opt.conc <= 0 || opt.size == 0 || opt.size > 1 << 20)
+    if (opt.attempt_timeout < 0) /* not given: 2 ms for a flood, 2 s for a probe */
+        opt.attempt_timeout = opt.mode == M_PROBE ? 2.0 : 0.002;
+    if (opt.port <= 0 || opt.conc <= 0 || opt.size == 0 || opt.size > 1 << 20 ||
+        opt.probe_rate <= 0 || opt.probe_rate > 1000)
         usage();
 }
 
@@ -366,6 +490,8 @@ int main(int argc, char **argv)
         run_hold();
     else if (opt.mode == M_STREAM)
         run_stream();
+    else if (opt.mode == M_PROBE)
+        run_probes();
     else
         run_slots();
     double secs = (stop_flag ? now() : window_end) - window_start;

@@ -1,4 +1,4 @@
-"""Compile the C helpers (load generator, spawn loop) into the build directory."""
+"""Compile the C helpers (load generator, floors, flood sender) into the build directory."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 
 __all__ = ["PROGRAMS", "build_all"]
 
-PROGRAMS = ("loadgen", "spawnloop", "upstream", "tinycat")
+PROGRAMS = ("loadgen", "spawnloop", "upstream", "tinycat", "echoloop", "udpflood")
 # tinycat is the "cheap child": no C library, so no dynamic loader at exec.
 _FLAGS = {"tinycat": ["-static", "-nostdlib", "-fno-stack-protector"]}
 

@@ -18,11 +18,13 @@ __all__ = [
     "LIST_SIZE",
     "REDIRECT_UPSTREAMS",
     "SUPERD_BASE",
+    "UDP_ECHO_OFFSET",
     "XINETD_BASE",
     "Service",
     "address_lists",
     "bench_services",
     "render",
+    "udp_echo",
 ]
 
 SUPERD_BASE = 28000
@@ -30,6 +32,8 @@ XINETD_BASE = 27000
 LIST_SIZE = 10_000
 # Where the redirect services relay to: bench/upstream.c (daemons.UPSTREAM_PORTS).
 REDIRECT_UPSTREAMS = {"line": 26006, "stream": 26007}
+# The UDP echo builtin the latency figure floods (issue 13).
+UDP_ECHO_OFFSET = 13
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ class Service:
             if key == "id":
                 return value
         return self.name
+
+    @property
+    def udp(self) -> bool:
+        """A datagram service: bound, not listening (readiness reads /proc/net/udp)."""
+        return ("socket_type", "dgram") in self.attrs
 
     def port(self, base: int) -> int:
         return base + self.offset
@@ -72,19 +81,28 @@ def _external(ident: str, offset: int, server: str, user: str) -> Service:
 
 
 def address_lists(size: int = LIST_SIZE) -> tuple[list[str], list[str]]:
-    """``only_from`` and ``no_access`` values of ``size`` entries each.
+    """``only_from`` and ``no_access`` values of ``size`` distinct entries each.
 
     only_from mixes host addresses and CIDR blocks that never match the
     client, and ends with the one entry that admits 127.0.0.1, so a linear
-    scan (xinetd) walks the whole list; no_access never matches.
+    scan (xinetd) walks the whole list; no_access never matches (host
+    addresses only, none ending in .0).
     """
     only: list[str] = []
     for i in range(size - 1):
         a, b = divmod(i, 250)
-        only.append(f"10.{a % 250}.{b}.{1 + i % 200}" if i % 2 else f"10.{a % 250}.{b}.0/24")
+        net = f"{10 + a // 250}.{a % 250}.{b}"  # 10.x.y below 62,500 entries, then 11.x.y ...
+        only.append(f"{net}.{1 + i % 200}" if i % 2 else f"{net}.0/24")
     only.append("127.0.0.1")
-    deny = [str(ipaddress.IPv4Address(0xC0A80000 + i * 3)) for i in range(size)]
+    deny = [str(ipaddress.IPv4Address(_deny_address(i))) for i in range(size)]
     return only, deny
+
+
+def _deny_address(i: int) -> int:
+    """192.168.0.0 + 3i, moved off a trailing .0 (which xinetd's syntax reads as a
+    whole network) to 3i + 1, which no other entry uses."""
+    address = 0xC0A80000 + i * 3
+    return address + 1 if address % 256 == 0 else address
 
 
 def _list_lines(attribute: str, values: list[str], per_line: int = 100) -> list[str]:
@@ -127,11 +145,24 @@ def bench_services(list_size: int = LIST_SIZE, tinycat: str = "/bin/cat") -> lis
         _external("spawn-cat", 5, "/bin/cat", "root"),
         _external("spawn-cat-nobody", 6, "/bin/cat", "nobody"),
         _external("spawn-tiny", 12, tinycat, "root"),
+        udp_echo(UDP_ECHO_OFFSET),
         lists,
         sensor,
         _redirect("redirect-line", 10, REDIRECT_UPSTREAMS["line"]),
         _redirect("redirect-stream", 11, REDIRECT_UPSTREAMS["stream"]),
     ]
+
+
+def udp_echo(offset: int) -> Service:
+    """The UDP echo builtin (``wait = yes``, as xinetd requires for datagrams)."""
+    attrs = (
+        ("id", "echo-udp"),
+        ("type", "INTERNAL UNLISTED"),
+        ("socket_type", "dgram"),
+        ("protocol", "udp"),
+        ("wait", "yes"),
+    )
+    return Service("echo", offset, attrs)
 
 
 def _redirect(ident: str, offset: int, upstream: int) -> Service:

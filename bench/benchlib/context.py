@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,6 +29,7 @@ __all__ = [
     "refused",
     "stop",
     "values",
+    "wait_fds",
     "warm_up",
 ]
 
@@ -52,22 +54,38 @@ class Bench:
     superd_missing: str = ""
     # Helper processes figures start once and keep (upstreams); main stops them.
     helpers: list[procs.Server] = field(default_factory=list)
+    # Echo peers by column name (twinetd, echoloop), started by the echo figure.
+    peers: dict[str, procs.Server] = field(default_factory=dict)
+    # Why a peer is missing, by column name.
+    peers_missing: dict[str, str] = field(default_factory=dict)
+    # superd's RSS right after it started on the bench configuration (MiB).
+    start_rss: float | None = None
+
+    @property
+    def pinned(self) -> bool:
+        """Whether this run pins servers and load generators (--pin)."""
+        return self.server_cpu is not None
 
     def port(self, server: str, offset: int) -> int:
-        if server == "spawnloop":
-            return daemons.SPAWNLOOP_PORT
-        if server == "pyloop":
-            return daemons.PYLOOP_PORT
+        fixed = {
+            "spawnloop": daemons.SPAWNLOOP_PORT,
+            "pyloop": daemons.PYLOOP_PORT,
+            "twinetd": daemons.TWISTD_INETD_PORT,
+            "echoloop": daemons.ECHOLOOP_PORT,
+        }
+        if server in fixed:
+            return fixed[server]
         base = confgen.SUPERD_BASE if server == "superd" else confgen.XINETD_BASE
         return base + offset
 
     def server(self, name: str) -> procs.Server | None:
-        return {
+        fixed = {
             "superd": self.superd,
             "xinetd": self.xinetd,
             "spawnloop": self.spawnloop,
             "pyloop": self.pyloop,
-        }[name]
+        }
+        return fixed[name] if name in fixed else self.peers.get(name)
 
     def runner(
         self, name: str, mode: str, offset: int, conc: int = 1, bind: str | None = None
@@ -76,8 +94,10 @@ class Bench:
         srv = self.server(name)
         if srv is None or not srv.alive():
             return None
-        port = self.port(name, offset)
-        return lambda: self.loadgen.sample(mode, port, srv.pid, conc=conc, bind=bind)
+        port, netns = self.port(name, offset), srv.netns
+        return lambda: self.loadgen.sample(
+            mode, port, srv.pid, conc=conc, bind=bind, netns=netns
+        )
 
     def interleave(self, runs: dict[str, Callable[[], Sample] | None]) -> dict[str, Series]:
         series = {name: Series() for name in runs}
@@ -105,6 +125,14 @@ def warm_up(b: Bench) -> None:
         if srv is not None and srv.alive():
             short.sample("echo", b.port(name, 1), None, conc=32)
             short.sample("read", b.port(name, 2), None, conc=32)
+
+
+def wait_fds(pid: int, at_least: int, timeout: float = 10.0) -> int:
+    """Wait until ``pid`` holds ``at_least`` descriptors (it has accepted them all)."""
+    deadline = time.monotonic() + timeout
+    while (n := procs.fd_count(pid)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return n
 
 
 def errors_note(series: dict[str, Series]) -> str:

@@ -1,10 +1,12 @@
 """
-The servers a benchmark compares: superd, xinetd, and the spawn floors: the
-C accept-and-posix_spawn loop and the same loop in Python.
+The servers a benchmark compares: superd, xinetd, the spawn floors (the C
+accept-and-posix_spawn loop and the same loop in Python) and the echo peers
+(plain ``twistd inetd`` and the C epoll echo loop).
 
-Each is started pinned to the server CPU (children inherit the affinity),
-on its own port range, with its files in the run's temporary directory, and
-returned as a ``procs.Server`` that the caller stops by PID.
+Each is started on its own port range (pinned to the server CPU under
+``--pin``; children inherit the affinity), with its files in the run's
+temporary directory, and returned as a ``procs.Server`` that the caller
+stops by PID.
 """
 
 from __future__ import annotations
@@ -18,20 +20,31 @@ from typing import Sequence
 from . import confgen, procs
 
 __all__ = [
+    "ECHOLOOP_PORT",
     "PYLOOP_PORT",
+    "TWISTD_INETD_PORT",
     "SPAWNLOOP_PORT",
     "UPSTREAM_PORTS",
     "Paths",
+    "inetd_conf",
+    "start_echoloop",
     "start_pyloop",
     "start_spawnloop",
     "start_superd",
     "start_superd_on",
+    "start_twistd_inetd",
     "start_upstream",
     "start_xinetd",
+    "superd_argv",
+    "xinetd_argv",
 ]
 
 SPAWNLOOP_PORT = 26005
 PYLOOP_PORT = 26009
+ECHOLOOP_PORT = 26012
+# Twisted's inetd binds the /etc/services port of "echo" on every interface;
+# it runs in a network namespace of its own, where that is loopback only.
+TWISTD_INETD_PORT = 7
 # bench/upstream.c per mode: behind the redirect services and stunnel4.
 UPSTREAM_PORTS = {**confgen.REDIRECT_UPSTREAMS, "echo": 26008}
 XINETD = "/usr/sbin/xinetd"
@@ -61,7 +74,11 @@ class Paths:
 
 
 def _ports(services: list[confgen.Service], base: int) -> list[int]:
-    return [svc.port(base) for svc in services]
+    return [svc.port(base) for svc in services if not svc.udp]
+
+
+def _udp_ports(services: list[confgen.Service], base: int) -> list[int]:
+    return [svc.port(base) for svc in services if svc.udp]
 
 
 def start_xinetd(paths: Paths, services: list[confgen.Service], cpu: int | None) -> procs.Server:
@@ -71,20 +88,17 @@ def start_xinetd(paths: Paths, services: list[confgen.Service], cpu: int | None)
     conf = os.path.join(work, "xinetd.conf")
     with open(conf, "w") as f:
         f.write(confgen.render(services, confgen.XINETD_BASE, log_dir=work))
-    argv = [
-        *procs.pin_prefix(cpu),
-        XINETD,
-        "-dontfork",
-        "-stayalive",
-        "-filelog",
-        os.path.join(work, "xinetd.log"),
-        "-f",
-        conf,
-        "-pidfile",
-        os.path.join(work, "xinetd.pid"),
-    ]
+    argv = xinetd_argv(conf, work, cpu)
     server = procs.start("xinetd", argv, os.path.join(work, "stdout.log"))
-    return _listening(server, _ports(services, confgen.XINETD_BASE))
+    base = confgen.XINETD_BASE
+    return _listening(server, _ports(services, base), udp=_udp_ports(services, base))
+
+
+def xinetd_argv(conf: str, work: str, cpu: int | None) -> list[str]:
+    """xinetd in the foreground on ``conf``, logging to WORK/xinetd.log."""
+    argv = [*procs.pin_prefix(cpu), XINETD, "-dontfork", "-stayalive"]
+    argv += ["-filelog", os.path.join(work, "xinetd.log"), "-f", conf]
+    return [*argv, "-pidfile", os.path.join(work, "xinetd.pid")]
 
 
 def superd_argv(paths: Paths, conf_dir: str, state_dir: str, cpu: int | None) -> list[str]:
@@ -113,7 +127,8 @@ def start_superd(paths: Paths, services: list[confgen.Service], cpu: int | None)
         f.write(confgen.render(services, confgen.SUPERD_BASE, log_dir=work))
     argv = superd_argv(paths, conf_dir, state_dir, cpu)
     server = procs.start("superd", argv, os.path.join(work, "superd.log"), cwd=work)
-    return _listening(server, _ports(services, confgen.SUPERD_BASE))
+    base = confgen.SUPERD_BASE
+    return _listening(server, _ports(services, base), udp=_udp_ports(services, base))
 
 
 def start_spawnloop(paths: Paths, cpu: int | None, program: str = "/bin/cat") -> procs.Server:
@@ -134,6 +149,40 @@ def start_pyloop(paths: Paths, cpu: int | None, program: str = "/bin/cat") -> pr
     argv = [*procs.pin_prefix(cpu), paths.python, script, str(PYLOOP_PORT), program]
     server = procs.start("pyloop", argv, os.path.join(paths.tmp, "pyloop.log"))
     return _listening(server, [PYLOOP_PORT])
+
+
+def start_echoloop(paths: Paths, cpu: int | None) -> procs.Server:
+    """bench/echoloop.c, the C epoll echo floor, on 127.0.0.1:ECHOLOOP_PORT."""
+    argv = [*procs.pin_prefix(cpu), os.path.join(paths.build, "echoloop"), str(ECHOLOOP_PORT)]
+    server = procs.start("echoloop", argv, os.path.join(paths.tmp, "echoloop.log"))
+    return _listening(server, [ECHOLOOP_PORT])
+
+
+def inetd_conf() -> str:
+    """Twisted inetd's configuration for its own echo (inetd.conf syntax)."""
+    return "echo stream tcp nowait root internal\n"
+
+
+def start_twistd_inetd(paths: Paths, cpu: int | None) -> procs.Server:
+    """Plain ``twistd -n inetd -f FILE`` serving Twisted's echo, on the venv's twistd.
+
+    It listens on port 7 of every interface; ``unshare --net`` gives it a
+    network namespace whose only interface is its own loopback, so nothing
+    outside the machine (nor the host's port 7) is touched.  Load reaches it
+    through ``nsenter`` (``procs.Server.netns``).
+    """
+    work = os.path.join(paths.tmp, "twistd-inetd")
+    os.makedirs(work, exist_ok=True)
+    conf = os.path.join(work, "inetd.conf")
+    with open(conf, "w") as f:
+        f.write(inetd_conf())
+    twistd = [paths.twistd, "-n", "--pidfile=", "inetd", "-f", conf]
+    # unshare and sh exec in place: the PID started is twistd's.
+    netns = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" "$@"']
+    argv = [*procs.pin_prefix(cpu), *netns, *twistd]
+    server = procs.start("twistd-inetd", argv, os.path.join(work, "twistd.log"), cwd=work)
+    server.netns = f"/proc/{server.pid}/ns/net"
+    return _listening(server, [TWISTD_INETD_PORT])
 
 
 def ports_in_use(ports: list[int]) -> list[int]:
@@ -185,10 +234,12 @@ def start_upstream(paths: Paths, mode: str, port: int, cpu: int | None) -> procs
     return _listening(server, [port])
 
 
-def _listening(server: procs.Server, ports: Sequence[int]) -> procs.Server:
-    """``server`` once it listens on ``ports``; stopped by PID if it never does."""
+def _listening(
+    server: procs.Server, ports: Sequence[int], udp: Sequence[int] = ()
+) -> procs.Server:
+    """``server`` once it listens on ``ports`` (and ``udp``); stopped by PID if it never does."""
     try:
-        procs.wait_listening(server, ports)
+        procs.wait_listening(server, ports, udp=udp)
     except RuntimeError:
         server.stop()
         raise

@@ -14,7 +14,7 @@ import tempfile
 import time
 from typing import IO
 
-from . import build, confgen, daemons, figures, fleet_figures, procs, tls_figures
+from . import build, confgen, daemons, figures, fleet_figures, procs, scale_figures, tls_figures
 from .load import Loadgen
 from .report import Report
 
@@ -31,6 +31,9 @@ EXTRA_PORTS = (
     *fleet_figures.FLEET_PORTS,
     *fleet_figures.ECHO_PORTS.values(),
     fleet_figures.METRICS_PORT,
+    daemons.ECHOLOOP_PORT,
+    scale_figures.IDLE_PORT,
+    *scale_figures.LISTS_PORTS,
 )
 
 
@@ -43,7 +46,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=5, help="repetitions per measurement (median)")
     p.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
     p.add_argument("--no-superd", action="store_true", help="measure xinetd and the loops only")
-    p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin servers to one CPU and load to another (a secondary view; targets are"
+        " judged unpinned)",
+    )
     p.add_argument(
         "--nice",
         type=int,
@@ -61,15 +69,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def pinning(no_pin: bool) -> tuple[int | None, int | None, str]:
-    """(server CPU, load CPU, sentence saying so)."""
+UNPINNED = (
+    "nothing pinned: servers, their children and load generators run on any CPU"
+    " (the headline view; the issues' targets are judged on it)"
+)
+
+
+def pinning(pin: bool) -> tuple[int | None, int | None, str]:
+    """(server CPU, load CPU, sentence saying so); unpinned unless ``pin``."""
     cpus = sorted(os.sched_getaffinity(0))
-    if no_pin or len(cpus) < 2 or not shutil.which("taskset"):
-        return None, None, "not pinned (taskset unavailable, fewer than 2 CPUs, or --no-pin)"
+    if not pin:
+        return None, None, UNPINNED
+    if len(cpus) < 2 or not shutil.which("taskset"):
+        return None, None, UNPINNED + "; --pin ignored: taskset unavailable or fewer than 2 CPUs"
     return (
         cpus[0],
         cpus[1],
-        f"servers and their children pinned to CPU {cpus[0]}, load generators to CPU {cpus[1]}",
+        f"PINNED (--pin, a secondary view): servers and their children on CPU {cpus[0]},"
+        f" load generators on CPU {cpus[1]}",
     )
 
 
@@ -143,6 +160,7 @@ def check_ports() -> None:
     floors = [daemons.SPAWNLOOP_PORT, daemons.PYLOOP_PORT]
     extra = [*floors, *daemons.UPSTREAM_PORTS.values(), *EXTRA_PORTS]
     busy = daemons.ports_in_use([*wanted, *extra])
+    busy += sorted(set(wanted) & procs.udp_ports())
     if busy:
         raise SystemExit(f"bench/run: ports already in use: {busy}; stop whatever listens there")
 
@@ -179,7 +197,9 @@ def main(argv: list[str]) -> int:
     lock = wait_turn()
     check_ports()
     binaries = build.build_all(BENCH_DIR, os.path.join(BENCH_DIR, "build"))
-    server_cpu, load_cpu, pin_text = pinning(args.no_pin)
+    # Children (daemons, load generators) inherit it: the idle-10k figure needs it.
+    procs.raise_nofile(scale_figures.NOFILE_WANTED)
+    server_cpu, load_cpu, pin_text = pinning(args.pin)
     procs.set_nice(args.nice)
     if args.nice:
         pin_text += f"; all at nice {args.nice}"
@@ -188,15 +208,22 @@ def main(argv: list[str]) -> int:
     facts = machine_facts(paths, pin_text, args)
     print("\n".join(facts), flush=True)
     loadgen = Loadgen(binaries["loadgen"], load_cpu, args.duration, 0.3)
-    columns = [*figures.SPAWN_SERVERS] + (["stunnel4"] if "tls" in args.only else [])
+    columns = [*figures.SPAWN_SERVERS]
+    columns += [*figures.ECHO_PEERS] if "echo" in args.only else []
+    columns += ["stunnel4"] if "tls" in args.only else []
     report = Report(columns=columns)
+    if server_cpu is not None:
+        report.targets_title = (
+            "TARGETS (PINNED run: a secondary view; the issues' targets are judged on an"
+            " unpinned run, bench/run without --pin)"
+        )
     bench = figures.Bench(loadgen, args.reps, report, paths, server_cpu, None, None)
     load_start = load_average()
     try:
         start_servers(bench, confgen.bench_services(tinycat=binaries["tinycat"]), args.no_superd)
         if bench.superd:
-            rss = procs.rss_kib(bench.superd.pid) / 1024
-            report.notes.append(f"superd idle RSS with the bench config: {rss:.1f} MiB")
+            bench.start_rss = procs.rss_kib(bench.superd.pid) / 1024
+            report.notes.append(f"superd RSS with the bench config: {bench.start_rss:.1f} MiB")
         figures.warm_up(bench)
         run_figures(bench, args.only)
         report.notes.append(busy_note(load_start, load_average()))
@@ -204,7 +231,8 @@ def main(argv: list[str]) -> int:
         if log_note:
             report.notes.append(log_note)
     finally:
-        for srv in (bench.superd, bench.xinetd, bench.spawnloop, bench.pyloop, *bench.helpers):
+        others = (bench.spawnloop, bench.pyloop, *bench.helpers, *bench.peers.values())
+        for srv in (bench.superd, bench.xinetd, *others):
             if srv is not None:
                 srv.stop()
         if not args.keep:

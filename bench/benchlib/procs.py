@@ -3,14 +3,17 @@ Starting, watching and stopping the processes a benchmark runs.
 
 Every process is started here, remembered by PID, and stopped by that PID
 (SIGTERM, then SIGKILL after a grace period); nothing is ever killed by name.
-Readiness is read from /proc/net/tcp (a LISTEN entry for each port), so no
-probe connection is made (a probe to the sensor port would ban 127.0.0.1).
+Readiness is read from /proc/PID/net/tcp (a LISTEN entry for each port) and
+/proc/PID/net/udp (a bound socket), so no probe connection is made (a probe
+to the sensor port would ban 127.0.0.1); reading them through the server's
+PID sees its own network namespace, where one runs in a private one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -23,11 +26,15 @@ __all__ = [
     "fd_count",
     "json_events",
     "listening_ports",
+    "nofile_limits",
     "pin_prefix",
+    "raise_nofile",
     "rss_kib",
     "set_affinity",
     "set_nice",
     "start",
+    "start_timed",
+    "udp_ports",
     "unpin",
     "unreaped_children",
     "wait_listening",
@@ -45,6 +52,8 @@ class Server:
     proc: subprocess.Popen[bytes]
     log_path: str
     log_file: IO[bytes]
+    #: The network namespace it runs in (/proc/PID/ns/net) when not the host's.
+    netns: str | None = None
 
     @property
     def pid(self) -> int:
@@ -97,33 +106,73 @@ def start(name: str, argv: Sequence[str], log_path: str, cwd: str | None = None)
     return Server(name, proc, log_path, log_file)
 
 
-def listening_ports() -> set[int]:
-    """Local TCP ports in LISTEN state (IPv4 and IPv6)."""
+def _local_ports(table: str, state: str | None, pid: int | None) -> set[int]:
+    """Local ports of /proc/[PID/]net/TABLE{,6} entries, in ``state`` if given."""
     ports = set()
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+    base = f"/proc/{pid}/net" if pid else "/proc/net"
+    for path in (f"{base}/{table}", f"{base}/{table}6"):
         try:
             with open(path) as f:
                 next(f)
                 for line in f:
                     fields = line.split()
-                    if fields[3] == "0A":
+                    if state is None or fields[3] == state:
                         ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             continue
     return ports
 
 
-def wait_listening(server: Server, ports: Sequence[int], timeout: float = 30.0) -> None:
-    """Return once every port listens; raise if the server dies or times out."""
+def listening_ports(pid: int | None = None) -> set[int]:
+    """Local TCP ports in LISTEN state (IPv4 and IPv6), in ``pid``'s network namespace."""
+    return _local_ports("tcp", "0A", pid)
+
+
+def udp_ports(pid: int | None = None) -> set[int]:
+    """Local UDP ports some socket is bound to, in ``pid``'s network namespace."""
+    return _local_ports("udp", None, pid)
+
+
+def wait_listening(
+    server: Server, ports: Sequence[int], timeout: float = 30.0, udp: Sequence[int] = ()
+) -> None:
+    """Return once every TCP port listens and every UDP port is bound; raise
+    if the server dies or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not server.alive():
             raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
-        if set(ports) <= listening_ports():
+        if set(ports) <= listening_ports(server.pid) and set(udp) <= udp_ports(server.pid):
             return
-        time.sleep(0.1)
-    missing = sorted(set(ports) - listening_ports())
+        time.sleep(0.02)
+    missing = sorted(set(ports) - listening_ports(server.pid))
+    missing += sorted(set(udp) - udp_ports(server.pid))
     raise RuntimeError(f"{server.name} not listening on {missing}:\n{server.log_tail()}")
+
+
+def start_timed(
+    name: str,
+    argv: Sequence[str],
+    log_path: str,
+    ports: Sequence[int],
+    timeout: float,
+    cwd: str | None = None,
+) -> tuple[Server, float | None, str]:
+    """Start ``argv`` and time it until every port listens: (server, seconds, why not).
+
+    The server is returned running even when it did not listen in time (seconds
+    None, the reason in the third item): the caller stops it by PID.
+    """
+    server = start(name, argv, log_path, cwd=cwd)
+    t0 = time.monotonic()
+    try:
+        wait_listening(server, ports, timeout=timeout)
+    except RuntimeError as e:
+        why = str(e).splitlines()[0]
+        if server.alive():
+            why = f"not listening after {timeout:g} s"
+        return server, None, why
+    return server, time.monotonic() - t0, ""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -164,6 +213,31 @@ def wait_reaped(pid: int, timeout: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while unreaped_children(pid) and time.monotonic() < deadline:
         time.sleep(0.005)
+
+
+def nofile_limits(soft: int, hard: int, want: int, may_raise_hard: bool) -> tuple[int, int]:
+    """The (soft, hard) RLIMIT_NOFILE giving at least ``want`` descriptors if allowed.
+
+    Never lowers a limit; the hard limit is raised (to ``want`` exactly, so the
+    run stays bounded) only by a process allowed to (root).
+    """
+    infinite = resource.RLIM_INFINITY
+    if hard != infinite and hard < want and may_raise_hard:
+        hard = want
+    ceiling = want if hard == infinite else min(hard, want)
+    if soft != infinite and soft < ceiling:
+        soft = ceiling
+    return soft, hard
+
+
+def raise_nofile(want: int) -> int:
+    """Raise this process's descriptor limit toward ``want`` (children inherit it);
+    returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = nofile_limits(soft, hard, want, os.geteuid() == 0)
+    if new != (soft, hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, new)
+    return new[0]
 
 
 def fd_count(pid: int) -> int:

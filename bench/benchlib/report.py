@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["Report", "Row", "Target", "ratio"]
 
-_TITLES = {"spawnloop": "C loop", "pyloop": "Py loop"}
+_TITLES = {"spawnloop": "C loop", "pyloop": "Py loop", "twinetd": "tw inetd", "echoloop": "C echo"}
 
 
 def ratio(num: float | None, den: float | None) -> float | None:
@@ -25,11 +25,17 @@ def ratio(num: float | None, den: float | None) -> float | None:
     return num / den
 
 
+# Units whose values are counts, printed without decimals.
+_COUNTS = ("probes",)
+
+
 def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
     if unit == "x":
         return f"{value:.2f}x"
+    if unit in _COUNTS:
+        return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
     return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
@@ -85,9 +91,10 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    targets_title: str = "TARGETS"
 
     def row_line(self, row: Row) -> str:
-        cells = "".join(f"{_fmt(row.values.get(c)):>12}" for c in self.columns)
+        cells = "".join(f"{_fmt(row.values.get(c), row.unit):>12}" for c in self.columns)
         base = row.values.get("superd"), row.values.get("xinetd")
         r = _fmt(ratio(*base), "x") if None not in base else ""
         label = f"{row.label} [{row.unit}]"
@@ -101,7 +108,7 @@ class Report:
     def render(self) -> str:
         out = ["", "FIGURES", self.header()]
         out += [self.row_line(r) for r in self.rows]
-        out += ["", "TARGETS"] + [t.line() for t in self.targets]
+        out += ["", self.targets_title] + [t.line() for t in self.targets]
         if self.notes:
             out += ["", "NOTES"] + [f"  - {n}" for n in self.notes]
         return "\n".join(out)

@@ -7,7 +7,7 @@ Handshakes come from four concurrent ``openssl s_time -new`` clients, each
 a full handshake per connection; throughput from ``tlsclient.py`` echoing
 64 KiB blocks over one connection.  The certificate is RSA 2048, made with
 ``openssl req`` in the run's temporary directory, so the server side of a
-handshake (the RSA signature) dominates and the one load CPU keeps up.
+handshake (the RSA signature) dominates and the clients keep up.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """
 TLS echo throughput over one connection: the client of the ``tls`` figure.
 
-Run as a script (pinned to the load CPU like loadgen): connect with TLS
+Run as a script (pinned to the load CPU under --pin, like loadgen): connect with TLS
 (no verification: the run's own self-signed certificate), then write a
 64 KiB block and read it back, again and again, for the warm-up and the
 measurement window.  Prints one line in loadgen's ``key=value`` format, so

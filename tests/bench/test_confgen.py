@@ -45,3 +45,28 @@ def test_superd_loads_the_generated_configuration(tmp_path: os.PathLike[str]) ->
     lists = next(s for s in config.services if s.id == "daytime-lists")
     assert lists.only_from is not None and len(lists.only_from) == confgen.LIST_SIZE
     assert len(lists.no_access) == confgen.LIST_SIZE
+
+
+def test_large_address_lists_stay_distinct_and_unambiguous() -> None:
+    """100,000 entries per list, none repeated, none reaching 127/8, and no
+    no_access host ending in .0 (which xinetd's syntax reads as a network)."""
+    only, deny = confgen.address_lists(100_000)
+    assert len(set(only)) == len(only) == 100_000
+    assert len(set(deny)) == len(deny) == 100_000
+    loopback = ipaddress.ip_network("127.0.0.0/8")
+    assert not any(ipaddress.ip_network(e).overlaps(loopback) for e in only[:-1] + deny)
+    assert not any(e.endswith(".0") for e in deny)
+
+
+def test_the_udp_echo_is_a_datagram_builtin_both_daemons_get(tmp_path: os.PathLike[str]) -> None:
+    """The latency figure floods this service: superd reads it as a UDP builtin
+    on the offset the figure uses, and readiness waits for it on /proc/net/udp."""
+    svc = confgen.udp_echo(confgen.UDP_ECHO_OFFSET)
+    assert svc.udp and not confgen.bench_services()[0].udp
+    assert svc in confgen.bench_services()
+    path = os.path.join(tmp_path, "udp")
+    with open(path, "w") as f:
+        f.write(confgen.render([svc], confgen.SUPERD_BASE, log_dir=str(tmp_path)))
+    (loaded,) = load_configuration(path, strict=True).services
+    assert loaded.port == confgen.SUPERD_BASE + confgen.UDP_ECHO_OFFSET
+    assert loaded.socket_type.value == "dgram" and loaded.wait

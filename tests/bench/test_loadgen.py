@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 
@@ -110,3 +111,86 @@ def test_spawnloop_hands_the_socket_to_the_child(
         assert sample.cpu is not None
     finally:
         assert srv.stop() == 0
+
+
+def _silent(conn: socket.socket) -> None:
+    conn.recv(64)
+    conn.recv(64)  # never answers; returns when the client gives up and closes
+
+
+@pytest.mark.parametrize("server", [_echo], indirect=True)
+def test_probe_mode_times_each_round_trip_on_schedule(
+    binaries: dict[str, str], server: int
+) -> None:
+    """10 probes/s for 0.5 s: five probes, each a full echo, timed in microseconds."""
+    probes = Loadgen(binaries["loadgen"], None, 0.5, 0.3).probes(server, 0.5, 10, 2000)
+    assert len(probes) == 5
+    assert all(p.ok and 0 < p.us < 2_000_000 for p in probes)
+
+
+@pytest.mark.parametrize("server", [_silent], indirect=True)
+def test_probe_mode_fails_a_probe_at_its_timeout(binaries: dict[str, str], server: int) -> None:
+    """A server that never echoes: the probe fails once its timeout has passed."""
+    probes = Loadgen(binaries["loadgen"], None, 0.1, 0.0).probes(server, 0.1, 10, 200)
+    assert len(probes) == 1 and not probes[0].ok
+    assert 200_000 <= probes[0].us < 1_500_000
+
+
+def test_probe_mode_fails_a_refused_connect(binaries: dict[str, str]) -> None:
+    """Nothing listens: every probe fails at once (connection refused)."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    probes = Loadgen(binaries["loadgen"], None, 0.3, 0.0).probes(port, 0.3, 10, 2000)
+    assert len(probes) == 3 and not any(p.ok for p in probes)
+    assert all(p.us < 1_000_000 for p in probes)
+
+
+def _flood(binaries: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [binaries["udpflood"], *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
+def _drain(sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
+    got = []
+    sock.settimeout(0.2)
+    try:
+        while True:
+            got.append(sock.recvfrom(100))
+    except TimeoutError:
+        return got
+
+
+def test_udpflood_sends_datagrams_of_0_to_8_bytes_for_its_duration(
+    binaries: dict[str, str]
+) -> None:
+    """At most -r per second, every size from 0 to 8 bytes, one result line."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        done = _flood(binaries, "-p", str(sink.getsockname()[1]), "-d", "0.3", "-r", "500")
+        got = _drain(sink)
+    assert done.returncode == 0, done.stderr
+    result = dict(item.split("=", 1) for item in done.stdout.split())
+    assert 64 <= int(result["sent"]) <= 500 and float(result["secs"]) >= 0.3
+    assert len(got) == int(result["sent"])
+    assert {len(data) for data, _ in got} == set(range(9))
+
+
+def test_udpflood_can_send_from_source_port_7(binaries: dict[str, str]) -> None:
+    """-b/-P bind the sender (port 7 needs root): the datagrams come from 127.0.0.4:7."""
+    if os.geteuid() != 0:
+        pytest.skip("binding port 7 needs root")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        port = str(sink.getsockname()[1])
+        done = _flood(binaries, "-p", port, "-d", "0.1", "-r", "100", "-b", "127.0.0.4", "-P", "7")
+        got = _drain(sink)
+    assert done.returncode == 0, done.stderr
+    assert got and {source for _, source in got} == {("127.0.0.4", 7)}
+
+
+@pytest.mark.parametrize("flag", ["-h", "-b"])
+def test_udpflood_refuses_addresses_off_loopback(binaries: dict[str, str], flag: str) -> None:
+    """The flood never leaves the machine: a non-loopback target or source is an error."""
+    done = _flood(binaries, "-p", "9", "-d", "0.1", flag, "192.0.2.1")
+    assert done.returncode == 2 and "not a loopback" in done.stderr

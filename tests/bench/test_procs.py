@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -62,3 +63,48 @@ def test_unreaped_children_counts_zombies_until_they_are_reaped() -> None:
     child.wait()
     procs.wait_reaped(os.getpid(), timeout=0.2)
     assert procs.unreaped_children(os.getpid()) == 0
+
+
+def test_nofile_limits_raise_the_soft_limit_never_beyond_the_hard_one() -> None:
+    """Soft goes up to what is wanted within the hard limit; nothing is lowered."""
+    inf = procs.resource.RLIM_INFINITY
+    assert procs.nofile_limits(1024, 4096, 12000, False) == (4096, 4096)
+    assert procs.nofile_limits(1024, 65536, 12000, False) == (12000, 65536)
+    assert procs.nofile_limits(20000, 65536, 12000, False) == (20000, 65536)
+    assert procs.nofile_limits(1024, inf, 12000, False) == (12000, inf)
+    assert procs.nofile_limits(inf, inf, 12000, False) == (inf, inf)
+
+
+def test_nofile_limits_raise_the_hard_limit_only_when_allowed_and_only_to_the_need() -> None:
+    assert procs.nofile_limits(1024, 4096, 12000, True) == (12000, 12000)
+    assert procs.nofile_limits(1024, 4096, 12000, False) == (4096, 4096)
+
+
+def test_udp_ports_and_listening_ports_see_their_own_sockets() -> None:
+    """A bound UDP socket shows in udp_ports; a listening TCP one in listening_ports,
+    read through this process's PID as well as the host view."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+    ):
+        udp.bind(("127.0.0.1", 0))
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen(1)
+        uport, tport = udp.getsockname()[1], tcp.getsockname()[1]
+        assert uport in procs.udp_ports() and uport in procs.udp_ports(os.getpid())
+        assert tport in procs.listening_ports() and tport in procs.listening_ports(os.getpid())
+        assert uport not in procs.listening_ports() or uport == tport
+    assert tport not in procs.listening_ports()
+
+
+def test_start_timed_reports_a_server_that_never_listens(tmp_path: Path) -> None:
+    """Still running after the timeout: no time, a reason, and the caller stops it."""
+    argv = [sys.executable, "-c", "import time; time.sleep(30)"]
+    with socket.socket() as held:  # bound, never listening: nothing else can listen there
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        server, secs, why = procs.start_timed("sleeper", argv, str(tmp_path / "log"), [port], 0.3)
+        try:
+            assert secs is None and why == "not listening after 0.3 s" and server.alive()
+        finally:
+            server.stop()

@@ -48,3 +48,26 @@ def test_target_without_threshold_is_informational() -> None:
     assert "no goal" in info.line() and "1.17x" in info.line()
     assert Target(3, "superd / Python floor", None, None).verdict == "n/a"
     assert Target(3, "superd / Python floor", 0.97, None, why_na="superd died").verdict == "n/a"
+
+
+def test_paired_ratio_leaves_out_pairs_without_a_value() -> None:
+    """A repetition with no CPU reading on either side gives no ratio (not 0, not a crash)."""
+    from benchlib.load import capacity, paired_ratio
+
+    timed = [Sample(100, 0, 0, 1.0, total=100, cpu=c) for c in (0.01, 0.02, 0.03)]
+    untimed = Sample(100, 0, 0, 1.0, total=100)
+    num = Series([timed[0], untimed, timed[2]])
+    den = Series([timed[1], timed[1], untimed])
+    cpu = paired_ratio(num, den, lambda s: s.cpu_per_conn_us)
+    assert cpu == 0.5  # only the first pair: 100 us / 200 us
+    assert paired_ratio(num, den, capacity) == 2.0
+    assert paired_ratio(Series([untimed]), Series([untimed]), capacity) is None
+    assert capacity(timed[0]) == 10_000.0 and capacity(untimed) is None
+
+
+def test_count_rows_have_no_decimals_and_the_targets_title_can_say_pinned() -> None:
+    report = Report(columns=["superd", "xinetd"], targets_title="TARGETS (PINNED run)")
+    report.rows.append(Row("failed probes", "probes", {"superd": 3.0, "xinetd": 0.0}))
+    text = report.render()
+    assert "           3           0" in text
+    assert "TARGETS (PINNED run)" in text.splitlines()

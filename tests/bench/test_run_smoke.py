@@ -47,13 +47,36 @@ def _quick_run(only: str, timeout: int, *programs: str) -> str:
     return done.stdout
 
 
-def test_quick_echo_run_measures_both_daemons() -> None:
-    """One short echo figure: both daemons start, both get a number, all are stopped."""
-    out = _quick_run("echo", 120)
-    row = next(ln for ln in out.splitlines() if "echo conn/s" in ln)
-    superd, xinetd = row.split("]", 1)[1].split()[:2]
-    assert superd != "-" and xinetd != "-", out
-    assert "echo conn/s: superd / xinetd" in out
+def test_quick_echo_run_measures_both_daemons_and_both_peers() -> None:
+    """One short echo figure: both daemons, plain twistd inetd and the C echo loop
+    start, all four get a number, all are stopped; the run says it is unpinned."""
+    out = _quick_run("echo", 120, "unshare", "ip")
+    lines = out.splitlines()
+    header = next(ln for ln in lines if "figure (median)" in ln)
+    assert header.split()[-5:] == ["tw", "inetd", "C", "echo", "sd/xi"], header
+    row = next(ln for ln in lines if "echo conn/s" in ln)
+    cells = row.split("]", 1)[1].split()
+    superd, xinetd, twinetd, echoloop = cells[0], cells[1], cells[4], cells[5]
+    assert "-" not in (superd, xinetd, twinetd, echoloop), out
+    for text in ("superd / xinetd", "superd / plain twistd inetd", "superd / C epoll echo"):
+        line = next(ln for ln in lines if f"echo conn/s: {text}" in ln)
+        assert line.split()[-1] in ("PASS", "MISS"), line
+    assert any(ln.startswith("pinning     nothing pinned") for ln in lines), out
+
+
+def test_quick_latency_run_probes_both_daemons_under_both_floods() -> None:
+    """Issue 13's figure: p50/p99 with and without each flood, for superd and xinetd,
+    with the flood's rate, and a verdict for superd under each flood."""
+    out = _quick_run("latency", 180)
+    lines = out.splitlines()
+    for label in ("no flood: p50", "UDP flood (0-8 B): p50", "UDP flood from port 7 (0-8 B): p50"):
+        at = next(i for i, ln in enumerate(lines) if label in ln)
+        for row in lines[at : at + 3]:  # p50, p99, failed probes
+            assert row.split("]", 1)[1].split()[:2] != ["-", "-"], out
+    assert sum("flood: datagrams sent per second" in ln for ln in lines) == 2, out
+    for flood in ("UDP flood", "UDP flood from port 7"):
+        line = next(ln for ln in lines if f"echo p99 {flood} / no flood (superd)" in ln)
+        assert line.split()[-1] in ("PASS", "MISS"), line
 
 
 def test_quick_issue_6_and_7_figures_run() -> None:
@@ -78,12 +101,12 @@ def test_quick_spawn_run_measures_all_four_servers() -> None:
     number each, and prints the Python floor's ratios as informational targets
     beside the issue's two goals; so does the tinycat figure, whose floors are
     restarted on tinycat, and the spawn figure after it has its floors back."""
-    out = _quick_run("spawn,tiny,spawn-free", 180)
+    out = _quick_run("spawn,tiny,spawn-pinned", 180)
     lines = out.splitlines()
     header = next(ln for ln in lines if "figure (median)" in ln)
     assert header.split()[2:] == ["superd", "xinetd", "C", "loop", "Py", "loop", "sd/xi"]
     for label in ("spawned /bin/cat conn/s", "spawned tinycat (no libc) conn/s",
-                  "spawned /bin/cat conn/s, children unpinned"):
+                  "spawned /bin/cat conn/s, PINNED"):
         row = next(ln for ln in lines if label in ln)
         assert "-" not in row.split("]", 1)[1].split()[:4], out
     for text in ("superd / xinetd", "superd / C posix_spawn loop", "superd / Python floor"):
@@ -93,6 +116,7 @@ def test_quick_spawn_run_measures_all_four_servers() -> None:
         "spawned cat: superd / xinetd": ("PASS", "MISS"),
         "spawned cat: superd / C posix_spawn loop": ("PASS", "MISS"),
         "spawned cat: Python floor / xinetd": ("info",),
+        "spawn, pinned view: superd / xinetd": ("info",),
         "spawned cat: Python floor / C loop": ("info",),
         "spawned cat: superd / Python floor": ("info",),
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from benchlib import build, procs
 
-from .conftest import BENCH_DIR
+from .conftest import BENCH_DIR, echoed
 
 Start = Callable[[str], int]
 
@@ -59,11 +59,7 @@ def test_echo_mode_echoes_on_concurrent_connections(upstream: Start) -> None:
     port = upstream("echo")
     with _connect(port) as a, _connect(port) as b:
         for conn, payload in ((a, b"a" * 65536), (b, b"b" * 100)):
-            conn.sendall(payload)
-            got = b""
-            while len(got) < len(payload):
-                got += conn.recv(65536)
-            assert got == payload
+            assert echoed(conn, payload) == payload
 
 
 def test_stream_mode_keeps_writing(upstream: Start) -> None:

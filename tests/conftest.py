@@ -34,6 +34,22 @@ def log_events() -> Iterator[list[dict[str, Any]]]:
         connection_events.send_to_main_log(sent)
 
 
+@pytest.fixture
+def main_log() -> Iterator[list[dict[str, Any]]]:
+    """The events that reach the main log when nothing consumes the
+    per-connection events (no JSON log, no service log): what an operator
+    reading the ordinary log sees."""
+    events: list[dict[str, Any]] = []
+    sent = connection_events.sent_to_main_log
+    connection_events.send_to_main_log(False)
+    globalLogPublisher.addObserver(events.append)
+    try:
+        yield events
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+        connection_events.send_to_main_log(sent)
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     """A CA, a localhost server certificate, a good and a wrong client certificate."""

@@ -32,11 +32,14 @@ __all__ = [
 
 
 class SessionCounter:
-    """Live sessions per configuration block and per (block, source)."""
+    """Live sessions per configuration block and per (block, source), and
+    the sessions themselves, for ending them early (a ban, a reload)."""
 
     def __init__(self) -> None:
         self._services: dict[str, int] = {}
         self._sources: dict[tuple[str, str], int] = {}
+        #: Every live session, in the order admitted (a dict: ordered, O(1) removal).
+        self._live: dict[Session, None] = {}
         #: Deferreds of ``when_idle``, fired when the last session ends.
         self._idle: list[Deferred[None]] = []
 
@@ -55,7 +58,12 @@ class SessionCounter:
         services, sources = self._services, self._sources
         services[sid] = services.get(sid, 0) + 1
         sources[key] = sources.get(key, 0) + 1
+        self._live[session] = None
         session.on_end(self._release)
+
+    def sessions(self) -> tuple[Session, ...]:
+        """Every live session, oldest first."""
+        return tuple(self._live)
 
     def live(self) -> int:
         """Live sessions of every service."""
@@ -71,6 +79,7 @@ class SessionCounter:
         return idle
 
     def _release(self, session: Session) -> None:
+        self._live.pop(session, None)
         sid = session.block
         _decrement(self._services, sid)
         _decrement(self._sources, (sid, "" if session.peer is None else session.peer.host))

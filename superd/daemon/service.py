@@ -280,6 +280,7 @@ def build_service(config: Configuration, parts: Parts, *,
                         install_signal=install_signal, settle_heap=settle_heap,
                         builders=builders)
     top.configuration = config
+    parts.access.ban_ends_sessions = config.ban_ends_sessions
     top.groups, problems = Assembly(parts, config, builders).build(config.services)
     if problems:
         raise ConfigError(problems)

@@ -95,8 +95,14 @@ class ChildBridge(RelayProtocol):
         """The child runs: log START with its pid; its exit ends the session."""
         self.child = child
         self.session.pid = child.pid
+        self.session.serve_with(self._terminate)
         events.emit_session_start(self.service, child.pid, self.session.peer)
         child.on_exit(self.handler.exited_callback(self.session))
+
+    def _terminate(self) -> None:
+        """End the session early: cut the client off and stop the child."""
+        self.transport.abortConnection()
+        self.handler.processes.stop((self.child,), self.runtime.options.grace)
 
     def log_connect_failure(self, failure: Failure) -> None:
         from superd.handlers.spawn.handler import log_spawn_failure
@@ -145,7 +151,8 @@ class PipeHandler:
         def exited(child: Any) -> None:
             status = child.status
             events.emit_session_exit(self.service, child.pid, status.code, status.signal,
-                             self.runtime.seconds() - child.started)
+                                     self.runtime.seconds() - child.started,
+                                     session.end_reason)
             session.end()
         return exited
 

@@ -25,7 +25,6 @@ superd (``::ffff:a.b.c.d`` is ``a.b.c.d``).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import sqlite3
@@ -38,7 +37,7 @@ from superd.access.banstore import Ban, BanStore, db_path
 from superd.cli.control import ControlError, request
 from superd.core.exits import EX_IOERR, EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE
 from superd.core.paths import state_dir_or_default
-from superd.core.session import canonical_host
+from superd.core.session import parse_host
 
 __all__ = ["main"]
 
@@ -71,14 +70,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _state_dir(args: argparse.Namespace) -> str:
     return state_dir_or_default(getattr(args, "state_dir", None) or None)
-
-
-def _address(text: str) -> str:
-    try:
-        ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        raise ValueError(f"not an IP address: {text!r}") from None
-    return canonical_host(text)
 
 
 def _stamp(seconds: float) -> str:
@@ -129,7 +120,7 @@ def _online(args: argparse.Namespace, state_dir: str, now: float, out: IO[str]) 
             raise _Refused("the daemon sent no ban list")
         _print_rows(rows, args.json, now, out)
         return 0
-    host = _address(args.address)
+    host = parse_host(args.address)
     if args.action == "remove":
         lifted = _ask(state_dir, "unban", host=host).get("lifted")
         out.write(f"{host}: {'ban lifted' if lifted else 'was not banned'}\n")
@@ -163,7 +154,7 @@ def _offline(args: argparse.Namespace, store: BanStore, now: float, out: IO[str]
         active = [b for b in store.all() if b.expires is None or b.expires > now]
         _print_rows([_row_of(b) for b in active], args.json, now, out)
         return 0
-    host = _address(args.address)
+    host = parse_host(args.address)
     if args.action == "remove":
         found = store.remove(host)
         out.write(f"{host}: {'ban lifted' if found else 'was not banned'}\n")

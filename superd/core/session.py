@@ -23,7 +23,7 @@ from typing import Callable, List, Optional
 
 import attrs
 
-__all__ = ["Peer", "Session", "Terminator", "canonical_host"]
+__all__ = ["Peer", "Session", "Terminator", "canonical_host", "parse_host"]
 
 #: Ends a session early: aborts its connection or stops its server process.
 Terminator = Callable[[], object]
@@ -43,6 +43,16 @@ def canonical_host(host: str) -> str:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return str(addr.ipv4_mapped)
     return str(addr)
+
+
+def parse_host(text: str) -> str:
+    """An IP address as written by a person (``superd bans add``), as
+    ``canonical_host`` spells it; raises ``ValueError`` for anything else."""
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        raise ValueError(f"not an IP address: {text[:64]!r}") from None
+    return canonical_host(text)
 
 
 @attrs.frozen

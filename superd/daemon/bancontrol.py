@@ -18,7 +18,6 @@ Requests (JSON, see ``superd.daemon.control``)::
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from typing import Any, Dict, List, Optional
 
@@ -26,7 +25,7 @@ from superd.access.bans import BanList
 from superd.access.banstore import Ban
 from superd.access.state import AccessState
 from superd.config.model import FOREVER
-from superd.core.session import canonical_host
+from superd.core.session import parse_host
 from superd.daemon.control import Handler
 from superd.observe import events
 
@@ -65,11 +64,7 @@ def _host(request: Json) -> str:
     text = request.get("host")
     if not isinstance(text, str):
         raise ValueError("'host' must be an IP address")
-    try:
-        ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        raise ValueError(f"not an IP address: {text[:64]!r}") from None
-    return canonical_host(text)
+    return parse_host(text)
 
 
 def _minutes(request: Json) -> int:

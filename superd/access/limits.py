@@ -40,6 +40,10 @@ class SessionCounter:
         self._sources: dict[tuple[str, str], int] = {}
         #: Every live session, in the order admitted (a dict: ordered, O(1) removal).
         self._live: dict[Session, None] = {}
+        #: The same by source address: a ban ends one source's sessions
+        #: without a pass over all of them (a flood of spoofed sensor hits
+        #: makes many bans).
+        self._by_host: dict[str, dict[Session, None]] = {}
         #: Deferreds of ``when_idle``, fired when the last session ends.
         self._idle: list[Deferred[None]] = []
 
@@ -54,16 +58,22 @@ class SessionCounter:
     def acquire(self, session: Session) -> None:
         """Count ``session`` until it ends."""
         sid = session.block
-        key = (sid, "" if session.peer is None else session.peer.host)
+        host = "" if session.peer is None else session.peer.host
+        key = (sid, host)
         services, sources = self._services, self._sources
         services[sid] = services.get(sid, 0) + 1
         sources[key] = sources.get(key, 0) + 1
         self._live[session] = None
+        self._by_host.setdefault(host, {})[session] = None
         session.on_end(self._release)
 
     def sessions(self) -> tuple[Session, ...]:
         """Every live session, oldest first."""
         return tuple(self._live)
+
+    def from_host(self, host: str) -> tuple[Session, ...]:
+        """The live sessions of source ``host`` (canonical), oldest first."""
+        return tuple(self._by_host.get(host, ()))
 
     def live(self) -> int:
         """Live sessions of every service."""
@@ -81,8 +91,14 @@ class SessionCounter:
     def _release(self, session: Session) -> None:
         self._live.pop(session, None)
         sid = session.block
+        host = "" if session.peer is None else session.peer.host
+        of_host = self._by_host.get(host)
+        if of_host is not None:
+            of_host.pop(session, None)
+            if not of_host:
+                del self._by_host[host]
         _decrement(self._services, sid)
-        _decrement(self._sources, (sid, "" if session.peer is None else session.peer.host))
+        _decrement(self._sources, (sid, host))
         if self._idle and not self._services:
             waiting, self._idle = self._idle, []
             for idle in waiting:

@@ -115,9 +115,8 @@ class AccessState(Service):
         """A ban started: end the source's live sessions (unless configured not to)."""
         if not self.ban_ends_sessions:
             return
-        ended = self.end_sessions(
-            lambda session: session.peer is not None and session.peer.host == host,
-            events.END_BANNED)
+        ended = sum(self.end_session(session, events.END_BANNED)
+                    for session in self.counter.from_host(host))
         if ended:
             _log.info("ending {count} open sessions of banned {peer_host}",
                       event=events.EV_SESSIONS_ENDED, reason=events.END_BANNED,

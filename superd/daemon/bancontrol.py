@@ -99,9 +99,8 @@ class BanControl:
         except ValueError as e:
             return {"ok": False, "error": str(e)}
         bans = self._access.bans
-        open_sessions = [s for s in self._access.counter.sessions()
-                         if s.peer is not None and s.peer.host == host
-                         and s.end_reason is None]
+        open_sessions = [s for s in self._access.counter.from_host(host)
+                         if s.end_reason is None]
         bans.ban(host, minutes, OPERATOR_SERVICE, source=OPERATOR)
         until = bans.expiry(host)
         if until is None:

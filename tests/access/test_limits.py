@@ -113,3 +113,19 @@ def test_counter_keeps_live_sessions_oldest_first() -> None:
     second.end()
     assert counter.sessions() == (first, third)
     assert counter.running("svc") == 2
+
+
+def test_counter_finds_a_sources_sessions() -> None:
+    """from_host lists one source's live sessions, of any block, and
+    forgets them as they end."""
+    counter = SessionCounter()
+    a = Session("echo", Peer("10.0.0.1", 1), None, 0.0)
+    b = Session("chargen", Peer("10.0.0.1", 2), None, 0.0)
+    c = Session("echo", Peer("10.0.0.2", 3), None, 0.0)
+    for s in (a, b, c):
+        counter.acquire(s)
+    assert counter.from_host("10.0.0.1") == (a, b)
+    a.end()
+    b.end()
+    assert counter.from_host("10.0.0.1") == () and counter.from_host("10.0.0.2") == (c,)
+    assert counter._by_host == {"10.0.0.2": {c: None}}

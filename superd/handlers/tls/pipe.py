@@ -100,9 +100,10 @@ class ChildBridge(RelayProtocol):
         child.on_exit(self.handler.exited_callback(self.session))
 
     def _terminate(self) -> None:
-        """End the session early: cut the client off and stop the child."""
-        self.transport.abortConnection()
+        """End the session early: stop the child and cut the client off."""
         self.handler.processes.stop((self.child,), self.runtime.options.grace)
+        if not self.client_gone:
+            self.transport.abortConnection()
 
     def log_connect_failure(self, failure: Failure) -> None:
         from superd.handlers.spawn.handler import log_spawn_failure

@@ -38,9 +38,8 @@ class SessionCounter:
     def __init__(self) -> None:
         self._services: dict[str, int] = {}
         self._sources: dict[tuple[str, str], int] = {}
-        #: Every live session, in the order admitted (a dict: ordered, O(1) removal).
-        self._live: dict[Session, None] = {}
-        #: The same by source address: a ban ends one source's sessions
+        #: Every live session by source address, in the order admitted (a
+        #: dict: ordered, O(1) removal): a ban ends one source's sessions
         #: without a pass over all of them (a flood of spoofed sensor hits
         #: makes many bans).
         self._by_host: dict[str, dict[Session, None]] = {}
@@ -63,13 +62,17 @@ class SessionCounter:
         services, sources = self._services, self._sources
         services[sid] = services.get(sid, 0) + 1
         sources[key] = sources.get(key, 0) + 1
-        self._live[session] = None
-        self._by_host.setdefault(host, {})[session] = None
+        of_host = self._by_host.get(host)
+        if of_host is None:
+            self._by_host[host] = {session: None}
+        else:
+            of_host[session] = None
         session.on_end(self._release)
 
     def sessions(self) -> tuple[Session, ...]:
-        """Every live session, oldest first."""
-        return tuple(self._live)
+        """Every live session, oldest first (a reload's rare pass)."""
+        every = [s for of_host in self._by_host.values() for s in of_host]
+        return tuple(sorted(every, key=_started))
 
     def from_host(self, host: str) -> tuple[Session, ...]:
         """The live sessions of source ``host`` (canonical), oldest first."""
@@ -89,7 +92,6 @@ class SessionCounter:
         return idle
 
     def _release(self, session: Session) -> None:
-        self._live.pop(session, None)
         sid = session.block
         host = "" if session.peer is None else session.peer.host
         of_host = self._by_host.get(host)
@@ -106,6 +108,10 @@ class SessionCounter:
 
 
 _K = TypeVar("_K")
+
+
+def _started(session: Session) -> float:
+    return session.started
 
 
 def _decrement(table: dict[_K, int], key: _K) -> None:

@@ -8,7 +8,7 @@ and bans are kept in SQLite (``banstore``) so they survive reload and
 restart.  Lookups are served from an in-memory dict -- no SQL per
 connection, and a flood of hits on a sensor writes (and logs) an extension
 only once it has grown by a minute; once a second the list checks ``PRAGMA data_version`` to pick up
-changes made by ``superd bans`` and, once a minute, purges expired bans.
+changes made by ``superd bans --offline`` and, once a minute, purges expired bans.
 Expired bans are also dropped lazily when looked up.
 """
 
@@ -51,8 +51,8 @@ class BanList:
         #: Called with (host, expires, service_id) when a ban made here is
         #: written (superd.fleet shares it); not for ``merge``d bans.
         self.listeners: list[Callable[[str, float, str], None]] = []
-        #: Called with the host when another process (``superd bans
-        #: remove``) lifted an unexpired ban.
+        #: Called with the host when an unexpired ban is lifted by hand
+        #: (``lift``, or ``superd bans --offline remove`` in the database).
         self.removal_listeners: list[Callable[[str], None]] = []
         #: Called with the host whenever a ban starts here (not when one is
         #: extended), whatever made it: a sensor, the operator, the fleet

@@ -19,19 +19,33 @@ settings.register_profile("superd", deadline=None)
 settings.load_profile("superd")
 
 
-@pytest.fixture
-def log_events() -> Iterator[list[dict[str, Any]]]:
-    """Every twisted.logger event emitted during the test, in order."""
+def _captured(per_connection: bool) -> Iterator[list[dict[str, Any]]]:
+    """The global publisher's events while the test runs, with or without
+    the per-connection START/EXIT events sent to it."""
     events: list[dict[str, Any]] = []
-    # As the JSON log does: the builtins' per-connection events too.
     sent = connection_events.sent_to_main_log
-    connection_events.send_to_main_log()
+    connection_events.send_to_main_log(per_connection)
     globalLogPublisher.addObserver(events.append)
     try:
         yield events
     finally:
         globalLogPublisher.removeObserver(events.append)
         connection_events.send_to_main_log(sent)
+
+
+@pytest.fixture
+def log_events() -> Iterator[list[dict[str, Any]]]:
+    """Every twisted.logger event emitted during the test, in order."""
+    # As the JSON log does: the builtins' per-connection events too.
+    yield from _captured(True)
+
+
+@pytest.fixture
+def main_log() -> Iterator[list[dict[str, Any]]]:
+    """The events that reach the main log when nothing consumes the
+    per-connection events (no JSON log, no service log): what an operator
+    reading the ordinary log sees."""
+    yield from _captured(False)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ and bans are kept in SQLite (``banstore``) so they survive reload and
 restart.  Lookups are served from an in-memory dict -- no SQL per
 connection, and a flood of hits on a sensor writes (and logs) an extension
 only once it has grown by a minute; once a second the list checks ``PRAGMA data_version`` to pick up
-changes made by ``superd bans`` and, once a minute, purges expired bans.
+changes made by ``superd bans --offline`` and, once a minute, purges expired bans.
 Expired bans are also dropped lazily when looked up.
 """
 
@@ -51,9 +51,13 @@ class BanList:
         #: Called with (host, expires, service_id) when a ban made here is
         #: written (superd.fleet shares it); not for ``merge``d bans.
         self.listeners: list[Callable[[str, float, str], None]] = []
-        #: Called with the host when another process (``superd bans
-        #: remove``) lifted an unexpired ban.
+        #: Called with the host when an unexpired ban is lifted by hand
+        #: (``lift``, or ``superd bans --offline remove`` in the database).
         self.removal_listeners: list[Callable[[str], None]] = []
+        #: Called with the host whenever a ban starts here (not when one is
+        #: extended), whatever made it: a sensor, the operator, the fleet
+        #: (``merge``), another process (the database).
+        self.new_ban_listeners: list[Callable[[str], None]] = []
         self._poll = LoopingCall(self._tick)
         self._poll.clock = clock
         self._poll_interval = poll_interval
@@ -78,8 +82,10 @@ class BanList:
         """When ``host``'s ban ends (``math.inf``: never), None if not banned."""
         return self._bans.get(host) if self.is_banned(host) else None
 
-    def ban(self, host: str, minutes: int, service_id: str) -> None:
-        """Ban ``host`` for ``minutes`` (FOREVER, or 0 for no ban), or extend."""
+    def ban(self, host: str, minutes: int, service_id: str, *,
+            source: str = "sensor") -> None:
+        """Ban ``host`` for ``minutes`` (FOREVER, or 0 for no ban), or extend;
+        ``source`` (``sensor``, ``operator``) says who, in the log."""
         if minutes == 0:
             return
         now = self._clock.seconds()
@@ -98,9 +104,11 @@ class BanList:
             return
         self._persisted[host] = expires
         self._persist(host, now, service_id)
-        self._log_ban(host, minutes, service_id, extended)
+        self._log_ban(host, minutes, service_id, extended, source)
         for listener in self.listeners:
             listener(host, expires, service_id)
+        if not extended:
+            self._started(host)
 
     def merge(self, host: str, expires: float, service_id: str) -> bool:
         """
@@ -116,7 +124,13 @@ class BanList:
             return False
         self._bans[host] = self._persisted[host] = expires
         self._persist(host, now, service_id)
+        if previous is None or previous <= now:
+            self._started(host)
         return True
+
+    def _started(self, host: str) -> None:
+        for listener in tuple(self.new_ban_listeners):
+            listener(host)
 
     def unban(self, host: str) -> bool:
         """Lift the ban of ``host``; True if there was one."""
@@ -124,6 +138,24 @@ class BanList:
         self._persisted.pop(host, None)
         self._write(lambda: self.store.remove(host))
         return present
+
+    def lift(self, host: str, source: str) -> bool:
+        """Lift the ban of ``host`` by hand (``source``: who): stored, told
+        to the removal listeners (the fleet), logged; True if it was banned."""
+        banned = self.is_banned(host)
+        self.unban(host)
+        if not banned:
+            return False
+        for removed in self.removal_listeners:
+            removed(host)
+        _log.warn("Removing {peer_host} from the global_no_access list ({source})",
+                  event=events.EV_BAN, action="lift", peer_host=host, source=source)
+        return True
+
+    def in_force(self) -> dict[str, float]:
+        """Every unexpired ban: host -> when it ends (``math.inf``: never)."""
+        now = self._clock.seconds()
+        return {host: until for host, until in self._bans.items() if until > now}
 
     def _persist(self, host: str, now: float, service_id: str) -> None:
         expires = self._bans[host]
@@ -144,7 +176,7 @@ class BanList:
                        path=self.store.path, error=str(e))
 
     def _log_ban(self, host: str, minutes: int, service_id: str,
-                 extended: bool) -> None:
+                 extended: bool, source: str) -> None:
         if minutes == FOREVER:
             text = "Adding {peer_host} to the global_no_access list forever"
         else:
@@ -152,9 +184,11 @@ class BanList:
                     " {minutes} minutes")
         if extended:
             text = "Extending: " + text
+        if source != "sensor":
+            text += " ({source})"
         _log.warn(text, event=events.EV_BAN, peer_host=host,
                       minutes=None if minutes == FOREVER else minutes,
-                      service_id=service_id,
+                      service_id=service_id, source=source,
                       action="extend" if extended else "add")
 
     # -- synchronisation with the database ------------------------------
@@ -178,6 +212,8 @@ class BanList:
         }
         self._persisted = dict(self._bans)
         self._tell_changes(before, {ban.host: ban.service for ban in stored}, now)
+        for host in [h for h in self._bans if before.get(h, 0.0) <= now]:
+            self._started(host)
 
     def _tell_changes(self, before: dict[str, float], services: dict[str, str],
                       now: float) -> None:

@@ -7,7 +7,9 @@ factories, twisted-notes section 4): ``buildProtocol`` runs the service's
 policies and returns ``None`` to refuse, so Twisted closes the socket
 without reading from it; with ``banner_fail`` it returns a tiny protocol
 that sends the banner and closes.  An admitted peer becomes a ``Session``,
-counted until ``session.end()``, and the handler builds its protocol.
+counted until ``session.end()``, and the handler builds its protocol; until
+a handler says otherwise (a child serves it), ending the session early means
+aborting that protocol's connection.
 
 When a decision must wait (a host-name lookup), a banner must be written
 first or the service logs USERID, ``buildProtocol`` returns a ``Gate``
@@ -75,6 +77,16 @@ def _record_refusal(state: AccessState, counts: ServiceCounters,
     if decision is BANNED and state.kernel_drop is not None:
         state.kernel_drop.refused_banned(peer.host, now)
     refusals.refused(service, peer, decision, now, key)
+
+
+def _aborter(protocol: Protocol) -> Callable[[], None]:
+    """Ends a session served in-process: abort the protocol's connection (its
+    ``connectionLost`` then ends the session and logs EXIT)."""
+    def abort() -> None:
+        transport: Any = protocol.transport
+        if transport is not None:
+            transport.abortConnection()
+    return abort
 
 
 def _peer(addr: IAddress | None) -> Peer:
@@ -212,6 +224,8 @@ class AccessControlledFactory(ServerFactory):
             session.end()
             events.emit_fail(self.service, events.REASON_FORK, peer,
                              "handler refused")
+        else:
+            session.serve_with(_aborter(protocol))
         return protocol
 
 

@@ -117,6 +117,7 @@ class Gate(Protocol):
         userid = factory.userid
         if userid is not None and userid.first:
             self._session = factory.open_session(self.peer, self._local())
+            self._session.serve_with(self._abort)
             self._hold(userid.lookup(self._local(), self.peer), self._identified)
             return
         local = self._local()
@@ -161,6 +162,11 @@ class Gate(Protocol):
         if protocol is not None:
             self._send(self.gate_factory.banners.success)
         self._switch(protocol)
+
+    def _abort(self) -> None:
+        """End the counted session of a client waiting for its ident answer."""
+        if not self._lost:
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
     def _switch(self, protocol: Protocol | None) -> None:
         """Give the connection to ``protocol``, or close it."""

@@ -32,11 +32,17 @@ __all__ = [
 
 
 class SessionCounter:
-    """Live sessions per configuration block and per (block, source)."""
+    """Live sessions per configuration block and per (block, source), and
+    the sessions themselves, for ending them early (a ban, a reload)."""
 
     def __init__(self) -> None:
         self._services: dict[str, int] = {}
         self._sources: dict[tuple[str, str], int] = {}
+        #: Every live session by source address, in the order admitted (a
+        #: dict: ordered, O(1) removal): a ban ends one source's sessions
+        #: without a pass over all of them (a flood of spoofed sensor hits
+        #: makes many bans).
+        self._by_host: dict[str, dict[Session, None]] = {}
         #: Deferreds of ``when_idle``, fired when the last session ends.
         self._idle: list[Deferred[None]] = []
 
@@ -51,11 +57,26 @@ class SessionCounter:
     def acquire(self, session: Session) -> None:
         """Count ``session`` until it ends."""
         sid = session.block
-        key = (sid, "" if session.peer is None else session.peer.host)
+        host = "" if session.peer is None else session.peer.host
+        key = (sid, host)
         services, sources = self._services, self._sources
         services[sid] = services.get(sid, 0) + 1
         sources[key] = sources.get(key, 0) + 1
+        of_host = self._by_host.get(host)
+        if of_host is None:
+            self._by_host[host] = {session: None}
+        else:
+            of_host[session] = None
         session.on_end(self._release)
+
+    def sessions(self) -> tuple[Session, ...]:
+        """Every live session, oldest first (a reload's rare pass)."""
+        every = [s for of_host in self._by_host.values() for s in of_host]
+        return tuple(sorted(every, key=_started))
+
+    def from_host(self, host: str) -> tuple[Session, ...]:
+        """The live sessions of source ``host`` (canonical), oldest first."""
+        return tuple(self._by_host.get(host, ()))
 
     def live(self) -> int:
         """Live sessions of every service."""
@@ -72,8 +93,14 @@ class SessionCounter:
 
     def _release(self, session: Session) -> None:
         sid = session.block
+        host = "" if session.peer is None else session.peer.host
+        of_host = self._by_host.get(host)
+        if of_host is not None:
+            of_host.pop(session, None)
+            if not of_host:
+                del self._by_host[host]
         _decrement(self._services, sid)
-        _decrement(self._sources, (sid, "" if session.peer is None else session.peer.host))
+        _decrement(self._sources, (sid, host))
         if self._idle and not self._services:
             waiting, self._idle = self._idle, []
             for idle in waiting:
@@ -81,6 +108,10 @@ class SessionCounter:
 
 
 _K = TypeVar("_K")
+
+
+def _started(session: Session) -> float:
+    return session.started
 
 
 def _decrement(table: dict[_K, int], key: _K) -> None:

@@ -33,7 +33,8 @@ from superd.config.model import UNLIMITED, ServiceConfig, ServiceKind
 from superd.core.session import Peer
 from superd.observe import events
 
-__all__ = ["BANNED", "BanPolicy", "build_policies", "policies_for", "run_policies"]
+__all__ = ["BANNED", "BanPolicy", "build_policies", "policies_for", "run_policies",
+           "source_checks"]
 
 _log = Logger(namespace="superd.access")
 #: The denial of a banned source (the factory recognises it by identity).
@@ -54,8 +55,13 @@ class BanPolicy:
         return ALLOW
 
 
-def _filters(service: ServiceConfig, state: AccessState) -> list[Policy]:
-    policies: list[Policy] = [BanPolicy(state.bans)]
+def source_checks(service: ServiceConfig, state: AccessState) -> list[Policy]:
+    """
+    The service's checks of who the peer is and when it comes: address
+    lists, hosts.allow/deny, access_times -- what a reload re-applies to
+    live sessions (``superd.access.recheck``).
+    """
+    policies: list[Policy] = []
     rules = AddressRules.for_service(service)
     if rules is not None:
         resolver = state.resolver if rules.needs_names else None
@@ -64,6 +70,11 @@ def _filters(service: ServiceConfig, state: AccessState) -> list[Policy]:
         policies.append(HostsAccessPolicy(daemon_name(service), state.hosts))
     if service.access_times:
         policies.append(TimePolicy(service.access_times, state.localtime))
+    return policies
+
+
+def _filters(service: ServiceConfig, state: AccessState) -> list[Policy]:
+    policies: list[Policy] = [BanPolicy(state.bans), *source_checks(service, state)]
     if service.cps.max > 0:
         policies.append(state.rate_for(service))
     return policies

@@ -1,8 +1,13 @@
 """
 The access layer's daemon-wide state, kept for the life of the process and
-across reloads: sensor bans, the hosts.allow/deny tables, live session
-counts, cps counters, the name cache, compiled policies and the rate-limited
-FAIL logs.
+across reloads: sensor bans, the hosts.allow/deny tables, live sessions and
+their counts, cps counters, the name cache, compiled policies and the
+rate-limited FAIL logs.
+
+It is also where live sessions are ended daemon-wide (``end_sessions``),
+whatever serves them: a new ban ends the banned source's sessions on every
+service (unless ``ban_ends_sessions = no``), and a reload ends those its new
+rules refuse (``superd.access.recheck``).
 
 ``open_access`` builds the daemon's (opening the ban database under the
 state directory); unit tests build an ``AccessState`` directly with the
@@ -32,6 +37,7 @@ from superd.access.resolver import NameResolver, thread_runner
 from superd.access.times import LocalTime
 from superd.config.model import CPS, ServiceConfig
 from superd.core.runtime import Runtime
+from superd.core.session import Session
 from superd.observe import events
 from superd.observe.counters import Counters
 from superd.proc.table import ProcessTable
@@ -81,6 +87,40 @@ class AccessState(Service):
         self.hosts_changes = hosts_changes
         #: Drops hammering banned sources in the kernel (None: not used).
         self.kernel_drop = kernel_drop
+        #: Whether a new ban ends the source's live sessions (the
+        #: configuration's ``ban_ends_sessions``; set at start and reload).
+        self.ban_ends_sessions = True
+        self.bans.new_ban_listeners.append(self._banned)
+
+    def end_sessions(self, which: Callable[[Session], bool], reason: str) -> int:
+        """
+        End every live session ``which`` selects, of any service, for
+        ``reason`` (``events.END_BANNED``, ``events.END_RECONFIGURED``):
+        in-process connections are aborted, children's process groups get
+        SIGTERM (SIGKILL after ``--grace``).  Each one's EXIT line, logged
+        when it is gone, carries the reason.  Returns how many were ended.
+        """
+        return sum(self.end_session(session, reason)
+                   for session in self.counter.sessions() if which(session))
+
+    def end_session(self, session: Session, reason: str) -> bool:
+        """End one live session for ``reason`` (see ``end_sessions``); True
+        if this ended it, False if it was over or being ended already."""
+        if not session.terminate(reason):
+            return False
+        self.counters.for_block(session.service_id, session.block).end(reason)
+        return True
+
+    def _banned(self, host: str) -> None:
+        """A ban started: end the source's live sessions (unless configured not to)."""
+        if not self.ban_ends_sessions:
+            return
+        ended = sum(self.end_session(session, events.END_BANNED)
+                    for session in self.counter.from_host(host))
+        if ended:
+            _log.info("ending {count} open sessions of banned {peer_host}",
+                      event=events.EV_SESSIONS_ENDED, reason=events.END_BANNED,
+                      count=ended, peer_host=host)
 
     def rate_for(self, service: ServiceConfig) -> ConnectionRate:
         """The cps counter of the service's block, kept across reloads while

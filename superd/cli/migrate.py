@@ -112,7 +112,9 @@ def _process_groups(service: ServiceConfig, config: Configuration) -> Optional[N
     return Note("servers", "on stop, and when a reload drops the service, the server's whole"
                 " process group gets SIGTERM, then SIGKILL after --grace seconds; xinetd"
                 " SIGKILLs only the direct child on reload and leaves servers running on"
-                " SIGTERM. A reload never disturbs a running server of a kept service.")
+                " SIGTERM. A reload stops a running server of a kept service only when its"
+                " new address lists, hosts files, access_times or lowered instances refuse"
+                " the session (xinetd's manual promises this; its code never does it).")
 
 
 @_rule
@@ -157,7 +159,8 @@ def _sensor(service: ServiceConfig, config: Configuration) -> Optional[Note]:
         return None
     return Note("access", "SENSOR bans apply to every service, TCP and UDP, are extended by"
                 " a repeat hit, and survive reload and restart (kept in the state"
-                " directory); 'superd bans' lists and lifts them.")
+                " directory); a new ban also ends the source's open sessions"
+                " (ban_ends_sessions = no: as xinetd); 'superd bans' lists and lifts them.")
 
 
 @_rule
@@ -241,7 +244,8 @@ GENERAL = (
          " services) stops superd with every problem as FILE:LINE; xinetd disables the"
          " service and carries on."),
     Note("operations", "SIGHUP reload is all or nothing: a broken file keeps the running"
-         " configuration, and kept services keep their sockets and servers."),
+         " configuration, and kept services keep their sockets and the sessions their"
+         " new rules still allow."),
 )
 
 

@@ -260,6 +260,9 @@ _TABLE = (
     _cumulative("enabled", _each(_word), in_defaults=True, in_service=False),
     # superd's own, daemon-wide: the shared ban store (issue 7).
     _spec("ban_store", _one(_redis_url), in_defaults=True, in_service=False),
+    # superd's own, daemon-wide: "no" keeps xinetd's rule that a ban refuses
+    # new connections only, leaving the source's open sessions alone.
+    _spec("ban_ends_sessions", _one(v.yes_no), in_defaults=True, in_service=False),
     _list("rpc_version", tuple, unsupported=_RPC),
     _list("rpc_number", tuple, unsupported=_RPC),
 )

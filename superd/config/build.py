@@ -393,7 +393,8 @@ def build_configuration(
     if errors:
         raise ConfigError(_ordered(errors, sources))
     return Configuration(tuple(services), tuple(report.warnings), tuple(sources),
-                         ban_store=defaults.values.get("ban_store"))
+                         ban_store=defaults.values.get("ban_store"),
+                         ban_ends_sessions=defaults.values.get("ban_ends_sessions", True))
 
 
 def _as_problem(warning: Any) -> Problem:

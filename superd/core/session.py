@@ -7,6 +7,13 @@ serves the session -- a builtin protocol, a spawned child, a relay -- calls
 ``end()`` exactly when the session is over: on ``connectionLost`` for
 in-process protocols, on the child's exit for spawned servers.  ``end`` is
 idempotent, so a belt-and-braces second call is harmless.
+
+Whoever serves a session also says how superd can end it early
+(``serve_with``): abort the connection of an in-process protocol, stop the
+child's process group.  ``terminate(reason)`` (a ban, a reload whose rules
+refuse the session) runs that and records why; ``end()`` still follows only
+when the connection or the child is really gone, and the EXIT line logged
+then carries ``end_reason``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ from typing import Callable, List, Optional
 
 import attrs
 
-__all__ = ["Peer", "Session", "canonical_host"]
+__all__ = ["Peer", "Session", "Terminator", "canonical_host", "parse_host"]
+
+#: Ends a session early: aborts its connection or stops its server process.
+Terminator = Callable[[], object]
 
 
 def canonical_host(host: str) -> str:
@@ -33,6 +43,16 @@ def canonical_host(host: str) -> str:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return str(addr.ipv4_mapped)
     return str(addr)
+
+
+def parse_host(text: str) -> str:
+    """An IP address as written by a person (``superd bans add``), as
+    ``canonical_host`` spells it; raises ``ValueError`` for anything else."""
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        raise ValueError(f"not an IP address: {text[:64]!r}") from None
+    return canonical_host(text)
 
 
 @attrs.frozen
@@ -67,7 +87,11 @@ class Session:
     #: Set by the spawner when a child serves the session.
     pid: Optional[int] = None
     ended: bool = False
+    #: Why superd ended the session before its client or server did
+    #: (``terminate``), or None.
+    end_reason: Optional[str] = None
     _on_end: List[Callable[["Session"], None]] = attrs.field(factory=list)
+    _terminator: Optional[Terminator] = None
 
     def on_end(self, callback: Callable[["Session"], None]) -> None:
         """Call ``callback(self)`` when the session ends (at once if it has)."""
@@ -81,6 +105,24 @@ class Session:
         if self.ended:
             return
         self.ended = True
+        self._terminator = None  # it holds the connection or the child
         callbacks, self._on_end = self._on_end, []
         for callback in callbacks:
             callback(self)
+
+    def serve_with(self, terminator: Terminator) -> None:
+        """Say how to end this session early; the latest caller serves it
+        (the access layer's connection, then perhaps a child)."""
+        self._terminator = terminator
+
+    def terminate(self, reason: str) -> bool:
+        """
+        End the session early, for ``reason``: run its terminator now; the
+        session ends when what served it is gone.  False when it has ended,
+        is already being ended, or nothing serving it said how to end it.
+        """
+        if self.ended or self.end_reason is not None or self._terminator is None:
+            return False
+        self.end_reason = reason
+        self._terminator()
+        return True

@@ -96,8 +96,23 @@ class RuntimeCollector(Collector):
             refused.add_metric([service_id, reason], total)
         yield accepted
         yield refused
+        yield self._ended()
         yield self._children()
         yield self._bans()
+
+    def _ended(self) -> CounterMetricFamily:
+        ended = CounterMetricFamily(
+            "superd_sessions_ended",
+            "Live sessions superd ended itself, per service and reason (banned, reconfigured).",
+            labels=["service", "reason"])
+        totals: dict[tuple[str, str], int] = {}
+        for counts in self._access.counters.all():
+            for reason, count in counts.ended.items():
+                key = (counts.service_id, reason)
+                totals[key] = totals.get(key, 0) + count
+        for (service_id, reason), total in sorted(totals.items()):
+            ended.add_metric([service_id, reason], total)
+        return ended
 
     def _children(self) -> GaugeMetricFamily:
         running = GaugeMetricFamily(

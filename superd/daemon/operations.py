@@ -1,6 +1,7 @@
 """
 The operator's side of a running daemon: SIGHUP reload, SIGUSR1 status dump,
-the control socket for ``superd status``, and systemd notifications around
+the control socket for ``superd status``, ``superd reload`` and ``superd
+bans`` (``superd.daemon.bancontrol``), and systemd notifications around
 reloads.
 
 The tap adds it to the ``SuperdService`` after the listeners, so it starts
@@ -20,6 +21,7 @@ from twisted.logger import Logger
 
 from superd.config.model import Configuration
 from superd.daemon import notify
+from superd.daemon.bancontrol import BanControl
 from superd.daemon.control import ControlFactory, listen_control
 from superd.daemon.reload import Loader, Reloader, ReloadResult
 from superd.daemon.service import SuperdService
@@ -66,7 +68,9 @@ class Operations(Service):
         runtime = self.top.runtime
         if self._control_wanted:
             factory = ControlFactory({"status": self._status_request,
-                                      "reload": self._reload_request}, runtime.reactor)
+                                      "reload": self._reload_request,
+                                      **BanControl(self.top.access).commands()},
+                                     runtime.reactor)
             self.control_port = listen_control(runtime.reactor, runtime.options.state_dir,
                                                factory)
         self._old_usr1 = self._install_signal(signal.SIGUSR1, self._on_usr1)

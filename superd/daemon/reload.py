@@ -24,7 +24,12 @@ bind and the options of the listening socket) -- xinetd's rule, plus bind:
   their children's process groups get SIGTERM, then SIGKILL after the grace
   period.  A changed ``bind`` is a drop plus an add; when the new socket needs
   a port the dropped one holds, that one is closed first and reopened if the
-  reload then fails.
+  reload then fails;
+* then the live sessions of the services that remain are re-checked against
+  their new rules (``superd.access.recheck``): a session whose source the new
+  address lists, hosts files or ``access_times`` refuse is ended, and so are
+  the newest above a lowered ``instances`` -- what xinetd(8) promises for
+  its hard reconfiguration and its code never does.
 
 Bans live in the runtime (and SQLite) and are never touched.  Neither is the
 shared ban store: a changed ``ban_store`` is logged as needing a restart.
@@ -39,6 +44,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from superd.access.recheck import recheck_sessions
 from superd.config.errors import ConfigError
 from superd.config.model import Configuration
 from superd.daemon.plan import ReloadPlan, plan_reload
@@ -217,7 +223,16 @@ class Reloader:
         warn_ban_store_change(running, config)
         self._stop_children(plan.stopped_ids)
         self._update_logs(config)
+        self._recheck_sessions(config)
         return self._succeeded(started, plan)
+
+    def _recheck_sessions(self, config: Configuration) -> None:
+        access = self.top.parts.access
+        access.ban_ends_sessions = config.ban_ends_sessions
+        checking = recheck_sessions(access, config.services)
+        checking.addErrback(lambda f: _log.failure(
+            "re-checking the live sessions failed", f, event=events.EV_RELOAD,
+            phase="recheck"))
 
     def _stop_children(self, service_ids: FrozenSet[str]) -> None:
         processes = self.top.parts.processes

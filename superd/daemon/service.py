@@ -290,6 +290,7 @@ def build_service(config: Configuration, parts: Parts, *,
     top = SuperdService(parts, config, service_log, on_bind_error=on_bind_error,
                         install_signal=install_signal, settle_heap=settle_heap,
                         builders=builders)
+    parts.access.ban_ends_sessions = config.ban_ends_sessions
     top.groups, problems = Assembly(parts, config, builders).build(config.services)
     if problems:
         raise ConfigError(problems)

@@ -6,7 +6,7 @@ its rendering for people.
 with its listen addresses, its state (listening; paused by ``cps`` until a
 time; suspended while a ``wait = yes`` server runs; backing off), its
 counters (accepted, refused by reason) and live sessions; every running
-child (pid, service, peer, start time); the ban list; and the last reload.
+child (pid, service, peer, start time); the bans in force; and the last reload.
 SIGUSR1 logs it, and ``superd status`` (``superd.cli.status``) fetches it over
 the control socket.
 """
@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from superd.access.state import AccessState
 from superd.config.model import ServiceConfig, ServiceKind
+from superd.daemon.bancontrol import ban_rows
 from superd.daemon.service import SuperdService
 
 __all__ = ["render_text", "snapshot"]
@@ -78,6 +79,8 @@ def _service(service: ServiceConfig, children: List[Any], access: AccessState) -
         "listen": [text for text in map(_listen, children) if text],
         "accepted": counters.accepted if counters else 0,
         "refused": dict(sorted(counters.refused.items())) if counters else {},
+        # Live sessions superd ended itself, by reason (banned, reconfigured).
+        "ended": dict(sorted(counters.ended.items())) if counters else {},
         "sessions": access.counter.running(service.block_key),
     }
     entry.update(_state(service, children, access))
@@ -93,17 +96,6 @@ def _children(access: AccessState) -> List[Json]:
              "started": c.started} for c in processes.children()]
 
 
-def _bans(access: AccessState, now: float) -> List[Json]:
-    store = access.bans.store
-    try:
-        stored = store.all()
-    except Exception as e:  # sqlite3.Error: show the problem, not a traceback
-        return [{"error": str(e)}]
-    return [{"host": b.host, "until": b.expires, "added": b.added,
-             "service_id": b.service, "hits": b.hits}
-            for b in stored if b.expires is None or b.expires > now]
-
-
 def snapshot(top: SuperdService, last_reload: Optional[Mapping[str, Any]] = None,
              *, pid: Optional[int] = None) -> Json:
     """Everything ``superd status`` shows, as JSON-ready values."""
@@ -116,7 +108,7 @@ def snapshot(top: SuperdService, last_reload: Optional[Mapping[str, Any]] = None
         "sources": list(configuration.sources),
         "services": [_service(s, list(children), access) for s, children in top.groups],
         "children": _children(access),
-        "bans": _bans(access, now),
+        "bans": ban_rows(access.bans),
         "reload": None if last_reload is None else dict(last_reload),
     }
 

@@ -292,8 +292,10 @@ class RelayProtocol(Protocol):
         # cost of a relay, and START already records the connection.
         if "TRAFFIC" in flags:
             emit_traffic(self.service, self.inbound, self.outbound, duration)
-        if events.exit_line(self.service.id, flags, 0, 0, None, duration) is not None:
-            events.emit_session_exit(self.service, 0, 0, None, duration)
+        reason = self.session.end_reason  # set when superd ended it (a ban, a reload)
+        if reason is not None or events.exit_line(self.service.id, flags, 0, 0, None,
+                                                  duration) is not None:
+            events.emit_session_exit(self.service, 0, 0, None, duration, reason)
         self.session.end()
 
 

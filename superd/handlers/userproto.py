@@ -84,8 +84,15 @@ class UserProtocolHandler:
         if protocol is None:
             return None
         _watch(protocol, lambda: events.emit_session_start(self.service, 0, session.peer),
-               session.end)
+               lambda: self._ended(session))
         return protocol
+
+    def _ended(self, session: Session) -> None:
+        # Only a session superd ended itself (a ban, a reload) logs EXIT.
+        if session.end_reason is not None and not session.ended:
+            duration = max(0.0, self.runtime.seconds() - session.started)
+            events.emit_session_exit(self.service, 0, 0, None, duration, session.end_reason)
+        session.end()
 
     def __repr__(self) -> str:
         return f"<UserProtocolHandler {self.service.id} {self.factory!r}>"

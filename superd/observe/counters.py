@@ -1,6 +1,7 @@
 """
 Per-service connection counters for ``superd status``: how many peers were
-admitted and how many were refused, by xinetd's reason word.
+admitted, how many were refused, by xinetd's reason word, and how many live
+sessions superd ended itself (a ban, a reload), by reason.
 
 They are kept per configuration block (``ServiceConfig.block_key``): two
 blocks may share an id, and ``superd status`` shows each one's own counts;
@@ -23,13 +24,15 @@ __all__ = ["Counters", "ServiceCounters"]
 class ServiceCounters:
     """The counts of one service block since superd started."""
 
-    __slots__ = ("accepted", "refused", "service_id")
+    __slots__ = ("accepted", "ended", "refused", "service_id")
 
     def __init__(self, service_id: str) -> None:
         self.service_id = service_id
         self.accepted = 0
         #: reason word -> count.
         self.refused: Dict[str, int] = {}
+        #: Live sessions superd ended: reason (``banned``, ``reconfigured``) -> count.
+        self.ended: Dict[str, int] = {}
 
     def accept(self) -> None:
         """One peer admitted."""
@@ -39,9 +42,14 @@ class ServiceCounters:
         """One peer refused for ``reason``."""
         self.refused[reason] = self.refused.get(reason, 0) + 1
 
+    def end(self, reason: str) -> None:
+        """One live session ended by superd for ``reason``."""
+        self.ended[reason] = self.ended.get(reason, 0) + 1
+
     def as_dict(self) -> Dict[str, object]:
-        """``{"accepted": N, "refused": {reason: N}}`` for JSON."""
-        return {"accepted": self.accepted, "refused": dict(sorted(self.refused.items()))}
+        """``{"accepted": N, "refused": {reason: N}, "ended": {reason: N}}`` for JSON."""
+        return {"accepted": self.accepted, "refused": dict(sorted(self.refused.items())),
+                "ended": dict(sorted(self.ended.items()))}
 
 
 class Counters:

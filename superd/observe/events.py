@@ -50,6 +50,8 @@ __all__ = [
     "REASON_SERVICE_LIMIT",
     "REASON_TIME",
     "REASON_TLS",
+    "END_BANNED",
+    "END_RECONFIGURED",
     "NOID_BAD_RESPONSE",
     "NOID_NO_SERVER",
     "NOID_RECEIVE_ERROR",
@@ -72,6 +74,13 @@ REASON_EXEC: Final = "exec"
 REASON_TLS: Final = "tls"
 #: An IDONLY client without an ident answer (logged as NOID, not FAIL).
 REASON_NOID: Final = "noid"
+
+# Why superd ended a live session itself (the ``reason`` of its EXIT event).
+#: A ban (sensor, operator or fleet) of the session's source.
+END_BANNED: Final = "banned"
+#: A reload whose rules (address lists, hosts files, access_times,
+#: instances) no longer allow the session.
+END_RECONFIGURED: Final = "reconfigured"
 
 # xinetd's NOID reasons (ident.c idresult_explain), exactly.
 NOID_NO_SERVER: Final = "no server"
@@ -109,6 +118,8 @@ EV_STOPPING: Final = "stopping"
 #: Stop waits for in-process sessions (up to --grace) after closing the sockets.
 EV_DRAINING: Final = "draining"
 EV_DRAIN_TIMEOUT: Final = "drain_timeout"
+#: superd ended live sessions itself (a ban, a reload): how many, and why.
+EV_SESSIONS_ENDED: Final = "sessions_ended"
 
 
 # -- xinetd-format service log lines (xinetd-behaviour.md section 9.1) -------
@@ -290,15 +301,24 @@ def _start(log: Logger, service: ServiceConfig, pid: int,
     )
 
 
+_EXIT_TEXT = ("EXIT {service_id} pid={pid} status={status} signal={signal}"
+              " duration={duration:.3f}s")
+
+
 def _exit(log: Logger, service: ServiceConfig, pid: int,
-          status: Optional[int], signal: Optional[int], duration: float) -> None:
+          status: Optional[int], signal: Optional[int], duration: float,
+          reason: Optional[str] = None) -> None:
+    # A session superd ended itself says why in its own field (and the main
+    # log's text); the xinetd line keeps xinetd's exact shape, which has no
+    # place for a reason.
+    extra = {} if reason is None else {"reason": reason}
     log.info(
-        "EXIT {service_id} pid={pid} status={status} signal={signal}"
-        " duration={duration:.3f}s",
+        _EXIT_TEXT if reason is None else _EXIT_TEXT + " reason={reason}",
         event=EV_EXIT, service_id=service.id, service_block=block_of(service),
         pid=pid, status=status, signal=signal, duration=duration,
         xinetd_line=exit_line(service.id, service.log_on_success, pid,
                               status, signal, duration),
+        **extra,
     )
 
 
@@ -322,14 +342,17 @@ def emit_session_start(service: ServiceConfig, pid: int,
 
 
 def emit_session_exit(service: ServiceConfig, pid: int, status: Optional[int],
-                      signal: Optional[int], duration: float) -> None:
+                      signal: Optional[int], duration: float,
+                      reason: Optional[str] = None) -> None:
     """
     EXIT of one connection's session, on the ``connection_events`` channel;
-    a server process killed by a signal (a crash, or the OOM killer) is
-    worth the main log's attention, so that EXIT always goes there.
+    a server process killed by a signal (a crash, or the OOM killer) and a
+    session superd ended itself (``reason``: ``END_BANNED``,
+    ``END_RECONFIGURED``) are worth the main log's attention, so their EXIT
+    always goes there.
     """
-    if signal is not None:
-        _exit(_log, service, pid, status, signal, duration)
+    if signal is not None or reason is not None:
+        _exit(_log, service, pid, status, signal, duration, reason)
     elif connection_events.wanted(service.id):
         _exit(_connection_log, service, pid, status, signal, duration)
 
@@ -339,9 +362,11 @@ def emit_served_start(service: ServiceConfig, peer: Optional[Peer]) -> None:
     emit_session_start(service, 0, peer)
 
 
-def emit_served_exit(service: ServiceConfig, duration: float) -> None:
-    """EXIT (pid 0, status 0) of a builtin's session, on ``connection_events``."""
-    emit_session_exit(service, 0, 0, None, duration)
+def emit_served_exit(service: ServiceConfig, duration: float,
+                     reason: Optional[str] = None) -> None:
+    """EXIT (pid 0, status 0) of a builtin's session, on ``connection_events``
+    (on the main log when superd ended it for ``reason``)."""
+    emit_session_exit(service, 0, 0, None, duration, reason)
 
 
 def emit_fail(service: ServiceConfig, reason: str, peer: Optional[Peer],

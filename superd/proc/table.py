@@ -121,6 +121,10 @@ class ProcessTable:
         """Stop the children of one service (a reload dropped it)."""
         return self._stop(self.children(service_id), grace)
 
+    def stop(self, children: Iterable[Child], grace: float) -> "Deferred[None]":
+        """Stop ``children`` (their sessions were ended: a ban, a reload)."""
+        return self._stop((c for c in children if c.status is None), grace)
+
     def _stop(self, children: Iterable[Child], grace: float) -> "Deferred[None]":
         victims = list(children)
         if not victims:

@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -131,3 +132,26 @@ def fail_lines(events: list[dict[str, Any]]) -> list[str]:
     """The xinetd FAIL lines among logged events."""
     return [e["xinetd_line"] for e in events
             if e.get("event") == "refuse" and e.get("xinetd_line")]
+
+
+class AbortableTransport(StringTransport):
+    """A transport whose abortConnection loses the connection at once, as
+    Twisted's TCP transport does on the next reactor turn."""
+
+    aborted = False
+    protocol: Any = None
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        self.protocol.connectionLost(Failure(ConnectionAborted()))
+
+
+def serve(factory: Any, host: str) -> AbortableTransport:
+    """Admit a connection from ``host`` and connect the handler's protocol."""
+    protocol = factory.buildProtocol(address(host))
+    assert protocol is not None
+    transport = AbortableTransport()
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    return transport
+

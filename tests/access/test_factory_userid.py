@@ -116,6 +116,18 @@ def test_idonly_refuses_without_an_answer(access: AccessState, log_events: list[
     assert not connect(factory, "127.0.0.2")[1].disconnecting  # count released
 
 
+def test_a_ban_cuts_off_an_idonly_client_waiting_for_its_answer(access: AccessState) -> None:
+    """A client held (and counted) while identd is asked is ended by a ban
+    of its source like any session: its connection is aborted."""
+    factory, handler = factory_for(access, flags=frozenset({"IDONLY"}), per_source=1)
+    gate, transport = connect(factory, "127.0.0.2")
+    assert gate is not None and not transport.disconnecting
+    access.bans.ban("127.0.0.2", 5, "trap")
+    assert transport.disconnecting
+    gate.connectionLost(Failure(Exception("aborted")))
+    assert access.counter.sessions() == () and not handler.sessions
+
+
 def test_idonly_client_leaving_cancels_the_lookup(access: AccessState) -> None:
     """A client that hangs up while identd is asked frees its count and the ident socket."""
     factory, handler = factory_for(access, flags=frozenset({"IDONLY"}), per_source=1)

@@ -99,3 +99,33 @@ def test_sessions_count_under_their_block() -> None:
     assert counter.from_source("svc tcp/22 10.0.0.9", "10.0.0.1") == 1
     assert counter.running("svc") == 0
     assert InstancesPolicy("svc", 1, counter).check(Peer("10.0.0.1", 1), 0).allowed
+
+
+def test_counter_keeps_live_sessions_oldest_first() -> None:
+    """The counter lists live sessions in the order they were admitted and
+    forgets each one when it ends (what a ban or a reload ends early)."""
+    counter = SessionCounter()
+    first, second, third = (Session("svc", Peer(f"10.0.0.{n}", 1), None, 0.0)
+                            for n in (1, 2, 3))
+    for s in (first, second, third):
+        counter.acquire(s)
+    assert counter.sessions() == (first, second, third)
+    second.end()
+    assert counter.sessions() == (first, third)
+    assert counter.running("svc") == 2
+
+
+def test_counter_finds_a_sources_sessions() -> None:
+    """from_host lists one source's live sessions, of any block, and
+    forgets them as they end."""
+    counter = SessionCounter()
+    a = Session("echo", Peer("10.0.0.1", 1), None, 0.0)
+    b = Session("chargen", Peer("10.0.0.1", 2), None, 0.0)
+    c = Session("echo", Peer("10.0.0.2", 3), None, 0.0)
+    for s in (a, b, c):
+        counter.acquire(s)
+    assert counter.from_host("10.0.0.1") == (a, b)
+    a.end()
+    b.end()
+    assert counter.from_host("10.0.0.1") == () and counter.from_host("10.0.0.2") == (c,)
+    assert counter._by_host == {"10.0.0.2": {c: None}}

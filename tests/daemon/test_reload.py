@@ -406,3 +406,34 @@ def test_heap_is_settled_at_startup_and_after_a_good_reload_only() -> None:
     assert settled == [1, 1]
     assert not reload(top, ConfigError([Problem("conf/a", 3, "x", "port", "bad port")])).ok
     assert settled == [1, 1]
+
+
+def test_a_reload_ends_the_sessions_its_new_rules_refuse(
+        log_events: list[dict[str, Any]]) -> None:
+    """After a reload that took effect, a live session whose source the new
+    address lists refuse is ended (EXIT says ``reconfigured``), the others
+    go on; a reload that failed ends nothing."""
+    from tests.access.helpers import serve, specs
+
+    old = service()
+    top, reactor = running(old)
+    (port,) = reactor.ports
+    barred, kept = serve(port.factory, "10.0.0.1"), serve(port.factory, "10.0.0.2")
+    refused = attrs.evolve(old, no_access=specs("10.0.0.1"))
+    assert not reload(top, ConfigError([Problem("conf/echo", 1, "echo", None, "bad")])).ok
+    assert not barred.aborted
+    assert reload(top, config(refused)).ok
+    assert barred.aborted and not kept.aborted
+    exits = [e for e in log_events if e.get("event") == "exit"]
+    assert [(e["service_id"], e["reason"]) for e in exits] == [("echo", "reconfigured")]
+    counts = top.access.counters.for_block("echo", old.block_key)
+    assert counts.ended == {"reconfigured": 1}
+
+
+def test_ban_ends_sessions_follows_the_configuration() -> None:
+    """``ban_ends_sessions`` of the running configuration decides, at start
+    and after each reload."""
+    top, _ = running(service())
+    assert top.access.ban_ends_sessions is True
+    assert reload(top, attrs.evolve(config(service()), ban_ends_sessions=False)).ok
+    assert top.access.ban_ends_sessions is False

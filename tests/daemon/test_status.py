@@ -10,6 +10,7 @@ import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 
+from superd.access.bans import BanList
 from superd.access.banstore import Ban, BanStore
 from superd.access.state import AccessState
 from superd.config.model import CPS, Configuration, ServiceConfig
@@ -62,11 +63,12 @@ def test_snapshot_lists_services_addresses_counters_and_children() -> None:
     counts.accept()
     counts.refuse("address")
     counts.refuse("address")
+    counts.end("reconfigured")
     status = snapshot(top, {"ok": True, "time": 1.0}, pid=7)
     (entry,) = status["services"]
     assert entry["listen"] == ["tcp 127.0.0.1:14007"]
-    assert (entry["state"], entry["accepted"], entry["refused"]) == \
-        ("listening", 1, {"address": 2})
+    assert (entry["state"], entry["accepted"], entry["refused"], entry["ended"]) == \
+        ("listening", 1, {"address": 2}, {"reconfigured": 1})
     assert entry["sessions"] == 0 and entry["where"] == "conf/echo:1"
     assert status["children"] == [{"pid": 42, "service_id": "echo", "peer": "127.0.0.9:5555",
                                    "started": 1000.0}]
@@ -87,13 +89,16 @@ def test_cps_pause_shows_until_when() -> None:
     assert "paused by cps until" in render_text(snapshot(top))
 
 
-def test_bans_from_the_store_skip_expired_ones(tmp_path: Path) -> None:
-    """Live bans are listed with their expiry; expired ones are not."""
+def test_bans_in_force_are_listed_not_the_database(tmp_path: Path) -> None:
+    """The bans the daemon enforces are listed with their expiry and the
+    database's details; expired ones are not, nor a row the list has not
+    loaded (it is not in force yet)."""
     top = running(service())
     store = BanStore(str(tmp_path / "bans.sqlite3"))
     store.put(Ban("10.0.0.1", None, 1.0, "trap", 3))
     store.put(Ban("10.0.0.2", 1500.0, 1.0, "trap", 1))
-    top.access.bans = type("Bans", (), {"store": store})()
+    top.access.bans = BanList(store, top.runtime.reactor)
+    store.put(Ban("10.0.0.3", None, 1.0, "trap", 1))  # not loaded yet
     assert snapshot(top)["bans"] == [{"host": "10.0.0.1", "until": None, "added": 1.0,
                                       "service_id": "trap", "hits": 3}]
     assert "10.0.0.1  forever" in render_text(snapshot(top))

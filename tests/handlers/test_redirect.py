@@ -153,3 +153,20 @@ def test_bytes_before_the_upstream_are_kept() -> None:
     up = relay.connect_upstream()
     relay.protocol.dataReceived(b"late")
     assert up.value() == b"early late" and relay.protocol.inbound == 10
+
+
+def test_a_relay_superd_ends_logs_exit_with_the_reason(
+        main_log: list[dict[str, Any]]) -> None:
+    """A relay superd ends (its client connection aborted) closes the
+    upstream and logs EXIT with the reason, even without EXIT in
+    log_on_success."""
+    relay = start(make_service(log_on_success=frozenset()))
+    up = relay.connect_upstream()
+    relay.session.serve_with(
+        lambda: relay.protocol.connectionLost(Failure(Exception("aborted"))))
+    assert relay.session.terminate("reconfigured")
+    assert up.disconnecting and not relay.session.ended
+    relay.upstream.connectionLost(Failure(Exception("closed")))
+    assert relay.session.ended
+    exits = [e for e in main_log if e.get("event") == "exit"]
+    assert [(e["reason"], e["xinetd_line"]) for e in exits] == [("reconfigured", None)]

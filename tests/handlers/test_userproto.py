@@ -196,3 +196,24 @@ def test_per_connection_failure_raises_for_the_access_layer() -> None:
     handler = handler_for(Failing())
     with pytest.raises(ValueError):
         handler.protocol_for(Session("hello", Peer("10.0.0.9", 1), None, 0.0))
+
+
+def test_a_session_superd_ends_logs_exit_with_the_reason(
+        main_log: list[dict[str, Any]]) -> None:
+    """A user protocol's session logs no EXIT of its own, except when superd
+    ended it (a ban, a reload): then EXIT says why."""
+    from twisted.internet.error import ConnectionAborted
+
+    handler = handler_for(Factory.forProtocol(Hello))
+    ended, closed = (Session("hello", Peer("10.0.0.9", n), None, 0.0) for n in (1, 2))
+    protocols = []
+    for session in (ended, closed):
+        protocol = handler.protocol_for(session)
+        protocol.makeConnection(StringTransport())
+        protocols.append(protocol)
+    ended.serve_with(lambda: protocols[0].connectionLost(Failure(ConnectionAborted())))
+    assert ended.terminate("banned")
+    protocols[1].connectionLost(Failure(Exception("client left")))
+    assert ended.ended and closed.ended
+    exits = [e for e in main_log if e.get("event") == "exit"]
+    assert [(e["service_id"], e["reason"]) for e in exits] == [("hello", "banned")]

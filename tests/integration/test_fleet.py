@@ -161,3 +161,32 @@ def test_bans_cli_add_and_remove_reach_the_fleet(
     assert fetch("127.0.0.9", second.port("daytime"))
     assert fetch("127.0.0.9", first.port("daytime"))
     assert b"127.0.0.9" not in redis_server.command("KEYS", "superd:ban:*")
+
+
+def test_a_fleet_ban_ends_the_sources_sessions_on_the_other_hosts(
+        redis_server: RedisServer,  # noqa: F811 (first: stopped after the daemons)
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """A source trips the sensor of one superd: another superd of the fleet,
+    where it holds a discard connection, ends that session (EXIT ... banned)
+    when the shared ban arrives."""
+    import socket
+
+    conf = conf_dir(trap=SENSOR, discard=block("discard", "discard"))
+    first, second = (superd_factory(conf, *hosts_args(tmp_path), "--ban-store",
+                                    redis_server.url) for _ in range(2))
+    for superd in (first, second):
+        subscribed(superd)
+    with socket.create_connection(("127.0.0.1", second.port("discard")), timeout=10,
+                                  source_address=("127.0.0.7", 0)) as held:
+        second.wait_for_event(lambda e: e.get("event") == "start"
+                              and e.get("peer_host") == "127.0.0.7")
+        assert not fetch("127.0.0.7", first.port("trap"))
+        remote_ban(second, "127.0.0.7", 5)
+        try:
+            assert held.recv(64) == b""
+        except ConnectionResetError:
+            pass  # aborted: an RST is as good as a FIN here
+    ended = second.wait_for_event(lambda e: e.get("event") == "exit"
+                                  and e.get("reason") == "banned")
+    assert ended["service_id"] == "discard"

@@ -121,6 +121,25 @@ def test_child_killed_by_a_signal_always_reaches_the_main_log(
     assert main == []
 
 
+def test_a_session_superd_ended_always_reaches_the_main_log_with_its_reason(
+        channel: tuple[ConnectionEvents, list[Any]], log_events: list[dict[str, Any]]) -> None:
+    """EXIT of a session superd ended (a ban, a reload) goes to the main log
+    even when nothing consumes the per-connection channel, with the reason
+    in its own field and text; the xinetd line keeps xinetd's shape."""
+    from twisted.logger import formatEvent
+
+    fresh, main = channel
+    logged = service("a", None, success=frozenset({"EXIT", "PID", "DURATION"}))
+    events.emit_session_exit(logged, 4242, None, 15, 2.5, events.END_BANNED)
+    events.emit_served_exit(logged, 1.0, events.END_RECONFIGURED)
+    assert [(e["pid"], e["signal"], e["reason"], e["xinetd_line"]) for e in log_events] == [
+        (4242, 15, "banned", "EXIT: a signal=15 pid=4242 duration=2(sec)"),
+        (0, None, "reconfigured", "EXIT: a status=0 pid=0 duration=1(sec)")]
+    assert formatEvent(log_events[1]) == (
+        "EXIT a pid=0 status=0 signal=None duration=1.000s reason=reconfigured")
+    assert main == []
+
+
 def test_service_log_gets_builtin_lines_directly(
         tmp_path: Path, channel: tuple[ConnectionEvents, list[Any]]) -> None:
     """While the service-log service runs, a builtin's START reaches its FILE log directly."""

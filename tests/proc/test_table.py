@@ -113,6 +113,17 @@ def test_stop_service_only_touches_that_service() -> None:
     assert table.children() == (b,)
 
 
+def test_stop_touches_only_the_children_given() -> None:
+    """stop(children) stops those (a session ended early) and no other; a
+    child already reaped is not signalled."""
+    runtime, spawner, table, (a, b, c) = table_with(3)
+    spawner.exit(c.pid)
+    done = table.stop((a, c), 5.0)
+    assert done.called and a.status is not None and b.status is None
+    assert [pgid for pgid, signum in spawner.signals if signum == signal.SIGTERM] == [a.pid]
+    assert table.children() == (b,)
+
+
 def test_stop_with_nothing_running() -> None:
     """Stopping when nothing runs completes at once."""
     parts, _ = fake_parts()

@@ -4,7 +4,8 @@ What every in-process stream builtin shares: the session's life, the START
 
 A builtin protocol is built for one admitted ``Session``.  It logs START when
 the connection is served (pid 0: served in-process), ends the session in
-``connectionLost`` whatever the cause, and closes with ``close_gracefully``:
+``connectionLost`` whatever the cause (logging EXIT with the reason when
+superd ended it: a ban, a reload), and closes with ``close_gracefully``:
 flush what is buffered, then FIN -- but abort if a peer that does not read
 keeps the buffer full for longer than ``LINGER_TIMEOUT`` seconds, so a
 silent client can never pin a descriptor.
@@ -87,10 +88,11 @@ class BuiltinProtocol(Protocol):
             self._linger.cancel()
         self._linger = None
         self.stop()
-        if self._logs_exit() and not self.session.ended:
-            duration = self.runtime.seconds() - self.session.started
-            emit_served_exit(self.service, max(0.0, duration))
-        self.session.end()
+        session = self.session
+        if (self._logs_exit() or session.end_reason is not None) and not session.ended:
+            duration = self.runtime.seconds() - session.started
+            emit_served_exit(self.service, max(0.0, duration), session.end_reason)
+        session.end()
 
     def _logs_exit(self) -> bool:
         # Only when the service asks for an EXIT line: one log event per

@@ -2,6 +2,7 @@
 ``wait = no`` stream services run by an external server: each admitted
 connection is handed to a new child, and the session lasts as long as the
 child does (instances and per_source are released when it is reaped).
+Ending the session early (a ban, a reload) stops the child's process group.
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ class ExternalHandler:
             session.end()
             return
         session.pid = child.pid
+        session.serve_with(partial(self._table.stop, (child,), self._runtime.options.grace))
         emit_session_start(self.service, child.pid, session.peer)
         child.on_exit(partial(self._exited, session))
 
@@ -236,5 +238,6 @@ class ExternalHandler:
         status = child.status
         assert status is not None
         emit_session_exit(self.service, child.pid, status.code, status.signal,
-                          self._runtime.reactor.seconds() - child.started)
+                          self._runtime.reactor.seconds() - child.started,
+                          session.end_reason)
         session.end()

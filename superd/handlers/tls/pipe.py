@@ -95,8 +95,15 @@ class ChildBridge(RelayProtocol):
         """The child runs: log START with its pid; its exit ends the session."""
         self.child = child
         self.session.pid = child.pid
+        self.session.serve_with(self._terminate)
         events.emit_session_start(self.service, child.pid, self.session.peer)
         child.on_exit(self.handler.exited_callback(self.session))
+
+    def _terminate(self) -> None:
+        """End the session early: stop the child and cut the client off."""
+        self.handler.processes.stop((self.child,), self.runtime.options.grace)
+        if not self.client_gone:
+            self.transport.abortConnection()
 
     def log_connect_failure(self, failure: Failure) -> None:
         from superd.handlers.spawn.handler import log_spawn_failure
@@ -145,7 +152,8 @@ class PipeHandler:
         def exited(child: Any) -> None:
             status = child.status
             events.emit_session_exit(self.service, child.pid, status.code, status.signal,
-                             self.runtime.seconds() - child.started)
+                                     self.runtime.seconds() - child.started,
+                                     session.end_reason)
             session.end()
         return exited
 

@@ -208,7 +208,8 @@ class TLSServerProtocol(BufferingTLSTransport):
         self._cancel_timer()
         if not self.app_connected:
             failure: Failure = self._reason or reason
-            self._fail(f"handshake failed: {error_text(failure.value or Exception())}")
+            if self.session.end_reason is None:  # else superd cut it short: no TLS fault
+                self._fail(f"handshake failed: {error_text(failure.value or Exception())}")
             # The service protocol never started: it must not hear of an end.
             self.wrappedProtocol = Protocol()
         try:

@@ -333,3 +333,28 @@ def test_access_factory_hands_external_connections_over_directly(tmp_path: Any) 
     handler = ExternalHandler(gated, runtime, parts.processes)
     factory = AccessControlledFactory(gated, handler, parts.access)
     assert factory.take_connection is None
+
+
+def test_ending_the_session_stops_the_childs_process_group(
+        events: List[Dict[str, Any]]) -> None:
+    """A session superd ends (a ban, a reload) gets SIGTERM to its child's
+    process group, SIGKILL after --grace if that is ignored, and its EXIT
+    says why, with the real signal."""
+    import signal
+
+    parts, spawner = fake_parts()
+    runtime = parts.runtime
+    handler = ExternalHandler(external_service(), runtime, parts.processes)
+    session, ended, client = serve(handler, runtime)
+    spawner.ignore_term.add(1000)
+    runtime.reactor.advance(2)
+    assert session.terminate("banned")
+    assert spawner.signals == [(1000, signal.SIGTERM), (1000, signal.SIGCONT)]
+    assert ended == []
+    runtime.reactor.advance(5.0)
+    assert spawner.signals[-1] == (1000, signal.SIGKILL)
+    (exit_,) = named(events, EV_EXIT)
+    assert (exit_["reason"], exit_["signal"]) == ("banned", signal.SIGKILL)
+    assert exit_["xinetd_line"] == "EXIT: ssh signal=9 pid=1000 duration=7(sec)"
+    assert ended == [session] and parts.processes.running == 0
+    client.close()

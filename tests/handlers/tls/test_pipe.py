@@ -84,3 +84,22 @@ def test_spawn_failure_closes_client(log_events: list[dict[str, Any]]) -> None:
     assert [e["reason"] for e in events_named(log_events, "refuse")] == ["exec"]
     bridge.connectionLost(Failure(Exception("closed")))
     assert session.ended and runtime.reactor.adoptedStreamConnections == []
+
+
+def test_ending_the_session_cuts_the_client_and_stops_the_child(
+        log_events: list[dict[str, Any]]) -> None:
+    """A TLS session served by a child that superd ends: the client's
+    connection is aborted, the child's group gets SIGTERM, and its EXIT
+    carries the reason."""
+    import signal
+
+    runtime, spawner, session, bridge, transport = start()
+    bridge.makeConnection(transport)
+    pid = session.pid
+    assert session.terminate("reconfigured")
+    assert transport.disconnecting
+    assert (pid, signal.SIGTERM) in spawner.signals
+    runtime.reactor.advance(0)
+    [exit_event] = events_named(log_events, "exit")
+    assert (exit_event["reason"], exit_event["signal"]) == ("reconfigured", signal.SIGTERM)
+    assert session.ended

@@ -35,6 +35,8 @@ from twisted.internet import process
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from superd.core import twistedprivate
+
 __all__ = ["ExitReaping", "ExitStatus", "TwistedReaping"]
 
 _log = Logger(namespace="superd.spawn")
@@ -134,7 +136,7 @@ class ExitReaping:
     name = "sigchld"
 
     def __init__(self, reactor: Any,
-                 handlers: Dict[int, Any] = process.reapProcessHandlers,
+                 handlers: Optional[Dict[int, Any]] = None,
                  waitid: Callable[..., Any] = os.waitid,
                  sweep: float = SWEEP_INTERVAL) -> None:
         self._reactor = reactor
@@ -147,8 +149,8 @@ class ExitReaping:
         # each SIGCHLD; a negative key is never a pid, so nothing else
         # ever looks this entry up or waits for it.
         self._key = -id(self)
-        self._handlers = handlers
-        handlers[self._key] = self
+        self._handlers = twistedprivate.reap_handlers() if handlers is None else handlers
+        self._handlers[self._key] = self
 
     @property
     def running(self) -> int:

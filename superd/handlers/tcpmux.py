@@ -9,8 +9,8 @@ the peer (FAIL lines under its id), then its own handler serves the
 connection -- a builtin, a user protocol, or a spawned server with its own
 credentials.  ``TCPMUXPLUS`` services are announced with ``+Go\\r\\n``; an
 unknown name gets ``-Service name not found\\r\\n``.  Unlike xinetd no NUL
-follows either reply, and no byte after the line is lost
-(compatibility.md): on a plain TCP connection the line is read with
+follows either reply, and no byte after the line is lost: on a plain TCP
+connection the line is read with
 ``MSG_PEEK`` so the kernel still holds everything after it for the
 selected server, even one that is handed the socket itself; under TLS the
 rest of the decrypted data is passed to the selected protocol.

@@ -8,7 +8,7 @@ inetd, and through a plain ``tcp.Port`` it costs superd a ``socket.socket``
 (whose constructor asks the kernel for the local address again), a
 ``tcp.Server`` (registered with epoll, then unregistered), a protocol, a
 ``Failure`` and a ``connectionLost`` chain, only to give the descriptor away:
-together more than a third of what superd spends per spawned connection.
+together a large share of what superd spends per spawned connection.
 Here a factory with a ``take_connection`` callable gets the bare descriptor
 first, as ``take_connection(fd, address, local)`` -- ``address`` the peer's
 address tuple as ``accept()`` returns it, ``local`` the port's own address

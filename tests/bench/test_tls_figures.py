@@ -1,4 +1,4 @@
-"""The issue 6 figures' parts: certificate, stunnel4 and superd configurations,
+"""The TLS and redirect figures' parts: certificate, stunnel4 and superd configurations,
 ``s_time`` parsing, and the TLS echo client against a real stunnel4.
 
 They prove the generators and parsers behave, not how fast anything is.

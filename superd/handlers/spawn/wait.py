@@ -7,10 +7,10 @@ the listening socket and starts the server with that socket on fds 0, 1 and
 REMOTE_HOST is ``<no address>``, as in xinetd.
 
 Datagram: a bare ``IReadDescriptor`` on the bound socket, not ``udp.Port``
-(whose ``doRead`` would consume the datagram the child must see;
-twisted-notes.md section 5.2).  The first pending datagram's source is peeked
-with ``MSG_PEEK`` and checked by the access layer; a refused source has that
-one datagram consumed and dropped.  An admitted one stays queued for the
+(whose ``doRead`` would consume the datagram the child must see).  The
+first pending datagram's source is peeked with ``MSG_PEEK`` and checked by
+the access layer; a refused source has that one datagram consumed and
+dropped.  An admitted one stays queued for the
 child.  When the child exits superd simply polls again: unlike xinetd it
 discards no queued datagram.
 

@@ -13,6 +13,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.superd-installed
 PYTEST_ARGS ?=
+# The tests run in a shuffled order (pytest-randomly) that changes with each
+# commit and is the same in every run of one commit; pytest prints it as
+# --randomly-seed=N, and `make test SEED=N` runs that order again.
+SEED ?= $(shell printf '%d' 0x$$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0))
 
 .PHONY: all venv run test check lint typecheck bench newest-twisted clean distclean
 
@@ -43,7 +47,7 @@ run: $(STAMP)
 	$(BIN)/twistd -n --pidfile= superd -c conf/ --state-dir ./state
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p randomly --randomly-seed=$(SEED) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

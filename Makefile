@@ -4,6 +4,8 @@
 #   make test    set up .venv and run the whole test suite
 #   make check   ruff + import contracts + mypy + the whole test suite
 #   make bench   superd against xinetd (bench/run)
+#   make newest-twisted
+#                report what the newest Twisted release breaks (never fails)
 #   make clean   remove build output, caches and ./state (keeps .venv)
 
 PYTHON ?= python3
@@ -11,8 +13,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.superd-installed
 PYTEST_ARGS ?=
+# The tests run in a shuffled order (pytest-randomly) that changes with each
+# commit and is the same in every run of one commit; pytest prints it as
+# --randomly-seed=N, and `make test SEED=N` runs that order again.
+SEED ?= $(shell printf '%d' 0x$$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0))
 
-.PHONY: all venv run test check lint typecheck bench clean distclean
+.PHONY: all venv run test check lint typecheck bench newest-twisted clean distclean
 
 all: test
 
@@ -41,7 +47,7 @@ run: $(STAMP)
 	$(BIN)/superd run -c conf/ --state-dir ./state
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p randomly --randomly-seed=$(SEED) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -55,6 +61,12 @@ check: lint typecheck test
 bench: $(STAMP)
 	@if [ -x bench/run ]; then PATH="$(CURDIR)/$(BIN):$$PATH" bench/run; \
 	else echo "bench/run is not there yet" >&2; exit 1; fi
+
+# setup.cfg pins Twisted to the release series the tests passed with; this
+# runs the unit tests in a throwaway virtualenv with the newest release and
+# prints what broke.  See .ci/newest-twisted.
+newest-twisted:
+	PYTHON=$(PYTHON) bash .ci/newest-twisted
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis state

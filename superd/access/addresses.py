@@ -3,7 +3,7 @@
 
 Every entry of both lists gets a *rank*; among the entries that match a
 peer, the highest rank decides, and if entries of both lists share that
-rank the peer is denied (compatibility.md, "precedence").  Ranks, from the
+rank the peer is denied.  Ranks, from the
 most specific down:
 
 * an exact host -- a full-length address (``/32``, ``/128``) or a ``HOST``

@@ -8,8 +8,10 @@ reported with its configuration line and left out.
 
 A refused peer with ``banner_fail`` gets ``FailBannerProtocol``: the banner,
 a half-close (FIN after the data), input drained and discarded, and an
-abort a few seconds later (twisted-notes section 4.3) -- a refused peer is
-never served and never holds a socket for long.
+abort a few seconds later -- a refused peer is never served and never holds
+a socket for long.  The half-close matters: closing a socket with unread
+input makes the kernel send an RST, which can discard the banner before
+the client reads it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 Whether some files may have changed since superd last looked, answered
 without touching them: the per-connection check of hosts.allow and
 hosts.deny costs a ``poll()`` of an inotify descriptor instead of two
-``stat()`` calls (about 10 us per connection on an overlay file system,
-where each path lookup is slow).
+``stat()`` calls, which are slow where each path lookup is (an overlay
+file system).
 
 The promise stays the one ``stat()`` gave: a change written before a
 connection arrives applies to that connection.  The kernel queues an inotify

@@ -3,7 +3,8 @@ The access-controlled factories: the one seam every connection and datagram
 passes through before anything serves it.
 
 ``AccessControlledFactory`` is a plain ``ServerFactory`` (no wrapping
-factories, twisted-notes section 4): ``buildProtocol`` runs the service's
+factory: a ``ProtocolWrapper`` per connection costs a call per event and
+hides the served protocol's interfaces): ``buildProtocol`` runs the service's
 policies and returns ``None`` to refuse, so Twisted closes the socket
 without reading from it; with ``banner_fail`` it returns a tiny protocol
 that sends the banner and closes.  An admitted peer becomes a ``Session``,

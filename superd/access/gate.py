@@ -30,6 +30,7 @@ from superd.access import ident
 from superd.access.banners import Banners, send_now
 from superd.access.decision import Decision, MaybeDeferred
 from superd.access.userid import UseridLookups
+from superd.core import twistedprivate
 from superd.core.session import Peer, Session
 
 __all__ = ["Gate", "GateOwner"]
@@ -179,7 +180,8 @@ class Gate(Protocol):
         # Resume before handing over: the new protocol may pause or hand the
         # socket off in connectionMade, and nothing is read until we return.
         transport.resumeProducing()
-        transport.protocol = self._served = protocol
+        self._served = protocol
+        twistedprivate.switch_protocol(transport, protocol)
         protocol.makeConnection(transport)
         early, self._early = self._early, b""
         if early:

@@ -57,7 +57,11 @@ _S = TypeVar("_S")
 
 
 def daemon_name(service: ServiceConfig) -> str:
-    """The daemon name xinetd gives libwrap for ``service`` (section 7.11)."""
+    """
+    The daemon name xinetd gives libwrap for ``service``: ``libwrap`` if
+    set; the service's name for builtins and redirects; else the server
+    program's base name (``server_args[0]``'s with ``NAMEINARGS``).
+    """
     if service.libwrap:
         return service.libwrap
     if service.is_internal or service.redirect is not None or not service.server:

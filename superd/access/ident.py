@@ -1,9 +1,9 @@
 """
 RFC 1413 ident lookups for ``log_on_success/failure = USERID`` and ``IDONLY``.
 
-``twisted.protocols.ident`` is unusable on Python 3 (twisted-notes section
-8.1), so this is a small client of our own, matching xinetd's
-``ident.c:log_remote_user`` (xinetd-behaviour.md section 7.13):
+``twisted.protocols.ident`` is unusable on Python 3 (its client mixes
+``str`` and ``bytes`` and raises ``TypeError``), so this is a small client
+of our own, matching xinetd's ``ident.c:log_remote_user``:
 
 * connect FROM the local address the client reached (identd checks it) TO
   the peer's ident port, send ``"<remote_port>,<local_port>\\r\\n"``;

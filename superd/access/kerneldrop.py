@@ -4,7 +4,8 @@ Banned sources that keep hammering are dropped by the kernel.
 A banned source is refused like any other (closed at once, FAIL logged) --
 until it has been refused ``threshold`` times within ``window`` seconds.
 Then its address joins a classic BPF socket filter attached to every
-listening TCP and bound UDP socket of the process, so the kernel drops its
+listening TCP and bound UDP socket of the services (the daemon passes them
+in: ``superd.net.listener.Listeners.sockets``), so the kernel drops its
 SYNs and datagrams before they reach the accept queue: the flood no longer
 costs superd anything and no longer queues in front of well-behaved
 clients.  (Without this, each refusal of a flood still costs an accept, a
@@ -35,7 +36,7 @@ from twisted.logger import Logger
 
 from superd.observe import events
 
-__all__ = ["KernelDrop", "filter_program", "listening_sockets"]
+__all__ = ["KernelDrop", "attach_program", "filter_program"]
 
 _log = Logger(namespace="superd")
 
@@ -94,25 +95,13 @@ def attach_program(sock: socket.socket, program: bytes) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def listening_sockets(reactor: Any) -> Callable[[], list[socket.socket]]:
-    """The reactor's listening TCP and bound UDP sockets (IPv4 and IPv6)."""
-    from twisted.internet import tcp, udp
-
-    def find() -> list[socket.socket]:
-        found = []
-        for reader in reactor.getReaders():
-            sock = getattr(reader, "socket", None)
-            if (isinstance(reader, (tcp.Port, udp.Port)) and sock is not None
-                    and sock.family in (socket.AF_INET, socket.AF_INET6)):
-                found.append(sock)
-        return found
-    return find
-
-
 class KernelDrop:
-    """Moves hammering banned sources into the kernel's socket filters."""
+    """
+    Moves hammering banned sources into the kernel's socket filters.
+    ``sockets`` returns the services' listening sockets as they are now.
+    """
 
-    def __init__(self, clock: Any, sockets: Callable[[], list[socket.socket]],
+    def __init__(self, clock: Any, sockets: Callable[[], Iterable[socket.socket]],
                  is_banned: Callable[[str], bool], *, threshold: int = 20,
                  window: float = 10.0) -> None:
         self._clock = clock
@@ -122,10 +111,8 @@ class KernelDrop:
         self.window = window
         self._counts: dict[str, tuple[float, int]] = {}
         self.dropped: set[str] = set()
-        # Sockets carrying a filter.  A socket that is not reading right now
-        # (a wait=yes server's, while its child runs) is missed by one
-        # apply(); it stays here and is fixed by a later one.  Weak: closed
-        # ports drop out.
+        # Sockets carrying a filter, so that it is detached when the last
+        # ban ends.  Weak: closed ports drop out.
         self._filtered: weakref.WeakValueDictionary[int, socket.socket] = (
             weakref.WeakValueDictionary())
         self._broken = False

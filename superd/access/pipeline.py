@@ -1,5 +1,5 @@
 """
-The policies of one service, in compatibility.md's order, and how they run.
+The policies of one service, in the order below, and how they run.
 
 Order: SENSOR ban list, address lists, hosts.allow/deny, access_times, cps,
 instances, per_source, max_load, global ``--limit``.  Only the policies a

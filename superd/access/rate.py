@@ -1,7 +1,7 @@
 """
 ``cps MAX WAIT``: xinetd's connection-rate limit, counter for counter.
 
-xinetd's algorithm (xinetd-behaviour.md section 7.1) on whole seconds of the
+xinetd's algorithm on whole seconds of the
 injected clock: a window of MAX seconds opens at the first connection; each
 further connection inside it increments the count, and when
 ``count // max(1, elapsed)`` exceeds MAX the service is deactivated for WAIT

@@ -4,8 +4,8 @@ Host names of a peer, found without blocking the reactor.
 A peer's names are what its reverse lookup says, each *confirmed* by a
 forward lookup that must give the peer's address back (a PTR record alone
 is whatever the attacker's DNS says).  Lookups run in a thread (they must
-honour nsswitch and ``/etc/hosts``, which ``twisted.names`` cannot, see
-twisted-notes section 8.2), are time-boxed, shared between concurrent
+honour nsswitch and ``/etc/hosts``; ``twisted.names`` asks DNS only and
+has no PTR lookups in ``/etc/hosts``), are time-boxed, shared between concurrent
 callers and cached with a TTL on the injected clock.
 """
 

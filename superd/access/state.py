@@ -17,8 +17,9 @@ starts its timers and watches and stops them, after the listeners closed.
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from twisted.application.service import Service
 from twisted.logger import Logger
@@ -28,7 +29,7 @@ from superd.access.banstore import BanStore, db_path
 from superd.access.changewatch import ChangeWatch
 from superd.access.decision import Policy
 from superd.access.hostsaccess import HostsAccess
-from superd.access.kerneldrop import KernelDrop, listening_sockets
+from superd.access.kerneldrop import KernelDrop
 from superd.access.limits import SessionCounter
 from superd.access.loadavg import CachedLoad, read_loadavg
 from superd.access.rate import ConnectionRate
@@ -168,12 +169,14 @@ def _open_bans(runtime: Runtime) -> BanList:
     return BanList(store, runtime.reactor)
 
 
-def open_access(runtime: Runtime, processes: ProcessTable, counters: Counters, *,
+def open_access(runtime: Runtime, processes: ProcessTable, counters: Counters,
+                listening: Callable[[], Iterable[socket.socket]], *,
                 resolver: NameResolver | None = None,
                 load_reader: Callable[[], float] = read_loadavg,
                 localtime: LocalTime = time.localtime) -> AccessState:
     """The daemon's access state: bans from the state directory's database,
-    the hosts files of the command line, names resolved in threads."""
+    the hosts files of the command line, names resolved in threads, and the
+    kernel's filters on the sockets ``listening`` returns."""
     reactor = runtime.reactor
     if resolver is None:
         resolver = NameResolver(reactor, thread_runner(reactor))
@@ -184,4 +187,4 @@ def open_access(runtime: Runtime, processes: ProcessTable, counters: Counters, *
         runtime, bans=bans, hosts=HostsAccess(*paths, resolver, changes),
         processes=processes, counters=counters, resolver=resolver,
         load=CachedLoad(load_reader), localtime=localtime, hosts_changes=changes,
-        kernel_drop=KernelDrop(reactor, listening_sockets(reactor), bans.is_banned))
+        kernel_drop=KernelDrop(reactor, listening, bans.is_banned))

@@ -1,6 +1,6 @@
 """
 ``superd migrate -c /etc/xinetd.conf``: what changes, service by service,
-when superd replaces xinetd (compatibility.md), so an operator can switch
+when superd replaces xinetd, so an operator can switch
 with confidence.
 
 Each rule looks at one loaded ``ServiceConfig`` and says something only when

@@ -2,8 +2,9 @@
 The table of every attribute superd knows: value count, operators, scope, parser.
 
 Pure data plus small value parsers.  The table mirrors xinetd's
-``parse.c:service_attributes`` and ``default_attributes`` (xinetd-behaviour.md
-§3, §4); ``draft.py`` applies it line by line.  A parser returns the parsed
+``parse.c:service_attributes`` and ``default_attributes`` (which attributes
+exist, how many values each takes, which may appear in ``defaults``);
+``draft.py`` applies it line by line.  A parser returns the parsed
 value (a tuple of items for cumulative attributes) or raises ``ValueError``.
 """
 
@@ -44,7 +45,7 @@ SUCCESS_FLAGS = ("PID", "HOST", "USERID", "EXIT", "DURATION", "TRAFFIC")
 FAILURE_FLAGS = ("HOST", "USERID", "ATTEMPT")
 
 #: Copied from the defaults *as they stand* when the service block starts;
-#: the service's ``+=``/``-=`` then modify that copy (xinetd-behaviour.md §4).
+#: the service's ``+=``/``-=`` then modify that copy, as in xinetd.
 COPIED_FROM_DEFAULTS = frozenset({
     "log_on_success", "log_on_failure", "only_from", "no_access", "passenv",
     "banner", "banner_success", "banner_fail",
@@ -258,7 +259,7 @@ _TABLE = (
     _spec("libwrap", _one(_word)),
     _cumulative("disabled", _each(_word), in_defaults=True, in_service=False),
     _cumulative("enabled", _each(_word), in_defaults=True, in_service=False),
-    # superd's own, daemon-wide: the shared ban store (issue 7).
+    # superd's own, daemon-wide: the shared ban store (superd.fleet).
     _spec("ban_store", _one(_redis_url), in_defaults=True, in_service=False),
     # superd's own, daemon-wide: "no" keeps xinetd's rule that a ban refuses
     # new connections only, leaving the source's open sessions alone.
@@ -275,7 +276,7 @@ def lookup(name: str) -> Optional[AttributeSpec]:
     return ATTRIBUTES.get(name)
 
 
-# -- issue 6: TLS termination, redirect tuning, users' own protocols ---------
+# -- superd's own: TLS termination, redirect tuning, users' own protocols -----
 #
 # Syntax is checked here, like every attribute; what needs the outside world
 # (reading the PEM files, importing a factory, a user protocol's own

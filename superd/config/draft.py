@@ -4,9 +4,10 @@ From raw blocks to per-service drafts: operators, scope and ``defaults`` copying
 Pure.  Walks the blocks of every file in reading order, applies each
 attribute line to its block (``=``, ``+=``, ``-=``; ``=`` acts as ``+=`` for
 cumulative attributes in ``defaults``), and starts each service from a copy
-of the defaults' copied-at-parse attributes *as they stand at that point*
-(xinetd-behaviour.md §4).  Filling the remaining defaults, and every check
-that needs the outside world, happens later in ``build.py``.
+of the defaults' copied-at-parse attributes *as they stand at that point*,
+as xinetd does (a later ``defaults`` line does not reach earlier services).
+Filling the remaining defaults, and every check that needs the outside
+world, happens later in ``build.py``.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ class Credentials:
 @attrs.frozen
 class TLSSettings:
     """
-    TLS termination for a stream service (``tls_*`` attributes, issue 6).
+    TLS termination for a stream service (the ``tls_*`` attributes).
 
     The PEM texts are read at load (and again on every reload), so a bad
     file is a configuration error, never a failure at the first connection.
@@ -296,7 +296,7 @@ class ServiceConfig:
     #: Attributes not known to superd itself (for users' own protocols, and
     #: for ``superd check`` warnings): name -> values.
     extra: Mapping[str, Tuple[str, ...]] = attrs.field(factory=dict)
-    #: TLS, redirect tuning and users' own protocols (issue 6).
+    #: TLS, redirect tuning and users' own protocols (superd's own attributes).
     extensions: Extensions = Extensions()
     lines: Mapping[str, Location] = attrs.field(factory=dict, eq=False)
 

@@ -5,7 +5,8 @@ Pure: no file is opened here.  ``parse_text`` never raises for bad input; it
 returns what it could read plus every problem it found, so the loader can
 report all errors of all files in one pass.
 
-Grammar (xinetd's, with the two relaxations compatibility.md allows):
+Grammar (xinetd's, relaxed in two places: ``{`` may end the header line,
+and the space before OP may be left out):
 
 * whole-line ``#`` comments only (a ``#`` after values is a value);
 * ``service NAME`` or ``defaults``, then ``{`` alone on the next line (or at

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, Callable, List, Sequence, Tuple
 
 import attrs
-from twisted.application.service import IService
 from twisted.internet.interfaces import IListeningPort
 
 from superd.access.factory import AccessControlledDatagramProtocol, AccessControlledFactory
@@ -30,13 +29,13 @@ from superd.handlers.spawn.wait import wait_service
 from superd.handlers.tcpmux import TcpmuxHandler
 from superd.handlers.userproto import UserProtocolHandler
 from superd.net.address import ListenAddress
-from superd.net.listener import Listener
+from superd.net.listener import IListener, Listener
 from superd.net.sockets import listen_addresses, listen_datagram, listen_stream
 
 __all__ = ["SUPERD_BUILDERS", "Assembly", "Builders", "Group", "Unavailable", "problem_of"]
 
 #: A configured service and its children (listeners or wait = yes services).
-Group = Tuple[ServiceConfig, List[IService]]
+Group = Tuple[ServiceConfig, List[IListener]]
 
 
 class Unavailable(Exception):
@@ -92,7 +91,7 @@ class Assembly:
                 problems.append(problem_of(service, e))
         return groups, problems
 
-    def children(self, service: ServiceConfig) -> List[IService]:
+    def children(self, service: ServiceConfig) -> List[IListener]:
         """The listener services for ``service``; raises ``Unavailable``."""
         if service.kind is ServiceKind.TCPMUX_CLIENT:
             return []  # no socket of its own: the tcpmux service reaches it
@@ -173,7 +172,7 @@ class Assembly:
     def _addresses(self, service: ServiceConfig) -> Sequence[ListenAddress]:
         return listen_addresses(service, self.runtime.options.backlog)
 
-    def _stream_listeners(self, service: ServiceConfig, handler: Any) -> List[IService]:
+    def _stream_listeners(self, service: ServiceConfig, handler: Any) -> List[IListener]:
         # One factory for every address of the service: counts are per block.
         factory = self.builders.stream_factory(service, handler, self.parts.access)
         reactor = self.runtime.reactor
@@ -183,7 +182,7 @@ class Assembly:
 
         return [Listener(address, open_port, factory) for address in self._addresses(service)]
 
-    def _datagram_listeners(self, service: ServiceConfig, handler: Any) -> List[IService]:
+    def _datagram_listeners(self, service: ServiceConfig, handler: Any) -> List[IListener]:
         reactor = self.runtime.reactor
 
         def listener(address: ListenAddress) -> Listener:

@@ -3,13 +3,12 @@ Keeping CPython's cyclic garbage collector off the daemon's long-lived objects.
 
 Once superd is up (and after each successful reload) almost everything it
 holds -- the configuration, the service tree, the modules of Twisted and the
-libraries, some 50,000 objects -- lives until the next reload.  The
-collector would still walk all of it on every full collection, and the
+libraries, tens of thousands of objects -- lives until the next reload.
+The collector would still walk all of it on every full collection, and the
 steady churn of per-connection objects brings those under load.
 ``gc.freeze()`` moves the survivors to the permanent generation, which
-collections skip.  Measured on the spawn benchmark (spawned /bin/cat, 16
-concurrent, pinned; interleaved A/B, 5 rounds): superd's own CPU per
-connection 125 -> 116 us (median).  Settling itself takes ~10 ms.
+collections skip (bench/README, "Why the code is the way it is", has the
+figures).
 
 Frozen objects are still freed by reference counting; only cyclic garbage
 among them waits.  So each settling first unfreezes and collects -- freeing,

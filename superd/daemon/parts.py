@@ -3,8 +3,9 @@ The daemon's long-lived collaborators, built once, in one place.
 
 ``Parts`` holds what every service of the daemon shares and what outlives a
 reload: the runtime (reactor and options), the table of running children,
-the per-block counters and the access state (bans, hosts tables, live
-sessions).  ``open_parts`` builds the real daemon's; unit tests build
+the per-block counters, the access state (bans, hosts tables, live
+sessions) and the collection of listeners, whose sockets the access state's
+kernel filters cover.  ``open_parts`` builds the real daemon's; unit tests build
 ``Parts`` from fakes (a ``MemoryReactorClock``, a recording spawner).
 """
 
@@ -14,6 +15,7 @@ import attrs
 
 from superd.access.state import AccessState, open_access
 from superd.core.runtime import Runtime
+from superd.net.listener import Listeners
 from superd.observe.counters import Counters
 from superd.proc.table import ProcessTable, open_process_table
 
@@ -27,6 +29,8 @@ class Parts:
     runtime: Runtime
     processes: ProcessTable
     access: AccessState
+    #: Every listening socket (reload adds and removes them).
+    listeners: Listeners = attrs.field(factory=Listeners)
 
     @property
     def counters(self) -> Counters:
@@ -38,4 +42,6 @@ def open_parts(runtime: Runtime) -> Parts:
     """The real daemon's parts: ``posix_spawn``, the ban database in the state
     directory, the hosts files and name lookups of the command line."""
     processes = open_process_table(runtime.reactor)
-    return Parts(runtime, processes, open_access(runtime, processes, Counters()))
+    listeners = Listeners()
+    access = open_access(runtime, processes, Counters(), listeners.sockets)
+    return Parts(runtime, processes, access, listeners)

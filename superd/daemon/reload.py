@@ -12,11 +12,10 @@ bind and the options of the listening socket) -- xinetd's rule, plus bind:
 
 * unchanged services are not touched: same sockets, same factories;
 * changed services (same identity, other settings) keep their listening
-  sockets, and the port's factory (or datagram protocol) is swapped for one
-  built from the new settings: ``tcp.Port`` reads ``self.factory`` on every
-  accept, so there is no instant in which a connection is refused
-  (twisted-notes.md section 7.3).  Counters, cps state and live sessions are
-  kept by the runtime, keyed by service id, so they survive;
+  sockets: each moves to the listener built from the new settings
+  (``IListener.adopt``), so there is no instant in which a connection is
+  refused.  Counters, cps state and live sessions are kept by the access
+  state, keyed by block, so they survive;
 * added services are bound before anything is torn down, and a bind that
   fails (a port now taken) undoes every bind of this reload and keeps the
   old configuration;

@@ -29,7 +29,7 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import Any, List, NoReturn, Optional, Protocol
 
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
@@ -41,7 +41,7 @@ from superd.core.runtime import Runtime
 from superd.daemon import notify
 from superd.daemon.assembly import SUPERD_BUILDERS, Assembly, Builders, Group
 from superd.daemon.parts import Parts
-from superd.net.listener import Listener
+from superd.net.listener import IListener, Listener
 from superd.net.sockets import BindError
 from superd.observe import events
 from superd.observe.servicelog import ServiceLogRouter, ServiceLogService
@@ -166,8 +166,7 @@ class SuperdService(OrderedMultiService):
         #: what a reload compares and moves (superd.daemon.reload).
         self.groups: List[Group] = []
         self.service_log = service_log
-        self.listeners = MultiService()
-        self.listeners.setName("listeners")
+        self.listeners = parts.listeners
         for child in (service_log, parts.access, Sessions(parts), self.listeners):
             child.setServiceParent(self)
         #: Set by the tap (superd.daemon.operations): SIGHUP reloads through it.
@@ -183,12 +182,12 @@ class SuperdService(OrderedMultiService):
         """The access state (bans, live sessions, counters)."""
         return self.parts.access
 
-    def add_listeners(self, children: List[IService]) -> None:
+    def add_listeners(self, children: List[IListener]) -> None:
         """Serve ``children`` (listeners or wait = yes services) from now on."""
         for child in children:
             child.setServiceParent(self.listeners)
 
-    def remove_listener(self, child: IService) -> None:
+    def remove_listener(self, child: IListener) -> None:
         """Stop serving ``child``; its socket is its own business (closed or moved)."""
         self.listeners.removeService(child)
 
@@ -203,11 +202,8 @@ class SuperdService(OrderedMultiService):
             self._on_bind_error(e)
 
     def _close_listeners(self) -> None:
-        for child in self.listeners:
-            port = getattr(child, "port", None)
-            if port is not None:
-                child.port = None  # type: ignore[attr-defined]
-                port.stopListening()
+        for listener in self.listeners.listeners():
+            listener.close()
 
     def privilegedStartService(self) -> None:
         self._guarded(super().privilegedStartService)

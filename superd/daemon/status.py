@@ -22,20 +22,16 @@ from superd.access.state import AccessState
 from superd.config.model import ServiceConfig, ServiceKind
 from superd.daemon.bancontrol import ban_rows
 from superd.daemon.service import SuperdService
+from superd.net.listener import IListener, ListenState
 
 __all__ = ["render_text", "snapshot"]
 
 Json = Dict[str, Any]
 
 
-def _listen(child: Any) -> Optional[str]:
-    address = getattr(child, "address", None)
-    if address is None:
-        return None
-    port = getattr(child, "bound_port", None)
-    if port is None and getattr(child, "port", None) is not None:
-        port = child.port.getHost().port
-    return str(address.describe(port))
+def _listen(listener: IListener) -> str:
+    # Closed: the configured address.
+    return str(listener.address.describe(listener.bound_port()))
 
 
 def _cps_pause(service: ServiceConfig, access: AccessState) -> Optional[float]:
@@ -47,43 +43,42 @@ def _cps_pause(service: ServiceConfig, access: AccessState) -> Optional[float]:
     return math.nan if until is None else float(until)
 
 
-def _wait_state(children: Iterable[Any]) -> Optional[Json]:
-    for child in children:
-        port = getattr(child, "port", None)
-        running = getattr(port, "child", None)
-        if running is not None:
-            return {"state": "suspended", "server_pid": running.pid}
-        until = getattr(port, "backoff_until", None)
-        if until is not None:
-            return {"state": "backing off", "until": until}
-    return None
+def _listener_state(listeners: Iterable[IListener]) -> Json:
+    """The first one not simply listening (a wait = yes server), else listening."""
+    for listener in listeners:
+        status = listener.status()
+        if status.state is ListenState.SUSPENDED:
+            return {"state": status.state.value, "server_pid": status.server_pid}
+        if status.state is ListenState.BACKING_OFF:
+            return {"state": status.state.value, "until": status.until}
+    return {"state": ListenState.LISTENING.value}
 
 
-def _state(service: ServiceConfig, children: List[Any], access: AccessState) -> Json:
+def _state(service: ServiceConfig, listeners: List[IListener], access: AccessState) -> Json:
     if service.kind is ServiceKind.TCPMUX_CLIENT:
         return {"state": "via tcpmux"}
-    if not children or all(getattr(c, "port", None) is None for c in children):
-        return {"state": "closed"}
+    if all(listener.status().state is ListenState.CLOSED for listener in listeners):
+        return {"state": ListenState.CLOSED.value}
     until = _cps_pause(service, access)
     if until is not None:
         return {"state": "paused", "reason": "cps", "until": until}
-    return _wait_state(children) or {"state": "listening"}
+    return _listener_state(listeners)
 
 
-def _service(service: ServiceConfig, children: List[Any], access: AccessState) -> Json:
+def _service(service: ServiceConfig, listeners: List[IListener], access: AccessState) -> Json:
     counters = access.counters.get(service.block_key)
     entry: Json = {
         "id": service.id, "name": service.name, "kind": service.kind.value,
         "socket_type": service.socket_type.value, "protocol": service.protocol,
         "wait": service.wait, "where": str(service.location),
-        "listen": [text for text in map(_listen, children) if text],
+        "listen": [_listen(listener) for listener in listeners],
         "accepted": counters.accepted if counters else 0,
         "refused": dict(sorted(counters.refused.items())) if counters else {},
         # Live sessions superd ended itself, by reason (banned, reconfigured).
         "ended": dict(sorted(counters.ended.items())) if counters else {},
         "sessions": access.counter.running(service.block_key),
     }
-    entry.update(_state(service, children, access))
+    entry.update(_state(service, listeners, access))
     return entry
 
 

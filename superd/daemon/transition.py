@@ -4,11 +4,9 @@ Applying a reload plan to a running ``SuperdService``.
 ``Transition`` builds the children of changed and added services without
 binding; ``bind`` binds the added ones (closing first any dropped socket
 whose port a new one needs) and undoes every bind of its own on failure;
-``commit`` switches over.  A changed service's bound port moves to its new
-``Listener`` (or wait=yes service) and is served by the new factory or
-datagram protocol: ``tcp.Port`` reads ``self.factory`` on every accept and
-``udp.Port`` calls ``self.protocol`` for every datagram, so no connection or
-datagram finds the socket closed (twisted-notes.md section 7.3).
+``commit`` switches over.  A changed service's bound socket moves to its new
+listener (``IListener.adopt``), which serves it with the new settings from
+its next connection or datagram on, so none finds the socket closed.
 """
 
 from __future__ import annotations
@@ -27,53 +25,12 @@ from superd.daemon.service import SuperdService
 from superd.net.sockets import BindError
 from superd.observe import events
 
-__all__ = ["Transition", "transplant"]
+__all__ = ["Transition"]
 
 _log = Logger(namespace="superd.reload")
 
 def _port_key(service: ServiceConfig) -> Optional[Tuple[SocketType, int]]:
     return (service.socket_type, service.port) if service.port else None
-
-
-def _move_listener(old: Any, new: Any) -> None:
-    """Give ``new`` the bound port of ``old`` and serve it with ``new``'s target."""
-    port, old.port = old.port, None
-    new.port, new.address, new.bound_port = port, old.address, old.bound_port
-    if port is None:
-        return
-    target, previous = new.target, old.target
-    if new.address.socket_type is SocketType.STREAM:
-        port.factory = target
-        target.doStart()
-    else:
-        port.protocol = target
-        target.makeConnection(port)
-    if previous is not None and getattr(previous, "numPorts", 0) > 0:
-        previous.doStop()
-
-
-def _move_wait_service(old: Any, new: Any) -> None:
-    """A wait=yes socket (and its running child) passes to the new settings."""
-    # Adapter until superd.handlers.spawn.wait has a public way to reconfigure a port.
-    port, old.port = old.port, None
-    new.port = port
-    if port is None:
-        return
-    reconfigure = getattr(port, "reconfigure", None)
-    if reconfigure is not None:
-        reconfigure(new.service, new._spec)
-    else:
-        port.service, port._spec = new.service, new._spec
-
-
-def transplant(old: IService, new: IService) -> None:
-    """Move the live socket of ``old`` (same identity) into ``new``."""
-    if hasattr(new, "target"):
-        _move_listener(old, new)
-    elif hasattr(new, "_spec"):
-        _move_wait_service(old, new)
-    else:
-        raise TypeError(f"cannot move the socket of {type(old).__name__}")
 
 
 def _start(child: IService) -> None:
@@ -164,7 +121,7 @@ class Transition:
         top = self.top
         for (old, _), (_, children) in zip(self.plan.changed, self._changed, strict=True):
             for previous, child in zip(self._old[id(old)][1], children, strict=True):
-                transplant(previous, child)
+                child.adopt(previous)
                 top.remove_listener(previous)
                 top.add_listeners([child])
         for service in self.plan.dropped:

@@ -2,8 +2,7 @@
 ``redirect = host port``: relay each admitted connection to another host.
 
 xinetd forks a relay child per connection, connects with no timeout and
-ends both directions at the first EOF (xinetd-behaviour.md section 7.10).
-superd relays in-process: a non-blocking connect bounded by
+ends both directions at the first EOF.  superd relays in-process: a non-blocking connect bounded by
 ``redirect_timeout``; each transport registered as the other's streaming
 producer, so a slow reader on either side stops reading on the other and
 memory stays bounded; half-close carried both ways (a client that shuts

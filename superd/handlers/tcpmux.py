@@ -9,8 +9,8 @@ the peer (FAIL lines under its id), then its own handler serves the
 connection -- a builtin, a user protocol, or a spawned server with its own
 credentials.  ``TCPMUXPLUS`` services are announced with ``+Go\\r\\n``; an
 unknown name gets ``-Service name not found\\r\\n``.  Unlike xinetd no NUL
-follows either reply, and no byte after the line is lost
-(compatibility.md): on a plain TCP connection the line is read with
+follows either reply, and no byte after the line is lost: on a plain TCP
+connection the line is read with
 ``MSG_PEEK`` so the kernel still holds everything after it for the
 selected server, even one that is handed the socket itself; under TLS the
 rest of the decrypted data is passed to the selected protocol.
@@ -25,11 +25,11 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from superd.config.model import ServiceConfig
+from superd.core import twistedprivate
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
@@ -204,10 +204,7 @@ class TcpmuxProtocol(Protocol):
 
     def _hand_over(self, protocol: Any, rest: bytes) -> None:
         transport = self.transport
-        if isinstance(transport, ProtocolWrapper):
-            transport.wrappedProtocol = protocol
-        else:
-            transport.protocol = protocol
+        twistedprivate.switch_protocol(transport, protocol)
         # The tcpmux session ends here; the selected service counts its own.
         self.session.end()
         if self._raw is not None:

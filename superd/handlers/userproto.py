@@ -39,8 +39,8 @@ def _address(peer: Optional[Peer]) -> Any:
 
 def _watch(protocol: Any, made: Callable[[], None], lost: Callable[[], None]) -> None:
     # No wrapper between the transport and the user's protocol (a
-    # ProtocolWrapper would hide IHalfCloseableProtocol and
-    # IHandshakeListener, twisted-notes section 4): hook this one instance.
+    # ProtocolWrapper would hide the IHalfCloseableProtocol and
+    # IHandshakeListener it may provide): hook this one instance.
     own_made, own_lost = protocol.connectionMade, protocol.connectionLost
 
     def connectionMade() -> None:

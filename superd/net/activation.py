@@ -21,12 +21,12 @@ A service address with a matching socket does not bind.  The environment is
 read once, by ``capture`` (the tap calls it first thing), and ``LISTEN_PID``,
 ``LISTEN_FDS`` and ``LISTEN_FDNAMES`` are removed so that nothing else -- a
 child, or Twisted's ``systemd:`` endpoint parser, which reads and deletes
-them when ``twisted.internet.endpoints`` is first imported (twisted-notes
-section 6.2) -- takes the same sockets again.  If that import already
-happened, its parsed copy is used instead.  The inherited sockets are a
-process-wide resource, like the environment they are announced in, so the
-registry is module state; ``claim`` hands out duplicates, so a reload that
-listens again adopts the same socket again.
+them when ``twisted.internet.endpoints`` is first imported -- takes the
+same sockets again.  If that import already happened, its parsed copy is
+used instead (``superd.core.twistedprivate.endpoints_inherited_descriptors``).
+The inherited sockets are a process-wide resource, like the environment
+they are announced in, so the registry is module state; ``claim`` hands out
+duplicates, so a reload that listens again adopts the same socket again.
 
 Why not ``twisted.python.systemd.ListenFDs`` alone: it drops every socket
 when ``LISTEN_FDNAMES`` is missing (systemd before 227, hand-made
@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from typing import MutableMapping, Optional, Sequence, Tuple
 
 import attrs
 from twisted.logger import Logger
 
+from superd.core import twistedprivate
 from superd.net.address import ListenAddress
 
 __all__ = [
@@ -141,14 +141,8 @@ _claimed: set[int] = set()
 
 def _from_twisted() -> Sequence[Tuple[int, str]]:
     """The sockets Twisted's endpoints module took, if it was imported first."""
-    endpoints = sys.modules.get("twisted.internet.endpoints")
-    parser = getattr(endpoints, "_SystemdParser", None)
-    daemon = getattr(parser, "_sddaemon", None)
-    if daemon is None:
-        return ()
-    fds = list(daemon.inheritedDescriptors())
-    names = list(getattr(daemon, "_names", ())) or [UNKNOWN] * len(fds)
-    return tuple(zip(fds, names, strict=False))
+    fds, names = twistedprivate.endpoints_inherited_descriptors()
+    return tuple(zip(fds, list(names) or [UNKNOWN] * len(fds), strict=False))
 
 
 def capture(environ: Optional[MutableMapping[str, str]] = None,

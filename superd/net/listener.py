@@ -1,23 +1,96 @@
 """
-One listening socket of one service, as a Twisted ``Service``: bound in
-``privilegedStartService`` (before twistd could drop privileges), closed in
-``stopService``; a reload hands the bound port to a new ``Listener``.
+What every listening thing of the daemon is, and the common one.
+
+``IListener`` is one listening socket of one service as a child service of
+the daemon: bound in ``privilegedStartService`` (before twistd could drop
+privileges), closed in ``stopService``.  The daemon reads its address and
+state for ``superd status``, closes it when startup fails, hands its socket
+to a successor on reload and gives its socket to the kernel's filters
+(``superd.access.kerneldrop``) through this interface alone.
+
+``Listener`` implements it for services served by a factory (stream) or a
+datagram protocol; ``superd.handlers.spawn.wait.WaitService`` for ``wait =
+yes`` servers, which get the socket itself.  ``Listeners`` is the daemon's
+collection of them.
 """
 
 from __future__ import annotations
 
+import enum
+import socket
+from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
-from twisted.application.service import Service
+import attrs
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
+from zope.interface import Attribute, implementer
 
+from superd.config.model import SocketType
+from superd.core import twistedprivate
 from superd.net.address import ListenAddress
 from superd.net.sockets import emit_listening, open_with_fallback
 
-__all__ = ["Listener"]
+__all__ = ["IListener", "ListenState", "ListenStatus", "Listener", "Listeners"]
 
 
+class ListenState(enum.Enum):
+    """What a listening socket is doing, as ``superd status`` words it."""
+
+    CLOSED = "closed"
+    LISTENING = "listening"
+    #: A ``wait = yes`` server runs on the socket; superd does not poll it.
+    SUSPENDED = "suspended"
+    #: A ``wait = yes`` server exited at once without serving; the next
+    #: starts after a back-off.
+    BACKING_OFF = "backing off"
+
+
+@attrs.frozen
+class ListenStatus:
+    """A listener's state, with the running server or the end of its back-off."""
+
+    state: ListenState
+    #: SUSPENDED: the pid of the server running on the socket.
+    server_pid: Optional[int] = None
+    #: BACKING_OFF: when the back-off ends (reactor time).
+    until: Optional[float] = None
+
+
+class IListener(IService):
+    """One listening socket of one service, as a service of the daemon's tree."""
+
+    address = Attribute(
+        "The ListenAddress listened on: after an IPv6-to-IPv4 fallback, the one"
+        " actually bound.")
+
+    def bound_port() -> Optional[int]:
+        """The port number the socket is bound to (the kernel's choice for
+        port 0), or None while it is closed."""
+
+    def status() -> ListenStatus:
+        """What the socket is doing now."""
+
+    def listening_socket() -> Optional[socket.socket]:
+        """The bound socket, for socket options (the kernel's filters), or
+        None while closed or when the port has none (test fakes)."""
+
+    def adopt(predecessor: IListener) -> None:
+        """
+        Take over the bound socket of ``predecessor``, the listener this one
+        replaces on reload (same service identity, so the same kind), and
+        serve it with this listener's settings from now on: no connection or
+        datagram finds the socket closed meanwhile.  ``predecessor`` is left
+        closed without closing the socket.  Raises ``TypeError`` for a
+        listener of another kind.
+        """
+
+    def close() -> Optional[Deferred[Any]]:
+        """Stop listening and close the socket now (a failed startup; stopService)."""
+
+
+@implementer(IListener)
 class Listener(Service):
     """Listens on one address for one service; the port opens at privileged start."""
 
@@ -26,17 +99,16 @@ class Listener(Service):
                  target: Any = None) -> None:
         self.address = address
         self._open_port = open_port
-        #: The factory (stream) or protocol (dgram) serving the port: a
-        #: reload moves the bound port to a new Listener and its target.
+        #: The factory (stream) or protocol (dgram) serving the port.
         self.target = target
         self.port: Optional[IListeningPort] = None
-        self.bound_port: Optional[int] = None
+        self._bound_port: Optional[int] = None
 
     def _listen(self) -> None:
         if self.port is None:
             self.address, port = open_with_fallback(self._open_port, self.address)
             self.port = port
-            self.bound_port = emit_listening(self.address, port)
+            self._bound_port = emit_listening(self.address, port)
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -48,8 +120,63 @@ class Listener(Service):
 
     def stopService(self) -> Optional[Deferred[Any]]:
         super().stopService()
+        return self.close()
+
+    # -- IListener ------------------------------------------------------------
+
+    def bound_port(self) -> Optional[int]:
+        return None if self.port is None else self._bound_port
+
+    def status(self) -> ListenStatus:
+        return ListenStatus(ListenState.CLOSED if self.port is None else ListenState.LISTENING)
+
+    def listening_socket(self) -> Optional[socket.socket]:
+        return None if self.port is None else twistedprivate.listening_socket(self.port)
+
+    def adopt(self, predecessor: IListener) -> None:
+        if not isinstance(predecessor, Listener):
+            raise TypeError(f"a Listener cannot take the socket of {predecessor!r}")
+        port, predecessor.port = predecessor.port, None
+        self.port, self.address = port, predecessor.address
+        self._bound_port = predecessor._bound_port
+        if port is None:
+            return
+        stream = self.address.socket_type is SocketType.STREAM
+        twistedprivate.serve_port_with(port, self.target, stream=stream)
+        if stream:
+            self.target.doStart()
+        else:
+            self.target.makeConnection(port)
+        previous = predecessor.target
+        if previous is not None and previous.numPorts > 0:
+            previous.doStop()
+
+    def close(self) -> Optional[Deferred[Any]]:
         port, self.port = self.port, None
         if port is None:
             return None
         stop: Callable[[], Any] = port.stopListening
         return maybeDeferred(stop)
+
+
+class Listeners(MultiService):
+    """
+    The daemon's listeners, one child per socket; a reload adds and removes
+    them.  ``sockets`` is what the kernel's filters are attached to.
+    """
+
+    name = "listeners"
+
+    def listeners(self) -> Iterator[IListener]:
+        """Every child, as an ``IListener``."""
+        for child in self:
+            yield IListener(child)
+
+    def sockets(self) -> list[socket.socket]:
+        """The bound sockets of every listener (IPv4 and IPv6 ones)."""
+        found = []
+        for listener in self.listeners():
+            sock = listener.listening_socket()
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                found.append(sock)
+        return found

@@ -155,8 +155,8 @@ def _cannot_listen(address: ListenAddress, error: CannotListenError) -> BindErro
 
 
 def _listen_endpoint(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
-    # Imported here: importing endpoints consumes systemd's LISTEN_FDS
-    # (twisted-notes section 6.2), which only the daemon may do.
+    # Imported here: importing endpoints consumes systemd's LISTEN_FDS,
+    # which only the daemon may do (superd.net.activation).
     from twisted.internet.endpoints import serverFromString
 
     outcome: list[Any] = []

@@ -8,7 +8,7 @@ inetd, and through a plain ``tcp.Port`` it costs superd a ``socket.socket``
 (whose constructor asks the kernel for the local address again), a
 ``tcp.Server`` (registered with epoll, then unregistered), a protocol, a
 ``Failure`` and a ``connectionLost`` chain, only to give the descriptor away:
-together more than a third of what superd spends per spawned connection.
+together a large share of what superd spends per spawned connection.
 Here a factory with a ``take_connection`` callable gets the bare descriptor
 first, as ``take_connection(fd, address, local)`` -- ``address`` the peer's
 address tuple as ``accept()`` returns it, ``local`` the port's own address
@@ -26,12 +26,11 @@ else None -- and returns
 A factory whose ``take_connection`` is None or absent (TLS, a builtin that
 keeps talking, or a reload that put another kind of service on the port) is
 served exactly as by ``tcp.Port``.  Twisted's pieces of the accept loop are
-reused: the reserved descriptor that keeps accepting-and-closing when
-descriptors run out (``_reservedFD``), the buffering of logs while it is
-released, the list of accept errors to log and survive, and the adaptive
-number of accepts per wake-up; a test pins those private names.  The loop
-around them is written here because Twisted's (``tcp._accept``) yields
-socket objects.
+reused through ``superd.core.twistedprivate``: the reserved descriptor that
+keeps accepting-and-closing when descriptors run out, the buffering of logs
+while it is released, the list of accept errors to log and survive, and the
+adaptive number of accepts per wake-up.  The loop around them is written
+here because Twisted's yields socket objects.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from twisted.internet import tcp
 from twisted.logger import Logger
 from twisted.python import log
 
+from superd.core import twistedprivate
 from superd.core.session import Peer
 
 __all__ = ["MAX_ACCEPTS_PER_WAKE", "TAKEN", "Taken", "TakingPort", "accept_descriptors",
@@ -71,7 +71,7 @@ _WILDCARDS = frozenset({"0.0.0.0", "::"})
 def accept_descriptors(logger: Logger, accepts: Iterable[object], listener: socket.socket,
                        reserved: Any) -> Iterator[tuple[int, Any]]:
     """
-    ``tcp._accept`` for bare descriptors: yield ``(fd, address)`` for each
+    Twisted's accept loop for bare descriptors: yield ``(fd, address)`` for each
     pending connection, at most one per item of ``accepts``, until none is
     left or accepting fails.  The descriptors are close-on-exec and blocking
     (``accept4`` without ``SOCK_NONBLOCK``, whatever default timeout the
@@ -79,10 +79,9 @@ def accept_descriptors(logger: Logger, accepts: Iterable[object], listener: sock
     EMFILE releases ``reserved`` and accepts-and-closes until the backlog is
     empty; the other accept errors are logged and end this wake-up.
     """
-    accept = listener._accept  # type: ignore[attr-defined]
     for _ in accepts:
         try:
-            fd, address = accept()
+            fd, address = twistedprivate.accept_descriptor(listener)
         except OSError as e:
             if e.errno in (EWOULDBLOCK, EAGAIN):
                 return
@@ -98,7 +97,7 @@ def accept_descriptors(logger: Logger, accepts: Iterable[object], listener: sock
                                     address=refused)
                     logger.info("Re-reserving EMFILE recovery file descriptor.")
                 return
-            if e.errno in tcp._ACCEPT_ERRORS:
+            if e.errno in twistedprivate.ACCEPT_ERRORS:
                 logger.info("Could not accept new connection ({acceptError})",
                             acceptError=errorcode[e.errno])
                 return
@@ -124,11 +123,11 @@ class TakingPort(tcp.Port):
             super().doRead()
             return
         try:
-            with tcp._BuffersLogs(self._logger.namespace,
-                                  self._logger.observer) as buffering:
+            with twistedprivate.buffered_port_logs(self) as buffering:
                 accepted = 0
                 for fd, address in accept_descriptors(
-                        buffering, range(self.numberAccepts), self.socket, tcp._reservedFD):
+                        buffering, range(self.numberAccepts), self.socket,
+                        twistedprivate.reserved_descriptor()):
                     accepted += 1
                     self._serve(take, fd, address)
             # Twisted's scaling of accepts per wake-up (tcp.Port.doRead),
@@ -156,10 +155,7 @@ class TakingPort(tcp.Port):
         if len(address) == 4:  # IPv6: keep the scope id, as tcp.Port does
             host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
             address = (host[0], *address[1:])
-        number = self.sessionno
-        self.sessionno = number + 1
-        transport = self.transport(skt, outcome, address, self, number, self.reactor)
-        outcome.makeConnection(transport)
+        outcome.makeConnection(twistedprivate.server_transport(self, skt, outcome, address))
 
 
 def listen_taking(reactor: Any, port: int, factory: Any, backlog: int,
@@ -173,6 +169,7 @@ def listen_taking(reactor: Any, port: int, factory: Any, backlog: int,
 def adopt_taking(reactor: Any, fd: int, family: socket.AddressFamily,
                  factory: Any) -> TakingPort:
     """``reactor.adoptStreamPort`` with a ``TakingPort`` (the reactor keeps a dup)."""
-    listening: TakingPort = TakingPort._fromListeningDescriptor(reactor, fd, family, factory)
+    listening: TakingPort = twistedprivate.adopt_listening_descriptor(
+        TakingPort, reactor, fd, family, factory)
     listening.startListening()
     return listening

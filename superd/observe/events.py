@@ -59,7 +59,7 @@ __all__ = [
     "NOID_TIMEOUT",
 ]
 
-# xinetd's FAIL reason words, exactly (xinetd-behaviour.md section 9.1).
+# xinetd's FAIL reason words, exactly: log parsers (fail2ban) match them.
 REASON_ADDRESS: Final = "address"
 REASON_TIME: Final = "time"
 REASON_FORK: Final = "fork"
@@ -122,7 +122,7 @@ EV_DRAIN_TIMEOUT: Final = "drain_timeout"
 EV_SESSIONS_ENDED: Final = "sessions_ended"
 
 
-# -- xinetd-format service log lines (xinetd-behaviour.md section 9.1) -------
+# -- xinetd-format service log lines ------------------------------------------
 #
 # These render the text of START/EXIT/FAIL lines from the service's
 # log_on_success/log_on_failure flags.  The structured event carries the line

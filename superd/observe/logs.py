@@ -59,7 +59,7 @@ def json_line(event: LogEvent) -> str:
     event superd emits per connection) is written directly, without the
     ``log_flattened`` copy of its fields that ``eventAsJSON`` makes for
     values JSON cannot carry: that flattening re-parses the format string
-    and costs some 30 us per event, more than serving a daytime connection.
+    and costs more than serving a daytime connection.
     Readers format either kind the same (``formatEvent`` uses the fields).
     """
     record: dict[str, Any] = {}

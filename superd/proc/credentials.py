@@ -14,15 +14,10 @@ starts with the thread's credentials, and ``execve`` copies the effective ids
 into the saved ones and clears every capability -- then switches back.  One
 ``exec``, no wrapper program, no fork of the interpreter.
 
-Measured on the test machine (``/tmp/spawnbench/bench.py``, 400 sequential
-spawn + ``/bin/true`` + waitpid, user nobody; see the spawn report):
-
-=============================  ==========
-posix_spawn as root             ~900/s
-posix_spawn + thread switch     ~920/s   (the switch costs ~10 us)
-``setpriv`` wrapper             ~340/s   (one extra exec)
-fork + setuid + exec (Python)   ~680/s   (grows with superd's memory)
-=============================  ==========
+The thread switch costs next to nothing beside the spawn; a ``setpriv``
+wrapper costs a whole extra exec, and forking the interpreter costs more
+the more memory superd holds (bench/README, "Why the code is the way it
+is", has the figures).
 
 Side effects handled here: changing the effective uid makes the kernel reset
 the whole process's "dumpable" flag, so it is restored afterwards; nice is a

@@ -3,10 +3,9 @@ Learning that a child ended, and how: two interchangeable watchers.
 
 ``TwistedReaping`` registers each child with Twisted's SIGCHLD machinery
 (``registerReapProcessHandler``).  On every SIGCHLD Twisted calls
-``waitpid(pid, WNOHANG)`` for *every* registered child: measured 0.8 ms per
-SIGCHLD with 1,000 children running (long ssh sessions, say), so at a few
-hundred short connections a second the reactor would spend half its time
-asking children that are still alive.
+``waitpid(pid, WNOHANG)`` for *every* registered child, so with many long
+sessions running (ssh, say) and short connections arriving, the reactor
+spends much of its time asking children that are still alive.
 
 ``ExitReaping`` keeps one entry in that registry for all of superd's
 children.  On each SIGCHLD it peeks at the next ended child with
@@ -17,12 +16,10 @@ not ours (a user plugin's ``spawnProcess``) stays for its owner; behind one,
 ours are asked one by one for that signal.  A sweep every few seconds
 while children run covers a reactor without signal handlers.
 
-Why not a pidfd per child (superd used one until measured): it costs four
-more system calls per child (open, epoll add and delete, close) and a
-reactor event per exit.  Interleaved A/B of the two superd builds on a
-2-CPU VM (spawned /bin/cat, 16 concurrent, pinned, 5 rounds): 777 against
-754 connections a second (median), superd's own CPU 152 against 170 us per
-connection.
+Why not a pidfd per child: it costs four more system calls per child
+(open, epoll add and delete, close) and a reactor event per exit, which
+shows in the spawn benchmark (bench/README, "Why the code is the way it
+is").
 """
 
 from __future__ import annotations
@@ -34,6 +31,8 @@ import attrs
 from twisted.internet import process
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+
+from superd.core import twistedprivate
 
 __all__ = ["ExitReaping", "ExitStatus", "TwistedReaping"]
 
@@ -134,7 +133,7 @@ class ExitReaping:
     name = "sigchld"
 
     def __init__(self, reactor: Any,
-                 handlers: Dict[int, Any] = process.reapProcessHandlers,
+                 handlers: Optional[Dict[int, Any]] = None,
                  waitid: Callable[..., Any] = os.waitid,
                  sweep: float = SWEEP_INTERVAL) -> None:
         self._reactor = reactor
@@ -147,8 +146,8 @@ class ExitReaping:
         # each SIGCHLD; a negative key is never a pid, so nothing else
         # ever looks this entry up or waits for it.
         self._key = -id(self)
-        self._handlers = handlers
-        handlers[self._key] = self
+        self._handlers = twistedprivate.reap_handlers() if handlers is None else handlers
+        self._handlers[self._key] = self
 
     @property
     def running(self) -> int:

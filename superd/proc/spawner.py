@@ -2,16 +2,14 @@
 Starting a child with ``posix_spawn`` and learning when it ends.
 
 Why not ``reactor.spawnProcess``: before every spawn Twisted lists
-``/proc/self/fd`` and calls ``fcntl`` on each descriptor in Python (3.3 us
-per open descriptor: 6.5 ms per spawn at 2,000 descriptors), it cannot
-``setsid``, and ``uid=``/``gid=`` make it fork the interpreter.  Here every
-descriptor superd holds is close-on-exec (PEP 446, plus one startup pass in
+``/proc/self/fd`` and calls ``fcntl`` on each descriptor in Python, so a
+spawn costs more the more connections superd holds; it cannot ``setsid``;
+and ``uid=``/``gid=`` make it fork the interpreter.  Here every descriptor
+superd holds is close-on-exec (PEP 446, plus one startup pass in
 ``superd.proc.table.prepare_process``), so the child gets exactly the
 descriptors in the request's map, at a cost that does not depend on how many
-descriptors superd has open.  Measured (spawn + ``/bin/true`` + waitpid, best
-of 6 x 100, interleaved; loaded 2-CPU machine): with 10 descriptors open,
-this spawner 786/s and ``spawnProcess`` 834/s; with 1,010 open, this spawner
-940/s and ``spawnProcess`` 272/s (``uid=`` fork path: 115/s).
+descriptors superd has open (bench/README, "Why the code is the way it is",
+has the figures).
 
 Children are reaped on SIGCHLD, at a cost per exited child
 (``superd.proc.reaping``).
@@ -31,7 +29,7 @@ Per-child settings and how they reach the child without leaving the fast path:
 * rlimits: per process, so no thread trick; ``prlimit`` after the spawn would
   leave a window where the server runs (and may fork) unlimited, so they are
   set by a ``prlimit`` argv prefix (``superd.handlers.spawn.argv.limits_prefix``),
-  race-free at the price of one more exec (~0.8 ms), for services that ask.
+  race-free at the price of one more exec, for services that ask.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def make_access(tmp_path: Any, *, lookups: Any = None,
     if processes is None:
         processes, _ = fake_processes(runtime.reactor)
     resolver = None if lookups is None else NameResolver(runtime.reactor, lookups)
-    access = open_access(runtime, processes, Counters(), resolver=resolver,
+    access = open_access(runtime, processes, Counters(), list, resolver=resolver,
                          load_reader=lambda: 0.0)
     access.startService()
     return access

@@ -1,4 +1,4 @@
-"""The issue 7 figures' parts: sources, sensor configuration and latency arithmetic.
+"""The fleet figures' parts: sources, sensor configuration and latency arithmetic.
 
 Only what the figures compute is checked here; the bench smoke test runs them.
 """

@@ -22,6 +22,7 @@ import pytest
 from benchlib import build, procs
 
 from .conftest import BENCH_DIR
+from .ports import listening_port_of
 
 # Prints what the child was given (peer, session leader?, ignored and blocked
 # signal masks), then echoes the line it reads.  A shell: Python itself would
@@ -33,22 +34,14 @@ CHILD = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def pyloop(tmp_path: Path) -> Iterator[tuple[procs.Server, int]]:
     """pyspawnloop.py on a free port, running a small Python child per connection."""
-    port = _free_port()
     script = os.path.join(BENCH_DIR, "pyspawnloop.py")
-    argv = [sys.executable, script, str(port), "/bin/sh", "-c", CHILD]
+    argv = [sys.executable, script, "0", "/bin/sh", "-c", CHILD]
     srv = procs.start("pyloop", argv, str(tmp_path / "log"))
     try:
-        procs.wait_listening(srv, [port], timeout=10)
-        yield srv, port
+        yield srv, listening_port_of(srv.pid)
     finally:
         srv.stop()
 
@@ -111,12 +104,11 @@ def test_children_are_reaped_while_connections_keep_coming(tmp_path: Path) -> No
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
     loadgen = build.build_all(BENCH_DIR, str(tmp_path / "build"))["loadgen"]
-    port = _free_port()
     script = os.path.join(BENCH_DIR, "pyspawnloop.py")
-    argv = [sys.executable, script, str(port), "/bin/cat"]
+    argv = [sys.executable, script, "0", "/bin/cat"]
     srv = procs.start("pyloop", argv, str(tmp_path / "log"))
     try:
-        procs.wait_listening(srv, [port], timeout=10)
+        port = listening_port_of(srv.pid)
         argv = [loadgen, "-m", "echo", "-p", str(port), "-c", "16", "-d", "4"]
         with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as load:
             time.sleep(3.0)  # well into the load: a busy host still serves hundreds by then

@@ -1,4 +1,4 @@
-"""The issue 6 figures' parts: certificate, stunnel4 and superd configurations,
+"""The TLS and redirect figures' parts: certificate, stunnel4 and superd configurations,
 ``s_time`` parsing, and the TLS echo client against a real stunnel4.
 
 They prove the generators and parsers behave, not how fast anything is.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from benchlib.load import parse_result
 from tests.integration.harness import require_program
 
 from .conftest import BENCH_DIR
+from .ports import listening_port_of
 
 # What ``openssl s_time -new`` prints (OpenSSL 3.0), asterisks trimmed.
 S_TIME_OUTPUT = """Collecting connection statistics for 1 seconds
@@ -29,12 +29,6 @@ S_TIME_OUTPUT = """Collecting connection statistics for 1 seconds
 444 connections in 0.30s; 1480.00 connections/user sec, bytes read 0
 444 connections in 2 real seconds, 0 bytes read per connection
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_parse_s_time_reads_the_real_seconds_line() -> None:
@@ -83,19 +77,18 @@ def stunnel_echo(tmp_path: Path) -> Iterator[int]:
         pytest.skip("gcc not installed")
     work = str(tmp_path)
     upstream = build.build_all(BENCH_DIR, os.path.join(work, "build"))["upstream"]
-    echo_port, tls_port = _free_port(), _free_port()
     cert, key = tls_figures.make_certificate(work)
     conf = os.path.join(work, "stunnel.conf")
-    with open(conf, "w") as f:
-        f.write(tls_figures.stunnel_config(tls_port, echo_port, cert, key))
-    echo = procs.start("echo", [upstream, "echo", str(echo_port)], os.path.join(work, "e.log"))
-    tunnel = procs.start("stunnel4", [stunnel, conf], os.path.join(work, "s.log"))
+    echo = procs.start("echo", [upstream, "echo", "0"], os.path.join(work, "e.log"))
+    tunnel = None
     try:
-        procs.wait_listening(echo, [echo_port])
-        procs.wait_listening(tunnel, [tls_port])
-        yield tls_port
+        with open(conf, "w") as f:
+            f.write(tls_figures.stunnel_config(0, listening_port_of(echo.pid), cert, key))
+        tunnel = procs.start("stunnel4", [stunnel, conf], os.path.join(work, "s.log"))
+        yield listening_port_of(tunnel.pid)
     finally:
-        tunnel.stop()
+        if tunnel is not None:
+            tunnel.stop()
         echo.stop()
 
 

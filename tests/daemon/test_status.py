@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 from typing import Any
 
 import attrs
+from twisted.application.service import Service
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from superd.access.bans import BanList
 from superd.access.banstore import Ban, BanStore
@@ -18,6 +22,8 @@ from superd.core.runtime import Runtime
 from superd.core.session import Peer
 from superd.daemon.service import build_service
 from superd.daemon.status import render_text, snapshot
+from superd.net.address import ListenAddress
+from superd.net.listener import IListener, ListenState, ListenStatus
 from tests.builders import local_echo_service as service
 from tests.fakes import make_parts
 
@@ -114,33 +120,50 @@ def test_render_text_shows_a_failed_reload_and_its_errors() -> None:
     assert "echo     builtin  listening  tcp 127.0.0.1:14007" in text
 
 
+@implementer(IListener)
+class StatedListener(Service):
+    """A listener bound to 127.0.0.1:99 that reports a given status."""
 
+    def __init__(self, address: ListenAddress, status: ListenStatus) -> None:
+        self.address = address
+        self._status = status
 
-class WaitPort:
-    def __init__(self, child: Any = None, backoff_until: float | None = None) -> None:
-        self.child, self.backoff_until = child, backoff_until
+    def bound_port(self) -> int | None:
+        return None if self._status.state is ListenState.CLOSED else 99
 
-    def getHost(self) -> IPv4Address:
-        return IPv4Address("TCP", "127.0.0.1", 99)
+    def status(self) -> ListenStatus:
+        return self._status
+
+    def listening_socket(self) -> None:
+        return None
+
+    def adopt(self, predecessor: IListener) -> None:
+        raise TypeError("not in these tests")
+
+    def close(self) -> None:
+        pass
 
 
 def test_wait_yes_service_is_suspended_or_backing_off() -> None:
-    """A wait=yes service shows its running server, or when its back-off ends."""
-    import types
-
+    """A wait=yes service shows its running server, or when its back-off
+    ends; a closed one its configured address."""
     from superd.net.sockets import listen_addresses
 
     wait = service(wait=True, type=frozenset(), server="/bin/cat")
     (address,) = listen_addresses(wait)
     access = AccessState(Runtime(reactor=MemoryReactorClock()))
-    for port, expected in ((WaitPort(child=Child(5, "echo", None, 0.0)),
-                            {"state": "suspended", "server_pid": 5}),
-                           (WaitPort(backoff_until=3000.0),
-                            {"state": "backing off", "until": 3000.0}),
-                           (WaitPort(), {"state": "listening"})):
-        child = types.SimpleNamespace(address=address, port=port)
+    for status, expected in (
+            (ListenStatus(ListenState.SUSPENDED, server_pid=5),
+             {"state": "suspended", "server_pid": 5, "listen": ["tcp 127.0.0.1:99"]}),
+            (ListenStatus(ListenState.BACKING_OFF, until=3000.0),
+             {"state": "backing off", "until": 3000.0, "listen": ["tcp 127.0.0.1:99"]}),
+            (ListenStatus(ListenState.LISTENING),
+             {"state": "listening", "listen": ["tcp 127.0.0.1:99"]}),
+            (ListenStatus(ListenState.CLOSED),
+             {"state": "closed", "listen": ["tcp 127.0.0.1:10007"]})):
+        listener = StatedListener(address, status)
+        assert verifyObject(IListener, listener)
         top = types.SimpleNamespace(access=access, configuration=Configuration(()),
-                                    groups=[(wait, [child])])
+                                    groups=[(wait, [listener])])
         (entry,) = snapshot(top)["services"]
         assert {k: entry[k] for k in expected} == expected
-        assert entry["listen"] == ["tcp 127.0.0.1:99"]

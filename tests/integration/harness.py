@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ import pytest
 __all__ = [
     "Superd",
     "SuperdStartError",
+    "on_free_ports",
     "require_program",
     "run_twistd",
     "start_command",
@@ -175,6 +177,25 @@ class Superd:
                         f"exit {self.process.poll()}); stderr:\n{self.stderr()}")
                 self._changed.wait(min(remaining, 0.2))
 
+    def wait_for_events(self, pred: Callable[[Event], bool], count: int,
+                        timeout: float = 10, after: int = 0) -> list[Event]:
+        """The first ``count`` events (from index ``after``) matching ``pred``;
+        fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [event for event in self._events[after:] if pred(event)]
+                if len(found) >= count:
+                    return found[:count]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and
+                                      not self._readers[0].is_alive()):
+                    raise AssertionError(
+                        f"{len(found)} of {count} matching events within {timeout}s"
+                        f" (superd pid {self.pid}, exit {self.process.poll()});"
+                        f" stderr:\n{self.stderr()}")
+                self._changed.wait(min(remaining, 0.2))
+
     def xinetd_lines(self) -> list[str]:
         """The xinetd-format service log lines (START/EXIT/FAIL ...) so far."""
         return [str(e["xinetd_line"]) for e in self.events() if e.get("xinetd_line")]
@@ -297,3 +318,32 @@ def start_command(command: list[str], state_dir: str, *, owns_state_dir: bool = 
             f"{superd.stderr()}{''.join(superd._noise)}") from e
     return superd
 
+
+
+#: Candidate ports tried by ``on_free_ports`` before giving up.
+PORT_ATTEMPTS = 5
+
+
+def _candidate_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def on_free_ports(start: Callable[[list[int]], Superd], count: int = 1,
+                  kind: int = socket.SOCK_STREAM) -> Superd:
+    """
+    ``start(ports)`` with ``count`` ports the kernel reported free, for a
+    configuration that must name fixed ports (a port 0 is not one the
+    daemon can protect, say).  The daemon binds them itself: if another
+    process took one in between, its startup fails on that bind and fresh
+    ports are tried, so a test never talks to someone else's socket.
+    """
+    for _ in range(PORT_ATTEMPTS):
+        ports = [_candidate_port(kind) for _ in range(count)]
+        try:
+            return start(ports)
+        except SuperdStartError as e:
+            if "Address already in use" not in str(e):
+                raise
+    raise AssertionError(f"no free ports for superd in {PORT_ATTEMPTS} attempts")

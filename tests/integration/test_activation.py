@@ -13,14 +13,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.access.clients import block
-from tests.integration.external import read_all, service_block, world_directory
+from tests.integration.external import read_all, service_block, wait_until, world_directory
 from tests.integration.harness import Superd, SuperdStartError, require_program, twistd_command
 
 #: Moves the passed fds to 3, 4, ... and sets LISTEN_PID to its own pid,
@@ -164,13 +163,13 @@ def test_restart_under_load_refuses_nothing(conf_dir: Callable[..., Path],
         daemons.append(first)
         hammer.start()
         try:
-            time.sleep(0.5)
+            assert wait_until(lambda: hammer.ok > 10, timeout=10)
             before = hammer.ok
             assert first.stop() == 0
             gap_start = hammer.ok
             second = start_activated(conf, [listener], ["echo-tcp"], state)
             daemons.append(second)
-            time.sleep(0.5)
+            assert wait_until(lambda: hammer.ok > gap_start + 10, timeout=10)
         finally:
             hammer.done.set()
             hammer.join(30)

@@ -18,21 +18,13 @@ import pytest
 from superd.handlers.builtins.chargen import CYCLE
 from superd.observe.events import EV_REFLECTION_DROP
 from tests.integration.conftest import _crash_report
-from tests.integration.harness import Superd, start_superd
+from tests.integration.harness import Superd, on_free_ports, start_superd
 
 HOST = "127.0.0.1"
 #: A second loopback address: a "client host" whose ports do not clash with superd's.
 CLIENT = "127.0.0.2"
 #: How much superd's resident memory may grow while clients refuse to read.
 RSS_SLACK = 24 * 1024 * 1024
-
-
-def free_udp_port() -> int:
-    """A UDP port the kernel reports free on HOST now (the daemon binds it next)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def service_block(name: str, kind: str, port: int) -> str:
@@ -42,14 +34,31 @@ def service_block(name: str, kind: str, port: int) -> str:
             f"\tbind = {HOST}\n\tcps = 100000 1\n}}\n")
 
 
+def start_live(tmp_path_factory: pytest.TempPathFactory, udp_ports: list[int]) -> Superd:
+    conf = tmp_path_factory.mktemp("live-conf")
+    for name, udp_port in zip(("echo", "chargen"), udp_ports, strict=True):
+        text = service_block(name, "stream", 0) + service_block(name, "dgram", udp_port)
+        (conf / name).write_text(text)
+    return start_superd(str(conf), state_dir=str(tmp_path_factory.mktemp("live-state")))
+
+
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Superd]:
-    """echo and chargen on TCP (kernel-chosen ports) and UDP (fixed free ports)."""
-    conf = tmp_path_factory.mktemp("live-conf")
-    for name in ("echo", "chargen"):
-        text = service_block(name, "stream", 0) + service_block(name, "dgram", free_udp_port())
-        (conf / name).write_text(text)
-    superd = start_superd(str(conf), state_dir=str(tmp_path_factory.mktemp("live-state")))
+    """echo and chargen on TCP (kernel-chosen ports) and UDP (fixed ports:
+    the UDP builtins protect each other's configured ports)."""
+    yield from running_live(tmp_path_factory)
+
+
+@pytest.fixture
+def idle_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Superd]:
+    """A daemon of its own, for a test that counts descriptors from idle:
+    no connection of another test can be closing meanwhile."""
+    yield from running_live(tmp_path_factory)
+
+
+def running_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Superd]:
+    superd = on_free_ports(lambda ports: start_live(tmp_path_factory, ports), 2,
+                           socket.SOCK_DGRAM)
     yield superd
     problem = _crash_report(superd)
     superd.stop()
@@ -118,16 +127,26 @@ def test_chargen_stream_is_the_pattern(daemon: Superd) -> None:
 
 
 def udp_exchange(daemon: Superd, service_id: str, source_port: int) -> bytes | None:
-    """Send a datagram from CLIENT:source_port; the reply, or None if none came."""
+    """
+    Send a datagram from CLIENT:source_port; the daemon's reply, or None if
+    none came.  Datagrams from anyone else are ignored: a fixed source port
+    is shared (SO_REUSEADDR) with whatever else runs on this machine.
+    """
+    server = (HOST, daemon.port(service_id, "udp", HOST))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((CLIENT, source_port))
-        sock.settimeout(0.5)
-        sock.sendto(b"ping", (HOST, daemon.port(service_id, "udp", HOST)))
-        try:
-            return sock.recv(2048)
-        except TimeoutError:
-            return None
+        sock.sendto(b"ping", server)
+        deadline = time.monotonic() + 0.5
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data, sender = sock.recvfrom(2048)
+            except TimeoutError:
+                break
+            if sender == server:
+                return data
+        return None
 
 
 def test_udp_echo_answers_an_ordinary_port(daemon: Superd) -> None:
@@ -164,13 +183,13 @@ def wait_for_fd_count(superd: Superd, wanted: int, timeout: float = 10) -> int:
     return count
 
 
-def test_chargen_notices_clients_that_close_without_it_reading(daemon: Superd) -> None:
+def test_chargen_notices_clients_that_close_without_it_reading(idle_daemon: Superd) -> None:
     """
     Chargen never reads its clients, yet a client that closes (after a
     half-close, or straight away) releases superd's descriptor: the next
     write fails and the connection is torn down.
     """
-    time.sleep(0.5)  # let earlier tests' connections finish closing
+    daemon = idle_daemon
     idle = daemon.fd_count()
     for i in range(20):
         with connect(daemon, "chargen") as sock:

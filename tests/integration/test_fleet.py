@@ -13,7 +13,7 @@ from typing import Any
 
 from superd.cli import bans as banscli
 from tests.access.clients import block, daytime_block, fetch, hosts_args
-from tests.fleet.server import (  # noqa: F401 (fixtures)
+from tests.integration.redisserver import (  # noqa: F401 (fixtures)
     RedisServer,
     redis_server,
     redis_with_password,
@@ -33,6 +33,11 @@ def remote_ban(superd: Any, host: str, timeout: float) -> dict[str, Any]:
     return superd.wait_for_event(  # type: ignore[no-any-return]
         lambda e: e.get("event") == "ban" and e.get("action") == "remote"
         and e.get("peer_host") == host, timeout)
+
+
+def retry_scheduled(event: dict[str, Any]) -> bool:
+    """Twisted's ClientService logs each reconnection it schedules."""
+    return "attempt" in event and str(event.get("log_format")).startswith("Scheduling retry")
 
 
 def subscribed(superd: Any) -> None:
@@ -73,10 +78,11 @@ def test_ban_made_during_an_outage_reaches_the_others(
         superd.allow_errors = True  # the outage is an error line, on purpose
     redis_server.stop()
     first.wait_for_event(lambda e: e.get("event") == "ban_store" and e.get("state") == "down")
+    outage = len(first.events())
     assert not fetch("127.0.0.4", first.port("trap"))
     assert not fetch("127.0.0.4", first.port("daytime"))
     assert fetch("127.0.0.2", first.port("daytime"))
-    time.sleep(2)  # several reconnection attempts fail meanwhile
+    first.wait_for_events(retry_scheduled, 3, after=outage)  # they fail meanwhile
     redis_server.start()
     remote_ban(second, "127.0.0.4", 20)
     assert not fetch("127.0.0.4", second.port("daytime"))
@@ -134,7 +140,7 @@ def test_wrong_password_is_one_outage_line_and_no_harm(
     down = superd.wait_for_event(lambda e: e.get("event") == "ban_store"
                                  and e.get("state") == "down", 10)
     assert "AUTH refused" in down["why"]
-    time.sleep(2)  # more attempts, refused the same way
+    superd.wait_for_events(retry_scheduled, 3, after=superd.events().index(down))
     assert fetch("127.0.0.2", superd.port("daytime"))
     assert not fetch("127.0.0.3", superd.port("trap"))
     assert not fetch("127.0.0.3", superd.port("daytime"))

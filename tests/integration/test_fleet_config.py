@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.access.clients import daytime_block, fetch, hosts_args
-from tests.fleet.server import RedisServer, redis_server  # noqa: F401 (fixtures)
+from tests.integration.redisserver import RedisServer, redis_server  # noqa: F401 (fixtures)
 from tests.integration.test_fleet import SENSOR, remote_ban, subscribed
 
 

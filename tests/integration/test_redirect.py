@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,10 +38,13 @@ def relay_block(port: int, *, extra: str = "", host: str = "127.0.0.1",
             f"{extra}}}\n")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port that refuses connections: bound by the test, never listening,
+    so no other process can open it meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 def start_with_upstream(superd_factory: Callable[..., Superd], conf_dir: Callable[..., Path],
@@ -75,9 +78,9 @@ def test_relay_to_echo_with_half_close(echo_daemon: Superd, superd_factory: Call
 
 
 def test_upstream_refuses(superd_factory: Callable[..., Superd],
-                          conf_dir: Callable[..., Path]) -> None:
+                          conf_dir: Callable[..., Path], closed_port: int) -> None:
     """A closed upstream port: the client sees a close, the failure is logged, no leak."""
-    relay = start_with_upstream(superd_factory, conf_dir, free_port())
+    relay = start_with_upstream(superd_factory, conf_dir, closed_port)
     relay.allow_errors = True
     before = relay.fd_count()
     for _ in range(20):

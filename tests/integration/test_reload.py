@@ -14,8 +14,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from superd.cli.control import request
 from tests.integration.conftest import StartSuperd
 from tests.integration.external import (
@@ -24,6 +22,7 @@ from tests.integration.external import (
     service_block,
     wait_until,
 )
+from tests.integration.harness import Superd, on_free_ports
 from tests.integration.reloading import (
     Hammer,
     echo_block,
@@ -106,14 +105,19 @@ def test_bind_change_rebinds(superd_factory: StartSuperd,
 
 
 def test_fixed_port_moves_between_addresses(superd_factory: StartSuperd,
-                                            conf_dir: Callable[..., Path],
-                                            free_port: int) -> None:
+                                            conf_dir: Callable[..., Path]) -> None:
     """A bind change on a fixed port closes the old socket first, then binds."""
-    conf = conf_dir(echo=echo_block("echo", bind="127.0.0.1", port=free_port))
-    superd = superd_factory(conf)
-    (conf / "echo").write_text(echo_block("echo", bind="0.0.0.0", port=free_port))
+    confs: list[Path] = []
+
+    def start(ports: list[int]) -> Superd:
+        confs.append(conf_dir(echo=echo_block("echo", bind="127.0.0.1", port=ports[0])))
+        return superd_factory(confs[-1])
+
+    superd = on_free_ports(start)
+    port = superd.port("echo")
+    (confs[-1] / "echo").write_text(echo_block("echo", bind="0.0.0.0", port=port))
     assert reload_and_wait(superd)["ok"]
-    assert echo_once("127.0.0.2", free_port) == b"ping\n"
+    assert echo_once("127.0.0.2", port) == b"ping\n"
 
 
 def test_dropped_service_stops_children_kept_service_keeps_them(
@@ -144,14 +148,6 @@ def test_dropped_service_stops_children_kept_service_keeps_them(
     for conn in conns:
         conn.close()
     os.kill(grandchild["kept"], signal.SIGTERM)
-
-
-@pytest.fixture
-def free_port() -> int:
-    """A TCP port nothing listens on (the kernel's pick, released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def superd_cli(*args: str) -> subprocess.CompletedProcess[str]:

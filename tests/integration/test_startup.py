@@ -122,7 +122,7 @@ def test_second_address_taken_releases_the_first(tmp_path: Path) -> None:
 
 def test_sighup_does_not_kill_and_sigterm_stops_cleanly(
         tmp_path: Path, superd_factory: StartSuperd) -> None:
-    """SIGHUP is logged as not implemented (daemon lives on); SIGTERM stops it and unbinds."""
+    """SIGHUP reloads (the daemon lives on and serves); SIGTERM stops it and unbinds."""
     (tmp_path / "echo").write_text(ECHO.format(port=0, bind="127.0.0.1"))
     superd = superd_factory(tmp_path)
     port = superd.port("echo")
@@ -194,7 +194,7 @@ def test_sample_configuration_serves(tmp_path: Path, superd_factory: StartSuperd
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signals_exit_zero(tmp_path: Path, superd_factory: StartSuperd,
                                 sig: signal.Signals) -> None:
-    """SIGTERM, the supervisor's stop, exits 0 (issue 3); SIGINT (Ctrl-C)
+    """SIGTERM, the supervisor's stop, exits 0; SIGINT (Ctrl-C)
     stops as cleanly and keeps the shell's convention (twistd re-raises it)."""
     (tmp_path / "echo").write_text(ECHO.format(port=0, bind="127.0.0.1"))
     superd = superd_factory(tmp_path)

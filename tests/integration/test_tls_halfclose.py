@@ -1,5 +1,5 @@
 """
-Half-close over TLS 1.3 (issue 6, RFC 8446 section 6.1): a client that sends
+Half-close over TLS 1.3 (RFC 8446 section 6.1): a client that sends
 its request and then close_notify -- "shutdown writing" in TLS -- still gets
 everything the service writes afterwards, followed by superd's close_notify.
 The external servers here (``wc -c``, ``sort``) write only after reading EOF,

@@ -174,16 +174,6 @@ def test_factory_without_take_connection_is_plain_tcp_port() -> None:
         port.connectionLost(None)  # type: ignore[arg-type]
 
 
-def test_twisted_internals_it_reuses_are_there() -> None:
-    """TakingPort reuses tcp.Port's private accept pieces; a Twisted upgrade
-    that renames them must fail here, not in production."""
-    assert EMFILE in tcp._ACCEPT_ERRORS and ECONNABORTED in tcp._ACCEPT_ERRORS
-    assert hasattr(tcp._reservedFD, "available") and hasattr(tcp, "_BuffersLogs")
-    port, _ = listening(Factory())
-    assert port.numberAccepts == 100 and port._logger.namespace
-    port.connectionLost(None)  # type: ignore[arg-type]
-
-
 class FakeListener:
     """A listening socket whose accepts fail or succeed as scripted."""
 

@@ -24,6 +24,17 @@ def wait_for(check: Callable[[], bool], reaping: ExitReaping) -> None:
         time.sleep(0.01)
 
 
+def wait_zombie(pid: int) -> None:
+    """Until ``pid`` has ended (and waits to be reaped)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        if found is not None and found.si_pid == pid:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"child {pid} did not end")
+
+
 def test_exit_reaping_reaps_only_ended_children() -> None:
     """Each SIGCHLD wake-up reaps the children of ours that ended, with
     their status, and leaves running ones watched."""
@@ -46,7 +57,7 @@ def test_exit_reaping_leaves_other_owners_zombies() -> None:
     its owner still gets its status; ours behind it are still found."""
     reaping = ExitReaping(Clock(), {})
     foreign = spawn_exit(7)
-    time.sleep(0.2)  # the foreign child is the oldest zombie
+    wait_zombie(foreign)  # the foreign child is the oldest zombie
     statuses: List[ExitStatus] = []
     reaping.watch(spawn_exit(5), statuses.append)
     wait_for(lambda: bool(statuses), reaping)

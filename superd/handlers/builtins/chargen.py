@@ -5,7 +5,7 @@ The pattern is the 95 printable ASCII characters, space (0x20) through tilde
 (0x7E), in a ring; each line is 72 of them followed by CRLF, and each line
 starts one character further round the ring.  So the output repeats every 95
 lines (7030 bytes).  xinetd instead uses 93 characters without space or
-tilde; compatibility.md fixes the RFC's set.
+tilde; superd sends the RFC's set.
 
 Stream: the pattern is precomputed as whole cycles in one ~64 KiB chunk and
 written through a push producer registered with the transport, so superd

@@ -5,7 +5,7 @@ A UDP builtin answers whoever the source address claims to be, and that
 address is trivially forged: echo and chargen are classic reflection and
 amplification tools, and two UDP builtins can be made to talk to each other
 for ever.  xinetd removed its check in 2005; superd restores OpenBSD inetd's
-``dg_badinput`` (compatibility.md, "UDP builtins").  A reply is never sent
+``dg_badinput``.  A reply is never sent
 
 * to a source port below 1024, nor to NFS's 2049 (as OpenBSD inetd);
 * to a port in ``protected_ports`` (the ports of the UDP builtins);

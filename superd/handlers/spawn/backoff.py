@@ -2,10 +2,10 @@
 The respawn guard of ``wait = yes`` services.
 
 A ``wait = yes`` server that exits without taking its work off the socket
-leaves it readable, so an inetd would start it again at once: xinetd was seen
-doing so about 45 times a second (xinetd-behaviour.md section 7.8).  superd
-instead waits 1 s, 2 s, 4 s ... (capped) before listening again after each
-such quick, useless run, and forgets the failures after a healthy one.
+leaves it readable, so an inetd would start it again at once, in a tight
+loop, as xinetd does.  superd instead waits 1 s, 2 s, 4 s ... (capped)
+before listening again after each such quick, useless run, and forgets the
+failures after a healthy one.
 """
 
 from __future__ import annotations

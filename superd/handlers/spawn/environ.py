@@ -1,5 +1,5 @@
 """
-The environment of an external server (xinetd-behaviour.md section 7.12).
+The environment of an external server, as xinetd builds it.
 
 Pure functions of the service, superd's startup environment (captured once
 and passed in, never read from ``os.environ`` here) and the connection:

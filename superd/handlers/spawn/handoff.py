@@ -1,16 +1,16 @@
 """
 Giving an accepted Twisted TCP connection to a child process.
 
-The verified recipe (twisted-notes.md section 1.4): find the real
-``tcp.Server`` under any ``ProtocolWrapper`` layers; stop polling it (the
-epoll registration belongs to the open file description the child will
-share); make it blocking (``O_NONBLOCK`` is shared too, and inetd servers
-expect blocking I/O); spawn with the socket on fds 0, 1 and 2; then make
-Twisted drop *its* descriptor with a plain ``close()``: ``_shouldShutdown =
-False`` and ``connectionLost``.  ``loseConnection`` would ``shutdown()`` the
-shared socket under the child and ``abortConnection`` would make the child's
-final close an RST.  Afterwards superd holds nothing, and the client sees EOF
-exactly when the last process holding the socket closes it.
+The recipe: find the real ``tcp.Server`` under any ``ProtocolWrapper``
+layers; stop polling it (the epoll registration belongs to the open file
+description the child will share); make it blocking (``O_NONBLOCK`` is
+shared too, and inetd servers expect blocking I/O); spawn with the socket on
+fds 0, 1 and 2; then make Twisted drop *its* descriptor with a plain
+``close()`` (``superd.core.twistedprivate.release_descriptor``).
+``loseConnection`` would ``shutdown()`` the shared socket under the child
+and ``abortConnection`` would make the child's final close an RST.
+Afterwards superd holds nothing, and the client sees EOF exactly when the
+last process holding the socket closes it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any, Callable, Optional, TypeVar
 from twisted.internet import error, tcp
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
+
+from superd.core import twistedprivate
 
 __all__ = ["NotHandOffable", "hand_off", "pending_output", "raw_tcp_transport",
            "set_socket_options"]
@@ -38,16 +40,15 @@ def raw_tcp_transport(transport: Any) -> Optional[tcp.Server]:
     layer = transport
     while isinstance(layer, ProtocolWrapper):
         layer = layer.transport
-    if isinstance(layer, tcp.Server) and not getattr(layer, "TLS", False):
-        return layer
+    if twistedprivate.is_plain_tcp(layer):
+        server: tcp.Server = layer
+        return server
     return None
 
 
 def pending_output(server: tcp.Server) -> bytes:
     """Bytes written to ``server`` (a banner, say) that Twisted still holds."""
-    chunks = [bytes(server.dataBuffer[server.offset:])]
-    chunks.extend(bytes(c) for c in server._tempDataBuffer)
-    return b"".join(chunks)
+    return twistedprivate.unsent_bytes(server)
 
 
 def set_socket_options(sock: socket.socket, *, nodelay: bool, keepalive: bool) -> None:
@@ -92,5 +93,5 @@ def hand_off(transport: Any, spawn: Callable[[int], T], *,
         os.set_blocking(fd, True)
         return spawn(fd)
     finally:
-        server._shouldShutdown = False
-        server.connectionLost(Failure(error.ConnectionDone("handed to child")))
+        twistedprivate.release_descriptor(
+            server, Failure(error.ConnectionDone("handed to child")))

@@ -7,10 +7,10 @@ the listening socket and starts the server with that socket on fds 0, 1 and
 REMOTE_HOST is ``<no address>``, as in xinetd.
 
 Datagram: a bare ``IReadDescriptor`` on the bound socket, not ``udp.Port``
-(whose ``doRead`` would consume the datagram the child must see;
-twisted-notes.md section 5.2).  The first pending datagram's source is peeked
-with ``MSG_PEEK`` and checked by the access layer; a refused source has that
-one datagram consumed and dropped.  An admitted one stays queued for the
+(whose ``doRead`` would consume the datagram the child must see).  The
+first pending datagram's source is peeked with ``MSG_PEEK`` and checked by
+the access layer; a refused source has that one datagram consumed and
+dropped.  An admitted one stays queued for the
 child.  When the child exits superd simply polls again: unlike xinetd it
 discards no queued datagram.
 
@@ -42,6 +42,7 @@ from superd.handlers.spawn.environ import datagram_environment, wait_stream_envi
 from superd.handlers.spawn.handler import log_spawn_failure
 from superd.handlers.spawn.spec import SpawnSpec, build_spec
 from superd.net.address import ListenAddress
+from superd.net.listener import IListener, ListenState, ListenStatus
 from superd.net.sockets import bind_socket, emit_listening, listen_addresses
 from superd.observe.events import EV_RESPAWN_BACKOFF, emit_exit, emit_start
 from superd.proc.spawner import ExitStatus, SpawnError
@@ -248,6 +249,7 @@ class WaitPort:
         self._timer = self._reactor.callLater(delay, self.resume)
 
 
+@implementer(IListener)
 class WaitService(Service):
     """Binds one address of a ``wait = yes`` service at privileged start."""
 
@@ -259,6 +261,7 @@ class WaitService(Service):
         self._processes = processes
         self._spec = spec
         self.port: Optional[WaitPort] = None
+        self._bound_port: Optional[int] = None
 
     @property
     def spec(self) -> SpawnSpec:
@@ -270,7 +273,7 @@ class WaitService(Service):
             sock = bind_socket(self.address)
             self.port = WaitPort(self.service, self.address, sock,
                                  self._access, self._processes, self._spec)
-            emit_listening(self.address, self.port)
+            self._bound_port = emit_listening(self.address, self.port)
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -284,6 +287,38 @@ class WaitService(Service):
 
     def stopService(self) -> None:
         super().stopService()
+        self.close()
+
+    # -- IListener ------------------------------------------------------------
+
+    def bound_port(self) -> Optional[int]:
+        return None if self.port is None else self._bound_port
+
+    def status(self) -> ListenStatus:
+        port = self.port
+        if port is None:
+            return ListenStatus(ListenState.CLOSED)
+        if port.child is not None:
+            return ListenStatus(ListenState.SUSPENDED, server_pid=port.child.pid)
+        until = port.backoff_until
+        if until is not None:
+            return ListenStatus(ListenState.BACKING_OFF, until=until)
+        return ListenStatus(ListenState.LISTENING)
+
+    def listening_socket(self) -> Optional[socket.socket]:
+        return None if self.port is None else self.port.socket
+
+    def adopt(self, predecessor: IListener) -> None:
+        """The socket (and its running child) passes to the new settings; the
+        back-off state is kept."""
+        if not isinstance(predecessor, WaitService):
+            raise TypeError(f"a WaitService cannot take the socket of {predecessor!r}")
+        port, predecessor.port = predecessor.port, None
+        self.port, self._bound_port = port, predecessor._bound_port
+        if port is not None:
+            port.reconfigure(self.service, self._spec)
+
+    def close(self) -> None:
         port, self.port = self.port, None
         if port is not None:
             port.stopListening()

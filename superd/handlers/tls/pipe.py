@@ -1,9 +1,10 @@
 """
 External servers behind superd's TLS: the child on a socket pair.
 
-A TLS connection cannot be handed to a child (twisted-notes sections 3 and
-10): the child gets one end of a ``socketpair`` as fds 0, 1 and 2 -- to it,
-a connected stream exactly like a handed-off socket -- and superd relays
+A TLS connection cannot be handed to a child (the descriptor carries the
+encrypted stream, and the TLS state lives in superd): the child gets one
+end of a ``socketpair`` as fds 0, 1 and 2 -- to it, a connected stream
+exactly like a handed-off socket -- and superd relays
 between the decrypted stream and the other end.  The relay is
 ``superd.handlers.redirect.RelayProtocol`` with a spawned child as its "upstream":
 each transport is the other's streaming producer, so a slow client stops

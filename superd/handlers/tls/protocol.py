@@ -1,6 +1,8 @@
 """
 The TLS layer of one service connection, directly under the service's own
-protocol (no ``WrappingFactory`` between: twisted-notes sections 4 and 10).
+protocol: no ``WrappingFactory`` between, since a ``ProtocolWrapper`` would
+hide the interfaces the service's protocol provides
+(``IHalfCloseableProtocol``, ``IHandshakeListener``) from the transport.
 
 ``TLSHandler`` wraps another ``IStreamHandler``.  Access control has already
 admitted the peer when it runs, so a refused peer never costs a handshake.
@@ -23,13 +25,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from OpenSSL.SSL import TLS1_3_VERSION, WantReadError, ZeroReturnError
-from OpenSSL.SSL import Error as SSLError
+from OpenSSL.SSL import TLS1_3_VERSION
 from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
@@ -38,6 +38,7 @@ from superd.config.tlscontext import ServerConnectionCreator, error_text, server
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Session
+from superd.core.twistedprivate import TLSServerTransport
 from superd.handlers.tls.names import certificate_names, matching_name
 from superd.observe import events
 
@@ -71,19 +72,17 @@ def peer_facts(connection: Any) -> dict[str, str]:
     return facts
 
 
-class TLSServerProtocol(BufferingTLSTransport):
+class TLSServerProtocol(TLSServerTransport):
     """TLS for one admitted session; the service protocol starts after the handshake."""
 
     def __init__(self, factory: TLSMemoryBIOFactory, app: Any, service: ServiceConfig,
                  session: Session, runtime: Runtime) -> None:
-        super().__init__(factory, app, _connectWrapped=False)
+        super().__init__(factory, app)
         self.service = service
         self.session = session
         self.runtime = runtime
         self.settings: TLSSettings = service.extensions.tls  # type: ignore[assignment]
         self.app_connected = False
-        #: The client sent close_notify and the service heard readConnectionLost.
-        self.read_closed = False
         self._failed = False
         self._timer: Any = None
 
@@ -92,34 +91,20 @@ class TLSServerProtocol(BufferingTLSTransport):
             self.settings.handshake_timeout, self._timed_out)
         # BufferingTLSTransport already coalesces each turn's writes into
         # records; Nagle on top only makes every request/response exchange
-        # wait for the peer's delayed ACK (about 40 ms).  stunnel sets it too.
+        # wait for the peer's delayed ACK.  stunnel sets it too.
         set_no_delay = getattr(transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
         super().makeConnection(transport)
 
-    def _checkHandshakeStatus(self) -> None:
-        # Twisted 26.10's own method, except that success starts the service
-        # protocol (connectionMade, then handshakeCompleted) instead of only
-        # telling an already connected one.
-        if self._aborted:
-            return
-        try:
-            self._tlsConnection.do_handshake()
-        except WantReadError:
-            self._flushSendBIO()
-        except SSLError:
-            self._tlsShutdownFinished(Failure())
-        else:
-            self._handshakeDone = True
-            self._handshake_succeeded()
-
-    def _handshake_succeeded(self) -> None:
+    def handshake_succeeded(self) -> None:
+        """Check the client certificate, then start the service protocol
+        (connectionMade, then handshakeCompleted)."""
         self._cancel_timer()
-        refusal = client_refusal(self.settings, self._tlsConnection)
+        refusal = client_refusal(self.settings, self.tls_connection)
         if refusal is not None:
             self._fail(refusal)
-            self._close_refused()
+            self.close_quietly()
             return
         self.app_connected = True
         self.wrappedProtocol.makeConnection(self)
@@ -129,34 +114,14 @@ class TLSServerProtocol(BufferingTLSTransport):
     def dataReceived(self, data: bytes) -> None:
         if self.read_closed:
             # Nothing may follow the client's close_notify, and nothing reads
-            # the receive BIO any more: bytes fed to it would only pile up.
+            # the receive BIO after it: bytes fed to it would only pile up.
             return
         super().dataReceived(data)
 
-    def _flushReceiveBIO(self) -> None:
-        # Twisted 26.10's own method (tests/tls/test_protocol.py pins its
-        # source), except that a close_notify may be a read-side half-close
-        # (``_client_closed``) and nothing is read after one.
-        while not self._lostTLSConnection and not self.read_closed:
-            try:
-                data = self._tlsConnection.recv(2**15)
-            except WantReadError:
-                break
-            except ZeroReturnError:
-                self._client_closed()
-            except SSLError:
-                self._tlsShutdownFinished(Failure())
-            else:
-                if not self._aborted:
-                    ProtocolWrapper.dataReceived(self, data)
-        self._flushSendBIO()
-
-    def _client_closed(self) -> None:
+    def close_notify_received(self) -> None:
         """The client's close_notify: a half-close if the service can take one."""
         if not self._may_half_close():
-            # Twisted's own handling: answer close_notify and close.
-            self._shutdownTLS()
-            self._tlsShutdownFinished(None)
+            super().close_notify_received()  # answer close_notify and close
             return
         self.read_closed = True
         # A TCP FIN after the close_notify is no news: from now on the TCP
@@ -170,27 +135,18 @@ class TLSServerProtocol(BufferingTLSTransport):
         # close_notify; RFC 5246 section 7.2.1 (TLS 1.2 and older) says to
         # answer it at once and discard pending writes, so only TLS 1.3.
         return (self.app_connected and not self.disconnecting
-                and self._tlsConnection.get_protocol_version() >= TLS1_3_VERSION
+                and self.tls_connection.get_protocol_version() >= TLS1_3_VERSION
                 and IHalfCloseableProtocol.providedBy(self.wrappedProtocol))
 
     def readConnectionLost(self) -> None:
-        """TCP EOF after the client's close_notify (see ``_client_closed``): nothing to do."""
+        """TCP EOF after the client's close_notify (``close_notify_received``): nothing to do."""
 
     def writeConnectionLost(self) -> None:
         """Part of ``IHalfCloseableProtocol``; superd never half-closes its own TCP side."""
 
-    def _close_refused(self) -> None:
-        # Like abortConnection (no application byte is delivered any more),
-        # but the close_notify and FIN go out instead of an RST.
-        self._aborted = True
-        self.disconnecting = True
-        self._shutdownTLS()
-        transport: Any = self.transport
-        transport.loseConnection()
-
     def _timed_out(self) -> None:
         self._timer = None
-        if not self._handshakeDone:
+        if not self.handshake_done:
             self._fail(f"handshake not finished in {self.settings.handshake_timeout:g}s")
             self.abortConnection()
 
@@ -207,7 +163,7 @@ class TLSServerProtocol(BufferingTLSTransport):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_timer()
         if not self.app_connected:
-            failure: Failure = self._reason or reason
+            failure: Failure = self.failure_reason or reason
             if self.session.end_reason is None:  # else superd cut it short: no TLS fault
                 self._fail(f"handshake failed: {error_text(failure.value or Exception())}")
             # The service protocol never started: it must not hear of an end.

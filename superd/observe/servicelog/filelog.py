@@ -2,7 +2,7 @@
 ``log_type = FILE path [soft [hard]]``: one append-only service log file.
 
 A ``FileSink`` owns one descriptor opened ``O_CREAT|O_APPEND|O_WRONLY``, mode
-0644, as xinetd (xinetd-behaviour.md section 9.2).  Each line is written with
+0644, as xinetd does.  Each line is written with
 a single ``os.write`` on the ``O_APPEND`` descriptor: the kernel appends it
 atomically, nothing sits in a Python buffer when superd dies, and a line costs
 one system call (xinetd's line-buffered stdio does the same).

@@ -21,7 +21,7 @@ from superd.observe.servicelog.filelog import one_line
 
 __all__ = ["FACILITIES", "LEVELS", "SyslogSink", "open_syslog"]
 
-#: xinetd's facility words (xinetd-behaviour.md section 9.2).
+#: xinetd's facility words (``log_type = SYSLOG facility [level]``).
 FACILITIES: Mapping[str, int] = {
     "daemon": _stdlib_syslog.LOG_DAEMON,
     "auth": _stdlib_syslog.LOG_AUTH,

@@ -19,7 +19,7 @@ from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
 from superd.observe.events import connection_events
 
-#: 2026-11-29T22:18:01Z, the instant of xinetd-behaviour.md's daytime capture.
+#: 2026-11-29T22:18:01Z: the instant of a daytime answer captured from xinetd.
 INSTANT = 1795990681.0
 
 

@@ -1,4 +1,4 @@
-"""Tests for superd.handlers.spawn.environ: the child environment (xinetd section 7.12)."""
+"""Tests for superd.handlers.spawn.environ: the child environment (as xinetd builds it)."""
 
 from __future__ import annotations
 

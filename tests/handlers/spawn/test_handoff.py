@@ -7,7 +7,6 @@ import socket
 from typing import Any, List
 
 import pytest
-from twisted.internet import tcp
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -16,13 +15,6 @@ from superd.handlers.spawn.handoff import NotHandOffable, hand_off, raw_tcp_tran
 from superd.proc.spawner import ExitStatus, SpawnRequest
 from tests.handlers.spawn.helpers import connected_server
 from tests.proc.test_spawner import real_spawner, wait_reaped
-
-
-def test_twisted_still_has_should_shutdown() -> None:
-    """The hand-off relies on tcp.Server._shouldShutdown (private, stable
-    since 2012): an upgrade that removes or renames it must fail here."""
-    assert tcp.Server._shouldShutdown is True
-    assert "_shouldShutdown" in tcp._SocketCloser.__dict__
 
 
 def recv_all(sock: socket.socket) -> bytes:

@@ -7,10 +7,12 @@ import socket
 from typing import Any, Dict, List, Tuple
 
 import pytest
+from zope.interface.verify import verifyObject
 
 from superd.config.model import SocketType
 from superd.core.session import Peer
 from superd.handlers.spawn.wait import WaitPort, WaitService, wait_service
+from superd.net.listener import IListener, Listener, ListenState, ListenStatus
 from superd.observe.events import (
     EV_EXIT,
     EV_LISTENING,
@@ -234,9 +236,10 @@ def test_stream_clean_exit_is_believed(events: List[Dict[str, Any]]) -> None:
     svc.stopService()
 
 
-def test_reconfigure_keeps_socket_and_child() -> None:
-    """On reload the port takes new settings: the running child is left
-    alone, and the next child is started with the new argv."""
+def test_adopt_keeps_socket_and_child() -> None:
+    """On reload the new service takes the port with its settings: the
+    running child is left alone, and the next child is started with the
+    new argv; the old service no longer holds the socket."""
     runtime, spawner, svc, port = started(SocketType.STREAM)
     client = socket.create_connection(("127.0.0.1", port.getHost().port))
     port.doRead()
@@ -245,11 +248,45 @@ def test_reconfigure_keeps_socket_and_child() -> None:
         bind=("127.0.0.1",), type=frozenset({"UNLISTED"}),
         server="/usr/sbin/in.tftpd", server_args=("-s", "/elsewhere"))
     new = wait_service(new_service, "127.0.0.1", svc._access, svc._processes)
-    port.reconfigure(new_service, new.spec)
+    new.adopt(svc)
+    assert new.port is port and svc.port is None
+    assert new.bound_port() == port.getHost().port and svc.bound_port() is None
     assert spawner.running() == [1000] and port.child is not None
+    svc.stopService()  # the old service closes nothing any more
+    assert port.fileno() != -1
     port.socket.accept()[0].close()
     spawner.exit(1000, 0)
     port.doRead()
     assert spawner.requests[1].argv == ("in.tftpd", "-s", "/elsewhere")
     client.close()
+    new.stopService()
+
+
+def test_is_a_listener_that_reports_its_state() -> None:
+    """IListener: listening, suspended while a server runs, backing off
+    after one that served nothing, closed once stopped."""
+    runtime, spawner, svc, port = started(SocketType.STREAM)
+    assert verifyObject(IListener, svc)
+    assert svc.status() == ListenStatus(ListenState.LISTENING)
+    assert svc.listening_socket() is port.socket
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    port.doRead()
+    assert svc.status() == ListenStatus(ListenState.SUSPENDED, server_pid=1000)
+    spawner.exit(1000, 1)
+    assert svc.status() == ListenStatus(ListenState.BACKING_OFF,
+                                        until=runtime.reactor.seconds() + 1.0)
+    svc.close()
+    assert svc.status() == ListenStatus(ListenState.CLOSED)
+    assert svc.listening_socket() is None and port.fileno() == -1
+    client.close()
+
+
+def test_adopts_only_from_its_own_kind() -> None:
+    """A wait = yes socket cannot come from a Listener (nor go to one)."""
+    _, _, svc, port = started(SocketType.DGRAM)
+    other = Listener(svc.address, lambda address: port)
+    with pytest.raises(TypeError):
+        svc.adopt(other)
+    with pytest.raises(TypeError):
+        other.adopt(svc)
     svc.stopService()

@@ -7,8 +7,6 @@ never reach the service, and every path ends the session.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 from typing import Any, Optional
 
 import attrs
@@ -16,7 +14,7 @@ from twisted.internet import ssl
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, IOPump, connect
 from zope.interface import implementer
@@ -346,27 +344,3 @@ def test_close_notify_under_tls12_closes(pki: PKI) -> None:
     assert isinstance(app, HalfApp)
     assert app.read_lost == 0 and app.lost == 1 and not setup.server.read_closed
     assert peer.data == b"HELLO"
-
-
-#: sha256 of the Twisted methods ``TLSServerProtocol`` copies with changes.
-_COPIED = {
-    "_flushReceiveBIO": "b45e129f60c448628c0950f8800c0a8aa8fd04df848043d08627b3b01a98ed27",
-    "_checkHandshakeStatus": "3902da2549f56145492bb3e49c7b933bca242e0e888d13d2d192f3e3fc15e57b",
-}
-
-
-def test_copied_twisted_methods_unchanged() -> None:
-    """
-    TLSServerProtocol copies two private Twisted methods and relies on its
-    private state: if a Twisted upgrade changes them, this fails, and the
-    copies in superd/tls/protocol.py must be redone from the new source.
-    """
-    for name, digest in _COPIED.items():
-        source = inspect.getsource(getattr(TLSMemoryBIOProtocol, name))
-        assert hashlib.sha256(source.encode()).hexdigest() == digest, (
-            f"twisted.protocols.tls.TLSMemoryBIOProtocol.{name} changed: "
-            f"re-copy it into superd.handlers.tls.protocol.TLSServerProtocol")
-    for helper in ("_shutdownTLS", "_tlsShutdownFinished", "_flushSendBIO"):
-        assert callable(getattr(TLSMemoryBIOProtocol, helper))
-    for flag in ("_lostTLSConnection", "_aborted", "_handshakeDone"):
-        assert hasattr(TLSMemoryBIOProtocol, flag)

@@ -1,0 +1,336 @@
+"""
+Every use superd makes of Twisted's private API (and of CPython's
+``socket._accept``), in one place.
+
+Twisted keeps no compatibility promise for names that start with an
+underscore, nor for the undocumented behaviour of its transports and ports
+that a few of superd's features stand on.  Each use below says what it
+relies on and which public API would replace it; nothing else in superd
+touches these names.  ``tests/core/test_twistedprivate.py`` pins every one
+against the installed Twisted, so that an upgrade that breaks one fails
+there, by name, and not in production.  ``setup.cfg`` pins Twisted to the
+release series those tests passed with; ``make newest-twisted`` runs the unit
+tests against the newest release and reports what broke.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from OpenSSL.SSL import Connection as TLSConnection
+from OpenSSL.SSL import Error as SSLError
+from OpenSSL.SSL import WantReadError, ZeroReturnError
+from twisted.internet import process, tcp
+from twisted.internet.interfaces import IListeningPort, ISystemHandle
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+
+__all__ = [
+    "ACCEPT_ERRORS",
+    "TLSServerTransport",
+    "accept_descriptor",
+    "adopt_listening_descriptor",
+    "buffered_port_logs",
+    "endpoints_inherited_descriptors",
+    "is_plain_tcp",
+    "listening_socket",
+    "reap_handlers",
+    "release_descriptor",
+    "reserved_descriptor",
+    "serve_port_with",
+    "server_transport",
+    "switch_protocol",
+    "unsent_bytes",
+]
+
+
+# -- accepting bare descriptors (superd.net.takingport) -------------------------
+#
+# TakingPort is tcp.Port with its own accept loop (tcp._accept yields socket
+# objects; TakingPort wants the bare descriptor).  The loop reuses Twisted's
+# pieces so that it behaves as tcp.Port does when descriptors run out.
+# Public replacement: none.  A hook on tcp.Port that gets the accepted
+# descriptor before Twisted wraps it would replace this whole section.
+
+#: ``tcp._ACCEPT_ERRORS``: the errnos of ``accept()`` that tcp.Port logs and
+#: survives (ending that wake-up) rather than raising.
+ACCEPT_ERRORS: tuple[int, ...] = tuple(tcp._ACCEPT_ERRORS)
+
+
+def reserved_descriptor() -> Any:
+    """
+    ``tcp._reservedFD``: the process-wide spare descriptor tcp.Port releases
+    on EMFILE to accept-and-close the backlog; a context manager with
+    ``available()``.
+    """
+    return tcp._reservedFD
+
+
+def buffered_port_logs(port: tcp.Port) -> Any:
+    """
+    ``tcp._BuffersLogs`` over ``port._logger``: a context manager yielding a
+    logger that holds events until exit, so that nothing opens a descriptor
+    while the reserved one is released.
+    """
+    logger = port._logger
+    return tcp._BuffersLogs(logger.namespace, logger.observer)
+
+
+def accept_descriptor(listener: socket.socket) -> tuple[int, Any]:
+    """
+    ``socket._accept()`` (CPython): ``accept4()`` returning the bare
+    descriptor and the peer's address, without building a ``socket.socket``
+    (whose constructor asks the kernel for the local address again).
+    Public replacement: none in the standard library.
+    """
+    fd, address = listener._accept()  # type: ignore[attr-defined]
+    return int(fd), address
+
+
+def adopt_listening_descriptor(cls: type[tcp.Port], reactor: Any, fd: int,
+                               family: socket.AddressFamily, factory: Any) -> Any:
+    """
+    ``tcp.Port._fromListeningDescriptor``: a port of class ``cls`` (a
+    tcp.Port subclass) on an already listening socket.  Public replacement:
+    ``reactor.adoptStreamPort``, which always builds a plain tcp.Port.
+    """
+    return cls._fromListeningDescriptor(reactor, fd, family, factory)
+
+
+def server_transport(port: tcp.Port, skt: socket.socket, protocol: Any,
+                     address: Any) -> Any:
+    """
+    What ``tcp.Port.doRead`` builds for an accepted socket: ``port.transport``
+    (tcp.Server) with the next session number.  Relies on tcp.Server's
+    constructor signature, which is not documented.
+    """
+    number = port.sessionno
+    port.sessionno = number + 1
+    return port.transport(skt, protocol, address, port, number, port.reactor)
+
+
+# -- a reload serving a bound port with new settings (superd.net.listener) -----
+
+def serve_port_with(port: IListeningPort, target: Any, *, stream: bool) -> None:
+    """
+    Make a listening ``port`` serve ``target`` from its next connection or
+    datagram on: the factory of a ``tcp.Port``, the protocol of a
+    ``udp.Port``.  Relies on ``tcp.Port.doRead`` reading ``self.factory`` on
+    every accept and ``udp.Port.doRead`` reading ``self.protocol`` for every
+    datagram, so that no connection or datagram finds the socket closed.
+    Public replacement: none (``IListeningPort`` cannot change its factory).
+    """
+    if stream:
+        port.factory = target  # type: ignore[attr-defined]
+    else:
+        port.protocol = target  # type: ignore[attr-defined]
+
+
+def listening_socket(port: IListeningPort) -> Optional[socket.socket]:
+    """
+    The socket of a listening ``port`` (for socket options such as the
+    kernel's filters), or None when it has none (closed, or a test fake).
+    A ``udp.Port`` provides ``ISystemHandle``; a listening ``tcp.Port``
+    does not, and its ``socket`` attribute is undocumented (removed once
+    the port has stopped).  Public replacement: ``ISystemHandle`` on
+    ``tcp.Port``.
+    """
+    if ISystemHandle.providedBy(port):
+        handle = ISystemHandle(port).getHandle()
+        return handle if isinstance(handle, socket.socket) else None
+    if isinstance(port, tcp.Port):
+        try:
+            return port.socket  # type: ignore[no-any-return]
+        except AttributeError:
+            return None
+    return None
+
+
+# -- handing an accepted connection to a child (superd.handlers.spawn.handoff) --
+
+def is_plain_tcp(transport: Any) -> bool:
+    """
+    True when ``transport`` is a ``tcp.Server`` that has not started TLS
+    (``startTLS`` sets its undocumented ``TLS`` flag): its descriptor is the
+    client's byte stream.  Public replacement: none.
+    """
+    return isinstance(transport, tcp.Server) and not transport.TLS
+
+
+def unsent_bytes(server: tcp.Server) -> bytes:
+    """
+    Bytes written to ``server`` that Twisted has not sent yet: the unsent
+    part of ``dataBuffer`` (from ``offset``) and the ``_tempDataBuffer``
+    list, ``abstract.FileDescriptor``'s two write buffers.  Public
+    replacement: none (a transport cannot be asked for its pending output).
+    """
+    chunks = [bytes(server.dataBuffer[server.offset:])]
+    chunks.extend(bytes(c) for c in server._tempDataBuffer)
+    return b"".join(chunks)
+
+
+def release_descriptor(server: tcp.Server, reason: Failure) -> None:
+    """
+    Make Twisted forget ``server`` and close its descriptor with a plain
+    ``close()``: ``_shouldShutdown = False`` stops ``tcp._SocketCloser``
+    from calling ``shutdown()``, which would end the connection for the
+    child that shares the socket; ``connectionLost`` then closes superd's
+    copy and tells the protocol.  Public replacement: none
+    (``loseConnection`` shuts the socket down, ``abortConnection`` resets it).
+    """
+    server._shouldShutdown = False
+    server.connectionLost(reason)
+
+
+# -- giving a live connection to another protocol (access.gate, handlers.tcpmux)
+
+def switch_protocol(transport: Any, protocol: Any) -> None:
+    """
+    Make ``transport`` deliver its next events to ``protocol``: the
+    ``wrappedProtocol`` of a ``ProtocolWrapper`` (documented), else the
+    ``protocol`` attribute of a ``tcp.Server``, which ``tcp.Connection``
+    reads on every event (undocumented).  Public replacement: none; a
+    forwarding protocol would cost one more call per event.
+    """
+    if isinstance(transport, ProtocolWrapper):
+        transport.wrappedProtocol = protocol
+    else:
+        transport.protocol = protocol
+
+
+# -- reaping children (superd.proc.reaping) ---------------------------------------
+
+def reap_handlers() -> dict[int, Any]:
+    """
+    ``twisted.internet.process.reapProcessHandlers``, the table Twisted's
+    SIGCHLD handler (``reapAllProcesses``) walks, calling ``reapProcess()``
+    of every value.  ``ExitReaping`` puts one entry there under a negative
+    key (no pid), so that it hears every SIGCHLD without a registration per
+    child.  Public replacement: none (``registerReapProcessHandler`` wants a
+    pid and calls ``waitpid`` on it).
+    """
+    return process.reapProcessHandlers
+
+
+# -- socket activation (superd.net.activation) ------------------------------------
+
+def endpoints_inherited_descriptors() -> tuple[Sequence[int], Sequence[str]]:
+    """
+    The systemd sockets that ``twisted.internet.endpoints`` took from
+    ``LISTEN_FDS`` when it was imported (none if it was not): their
+    descriptors and their names (empty when ``LISTEN_FDNAMES`` was not
+    set).  Reads ``endpoints._SystemdParser._sddaemon``, a ``ListenFDs``, and
+    its ``_names``.  Public replacement: none (the ``systemd:`` endpoint
+    parser keeps its ``ListenFDs`` to itself).
+    """
+    endpoints = sys.modules.get("twisted.internet.endpoints")
+    parser = getattr(endpoints, "_SystemdParser", None)
+    daemon = getattr(parser, "_sddaemon", None)
+    if daemon is None:
+        return (), ()
+    return list(daemon.inheritedDescriptors()), list(getattr(daemon, "_names", ()))
+
+
+# -- TLS termination (superd.handlers.tls.protocol) --------------------------------
+
+class TLSServerTransport(BufferingTLSTransport):
+    """
+    Twisted's TLS transport, with the service's protocol connected only once
+    the handshake has succeeded, and with the client's close_notify handed to
+    a subclass (it may be a read-side half-close).
+
+    Two of ``TLSMemoryBIOProtocol``'s private methods are replaced by copies
+    of Twisted 26.10's own with those two changes: ``_checkHandshakeStatus``
+    calls ``handshake_succeeded`` and ``_flushReceiveBIO`` calls
+    ``close_notify_received`` and stops reading once ``read_closed`` is set.
+    The rest of this class names the private state they and the subclass
+    need.  Public replacement: none; Twisted connects the wrapped protocol
+    before the handshake and answers close_notify by closing.
+    """
+
+    #: Set by the subclass once nothing more is to be read from the client.
+    read_closed = False
+
+    def __init__(self, factory: TLSMemoryBIOFactory, wrapped: Any) -> None:
+        # _connectWrapped=False: the wrapped protocol is connected by
+        # handshake_succeeded, not when the TCP connection is made.
+        super().__init__(factory, wrapped, _connectWrapped=False)
+
+    # -- what subclasses implement ------------------------------------------
+
+    def handshake_succeeded(self) -> None:
+        """The handshake has finished: connect the wrapped protocol (or refuse)."""
+        raise NotImplementedError
+
+    def close_notify_received(self) -> None:
+        """The client sent close_notify: Twisted's answer (ours, then close)."""
+        self.answer_close_notify()
+
+    # -- the private state, by name ------------------------------------------
+
+    @property
+    def tls_connection(self) -> TLSConnection:
+        """The pyOpenSSL connection (``_tlsConnection``)."""
+        connection: TLSConnection = self._tlsConnection
+        return connection
+
+    @property
+    def handshake_done(self) -> bool:
+        """The handshake has finished (``_handshakeDone``)."""
+        return bool(self._handshakeDone)
+
+    @property
+    def failure_reason(self) -> Optional[Failure]:
+        """Why TLS failed, if it did (``_reason``)."""
+        reason: Optional[Failure] = self._reason
+        return reason
+
+    def answer_close_notify(self) -> None:
+        """Send our close_notify and close, as Twisted does on the client's."""
+        self._shutdownTLS()
+        self._tlsShutdownFinished(None)
+
+    def close_quietly(self) -> None:
+        """
+        Like ``abortConnection`` (no application byte is delivered any more),
+        but our close_notify and a FIN go out instead of an RST.
+        """
+        self._aborted = True
+        self.disconnecting = True
+        self._shutdownTLS()
+        transport: Any = self.transport
+        transport.loseConnection()
+
+    # -- the copies ------------------------------------------------------------
+
+    def _checkHandshakeStatus(self) -> None:
+        if self._aborted:
+            return
+        try:
+            self._tlsConnection.do_handshake()
+        except WantReadError:
+            self._flushSendBIO()
+        except SSLError:
+            self._tlsShutdownFinished(Failure())
+        else:
+            self._handshakeDone = True
+            self.handshake_succeeded()
+
+    def _flushReceiveBIO(self) -> None:
+        while not self._lostTLSConnection and not self.read_closed:
+            try:
+                data = self._tlsConnection.recv(2**15)
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                self.close_notify_received()
+            except SSLError:
+                self._tlsShutdownFinished(Failure())
+            else:
+                if not self._aborted:
+                    ProtocolWrapper.dataReceived(self, data)
+        self._flushSendBIO()

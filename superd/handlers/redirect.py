@@ -55,6 +55,7 @@ _log = Logger(namespace="superd.redirect")
 #: it (as a closing socket's SO_LINGER); then it is aborted.
 LINGER = 10.0
 
+
 def emit_traffic(service: ServiceConfig, inbound: int, outbound: int,
                  duration: float = 0.0) -> None:
     """Log the end of a relay: the bytes it carried (in = client to server)."""

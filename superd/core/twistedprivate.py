@@ -91,14 +91,16 @@ def accept_descriptor(listener: socket.socket) -> tuple[int, Any]:
     return int(fd), address
 
 
-def adopt_listening_descriptor(cls: type[tcp.Port], reactor: Any, fd: int,
-                               family: socket.AddressFamily, factory: Any) -> Any:
+def adopt_listening_descriptor(cls: type[Any], reactor: Any, fd: int,
+                               family: socket.AddressFamily, target: Any, **options: Any) -> Any:
     """
-    ``tcp.Port._fromListeningDescriptor``: a port of class ``cls`` (a
-    tcp.Port subclass) on an already listening socket.  Public replacement:
-    ``reactor.adoptStreamPort``, which always builds a plain tcp.Port.
+    ``tcp.Port._fromListeningDescriptor`` / ``udp.Port._fromListeningDescriptor``:
+    a port of class ``cls`` (a tcp.Port or udp.Port subclass) on an already
+    bound socket, serving ``target`` (factory or datagram protocol).  Public
+    replacement: ``reactor.adoptStreamPort`` / ``adoptDatagramPort``, which
+    always build the plain classes (a port-class argument would do).
     """
-    return cls._fromListeningDescriptor(reactor, fd, family, factory)
+    return cls._fromListeningDescriptor(reactor, fd, family, target, **options)
 
 
 def server_transport(port: tcp.Port, skt: socket.socket, protocol: Any,

@@ -16,10 +16,11 @@ Labels are the service id and xinetd's reason words (and small fixed sets:
 direction, result, action): never a peer, so cardinality is bounded by the
 configuration; event-driven series stop growing at ``MAX_SERVICES`` ids.
 
-The HTTP side is a twisted.web ``Site`` with a short idle timeout (a client
-that never finishes its request is dropped) and a cap on concurrent
-connections; twisted.web bounds header sizes itself.  Scrapes render on the
-reactor thread: with a private registry that is a few hundred lines of text.
+The HTTP side is ``superd.daemon.scrapes``: a twisted.web ``Site`` taking
+bodiless ``GET``/``HEAD`` requests only, each connection within a deadline,
+with a bounded number of connections that slow clients cannot all hold.
+Scrapes render on the reactor thread: with a private registry that is a few
+hundred lines of text.
 """
 
 from __future__ import annotations
@@ -39,14 +40,13 @@ from prometheus_client.registry import Collector
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import ILogObserver, LogEvent, Logger, LogPublisher
-from twisted.protocols.policies import WrappingFactory
-from twisted.web.http import Request as HTTPRequest
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from superd.access.state import AccessState
+from superd.daemon.scrapes import ScrapeSite
 from superd.observe import events
 from superd.proc.table import ProcessTable
 
@@ -57,10 +57,6 @@ _log = Logger(namespace="superd.metrics")
 
 #: A bound on distinct service ids in event-driven series.
 MAX_SERVICES = 1000
-#: Seconds an HTTP client may stay idle (mid-request included).
-HTTP_TIMEOUT = 10.0
-#: Concurrent scrape connections.
-MAX_CLIENTS = 16
 #: Spawn latency buckets (seconds): posix_spawn is ~1 ms, fork of a large
 #: process or an overloaded host much more.
 SPAWN_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -272,32 +268,11 @@ class _Root(Resource):
         return notFound()
 
 
-class _QuietSite(Site):
-    """A Site that does not log each request (a scrape every few seconds)."""
-
-    noisy = False
-
-    def log(self, request: HTTPRequest) -> None:
-        pass
-
-
-class _Limited(WrappingFactory):
-    """Refuses connections past ``MAX_CLIENTS`` at once."""
-
-    noisy = False
-
-    def buildProtocol(self, addr: Any) -> Any:
-        if len(self.protocols) >= MAX_CLIENTS:
-            return None
-        return super().buildProtocol(addr)
-
-
-def metrics_site(registry: CollectorRegistry, reactor: Any,
-                 timeout: float = HTTP_TIMEOUT) -> WrappingFactory:
-    """The HTTP factory: ``/metrics`` only, timeouts, bounded clients."""
+def metrics_site(registry: CollectorRegistry, reactor: Any) -> ScrapeSite:
+    """The HTTP factory: ``/metrics`` only, within the scrape limits."""
     root = _Root()
     root.putChild(b"metrics", MetricsResource(registry))
-    return _Limited(_QuietSite(root, timeout=timeout, reactor=reactor))
+    return ScrapeSite(root, reactor)
 
 
 class MetricsService(Service):

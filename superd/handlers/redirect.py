@@ -11,6 +11,12 @@ verified against ``redirect_tls_name`` (service_identity).  Access control
 has run before a connection reaches the handler, so a refused peer never
 causes an upstream connection.
 
+Once one side is gone, the other is closed after what the relay still holds
+for it is written, but only for ``LINGER`` seconds: a peer that no longer
+reads (or an upstream blocked writing to a relay that has stopped reading
+it, as when a never-reading client leaves) is then aborted, so the session
+and both descriptors always end.
+
 With ``TRAFFIC`` in ``log_on_success`` the end of a relay logs xinetd's
 ``TRAFFIC: <id> in=N(bytes) out=M(bytes)`` (in = client to server).
 """
@@ -22,7 +28,11 @@ from typing import Any, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -36,10 +46,13 @@ from superd.core.runtime import Runtime
 from superd.core.session import Session
 from superd.observe import events
 
-__all__ = ["RedirectHandler", "RelayProtocol", "emit_traffic", "upstream_endpoint"]
+__all__ = ["LINGER", "RedirectHandler", "RelayProtocol", "emit_traffic", "upstream_endpoint"]
 
 _log = Logger(namespace="superd.redirect")
 
+#: Seconds a side being closed may take to accept what the relay holds for
+#: it (as a closing socket's SO_LINGER); then it is aborted.
+LINGER = 10.0
 
 
 def emit_traffic(service: ServiceConfig, inbound: int, outbound: int,
@@ -150,6 +163,8 @@ class RelayProtocol(Protocol):
         #: the upstream's connect until nothing more is written to it.
         self._upstream_fed = False
         self._client_fed = False
+        #: Aborts whatever is still open once the relay started closing.
+        self._linger: Optional[IDelayedCall] = None
 
     # -- client side -------------------------------------------------------
 
@@ -190,7 +205,7 @@ class RelayProtocol(Protocol):
             self._connecting.cancel()
         if self.upstream is not None and not self.upstream_gone:
             self._unfeed_upstream()
-            self.upstream.transport.loseConnection()  # type: ignore[union-attr]
+            self._lose(self.upstream.transport)
         self._finish_if_done()
 
     # -- upstream side -----------------------------------------------------
@@ -201,7 +216,7 @@ class RelayProtocol(Protocol):
         self.upstream = upstream
         theirs: Any = upstream.transport
         if self.client_gone:
-            theirs.loseConnection()
+            self._lose(theirs)
             return
         _tune(theirs, "KEEPALIVE" in self.service.flags)
         # Each side stops reading while the other cannot take more.
@@ -221,7 +236,7 @@ class RelayProtocol(Protocol):
         self.upstream_gone = True
         if not self.client_gone:
             self.log_connect_failure(failure)
-            self.transport.loseConnection()
+            self._lose(self.transport)
         self._finish_if_done()
 
     def log_connect_failure(self, failure: Failure) -> None:
@@ -252,7 +267,7 @@ class RelayProtocol(Protocol):
         self.upstream_gone = True
         if not self.client_gone:
             self._unfeed_client()
-            self.transport.loseConnection()
+            self._lose(self.transport)
         self._finish_if_done()
 
     def _unfeed_upstream(self) -> None:
@@ -274,13 +289,31 @@ class RelayProtocol(Protocol):
     def _close_if_done(self) -> None:
         # Both directions finished: close both connections for good.
         if self.client_eof and self.upstream is not None and self.upstream.eof:
-            self.upstream.transport.loseConnection()  # type: ignore[union-attr]
-            self.transport.loseConnection()
+            self._lose(self.upstream.transport)
+            self._lose(self.transport)
+
+    def _lose(self, transport: Any) -> None:
+        # loseConnection waits until the write buffer is empty, which never
+        # happens if the peer stopped reading: bound the wait.
+        transport.loseConnection()
+        if self._linger is None:
+            self._linger = self.runtime.reactor.callLater(LINGER, self._abort_remaining)
+
+    def _abort_remaining(self) -> None:
+        self._linger = None
+        if not self.client_gone:
+            self.transport.abortConnection()
+        if self.upstream is not None and not self.upstream_gone:
+            self.upstream.transport.abortConnection()  # type: ignore[union-attr]
 
     def _finish_if_done(self) -> None:
-        if not (self.client_gone and self.upstream_gone) or self.session.ended:
+        if not (self.client_gone and self.upstream_gone):
             return
-        self.finished()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if not self.session.ended:
+            self.finished()
 
     def finished(self) -> None:
         """Both sides are closed: log the relay's end and end the session."""

@@ -10,6 +10,9 @@ or on a socket made here when the configuration asks for something
 ``NODELAY``/``KEEPALIVE`` flags (set on the listening socket so that every
 accepted connection inherits them, as Linux does and as xinetd relies on).
 
+Datagram services listen on a ``superd.net.datagramport.DatagramPort``
+(``udp.Port`` reading a bounded number of datagrams per wake-up).
+
 Every failure to listen becomes a ``BindError`` that names the service, the
 address and the configuration line, so startup can stop with a message a
 person can act on.
@@ -32,6 +35,7 @@ from twisted.python.failure import Failure
 from superd.config.model import ServiceConfig, SocketType
 from superd.net import activation
 from superd.net.address import ListenAddress
+from superd.net.datagramport import adopt_datagram, listen_datagram_port
 from superd.net.takingport import adopt_taking, listen_taking
 from superd.observe.events import EV_LISTENING
 
@@ -207,15 +211,28 @@ def listen_stream(reactor: Any, address: ListenAddress, factory: Any) -> IListen
 
 
 def listen_datagram(reactor: Any, address: ListenAddress, protocol: Any) -> IListeningPort:
-    """Receive datagrams on ``address`` with ``protocol``; raises ``BindError``."""
+    """
+    Receive datagrams on ``address`` with ``protocol``; raises ``BindError``.
+
+    On a real reactor the port is a ``superd.net.datagramport.DatagramPort``,
+    which reads a bounded number of datagrams per wake-up; other reactors
+    (test fakes) get ``listenUDP`` or ``adoptDatagramPort``.
+    """
+    posix = isinstance(reactor, PosixReactorBase)
     if address.needs_own_socket or activation.inherits(address):
         sock = bind_socket(address)
         try:
+            if posix:
+                return adopt_datagram(reactor, sock.fileno(), sock.family, protocol,
+                                      MAX_DATAGRAM)
             return reactor.adoptDatagramPort(  # type: ignore[no-any-return]
                 sock.fileno(), sock.family, protocol, MAX_DATAGRAM)
         finally:
-            sock.close()
+            sock.close()  # the port keeps its own dup
     try:
+        if posix:
+            return listen_datagram_port(reactor, address.port, protocol, address.host,
+                                        MAX_DATAGRAM)
         return reactor.listenUDP(  # type: ignore[no-any-return]
             address.port, protocol, interface=address.host, maxPacketSize=MAX_DATAGRAM)
     except CannotListenError as e:

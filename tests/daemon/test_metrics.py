@@ -1,6 +1,6 @@
 """
 superd.daemon.metrics: what each metric counts, that labels stay bounded, and that
-the HTTP side answers /metrics and drops clients that never finish.
+the HTTP side answers /metrics (its limits: tests/daemon/test_scrapes.py).
 """
 
 from __future__ import annotations
@@ -179,26 +179,3 @@ def test_http_get_metrics() -> None:
     protocol, transport = _connect(factory)
     protocol.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.0 404")
-
-
-def test_http_client_that_never_finishes_is_dropped() -> None:
-    """Half a request line and silence: the connection is closed after the timeout."""
-    clock = MemoryReactorClock()
-    registry, _ = build_registry(AccessState(Runtime(reactor=clock)))
-    protocol, transport = _connect(metrics_site(registry, clock, timeout=5))
-    protocol.dataReceived(b"GET /metr")
-    clock.advance(4)
-    assert not transport.disconnecting
-    clock.advance(2)
-    assert transport.disconnecting
-
-
-def test_http_clients_are_capped(monkeypatch: Any) -> None:
-    """Past MAX_CLIENTS open connections, new ones are refused (not queued)."""
-    monkeypatch.setattr(metrics, "MAX_CLIENTS", 2)
-    clock = MemoryReactorClock()
-    registry, _ = build_registry(AccessState(Runtime(reactor=clock)))
-    factory = metrics_site(registry, clock)
-    _connect(factory)
-    _connect(factory)
-    assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)) is None

@@ -2,7 +2,8 @@
 Unit tests of ``superd.handlers.redirect`` with a memory reactor and string
 transports: connect with a timeout, nothing read before the upstream is
 there, bytes and counts both ways, half-close in both directions, producer
-links, connect failures, and the TRAFFIC line.
+links, connect failures, the TRAFFIC line, and the bounded wait for a side
+that no longer reads once the other is gone.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from typing import Any
 
 import attrs
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from superd.config.model import Extensions, Location, Redirect, ServiceConfig, SocketType
 from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
-from superd.handlers.redirect import RedirectHandler, RelayProtocol
+from superd.handlers.redirect import LINGER, RedirectHandler, RelayProtocol
 
 
 class HalfCloseTransport(StringTransport):
@@ -170,3 +171,46 @@ def test_a_relay_superd_ends_logs_exit_with_the_reason(
     assert relay.session.ended
     exits = [e for e in main_log if e.get("event") == "exit"]
     assert [(e["reason"], e["xinetd_line"]) for e in exits] == [("reconfigured", None)]
+
+
+def test_client_gone_gives_a_stalled_upstream_linger_seconds() -> None:
+    """A client gone while the upstream has not taken what the relay holds for
+    it: the upstream is closed, and aborted ``LINGER`` seconds later."""
+    relay = start()
+    up = relay.connect_upstream()
+    relay.protocol.dataReceived(b"never taken")
+    relay.protocol.connectionLost(Failure(ConnectionDone()))
+    assert up.disconnecting and not up.disconnected
+    relay.reactor.advance(LINGER - 0.1)
+    assert not up.disconnected
+    relay.reactor.advance(0.1)
+    assert up.disconnected  # StringTransport's abortConnection
+    relay.upstream.connectionLost(Failure(ConnectionAborted()))
+    assert relay.session.ended and not relay.reactor.getDelayedCalls()
+
+
+def test_upstream_gone_gives_a_client_that_never_reads_linger_seconds() -> None:
+    """An upstream gone while the client does not read the rest: the client is
+    aborted ``LINGER`` seconds later and the session ends."""
+    relay = start()
+    relay.connect_upstream()
+    relay.upstream.dataReceived(b"never read")
+    relay.upstream.connectionLost(Failure(ConnectionDone()))
+    assert relay.client.disconnecting and not relay.client.disconnected
+    relay.reactor.advance(LINGER)
+    assert relay.client.disconnected
+    relay.protocol.connectionLost(Failure(ConnectionAborted()))
+    assert relay.session.ended
+
+
+def test_a_relay_that_closes_in_time_leaves_no_timer() -> None:
+    """Both sides closing before ``LINGER`` cancel the abort: nothing is aborted."""
+    relay = start()
+    up = relay.connect_upstream()
+    relay.protocol.readConnectionLost()
+    relay.upstream.readConnectionLost()
+    assert relay.reactor.getDelayedCalls()
+    relay.protocol.connectionLost(Failure(ConnectionDone()))
+    relay.upstream.connectionLost(Failure(ConnectionDone()))
+    assert relay.session.ended and not relay.reactor.getDelayedCalls()
+    assert not (up.disconnected or relay.client.disconnected)

@@ -243,3 +243,24 @@ def test_real_reactor_listens_on_a_taking_port(nodelay: bool) -> None:
         assert isinstance(port, TakingPort) and port.getHost().port > 0
     finally:
         port.connectionLost(None)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("v6only", [None, True], ids=["listenUDP", "own socket"])
+def test_real_reactor_listens_on_a_bounded_datagram_port(v6only: bool | None) -> None:
+    """On a real (unstarted) reactor a datagram service listens on superd's
+    DatagramPort, both when bound like listenUDP and on a socket made here
+    (v6only), so a flood of tiny datagrams cannot hold the reactor."""
+    from twisted.internet.epollreactor import EPollReactor
+
+    from superd.net.datagramport import DatagramPort
+
+    host = "127.0.0.1" if v6only is None else "::1"
+    try:
+        port = listen_datagram(EPollReactor(), address(
+            host=host, v6only=v6only, socket_type=SocketType.DGRAM), DatagramProtocol())
+    except BindError as e:  # a host without IPv6
+        pytest.skip(str(e))
+    try:
+        assert isinstance(port, DatagramPort) and port.getHost().port > 0
+    finally:
+        port.stopListening()

@@ -42,7 +42,7 @@ def test_table_lists_services_and_warnings() -> None:
         "2 service(s) from 1 file(s)\n"
         "warning: /etc/superd/test.conf:17: service ssh: only_from: 10.0.0.0 is read as "
         "10.0.0.0/8 (xinetd's trailing-zero wildcard); write 10.0.0.0/8 to say so\n"
-        "warning: /etc/superd/test.conf:19: service ssh: mdns: unknown attribute, ignored\n"
+        "warning: /etc/superd/test.conf:19: service ssh: mdns: an attribute of other xinetd builds that superd does not support; ignored\n"
     )
 
 

@@ -155,23 +155,37 @@ def test_two_defaults_in_one_file_is_an_error() -> None:
 
 def test_unknown_attributes_warn_and_are_kept_in_extra() -> None:
     """Unknown names warn with file and line, are kept, and fail under --strict."""
-    text = _echo(" mdns = yes\n")
+    text = _echo(" frobnicate = yes\n")
     config = load_text(text)
-    assert config.services[0].extra == {"mdns": ("yes",)}
-    assert config.services[0].lines["mdns"].line == 6  # problems point at the line
+    assert config.services[0].extra == {"frobnicate": ("yes",)}
+    assert config.services[0].lines["frobnicate"].line == 6  # problems point at the line
     assert [str(w) for w in config.warnings] == [
-        "/etc/superd/test.conf:6: service echo: mdns: unknown attribute, ignored"
+        "/etc/superd/test.conf:6: service echo: frobnicate: unknown attribute, ignored"
     ]
     assert errors_of(text, strict=True) == [
-        "/etc/superd/test.conf:6: service echo: mdns: unknown attribute, ignored"
+        "/etc/superd/test.conf:6: service echo: frobnicate: unknown attribute"
+        " (refused with --strict)"
+    ]
+
+
+def test_attributes_of_other_xinetd_builds_warn_as_such() -> None:
+    """mdns (other xinetd builds) is a warning that says so, an error under --strict."""
+    text = _echo(" mdns = yes\n")
+    assert [str(w) for w in load_text(text).warnings] == [
+        "/etc/superd/test.conf:6: service echo: mdns: an attribute of other xinetd builds"
+        " that superd does not support; ignored"
+    ]
+    assert errors_of(text, strict=True) == [
+        "/etc/superd/test.conf:6: service echo: mdns: an attribute of other xinetd builds"
+        " that superd does not support (refused with --strict)"
     ]
 
 
 def test_unknown_attribute_in_defaults_warns_at_its_line() -> None:
     """An unknown name in defaults warns at once (no protocol can declare it there)."""
-    config = load_text("defaults\n{\n mdns = yes\n}\n" + _echo())
+    config = load_text("defaults\n{\n frobnicate = yes\n}\n" + _echo())
     assert [str(w) for w in config.warnings] == [
-        "/etc/superd/test.conf:3: defaults: mdns: unknown attribute, ignored"
+        "/etc/superd/test.conf:3: defaults: frobnicate: unknown attribute, ignored"
     ]
 
 

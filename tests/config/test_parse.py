@@ -106,7 +106,7 @@ def test_malformed_lines_are_all_reported() -> None:
         "f:3: include: expected exactly one path",
         "f:6: defaults: expected 'ATTRIBUTE = VALUE' or '}', got 'what is this'",
         "f:9: expected 'service NAME' (one name, no spaces)",
-        "f:12: expected 'service NAME' (one name, no spaces)",
+        "f:12: service a: expected 'service NAME' (one name, no spaces)",
         "f:17: service c: include is only allowed outside service and defaults blocks",
     ]
 

@@ -37,12 +37,21 @@ SERVICES: Dict[Tuple[str, str], int] = {
     ("http", "tcp"): 80,
 }
 
-_USERS = {"root": (0, 0), "nobody": (65534, 65534), "alice": (1000, 1000)}
-_GROUPS = {"root": 0, "nogroup": 65534, "alice": 1000, "staff": 50}
+_USERS = {"root": (0, 0), "nobody": (65534, 65534), "alice": (1000, 1000),
+          "backup": (34, 34)}
+_GROUPS = {"root": 0, "nogroup": 65534, "alice": 1000, "staff": 50, "backup": 34}
 
 
 def _passwd(name: str, uid: int, gid: int) -> pwd.struct_passwd:
     return pwd.struct_passwd((name, "x", uid, gid, "", "/", "/bin/sh"))
+
+
+def _like_the_os(name: str) -> None:
+    """Refuse what the real calls refuse (open(), socket.getservbyname()): a NUL
+    byte, text that cannot be encoded."""
+    if "\x00" in name:
+        raise ValueError("embedded null byte")
+    name.encode("utf-8")
 
 
 def fake_environment(
@@ -62,6 +71,7 @@ def fake_environment(
     programs = frozenset(executables)
 
     def read_file(path: str) -> str:
+        _like_the_os(path)
         try:
             content = files[os.path.normpath(path)]
         except KeyError:
@@ -92,6 +102,7 @@ def fake_environment(
         return grp.struct_group((name, "x", _GROUPS[name], []))
 
     def getservbyname(name: str, protocol: str) -> int:
+        _like_the_os(name)
         try:
             return table[(name, protocol)]
         except KeyError:

@@ -133,6 +133,42 @@ def test_brace_glued_to_the_name() -> None:
     assert _only_block("defaults{\n}\n").is_defaults
 
 
+def test_lines_with_bytes_that_are_not_text_are_never_used() -> None:
+    """A NUL, another control character or a byte that is not UTF-8 (a surrogate
+    after decoding) makes its line a problem of its block, never a value; a header
+    with such a name still opens its block, named with the bytes escaped."""
+    parsed = parse_text("f", "service a\n{\ntls_cert = /x\x00y\nserver_args = \x1b[2J\n"
+                             "user = caf\udce9\n}\nservice b\udcff\n{\n}\n")
+    assert [str(p) for p in parsed.problems] == [
+        "f:3: service a: this line holds a control character (\\x00)",
+        "f:4: service a: this line holds a control character (\\x1b)",
+        "f:5: service a: this line is not valid UTF-8",
+        "f:7: service b\\xff: the service name is not valid UTF-8 text",
+    ]
+    first, second = parsed.items
+    assert isinstance(first, RawBlock) and isinstance(second, RawBlock)
+    assert (first.attributes, first.complete) == ((), False)
+    assert (second.name, second.complete) == ("b\\xff", False)
+
+
+def test_misspelt_headers_open_their_block_with_a_suggestion() -> None:
+    """``servce echo`` and ``defualts`` are read as the block they meant (which
+    cannot run: the problem is the block's); other junk is the file's, and a '{'
+    after it opens an unnamed block that is skipped without further noise."""
+    parsed = parse_text("f", "servce echo\n{\nwait = no\n}\ndefualts\n{\n}\n"
+                             "frobnicate\n{\nonly_from = 10.0.0.1\n}\n")
+    assert [str(p) for p in parsed.problems] == [
+        "f:1: service echo: unknown keyword 'servce'; did you mean 'service'?",
+        "f:5: defaults: unknown keyword 'defualts'; did you mean 'defaults'?",
+        "f:8: expected 'service NAME', 'defaults', 'include FILE' or 'includedir DIR', "
+        "got 'frobnicate'",
+    ]
+    assert [str(p) for p in parsed.top_level] == [str(parsed.problems[2])]
+    echo, defaults = parsed.items
+    assert isinstance(echo, RawBlock) and isinstance(defaults, RawBlock)
+    assert (echo.name, echo.complete, defaults.is_defaults) == ("echo", False, True)
+
+
 @given(st.text(max_size=300))
 def test_parse_text_never_raises(text: str) -> None:
     """Syntax problems are returned, never raised, whatever the text."""

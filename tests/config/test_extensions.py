@@ -154,6 +154,17 @@ def test_user_protocol_attributes_are_not_unknown(tmp_path: Path, counted_module
         "svc:8: service mine: frobnicate: unknown attribute (refused with --strict)"]
 
 
+def test_a_slip_for_a_declared_attribute_is_an_error(tmp_path: Path,
+                                                    counted_module: None) -> None:
+    """A user protocol's attribute misspelt (or superd's) is an error with the name meant."""
+    body = ("\thello_count = 3\n\thelo_count = 4\n\tonly_form = 10.0.0.1\n"
+            "\tfactory = extensions_sample:make\n")
+    assert problems(tmp_path, body, name="mine") == [
+        "svc:8: service mine: helo_count: unknown attribute; did you mean 'hello_count'?",
+        "svc:9: service mine: only_form: unknown attribute; did you mean 'only_from'?",
+    ]
+
+
 def test_user_protocol_attribute_problems_point_at_their_line(tmp_path: Path,
                                                                counted_module: None) -> None:
     """A declared attribute that does not parse is an error on its own line, not the header."""

@@ -13,7 +13,7 @@ is collected, with the services it stops (``superd.config.isolation``);
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -363,9 +363,11 @@ def _selected(drafts: Drafts, report: Reporter) -> Tuple[List[Draft], List[Disab
     off = [DisabledService(str(b.name), _raw_id(b), b.location, DisabledReason.DISABLE)
            for b in drafts.switched_off]
     for draft in drafts.services:
-        reason = (DisabledReason.DISABLED if _draft_id(draft) in disabled
-                  else DisabledReason.NOT_ENABLED if enabled is not None
-                  and _draft_id(draft) not in enabled else None)  # fmt: skip
+        reason = None
+        if _draft_id(draft) in disabled:
+            reason = DisabledReason.DISABLED
+        elif enabled is not None and _draft_id(draft) not in enabled:
+            reason = DisabledReason.NOT_ENABLED
         if reason is None:
             kept.append(draft)
         else:
@@ -379,11 +381,12 @@ def _raw_id(block: RawBlock) -> str:
     return ids[0][0] if len(ids) == 1 else str(block.name)
 
 
-def _ordered(problems: Sequence[Problem], sources: Sequence[str]) -> List[Problem]:
+def _reading_order(sources: Sequence[str]) -> Callable[[str, int], Tuple[int, int]]:
+    """A sort key: files in the order they were read, then lines."""
     rank: Dict[str, int] = {}
     for source in sources:
         rank.setdefault(source, len(rank))
-    return sorted(problems, key=lambda p: (rank.get(p.file, len(rank)), p.line))
+    return lambda file, line: (rank.get(file, len(rank)), line)
 
 
 def _promote_warnings(report: Reporter) -> None:
@@ -463,10 +466,12 @@ def build_configuration(
     services, failed = _run(built, report, isolate)
     failed += [FailedService(name, name, at, report.blamed.stopping(at))
                for at, name in recovered]
+    order = _reading_order(sources)
     return Configuration(
         tuple(services), tuple(report.warnings), tuple(sources),
         ban_store=drafts.defaults.values.get("ban_store"),
-        problems=capped(_ordered(report.errors, sources)),
-        failed=tuple(failed), failed_files=report.blamed.failed_paths(),
+        problems=capped(sorted(report.errors, key=lambda p: order(p.file, p.line))),
+        failed=tuple(sorted(failed, key=lambda f: order(f.location.file, f.location.line))),
+        failed_files=report.blamed.failed_paths(),
         disabled=tuple(disabled), notes=tuple(notes),
     )

@@ -18,7 +18,7 @@ Pure values; ``build.py`` applies them.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import attrs
 
@@ -73,6 +73,6 @@ class Blamed:
                 found += problems
         return tuple(dict.fromkeys(found + self.everything))
 
-    def failed_paths(self, extra: Iterable[str] = ()) -> Tuple[str, ...]:
+    def failed_paths(self) -> Tuple[str, ...]:
         """The files and directories whose every service is stopped."""
-        return tuple(dict.fromkeys([*self.paths, *extra]))
+        return tuple(self.paths)

@@ -45,12 +45,8 @@ _DEFAULTS_LINE = re.compile(r"^[ \t]*defaults[ \t{]*$", re.MULTILINE)
 
 
 def included_names(names: List[str]) -> List[str]:
-    """The directory entries ``includedir`` reads, in its order."""
-    return sorted(n for n in names if not _skipped_name(n))
-
-
-def _skipped_name(name: str) -> bool:
-    return "." in name or name.endswith("~")
+    """The directory entries ``includedir`` reads (by name), in its order."""
+    return sorted(n for n in names if "." not in n and not n.endswith("~"))
 
 
 @attrs.define
@@ -80,9 +76,10 @@ class _Reader:
         except OSError as error:
             self.problem(path, at, f"cannot read directory {path}: {_reason(error)}")
             return
+        read = set(included_names(names))
         for name in sorted(names):
             full = _join(path, name)
-            if _skipped_name(name):
+            if name not in read:
                 self.notes.append(ConfigNote(full, _SKIPPED_NAME))
                 continue
             why = self.env.why_not_file(full)

@@ -208,11 +208,12 @@ class _Parser:
         """A line with bytes that are not UTF-8 or control characters: never
         used, but a header still opens its block (which then cannot run)."""
         self.expect_brace = False
-        if self.skipping:
-            return
-        if self.block is None and words[0] == "service":
+        if words[0] == "service":
+            self.skipping = False
+            if self.block is not None:
+                self.unclosed()
             self.open_block(number, [printable(word) for word in words])
-            self.problem(number, "the service name is not valid UTF-8 text")
+        elif self.skipping:
             return
         self.problem(number, bad)
 

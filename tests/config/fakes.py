@@ -145,7 +145,7 @@ def load_text(text: str, *, strict: bool = False, isolate: bool = False,
 def errors_of(text: str, *, strict: bool = False, **environment: object) -> list[str]:
     """The error lines loading ``text`` produces (fails if it loads)."""
     try:
-        load_text(text, strict=strict, **environment)
+        load_text(text, strict=strict, **environment)  # type: ignore[arg-type]
     except ConfigError as error:
         return [str(problem) for problem in error.problems]
     raise AssertionError("configuration loaded without errors")

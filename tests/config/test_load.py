@@ -311,7 +311,7 @@ def test_a_service_name_that_is_not_utf8_is_an_error_of_its_block(tmp_path: Path
     (tmp_path / "conf").write_bytes(
         b"service \xff\xfeecho\n{\n socket_type = stream\n wait = no\n type = INTERNAL\n}\n")
     assert _system_errors(tmp_path / "conf") == [
-        f"{tmp_path}/conf:1: service \\xff\\xfeecho: the service name is not valid UTF-8 text"]
+        f"{tmp_path}/conf:1: service \\xff\\xfeecho: this line is not valid UTF-8"]
 
 
 def test_services_lookup_of_an_impossible_name_is_an_oserror() -> None:

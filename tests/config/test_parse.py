@@ -143,12 +143,23 @@ def test_lines_with_bytes_that_are_not_text_are_never_used() -> None:
         "f:3: service a: this line holds a control character (\\x00)",
         "f:4: service a: this line holds a control character (\\x1b)",
         "f:5: service a: this line is not valid UTF-8",
-        "f:7: service b\\xff: the service name is not valid UTF-8 text",
+        "f:7: service b\\xff: this line is not valid UTF-8",
     ]
     first, second = parsed.items
     assert isinstance(first, RawBlock) and isinstance(second, RawBlock)
     assert (first.attributes, first.complete) == ((), False)
     assert (second.name, second.complete) == ("b\\xff", False)
+
+
+def test_a_header_that_is_not_text_inside_an_open_block_still_opens_its_block() -> None:
+    """A block left open, then ``service s<control>sh``: the open block is unclosed,
+    and the next one is known (and failed) by its escaped name."""
+    parsed = parse_text("f", "service a\n{\nwait = no\nservice s\x01sh\n{\nwait = no\n}\n")
+    assert [str(p) for p in parsed.problems] == [
+        "f:1: service a: block opened here has no closing '}'",
+        "f:4: service s\\x01sh: this line holds a control character (\\x01)",
+    ]
+    assert [b.name for b in parsed.items if isinstance(b, RawBlock)] == ["a", "s\\x01sh"]
 
 
 def test_misspelt_headers_open_their_block_with_a_suggestion() -> None:

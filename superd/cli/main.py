@@ -3,9 +3,12 @@ The ``superd`` console script: ``superd check``, ``superd version`` and the
 dispatch points for the operational subcommands.
 
 ``superd check -c PATH [--strict] [--json]`` validates a configuration without
-binding anything: every problem as ``FILE:LINE: service NAME: ATTRIBUTE:
-problem`` on stderr and exit status 78, or a table (or JSON) of the services.
-It checks hosts.allow and hosts.deny too (``--hosts-allow/--hosts-deny``).
+binding anything: a table of the services the daemon would run (and of the
+failed and disabled ones) on stdout; every error as ``FILE:LINE: service
+NAME: ATTRIBUTE: problem``, then every warning and note, on stderr; exit
+status 78 if there is any error.  ``--json`` prints one JSON document with
+all of it on stdout, errors included.  It checks hosts.allow and hosts.deny
+too (``--hosts-allow/--hosts-deny``).
 The daemon itself runs under twistd (``superd.daemon.tap``), which reports problems
 through the same functions so both print the same text.
 """
@@ -17,8 +20,8 @@ import sys
 from typing import IO, Optional, Sequence
 
 import superd
-from superd.config.errors import ConfigError, Problem
-from superd.config.report import report_config_error, report_warnings
+from superd.config.errors import Problem
+from superd.config.report import error_summary, report_findings
 from superd.core.exits import EX_CONFIG
 
 __all__ = ["main"]
@@ -70,27 +73,32 @@ def _check(path: str, strict: bool, as_json: bool, out: IO[str], err: IO[str],
 
     hosts_check = check_hosts_files(*hosts)
     hosts_problems = list(hosts_check.problems)
+    hosts_warnings = list(hosts_check.warnings)
     if strict:
         hosts_problems += [Problem(w.location.file, w.location.line, None, None, w.message)
-                           for w in hosts_check.warnings]
+                           for w in hosts_warnings]
+        hosts_warnings = []
+    # Isolated: the table shows what the daemon would run, beside every error.
+    config = load_configuration(path, strict=strict, isolate=True)
+    problems = [*config.problems, *hosts_problems]
+    if as_json:
+        out.write(render_json(config, hosts_problems, hosts_warnings))
     else:
-        report_warnings(hosts_check.warnings, err)
-    try:
-        configuration = load_configuration(path, strict=strict)
-    except ConfigError as e:
-        report_config_error(ConfigError((*e.problems, *hosts_problems)), err)
-        return EX_CONFIG
-    except OSError as e:
-        print(f"superd: cannot read {path}: {e.strerror or e}", file=err)
-        return EX_CONFIG
-    if hosts_problems:  # the daemon would refuse these at startup
-        report_config_error(ConfigError(hosts_problems), err)
-        return EX_CONFIG
-    # Both renderings include the warnings.
-    text = render_json(configuration) if as_json else render_table(configuration)
-    out.write(text if text.endswith("\n") else text + "\n")
+        out.write(render_table(config))
+        report_findings(problems, [*hosts_warnings, *config.warnings], config.notes, err)
+        if problems:
+            print(f"superd: {error_summary(problems)}; {len(config.failed)} service(s) failed,"
+                  f" {len(config.services)} would run", file=err)
     out.flush()
-    return 0
+    return EX_CONFIG if problems else 0
+
+
+def _safe_streams(*streams: IO[str]) -> None:
+    """Never fail writing a file name that is not UTF-8: escape what cannot be encoded."""
+    for stream in streams:
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 def main(argv: Optional[Sequence[str]] = None,
@@ -98,6 +106,7 @@ def main(argv: Optional[Sequence[str]] = None,
     """Run one subcommand; returns the exit status (the console script exits with it)."""
     out = out or sys.stdout
     err = err or sys.stderr
+    _safe_streams(out, err)
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["run"]:
         from superd.cli.run import main as run

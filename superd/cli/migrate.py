@@ -7,9 +7,9 @@ Each rule looks at one loaded ``ServiceConfig`` and says something only when
 it applies to that service: a tree of plain ``wait = no`` external servers
 gets the notes about children and logs, not the ones about UDP builtins.  A
 few notes concern the files themselves (``name=value``, relative includes)
-and are found by reading the source lines the configuration came from.  A
-tree superd refuses (xinetd disables bad services silently) is reported
-with every problem instead.
+and are found by reading the source lines the configuration came from.
+Every error is reported first (xinetd disables bad services silently), and
+the services that would not start are listed with their errors.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
+from superd.config.check import failures_json, problem_json, warning_json
 from superd.config.model import Configuration, FileLog, ServiceConfig, ServiceKind, SocketType
+from superd.config.text import printable
 
 __all__ = ["Note", "explain", "file_notes", "render_json", "render_text", "run_migrate",
            "service_notes"]
@@ -256,13 +258,22 @@ def _read(path: str) -> str:
 
 def explain(config: Configuration,
             read: Callable[[str], str] = _read) -> Dict[str, object]:
-    """The whole report as JSON-ready values."""
+    """
+    The whole report as JSON-ready values: the differences, and every error,
+    warning, note and failed or disabled service with the fields of
+    ``superd check --json``.
+    """
     return {
+        "ok": config.ok,
         "general": [attrs.asdict(n) for n in GENERAL],
-        "files": [{"where": where, **attrs.asdict(note)}
+        "files": [{"where": printable(where), **attrs.asdict(note)}
                   for where, note in file_notes(config.sources, read)],
-        "warnings": [str(w) for w in config.warnings],
-        "services": [{"id": s.id, "name": s.name, "where": str(s.location), "kind": s.kind.value,
+        "errors": [problem_json(p) for p in config.problems],
+        "error_count": config.error_count,
+        "warnings": [warning_json(w) for w in config.warnings],
+        **failures_json(config),
+        "services": [{"id": s.id, "name": s.name, "where": printable(str(s.location)),
+                      "kind": s.kind.value,
                       "notes": [attrs.asdict(n) for n in service_notes(s, config)]}
                      for s in config.services],
     }
@@ -277,31 +288,35 @@ def render_text(config: Configuration, read: Callable[[str], str] = _read) -> st
     """``superd migrate``: per service, what superd does differently."""
     lines = ["Everywhere:"]
     lines += [f"  - [{n.topic}] {n.text}" for n in GENERAL]
-    lines += [f"  - {where}: [{n.topic}] {n.text}"
+    lines += [f"  - {printable(where)}: [{n.topic}] {n.text}"
               for where, n in file_notes(config.sources, read)]
     lines += [f"  - warning: {w}" for w in config.warnings]
+    lines += [f"  - note: {n}" for n in config.notes]
     for service in config.services:
         lines += ["", f"service {service.id} ({service.kind.value}, {service.location}):"]
         notes = service_notes(service, config) or [Note("same", "nothing changes.")]
         lines += [f"  - [{n.topic}] {n.text}" for n in notes]
+    for failed in config.failed:
+        where = printable(str(failed.location))
+        lines += ["", f"service {printable(failed.id)} (not started, {where}):"]
+        lines += [f"  - error: {p}" for p in failed.problems]
     return "\n".join(lines) + "\n"
 
 
 def run_migrate(path: str, as_json: bool, strict: bool, out: IO[str], err: IO[str]) -> int:
-    """``superd migrate -c PATH [--json]``: load, then explain or list the refusals."""
-    from superd.config.errors import EX_CONFIG, ConfigError
+    """
+    ``superd migrate -c PATH [--json]``: load, then explain.  Errors come
+    first (on stderr, or in the JSON document); exit status 78 if any.
+    """
     from superd.config.load import load_configuration
+    from superd.core.exits import EX_CONFIG
 
-    try:
-        config = load_configuration(path, strict=strict)
-    except ConfigError as e:
+    config = load_configuration(path, strict=strict, isolate=True)
+    if config.problems and not as_json:
         print("superd refuses this configuration (xinetd would silently disable or"
               " half-apply these):", file=err)
-        for problem in e.problems:
+        for problem in config.problems:
             print(f"  {problem}", file=err)
-        return EX_CONFIG
-    except OSError as e:
-        print(f"superd migrate: cannot read {path}: {e.strerror or e}", file=err)
-        return EX_CONFIG
+        err.flush()
     out.write(render_json(config) if as_json else render_text(config))
-    return 0
+    return EX_CONFIG if config.problems else 0

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import attrs
 
 from superd.config import values as v
 from superd.config.addrspec import parse_address
 from superd.config.model import CPS, AddressSpec, SocketType
+from superd.config.text import closest
 
 __all__ = [
     "ATTRIBUTES",
@@ -26,15 +27,31 @@ __all__ = [
     "FAILURE_FLAGS",
     "FILLED_FROM_DEFAULTS",
     "FLAGS",
+    "FOREIGN_ATTRIBUTE",
+    "FOREIGN_ATTRIBUTES",
+    "STRICT_TEXT",
     "SUCCESS_FLAGS",
     "TYPES",
     "UNKNOWN_ATTRIBUTE",
     "AttributeSpec",
     "lookup",
+    "unknown_attribute",
 ]
 
-#: The warning (or, under --strict, the error) for an attribute superd does not know.
+#: The warning for an attribute superd does not know (and no known one is
+#: near its name).
 UNKNOWN_ATTRIBUTE = "unknown attribute, ignored"
+#: Attributes of other xinetd builds: ``mdns`` (Howl, removed from xinetd
+#: in 2017 but still in its manual).
+FOREIGN_ATTRIBUTES = frozenset({"mdns"})
+#: The warning for one of ``FOREIGN_ATTRIBUTES``.
+FOREIGN_ATTRIBUTE = "an attribute of other xinetd builds that superd does not support; ignored"
+#: How those warnings read when ``--strict`` makes them errors.
+STRICT_TEXT = {
+    UNKNOWN_ATTRIBUTE: "unknown attribute (refused with --strict)",
+    FOREIGN_ATTRIBUTE: "an attribute of other xinetd builds that superd does not support"
+                       " (refused with --strict)",
+}
 
 TYPES = ("INTERNAL", "UNLISTED", "TCPMUX", "TCPMUXPLUS")
 FLAGS = (
@@ -97,7 +114,7 @@ def _one(parse: Callable[[str], Any]) -> Callable[[Tuple[str, ...]], Any]:
 
 
 def _each(parse: Callable[[str], Any]) -> Callable[[Tuple[str, ...]], Tuple[Any, ...]]:
-    return lambda words: tuple(parse(word) for word in words)
+    return lambda words: v.each(parse, words)
 
 
 def _word(word: str) -> str:
@@ -105,6 +122,8 @@ def _word(word: str) -> str:
 
 
 def _path(word: str) -> str:
+    if "\x00" in word:
+        raise ValueError("the path contains a NUL byte")
     if not word.startswith("/"):
         raise ValueError(f"expected an absolute path, got {word!r}")
     return word
@@ -164,7 +183,7 @@ def _listen_address(word: str) -> str:
 
 
 def _addresses(words: Tuple[str, ...]) -> Tuple[AddressSpec, ...]:
-    return tuple(spec for word in words for spec in parse_address(word))
+    return tuple(spec for specs in v.each(parse_address, words) for spec in specs)
 
 
 def _redirect(words: Tuple[str, ...]) -> Tuple[str, str]:
@@ -274,6 +293,24 @@ ATTRIBUTES: Dict[str, AttributeSpec] = {spec.name: spec for spec in _TABLE}
 def lookup(name: str) -> Optional[AttributeSpec]:
     """The spec of attribute ``name``, or None if superd does not know it."""
     return ATTRIBUTES.get(name)
+
+
+def unknown_attribute(name: str, declared: Iterable[str] = ()) -> Tuple[str, Optional[str]]:
+    """
+    What to say about attribute ``name`` that neither superd nor (for a
+    user's protocol) its ``declared`` attributes know, and the name it was
+    meant to be, if any.  A small slip from a known name (``bnid``,
+    ``only_form``, ``wiat``) is an error, since the setting meant is
+    missing: ``(message, meant)``; anything else is a warning:
+    ``(message, None)``.
+    """
+    if name in FOREIGN_ATTRIBUTES:
+        return FOREIGN_ATTRIBUTE, None
+    meant = closest(name, (*ATTRIBUTES, *declared))
+    if meant is None:
+        return UNKNOWN_ATTRIBUTE, None
+    spec = ATTRIBUTES.get(meant)
+    return f"unknown attribute; did you mean {meant!r}?", spec.key if spec else meant
 
 
 # -- superd's own: TLS termination, redirect tuning, users' own protocols -----

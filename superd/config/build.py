@@ -6,28 +6,32 @@ host names, executability, the builtin table): this is where defaults are
 filled in, required attributes and impossible combinations are refused,
 ports, listen addresses and credentials are resolved, and
 ``disabled``/``enabled`` and duplicate listeners are applied.  Every problem
-is collected; ``build_configuration`` raises one ``ConfigError`` with all of
-them.
+is collected, with the services it stops (``superd.config.isolation``);
+``build_configuration`` returns them with the services that can run.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from superd.config.attributes import FILLED_FROM_DEFAULTS
+from superd.config.attributes import FILLED_FROM_DEFAULTS, STRICT_TEXT
 from superd.config.conflicts import check_conflicts
 from superd.config.credentials import resolve_credentials
-from superd.config.draft import Draft, Reporter, draft_services
+from superd.config.draft import Draft, Drafts, Reporter, draft_services
 from superd.config.environment import LoadEnvironment
-from superd.config.errors import ConfigError, Problem
+from superd.config.errors import ConfigNote, Location, Problem, capped
 from superd.config.extensions import check_extensions, is_user_protocol
+from superd.config.isolation import Blame
 from superd.config.model import (
     CPS,
     UNLIMITED,
     Configuration,
+    DisabledReason,
+    DisabledService,
+    FailedService,
     Redirect,
     ServiceConfig,
     ServiceKind,
@@ -340,27 +344,85 @@ def _service_config(c: _Checker, socket_type: SocketType, protocol: str, wait: b
     )  # fmt: skip
 
 
-def _selected(defaults: Draft, drafts: List[Draft], report: Reporter) -> List[Draft]:
-    """Apply ``disabled = ...`` and ``enabled = ...`` from the defaults."""
-    ids = {d.values.get("id", d.name) for d in drafts}
+def _draft_id(draft: Draft) -> str:
+    return str(draft.values.get("id", draft.name))
+
+
+def _selected(drafts: Drafts, report: Reporter) -> Tuple[List[Draft], List[DisabledService]]:
+    """Apply ``disabled = ...`` and ``enabled = ...`` from the defaults: the
+    drafts that stay, and every service block switched off."""
+    defaults = drafts.defaults
+    ids = {_draft_id(d) for d in drafts.services}
     disabled = set(defaults.values.get("disabled", ()))
     enabled = defaults.values.get("enabled")
     for key, listed in (("disabled", disabled), ("enabled", set(enabled or ()))):
         for unknown in sorted(listed - ids):
             report.warn(defaults.lines[key], f"no service has id {unknown!r}",
                         section="defaults", attribute=key)  # fmt: skip
-    return [
-        d for d in drafts
-        if d.values.get("id", d.name) not in disabled
-        and (enabled is None or d.values.get("id", d.name) in enabled)
-    ]  # fmt: skip
+    kept: List[Draft] = []
+    off = [DisabledService(str(b.name), _raw_id(b), b.location, DisabledReason.DISABLE)
+           for b in drafts.switched_off]
+    for draft in drafts.services:
+        reason = None
+        if _draft_id(draft) in disabled:
+            reason = DisabledReason.DISABLED
+        elif enabled is not None and _draft_id(draft) not in enabled:
+            reason = DisabledReason.NOT_ENABLED
+        if reason is None:
+            kept.append(draft)
+        else:
+            off.append(DisabledService(str(draft.name), _draft_id(draft), draft.location, reason))
+    return kept, sorted(off, key=lambda d: drafts.order[d.location])
 
 
-def _ordered(problems: Sequence[Problem], sources: Sequence[str]) -> List[Problem]:
+def _raw_id(block: RawBlock) -> str:
+    """The ``id`` a block switched off by ``disable = yes`` names, if it names one."""
+    ids = [a.values for a in block.attributes if a.name == "id" and len(a.values) == 1]
+    return ids[0][0] if len(ids) == 1 else str(block.name)
+
+
+def _reading_order(sources: Sequence[str]) -> Callable[[str, int], Tuple[int, int]]:
+    """A sort key: files in the order they were read, then lines."""
     rank: Dict[str, int] = {}
     for source in sources:
         rank.setdefault(source, len(rank))
-    return sorted(problems, key=lambda p: (rank.get(p.file, len(rank)), p.line))
+    return lambda file, line: (rank.get(file, len(rank)), line)
+
+
+def _promote_warnings(report: Reporter) -> None:
+    """``--strict``: every warning is an error of the block it was found in."""
+    for warning, blame in zip(report.warnings, report.warning_blames, strict=True):
+        location = warning.location
+        message = STRICT_TEXT.get(warning.message, warning.message)
+        report.add(Problem(location.file, location.line, warning.service, warning.attribute,
+                           message, warning.section), blame)  # fmt: skip
+    report.warnings.clear()
+    report.warning_blames.clear()
+
+
+def _failed(draft: Draft, problems: Tuple[Problem, ...]) -> FailedService:
+    if not problems:  # cannot happen: a block that does not build said why
+        problems = (Problem(draft.location.file, draft.location.line, draft.name, None,
+                            "not started"),)  # fmt: skip
+    return FailedService(str(draft.name), _draft_id(draft), draft.location, problems)
+
+
+def _run(built: List[Tuple[Draft, Optional[ServiceConfig]]], report: Reporter,
+         isolate: bool) -> Tuple[List[ServiceConfig], List[FailedService]]:
+    """The services nothing stops, and the failed ones with their problems."""
+    stopping = report.blamed.stopping
+    # Isolated, a block that will not run takes no address from one that
+    # will; all or nothing, every clash between usable blocks is an error.
+    check_conflicts([s for d, s in built
+                     if s is not None and not (isolate and stopping(d.location))], report)
+    services, failed = [], []
+    for draft, service in built:
+        problems = stopping(draft.location)
+        if service is not None and not problems:
+            services.append(service)
+        else:
+            failed.append(_failed(draft, problems))
+    return services, failed
 
 
 def build_configuration(
@@ -368,36 +430,49 @@ def build_configuration(
     env: LoadEnvironment,
     *,
     strict: bool = False,
-    problems: Sequence[Problem] = (),
+    problems: Sequence[Tuple[Problem, Blame]] = (),
     sources: Sequence[str] = (),
+    notes: Sequence[ConfigNote] = (),
+    recovered: Sequence[Tuple[Location, str]] = (),
+    isolate: bool = True,
 ) -> Configuration:
     """
-    Every enabled service of ``blocks`` (in reading order), validated.
+    Every enabled service of ``blocks`` (in reading order) that nothing is
+    wrong with, validated; the others in ``failed``, every error in
+    ``problems`` (at most ``MAX_FILE_ERRORS`` per file).
 
-    ``problems`` are earlier ones (syntax, unreadable files) to report along
-    with these.  With ``strict``, warnings are errors too.
+    ``problems`` are earlier ones (syntax outside blocks, unreadable files)
+    with what each stops; ``recovered`` the services of files that could not
+    be parsed, known only by header.  With ``strict``, warnings are errors.
+    Without ``isolate`` (the result is refused if anything is wrong), a
+    clash of listeners is reported even when one of the two blocks is
+    stopped by another problem.
     """
-    report = Reporter(errors=list(problems))
-    defaults, drafts = draft_services(blocks, report)
-    services = []
-    for draft in _selected(defaults, drafts, report):
-        if not draft.complete:
-            continue  # its missing '}' is reported; its values were checked
-        service = build_service(draft, defaults, env, report)
-        if service is not None:
-            services.append(service)
-    check_conflicts(services, report)
-    errors = list(report.errors)
+    report = Reporter()
+    for problem, blame in problems:
+        report.add(problem, blame)
+    drafts = draft_services(blocks, report)
+    selected, disabled = _selected(drafts, report)
+    built: List[Tuple[Draft, Optional[ServiceConfig]]] = []
+    for draft in selected:
+        with report.blaming(Blame(block=draft.location)):
+            # An incomplete block's lines were checked one by one; checking
+            # it as a whole would report what its unread lines may hold.
+            service = build_service(draft, drafts.defaults, env, report) \
+                if draft.complete else None
+        built.append((draft, service))
     if strict:
-        errors += [_as_problem(w) for w in report.warnings]
-    if errors:
-        raise ConfigError(_ordered(errors, sources))
-    return Configuration(tuple(services), tuple(report.warnings), tuple(sources),
-                         ban_store=defaults.values.get("ban_store"),
-                         ban_ends_sessions=defaults.values.get("ban_ends_sessions", True))
-
-
-def _as_problem(warning: Any) -> Problem:
-    location = warning.location
-    return Problem(location.file, location.line, warning.service, warning.attribute,
-                   warning.message, warning.section)  # fmt: skip
+        _promote_warnings(report)
+    services, failed = _run(built, report, isolate)
+    failed += [FailedService(name, name, at, report.blamed.stopping(at))
+               for at, name in recovered]
+    order = _reading_order(sources)
+    return Configuration(
+        tuple(services), tuple(report.warnings), tuple(sources),
+        ban_store=drafts.defaults.values.get("ban_store"),
+        ban_ends_sessions=drafts.defaults.values.get("ban_ends_sessions", True),
+        problems=capped(sorted(report.errors, key=lambda p: order(p.file, p.line))),
+        failed=tuple(sorted(failed, key=lambda f: order(f.location.file, f.location.line))),
+        failed_files=report.blamed.failed_paths(),
+        disabled=tuple(disabled), notes=tuple(notes),
+    )

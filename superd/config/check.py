@@ -2,6 +2,9 @@
 What ``superd check`` prints: a table of services, or JSON, from a Configuration.
 
 Pure rendering; the CLI loads the configuration and chooses the format.
+Every error, warning and note has the same JSON fields (``finding_json``);
+text that came from the files is shown with ``printable`` (bytes that are not
+UTF-8 and control characters escaped).
 """
 
 from __future__ import annotations
@@ -9,9 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
+from superd.config.errors import ConfigNote, ConfigWarning, Problem, error_count
 from superd.config.model import UNLIMITED, Configuration, ServiceConfig
+from superd.config.text import printable
 
-__all__ = ["render_json", "render_table", "service_summary"]
+__all__ = ["failures_json", "finding_json", "note_json", "problem_json", "render_json",
+           "render_table", "service_summary", "warning_json"]
 
 _COLUMNS = ("id", "name", "proto", "socket", "listen", "kind", "wait", "limits")
 
@@ -49,18 +55,51 @@ def _row(service: ServiceConfig) -> Sequence[str]:
     )
 
 
-def render_table(config: Configuration) -> str:
-    """An aligned text table of every service, then the warnings."""
-    rows = [_COLUMNS] + [tuple(_row(s)) for s in config.services]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+def _aligned(rows: Sequence[Sequence[str]], indent: str = "") -> List[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    lines.append(f"{len(config.services)} service(s) from {len(config.sources)} file(s)")
+
+
+def _count(config: Configuration) -> str:
+    text = f"{len(config.services)} service(s) from {len(config.sources)} file(s)"
+    if config.failed:
+        text += f"; {len(config.failed)} failed"
+    if config.disabled:
+        text += f"; {len(config.disabled)} disabled"
+    return text
+
+
+def _failed_rows(config: Configuration) -> List[str]:
+    if not config.failed:
+        return []
+    rows = [(printable(f.id), printable(f.name), printable(str(f.location)),
+             f"{len(f.problems)} error" + ("s" if len(f.problems) != 1 else ""))
+            for f in config.failed]  # fmt: skip
+    return ["failed (not started):", *_aligned(rows, "  ")]
+
+
+def _disabled_rows(config: Configuration) -> List[str]:
+    if not config.disabled:
+        return []
+    rows = [(d.id, d.name, printable(str(d.location)), d.reason.value) for d in config.disabled]
+    return ["disabled:", *_aligned(rows, "  ")]
+
+
+def render_table(config: Configuration) -> str:
+    """
+    An aligned text table of every service that runs (would run), a count,
+    then the failed and the disabled services.  Problems, warnings and notes
+    are printed apart (``superd.config.report.report_findings``).
+    """
+    rows = [_COLUMNS] + [tuple(_row(s)) for s in config.services]
+    lines = _aligned(rows)
+    lines.append(_count(config))
     if config.ban_store:
         lines.append(f"ban store: {_ban_store(config)}")
-    lines.extend(f"warning: {warning}" for warning in config.warnings)
+    lines += _failed_rows(config) + _disabled_rows(config)
     return "\n".join(lines) + "\n"
 
 
@@ -69,7 +108,7 @@ def service_summary(service: ServiceConfig) -> Dict[str, Any]:
     return {
         "id": service.id,
         "name": service.name,
-        "location": str(service.location),
+        "location": printable(str(service.location)),
         "protocol": service.protocol,
         "socket_type": service.socket_type.value,
         "port": service.port,
@@ -94,24 +133,65 @@ def _ban_store(config: Configuration) -> Optional[str]:
     return parse_redis_url(config.ban_store).describe() if config.ban_store else None
 
 
-def render_json(config: Configuration) -> str:
-    """The services, warnings and files read, as one JSON document."""
-    warnings: List[Dict[str, Any]] = [
-        {
-            "file": w.location.file,
-            "line": w.location.line,
-            "service": w.service,
-            "section": w.section,
-            "attribute": w.attribute,
-            "message": w.message,
-            "text": str(w),
-        }
-        for w in config.warnings
-    ]
+def finding_json(file: str, line: Optional[int], service: Optional[str],
+                 section: Optional[str], attribute: Optional[str], message: str,
+                 text: str) -> Dict[str, Any]:
+    """The JSON object of one error, warning or note: the same fields for all."""
+    return {"file": printable(file), "line": line or None,
+            "service": None if service is None else printable(service),
+            "section": section,
+            "attribute": None if attribute is None else printable(attribute),
+            "message": printable(message), "text": printable(text)}
+
+
+def problem_json(problem: Problem) -> Dict[str, Any]:
+    """A ``Problem`` as JSON (``line`` null for the file as a whole)."""
+    return finding_json(problem.file, problem.line, problem.service, problem.section,
+                        problem.attribute, problem.message, str(problem))
+
+
+def warning_json(warning: ConfigWarning) -> Dict[str, Any]:
+    """A ``ConfigWarning`` as JSON."""
+    return finding_json(warning.location.file, warning.location.line, warning.service,
+                        warning.section, warning.attribute, warning.message, str(warning))
+
+
+def note_json(note: ConfigNote) -> Dict[str, Any]:
+    """A ``ConfigNote`` as JSON (no line, service or attribute)."""
+    return finding_json(note.path, None, None, None, None, note.message, str(note))
+
+
+def failures_json(config: Configuration) -> Dict[str, Any]:
+    """The failed and disabled services, failed files and notes, as JSON."""
+    return {
+        "failed": [{"id": printable(f.id), "name": printable(f.name),
+                    "location": printable(str(f.location)),
+                    "problems": [problem_json(p) for p in f.problems]}
+                   for f in config.failed],
+        "failed_files": [printable(path) for path in config.failed_files],
+        "disabled": [{"id": d.id, "name": d.name, "location": printable(str(d.location)),
+                      "reason": d.reason.value} for d in config.disabled],
+        "notes": [note_json(n) for n in config.notes],
+    }  # fmt: skip
+
+
+def render_json(config: Configuration, problems: Sequence[Problem] = (),
+                warnings: Sequence[ConfigWarning] = ()) -> str:
+    """
+    One JSON document: the services that run (would run), every error
+    (``errors``: the configuration's, then ``problems``), the warnings (the
+    configuration's after ``warnings``), failed and disabled services, notes
+    and files read.  ``ok`` is true when there is no error.
+    """
+    errors = [*config.problems, *problems]
     document = {
+        "ok": not errors,
         "services": [service_summary(s) for s in config.services],
-        "warnings": warnings,
-        "sources": list(config.sources),
+        "errors": [problem_json(p) for p in errors],
+        "error_count": error_count(errors),
+        "warnings": [warning_json(w) for w in (*warnings, *config.warnings)],
+        **failures_json(config),
+        "sources": [printable(source) for source in config.sources],
         "ban_store": _ban_store(config),
     }
     return json.dumps(document, indent=2, sort_keys=False) + "\n"

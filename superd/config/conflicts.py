@@ -18,6 +18,7 @@ import attrs
 
 from superd.config.addrspec import canonical_network
 from superd.config.draft import Reporter
+from superd.config.isolation import Blame
 from superd.config.model import ServiceConfig
 
 __all__ = ["Listener", "check_conflicts", "listeners"]
@@ -84,7 +85,8 @@ def _describe(clash: Listener, earlier: Listener) -> str:
 
 
 def check_conflicts(services: Iterable[ServiceConfig], report: Reporter) -> None:
-    """Report each service whose listener clashes with an earlier service's."""
+    """Report each service whose listener clashes with an earlier service's
+    (the later one cannot run)."""
     # Indexed by (protocol, port): only those can clash, and large trees
     # (thousands of services) stay linear.
     seen: Dict[Tuple[str, int], List[Listener]] = {}
@@ -96,11 +98,12 @@ def check_conflicts(services: Iterable[ServiceConfig], report: Reporter) -> None
         )
         if clash is not None:
             attribute = next((a for a in ("bind", "port") if a in service.lines), None)
-            report.error(
-                service.line_of(attribute or "bind"),
-                _describe(*clash),
-                service=service.name,
-                attribute=attribute,
-            )
+            with report.blaming(Blame(block=service.location)):
+                report.error(
+                    service.line_of(attribute or "bind"),
+                    _describe(*clash),
+                    service=service.name,
+                    attribute=attribute,
+                )
         for listener in mine:
             seen.setdefault((listener.protocol, listener.port), []).append(listener)

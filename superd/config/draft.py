@@ -12,44 +12,65 @@ world, happens later in ``build.py``.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import attrs
 
 from superd.config.attributes import (
     COPIED_FROM_DEFAULTS,
-    UNKNOWN_ATTRIBUTE,
     AttributeSpec,
     lookup,
+    unknown_attribute,
 )
-from superd.config.errors import Problem
+from superd.config.errors import ConfigWarning, Location, Problem
 from superd.config.extensions import is_user_protocol
-from superd.config.model import AddressSpec, ConfigWarning, Location
+from superd.config.isolation import EVERYTHING, Blame, Blamed
+from superd.config.model import AddressSpec
 from superd.config.parse import RawAttribute, RawBlock
 
-__all__ = ["Draft", "Reporter", "draft_services"]
-
-#: The warning for an attribute neither superd nor the service's protocol knows.
+__all__ = ["Draft", "Drafts", "Reporter", "draft_services"]
 
 
 @attrs.define
 class Reporter:
-    """Collects every error and warning of one load, in the order found."""
+    """
+    Collects every error and warning of one load, in the order found, each
+    with what it stops from running (``blame``: the block being read).
+    """
 
     errors: List[Problem] = attrs.Factory(list)
     warnings: List[ConfigWarning] = attrs.Factory(list)
+    blamed: Blamed = attrs.Factory(Blamed)
+    #: What an error found now stops (see ``blaming``).
+    blame: Blame = attrs.field(factory=Blame)
+    #: ``blame`` when each warning was found (``--strict`` makes them errors).
+    warning_blames: List[Blame] = attrs.Factory(list)
+
+    @contextmanager
+    def blaming(self, blame: Blame) -> Iterator[None]:
+        """Within the block: errors found stop what ``blame`` names."""
+        outer, self.blame = self.blame, blame
+        try:
+            yield
+        finally:
+            self.blame = outer
+
+    def add(self, problem: Problem, blame: Optional[Blame] = None) -> None:
+        """Record ``problem`` (found elsewhere) as stopping ``blame``."""
+        self.errors.append(problem)
+        self.blamed.add(problem, self.blame if blame is None else blame)
 
     def error(self, location: Location, message: str, *, service: Optional[str] = None,
               attribute: Optional[str] = None, section: Optional[str] = None) -> None:  # fmt: skip
-        """Record a problem that stops superd from using the configuration."""
-        self.errors.append(
-            Problem(location.file, location.line, service, attribute, message, section)
-        )
+        """Record a problem that stops the current block from running."""
+        self.add(Problem(location.file, location.line, service, attribute, message, section))
 
     def warn(self, location: Location, message: str, *, service: Optional[str] = None,
              attribute: Optional[str] = None, section: Optional[str] = None) -> None:  # fmt: skip
         """Record something worth fixing that superd can live with."""
         self.warnings.append(ConfigWarning(location, service, attribute, message, section))
+        self.warning_blames.append(self.blame)
 
 
 @attrs.define
@@ -139,30 +160,60 @@ def _warn_wildcards(draft: Draft, raw: RawAttribute, items: Any, report: Reporte
             )
 
 
+def _comment_problem(spec: AttributeSpec, raw: RawAttribute) -> Optional[str]:
+    """What to say about a ``#`` after the values (xinetd reads it as values)."""
+    start = next((i for i, word in enumerate(raw.values) if word.startswith("#")), None)
+    if start is None:
+        return None
+    tail = " ".join(raw.values[start:])
+    tail = tail if len(tail) <= 40 else tail[:37] + "..."
+    return f"comments must be on their own line ({tail!r} follows the values)"
+
+
+def _unknown(draft: Draft, raw: RawAttribute, report: Reporter) -> None:
+    """An attribute superd does not know: a slip for a known one is an error
+    (the intended setting is missing), another build's is a warning."""
+    where = dict(draft.where(), attribute=raw.name)
+    if not draft.is_defaults:
+        # Kept for a user protocol, which may declare it: decided at the end
+        # of the block (``factory`` may come later).
+        draft.extra[raw.name] = raw.values
+        draft.lines[raw.name] = raw.location
+        return
+    message, meant = unknown_attribute(raw.name)
+    if meant is None:
+        report.warn(raw.location, message, **where)
+    else:
+        report.error(raw.location, message, **where)
+        draft.invalid.add(meant)
+
+
 def apply_line(draft: Draft, raw: RawAttribute, report: Reporter) -> None:
     """Apply one attribute line to ``draft``, reporting what is wrong with it."""
     where = dict(draft.where(), attribute=raw.name)
     spec = lookup(raw.name)
     if spec is None:
-        if draft.is_defaults:
-            report.warn(raw.location, UNKNOWN_ATTRIBUTE, **where)
-        else:
-            # Kept for a user protocol; whether it is unknown is decided at the
-            # end of the block (``factory`` may come later).
-            draft.extra[raw.name] = raw.values
-            draft.lines[raw.name] = raw.location
+        _unknown(draft, raw, report)
         return
-    problem = _scope_problem(spec, raw, draft.is_defaults) or _count_problem(spec, raw)
+    comment = _comment_problem(spec, raw)
+    if comment is not None and spec.key == "server_args":
+        # Passed to the server, as by xinetd; the program may want a '#'.
+        report.warn(raw.location, comment + "; they are passed to the server", **where)
+        comment = None
+    problem = comment or _scope_problem(spec, raw, draft.is_defaults) or _count_problem(spec, raw)
     first = draft.written.get(spec.key)
     if problem is None and first is not None and not spec.cumulative:
         problem = f"set twice (first at line {first.line}); write it once"
-    if problem is None:
+    problems = [problem] if problem is not None else []
+    if not problems:
         try:
             parsed = spec.parse(raw.values)
         except ValueError as error:
-            problem = str(error)
-    if problem is not None:
-        report.error(raw.location, problem, **where)
+            # Every bad entry of a list, each on its own.
+            problems = list(getattr(error, "messages", None) or [str(error)])
+    if problems:
+        for message in problems:
+            report.error(raw.location, message, **where)
         draft.invalid.add(spec.key)
         return
     draft.written.setdefault(spec.key, raw.location)
@@ -185,7 +236,7 @@ def _is_disabled(block: RawBlock) -> bool:
 
 
 def _start_service(block: RawBlock, defaults: Draft) -> Draft:
-    draft = Draft(block.name, block.location, complete=block.closed)
+    draft = Draft(block.name, block.location, complete=block.complete)
     for key in COPIED_FROM_DEFAULTS & defaults.values.keys():
         value = defaults.values[key]
         draft.values[key] = list(value) if isinstance(value, list) else value
@@ -193,38 +244,67 @@ def _start_service(block: RawBlock, defaults: Draft) -> Draft:
     return draft
 
 
-def draft_services(blocks: Iterable[RawBlock], report: Reporter) -> Tuple[Draft, List[Draft]]:
+@attrs.frozen
+class Drafts:
+    """What ``draft_services`` read."""
+
+    #: The merged defaults.
+    defaults: Draft
+    #: One per service block not written ``disable = yes``, in reading order.
+    services: List[Draft]
+    #: The service blocks written ``disable = yes`` (not checked, as xinetd).
+    switched_off: List[RawBlock]
+    #: Each block's place in reading order, by its header.
+    order: Dict[Location, int]
+
+
+def draft_services(blocks: Iterable[RawBlock], report: Reporter) -> Drafts:
     """
     The merged defaults and one draft per service not written ``disable = yes``.
 
     ``blocks`` come in reading order across all files; that order decides
-    which defaults values each service copies.
+    which defaults values each service copies.  Each block's syntax problems
+    and every error found in it are blamed on it (on every service for a
+    ``defaults`` block).
     """
     defaults = Draft(None, Location("<defaults>", 0))
     seen_defaults: Dict[str, int] = {}
     services: List[Draft] = []
+    switched_off: List[RawBlock] = []
+    order: Dict[Location, int] = {}
     for block in blocks:
-        if block.is_defaults:
-            _check_one_defaults(block, seen_defaults, report)
-            for raw in block.attributes:
-                apply_line(defaults, raw, report)
-        elif not _is_disabled(block):
-            draft = _start_service(block, defaults)
-            for raw in block.attributes:
-                apply_line(draft, raw, report)
-            _warn_unknown(draft, report)
-            services.append(draft)
-    return defaults, services
+        order.setdefault(block.location, len(order))
+        with report.blaming(EVERYTHING if block.is_defaults else Blame(block=block.location)):
+            for problem in block.problems:
+                report.add(problem)
+            if block.is_defaults:
+                _check_one_defaults(block, seen_defaults, report)
+                for raw in block.attributes:
+                    apply_line(defaults, raw, report)
+            elif _is_disabled(block):
+                switched_off.append(block)
+            else:
+                draft = _start_service(block, defaults)
+                for raw in block.attributes:
+                    apply_line(draft, raw, report)
+                _check_unknown(draft, report)
+                services.append(draft)
+    return Drafts(defaults, services, switched_off, order)
 
 
-def _warn_unknown(draft: Draft, report: Reporter) -> None:
-    """Warn about a service's unknown attributes, unless a user protocol may
+def _check_unknown(draft: Draft, report: Reporter) -> None:
+    """Report a service's unknown attributes, unless a user protocol may
     declare them (``superd.config.extensions.check_extensions`` decides then)."""
     if is_user_protocol(draft.values, draft.invalid):
         return
     for name in draft.extra:
-        report.warn(draft.lines[name], UNKNOWN_ATTRIBUTE,
-                    **dict(draft.where(), attribute=name))
+        message, meant = unknown_attribute(name)
+        where = dict(draft.where(), attribute=name)
+        if meant is None:
+            report.warn(draft.lines[name], message, **where)
+        else:
+            report.error(draft.lines[name], message, **where)
+            draft.invalid.add(meant)
 
 
 def _check_one_defaults(block: RawBlock, seen: Dict[str, int], report: Reporter) -> None:

@@ -9,25 +9,45 @@ dictionaries; ``LoadEnvironment.system()`` is the real machine.
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
 import socket
-from typing import Any, Callable, List, Tuple
+import stat
+from typing import Any, Callable, List, Optional, Tuple
 
 import attrs
 
 from superd.config.builtins import is_builtin
 from superd.config.model import SocketType
+from superd.core.files import MAX_CONFIG_FILE, kind_of, read_regular_file
 
 __all__ = ["LoadEnvironment"]
 
 
+def decode(data: bytes) -> str:
+    """A file's bytes as text: surrogateescape keeps bytes that are not UTF-8
+    exactly (``superd.config.text`` finds and shows them)."""
+    return data.decode("utf-8", "surrogateescape")
+
+
 def _read_file(path: str) -> str:
-    with open(path, "rb") as handle:
-        # surrogateescape: Latin-1 comments and odd bytes in paths survive
-        # exactly, as the OS would hand them back.
-        return handle.read().decode("utf-8", "surrogateescape")
+    return decode(read_regular_file(path, MAX_CONFIG_FILE))
+
+
+def _why_not_file(path: str) -> Optional[str]:
+    try:
+        mode = os.stat(path).st_mode
+    except ValueError:
+        return "the name is not a valid path"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if error.errno == errno.ENOENT and os.path.islink(path):
+            return "broken symbolic link"
+        return error.strerror or str(error)
+    return None if stat.S_ISREG(mode) else f"not a regular file ({kind_of(mode)})"
 
 
 def _resolve_host(name: str) -> Tuple[str, ...]:
@@ -40,7 +60,11 @@ def _is_executable(path: str) -> bool:
 
 
 def _getservbyname(name: str, protocol: str) -> int:
-    return socket.getservbyname(name, protocol)
+    try:
+        return socket.getservbyname(name, protocol)
+    except (UnicodeError, ValueError):
+        # A name no /etc/services line can hold (not UTF-8, a NUL byte).
+        raise OSError(f"{name!r} cannot be an /etc/services name") from None
 
 
 @attrs.frozen
@@ -52,13 +76,15 @@ class LoadEnvironment:
     ``getpwuid`` and ``getgrnam`` return objects with ``pw_name``/``pw_uid``/
     ``pw_gid`` (``gr_name``/``gr_gid``) and raise ``KeyError``;
     ``getservbyname`` and ``resolve_host`` raise ``OSError`` when the name is
-    unknown; ``read_file`` and ``list_dir`` raise ``OSError``.
+    unknown; ``read_file`` and ``list_dir`` raise ``OSError``.  ``read_file``
+    reads only regular files of at most 4 MiB, without blocking;
+    ``why_not_file`` says why ``includedir`` skips an entry (None: it reads it).
     """
 
     read_file: Callable[[str], str] = _read_file
     list_dir: Callable[[str], List[str]] = os.listdir
     is_dir: Callable[[str], bool] = os.path.isdir
-    is_file: Callable[[str], bool] = os.path.isfile
+    why_not_file: Callable[[str], Optional[str]] = _why_not_file
     getpwnam: Callable[[str], Any] = pwd.getpwnam
     getpwuid: Callable[[int], Any] = pwd.getpwuid
     getgrnam: Callable[[str], Any] = grp.getgrnam

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import AbstractSet, Any, Callable, Mapping, Optional, Tuple
 
-from superd.config.attributes import UNKNOWN_ATTRIBUTE
+from superd.config.attributes import unknown_attribute
 from superd.config.model import Extensions, SocketType
 
 __all__ = ["check_extensions", "is_user_protocol"]
@@ -45,7 +45,8 @@ def _user_settings(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, ...
         declared = dict(protocol.attributes)
         for name in extra:
             if name not in declared:
-                warn(name, UNKNOWN_ATTRIBUTE)
+                message, meant = unknown_attribute(name, declared)
+                (warn if meant is None else error)(name, message)
     return parse_settings(protocol, extra, error)
 
 
@@ -55,7 +56,8 @@ def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, .
     """
     The issue-6 settings of one service, checked; problems go to ``error``.
     For a user protocol, ``extra`` attributes its factory does not declare
-    go to ``warn`` as unknown (the loader warns about the others' itself).
+    go to ``warn`` as unknown, or to ``error`` when they look like a slip for
+    a known name (the loader checks the others' itself).
     """
     settings: Mapping[str, object] = {}
     if is_user_protocol(values):

@@ -17,7 +17,7 @@ from typing import Mapping, Optional, Tuple, Union
 
 import attrs
 
-from superd.config.errors import finding_text
+from superd.config.errors import ConfigNote, ConfigWarning, Location, Problem, error_count
 
 __all__ = [
     "CPS",
@@ -25,10 +25,14 @@ __all__ = [
     "UNLIMITED",
     "AddressKind",
     "AddressSpec",
+    "ConfigNote",
     "ConfigWarning",
     "Configuration",
     "Credentials",
+    "DisabledReason",
+    "DisabledService",
     "Extensions",
+    "FailedService",
     "FileLog",
     "Location",
     "LogTarget",
@@ -47,17 +51,6 @@ UNLIMITED: int = -1
 FOREVER: int = -1
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-
-@attrs.frozen
-class Location:
-    """Where something was written: a file name and a 1-based line number."""
-
-    file: str
-    line: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
 
 
 class SocketType(enum.Enum):
@@ -352,20 +345,39 @@ class ServiceConfig:
 
 
 @attrs.frozen
-class ConfigWarning:
-    """A non-fatal finding (unknown attribute, trailing-zero wildcard ...)."""
+class FailedService:
+    """
+    A service block that does not run because of ``problems``: its own, or
+    those of the defaults or of its file, which may have been meant to
+    restrict it.  ``id`` is the block's ``id`` when that line could be read,
+    else its name.
+    """
 
+    name: str
+    id: str
     location: Location
-    service: Optional[str]
-    attribute: Optional[str]
-    message: str
-    #: A block that is not a service (``defaults``), shown where the
-    #: service would be.
-    section: Optional[str] = None
+    problems: Tuple[Problem, ...]
 
-    def __str__(self) -> str:
-        return finding_text(str(self.location), self.service, self.section,
-                            self.attribute, self.message)
+
+class DisabledReason(enum.Enum):
+    """Why a service block is switched off on purpose."""
+
+    #: ``disable = yes`` in the block.
+    DISABLE = "disable = yes"
+    #: Listed in the defaults' ``disabled``.
+    DISABLED = "listed in defaults disabled"
+    #: Not listed in the defaults' ``enabled``.
+    NOT_ENABLED = "not listed in defaults enabled"
+
+
+@attrs.frozen
+class DisabledService:
+    """A service block written but switched off, and why."""
+
+    name: str
+    id: str
+    location: Location
+    reason: DisabledReason
 
 
 @attrs.frozen
@@ -382,6 +394,30 @@ class Configuration:
     #: ``ban_ends_sessions`` of the defaults section: whether a new ban also
     #: ends the banned source's open sessions (xinetd's behaviour: no).
     ban_ends_sessions: bool = True
+    #: Every error, in file and line order, at most ``MAX_FILE_ERRORS`` per
+    #: file (then one saying how many more): what ``ConfigError`` carries.
+    #: Empty unless loaded with ``isolate=True``.
+    problems: Tuple[Problem, ...] = ()
+    #: The service blocks that do not run because of errors (``isolate=True``).
+    failed: Tuple[FailedService, ...] = ()
+    #: Files (or directories) whose services could not all be known: unread,
+    #: not text, or not fully parsed.  Every service written there is failed,
+    #: also those whose names are unknown.
+    failed_files: Tuple[str, ...] = ()
+    #: The service blocks switched off on purpose.
+    disabled: Tuple[DisabledService, ...] = ()
+    #: Entries ``includedir`` skipped, and why.
+    notes: Tuple[ConfigNote, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong: every enabled service block runs."""
+        return not self.problems
+
+    @property
+    def error_count(self) -> int:
+        """How many errors were found, also those left out of ``problems``."""
+        return error_count(self.problems)
 
     @property
     def protected_ports(self) -> frozenset[int]:

@@ -10,13 +10,15 @@ service and attribute.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple, TypeVar
 
 from superd.config.model import FOREVER, UNLIMITED, FileLog, LogTarget, SyslogLog, TimeInterval
 
 __all__ = [
     "FACILITIES",
     "LEVELS",
+    "ValueErrors",
+    "each",
     "access_time",
     "deny_time",
     "env_pair",
@@ -36,12 +38,36 @@ FACILITIES = frozenset(
 )
 LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 
+T = TypeVar("T")
+
 # ASCII digits only: int() would also take "1_000" and non-ASCII digits.
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
 _SIZE = re.compile(r"^([0-9]+)([KkMm]?)$")
 _FLOAT = re.compile(r"^[+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)$")
 _CLOCK = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
 _ENV_NAME = re.compile(r"^[^=\x00]+$")
+
+
+class ValueErrors(ValueError):
+    """Several words of one list are wrong: ``messages`` says each."""
+
+    def __init__(self, messages: Iterable[str]) -> None:
+        self.messages: Tuple[str, ...] = tuple(messages)
+        super().__init__("; ".join(self.messages))
+
+
+def each(parse: Callable[[str], T], words: Iterable[str]) -> Tuple[T, ...]:
+    """``parse`` applied to every word; ``ValueErrors`` naming every bad one."""
+    found: List[T] = []
+    problems: List[str] = []
+    for word in words:
+        try:
+            found.append(parse(word))
+        except ValueError as error:
+            problems.append(str(error))
+    if problems:
+        raise ValueErrors(problems)
+    return tuple(found)
 
 
 def yes_no(word: str) -> bool:
@@ -149,11 +175,13 @@ def env_pair(word: str) -> Tuple[str, str]:
 def words_in(words: Iterable[str], allowed: Iterable[str], what: str) -> frozenset[str]:
     """Words all taken from ``allowed`` (case-sensitive)."""
     allowed = tuple(allowed)
-    chosen = tuple(words)
-    for word in chosen:
+
+    def known(word: str) -> str:
         if word not in allowed:
             raise ValueError(f"unknown {what} {word!r} (expected {', '.join(allowed)})")
-    return frozenset(chosen)
+        return word
+
+    return frozenset(each(known, words))
 
 
 def log_type(words: Tuple[str, ...]) -> LogTarget:
@@ -180,6 +208,8 @@ def _syslog(words: Tuple[str, ...]) -> SyslogLog:
 
 def _file_log(words: Tuple[str, ...]) -> FileLog:
     path = words[0]
+    if "\x00" in path:
+        raise ValueError("the log file path contains a NUL byte")
     if not path.startswith("/"):
         raise ValueError(f"log file {path!r} must be an absolute path")
     if len(words) == 1:

@@ -10,6 +10,8 @@ import pytest
 
 import superd
 from superd.cli.main import main
+from superd.config.environment import LoadEnvironment
+from tests.config.fakes import SERVICES, fake_environment
 
 ECHO = """\
 service echo
@@ -51,26 +53,29 @@ def test_check_errors_exit_78_with_file_and_line(tmp_path: Path) -> None:
     """Every problem is printed as FILE:LINE: service: attribute: problem; exit 78."""
     (tmp_path / "echo").write_text(ECHO.replace("wait        = no", "wait = sometimes"))
     status, out, err = run("check", "-c", str(tmp_path))
-    assert (status, out) == (78, "")
+    assert status == 78
     assert err == (f"{tmp_path / 'echo'}:5: service echo: wait: expected yes or no, "
-                   "got 'sometimes'\nsuperd: 1 configuration error; nothing started\n")
+                   "got 'sometimes'\n"
+                   "superd: 1 configuration error; 1 service(s) failed, 0 would run\n")
+    assert out.splitlines()[-2:] == ["failed (not started):",
+                                     f"  echo  echo  {tmp_path / 'echo'}:1  1 error"]
 
 
 def test_check_strict_refuses_unknown_attribute(tmp_path: Path) -> None:
     """An unknown attribute is a warning, and an error with --strict."""
     (tmp_path / "echo").write_text(ECHO.replace("\tport", "\tmdns        = yes\n\tport"))
-    status, out, _ = run("check", "-c", str(tmp_path))
-    assert status == 0 and "mdns" in out
+    status, _, err = run("check", "-c", str(tmp_path))
+    assert status == 0 and err.startswith("warning: ") and "mdns" in err
     status, _, err = run("check", "-c", str(tmp_path), "--strict")
-    assert status == 78 and "mdns" in err
+    assert status == 78 and err.startswith(str(tmp_path)) and "mdns" in err
 
 
 def test_check_warns_about_trailing_zero_wildcards(tmp_path: Path) -> None:
     """only_from = 10.0.0.0 is flagged (it means 10/8)."""
     (tmp_path / "echo").write_text(ECHO.replace("\tport", "\tonly_from   = 10.0.0.0\n\tport"))
-    status, out, _ = run("check", "-c", str(tmp_path))
+    status, _, err = run("check", "-c", str(tmp_path))
     assert status == 0
-    assert "10.0.0.0/8" in out
+    assert "10.0.0.0/8" in err
 
 
 def test_check_missing_path(tmp_path: Path) -> None:
@@ -110,13 +115,74 @@ def test_check_validates_hosts_files(tmp_path: Path) -> None:
     allow.write_text("in.telnetd 10.0.0.1\n")
     deny.write_text("sshd: ALL: twist /bin/echo\n")
     status, out, err = run("check", "-c", str(tmp_path / "echo"), *hosts)
-    assert (status, out) == (78, "")
+    assert status == 78 and "echo " in out
     assert err.splitlines() == [
-        f"warning: {deny}:1: option 'twist' is not run; the rule denies",
         f"{allow}:1: missing ':' between daemon list and client list",
-        "superd: 1 configuration error; nothing started",
+        f"warning: {deny}:1: option 'twist' is not run; the rule denies",
+        "superd: 1 configuration error; 0 service(s) failed, 1 would run",
     ]
     allow.write_text("")
     status, _, err = run("check", "-c", str(tmp_path / "echo"), *hosts, "--strict")
     assert status == 78
     assert err.splitlines()[0] == f"{deny}:1: option 'twist' is not run; the rule denies"
+
+
+# -- issue 14: a stale Debian-like tree, verbatim ------------------------------------
+
+STALE = Path(__file__).parent / "fixtures" / "stale"
+
+
+@pytest.fixture
+def stale_tree(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """The stale tree as /etc/xinetd.conf and /etc/xinetd.d on an in-memory machine;
+    returns the hosts-file options (absent files)."""
+    files = {f"/etc/{p.relative_to(STALE)}": p.read_text()
+             for p in sorted(STALE.rglob("*")) if p.is_file() and p.suffix not in (".out", ".err")}
+    services = {**SERVICES, ("rsync", "tcp"): 873, ("tftp", "udp"): 69,
+                ("cvspserver", "tcp"): 2401, ("amanda", "udp"): 10080,
+                ("amandaidx", "tcp"): 10082, ("amidxtape", "tcp"): 10083}
+    env = fake_environment(files, services=services,
+                           executables=("/usr/bin/rsync", "/usr/sbin/in.tftpd", "/usr/bin/cvs"))
+    monkeypatch.setattr(LoadEnvironment, "system", classmethod(lambda cls: env))
+    return ["--hosts-allow", str(tmp_path / "allow"), "--hosts-deny", str(tmp_path / "deny")]
+
+
+def test_check_on_a_stale_tree_verbatim(stale_tree: list[str]) -> None:
+    """What would run, what failed and what is disabled on stdout; every error, then
+    every warning and note, then a count on stderr; exit 78 (check.out, check.err)."""
+    status, out, err = run("check", "-c", "/etc/xinetd.conf", *stale_tree)
+    assert status == 78
+    assert out == (STALE / "check.out").read_text()
+    assert err == (STALE / "check.err").read_text()
+
+
+def test_check_json_on_a_stale_tree_is_one_document_with_every_error(
+        stale_tree: list[str]) -> None:
+    """--json prints one document on stdout, errors included, nothing on stderr; errors,
+    warnings and notes have the same fields."""
+    status, out, err = run("check", "-c", "/etc/xinetd.conf", "--json", *stale_tree)
+    document = json.loads(out)
+    assert (status, err, document["ok"]) == (78, "", False)
+    assert [s["id"] for s in document["services"]] == ["daytime-stream", "tftp"]
+    assert [f["id"] for f in document["failed"]] == [
+        "amanda", "amandaidx", "amidxtape", "cvspserver", "rsync", "tangd"]
+    assert document["error_count"] == len(document["errors"]) == 7
+    fields = {"file", "line", "service", "section", "attribute", "message", "text"}
+    for finding in (*document["errors"], *document["warnings"], *document["notes"]):
+        assert set(finding) == fields
+    assert document["errors"][4] == {
+        "file": "/etc/xinetd.d/rsync", "line": 11, "service": "rsync", "section": None,
+        "attribute": "only_form", "message": "unknown attribute; did you mean 'only_from'?",
+        "text": "/etc/xinetd.d/rsync:11: service rsync: only_form: unknown attribute; "
+                "did you mean 'only_from'?"}
+    assert [d["id"] for d in document["disabled"]] == [
+        "daytime-dgram", "echo-stream", "echo-dgram"]
+
+
+def test_migrate_json_on_a_stale_tree_is_one_document(stale_tree: list[str]) -> None:
+    """migrate --json too: the differences of what would run, and every error."""
+    status, out, err = run("migrate", "-c", "/etc/xinetd.conf", "--json")
+    document = json.loads(out)
+    assert (status, err, document["ok"], document["error_count"]) == (78, "", False, 7)
+    assert [s["id"] for s in document["services"]] == ["daytime-stream", "tftp"]
+    assert len(document["failed"]) == 6 and len(document["warnings"]) == 1

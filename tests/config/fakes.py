@@ -8,9 +8,9 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 
-from superd.config.environment import LoadEnvironment
+from superd.config.environment import LoadEnvironment, decode
 from superd.config.errors import ConfigError
 from superd.config.load import load_configuration
 from superd.config.model import Configuration
@@ -37,16 +37,25 @@ SERVICES: Dict[Tuple[str, str], int] = {
     ("http", "tcp"): 80,
 }
 
-_USERS = {"root": (0, 0), "nobody": (65534, 65534), "alice": (1000, 1000)}
-_GROUPS = {"root": 0, "nogroup": 65534, "alice": 1000, "staff": 50}
+_USERS = {"root": (0, 0), "nobody": (65534, 65534), "alice": (1000, 1000),
+          "backup": (34, 34)}
+_GROUPS = {"root": 0, "nogroup": 65534, "alice": 1000, "staff": 50, "backup": 34}
 
 
 def _passwd(name: str, uid: int, gid: int) -> pwd.struct_passwd:
     return pwd.struct_passwd((name, "x", uid, gid, "", "/", "/bin/sh"))
 
 
+def _like_the_os(name: str) -> None:
+    """Refuse what the real calls refuse (open(), socket.getservbyname()): a NUL
+    byte, text that cannot be encoded."""
+    if "\x00" in name:
+        raise ValueError("embedded null byte")
+    name.encode("utf-8")
+
+
 def fake_environment(
-    files: Optional[Mapping[str, str]] = None,
+    files: Optional[Mapping[str, Union[str, bytes]]] = None,
     *,
     services: Optional[Mapping[Tuple[str, str], int]] = None,
     hosts: Optional[Mapping[str, Tuple[str, ...]]] = None,
@@ -54,17 +63,20 @@ def fake_environment(
     euid: int = 0,
     egid: int = 0,
 ) -> LoadEnvironment:
-    """A LoadEnvironment whose whole world is the given dictionaries."""
+    """A LoadEnvironment whose whole world is the given dictionaries (a file
+    given as bytes is decoded as the real machine's files are)."""
     files = dict(files or {})
     table = dict(SERVICES if services is None else services)
     names = dict(hosts or {"localhost": ("127.0.0.1", "::1")})
     programs = frozenset(executables)
 
     def read_file(path: str) -> str:
+        _like_the_os(path)
         try:
-            return files[os.path.normpath(path)]
+            content = files[os.path.normpath(path)]
         except KeyError:
             raise FileNotFoundError(2, "No such file or directory", path) from None
+        return decode(content) if isinstance(content, bytes) else content
 
     def is_dir(path: str) -> bool:
         prefix = os.path.normpath(path) + "/"
@@ -90,6 +102,7 @@ def fake_environment(
         return grp.struct_group((name, "x", _GROUPS[name], []))
 
     def getservbyname(name: str, protocol: str) -> int:
+        _like_the_os(name)
         try:
             return table[(name, protocol)]
         except KeyError:
@@ -105,7 +118,8 @@ def fake_environment(
         read_file=read_file,
         list_dir=list_dir,
         is_dir=is_dir,
-        is_file=lambda path: os.path.normpath(path) in files,
+        why_not_file=lambda path: None if os.path.normpath(path) in files else (
+            "not a regular file (a directory)" if is_dir(path) else "broken symbolic link"),
         getpwnam=getpwnam,
         getpwuid=getpwuid,
         getgrnam=getgrnam,
@@ -121,16 +135,17 @@ def fake_environment(
 CONF = "/etc/superd/test.conf"
 
 
-def load_text(text: str, *, strict: bool = False, **environment: object) -> Configuration:
+def load_text(text: str, *, strict: bool = False, isolate: bool = False,
+              **environment: object) -> Configuration:
     """Load ``text`` as the only configuration file (at ``CONF``)."""
     env = fake_environment({CONF: text}, **environment)  # type: ignore[arg-type]
-    return load_configuration(CONF, environment=env, strict=strict)
+    return load_configuration(CONF, environment=env, strict=strict, isolate=isolate)
 
 
 def errors_of(text: str, *, strict: bool = False, **environment: object) -> list[str]:
     """The error lines loading ``text`` produces (fails if it loads)."""
     try:
-        load_text(text, strict=strict, **environment)
+        load_text(text, strict=strict, **environment)  # type: ignore[arg-type]
     except ConfigError as error:
         return [str(problem) for problem in error.problems]
     raise AssertionError("configuration loaded without errors")

@@ -31,8 +31,8 @@ service ssh
 """
 
 
-def test_table_lists_services_and_warnings() -> None:
-    """The table has one aligned row per service, then every warning."""
+def test_table_lists_services() -> None:
+    """The table has one aligned row per service, then a count (warnings go elsewhere)."""
     assert render_table(load_text(TEXT)) == (
         "id    name  proto  socket  listen               kind      wait  limits\n"
         "echo  echo  tcp    stream  127.0.0.1:0 [::1]:0  builtin   no    "
@@ -40,9 +40,24 @@ def test_table_lists_services_and_warnings() -> None:
         "ssh   ssh   tcp    stream  *:22                 external  no    "
         "inst=- per_src=- cps=30/10\n"
         "2 service(s) from 1 file(s)\n"
-        "warning: /etc/superd/test.conf:17: service ssh: only_from: 10.0.0.0 is read as "
-        "10.0.0.0/8 (xinetd's trailing-zero wildcard); write 10.0.0.0/8 to say so\n"
-        "warning: /etc/superd/test.conf:19: service ssh: mdns: unknown attribute, ignored\n"
+    )
+
+
+def test_table_lists_failed_and_disabled_services() -> None:
+    """What would not run is listed after the count: failed (with how many errors)
+    and disabled (with why)."""
+    text = TEXT.replace("    mdns = yes\n", "    bnid = 127.0.0.1\n") + (
+        "service daytime\n{\n    disable = yes\n    id = daytime-stream\n}\n"
+        "defaults\n{\n    disabled = echo\n}\n"
+    )
+    assert render_table(load_text(text, isolate=True)) == (
+        "id  name  proto  socket  listen  kind  wait  limits\n"
+        "0 service(s) from 1 file(s); 1 failed; 2 disabled\n"
+        "failed (not started):\n"
+        "  ssh  ssh  /etc/superd/test.conf:10  1 error\n"
+        "disabled:\n"
+        "  echo            echo     /etc/superd/test.conf:1   listed in defaults disabled\n"
+        "  daytime-stream  daytime  /etc/superd/test.conf:21  disable = yes\n"
     )
 
 
@@ -56,6 +71,7 @@ def test_json_has_services_and_warnings() -> None:
     assert (ssh["user"], ssh["cps"], ssh["instances"]) == ("root", [30, 10], None)
     assert [w["attribute"] for w in document["warnings"]] == ["only_from", "mdns"]
     assert document["sources"] == ["/etc/superd/test.conf"]
+    assert (document["ok"], document["errors"], document["failed"]) == (True, [], [])
 
 
 def test_ban_store_is_shown_without_its_password() -> None:

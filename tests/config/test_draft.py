@@ -5,6 +5,9 @@ inheritance mechanisms (copied at parse time vs filled after everything).
 
 from __future__ import annotations
 
+import pytest
+
+from superd.config.errors import ConfigError
 from superd.config.load import load_configuration
 from superd.config.model import UNLIMITED, ServiceConfig
 from tests.config.fakes import errors_of, fake_environment, load_text
@@ -155,23 +158,37 @@ def test_two_defaults_in_one_file_is_an_error() -> None:
 
 def test_unknown_attributes_warn_and_are_kept_in_extra() -> None:
     """Unknown names warn with file and line, are kept, and fail under --strict."""
-    text = _echo(" mdns = yes\n")
+    text = _echo(" frobnicate = yes\n")
     config = load_text(text)
-    assert config.services[0].extra == {"mdns": ("yes",)}
-    assert config.services[0].lines["mdns"].line == 6  # problems point at the line
+    assert config.services[0].extra == {"frobnicate": ("yes",)}
+    assert config.services[0].lines["frobnicate"].line == 6  # problems point at the line
     assert [str(w) for w in config.warnings] == [
-        "/etc/superd/test.conf:6: service echo: mdns: unknown attribute, ignored"
+        "/etc/superd/test.conf:6: service echo: frobnicate: unknown attribute, ignored"
     ]
     assert errors_of(text, strict=True) == [
-        "/etc/superd/test.conf:6: service echo: mdns: unknown attribute, ignored"
+        "/etc/superd/test.conf:6: service echo: frobnicate: unknown attribute"
+        " (refused with --strict)"
+    ]
+
+
+def test_attributes_of_other_xinetd_builds_warn_as_such() -> None:
+    """mdns (other xinetd builds) is a warning that says so, an error under --strict."""
+    text = _echo(" mdns = yes\n")
+    assert [str(w) for w in load_text(text).warnings] == [
+        "/etc/superd/test.conf:6: service echo: mdns: an attribute of other xinetd builds"
+        " that superd does not support; ignored"
+    ]
+    assert errors_of(text, strict=True) == [
+        "/etc/superd/test.conf:6: service echo: mdns: an attribute of other xinetd builds"
+        " that superd does not support (refused with --strict)"
     ]
 
 
 def test_unknown_attribute_in_defaults_warns_at_its_line() -> None:
     """An unknown name in defaults warns at once (no protocol can declare it there)."""
-    config = load_text("defaults\n{\n mdns = yes\n}\n" + _echo())
+    config = load_text("defaults\n{\n frobnicate = yes\n}\n" + _echo())
     assert [str(w) for w in config.warnings] == [
-        "/etc/superd/test.conf:3: defaults: mdns: unknown attribute, ignored"
+        "/etc/superd/test.conf:3: defaults: frobnicate: unknown attribute, ignored"
     ]
 
 
@@ -183,3 +200,67 @@ def test_banners_and_passenv_are_copied_and_may_be_overridden() -> None:
     assert (service.banner, service.banner_fail) == ("/etc/motd", "/etc/no")
     assert service.passenv == ("PATH", "LANG")
     assert service.line_of("banner_fail").line == 4
+
+
+# -- issue 14: typos are errors; every bad entry and trailing comments explained ----
+
+
+def test_a_slip_for_a_known_attribute_is_an_error_with_a_suggestion() -> None:
+    """bnid, only_form and wiat are errors naming the attribute meant; the missing
+    wait is not reported a second time."""
+    text = _echo(" bnid = 127.0.0.1\n only_form = 127.0.0.1\n").replace(" wait = no\n",
+                                                                         " wiat = no\n")
+    assert errors_of(text) == [
+        "/etc/superd/test.conf:5: service echo: wiat: unknown attribute; did you mean 'wait'?",
+        "/etc/superd/test.conf:6: service echo: bnid: unknown attribute; did you mean 'bind'?",
+        "/etc/superd/test.conf:7: service echo: only_form: unknown attribute; "
+        "did you mean 'only_from'?",
+    ]
+
+
+def test_a_slip_in_defaults_is_an_error_too() -> None:
+    """In defaults the slip is an error at once (and stops every service)."""
+    assert errors_of("defaults\n{\n no_acess = 10.0.0.1\n}\n" + _echo()) == [
+        "/etc/superd/test.conf:3: defaults: no_acess: unknown attribute; "
+        "did you mean 'no_access'?"]
+
+
+def test_every_warning_is_kept_when_there_are_errors() -> None:
+    """ConfigError carries the warnings beside the errors (they were hidden)."""
+    with pytest.raises(ConfigError) as caught:
+        load_text(_echo(" frobnicate = 1\n wiat = no\n"))
+    assert [str(w) for w in caught.value.warnings] == [
+        "/etc/superd/test.conf:6: service echo: frobnicate: unknown attribute, ignored"]
+
+
+def test_every_bad_entry_of_a_list_is_reported() -> None:
+    """only_from = 192.168.1.0/33 fe80::zz 10.0.0.0/8 1.2.3 gives three errors."""
+    assert errors_of(_echo(" only_from = 192.168.1.0/33 fe80::zz 10.0.0.0/8 1.2.3\n")) == [
+        "/etc/superd/test.conf:6: service echo: only_from: '192.168.1.0/33' is not a valid "
+        "network (ADDRESS/PREFIX)",
+        "/etc/superd/test.conf:6: service echo: only_from: 'fe80::zz' is not a valid IPv6 "
+        "address",
+        "/etc/superd/test.conf:6: service echo: only_from: '1.2.3': write all four numbers, "
+        "or a prefix such as 1.2.3.0/24",
+    ]
+    assert errors_of(_echo(" log_on_failure = HOST BOGUS ATTEMPT WRONG\n")) == [
+        "/etc/superd/test.conf:6: service echo: log_on_failure: unknown flag 'BOGUS' "
+        "(expected HOST, USERID, ATTEMPT)",
+        "/etc/superd/test.conf:6: service echo: log_on_failure: unknown flag 'WRONG' "
+        "(expected HOST, USERID, ATTEMPT)",
+    ]
+
+
+def test_a_comment_after_values_is_explained() -> None:
+    """``type = INTERNAL # builtin`` says comments must be on their own line (it said
+    "unknown type '#'"); in server_args the words are passed on, with a warning."""
+    assert errors_of(ECHO.format(body="").replace("INTERNAL", "INTERNAL # builtin")) == [
+        "/etc/superd/test.conf:3: service echo: type: comments must be on their own line "
+        "('# builtin' follows the values)"]
+    text = ("service cat\n{\n type = UNLISTED\n port = 4000\n socket_type = stream\n"
+            " wait = no\n user = root\n server = /bin/cat\n server_args = -u #1\n}\n")
+    config = load_text(text)
+    assert config.services[0].server_args == ("-u", "#1")
+    assert [str(w) for w in config.warnings] == [
+        "/etc/superd/test.conf:9: service cat: server_args: comments must be on their own "
+        "line ('#1' follows the values); they are passed to the server"]

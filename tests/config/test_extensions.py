@@ -141,16 +141,27 @@ def warnings_of(config: Any, tmp_path: Path) -> list[str]:
 def test_user_protocol_attributes_are_not_unknown(tmp_path: Path, counted_module: None) -> None:
     """A factory's declared attribute is no 'unknown attribute'; an undeclared one is,
     on its own line (and an error under --strict)."""
-    body = "\thello_count = 3\n\tmdns = yes\n\tfactory = extensions_sample:make\n"
+    body = "\thello_count = 3\n\tfrobnicate = yes\n\tfactory = extensions_sample:make\n"
     config = load(tmp_path, body, name="mine")
     assert warnings_of(config, tmp_path) == [
-        "svc:8: service mine: mdns: unknown attribute, ignored"]
+        "svc:8: service mine: frobnicate: unknown attribute, ignored"]
     (service,) = config.services  # type: ignore[attr-defined]
     assert service.extensions.settings == {"hello_count": 3}
     with pytest.raises(ConfigError) as caught:
         load_configuration(str(tmp_path / "svc"), strict=True)
     assert [str(p).replace(str(tmp_path) + "/", "") for p in caught.value.problems] == [
-        "svc:8: service mine: mdns: unknown attribute, ignored"]
+        "svc:8: service mine: frobnicate: unknown attribute (refused with --strict)"]
+
+
+def test_a_slip_for_a_declared_attribute_is_an_error(tmp_path: Path,
+                                                    counted_module: None) -> None:
+    """A user protocol's attribute misspelt (or superd's) is an error with the name meant."""
+    body = ("\thello_count = 3\n\thelo_count = 4\n\tonly_form = 10.0.0.1\n"
+            "\tfactory = extensions_sample:make\n")
+    assert problems(tmp_path, body, name="mine") == [
+        "svc:8: service mine: helo_count: unknown attribute; did you mean 'hello_count'?",
+        "svc:9: service mine: only_form: unknown attribute; did you mean 'only_from'?",
+    ]
 
 
 def test_user_protocol_attribute_problems_point_at_their_line(tmp_path: Path,

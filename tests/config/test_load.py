@@ -6,7 +6,9 @@ the seed article's configuration and Debian's stock xinetd files.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pytest
 
@@ -18,7 +20,10 @@ from superd.config.load import (
     load_configuration,
 )
 from superd.config.model import ServiceKind, SocketType
+from superd.core.files import MAX_CONFIG_FILE
 from tests.config.fakes import SERVICES, fake_environment
+
+T = TypeVar("T")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ECHO = "service echo\n{\n type = INTERNAL\n socket_type = stream\n wait = no\n}\n"
@@ -220,3 +225,122 @@ def test_include_paths_have_no_dot_components() -> None:
     }
     config = load_configuration("conf/./xinetd.conf", environment=fake_environment(files))
     assert config.sources == ("conf/xinetd.conf", "conf/echo", "conf/../extra/one")
+
+
+# -- issue 13 item 9: input that crashed or never ended ----------------------------
+
+
+def _finishes(load: Callable[[], T], seconds: float = 20.0) -> T:
+    """``load()``'s result, failing (not hanging) if it has not returned in time."""
+    result: list[T] = []
+    worker = threading.Thread(target=lambda: result.append(load()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert result, f"loading did not finish within {seconds} s"
+    return result[0]
+
+
+def _system_errors(path: Path) -> list[str]:
+    def load() -> list[str]:
+        with pytest.raises(ConfigError) as caught:
+            load_configuration(str(path), environment=LoadEnvironment.system())
+        return [str(p) for p in caught.value.problems]
+
+    return _finishes(load)
+
+
+UNLISTED_ECHO = ("service echo\n{\n type = INTERNAL UNLISTED\n port = 0\n socket_type = stream\n"
+                 " wait = no\n")
+
+
+def test_include_of_a_fifo_or_a_device_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """``include`` of a FIFO (no writer) or of /dev/zero is refused at once, at its line."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "conf").write_text(f"include {tmp_path}/fifo\ninclude /dev/zero\n")
+    assert _system_errors(tmp_path / "conf") == [
+        f"{tmp_path}/conf:1: cannot read {tmp_path}/fifo: not a regular file (a FIFO)",
+        f"{tmp_path}/conf:2: cannot read /dev/zero: not a regular file (a character device)",
+    ]
+
+
+def test_tls_files_that_are_fifos_or_devices_are_errors_of_their_line(tmp_path: Path) -> None:
+    """tls_cert on a FIFO and tls_key on /dev/zero: FILE:LINE: service: attribute: why."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "conf").write_text(UNLISTED_ECHO + f" tls_cert = {tmp_path}/fifo\n"
+                                   " tls_key = /dev/zero\n tls_client_ca = /dev/zero\n}\n")
+    conf = tmp_path / "conf"
+    assert _system_errors(conf) == [
+        f"{conf}:7: service echo: tls_cert: cannot read {tmp_path}/fifo: "
+        "not a regular file (a FIFO)",
+        f"{conf}:8: service echo: tls_key: cannot read /dev/zero: "
+        "not a regular file (a character device)",
+        f"{conf}:9: service echo: tls_client_ca: cannot read /dev/zero: "
+        "not a regular file (a character device)",
+    ]
+
+
+def test_a_file_over_four_mebibytes_is_refused(tmp_path: Path) -> None:
+    """Configuration files are bounded: over 4 MiB is one clear error, nothing is parsed."""
+    (tmp_path / "big").write_bytes(b"# padding\n" * (MAX_CONFIG_FILE // 10 + 1))
+    (tmp_path / "conf").write_text("include big\n")
+    assert _system_errors(tmp_path / "conf") == [
+        f"{tmp_path}/conf:1: cannot read {tmp_path}/big: larger than 4 MiB"]
+
+
+@pytest.mark.parametrize("attribute", ["include", "includedir"])
+def test_a_nul_byte_in_an_include_path_is_not_a_traceback(tmp_path: Path,
+                                                          attribute: str) -> None:
+    """A NUL byte makes the file 'not a text file': one error, naming the line."""
+    (tmp_path / "conf").write_bytes(b"# a config\n" + attribute.encode() + b" /etc/a\x00b\n")
+    assert _system_errors(tmp_path / "conf") == [
+        f"{tmp_path}/conf:2: not a text file (it holds NUL bytes)"]
+
+
+@pytest.mark.parametrize("attribute", ["tls_cert", "tls_key", "tls_client_ca"])
+def test_a_nul_byte_in_a_tls_path_is_not_a_traceback(tmp_path: Path, attribute: str) -> None:
+    """The same for the PEM file attributes (open() raised ValueError)."""
+    text = UNLISTED_ECHO + f" {attribute} = /etc/a\x00b\n}}\n"
+    (tmp_path / "conf").write_text(text)
+    assert _system_errors(tmp_path / "conf") == [
+        f"{tmp_path}/conf:7: not a text file (it holds NUL bytes)"]
+
+
+def test_a_service_name_that_is_not_utf8_is_an_error_of_its_block(tmp_path: Path) -> None:
+    """The /etc/services lookup of a non-UTF-8 name crashed; now the block fails, and
+    its name is shown escaped."""
+    (tmp_path / "conf").write_bytes(
+        b"service \xff\xfeecho\n{\n socket_type = stream\n wait = no\n type = INTERNAL\n}\n")
+    assert _system_errors(tmp_path / "conf") == [
+        f"{tmp_path}/conf:1: service \\xff\\xfeecho: this line is not valid UTF-8"]
+
+
+def test_services_lookup_of_an_impossible_name_is_an_oserror() -> None:
+    """The system environment's getservbyname never raises anything but OSError."""
+    env = LoadEnvironment.system()
+    for name in ("\udcff\udcfeecho", "ec\x00ho"):
+        with pytest.raises(OSError):
+            env.getservbyname(name, "tcp")
+
+
+def test_includedir_lists_what_it_skips(tmp_path: Path) -> None:
+    """Names with '.' or '~', broken links, link loops and non-files are notes (in
+    reading order), never errors and never silent."""
+    (tmp_path / "echo").write_text(UNLISTED_ECHO + "}\n")
+    (tmp_path / "daytime.conf").write_text("junk\n")
+    (tmp_path / "backup~").write_text("junk\n")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "sub").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    config = _finishes(lambda: load_configuration(str(tmp_path),
+                                                  environment=LoadEnvironment.system()))
+    assert [s.name for s in config.services] == ["echo"]
+    assert [str(n) for n in config.notes] == [
+        f"{tmp_path}/backup~: skipped: includedir reads no name that contains '.' or ends in '~'",
+        f"{tmp_path}/daytime.conf: skipped: includedir reads no name that contains '.' or "
+        "ends in '~'",
+        f"{tmp_path}/gone: skipped: broken symbolic link",
+        f"{tmp_path}/loop: skipped: symbolic link loop",
+        f"{tmp_path}/pipe: skipped: not a regular file (a FIFO)",
+        f"{tmp_path}/sub: skipped: not a regular file (a directory)",
+    ]

@@ -106,7 +106,7 @@ def test_malformed_lines_are_all_reported() -> None:
         "f:3: include: expected exactly one path",
         "f:6: defaults: expected 'ATTRIBUTE = VALUE' or '}', got 'what is this'",
         "f:9: expected 'service NAME' (one name, no spaces)",
-        "f:12: expected 'service NAME' (one name, no spaces)",
+        "f:12: service a: expected 'service NAME' (one name, no spaces)",
         "f:17: service c: include is only allowed outside service and defaults blocks",
     ]
 
@@ -131,6 +131,53 @@ def test_brace_glued_to_the_name() -> None:
     """``service echo{`` opens the block of service ``echo``."""
     assert _only_block("service echo{\nwait = no\n}\n").name == "echo"
     assert _only_block("defaults{\n}\n").is_defaults
+
+
+def test_lines_with_bytes_that_are_not_text_are_never_used() -> None:
+    """A NUL, another control character or a byte that is not UTF-8 (a surrogate
+    after decoding) makes its line a problem of its block, never a value; a header
+    with such a name still opens its block, named with the bytes escaped."""
+    parsed = parse_text("f", "service a\n{\ntls_cert = /x\x00y\nserver_args = \x1b[2J\n"
+                             "user = caf\udce9\n}\nservice b\udcff\n{\n}\n")
+    assert [str(p) for p in parsed.problems] == [
+        "f:3: service a: this line holds a control character (\\x00)",
+        "f:4: service a: this line holds a control character (\\x1b)",
+        "f:5: service a: this line is not valid UTF-8",
+        "f:7: service b\\xff: this line is not valid UTF-8",
+    ]
+    first, second = parsed.items
+    assert isinstance(first, RawBlock) and isinstance(second, RawBlock)
+    assert (first.attributes, first.complete) == ((), False)
+    assert (second.name, second.complete) == ("b\\xff", False)
+
+
+def test_a_header_that_is_not_text_inside_an_open_block_still_opens_its_block() -> None:
+    """A block left open, then ``service s<control>sh``: the open block is unclosed,
+    and the next one is known (and failed) by its escaped name."""
+    parsed = parse_text("f", "service a\n{\nwait = no\nservice s\x01sh\n{\nwait = no\n}\n")
+    assert [str(p) for p in parsed.problems] == [
+        "f:1: service a: block opened here has no closing '}'",
+        "f:4: service s\\x01sh: this line holds a control character (\\x01)",
+    ]
+    assert [b.name for b in parsed.items if isinstance(b, RawBlock)] == ["a", "s\\x01sh"]
+
+
+def test_misspelt_headers_open_their_block_with_a_suggestion() -> None:
+    """``servce echo`` and ``defualts`` are read as the block they meant (which
+    cannot run: the problem is the block's); other junk is the file's, and a '{'
+    after it opens an unnamed block that is skipped without further noise."""
+    parsed = parse_text("f", "servce echo\n{\nwait = no\n}\ndefualts\n{\n}\n"
+                             "frobnicate\n{\nonly_from = 10.0.0.1\n}\n")
+    assert [str(p) for p in parsed.problems] == [
+        "f:1: service echo: unknown keyword 'servce'; did you mean 'service'?",
+        "f:5: defaults: unknown keyword 'defualts'; did you mean 'defaults'?",
+        "f:8: expected 'service NAME', 'defaults', 'include FILE' or 'includedir DIR', "
+        "got 'frobnicate'",
+    ]
+    assert [str(p) for p in parsed.top_level] == [str(parsed.problems[2])]
+    echo, defaults = parsed.items
+    assert isinstance(echo, RawBlock) and isinstance(defaults, RawBlock)
+    assert (echo.name, echo.complete, defaults.is_defaults) == ("echo", False, True)
 
 
 @given(st.text(max_size=300))

@@ -113,6 +113,11 @@ class ProcessTable:
         return tuple(c for c in self._children.values()
                      if service_id is None or c.service_id == service_id)
 
+    def stop(self, children: Iterable[Child], grace: float) -> "Deferred[None]":
+        """Stop ``children`` (and their process groups): SIGTERM, SIGKILL after
+        ``grace`` seconds; fires once they are reaped."""
+        return self._stop(children, grace)
+
     def stop_all(self, grace: float) -> "Deferred[None]":
         """Stop every child: SIGTERM, SIGKILL after ``grace`` seconds."""
         return self._stop(self.children(), grace)

@@ -53,6 +53,9 @@ class RuntimeOptions:
     ident_port: int = 113
     #: Listen backlog for stream services.
     backlog: int = 1024
+    #: ``--cgroup``: where children's cgroups go (``auto``, ``none`` or a
+    #: cgroup v2 directory; see ``superd.proc.cgroups``).
+    cgroup: str = "auto"
 
 
 @attrs.frozen(eq=False)

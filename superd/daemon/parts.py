@@ -37,5 +37,5 @@ class Parts:
 def open_parts(runtime: Runtime) -> Parts:
     """The real daemon's parts: ``posix_spawn``, the ban database in the state
     directory, the hosts files and name lookups of the command line."""
-    processes = open_process_table(runtime.reactor)
+    processes = open_process_table(runtime.reactor, cgroup=runtime.options.cgroup)
     return Parts(runtime, processes, open_access(runtime, processes, Counters()))

@@ -30,6 +30,7 @@ from superd.daemon.operations import Operations, thread_loader
 from superd.daemon.parts import Parts, open_parts
 from superd.daemon.service import SuperdService, build_service
 from superd.net.sockets import BindError
+from superd.proc.cgroups import CgroupError
 
 __all__ = [
     "CannotListen",
@@ -58,6 +59,12 @@ def _port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise ValueError(f"must be a port number 1-65535, not {value}")
     return value
+
+
+def _cgroup(text: str) -> str:
+    if text not in ("auto", "none") and not text.startswith("/"):
+        raise ValueError(f"expected auto, none or an absolute path, not {text!r}")
+    return text
 
 
 def _redis_url(text: str) -> str:
@@ -95,6 +102,11 @@ class Options(usage.Options):
         ["hosts-deny", None, "/etc/hosts.deny", "hosts_access(5) deny table."],
         ["ident-port", None, 113, "Port queried for RFC 1413 USERID.", _port],
         ["backlog", None, 1024, "Listen backlog of stream services.", _positive_int],
+        ["cgroup", None, "auto",
+         "Where each service's cgroup v2 goes (it holds every process its servers "
+         "start): a directory of the cgroup2 file system, 'auto' (superd's own "
+         "cgroup if delegated to it, e.g. systemd's Delegate=yes) or 'none' "
+         "(process groups only).", _cgroup],
         ["metrics", None, None,
          "Serve Prometheus /metrics on this Twisted endpoint, e.g. "
          "tcp:9101:interface=127.0.0.1 (default: no metrics)."],
@@ -151,7 +163,7 @@ class Options(usage.Options):
         return RuntimeOptions(
             state_dir=self["state-dir"], limit=self["limit"], grace=self["grace"],
             hosts_allow=self["hosts-allow"], hosts_deny=self["hosts-deny"],
-            ident_port=self["ident-port"], backlog=self["backlog"],
+            ident_port=self["ident-port"], backlog=self["backlog"], cgroup=self["cgroup"],
         )
 
 
@@ -196,7 +208,12 @@ def assemble(configuration: Configuration, runtime: Runtime, stderr: IO[str], *,
               f"{e.strerror or e}", file=stderr)
         raise SystemExit(EX_CANTCREAT) from None
     try:
-        return build_service(configuration, open_parts(runtime),
+        parts = open_parts(runtime)
+    except CgroupError as e:
+        print(f"superd: {e}", file=stderr)
+        raise SystemExit(EX_CONFIG) from None
+    try:
+        return build_service(configuration, parts,
                              on_bind_error=on_bind_error, settle_heap=heap.settle)
     except ConfigError as e:
         report_config_error(e, stderr)

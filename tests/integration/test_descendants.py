@@ -6,8 +6,9 @@ stopped when the daemon stops, or when a reload drops its service.
 Two trackers: process groups (``--cgroup none``: a ``sleep`` that stays in
 the shell's group) and a cgroup v2 subtree (``--cgroup PATH``: also one that
 left with ``setsid``; a server that forks in its first milliseconds leaves
-its orphan outside the cgroup, in its process group, tracked as well).  Every test finds its ``sleep`` by a unique argument
-in ``/proc/*/cmdline`` and kills whatever is left of it by PID at the end.
+its orphan outside the cgroup, in its process group, tracked as well).
+Every test finds its ``sleep`` by a unique argument in ``/proc/*/cmdline``
+and kills whatever is left of it by PID at the end.
 """
 
 from __future__ import annotations

@@ -102,6 +102,11 @@ class Tracker(Protocol):
     def limits_problem(self, limits: Limits) -> Optional[str]:
         """Why a service's ``limits`` cannot be enforced, or None."""
 
+    def procs(self, service_id: str, limits: Limits) -> Optional[str]:
+        """The ``cgroup.procs`` a child of ``service_id`` can move itself into
+        (the cgroup made with ``limits``), or None without cgroups; raises
+        ``OSError``."""
+
     def adopt(self, service_id: str, pid: int, limits: Optional[Limits]) -> None:
         """``pid`` was just spawned for ``service_id``; ``limits`` are given
         when it moved itself into its cgroup (``join_prefix``)."""
@@ -137,7 +142,11 @@ class ProcessGroups:
     def limits_problem(self, limits: Limits) -> Optional[str]:
         if not limits.controllers:
             return None
-        return (f"needs a cgroup v2 subtree for superd, and there is none: {self.reason}")
+        why = f": {self.reason}" if self.reason else ""
+        return f"needs a cgroup v2 subtree for superd, and there is none{why}"
+
+    def procs(self, service_id: str, limits: Limits) -> Optional[str]:
+        return None
 
     def adopt(self, service_id: str, pid: int, limits: Optional[Limits]) -> None:
         # The number is a live pid again, so any group listed under it is
@@ -193,9 +202,7 @@ class Cgroups:
     def limits_problem(self, limits: Limits) -> Optional[str]:
         return self.tree.limits_problem(limits)
 
-    def procs(self, service_id: str, limits: Limits) -> str:
-        """The ``cgroup.procs`` a child of ``service_id`` moves itself into
-        (``join_prefix``), the cgroup made with ``limits``; raises ``OSError``."""
+    def procs(self, service_id: str, limits: Limits) -> Optional[str]:
         return self.tree.prepare(service_id, limits)
 
     def adopt(self, service_id: str, pid: int, limits: Optional[Limits]) -> None:

@@ -23,33 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import REQUIRE_ALL, Superd, require_program
+from tests.integration.cgroup import fresh_root, remove_tree
+from tests.integration.harness import Superd, require_program
 
 GRACE = 1.0
 #: How long a stop may take beyond the grace periods on a loaded machine.
 BOUND = 8.0
-
-
-def cgroup2_mount() -> str | None:
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split()[:1] == ["cgroup2"]:
-                return left.split()[4]
-    return None
-
-
-def cgroup_root() -> str:
-    """A fresh directory for superd's subtree (or skip/fail where there is none)."""
-    mount = cgroup2_mount()
-    usable = mount is not None and os.geteuid() == 0 and os.access(mount, os.W_OK)
-    if not usable:
-        message = "a writable cgroup2 file system (and root) is needed"
-        if REQUIRE_ALL:
-            pytest.fail(f"{message} (SUPERD_REQUIRE_ALL=1)")
-        pytest.skip(message)
-    assert mount is not None
-    return os.path.join(mount, f"superd-test-{uuid.uuid4().hex[:12]}")
 
 
 def holders(token: str) -> list[int]:
@@ -137,7 +116,7 @@ def test_daemon_stop_stops_descendants(
         superd_factory: Callable[..., Superd], conf_dir: Callable[..., Path],
         tmp_path: Path, token: str, mode: str, setsid: bool) -> None:
     """After the server exited, its backgrounded sleep is stopped with the daemon."""
-    root = cgroup_root() if mode == "cgroup" else None
+    root = fresh_root() if mode == "cgroup" else None
     conf = conf_dir(bg=service("bg", server_script(tmp_path, token, setsid)))
     superd = superd_factory(conf, *cgroup_args(mode, root))
     try:
@@ -149,11 +128,8 @@ def test_daemon_stop_stops_descendants(
         if root is not None:
             assert not os.path.exists(root)  # superd removed the subtree it made
     finally:
-        if root is not None and os.path.isdir(root):
-            for sub in os.listdir(root):
-                if os.path.isdir(os.path.join(root, sub)):
-                    os.rmdir(os.path.join(root, sub))
-            os.rmdir(root)
+        if root is not None:
+            remove_tree(root)
 
 
 @pytest.mark.parametrize("mode, setsid", [("process group", False), ("cgroup", True)])
@@ -161,7 +137,7 @@ def test_reload_dropping_the_service_stops_descendants(
         superd_factory: Callable[..., Superd], conf_dir: Callable[..., Path],
         tmp_path: Path, token: str, mode: str, setsid: bool) -> None:
     """A reload that drops the service stops what its servers left running."""
-    root = cgroup_root() if mode == "cgroup" else None
+    root = fresh_root() if mode == "cgroup" else None
     conf = conf_dir(bg=service("bg", server_script(tmp_path, token, setsid)),
                     other=service("other", require_program("true")))
     superd = superd_factory(conf, *cgroup_args(mode, root))
@@ -177,8 +153,5 @@ def test_reload_dropping_the_service_stops_descendants(
             assert wait_until(lambda: not os.path.exists(os.path.join(root, "service-bg")), 2)
     finally:
         superd.stop()
-        if root is not None and os.path.isdir(root):
-            for sub in os.listdir(root):
-                if os.path.isdir(os.path.join(root, sub)):
-                    os.rmdir(os.path.join(root, sub))
-            os.rmdir(root)
+        if root is not None:
+            remove_tree(root)

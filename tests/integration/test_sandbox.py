@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.cgroup import remove_tree, writable_cgroup2
 from tests.integration.external import needs_root, script, service_block
 from tests.integration.harness import Superd, require_program, run_twistd
 
@@ -111,15 +112,6 @@ def test_no_new_privileges_alone_keeps_the_user(superd_factory: Callable[..., Su
         assert os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
 
 
-def cgroup2_mount() -> str | None:
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split()[:1] == ["cgroup2"]:
-                return left.split()[4]
-    return None
-
-
 @pytest.mark.parametrize("attribute, value", [("memory_max", "64M"), ("tasks_max", "16")])
 def test_cgroup_limits_without_a_cgroup_are_refused(
         conf_dir: Callable[..., Path], world_dir: Path, attribute: str, value: str) -> None:
@@ -139,9 +131,7 @@ def test_cgroup_limits_without_their_controller_are_refused(
     """A cgroup subtree whose parent hands down neither memory nor pids (a
     hybrid host, controllers bound to cgroup v1): the error names the
     missing controller."""
-    mount = cgroup2_mount()
-    if mount is None or not os.access(mount, os.W_OK):
-        pytest.skip("needs a writable cgroup2 file system")
+    mount = writable_cgroup2()
     root = os.path.join(mount, f"superd-test-{uuid.uuid4().hex[:12]}")
     server = script(world_dir, "limited.sh", "exit 0\n")
     conf = conf_dir(lim=service_block("lim", server, extra="tasks_max = 16\n"))
@@ -151,11 +141,7 @@ def test_cgroup_limits_without_their_controller_are_refused(
     try:
         done = run_twistd(str(conf), "--cgroup", root, "--grace", "1", timeout=15)
     finally:
-        if os.path.isdir(root):
-            for sub in os.listdir(root):
-                if os.path.isdir(os.path.join(root, sub)):
-                    os.rmdir(os.path.join(root, sub))
-            os.rmdir(root)
+        remove_tree(root)
     assert done.returncode == 78, done.stderr
     assert f"{conf / 'lim'}:14: service lim: tasks_max: needs the cgroup v2 pids controller;" \
         in done.stderr

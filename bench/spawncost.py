@@ -29,20 +29,20 @@ import statistics
 import sys
 import time
 import uuid
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from twisted.internet.testing import MemoryReactorClock  # noqa: E402
+from twisted.internet.testing import MemoryReactorClock
 
-from superd.config.model import Credentials, Location, Sandbox, ServiceConfig, SocketType  # noqa: E402
-from superd.handlers.spawn.spec import build_spec  # noqa: E402
-from superd.proc.cgroups import CgroupTree, Limits, cgroup2_mount  # noqa: E402
-from superd.proc.credentials import Identity, SpawningThread  # noqa: E402
-from superd.proc.reaping import TwistedReaping  # noqa: E402
-from superd.proc.spawner import PosixSpawner, SpawnRequest  # noqa: E402
-from superd.proc.table import ProcessTable  # noqa: E402
-from superd.proc.tracking import Cgroups, ProcessGroups, Tracker  # noqa: E402
+from superd.config.model import Credentials, Location, Sandbox, ServiceConfig, SocketType
+from superd.handlers.spawn.spec import build_spec
+from superd.proc.cgroups import CgroupTree, Limits, cgroup2_mount
+from superd.proc.credentials import Identity, SpawningThread
+from superd.proc.reaping import TwistedReaping
+from superd.proc.spawner import PosixSpawner, SpawnRequest
+from superd.proc.table import ProcessTable
+from superd.proc.tracking import Cgroups, ProcessGroups, Tracker
 
 
 class _JoinOnly:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cgroup import fresh_root, remove_tree
-from tests.integration.harness import Superd, require_program
+from tests.integration.harness import Superd, require_program, run_twistd
 
 GRACE = 1.0
 #: How long a stop may take beyond the grace periods on a loaded machine.
@@ -155,3 +155,11 @@ def test_reload_dropping_the_service_stops_descendants(
         superd.stop()
         if root is not None:
             remove_tree(root)
+
+
+def test_unusable_cgroup_path_is_refused(conf_dir: Callable[..., Path], tmp_path: Path) -> None:
+    """--cgroup naming something that is not a cgroup: exit 78, and why."""
+    conf = conf_dir(other=service("other", require_program("true")))
+    done = run_twistd(str(conf), "--cgroup", str(tmp_path / "not-a-cgroup"))
+    assert done.returncode == 78, done.stderr
+    assert f"superd: --cgroup {tmp_path / 'not-a-cgroup'}: " in done.stderr

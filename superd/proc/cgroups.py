@@ -22,10 +22,10 @@ first moves itself into ``ROOT/superd``.  Each service's cgroup is
 
 Getting a child in before it can fork.  ``posix_spawn`` cannot start a
 child in another cgroup (that needs ``clone3(CLONE_INTO_CGROUP)``, which
-neither Python nor this glibc offers), and moving a process costs a full
-RCU grace period inside the kernel (measured: 9 ms median for a write to
-``cgroup.procs`` when writes are occasional; tens of microseconds when they
-follow each other closely), so there are two ways in:
+``os.posix_spawn`` does not expose), and moving a process costs a full
+RCU grace period inside the kernel (milliseconds for a write to
+``cgroup.procs`` when writes are occasional, far less when they follow each
+other closely; ``bench/spawncost.py`` measures it), so there are two ways in:
 
 * by default the child is moved *after* ``posix_spawn``, by a worker thread
   (``CgroupMover``), never blocking the reactor; whatever the child started

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cgroup import fresh_root, remove_tree
-from tests.integration.harness import Superd, require_program, run_twistd
+from tests.integration.harness import Superd, require_program, run_twistd, twistd_command
 
 GRACE = 1.0
 #: How long a stop may take beyond the grace periods on a loaded machine.
@@ -163,3 +164,39 @@ def test_unusable_cgroup_path_is_refused(conf_dir: Callable[..., Path], tmp_path
     done = run_twistd(str(conf), "--cgroup", str(tmp_path / "not-a-cgroup"))
     assert done.returncode == 78, done.stderr
     assert f"superd: --cgroup {tmp_path / 'not-a-cgroup'}: " in done.stderr
+
+
+def test_delegated_cgroup_is_used_by_default(
+        conf_dir: Callable[..., Path], tmp_path: Path, token: str) -> None:
+    """Started inside a cgroup marked delegated (as systemd's Delegate=yes
+    marks it), superd uses it without --cgroup: it moves itself into
+    ``superd/``, its servers' processes go to ``service-NAME/``, and they
+    are stopped with it."""
+    delegated = fresh_root()
+    os.mkdir(delegated)
+    os.setxattr(delegated, "trusted.delegate", b"1")
+    conf = conf_dir(bg=service("bg", server_script(tmp_path, token, setsid=True)))
+    state = tmp_path / "state"
+    # Join the cgroup first, as systemd starts a unit's process inside it.
+    command = ["/bin/sh", "-c", 'echo 0 >"$0" && exec "$@"',
+               os.path.join(delegated, "cgroup.procs"),
+               *twistd_command(str(conf), "--grace", str(GRACE), state_dir=str(state))]
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, bufsize=1)
+    superd = Superd(process, str(state), owns_state_dir=False)
+    try:
+        tracking = superd.wait_for_event(lambda e: e.get("event") == "process_tracking",
+                                         timeout=20)
+        assert (tracking["mechanism"], tracking["reason"]) == ("cgroup", "delegated")
+        superd.wait_for_event(lambda e: e.get("event") == "ready", timeout=20)
+        with open(f"/proc/{superd.pid}/cgroup") as f:
+            assert f.read().strip().endswith(f"/{os.path.basename(delegated)}/superd")
+        serve_once(superd, "bg", token, delegated)
+        assert superd.stop(timeout=GRACE + BOUND) == 0
+        assert wait_until(lambda: not holders(token), 2), holders(token)
+        assert not os.path.exists(os.path.join(delegated, "service-bg"))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        remove_tree(delegated)

@@ -147,7 +147,7 @@ class ProcessTable:
     def stop(self, children: Iterable[Child], grace: float) -> "Deferred[None]":
         """Stop ``children`` and what stayed in their process groups: SIGTERM,
         SIGKILL after ``grace`` seconds; fires once they are reaped."""
-        victims = list(children)
+        victims = [c for c in children if c.status is None]
         groups: List[StopTarget] = [GroupTarget(c.pgid, self.spawner) for c in victims]
         return self._stop(victims, groups, grace)
 

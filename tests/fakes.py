@@ -53,7 +53,7 @@ class FakeSpawner:
     def __init__(self, first_pid: int = 1000) -> None:
         self._next_pid = first_pid
         self.children: Dict[int, FakeChild] = {}
-        #: Every (pgid, signum) sent, in order.
+        #: Every (pgid, signum) sent, in order (not the existence checks, signal 0).
         self.signals: List[Tuple[int, int]] = []
         #: Process groups whose leader ignores SIGTERM.
         self.ignore_term: Set[int] = set()
@@ -107,6 +107,8 @@ class FakeSpawner:
         group_alive = (child is not None and child.alive) or pgid in self.lingering
         if not group_alive:
             return False
+        if signum == 0:
+            return True  # only asks whether the group exists
         self.signals.append((pgid, signum))
         if signum == signals.SIGKILL:
             self.lingering.discard(pgid)

@@ -362,3 +362,30 @@ ATTRIBUTES.update({spec.name: spec for spec in (
     _spec("factory", _one(_factory_path)),
     _spec("plugin", _one(_word)),
 )})  # fmt: skip
+
+
+# -- issue 17: servers confined without systemd -------------------------------
+#
+# Syntax here; which combinations can work is checked at load by
+# ``superd.config.sandbox`` (pure) and, for what depends on the host (root,
+# cgroup controllers, helper programs), when the service is built.
+
+SANDBOX_ATTRIBUTES: Tuple[str, ...] = (
+    "no_new_privileges", "private_tmp", "read_only_paths", "memory_max", "tasks_max",
+)  # fmt: skip
+
+
+def _positive_size(word: str) -> int:
+    value = v.size(word, unlimited=False)
+    if value <= 0:
+        raise ValueError(f"expected a size > 0, got {word!r}")
+    return value
+
+
+ATTRIBUTES.update({spec.name: spec for spec in (
+    _spec("no_new_privileges", _one(v.yes_no)),
+    _spec("private_tmp", _one(v.yes_no)),
+    _list("read_only_paths", _each(_path), minimum=1),
+    _spec("memory_max", _one(_positive_size)),
+    _spec("tasks_max", _one(lambda w: v.integer(w, 1))),
+)})  # fmt: skip

@@ -38,6 +38,7 @@ from superd.config.model import (
     SocketType,
 )
 from superd.config.parse import RawBlock
+from superd.config.sandbox import sandbox_settings
 
 __all__ = ["build_configuration", "build_service"]
 
@@ -310,10 +311,11 @@ def build_service(draft: Draft, defaults: Draft, env: LoadEnvironment,
     redirect = _redirect(c)
     extensions = check_extensions(c.draft.values, c.draft.extra, c.env.read_file, c.error,
                                   c.warn)
+    sandbox = sandbox_settings(c.draft.values, _kind(c), c.error)
     if c.failed or wait is None:
         return None
     config = _service_config(c, socket_type, protocol, wait, port, bind, credentials, redirect)
-    return attrs.evolve(config, extensions=extensions)
+    return attrs.evolve(config, extensions=extensions, sandbox=sandbox)
 
 
 def _service_config(c: _Checker, socket_type: SocketType, protocol: str, wait: bool,

@@ -37,6 +37,7 @@ __all__ = [
     "Location",
     "LogTarget",
     "Redirect",
+    "Sandbox",
     "ServiceConfig",
     "SocketType",
     "SyslogLog",
@@ -231,6 +232,35 @@ class Extensions:
 
 
 @attrs.frozen
+class Sandbox:
+    """
+    What an external server's children are confined by, applied before the
+    server runs (issue 17): ``no_new_privileges``, ``private_tmp``,
+    ``read_only_paths``, and the limits of the service's cgroup.
+    """
+
+    no_new_privileges: bool = False
+    #: A mount namespace of its own with an empty tmpfs on /tmp.
+    private_tmp: bool = False
+    #: Absolute paths made read-only (bind-mounted) in that namespace.
+    read_only_paths: Tuple[str, ...] = ()
+    #: Bytes of memory for all the service's processes together.
+    memory_max: Optional[int] = None
+    #: Processes and threads of the service together.
+    tasks_max: Optional[int] = None
+
+    @property
+    def mounts(self) -> bool:
+        """True when the server needs a mount namespace of its own."""
+        return self.private_tmp or bool(self.read_only_paths)
+
+    @property
+    def cgroup_limits(self) -> bool:
+        """True when the service's cgroup must be limited."""
+        return self.memory_max is not None or self.tasks_max is not None
+
+
+@attrs.frozen
 class ServiceConfig:
     """
     One service, fully validated, with defaults already applied.
@@ -291,6 +321,8 @@ class ServiceConfig:
     extra: Mapping[str, Tuple[str, ...]] = attrs.field(factory=dict)
     #: TLS, redirect tuning and users' own protocols (superd's own attributes).
     extensions: Extensions = Extensions()
+    #: How an external server is confined (issue 17).
+    sandbox: Sandbox = Sandbox()
     lines: Mapping[str, Location] = attrs.field(factory=dict, eq=False)
 
     @property

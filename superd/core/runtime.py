@@ -55,6 +55,9 @@ class RuntimeOptions:
     backlog: int = 1024
     #: The syslog identity of ``log_type = SYSLOG`` lines.
     syslog_ident: str = "superd"
+    #: ``--cgroup``: where children's cgroups go (``auto``, ``none`` or a
+    #: cgroup v2 directory; see ``superd.proc.cgroups``).
+    cgroup: str = "auto"
 
 
 @attrs.frozen(eq=False)

@@ -25,6 +25,7 @@ from superd.daemon.parts import Parts
 from superd.handlers.builtins import registry
 from superd.handlers.redirect import RedirectHandler
 from superd.handlers.spawn.handler import ExternalHandler
+from superd.handlers.spawn.spec import SpawnSetupError
 from superd.handlers.spawn.wait import wait_service
 from superd.handlers.tcpmux import TcpmuxHandler
 from superd.handlers.userproto import UserProtocolHandler
@@ -89,6 +90,8 @@ class Assembly:
                 groups.append((service, self.children(service)))
             except Unavailable as e:
                 problems.append(problem_of(service, e))
+            except SpawnSetupError as e:
+                problems.append(problem_of(service, Unavailable(e.attribute, e.message)))
         return groups, problems
 
     def children(self, service: ServiceConfig) -> List[IListener]:

@@ -56,6 +56,12 @@ def _syslog_ident(text: str) -> str:
     return text
 
 
+def _cgroup(text: str) -> str:
+    if text not in ("auto", "none") and not text.startswith("/"):
+        raise ValueError(f"expected auto, none or an absolute path, not {text!r}")
+    return text
+
+
 def _redis_url(text: str) -> str:
     from superd.config.storeurl import parse_redis_url
 
@@ -95,6 +101,11 @@ class Options(usage.Options):
          _syslog_ident],
         ["ident-port", None, 113, "Port queried for RFC 1413 USERID.", _port],
         ["backlog", None, 1024, "Listen backlog of stream services.", _positive_int],
+        ["cgroup", None, "auto",
+         "Where each service's cgroup v2 goes (it holds every process its servers "
+         "start): a directory of the cgroup2 file system, 'auto' (superd's own "
+         "cgroup if delegated to it, e.g. systemd's Delegate=yes) or 'none' "
+         "(process groups only).", _cgroup],
         ["metrics", None, None,
          "Serve Prometheus /metrics on this Twisted endpoint, e.g. "
          "tcp:9101:interface=127.0.0.1 (default: no metrics)."],
@@ -151,6 +162,6 @@ class Options(usage.Options):
         return RuntimeOptions(
             state_dir=self["state-dir"], limit=self["limit"], grace=self["grace"],
             hosts_allow=self["hosts-allow"], hosts_deny=self["hosts-deny"],
-            ident_port=self["ident-port"], backlog=self["backlog"],
+            ident_port=self["ident-port"], backlog=self["backlog"], cgroup=self["cgroup"],
             syslog_ident=self["syslog-ident"],
         )

@@ -27,6 +27,7 @@ from superd.daemon.options import Options
 from superd.daemon.parts import Parts, open_parts
 from superd.daemon.service import SuperdService, build_service
 from superd.net.sockets import BindError
+from superd.proc.cgroups import CgroupError
 
 __all__ = [
     "CannotListen",
@@ -77,7 +78,12 @@ def assemble(configuration: Configuration, runtime: Runtime, stderr: IO[str], *,
               f"{e.strerror or e}", file=stderr)
         raise SystemExit(EX_CANTCREAT) from None
     try:
-        return build_service(configuration, open_parts(runtime),
+        parts = open_parts(runtime)
+    except CgroupError as e:
+        print(f"superd: {e}", file=stderr)
+        raise SystemExit(EX_CONFIG) from None
+    try:
+        return build_service(configuration, parts,
                              on_bind_error=on_bind_error, settle_heap=heap.settle)
     except ConfigError as e:
         report_config_error(e, stderr)

@@ -111,6 +111,10 @@ EV_REDIRECT_FAILED: Final = "redirect_failed"
 EV_REFLECTION_DROP: Final = "reflection_drop"
 EV_RESPAWN_BACKOFF: Final = "respawn_backoff"
 EV_SERVICE_LOG_ERROR: Final = "service_log_error"
+#: A child behind the TLS pipe outlived its client by --grace: superd stops it.
+EV_CHILD_ABANDONED: Final = "child_abandoned"
+#: How superd tracks children's descendants (a cgroup v2 subtree or process groups).
+EV_PROCESS_TRACKING: Final = "process_tracking"
 # The daemon's life (superd.daemon.service).
 EV_READY: Final = "ready"
 EV_BIND_FAILED: Final = "bind_failed"

@@ -45,6 +45,7 @@ from twisted.internet import process
 from zope.interface import Interface, implementer
 
 from superd.observe.events import REASON_EXEC, REASON_FORK
+from superd.proc.cgroups import Limits
 from superd.proc.credentials import CredentialPlan, SpawningThread, setpriv_prefix
 from superd.proc.reaping import ExitReaping, ExitStatus, TwistedReaping
 
@@ -115,6 +116,9 @@ class SpawnRequest:
     #: The server itself when ``executable`` is a wrapper that execs it
     #: (``prlimit`` for rlimit_*), else None.
     wrapped: Optional[str] = None
+    #: The limits of the service's cgroup, given when the child moves itself
+    #: into it before executing the server (``superd.proc.cgroups.join_prefix``).
+    limits: Optional[Limits] = None
 
 
 class ISpawner(Interface):

@@ -1,8 +1,11 @@
 """
 The table of running children, shared by every service and kept across
 reloads: who is running (for ``superd status``, ``--limit`` and stopping),
-and how they are stopped -- SIGTERM to each child's process group, SIGKILL
-after a grace period, done when every child has been reaped.
+and how they are stopped -- SIGTERM to each child's process group and to
+every descendant its service's tracker knows of (``superd.proc.tracking``:
+a cgroup, or the process groups of children already reaped), SIGKILL after
+a grace period, done when every child has been reaped and every descendant
+is gone.
 """
 
 from __future__ import annotations
@@ -12,7 +15,18 @@ import resource
 import shutil
 import signal
 from functools import partial
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    AbstractSet,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -23,6 +37,14 @@ from superd.core.session import Peer
 from superd.proc.credentials import Identity, SpawningThread
 from superd.proc.reaping import ExitReaping
 from superd.proc.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
+from superd.proc.tracking import (
+    TERMINATE,
+    GroupTarget,
+    ProcessGroups,
+    StopTarget,
+    Tracker,
+    open_tracker,
+)
 
 __all__ = ["Child", "ProcessTable", "open_process_table", "prepare_process"]
 
@@ -30,6 +52,9 @@ _log = Logger(namespace="superd.spawn")
 
 #: After SIGKILL, how long to wait for the kernel before giving up waiting.
 KILL_TIMEOUT = 5.0
+#: Seconds between looks at descendants a stop waits for (they are not
+#: superd's children: no SIGCHLD says they have gone).
+POLL_INTERVAL = 0.05
 #: superd raises its own soft descriptor limit to the hard one (children
 #: inherit it: xinetd gives them soft = hard), but not beyond this.
 NOFILE_CAP = 1 << 20
@@ -72,9 +97,13 @@ class ProcessTable:
                  environ: Mapping[str, str], identity: Identity,
                  which: Callable[[str], Optional[str]] = shutil.which,
                  group_list: Callable[[str, int], Sequence[int]] = os.getgrouplist,
+                 tracker: Optional[Tracker] = None,
                  ) -> None:
         self._reactor = reactor
         self.spawner = spawner
+        #: Follows every process the children start (cgroup or process group).
+        self.tracker: Tracker = (ProcessGroups(reactor, spawner) if tracker is None
+                                 else tracker)
         #: superd's environment at startup (the base of children's).
         self.environ: Mapping[str, str] = dict(environ)
         self.identity = identity
@@ -96,6 +125,7 @@ class ProcessTable:
         """Start ``request``; raises ``SpawnError`` and then tracks nothing."""
         child = Child(0, service_id, peer, self._reactor.seconds())
         child.pid = self.spawner.spawn(request, partial(self._reaped, child))
+        self.tracker.adopt(service_id, child.pid, request.limits)
         # Reaped inside spawn() (a fake spawner can): deliver it on the next
         # turn instead, so that callers can log START before EXIT.
         early, child.status = child.status, None
@@ -106,6 +136,7 @@ class ProcessTable:
 
     def _reaped(self, child: Child, status: ExitStatus) -> None:
         self._children.pop(child.pid, None)
+        self.tracker.reaped(child.service_id, child.pid)
         child._ended(status)
 
     def children(self, service_id: Optional[str] = None) -> Tuple[Child, ...]:
@@ -113,74 +144,102 @@ class ProcessTable:
         return tuple(c for c in self._children.values()
                      if service_id is None or c.service_id == service_id)
 
+    def stop(self, children: Iterable[Child], grace: float) -> "Deferred[None]":
+        """Stop ``children`` and what stayed in their process groups: SIGTERM,
+        SIGKILL after ``grace`` seconds; fires once they are reaped."""
+        victims = [c for c in children if c.status is None]
+        groups: List[StopTarget] = [GroupTarget(c.pgid, self.spawner) for c in victims]
+        return self._stop(victims, groups, grace)
+
     def stop_all(self, grace: float) -> "Deferred[None]":
-        """Stop every child: SIGTERM, SIGKILL after ``grace`` seconds."""
-        return self._stop(self.children(), grace)
+        """Stop every child and every descendant: SIGTERM, SIGKILL after
+        ``grace`` seconds (the daemon is stopping)."""
+        return self._stop_services(None, grace)
 
     def stop_service(self, service_id: str, grace: float) -> "Deferred[None]":
-        """Stop the children of one service (a reload dropped it)."""
-        return self._stop(self.children(service_id), grace)
+        """Stop the children of one service and their descendants (a reload
+        dropped it)."""
+        return self._stop_services(frozenset({service_id}), grace)
 
-    def stop(self, children: Iterable[Child], grace: float) -> "Deferred[None]":
-        """Stop ``children`` (their sessions were ended: a ban, a reload)."""
-        return self._stop((c for c in children if c.status is None), grace)
+    def _stop_services(self, service_ids: Optional[AbstractSet[str]],
+                       grace: float) -> "Deferred[None]":
+        victims = [c for c in self._children.values()
+                   if service_ids is None or c.service_id in service_ids]
+        targets = self.tracker.targets(service_ids, [c.pgid for c in victims])
+        done = self._stop(victims, targets, grace)
 
-    def _stop(self, children: Iterable[Child], grace: float) -> "Deferred[None]":
-        victims = list(children)
-        if not victims:
+        def release(result: None) -> None:
+            self.tracker.released(service_ids)
+        return done.addCallback(release)
+
+    def _stop(self, victims: List[Child], targets: List[StopTarget],
+              grace: float) -> "Deferred[None]":
+        targets = [t for t in targets if t.alive()]
+        if not victims and not targets:
             return succeed(None)
         _log.info("stopping {count} children with SIGTERM, grace {grace}s",
-                  event="stop_children", count=len(victims), grace=grace)
-        stop = _Stop(self._reactor, self.spawner, victims, grace)
+                  event="stop_children", count=len(victims), grace=grace,
+                  targets=len(targets))
+        stop = _Stop(self._reactor, victims, targets, grace)
         return stop.done
 
 
 class _Stop:
-    """One stop operation: TERM now, KILL at the deadline, then done."""
+    """One stop operation: TERM now, KILL at the deadline, then done once
+    the children are reaped and the targets are empty."""
 
-    def __init__(self, reactor: Any, spawner: ISpawner,
-                 victims: List[Child], grace: float) -> None:
+    def __init__(self, reactor: Any, victims: List[Child],
+                 targets: List[StopTarget], grace: float) -> None:
         self.done: Deferred[None] = Deferred()
         self._reactor = reactor
-        self._spawner = spawner
-        self._pgids = [c.pgid for c in victims]
+        self._targets = targets
         self._running = {c.pid for c in victims}
         self._killed = False
-        for pgid in self._pgids:
-            spawner.kill_group(pgid, signal.SIGTERM)
-            # A stopped process cannot act on SIGTERM until continued.
-            spawner.kill_group(pgid, signal.SIGCONT)
+        self._poll: Optional[IDelayedCall] = None
+        for target in targets:
+            for signum in TERMINATE:
+                target.signal(signum)
         self._timer: Optional[IDelayedCall] = reactor.callLater(grace, self._kill)
         for child in victims:
             child.on_exit(self._reaped)
+        self._check()
 
     def _reaped(self, child: Child) -> None:
         self._running.discard(child.pid)
-        self._groups_alive()  # prune the group now if the child left it empty
-        if self._running or self.done.called:
-            return
-        if self._killed or not self._pgids:
-            self._finish()
-        # else: a grandchild ignores SIGTERM; the deadline will kill it.
+        self._alive()  # prune a group the child left empty
+        self._check()
 
-    def _groups_alive(self) -> List[int]:
+    def _alive(self) -> List[StopTarget]:
         # Forget groups found empty: a group number stays allocated (cannot
         # be reused by another process) only while some process is in it,
         # so an empty group must never be signalled again.
-        self._pgids = [g for g in self._pgids if self._spawner.kill_group(g, 0)]
-        return self._pgids
+        self._targets = [t for t in self._targets if t.alive()]
+        return self._targets
+
+    def _check(self) -> None:
+        if self.done.called or self._running:
+            return
+        if not self._alive():
+            self._finish()
+        elif self._poll is None:
+            self._poll = self._reactor.callLater(POLL_INTERVAL, self._polled)
+
+    def _polled(self) -> None:
+        self._poll = None
+        self._check()
 
     def _kill(self) -> None:
+        self._timer = None
         self._killed = True
-        alive = self._groups_alive()
+        alive = self._alive()
         if alive:
-            _log.warn("grace period over: SIGKILL to {count} process groups",
-                      event="kill_children", count=len(alive), pgids=alive)
-        for pgid in alive:
-            self._spawner.kill_group(pgid, signal.SIGKILL)
-        if not self._running:
-            self._finish()
-        else:
+            _log.warn("grace period over: SIGKILL to {count} process groups or cgroups",
+                      event="kill_children", count=len(alive),
+                      pgids=[getattr(t, "pgid", None) for t in alive])
+        for target in alive:
+            target.signal(signal.SIGKILL)
+        self._check()
+        if not self.done.called:
             self._timer = self._reactor.callLater(KILL_TIMEOUT, self._give_up)
 
     def _give_up(self) -> None:
@@ -190,9 +249,10 @@ class _Stop:
         self._finish()
 
     def _finish(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        for timer in (self._timer, self._poll):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = self._poll = None
         if not self.done.called:
             self.done.callback(None)
 
@@ -239,12 +299,15 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
                        identity: Optional[Identity] = None,
                        which: Callable[[str], Optional[str]] = shutil.which,
                        group_list: Callable[[str, int], Sequence[int]] = os.getgrouplist,
+                       cgroup: str = "none",
                        ) -> ProcessTable:
     """
     The daemon's ``ProcessTable``.  Without an explicit ``spawner`` this is
     the real daemon: prepare the process (descriptors, limits) and use
     ``posix_spawn``.  ``environ`` defaults to a snapshot of the current
-    environment: the startup environment children inherit.
+    environment: the startup environment children inherit.  ``cgroup`` is
+    ``--cgroup`` (``auto``, ``none`` or a path; see ``superd.proc.cgroups``);
+    raises ``CgroupError`` if a path given there cannot be used.
     """
     identity = Identity.current() if identity is None else identity
     if spawner is None:
@@ -255,4 +318,5 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
         spawner = _real_spawner(reactor, identity, which)
     env = dict(os.environ) if environ is None else environ
     return ProcessTable(reactor, spawner, environ=env, identity=identity,
-                        which=which, group_list=group_list)
+                        which=which, group_list=group_list,
+                        tracker=open_tracker(reactor, spawner, cgroup))

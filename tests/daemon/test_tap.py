@@ -58,6 +58,8 @@ def test_options_load_configuration_and_runtime_options(tmp_path: Path) -> None:
     assert options.runtime_options() == RuntimeOptions(
         state_dir="/s", limit=40, grace=1.5, ident_port=1113, backlog=99)
     assert err.getvalue() == ""
+    options, _ = parse("-c", str(tmp_path), "--cgroup", "none")
+    assert options.runtime_options().cgroup == "none"
 
 
 def test_missing_config_exits_64() -> None:
@@ -111,7 +113,8 @@ def test_syslog_ident(tmp_path: Path) -> None:
 
 def test_bad_numbers_are_usage_errors(tmp_path: Path) -> None:
     """Non-numeric or out-of-range option values are usage errors."""
-    for argv in (["--limit", "0"], ["--grace", "-1"], ["--ident-port", "70000"]):
+    for argv in (["--limit", "0"], ["--grace", "-1"], ["--ident-port", "70000"],
+                 ["--cgroup", "relative/path"]):
         with pytest.raises(usage.UsageError):
             parse("-c", str(tmp_path), *argv)
 

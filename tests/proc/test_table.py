@@ -152,4 +152,4 @@ def test_empty_group_is_never_signalled_again() -> None:
     spawner.lingering.add(quick.pid)  # the number now names someone else's group
     spawner.signals.clear()
     runtime.reactor.advance(3.0)
-    assert [pgid for pgid, _ in spawner.signals] == [stubborn.pid, stubborn.pid]
+    assert spawner.signals == [(stubborn.pid, signal.SIGKILL)]

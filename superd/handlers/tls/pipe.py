@@ -19,6 +19,15 @@ then), so a failed handshake never costs a process.  START and EXIT are the
 child's, with its pid; the TLS facts go into its environment
 (``SUPERD_TLS_VERSION``, ``SUPERD_TLS_CIPHER``, ``SUPERD_TLS_CLIENT_SUBJECT``,
 ``SUPERD_TLS_CLIENT_NAMES``).
+
+The session is the child's: it counts toward ``instances`` and
+``per_source`` until the child is reaped, not until the client leaves.  A
+child whose client is gone gets its pending input and then EOF; one that
+neither reads it nor exits would hold superd's end of the pair (and its
+session) forever -- ``/usr/bin/yes`` blocks writing to a relay that no
+longer reads, ``sleep`` ignores EOF -- so once the client has been gone for
+``--grace`` seconds superd closes its end at once and stops the child
+(SIGTERM to its process group, SIGKILL after another ``--grace``).
 """
 
 from __future__ import annotations
@@ -27,7 +36,9 @@ import socket
 from typing import Any, Dict, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -42,6 +53,8 @@ from superd.observe import events
 from superd.proc.table import ProcessTable
 
 __all__ = ["ChildBridge", "PipeHandler"]
+
+_log = Logger(namespace="superd.spawn")
 
 
 @implementer(IStreamClientEndpoint)
@@ -78,10 +91,14 @@ class ChildBridge(RelayProtocol):
     """Relays one TLS session to the child serving it."""
 
     logs_session = False
+    #: The TLS layer leaves the session to the child's exit (see the module).
+    session_outlives_connection = True
 
     def __init__(self, handler: "PipeHandler", session: Session) -> None:
         self.child: Any = None
         self.handler = handler
+        #: Stops a child that outlives its client by --grace.
+        self._abandoned: Optional[IDelayedCall] = None
         super().__init__(handler.service, handler.runtime, session, _SpawnedChild(handler, self))
 
     def tls_environment(self) -> Dict[str, str]:
@@ -99,6 +116,33 @@ class ChildBridge(RelayProtocol):
         self.session.serve_with(self._terminate)
         events.emit_session_start(self.service, child.pid, self.session.peer)
         child.on_exit(self.handler.exited_callback(self.session))
+        child.on_exit(self._child_reaped)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        child = self.child
+        if child is not None and child.status is None and self._abandoned is None:
+            self._abandoned = self.runtime.reactor.callLater(
+                self.handler.grace, self._stop_abandoned)
+
+    def _child_reaped(self, child: Any) -> None:
+        if self._abandoned is not None and self._abandoned.active():
+            self._abandoned.cancel()
+        self._abandoned = None
+
+    def _stop_abandoned(self) -> None:
+        """The client left ``--grace`` seconds ago and the child still runs."""
+        self._abandoned = None
+        child = self.child
+        if child is None or child.status is not None:
+            return
+        _log.info("service {service_id}: child {pid} still runs {grace}s after its client"
+                  " left; stopping it", event=events.EV_CHILD_ABANDONED,
+                  service_id=self.service.id, pid=child.pid, grace=self.handler.grace)
+        if self.upstream is not None and not self.upstream_gone:
+            # Input it never took is dropped: superd's end closes now.
+            self.upstream.transport.abortConnection()  # type: ignore[union-attr]
+        self.handler.processes.stop([child], self.handler.grace)
 
     def _terminate(self) -> None:
         """End the session early: stop the child and cut the client off."""
@@ -133,6 +177,8 @@ class PipeHandler:
         self.runtime = runtime
         self.processes = processes
         self.spec = build_spec(service, processes)
+        #: Seconds an abandoned child gets, and then between SIGTERM and SIGKILL.
+        self.grace = runtime.options.grace
 
     def protocol_for(self, session: Session) -> ChildBridge:
         """The bridge for ``session``; the child starts when it is connected."""

@@ -168,10 +168,16 @@ class TLSServerProtocol(TLSServerTransport):
                 self._fail(f"handshake failed: {error_text(failure.value or Exception())}")
             # The service protocol never started: it must not hear of an end.
             self.wrappedProtocol = Protocol()
+        # A child behind the pipe keeps its session until it is reaped (it
+        # still counts toward instances and per_source).  Asked first: the
+        # wrapper forgets its protocol in connectionLost.
+        keeps_session = self.app_connected and getattr(
+            self.wrappedProtocol, "session_outlives_connection", False)
         try:
             super().connectionLost(reason)
         finally:
-            self.session.end()
+            if not keeps_session:
+                self.session.end()
 
 
 @implementer(IStreamHandler)

@@ -103,3 +103,37 @@ def test_ending_the_session_cuts_the_client_and_stops_the_child(
     [exit_event] = events_named(log_events, "exit")
     assert (exit_event["reason"], exit_event["signal"]) == ("reconfigured", signal.SIGTERM)
     assert session.ended
+
+
+def test_abandoned_child_is_stopped_after_grace(log_events: list[dict[str, Any]]) -> None:
+    """The client leaves, the child neither reads nor exits: the session stays
+    live until --grace has passed, then superd closes its end of the pair and
+    stops the child; the session ends when it is reaped."""
+    runtime, spawner, session, bridge, transport = start()
+    spawner.ignore_term.add(1000)
+    bridge.makeConnection(transport)
+    pid = session.pid
+    bridge.connectionLost(Failure(Exception("client reset")))
+    assert not session.ended
+    runtime.reactor.advance(4.9)
+    assert spawner.signals == [] and not session.ended
+    runtime.reactor.advance(0.1)
+    [abandoned] = events_named(log_events, "child_abandoned")
+    assert abandoned["pid"] == pid
+    assert spawner.signals[:1] == [(pid, 15)]
+    assert not session.ended  # it ignores SIGTERM ...
+    runtime.reactor.advance(5.0)
+    assert (pid, 9) in spawner.signals and session.ended  # ... not SIGKILL
+
+
+def test_child_that_exits_after_client_left_is_left_alone(
+        log_events: list[dict[str, Any]]) -> None:
+    """A child that takes its EOF and exits within --grace is never signalled."""
+    runtime, spawner, session, bridge, transport = start()
+    bridge.makeConnection(transport)
+    bridge.connectionLost(Failure(Exception("client closed")))
+    runtime.reactor.advance(1.0)
+    spawner.exit(session.pid, 0)
+    runtime.reactor.advance(10.0)
+    assert spawner.signals == [] and session.ended
+    assert events_named(log_events, "child_abandoned") == []

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import attrs
+import pytest
 from twisted.internet import ssl
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -344,3 +346,22 @@ def test_close_notify_under_tls12_closes(pki: PKI) -> None:
     assert isinstance(app, HalfApp)
     assert app.read_lost == 0 and app.lost == 1 and not setup.server.read_closed
     assert peer.data == b"HELLO"
+
+
+class ChildOwned(App):
+    """A service whose session ends with its child, not its connection."""
+
+    session_outlives_connection = True
+
+
+@pytest.mark.parametrize("app_class, ended", [(App, True), (ChildOwned, False)])
+def test_session_end_is_left_to_a_child_that_owns_it(pki: PKI, app_class: type,
+                                                     ended: bool) -> None:
+    """The connection's end ends the session, except for a service whose child
+    owns it (the TLS pipe): that session counts until the child is reaped."""
+    setup = server_side(pki, app_class())
+    io = pump(setup, client(pki, None, setup.reactor))
+    io.flush()
+    assert setup.app.made == 1
+    setup.server.connectionLost(Failure(ConnectionLost("client reset")))
+    assert setup.session.ended is ended

@@ -32,6 +32,7 @@ from superd.access.banners import Banners, FailBannerProtocol
 from superd.access.decision import Decision, MaybeDeferred, deny
 from superd.access.gate import Gate
 from superd.access.pipeline import BANNED, policies_for, run_policies
+from superd.access.prefixes import source_key
 from superd.access.refusals import RefusalLog
 from superd.access.state import AccessState
 from superd.access.userid import UseridLookups
@@ -56,13 +57,14 @@ _SENSOR = deny(events.REASON_ADDRESS)
 
 
 def trip_sensor(service: ServiceConfig, peer: Peer, access: AccessState) -> None:
-    """A peer touched a SENSOR: ban it everywhere for ``deny_time``."""
+    """A peer touched a SENSOR: ban it (or its IPv6 network, under
+    ``v6_source_prefix``) everywhere for ``deny_time``."""
     if service.deny_time == 0:
         return
     bans, drop = access.bans, access.kernel_drop
     if drop is not None and bans.is_banned(peer.host):
         drop.refused_banned(peer.host, access.runtime.seconds())
-    bans.ban(peer.host, service.deny_time, service.id)
+    bans.ban(source_key(peer.host, service.v6_source_prefix), service.deny_time, service.id)
 
 
 def _record_refusal(state: AccessState, counts: ServiceCounters,
@@ -120,6 +122,7 @@ class AccessControlledFactory(ServerFactory):
             self._serve_fd: Callable[[Session, int], None] = serve_fd
             self.take_connection = self._take_connection
         self._clock = runtime.seconds
+        self._v6_prefix = service.v6_source_prefix
         self._counter = access.counter
         self._block = service.block_key  # instances and per_source count per block
         self._refusals = access.stream_refusals
@@ -188,6 +191,8 @@ class AccessControlledFactory(ServerFactory):
         """A session for ``peer``, counted (instances, per_source) at once."""
         session = Session(self.service.id, peer, local, self._clock(),
                           block=self._block)
+        if self._v6_prefix != 128:
+            session.source = source_key(peer.host, self._v6_prefix)
         self._counter.acquire(session)
         return session
 

@@ -9,7 +9,8 @@ counter serves both.  It counts under its configuration block
 The counter belongs to the runtime, not to a service's factory, so sessions
 admitted before a reload still count after it.
 Sources are counted by canonical address (``::ffff:a.b.c.d`` is
-``a.b.c.d``).
+``a.b.c.d``), or, for IPv6 under ``v6_source_prefix``, by network
+(``Session.source``): many addresses of one /64 are one source.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TypeVar
 from twisted.internet.defer import Deferred
 
 from superd.access.decision import ALLOW, Decision, deny
+from superd.access.prefixes import source_key
 from superd.core.session import Peer, Session
 from superd.observe import events
 from superd.proc.table import ProcessTable
@@ -51,7 +53,7 @@ class SessionCounter:
     def acquire(self, session: Session) -> None:
         """Count ``session`` until it ends."""
         sid = session.block
-        key = (sid, "" if session.peer is None else session.peer.host)
+        key = (sid, session.source or ("" if session.peer is None else session.peer.host))
         services, sources = self._services, self._sources
         services[sid] = services.get(sid, 0) + 1
         sources[key] = sources.get(key, 0) + 1
@@ -73,7 +75,8 @@ class SessionCounter:
     def _release(self, session: Session) -> None:
         sid = session.block
         _decrement(self._services, sid)
-        _decrement(self._sources, (sid, "" if session.peer is None else session.peer.host))
+        source = session.source or ("" if session.peer is None else session.peer.host)
+        _decrement(self._sources, (sid, source))
         if self._idle and not self._services:
             waiting, self._idle = self._idle, []
             for idle in waiting:
@@ -113,12 +116,19 @@ class InstancesPolicy(_SessionLimit):
 
 
 class PerSourcePolicy(_SessionLimit):
-    """Denies when the peer's address already has ``limit`` live sessions."""
+    """Denies when the peer's address (or IPv6 network, when ``v6_prefix``
+    is under 128) already has ``limit`` live sessions."""
 
     reason = events.REASON_PER_SOURCE
 
+    def __init__(self, block: str, limit: int, counter: SessionCounter,
+                 v6_prefix: int = 128) -> None:
+        super().__init__(block, limit, counter)
+        self.v6_prefix = v6_prefix
+
     def check(self, peer: Peer, now: float) -> Decision:
-        if self._counter.from_source(self.block, peer.host) >= self.limit:
+        source = peer.host if self.v6_prefix == 128 else source_key(peer.host, self.v6_prefix)
+        if self._counter.from_source(self.block, source) >= self.limit:
             return deny(events.REASON_PER_SOURCE)
         return ALLOW
 

@@ -82,7 +82,7 @@ def build_policies(service: ServiceConfig, state: AccessState, *,
                                         state.counter))
     if sessions and service.per_source != UNLIMITED:
         policies.append(PerSourcePolicy(service.block_key, service.per_source,
-                                        state.counter))
+                                        state.counter, service.v6_source_prefix))
     if service.max_load is not None:
         policies.append(LoadPolicy(service.max_load, state.load))
     limit = state.runtime.options.limit

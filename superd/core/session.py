@@ -64,6 +64,9 @@ class Session:
     #: under which instances and per_source count it; the id by default.
     block: str = attrs.field(
         kw_only=True, default=attrs.Factory(lambda s: s.service_id, takes_self=True))
+    #: The source ``per_source`` counts it under when that is not
+    #: ``peer.host``: its IPv6 network (``v6_source_prefix``).
+    source: Optional[str] = attrs.field(kw_only=True, default=None)
     #: Set by the spawner when a child serves the session.
     pid: Optional[int] = None
     ended: bool = False

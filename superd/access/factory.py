@@ -37,6 +37,7 @@ from superd.access.refusals import RefusalLog
 from superd.access.state import AccessState
 from superd.access.userid import UseridLookups
 from superd.config.model import ServiceConfig
+from superd.core.origin import ProxyOrigin
 from superd.core.session import Peer, Session
 from superd.net.takingport import TAKEN, Taken
 from superd.observe import events
@@ -132,18 +133,22 @@ class AccessControlledFactory(ServerFactory):
         """Run the service's policies for ``peer``."""
         return run_policies(self.policies, peer, self.runtime.seconds)
 
-    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+    def buildProtocol(self, addr: IAddress | None,
+                      origin: ProxyOrigin | None = None) -> Protocol | None:
+        """Admit or refuse the peer at ``addr``: Twisted's call, or
+        ``superd.access.proxied``'s for the client a PROXY header named
+        (``origin``: what the header said)."""
         peer = _peer(addr)
         if self.service.is_sensor:
             trip_sensor(self.service, peer, self.access)
             return self.refuse(peer, _SENSOR)
         if self._gated:
-            return Gate(self, peer, None)
+            return Gate(self, peer, None, origin)
         outcome = self.decide(peer)
         if not isinstance(outcome, Decision):
-            return Gate(self, peer, outcome)
+            return Gate(self, peer, outcome, origin)
         if outcome.allowed:
-            return self.admit(peer, None)
+            return self.admit(peer, None, origin)
         return self.refuse(peer, outcome)
 
     def _take_connection(self, fd: int, address: Any,
@@ -187,18 +192,20 @@ class AccessControlledFactory(ServerFactory):
         """Count an IDONLY client refused for want of an ident answer."""
         self._counts.refuse(events.REASON_NOID)
 
-    def open_session(self, peer: Peer, local: Peer | None) -> Session:
+    def open_session(self, peer: Peer, local: Peer | None,
+                     origin: ProxyOrigin | None = None) -> Session:
         """A session for ``peer``, counted (instances, per_source) at once."""
         session = Session(self.service.id, peer, local, self._clock(),
-                          block=self._block)
+                          block=self._block, origin=origin)
         if self._v6_prefix != 128:
             session.source = source_key(peer.host, self._v6_prefix)
         self._counter.acquire(session)
         return session
 
-    def admit(self, peer: Peer, local: Peer | None) -> Protocol | None:
+    def admit(self, peer: Peer, local: Peer | None,
+              origin: ProxyOrigin | None = None) -> Protocol | None:
         """Count a session for ``peer`` and let the handler serve it."""
-        return self.serve(self.open_session(peer, local), peer)
+        return self.serve(self.open_session(peer, local, origin), peer)
 
     def serve(self, session: Session, peer: Peer) -> Protocol | None:
         """The handler's protocol for ``peer``'s counted session, or None."""

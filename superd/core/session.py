@@ -12,9 +12,12 @@ idempotent, so a belt-and-braces second call is harmless.
 from __future__ import annotations
 
 import ipaddress
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import attrs
+
+if TYPE_CHECKING:
+    from superd.core.origin import ProxyOrigin
 
 __all__ = ["Peer", "Session", "canonical_host"]
 
@@ -64,6 +67,9 @@ class Session:
     #: under which instances and per_source count it; the id by default.
     block: str = attrs.field(
         kw_only=True, default=attrs.Factory(lambda s: s.service_id, takes_self=True))
+    #: What the PROXY header said, when the service reads one
+    #: (``proxy_protocol``): ``peer`` is then the client it named.
+    origin: Optional["ProxyOrigin"] = attrs.field(kw_only=True, default=None)
     #: The source ``per_source`` counts it under when that is not
     #: ``peer.host``: its IPv6 network (``v6_source_prefix``).
     source: Optional[str] = attrs.field(kw_only=True, default=None)

@@ -63,8 +63,10 @@ def trip_sensor(service: ServiceConfig, peer: Peer, access: AccessState) -> None
     if service.deny_time == 0:
         return
     bans, drop = access.bans, access.kernel_drop
-    if drop is not None and bans.is_banned(peer.host):
-        drop.refused_banned(peer.host, access.runtime.seconds())
+    if drop is not None:
+        banned = bans.covering(peer.host)
+        if banned is not None:
+            drop.refused_banned(banned, access.runtime.seconds())
     bans.ban(source_key(peer.host, service.v6_source_prefix), service.deny_time, service.id)
 
 
@@ -76,7 +78,9 @@ def _record_refusal(state: AccessState, counts: ServiceCounters,
     about a banned source, and log the FAIL line (rate-limited by key)."""
     counts.refuse(decision.reason)
     if decision is BANNED and state.kernel_drop is not None:
-        state.kernel_drop.refused_banned(peer.host, now)
+        # The ban's own key: a network ban is dropped as one network.
+        banned = state.bans.covering(peer.host) or peer.host
+        state.kernel_drop.refused_banned(banned, now)
     refusals.refused(service, peer, decision, now, key)
 
 

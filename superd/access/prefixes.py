@@ -13,8 +13,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-__all__ = ["IPNetwork", "PrefixTable", "address_int", "family_tables", "network_length",
-           "source_key", "unmapped"]
+__all__ = ["IPNetwork", "PrefixTable", "address_int", "family_tables", "network_key",
+           "network_length", "source_key", "unmapped"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -57,6 +57,15 @@ def network_length(key: str) -> int | None:
         return int(key.rsplit("/", 1)[1])
     except ValueError:
         return None
+
+
+def network_key(text: str) -> str:
+    """An IPv6 network written by a person (``2001:db8:1:2:0::/64``) as the
+    ban key a sensor would make for it; raises ``ValueError``."""
+    network = ipaddress.ip_network(text, strict=False)
+    if not isinstance(network, ipaddress.IPv6Network):
+        raise ValueError(f"not an IPv6 network: {text!r} (IPv4 sources are banned by address)")
+    return str(network)
 
 
 def unmapped(network: IPNetwork) -> IPNetwork:

@@ -9,7 +9,8 @@ The command edits the SQLite database in the state directory; a running
 superd notices the change within about a second (it polls
 ``PRAGMA data_version``).  ``add`` without ``--minutes`` bans until the ban
 is removed.  Addresses are canonicalised as everywhere in superd
-(``::ffff:a.b.c.d`` is ``a.b.c.d``).
+(``::ffff:a.b.c.d`` is ``a.b.c.d``); an IPv6 network (``2001:db8:1:2::/64``,
+as a sensor with ``v6_source_prefix`` bans) may be given instead.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from superd.access.banstore import Ban, BanStore, db_path
+from superd.access.prefixes import network_key
 from superd.core.exits import EX_IOERR, EX_USAGE
 from superd.core.paths import state_dir_or_default
 from superd.core.session import canonical_host
@@ -57,6 +59,8 @@ def _state_dir(args: argparse.Namespace) -> str:
 
 
 def _address(text: str) -> str:
+    if "/" in text:
+        return network_key(text)
     try:
         ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:

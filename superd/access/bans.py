@@ -77,7 +77,9 @@ class BanList:
         """True while ``host`` (canonical) is banned; drops an expired ban."""
         expires = self._bans.get(host)
         if expires is None:
-            return bool(self._lengths) and self.covering(host) is not None
+            if self._lengths:
+                return self.covering(host) is not None
+            return False
         if expires > self._clock.seconds():
             return True
         del self._bans[host]

@@ -128,6 +128,10 @@ class AccessControlledFactory(ServerFactory):
             self.take_connection = self._take_connection
         self._clock = runtime.seconds
         self._v6_prefix = service.v6_source_prefix
+        # Only sessions of services behind a proxy or counted by network
+        # carry more than their peer.
+        self._tags_sessions = (self._v6_prefix != 128
+                               or service.extensions.proxy is not None)
         self._counter = access.counter
         self._block = service.block_key  # instances and per_source count per block
         self._refusals = access.stream_refusals
@@ -200,8 +204,9 @@ class AccessControlledFactory(ServerFactory):
                      origin: ProxyOrigin | None = None) -> Session:
         """A session for ``peer``, counted (instances, per_source) at once."""
         session = Session(self.service.id, peer, local, self._clock(),
-                          block=self._block, origin=origin)
-        if self._v6_prefix != 128:
+                          block=self._block)
+        if self._tags_sessions:
+            session.origin = origin
             session.source = source_key(peer.host, self._v6_prefix)
         self._counter.acquire(session)
         return session

@@ -28,6 +28,7 @@ from superd.proc.table import ProcessTable
 __all__ = [
     "GlobalLimitPolicy",
     "InstancesPolicy",
+    "NetworkPerSourcePolicy",
     "PerSourcePolicy",
     "SessionCounter",
 ]
@@ -116,18 +117,29 @@ class InstancesPolicy(_SessionLimit):
 
 
 class PerSourcePolicy(_SessionLimit):
-    """Denies when the peer's address (or IPv6 network, when ``v6_prefix``
-    is under 128) already has ``limit`` live sessions."""
+    """Denies when the peer's address already has ``limit`` live sessions."""
+
+    reason = events.REASON_PER_SOURCE
+
+    def check(self, peer: Peer, now: float) -> Decision:
+        if self._counter.from_source(self.block, peer.host) >= self.limit:
+            return deny(events.REASON_PER_SOURCE)
+        return ALLOW
+
+
+class NetworkPerSourcePolicy(_SessionLimit):
+    """``PerSourcePolicy`` counting an IPv6 peer by its network of
+    ``v6_prefix`` bits (``v6_source_prefix``)."""
 
     reason = events.REASON_PER_SOURCE
 
     def __init__(self, block: str, limit: int, counter: SessionCounter,
-                 v6_prefix: int = 128) -> None:
+                 v6_prefix: int) -> None:
         super().__init__(block, limit, counter)
         self.v6_prefix = v6_prefix
 
     def check(self, peer: Peer, now: float) -> Decision:
-        source = peer.host if self.v6_prefix == 128 else source_key(peer.host, self.v6_prefix)
+        source = source_key(peer.host, self.v6_prefix)
         if self._counter.from_source(self.block, source) >= self.limit:
             return deny(events.REASON_PER_SOURCE)
         return ALLOW

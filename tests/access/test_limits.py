@@ -7,6 +7,7 @@ from twisted.internet.testing import MemoryReactorClock
 from superd.access.limits import (
     GlobalLimitPolicy,
     InstancesPolicy,
+    NetworkPerSourcePolicy,
     PerSourcePolicy,
     SessionCounter,
 )
@@ -107,7 +108,7 @@ def test_per_source_by_v6_prefix_across_a_slash_64() -> None:
     address it uses; another /64 and IPv4 sources are not affected; ending
     one frees a slot for any address of the /64."""
     counter = SessionCounter()
-    policy = PerSourcePolicy("svc", 3, counter, v6_prefix=64)
+    policy = NetworkPerSourcePolicy("svc", 3, counter, v6_prefix=64)
     live = []
     for n in range(1, 101):
         peer = Peer(f"2001:db8:aa:bb:{n:x}::{n:x}", 1)

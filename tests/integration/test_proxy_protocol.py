@@ -332,3 +332,22 @@ def test_hand_off_keeps_what_follows_the_header(superd_factory: StartSuperd,
     with send_through(superd.port("greet"),
                       b"PROXY TCP4 127.0.0.3 127.0.0.1 5 7\r\nhello\n") as conn:
         assert read_all(conn) == b"got hello from 127.0.0.3\n"
+
+
+def test_tls_external_server_behind_haproxy(superd_factory: StartSuperd, conf_dir: ConfDir,
+                                            tmp_path: Path, world_dir: Path,
+                                            pki: PKI) -> None:
+    """superd's TLS in front of a spawned server (pipe mode) behind HAProxy:
+    the server's REMOTE_ADDR is the client, PROXY_ADDR the balancer, and
+    the line the client sent reaches it."""
+    server = script(world_dir, "who", 'read line\necho "$line $REMOTE_ADDR $PROXY_ADDR"\n')
+    superd = superd_factory(conf_dir(who=service_block(
+        "who", server, extra=f"proxy_protocol = v2\nproxy_from = {PROXY_SOURCE}\n"
+                             f"tls_cert = {pki.server.cert_path}\n"
+                             f"tls_key = {pki.server.key_path}\n")))
+    context = ssl.create_default_context(cafile=str(pki.ca_path))
+    with run_haproxy(tmp_path, superd.port("who"), send="send-proxy-v2") as haproxy, \
+            haproxy.connect("127.0.0.2") as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"hi\n")
+        assert read_all(tls) == f"hi 127.0.0.2 {PROXY_SOURCE}\n".encode()

@@ -128,9 +128,10 @@ class AccessControlledFactory(ServerFactory):
             self.take_connection = self._take_connection
         self._clock = runtime.seconds
         self._v6_prefix = service.v6_source_prefix
-        # Only sessions of services behind a proxy or counted by network
-        # carry more than their peer.
-        self._tags_sessions = (self._v6_prefix != 128
+        # Only sessions of services behind a proxy (tcpmux clients: perhaps,
+        # through the tcpmux service) or counted by network carry more than
+        # their peer.
+        self._tags_sessions = (self._v6_prefix != 128 or service.is_mux_client
                                or service.extensions.proxy is not None)
         self._counter = access.counter
         self._block = service.block_key  # instances and per_source count per block

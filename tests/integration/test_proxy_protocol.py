@@ -351,3 +351,23 @@ def test_tls_external_server_behind_haproxy(superd_factory: StartSuperd, conf_di
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         tls.sendall(b"hi\n")
         assert read_all(tls) == f"hi 127.0.0.2 {PROXY_SOURCE}\n".encode()
+
+
+def test_tcpmux_behind_a_proxy(superd_factory: StartSuperd, conf_dir: ConfDir,
+                               world_dir: Path) -> None:
+    """The header comes before tcpmux's service line: the selected service
+    judges the client it names (its only_from) and its server sees it."""
+    server = script(world_dir, "mux", 'read line\necho "$line $REMOTE_ADDR $PROXY_ADDR"\n')
+    tcpmux = ("service tcpmux\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+              "\twait = no\n\tport = 0\n\tbind = 127.0.0.1\n\tproxy_protocol = v1\n"
+              "\tproxy_from = 127.0.0.1\n\tlog_on_failure = HOST\n}\n")
+    mine = service_block("mine", server, extra="type = TCPMUXPLUS\nonly_from = 127.0.0.3\n")
+    mine = mine.replace("\ttype           = UNLISTED\n", "").replace("\tport           = 0\n", "")
+    mine = mine.replace("\tbind           = 127.0.0.1\n", "")
+    superd = superd_factory(conf_dir(tcpmux=tcpmux, mine=mine))
+    port = superd.port("tcpmux")
+    with send_through(port, b"PROXY TCP4 127.0.0.3 127.0.0.1 5 1\r\nmine\r\nhi\n") as conn:
+        assert read_all(conn) == b"+Go\r\nhi 127.0.0.3 127.0.0.1\n"
+    with send_through(port, b"PROXY TCP4 127.0.0.2 127.0.0.1 5 1\r\nmine\r\nhi\n") as conn:
+        assert read_all(conn) == b""
+    wait_line(superd, "FAIL: mine address from=127.0.0.2")

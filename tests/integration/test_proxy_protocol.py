@@ -28,6 +28,8 @@ from tests.certs import PKI
 from tests.integration.external import read_all, script, service_block
 from tests.integration.haproxy import PROXY_SOURCE, run_haproxy
 from tests.integration.harness import Superd, require_program
+from tests.integration.reloading import echo_block as reload_echo
+from tests.integration.reloading import latest_port, reload_and_wait
 
 StartSuperd = Callable[..., Superd]
 ConfDir = Callable[..., Path]
@@ -371,3 +373,29 @@ def test_tcpmux_behind_a_proxy(superd_factory: StartSuperd, conf_dir: ConfDir,
     with send_through(port, b"PROXY TCP4 127.0.0.2 127.0.0.1 5 1\r\nmine\r\nhi\n") as conn:
         assert read_all(conn) == b""
     wait_line(superd, "FAIL: mine address from=127.0.0.2")
+
+
+def test_reload_turns_the_header_on_and_off(superd_factory: StartSuperd,
+                                            conf_dir: ConfDir) -> None:
+    """A reload that adds proxy_protocol makes the service read headers
+    from its next connection on (a client talking first is refused); one
+    that removes it serves plain clients again."""
+    plain = reload_echo("echo")
+    proxied = reload_echo("echo", extra="proxy_protocol = v1\nproxy_from = 127.0.0.1\n"
+                                        "log_on_failure = HOST\nlog_on_success = HOST\n")
+    directory = conf_dir(echo=plain)
+    superd = superd_factory(directory)
+    with socket.create_connection(("127.0.0.1", latest_port(superd, "echo")), 10) as conn:
+        assert echoes(conn)
+    (directory / "echo").write_text(proxied)
+    assert reload_and_wait(superd)["ok"]
+    port = latest_port(superd, "echo")
+    with socket.create_connection(("127.0.0.1", port), 10) as conn:
+        assert not echoes(conn)
+    with send_through(port, b"PROXY TCP4 127.0.0.3 127.0.0.1 5 7\r\n") as conn:
+        assert echoes(conn)
+    wait_line(superd, "START: echo from=127.0.0.3")
+    (directory / "echo").write_text(plain)
+    assert reload_and_wait(superd)["ok"]
+    with socket.create_connection(("127.0.0.1", latest_port(superd, "echo")), 10) as conn:
+        assert echoes(conn)

@@ -85,6 +85,6 @@ def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, .
         redirect_tls=upstream,
         redirect_timeout=values.get("redirect_timeout", 10.0),
         factory=values.get("factory"), plugin=values.get("plugin"), settings=settings,
-        proxy=proxy_settings(values, invalid, error),
+        proxy=proxy_settings(values, invalid, error, warn),
         redirect_proxy=redirect_proxy(values, error),
     )

@@ -46,9 +46,10 @@ def _ident_problem(values: Mapping[str, Any]) -> Optional[str]:
 
 
 def proxy_settings(values: Mapping[str, Any], invalid: AbstractSet[str],
-                   error: ErrorReporter) -> Optional[ProxySettings]:
+                   error: ErrorReporter,
+                   warn: Optional[ErrorReporter] = None) -> Optional[ProxySettings]:
     """The service's ``ProxySettings`` (None: it reads no header); problems
-    go to ``error(attribute, message)``."""
+    go to ``error(attribute, message)``, doubts to ``warn``."""
     written = values.get("proxy_protocol")
     if written is None:
         if "proxy_protocol" not in invalid:
@@ -60,6 +61,9 @@ def proxy_settings(values: Mapping[str, Any], invalid: AbstractSet[str],
         if problem is not None:
             error("proxy_protocol", problem)
     sources = values.get("proxy_from")
+    if sources is None and "proxy_from" not in invalid and warn is not None:
+        warn("proxy_protocol", "no proxy_from: any source that reaches the port may"
+                               " claim to be any client")
     for spec in sources or ():
         if spec.kind is not AddressKind.NETWORK:
             error("proxy_from", f"{spec.text}: proxy_from takes addresses and networks,"

@@ -58,9 +58,14 @@ def test_no_proxy_by_default(tmp_path: Path) -> None:
 
 
 def test_proxy_v2_any_source(tmp_path: Path) -> None:
-    """proxy_protocol alone: that version, from any source, 5 s."""
-    proxy = load(tmp_path, "\tproxy_protocol = v2\n").services[0].extensions.proxy
-    assert proxy == ProxySettings(frozenset({2}), None, 5.0)
+    """proxy_protocol alone: that version, from any source, 5 s -- with a
+    warning, since anyone reaching the port may then name any client."""
+    config = load(tmp_path, "\tproxy_protocol = v2\n")
+    assert config.services[0].extensions.proxy == ProxySettings(frozenset({2}), None, 5.0)
+    assert [str(w).replace(str(tmp_path) + "/", "") for w in config.warnings] == [
+        "svc:7: service echo: proxy_protocol: no proxy_from: any source that reaches the"
+        " port may claim to be any client"]
+    assert load(tmp_path, "\tproxy_protocol = v2\n\tproxy_from = 10.0.0.1\n").warnings == ()
 
 
 def test_bad_values(tmp_path: Path) -> None:

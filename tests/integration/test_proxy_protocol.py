@@ -12,11 +12,9 @@ and 127.0.0.3, so the peer superd sees is never the proxy by accident.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +25,8 @@ from superd.net.proxywire import V2_SIGNATURE
 from tests.certs import PKI
 from tests.integration.external import read_all, script, service_block
 from tests.integration.haproxy import PROXY_SOURCE, run_haproxy
-from tests.integration.harness import Superd, require_program
+from tests.integration.harness import Superd
+from tests.integration.openssl import s_client_line
 from tests.integration.reloading import echo_block as reload_echo
 from tests.integration.reloading import latest_port, reload_and_wait
 
@@ -161,25 +160,11 @@ def test_tls_behind_haproxy_tcp_mode(superd_factory: StartSuperd, conf_dir: Conf
     """superd terminates TLS behind HAProxy in mode tcp (send-proxy): the
     header comes before the handshake, as HAProxy sends it; openssl
     s_client through HAProxy gets its echo, and START names the client."""
-    openssl = require_program("openssl")
     superd = superd_factory(conf_dir(echo=echo_block(
         "techo", f"\ttls_cert = {pki.server.cert_path}\n\ttls_key = {pki.server.key_path}\n")))
     with run_haproxy(tmp_path, superd.port("techo")) as haproxy:
-        command = [openssl, "s_client", "-connect", f"127.0.0.1:{haproxy.port}", "-quiet",
-                   "-verify_return_error", "-CAfile", str(pki.ca_path),
-                   "-verify_hostname", "localhost", "-servername", "localhost"]
-        child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE)
-        try:
-            assert child.stdin is not None and child.stdout is not None
-            child.stdin.write(b"hello through TLS\n")
-            child.stdin.flush()
-            ready, _, _ = select.select([child.stdout], [], [], 20)
-            assert ready, "no answer from s_client"
-            assert child.stdout.readline() == b"hello through TLS\n"
-        finally:
-            child.kill()
-            child.wait(10)
+        assert s_client_line(haproxy.port, pki.ca_path, b"hello through TLS\n") == \
+            b"hello through TLS\n"
     wait_line(superd, "START: techo from=127.0.0.1")
     assert fails(superd) == []
 

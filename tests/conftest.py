@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,3 +53,13 @@ def main_log() -> Iterator[list[dict[str, Any]]]:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     """A CA, a localhost server certificate, a good and a wrong client certificate."""
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected socket pair: ours (non-blocking, as the reactor's) and theirs."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    yield ours, theirs
+    ours.close()
+    theirs.close()

@@ -10,6 +10,11 @@ connection, and a flood of hits on a sensor writes (and logs) an extension
 only once it has grown by a minute; once a second the list checks ``PRAGMA data_version`` to pick up
 changes made by ``superd bans --offline`` and, once a minute, purges expired bans.
 Expired bans are also dropped lazily when looked up.
+
+A sensor with ``v6_source_prefix`` under 128 bans an IPv6 source's whole
+network of that length (the key ``2001:db8:1:2::/64``), which every service
+then refuses, whatever its own prefix: how wide a ban is, is the sensor's
+to decide.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from superd.access.banstore import Ban, BanStore
+from superd.access.prefixes import network_length, source_key
 from superd.config.model import FOREVER
 from superd.observe import events
 
@@ -45,6 +51,9 @@ class BanList:
         self.store = store
         self._clock = clock
         self._bans: dict[str, float] = {}
+        #: The prefix lengths of the network bans (a length whose last ban
+        #: went may stay until the next purge: it only costs a probe).
+        self._lengths: frozenset[int] = frozenset()
         #: The expiry last written to the database, per host.
         self._persisted: dict[str, float] = {}
         self._version = -1
@@ -72,15 +81,44 @@ class BanList:
         """True while ``host`` (canonical) is banned; drops an expired ban."""
         expires = self._bans.get(host)
         if expires is None:
+            if self._lengths:
+                return self.covering(host) is not None
             return False
         if expires > self._clock.seconds():
             return True
         del self._bans[host]
         return False
 
+    def covering(self, host: str) -> str | None:
+        """The ban that bans ``host``: its address, or a network around it."""
+        if host in self._bans and self._unexpired(host):
+            return host
+        if ":" in host:
+            for length in self._lengths:
+                key = source_key(host, length)
+                if key in self._bans and self._unexpired(key):
+                    return key
+        return None
+
+    def _unexpired(self, key: str) -> bool:
+        if self._bans[key] > self._clock.seconds():
+            return True
+        del self._bans[key]
+        return False
+
+    def _note(self, host: str) -> None:
+        length = network_length(host)
+        if length is not None and length not in self._lengths:
+            self._lengths = self._lengths | {length}
+
+    def _recount(self) -> None:
+        self._lengths = frozenset(
+            n for n in map(network_length, self._bans) if n is not None)
+
     def expiry(self, host: str) -> float | None:
         """When ``host``'s ban ends (``math.inf``: never), None if not banned."""
-        return self._bans.get(host) if self.is_banned(host) else None
+        key = self.covering(host)
+        return None if key is None else self._bans[key]
 
     def ban(self, host: str, minutes: int, service_id: str, *,
             source: str = "sensor") -> None:
@@ -97,6 +135,7 @@ class BanList:
             return
         extended = previous is not None and previous > now
         expires = self._bans[host] = max(until, previous or 0.0)
+        self._note(host)
         if extended and expires - self._persisted.get(host, 0.0) < PERSIST_STEP:
             # A flood of hits on a sensor must not become a flood of
             # database writes and log lines: the extension is kept in memory
@@ -123,6 +162,7 @@ class BanList:
         if previous is None and len(self._bans) >= MAX_BANS:
             return False
         self._bans[host] = self._persisted[host] = expires
+        self._note(host)
         self._persist(host, now, service_id)
         if previous is None or previous <= now:
             self._started(host)
@@ -211,6 +251,7 @@ class BanList:
             if ban.expires is None or ban.expires > now
         }
         self._persisted = dict(self._bans)
+        self._recount()
         self._tell_changes(before, {ban.host: ban.service for ban in stored}, now)
         for host in [h for h in self._bans if before.get(h, 0.0) <= now]:
             self._started(host)
@@ -248,6 +289,7 @@ class BanList:
             del self._bans[host]
             self._persisted.pop(host, None)
         self._write(lambda: self.store.purge(now))
+        self._recount()
         self._last_purge = now
         if expired:
             _log.info("At least 1 DENY_TIME has expired, global_no_access"

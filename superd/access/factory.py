@@ -35,10 +35,12 @@ from superd.access.banners import Banners, FailBannerProtocol
 from superd.access.decision import Decision, MaybeDeferred, deny
 from superd.access.gate import Gate
 from superd.access.pipeline import BANNED, policies_for, run_policies
+from superd.access.prefixes import source_key
 from superd.access.refusals import RefusalLog
 from superd.access.state import AccessState
 from superd.access.userid import UseridLookups
 from superd.config.model import ServiceConfig
+from superd.core.origin import ProxyOrigin
 from superd.core.session import Peer, Session
 from superd.net.takingport import TAKEN, Taken
 from superd.observe import events
@@ -59,13 +61,16 @@ _SENSOR = deny(events.REASON_ADDRESS)
 
 
 def trip_sensor(service: ServiceConfig, peer: Peer, access: AccessState) -> None:
-    """A peer touched a SENSOR: ban it everywhere for ``deny_time``."""
+    """A peer touched a SENSOR: ban it (or its IPv6 network, under
+    ``v6_source_prefix``) everywhere for ``deny_time``."""
     if service.deny_time == 0:
         return
     bans, drop = access.bans, access.kernel_drop
-    if drop is not None and bans.is_banned(peer.host):
-        drop.refused_banned(peer.host, access.runtime.seconds())
-    bans.ban(peer.host, service.deny_time, service.id)
+    if drop is not None:
+        banned = bans.covering(peer.host)
+        if banned is not None:
+            drop.refused_banned(banned, access.runtime.seconds())
+    bans.ban(source_key(peer.host, service.v6_source_prefix), service.deny_time, service.id)
 
 
 def _record_refusal(state: AccessState, counts: ServiceCounters,
@@ -76,7 +81,9 @@ def _record_refusal(state: AccessState, counts: ServiceCounters,
     about a banned source, and log the FAIL line (rate-limited by key)."""
     counts.refuse(decision.reason)
     if decision is BANNED and state.kernel_drop is not None:
-        state.kernel_drop.refused_banned(peer.host, now)
+        # The ban's own key: a network ban is dropped as one network.
+        banned = state.bans.covering(peer.host) or peer.host
+        state.kernel_drop.refused_banned(banned, now)
     refusals.refused(service, peer, decision, now, key)
 
 
@@ -133,6 +140,12 @@ class AccessControlledFactory(ServerFactory):
             self._serve_fd: Callable[[Session, int], None] = serve_fd
             self.take_connection = self._take_connection
         self._clock = runtime.seconds
+        self._v6_prefix = service.v6_source_prefix
+        # Only sessions of services behind a proxy (tcpmux clients: perhaps,
+        # through the tcpmux service) or counted by network carry more than
+        # their peer.
+        self._tags_sessions = (self._v6_prefix != 128 or service.is_mux_client
+                               or service.extensions.proxy is not None)
         self._counter = access.counter
         self._block = service.block_key  # instances and per_source count per block
         self._refusals = access.stream_refusals
@@ -142,18 +155,22 @@ class AccessControlledFactory(ServerFactory):
         """Run the service's policies for ``peer``."""
         return run_policies(self.policies, peer, self.runtime.seconds)
 
-    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+    def buildProtocol(self, addr: IAddress | None,
+                      origin: ProxyOrigin | None = None) -> Protocol | None:
+        """Admit or refuse the peer at ``addr``: Twisted's call, or
+        ``superd.access.proxied``'s for the client a PROXY header named
+        (``origin``: what the header said)."""
         peer = _peer(addr)
         if self.service.is_sensor:
             trip_sensor(self.service, peer, self.access)
             return self.refuse(peer, _SENSOR)
         if self._gated:
-            return Gate(self, peer, None)
+            return Gate(self, peer, None, origin)
         outcome = self.decide(peer)
         if not isinstance(outcome, Decision):
-            return Gate(self, peer, outcome)
+            return Gate(self, peer, outcome, origin)
         if outcome.allowed:
-            return self.admit(peer, None)
+            return self.admit(peer, None, origin)
         return self.refuse(peer, outcome)
 
     def _take_connection(self, fd: int, address: Any,
@@ -197,16 +214,21 @@ class AccessControlledFactory(ServerFactory):
         """Count an IDONLY client refused for want of an ident answer."""
         self._counts.refuse(events.REASON_NOID)
 
-    def open_session(self, peer: Peer, local: Peer | None) -> Session:
+    def open_session(self, peer: Peer, local: Peer | None,
+                     origin: ProxyOrigin | None = None) -> Session:
         """A session for ``peer``, counted (instances, per_source) at once."""
         session = Session(self.service.id, peer, local, self._clock(),
                           block=self._block)
+        if self._tags_sessions:
+            session.origin = origin
+            session.source = source_key(peer.host, self._v6_prefix)
         self._counter.acquire(session)
         return session
 
-    def admit(self, peer: Peer, local: Peer | None) -> Protocol | None:
+    def admit(self, peer: Peer, local: Peer | None,
+              origin: ProxyOrigin | None = None) -> Protocol | None:
         """Count a session for ``peer`` and let the handler serve it."""
-        return self.serve(self.open_session(peer, local), peer)
+        return self.serve(self.open_session(peer, local, origin), peer)
 
     def serve(self, session: Session, peer: Peer) -> Protocol | None:
         """The handler's protocol for ``peer``'s counted session, or None."""

@@ -31,6 +31,7 @@ from superd.access.banners import Banners, send_now
 from superd.access.decision import Decision, MaybeDeferred
 from superd.access.userid import UseridLookups
 from superd.core import twistedprivate
+from superd.core.origin import ProxyOrigin
 from superd.core.session import Peer, Session
 
 __all__ = ["Gate", "GateOwner"]
@@ -53,10 +54,12 @@ class GateOwner(Interface):
     def refused_unidentified(self) -> None:
         """Count a peer refused for want of a USERID answer (IDONLY)."""
 
-    def open_session(self, peer: Peer, local: Peer | None) -> Session:
+    def open_session(self, peer: Peer, local: Peer | None,
+                     origin: ProxyOrigin | None = None) -> Session:
         """Admit ``peer``: its session, counted and logged."""
 
-    def admit(self, peer: Peer, local: Peer | None) -> Protocol | None:
+    def admit(self, peer: Peer, local: Peer | None,
+              origin: ProxyOrigin | None = None) -> Protocol | None:
         """Admit ``peer`` and return the protocol serving it."""
 
     def serve(self, session: Session, peer: Peer) -> Protocol | None:
@@ -67,9 +70,11 @@ class Gate(Protocol):
     """Holds a paused connection while banners go out and checks finish."""
 
     def __init__(self, factory: GateOwner, peer: Peer,
-                 pending: MaybeDeferred | None) -> None:
+                 pending: MaybeDeferred | None, origin: ProxyOrigin | None = None) -> None:
         self.gate_factory = factory
         self.peer = peer
+        #: What a PROXY header said, for the session (``peer`` is its client).
+        self.origin = origin
         self._pending = pending
         self._lost = False
         self._queued = False
@@ -117,12 +122,12 @@ class Gate(Protocol):
             return
         userid = factory.userid
         if userid is not None and userid.first:
-            self._session = factory.open_session(self.peer, self._local())
+            self._session = factory.open_session(self.peer, self._local(), self.origin)
             self._session.serve_with(self._abort)
             self._hold(userid.lookup(self._local(), self.peer), self._identified)
             return
         local = self._local()
-        protocol = factory.admit(self.peer, local)
+        protocol = factory.admit(self.peer, local, self.origin)
         if protocol is not None:
             if userid is not None and userid.on_admit:
                 userid.beside(local, self.peer)

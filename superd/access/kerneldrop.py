@@ -11,7 +11,9 @@ costs superd anything and no longer queues in front of well-behaved
 clients.  (Without this, each refusal of a flood still costs an accept, a
 close and a turn of the event loop, and the flood's connections wait in the
 same accept queue as everyone else's.)  The address leaves the filter when
-its ban ends or is lifted.
+its ban ends or is lifted.  A source banned with its IPv6 network (a sensor
+with ``v6_source_prefix``) is counted, filtered and released as that
+network: walking its addresses neither resets the count nor fills the filter.
 
 Linux only (``SO_ATTACH_FILTER``); anywhere the option fails, it is logged
 once and superd goes on refusing in user space.  The program is rebuilt
@@ -58,28 +60,52 @@ def _v4_block(addresses: list[int]) -> list[bytes]:
     return [*out, _insn(_RET, 0, 0, 0xFFFFFFFF)]
 
 
-def _v6_block(addresses: list[bytes]) -> list[bytes]:
+def _v6_entry(packed: bytes, length: int) -> list[bytes]:
+    """Drop the packet if its source is in ``packed``/``length``: one load
+    and compare per 32-bit word the prefix touches (masked when partial);
+    a mismatch skips the rest of the entry."""
+    steps: list[tuple[list[bytes], int]] = []
+    words = struct.unpack("!4I", packed)
+    for i in range((length + 31) // 32):
+        bits = min(32, length - 32 * i)
+        mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
+        load = [_insn(_LD_W, 0, 0, _NET + 8 + 4 * i)]
+        if bits < 32:
+            load.append(_insn(_AND, 0, 0, mask))
+        steps.append((load, words[i] & mask))
     out: list[bytes] = []
-    for packed in addresses:
-        words = struct.unpack("!4I", packed)
-        for i, word in enumerate(words):
-            # On a mismatch, skip the rest of this address's comparisons.
-            skip = 2 * (3 - i) + 1
-            out += [_insn(_LD_W, 0, 0, _NET + 8 + 4 * i), _insn(_JEQ, 0, skip, word)]
-        out.append(_insn(_RET, 0, 0, 0))
+    rest = sum(len(load) + 1 for load, _ in steps) + 1
+    for load, word in steps:
+        rest -= len(load) + 1
+        out += [*load, _insn(_JEQ, 0, rest, word)]
+    return [*out, _insn(_RET, 0, 0, 0)]
+
+
+def _v6_block(entries: list[tuple[bytes, int]]) -> list[bytes]:
+    out: list[bytes] = []
+    for packed, length in entries:
+        out += _v6_entry(packed, length)
     return [*out, _insn(_RET, 0, 0, 0xFFFFFFFF)]
 
 
 def filter_program(hosts: Iterable[str]) -> bytes:
-    """A cBPF program dropping packets whose source is one of ``hosts``."""
+    """A cBPF program dropping packets whose source is one of ``hosts``:
+    addresses, or IPv6 networks (``2001:db8:1:2::/64``, the bans of a sensor
+    with ``v6_source_prefix``)."""
     v4: list[int] = []
-    v6: list[bytes] = []
+    v6: list[tuple[bytes, int]] = []
     for host in hosts:
+        if "/" in host:
+            network = ipaddress.ip_network(host)
+            # Sources are only ever widened to IPv6 networks.
+            if network.version == 6:
+                v6.append((network.network_address.packed, network.prefixlen))
+            continue
         address = ipaddress.ip_address(host)
         if address.version == 4:
             v4.append(int(address))
         else:
-            v6.append(address.packed)
+            v6.append((address.packed, 128))
     v4_code, v6_code = _v4_block(v4), _v6_block(v6)
     # IPv4 packets jump over the "ja" into the IPv4 block; others take the
     # "ja" (32-bit offset: the IPv4 block may be longer than a jeq can skip).

@@ -9,7 +9,8 @@ counter serves both.  It counts under its configuration block
 The counter belongs to the runtime, not to a service's factory, so sessions
 admitted before a reload still count after it.
 Sources are counted by canonical address (``::ffff:a.b.c.d`` is
-``a.b.c.d``).
+``a.b.c.d``), or, for IPv6 under ``v6_source_prefix``, by network
+(``Session.source``): many addresses of one /64 are one source.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TypeVar
 from twisted.internet.defer import Deferred
 
 from superd.access.decision import ALLOW, Decision, deny
+from superd.access.prefixes import source_key
 from superd.core.session import Peer, Session
 from superd.observe import events
 from superd.proc.table import ProcessTable
@@ -26,6 +28,7 @@ from superd.proc.table import ProcessTable
 __all__ = [
     "GlobalLimitPolicy",
     "InstancesPolicy",
+    "NetworkPerSourcePolicy",
     "PerSourcePolicy",
     "SessionCounter",
 ]
@@ -58,7 +61,7 @@ class SessionCounter:
         """Count ``session`` until it ends."""
         sid = session.block
         host = "" if session.peer is None else session.peer.host
-        key = (sid, host)
+        key = (sid, session.source or host)
         services, sources = self._services, self._sources
         services[sid] = services.get(sid, 0) + 1
         sources[key] = sources.get(key, 0) + 1
@@ -100,7 +103,7 @@ class SessionCounter:
             if not of_host:
                 del self._by_host[host]
         _decrement(self._services, sid)
-        _decrement(self._sources, (sid, host))
+        _decrement(self._sources, (sid, session.source or host))
         if self._idle and not self._services:
             waiting, self._idle = self._idle, []
             for idle in waiting:
@@ -150,6 +153,24 @@ class PerSourcePolicy(_SessionLimit):
 
     def check(self, peer: Peer, now: float) -> Decision:
         if self._counter.from_source(self.block, peer.host) >= self.limit:
+            return deny(events.REASON_PER_SOURCE)
+        return ALLOW
+
+
+class NetworkPerSourcePolicy(_SessionLimit):
+    """``PerSourcePolicy`` counting an IPv6 peer by its network of
+    ``v6_prefix`` bits (``v6_source_prefix``)."""
+
+    reason = events.REASON_PER_SOURCE
+
+    def __init__(self, block: str, limit: int, counter: SessionCounter,
+                 v6_prefix: int) -> None:
+        super().__init__(block, limit, counter)
+        self.v6_prefix = v6_prefix
+
+    def check(self, peer: Peer, now: float) -> Decision:
+        source = source_key(peer.host, self.v6_prefix)
+        if self._counter.from_source(self.block, source) >= self.limit:
             return deny(events.REASON_PER_SOURCE)
         return ALLOW
 

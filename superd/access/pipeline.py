@@ -24,6 +24,7 @@ from superd.access.hostsaccess import HostsAccessPolicy, daemon_name
 from superd.access.limits import (
     GlobalLimitPolicy,
     InstancesPolicy,
+    NetworkPerSourcePolicy,
     PerSourcePolicy,
 )
 from superd.access.loadavg import LoadPolicy
@@ -92,8 +93,12 @@ def build_policies(service: ServiceConfig, state: AccessState, *,
         policies.append(InstancesPolicy(service.block_key, service.instances,
                                         state.counter))
     if sessions and service.per_source != UNLIMITED:
-        policies.append(PerSourcePolicy(service.block_key, service.per_source,
-                                        state.counter))
+        if service.v6_source_prefix == 128:
+            policies.append(PerSourcePolicy(service.block_key, service.per_source,
+                                            state.counter))
+        else:
+            policies.append(NetworkPerSourcePolicy(service.block_key, service.per_source,
+                                                   state.counter, service.v6_source_prefix))
     if service.max_load is not None:
         policies.append(LoadPolicy(service.max_load, state.load))
     limit = state.runtime.options.limit

@@ -13,7 +13,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-__all__ = ["IPNetwork", "PrefixTable", "address_int", "family_tables", "unmapped"]
+__all__ = ["IPNetwork", "PrefixTable", "address_int", "family_tables", "network_length",
+           "source_key", "unmapped"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -29,6 +30,32 @@ def address_int(host: str) -> tuple[int, int] | None:
             return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, host), "big")
         return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, host), "big")
     except (OSError, ValueError):
+        return None
+
+
+def source_key(host: str, v6_prefix: int) -> str:
+    """
+    What ``host`` (canonical) is counted and banned as: itself, or, for an
+    IPv6 address when ``v6_prefix`` is under 128, its network of that
+    length in canonical text (``2001:db8:1:2::/64``).
+    """
+    if v6_prefix >= 128 or ":" not in host:
+        return host
+    try:
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET6, host), "big")
+    except (OSError, ValueError):
+        return host
+    shift = 128 - v6_prefix
+    return f"{ipaddress.IPv6Address(value >> shift << shift)}/{v6_prefix}"
+
+
+def network_length(key: str) -> int | None:
+    """The prefix length of a ``source_key`` that is a network, else None."""
+    if "/" not in key:
+        return None
+    try:
+        return int(key.rsplit("/", 1)[1])
+    except ValueError:
         return None
 
 

@@ -20,6 +20,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from superd.access.decision import Decision
+from superd.access.prefixes import source_key
 from superd.config.model import ServiceConfig
 from superd.core.session import Peer
 from superd.observe import events
@@ -57,7 +58,11 @@ class RefusalLog:
                 now: float, key: Hashable | None = None) -> None:
         """Record one refusal; log it unless its window is already full."""
         if key is None:
-            key = (service.id, peer.host, decision.reason)
+            # One window per IPv6 network under v6_source_prefix: a client
+            # walking through the addresses of its /64 is one source here too.
+            prefix = service.v6_source_prefix
+            host = peer.host if prefix == 128 else source_key(peer.host, prefix)
+            key = (service.id, host, decision.reason)
         window = self._windows.get(key)
         if window is None or not 0 <= now - window.start < self.window:
             if window is not None:

@@ -32,6 +32,7 @@ from superd.access.hostsaccess import HostsAccess
 from superd.access.kerneldrop import KernelDrop
 from superd.access.limits import SessionCounter
 from superd.access.loadavg import CachedLoad, read_loadavg
+from superd.access.prefixes import network_length, source_key
 from superd.access.rate import ConnectionRate
 from superd.access.refusals import RefusalLog
 from superd.access.resolver import NameResolver, thread_runner
@@ -117,11 +118,21 @@ class AccessState(Service):
         if not self.ban_ends_sessions:
             return
         ended = sum(self.end_session(session, events.END_BANNED)
-                    for session in self.counter.from_host(host))
+                    for session in self._sessions_of(host))
         if ended:
             _log.info("ending {count} open sessions of banned {peer_host}",
                       event=events.EV_SESSIONS_ENDED, reason=events.END_BANNED,
                       count=ended, peer_host=host)
+
+    def _sessions_of(self, banned: str) -> tuple[Session, ...]:
+        """The live sessions a ban covers: its address's, or, for a network
+        ban (``v6_source_prefix``), those of every address in it."""
+        length = network_length(banned)
+        if length is None:
+            return self.counter.from_host(banned)
+        return tuple(session for session in self.counter.sessions()
+                     if session.peer is not None
+                     and source_key(session.peer.host, length) == banned)
 
     def rate_for(self, service: ServiceConfig) -> ConnectionRate:
         """The cps counter of the service's block, kept across reloads while

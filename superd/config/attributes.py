@@ -72,6 +72,7 @@ COPIED_FROM_DEFAULTS = frozenset({
 FILLED_FROM_DEFAULTS = frozenset({
     "instances", "per_source", "cps", "groups", "umask", "max_load", "bind",
     "v6only", "deny_time", "log_type", "log_on_success", "log_on_failure",
+    "v6_source_prefix",
 })  # fmt: skip
 
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
@@ -388,4 +389,17 @@ ATTRIBUTES.update({spec.name: spec for spec in (
     _list("read_only_paths", _each(_path), minimum=1),
     _spec("memory_max", _one(_positive_size)),
     _spec("tasks_max", _one(lambda w: v.integer(w, 1))),
+)})  # fmt: skip
+
+
+# -- issue 17: PROXY protocol both ways, IPv6 sources by prefix ---------------
+#
+# Which combinations make sense is checked at load by ``superd.config.proxy``.
+
+ATTRIBUTES.update({spec.name: spec for spec in (
+    _spec("proxy_protocol", _one(_choice("v1", "v2", "any"))),
+    _list("proxy_from", _addresses, minimum=1),
+    _spec("proxy_timeout", _one(v.positive_float)),
+    _spec("redirect_proxy", _one(_choice("v1", "v2"))),
+    _spec("v6_source_prefix", _one(lambda w: v.integer(w, 1, 128)), in_defaults=True),
 )})  # fmt: skip

@@ -310,7 +310,7 @@ def build_service(draft: Draft, defaults: Draft, env: LoadEnvironment,
     _server(c)
     redirect = _redirect(c)
     extensions = check_extensions(c.draft.values, c.draft.extra, c.env.read_file, c.error,
-                                  c.warn)
+                                  c.warn, c.draft.invalid)
     sandbox = sandbox_settings(c.draft.values, _kind(c), c.error)
     if c.failed or wait is None:
         return None
@@ -334,6 +334,7 @@ def _service_config(c: _Checker, socket_type: SocketType, protocol: str, wait: b
                  if k.startswith("rlimit_")},
         env=tuple(get("env", ())), passenv=None if passenv is None else tuple(passenv),
         instances=get("instances", UNLIMITED), per_source=get("per_source", UNLIMITED),
+        v6_source_prefix=get("v6_source_prefix", 128),
         cps=get("cps", CPS()), max_load=get("max_load"),
         access_times=tuple(get("access_times", ())),
         only_from=None if only_from is None else tuple(only_from),

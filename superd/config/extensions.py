@@ -13,6 +13,7 @@ from typing import AbstractSet, Any, Callable, Mapping, Optional, Tuple
 
 from superd.config.attributes import unknown_attribute
 from superd.config.model import Extensions, SocketType
+from superd.config.proxy import proxy_settings, redirect_proxy
 
 __all__ = ["check_extensions", "is_user_protocol"]
 
@@ -52,7 +53,8 @@ def _user_settings(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, ...
 
 def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, ...]],
                      read_file: Callable[[str], str], error: ErrorReporter,
-                     warn: Optional[ErrorReporter] = None) -> Extensions:
+                     warn: Optional[ErrorReporter] = None,
+                     invalid: AbstractSet[str] = frozenset()) -> Extensions:
     """
     The issue-6 settings of one service, checked; problems go to ``error``.
     For a user protocol, ``extra`` attributes its factory does not declare
@@ -85,4 +87,6 @@ def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, .
         redirect_tls=upstream,
         redirect_timeout=values.get("redirect_timeout", 10.0),
         factory=values.get("factory"), plugin=values.get("plugin"), settings=settings,
+        proxy=proxy_settings(values, invalid, error, warn),
+        redirect_proxy=redirect_proxy(values, error),
     )

@@ -36,6 +36,7 @@ __all__ = [
     "FileLog",
     "Location",
     "LogTarget",
+    "ProxySettings",
     "Redirect",
     "Sandbox",
     "ServiceConfig",
@@ -211,8 +212,25 @@ class UpstreamTLS:
 
 
 @attrs.frozen
+class ProxySettings:
+    """
+    ``proxy_protocol``: every connection starts with a PROXY protocol
+    header from a load balancer, and the client it names is the peer.
+    """
+
+    #: The header versions accepted: ``{1}``, ``{2}`` or both (``any``).
+    versions: frozenset[int]
+    #: ``proxy_from``: the sources allowed to send one (numeric entries
+    #: only); None = any source.
+    sources: Optional[Tuple[AddressSpec, ...]] = None
+    #: ``proxy_timeout``: seconds allowed for the whole header.
+    timeout: float = 5.0
+
+
+@attrs.frozen
 class Extensions:
-    """The issue-6 settings of one service: TLS, redirect tuning, user protocols."""
+    """The issue-6 settings of one service: TLS, redirect tuning, user
+    protocols; and the PROXY protocol, both ways."""
 
     tls: Optional[TLSSettings] = None
     redirect_tls: Optional[UpstreamTLS] = None
@@ -224,6 +242,10 @@ class Extensions:
     plugin: Optional[str] = None
     #: The user protocol's own attributes, parsed by its declared schema.
     settings: Mapping[str, object] = attrs.field(factory=dict)
+    #: ``proxy_protocol``/``proxy_from``/``proxy_timeout`` (None: no header is read).
+    proxy: Optional[ProxySettings] = None
+    #: ``redirect_proxy``: the PROXY header version sent upstream (1 or 2), or None.
+    redirect_proxy: Optional[int] = None
 
     @property
     def user_protocol(self) -> bool:
@@ -300,6 +322,9 @@ class ServiceConfig:
     passenv: Optional[Tuple[str, ...]] = None
     instances: int = UNLIMITED
     per_source: int = UNLIMITED
+    #: ``v6_source_prefix``: IPv6 sources are counted (per_source) and
+    #: banned (SENSOR) by their network of this length; 128 = by address.
+    v6_source_prefix: int = 128
     cps: CPS = CPS()
     max_load: Optional[float] = None
     access_times: Tuple[TimeInterval, ...] = ()

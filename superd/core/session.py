@@ -19,9 +19,12 @@ then carries ``end_reason``.
 from __future__ import annotations
 
 import ipaddress
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import attrs
+
+if TYPE_CHECKING:
+    from superd.core.origin import ProxyOrigin
 
 __all__ = ["Peer", "Session", "Terminator", "canonical_host", "parse_host"]
 
@@ -47,7 +50,18 @@ def canonical_host(host: str) -> str:
 
 def parse_host(text: str) -> str:
     """An IP address as written by a person (``superd bans add``), as
-    ``canonical_host`` spells it; raises ``ValueError`` for anything else."""
+    ``canonical_host`` spells it, or an IPv6 network (what a sensor with
+    ``v6_source_prefix`` bans) as its canonical ban key; raises
+    ``ValueError`` for anything else."""
+    if "/" in text:
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {text[:64]!r}") from None
+        if network.version != 6:
+            raise ValueError(f"not an IPv6 network: {text[:64]!r} (IPv4 sources are"
+                             " banned by address)")
+        return str(network)
     try:
         ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
@@ -84,6 +98,12 @@ class Session:
     #: under which instances and per_source count it; the id by default.
     block: str = attrs.field(
         kw_only=True, default=attrs.Factory(lambda s: s.service_id, takes_self=True))
+    #: What the PROXY header said, when the service reads one
+    #: (``proxy_protocol``): ``peer`` is then the client it named.
+    origin: Optional["ProxyOrigin"] = attrs.field(kw_only=True, default=None)
+    #: The source ``per_source`` counts it under when that is not
+    #: ``peer.host``: its IPv6 network (``v6_source_prefix``).
+    source: Optional[str] = attrs.field(kw_only=True, default=None)
     #: Set by the spawner when a child serves the session.
     pid: Optional[int] = None
     ended: bool = False

@@ -25,12 +25,18 @@ from OpenSSL.SSL import Error as SSLError
 from OpenSSL.SSL import WantReadError, ZeroReturnError
 from twisted.internet import process, tcp
 from twisted.internet.interfaces import IListeningPort, ISystemHandle
+from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
+from twisted.protocols.haproxy._v1parser import V1Parser
+from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 __all__ = [
     "ACCEPT_ERRORS",
+    "InvalidProxyHeader",
+    "V1Parser",
+    "V2Parser",
     "TLSServerTransport",
     "accept_descriptor",
     "adopt_listening_descriptor",
@@ -202,6 +208,18 @@ def switch_protocol(transport: Any, protocol: Any) -> None:
         transport.wrappedProtocol = protocol
     else:
         transport.protocol = protocol
+
+
+# -- PROXY protocol headers (superd.net.proxywire) ---------------------------------
+#
+# ``V1Parser.parse`` and ``V2Parser.parse`` read one complete PROXY protocol
+# header into Twisted addresses; ``InvalidProxyHeader`` (and its subclasses)
+# is what they raise.  They live in private modules: the package's public
+# API is ``proxyEndpoint`` alone, a wrapping factory that reads the header
+# from bytes already received, which cannot leave the bytes after the header
+# in the socket for a server the connection is handed to.  Public
+# replacement: none.  V1Parser.parse rejects the bare ``PROXY UNKNOWN``
+# line the specification allows; superd.net.proxywire handles it first.
 
 
 # -- reaping children (superd.proc.reaping) ---------------------------------------

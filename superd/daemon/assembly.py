@@ -16,7 +16,8 @@ from typing import Any, Callable, List, Sequence, Tuple
 import attrs
 from twisted.internet.interfaces import IListeningPort
 
-from superd.access.factory import AccessControlledDatagramProtocol, AccessControlledFactory
+from superd.access.factory import AccessControlledDatagramProtocol
+from superd.access.proxied import stream_factory
 from superd.config.errors import Problem
 from superd.config.model import Configuration, ServiceConfig, ServiceKind, SocketType
 from superd.config.userproto import UserProtocolError, protocol_of
@@ -55,7 +56,7 @@ class Builders:
     tests pass recorders here to see what is built for which service.
     """
 
-    stream_factory: Callable[..., Any] = AccessControlledFactory
+    stream_factory: Callable[..., Any] = stream_factory
     datagram_protocol: Callable[..., Any] = AccessControlledDatagramProtocol
     stream_builtin: Callable[..., Any] = registry.stream_handler
     datagram_builtin: Callable[..., Any] = registry.datagram_handler

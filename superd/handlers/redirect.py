@@ -19,6 +19,10 @@ and both descriptors always end.
 
 With ``TRAFFIC`` in ``log_on_success`` the end of a relay logs xinetd's
 ``TRAFFIC: <id> in=N(bytes) out=M(bytes)`` (in = client to server).
+
+With ``redirect_proxy = v1 | v2`` the relay first sends the upstream a
+PROXY protocol header naming the client (the one a PROXY header named, on
+a ``proxy_protocol`` service) and the address it connected to.
 """
 
 from __future__ import annotations
@@ -43,10 +47,12 @@ from superd.config.model import ServiceConfig
 from superd.config.tlscontext import client_options, error_text
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
-from superd.core.session import Session
+from superd.core.session import Peer, Session
+from superd.net.proxywire import build_header
 from superd.observe import events
 
-__all__ = ["LINGER", "RedirectHandler", "RelayProtocol", "emit_traffic", "upstream_endpoint"]
+__all__ = ["LINGER", "RedirectHandler", "RelayProtocol", "emit_traffic", "proxy_header",
+           "upstream_endpoint"]
 
 _log = Logger(namespace="superd.redirect")
 
@@ -79,6 +85,19 @@ def upstream_endpoint(service: ServiceConfig, reactor: Any) -> IStreamClientEndp
     if upstream_tls is not None:
         endpoint = wrapClientTLS(client_options(upstream_tls), endpoint)
     return endpoint
+
+
+def proxy_header(version: int, session: Session, transport: Any) -> bytes:
+    """The PROXY header of ``redirect_proxy = v<version>``: the session's
+    client, and where it connected to (at the load balancer in front of
+    superd, if one said so; else superd's own address)."""
+    origin, peer = session.origin, session.peer
+    assert peer is not None
+    if origin is not None and origin.destination is not None:
+        destination = origin.destination
+    else:
+        destination = session.local or Peer.from_address(transport.getHost())
+    return build_header(version, peer, destination)
 
 
 def _close_writing(transport: Any) -> None:
@@ -223,6 +242,9 @@ class RelayProtocol(Protocol):
         theirs.registerProducer(self.transport, True)
         self.transport.registerProducer(theirs, True)
         self._upstream_fed = self._client_fed = True
+        version = self.service.extensions.redirect_proxy
+        if version is not None:
+            theirs.write(proxy_header(version, self.session, self.transport))
         early, self._early = self._early, []
         for data in early:
             theirs.write(data)

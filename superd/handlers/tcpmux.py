@@ -194,7 +194,11 @@ class TcpmuxProtocol(Protocol):
 
     def _select(self, entry: Tuple[ServiceConfig, Any], rest: bytes) -> None:
         client, factory = entry
-        protocol = factory.buildProtocol(_address(self.session.peer))
+        address, origin = _address(self.session.peer), self.session.origin
+        # Behind a load balancer the selected service's session learns
+        # what the tcpmux service's PROXY header said.
+        protocol = (factory.buildProtocol(address) if origin is None
+                    else factory.buildProtocol(address, origin))
         if protocol is None:  # refused by the client service's own rules (logged there)
             self._reply_and_close(b"")
             return

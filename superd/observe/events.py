@@ -47,6 +47,7 @@ __all__ = [
     "REASON_NOID",
     "REASON_PER_SOURCE",
     "REASON_PROCESS_LIMIT",
+    "REASON_PROXY",
     "REASON_SERVICE_LIMIT",
     "REASON_TIME",
     "REASON_TLS",
@@ -72,6 +73,9 @@ REASON_CPS: Final = "connections per second"
 # superd's additions.
 REASON_EXEC: Final = "exec"
 REASON_TLS: Final = "tls"
+#: ``proxy_protocol``: a source not in ``proxy_from``, or no acceptable
+#: PROXY header in time (missing, malformed, too long, too late).
+REASON_PROXY: Final = "proxy"
 #: An IDONLY client without an ident answer (logged as NOID, not FAIL).
 REASON_NOID: Final = "noid"
 

@@ -132,3 +132,36 @@ def test_wal_mode(tmp_path: Path) -> None:
     store = BanStore(db_path(str(tmp_path)))
     mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_network_ban_covers_its_slash_64_only(tmp_path: Path) -> None:
+    """A ban on 2001:db8:1:2::/64 refuses every address in it, none outside
+    it; exact bans still work beside it; expiry() answers for the covered
+    addresses."""
+    clock = Clock()
+    bans = open_list(tmp_path, clock)
+    bans.ban("2001:db8:1:2::/64", 2, "trap")
+    bans.ban("2001:db8:9::1", 1, "trap")
+    covered = [f"2001:db8:1:2:{n:x}:{n:x}::{n:x}" for n in range(1, 500, 7)]
+    assert all(bans.is_banned(host) for host in covered)
+    assert bans.covering("2001:db8:1:2::99") == "2001:db8:1:2::/64"
+    assert not bans.is_banned("2001:db8:1:3::1")
+    assert not bans.is_banned("2001:db8:1:1:ffff:ffff:ffff:ffff")
+    assert not bans.is_banned("10.0.0.1")
+    assert bans.is_banned("2001:db8:9::1")
+    assert bans.expiry("2001:db8:1:2::5") == 120
+    clock.advance(120)
+    assert not bans.is_banned("2001:db8:1:2::5")
+
+
+def test_network_bans_survive_a_restart(tmp_path: Path) -> None:
+    """A network ban is stored like any other and covers its network again
+    when the list is read back; a lift removes it."""
+    clock = Clock()
+    open_list(tmp_path, clock).ban("2001:db8:1:2::/64", FOREVER, "trap")
+    reopened = open_list(tmp_path, clock)
+    assert reopened.is_banned("2001:db8:1:2:3:4:5:6")
+    assert reopened.unban("2001:db8:1:2::/64")
+    assert not reopened.is_banned("2001:db8:1:2:3:4:5:6")
+    reopened.purge()
+    assert not reopened.is_banned("2001:db8:1:2:3:4:5:6")

@@ -170,6 +170,27 @@ def test_sensor_bans_everywhere(access: AccessState, log_events: list[dict[str, 
                                       "FAIL: svc address from=127.0.0.3"]
 
 
+def test_sensor_bans_the_slash_64_under_v6_source_prefix(
+        access: AccessState, log_events: list[dict[str, Any]]) -> None:
+    """A sensor with v6_source_prefix = 64 bans the whole /64 of the source:
+    every service (whatever its own prefix) refuses its other addresses;
+    the next /64 is still served.  The FAIL lines of one /64 share one
+    rate-limit window, so walking its addresses cannot flood the log."""
+    sensor = AccessControlledFactory(
+        service(id="trap", flags=frozenset({"SENSOR"}), deny_time=10, v6_source_prefix=64,
+                log_on_failure=HOST), None, access)
+    assert connect(sensor, "2001:db8:1:2::1")[0] is None
+    factory, _ = factory_for(access)
+    refused = [connect(factory, f"2001:db8:1:2:{n:x}::1")[0] for n in range(1, 41)]
+    assert refused == [None] * 40
+    assert connect(factory, "2001:db8:1:3::1")[0] is not None
+    walker, _ = factory_for(access, id="walk", v6_source_prefix=64)
+    for n in range(1, 41):
+        connect(walker, f"2001:db8:1:2:{n:x}::1")
+    walked = [line for line in fail_lines(log_events) if line.startswith("FAIL: walk")]
+    assert len(walked) == access.stream_refusals.burst
+
+
 def test_hosts_deny_append_applies_at_once(access: AccessState, tmp_path: Path,
                                            log_events: list[dict[str, Any]]) -> None:
     """Appending to hosts.deny refuses the host on its next connection (libwrap)."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
 
+from superd.access.factory import AccessControlledFactory
 from superd.access.kerneldrop import (
     SO_ATTACH_FILTER,
     SO_DETACH_FILTER,
@@ -16,6 +18,7 @@ from superd.access.kerneldrop import (
     attach_program,
     filter_program,
 )
+from tests.access.helpers import RecordingHandler, connect, make_access, service
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
                            reason="socket filters are Linux-only")
@@ -129,3 +132,43 @@ def test_window_is_half_open_and_the_filter_is_bounded(monkeypatch: pytest.Monke
         for at in (20.0, 20.5, 21.0):
             drop.refused_banned(host, at)
     assert drop.dropped == {"10.0.0.1", "10.0.0.2"}
+
+
+@linux
+@pytest.mark.parametrize("network, dropped", [
+    ("::/64", True),             # whole words compared
+    ("0:0:0:1::/64", False),
+    ("::/127", True),            # a partial last word, masked
+    ("::2/127", False),
+    ("::/48", True),             # a partial word in the middle
+    ("0:0:1::/48", False),
+    ("2001:db8::/32", False),
+])
+def test_program_drops_networks(network: str, dropped: bool) -> None:
+    """IPv6 network bans are matched by prefix in the kernel: ::1 (the only
+    loopback IPv6 source) is dropped exactly by the networks holding it."""
+    server = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    server.bind(("::1", 0))
+    try:
+        attach_program(server, filter_program([network, "2001:db8::1", "10.0.0.1"]))
+        assert udp_reaches(server, "::1") is not dropped
+    finally:
+        server.close()
+
+
+def test_banned_network_counted_as_one(tmp_path: Path) -> None:
+    """Refusals of many addresses of a banned /64 count towards one kernel
+    drop of the /64 (the access layer reports the ban's own key), released
+    when the ban is lifted."""
+    access = make_access(tmp_path)
+    access.bans.ban("2001:db8:1:2::/64", 5, "trap")
+    drop = KernelDrop(Clock(), list, access.bans.is_banned, threshold=3)
+    access.kernel_drop = drop
+    factory = AccessControlledFactory(service(), RecordingHandler(), access)
+    for n in range(1, 4):
+        assert connect(factory, f"2001:db8:1:2::{n}")[0] is None
+    assert drop.dropped == {"2001:db8:1:2::/64"}
+    access.bans.unban("2001:db8:1:2::/64")
+    drop.maintain()
+    assert drop.dropped == set()
+    access.stopService()

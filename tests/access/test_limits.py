@@ -7,6 +7,7 @@ from twisted.internet.testing import MemoryReactorClock
 from superd.access.limits import (
     GlobalLimitPolicy,
     InstancesPolicy,
+    NetworkPerSourcePolicy,
     PerSourcePolicy,
     SessionCounter,
 )
@@ -99,6 +100,36 @@ def test_sessions_count_under_their_block() -> None:
     assert counter.from_source("svc tcp/22 10.0.0.9", "10.0.0.1") == 1
     assert counter.running("svc") == 0
     assert InstancesPolicy("svc", 1, counter).check(Peer("10.0.0.1", 1), 0).allowed
+
+
+def test_per_source_by_v6_prefix_across_a_slash_64() -> None:
+    """v6_source_prefix 64, per_source 3: sessions from a hundred addresses
+    of one /64 count as one source -- the fourth is refused whatever
+    address it uses; another /64 and IPv4 sources are not affected; ending
+    one frees a slot for any address of the /64."""
+    counter = SessionCounter()
+    policy = NetworkPerSourcePolicy("svc", 3, counter, v6_prefix=64)
+    live = []
+    for n in range(1, 101):
+        peer = Peer(f"2001:db8:aa:bb:{n:x}::{n:x}", 1)
+        if policy.check(peer, 0).allowed:
+            live.append(Session("svc", peer, None, 0.0, source="2001:db8:aa:bb::/64"))
+            counter.acquire(live[-1])
+    assert len(live) == 3
+    assert counter.from_source("svc", "2001:db8:aa:bb::/64") == 3
+    assert policy.check(Peer("2001:db8:aa:bc::1", 1), 0).allowed
+    assert policy.check(Peer("10.0.0.1", 1), 0).allowed
+    live[1].end()
+    assert policy.check(Peer("2001:db8:aa:bb:ffff:ffff:ffff:ffff", 1), 0).allowed
+
+
+def test_per_source_default_counts_each_v6_address() -> None:
+    """The default (128, as xinetd) counts every IPv6 address on its own."""
+    counter = SessionCounter()
+    policy = PerSourcePolicy("svc", 1, counter)
+    counter.acquire(session("2001:db8::1"))
+    assert not policy.check(Peer("2001:db8::1", 1), 0).allowed
+    assert policy.check(Peer("2001:db8::2", 1), 0).allowed
 
 
 def test_counter_keeps_live_sessions_oldest_first() -> None:

@@ -65,6 +65,18 @@ def test_a_new_ban_ends_the_sources_sessions_on_every_service(
     access.stopService()
 
 
+def test_a_network_ban_ends_the_sessions_of_its_addresses(tmp_path: Path) -> None:
+    """A sensor's /64 ban (v6_source_prefix) ends the sessions of every
+    address in the /64, not those of the next one."""
+    access = make_access(tmp_path)
+    echo = AccessControlledFactory(service(id="echo"), RecordingHandler(), access)
+    inside = [serve(echo, "2001:db8:1:2::1"), serve(echo, "2001:db8:1:2:ffff::9")]
+    outside = serve(echo, "2001:db8:1:3::1")
+    access.bans.ban("2001:db8:1:2::/64", 5, "trap")
+    assert [t.aborted for t in inside] == [True, True] and not outside.aborted
+    access.stopService()
+
+
 def test_ban_ends_sessions_no_keeps_them(tmp_path: Path) -> None:
     """With ``ban_ends_sessions = no`` a ban refuses new connections only,
     as xinetd's does."""

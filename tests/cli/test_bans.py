@@ -156,6 +156,21 @@ def test_bad_input(tmp_path: Path) -> None:
     assert run("--state-dir", str(tmp_path), "frobnicate")[0] == 64
 
 
+def test_network_bans(tmp_path: Path) -> None:
+    """An IPv6 network (what a sensor with v6_source_prefix bans) can be
+    added and lifted, written any way that names the same network; an IPv4
+    network cannot (IPv4 sources are banned by address)."""
+    state = str(tmp_path)
+    assert run("--state-dir", state, "--offline", "add", "2001:DB8:1:2:0:0:0:5/64")[1] == (
+        "2001:db8:1:2::/64: banned forever\n")
+    assert run("--state-dir", state, "--offline", "remove", "2001:db8:1:2::/64")[1] == (
+        "2001:db8:1:2::/64: ban lifted\n")
+    status, _, err = run("--state-dir", state, "add", "10.0.0.0/8")
+    assert (status, err) == (64, "superd bans: not an IPv6 network: '10.0.0.0/8' (IPv4"
+                                 " sources are banned by address)\n")
+    assert run("--state-dir", state, "add", "2001:db8::/999")[0] == 64
+
+
 def test_unopenable_database(tmp_path: Path) -> None:
     """--offline on a state directory whose database cannot be opened gives
     exit status 74."""

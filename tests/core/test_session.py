@@ -38,13 +38,22 @@ def test_terminate_without_a_terminator_or_after_the_end_does_nothing() -> None:
 
 def test_parse_host_accepts_ip_addresses_only() -> None:
     """Addresses a person types are canonicalised as superd spells them
-    everywhere; anything else is a ValueError naming it."""
+    everywhere, IPv6 networks (a sensor's bans under v6_source_prefix) as
+    their ban key; anything else is a ValueError naming it."""
     from superd.core.session import parse_host
 
     assert parse_host("::ffff:10.0.0.3") == "10.0.0.3"
     assert parse_host("fe80::1%eth0") == "fe80::1"
     assert parse_host("2001:DB8::0:1") == "2001:db8::1"
-    for junk in ("example.com", "10.0.0.256", "", "10.0.0.0/8"):
+    assert parse_host("2001:DB8:1:2:0:0:0:5/64") == "2001:db8:1:2::/64"
+    for network in ("10.0.0.0/8", "2001:db8::/999"):
+        try:
+            parse_host(network)
+        except ValueError as e:
+            assert str(e).startswith("not an IP")
+        else:
+            raise AssertionError(f"{network!r} accepted")
+    for junk in ("example.com", "10.0.0.256", ""):
         try:
             parse_host(junk)
         except ValueError as e:

@@ -17,9 +17,11 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from superd.config.model import Extensions, Location, Redirect, ServiceConfig, SocketType
+from superd.core.origin import COMMAND_PROXY, ProxyOrigin
 from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
-from superd.handlers.redirect import LINGER, RedirectHandler, RelayProtocol
+from superd.handlers.redirect import LINGER, RedirectHandler, RelayProtocol, proxy_header
+from superd.net.proxywire import parse_header
 
 
 class HalfCloseTransport(StringTransport):
@@ -154,6 +156,29 @@ def test_bytes_before_the_upstream_are_kept() -> None:
     up = relay.connect_upstream()
     relay.protocol.dataReceived(b"late")
     assert up.value() == b"early late" and relay.protocol.inbound == 10
+
+
+def test_redirect_proxy_header_comes_first() -> None:
+    """redirect_proxy = v1: the upstream reads the client's PROXY header
+    (destination: superd's own address) before the bytes the client sent
+    while the upstream was connecting."""
+    relay = start(make_service(extensions=Extensions(redirect_proxy=1)))
+    relay.protocol.dataReceived(b"early")
+    up = relay.connect_upstream()
+    own = relay.client.getHost()
+    assert up.value() == f"PROXY TCP4 10.0.0.1 {own.host} 4000 {own.port}\r\nearly".encode()
+
+
+def test_redirect_proxy_passes_on_a_proxied_client() -> None:
+    """Behind a load balancer, the header sent upstream names the client it
+    named and the address that client connected to."""
+    front = Peer("2001:db8::80", 443)
+    origin = ProxyOrigin(2, COMMAND_PROXY, Peer("127.0.0.1", 5), front)
+    session = Session("relay", Peer("2001:db8::1", 4000), None, 0.0, origin=origin)
+    header = proxy_header(2, session, StringTransport())
+    parsed = parse_header(header, Peer("127.0.0.1", 5))
+    assert parsed.client is not None and Peer.from_address(parsed.client) == session.peer
+    assert parsed.origin.destination == front
 
 
 def test_a_relay_superd_ends_logs_exit_with_the_reason(

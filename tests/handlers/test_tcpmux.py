@@ -8,9 +8,8 @@ data passed on, the line limit and the line timeout).
 from __future__ import annotations
 
 import socket
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
-import pytest
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
@@ -20,23 +19,14 @@ from superd.core.session import Peer, Session
 from superd.handlers.tcpmux import LINE_TIMEOUT, MAX_LINE, LinePeeker, TcpmuxHandler, TcpmuxProtocol
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def peek(sock: socket.socket) -> tuple[LinePeeker, list[Optional[bytes]]]:
     results: list[Optional[bytes]] = []
     return LinePeeker(sock, results.append), results
 
 
-def test_peeker_leaves_the_rest_queued(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_peeker_leaves_the_rest_queued(socket_pair: tuple[socket.socket, socket.socket]) -> None:
     """The line is consumed up to its newline; what follows stays in the socket."""
-    ours, theirs = pair
+    ours, theirs = socket_pair
     peeker, results = peek(ours)
     theirs.sendall(b"myp")
     peeker.doRead()
@@ -47,9 +37,9 @@ def test_peeker_leaves_the_rest_queued(pair: tuple[socket.socket, socket.socket]
     assert ours.recv(100) == b"after the line"
 
 
-def test_peeker_bounds_the_line(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_peeker_bounds_the_line(socket_pair: tuple[socket.socket, socket.socket]) -> None:
     """More than MAX_LINE bytes without a newline ends with None, having read MAX_LINE."""
-    ours, theirs = pair
+    ours, theirs = socket_pair
     peeker, results = peek(ours)
     theirs.sendall(b"a" * (MAX_LINE + 500))
     for _ in range(3):
@@ -59,9 +49,9 @@ def test_peeker_bounds_the_line(pair: tuple[socket.socket, socket.socket]) -> No
     assert len(ours.recv(10_000)) == 500
 
 
-def test_peeker_eof(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_peeker_eof(socket_pair: tuple[socket.socket, socket.socket]) -> None:
     """EOF before a newline ends with None."""
-    ours, theirs = pair
+    ours, theirs = socket_pair
     peeker, results = peek(ours)
     theirs.sendall(b"half")
     theirs.shutdown(socket.SHUT_WR)
@@ -151,7 +141,7 @@ def test_line_limit_and_timeout() -> None:
 
 
 def test_peeker_passes_writes_to_the_connection(
-        pair: tuple[socket.socket, socket.socket]) -> None:
+        socket_pair: tuple[socket.socket, socket.socket]) -> None:
     """Write readiness reported to the peeker (one object per fd in epoll) reaches the transport."""
     class Writer:
         writes = 0
@@ -160,6 +150,6 @@ def test_peeker_passes_writes_to_the_connection(
             self.writes += 1
 
     writer = Writer()
-    peeker = LinePeeker(pair[0], lambda line: None, writer)
+    peeker = LinePeeker(socket_pair[0], lambda line: None, writer)
     peeker.doWrite()
     assert writer.writes == 1

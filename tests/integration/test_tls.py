@@ -7,10 +7,8 @@ handshake that never finishes, and PEM problems reported at load.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.certs import PKI, make_pki
-from tests.integration.harness import Superd, require_program, run_twistd
+from tests.integration.harness import Superd, run_twistd
+from tests.integration.openssl import s_client_line
 
 
 @pytest.fixture
@@ -71,23 +70,9 @@ def test_echo_over_tls(superd_factory: Callable[..., Superd], conf_dir: Callable
 def test_openssl_s_client(superd_factory: Callable[..., Superd], conf_dir: Callable[..., Path],
                           pki: PKI) -> None:
     """openssl s_client verifies the server certificate and gets the echo."""
-    openssl = require_program("openssl")
     superd = superd_factory(conf_dir(echo=tls_echo(pki)))
-    command = [openssl, "s_client", "-connect", f"127.0.0.1:{superd.port('techo')}",
-               "-CAfile", str(pki.ca_path), "-verify_return_error",
-               "-verify_hostname", "localhost", "-quiet"]
-    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-    try:
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(b"hello over tls\n")
-        child.stdin.flush()
-        ready, _, _ = select.select([child.stdout], [], [], 10)
-        assert ready, "no answer from s_client"
-        assert child.stdout.readline() == b"hello over tls\n"
-    finally:
-        child.kill()
-        child.wait(10)
+    assert s_client_line(superd.port("techo"), pki.ca_path, b"hello over tls\n") == \
+        b"hello over tls\n"
 
 
 @pytest.mark.parametrize("mode", ["require", "optional"])

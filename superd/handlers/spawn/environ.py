@@ -12,7 +12,11 @@ and passed in, never read from ``os.environ`` here) and the connection:
 * then the connection: ``REMOTE_HOST`` (numeric, as xinetd), ``REMOTE_ADDR``
   and ``REMOTE_PORT`` (systemd), ``PROTO``, ``TCPREMOTEIP``,
   ``TCPREMOTEPORT``, ``TCPLOCALIP``, ``TCPLOCALPORT`` (UCSPI).  These come
-  last so a configured ``env`` can never spoof the peer.
+  last so a configured ``env`` can never spoof the peer;
+* behind a load balancer (``proxy_protocol``) the peer is the client the
+  PROXY header named, and ``PROXY_*`` say the rest (``proxy_environment``);
+  any other ``PROXY_*`` variable is removed, so none can pose as the
+  header's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 from typing import Dict, Mapping, Optional, Tuple
 
 from superd.config.model import ServiceConfig
+from superd.core.origin import ProxyOrigin
 from superd.core.session import Peer
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "base_environment",
     "datagram_environment",
     "missing_passenv",
+    "proxy_environment",
     "stream_environment",
     "wait_stream_environment",
 ]
@@ -66,8 +72,10 @@ def missing_passenv(service: ServiceConfig,
 
 
 def stream_environment(base: Mapping[str, str], peer: Optional[Peer],
-                       local: Optional[Peer]) -> Dict[str, str]:
-    """The environment for one accepted TCP connection from ``peer``."""
+                       local: Optional[Peer],
+                       origin: Optional[ProxyOrigin] = None) -> Dict[str, str]:
+    """The environment for one accepted TCP connection from ``peer`` (the
+    client a PROXY header named, when ``origin`` says what else it said)."""
     if peer is None:
         return {**base, "REMOTE_HOST": NO_ADDRESS}
     host, port = peer.host, str(peer.port)
@@ -76,6 +84,27 @@ def stream_environment(base: Mapping[str, str], peer: Optional[Peer],
     if local is not None:
         env["TCPLOCALIP"] = local.host
         env["TCPLOCALPORT"] = str(local.port)
+    if origin is not None:
+        env = {name: value for name, value in env.items() if not name.startswith("PROXY_")}
+        env.update(proxy_environment(origin))
+    return env
+
+
+def proxy_environment(origin: ProxyOrigin) -> Dict[str, str]:
+    """
+    ``PROXY_VERSION`` (1, 2), ``PROXY_COMMAND`` (PROXY, LOCAL, UNKNOWN),
+    ``PROXY_ADDR``/``PROXY_PORT`` (the load balancer itself),
+    ``PROXY_DST_ADDR``/``PROXY_DST_PORT`` (where the client connected to
+    it), and one ``PROXY_<NAME>`` per v2 TLV (``PROXY_ALPN``,
+    ``PROXY_AUTHORITY``, ``PROXY_SSL_CN`` ...).
+    """
+    env = {"PROXY_VERSION": str(origin.version), "PROXY_COMMAND": origin.command,
+           "PROXY_ADDR": origin.proxy.host, "PROXY_PORT": str(origin.proxy.port)}
+    if origin.destination is not None:
+        env["PROXY_DST_ADDR"] = origin.destination.host
+        env["PROXY_DST_PORT"] = str(origin.destination.port)
+    for name, value in origin.facts:
+        env[f"PROXY_{name}"] = value
     return env
 
 

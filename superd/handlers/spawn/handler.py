@@ -166,7 +166,7 @@ class ExternalHandler:
             local = session.local
             if local is None or self._nodelay or self._keepalive:
                 local = self._prepare(fd) or local
-            env = stream_environment(self.spec.base_env, session.peer, local)
+            env = stream_environment(self.spec.base_env, session.peer, local, session.origin)
             child = self._table.spawn(self.spec.request(env, fd),
                                       self.service.id, session.peer)
         except SpawnError as e:
@@ -189,7 +189,7 @@ class ExternalHandler:
         if protocol is not None:
             protocol.child_owns_session = True
         local = session.local or self._local_address(_handle(transport))
-        env = stream_environment(self.spec.base_env, session.peer, local)
+        env = stream_environment(self.spec.base_env, session.peer, local, session.origin)
         child: Optional[Child] = None
         try:
             child = hand_off(

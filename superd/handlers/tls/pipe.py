@@ -189,7 +189,8 @@ class PipeHandler:
         from superd.handlers.spawn.environ import stream_environment
 
         local = bridge.session.local or _local(bridge.transport)
-        env = dict(stream_environment(self.spec.base_env, bridge.session.peer, local))
+        env = dict(stream_environment(self.spec.base_env, bridge.session.peer, local,
+                                      bridge.session.origin))
         env.update(bridge.tls_environment())
         return self.processes.spawn(self.spec.request(env, fd), self.service.id,
                                     bridge.session.peer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from superd.core.origin import COMMAND_PROXY, ProxyOrigin
 from superd.core.session import Peer
 from superd.handlers.spawn.environ import (
     NO_ADDRESS,
@@ -80,3 +81,29 @@ def test_datagram_environment() -> None:
     assert env == {"REMOTE_HOST": "127.0.0.2", "REMOTE_ADDR": "127.0.0.2",
                    "REMOTE_PORT": "69"}
     assert datagram_environment({}, None) == {"REMOTE_HOST": NO_ADDRESS}
+
+
+def test_proxied_connection_environment() -> None:
+    """Behind a load balancer: REMOTE_* and TCPREMOTE* name the client the
+    header named; PROXY_* say the rest (the balancer, where the client
+    connected, each TLV); a PROXY_* variable from elsewhere cannot pose as
+    the header's."""
+    origin = ProxyOrigin(2, COMMAND_PROXY, Peer("127.0.0.1", 40000), Peer("192.0.2.80", 443),
+                         (("ALPN", "h2"), ("SSL", "1"), ("SSL_CN", "client.example")))
+    base = {"PATH": "/bin", "PROXY_SSL_CN": "forged", "PROXY_AUTHORITY": "forged"}
+    env = stream_environment(base, Peer("203.0.113.9", 5555), Peer("127.0.0.1", 8080), origin)
+    assert env == {
+        "PATH": "/bin", "REMOTE_HOST": "203.0.113.9", "REMOTE_ADDR": "203.0.113.9",
+        "REMOTE_PORT": "5555", "PROTO": "TCP", "TCPREMOTEIP": "203.0.113.9",
+        "TCPREMOTEPORT": "5555", "TCPLOCALIP": "127.0.0.1", "TCPLOCALPORT": "8080",
+        "PROXY_VERSION": "2", "PROXY_COMMAND": "PROXY", "PROXY_ADDR": "127.0.0.1",
+        "PROXY_PORT": "40000", "PROXY_DST_ADDR": "192.0.2.80", "PROXY_DST_PORT": "443",
+        "PROXY_ALPN": "h2", "PROXY_SSL": "1", "PROXY_SSL_CN": "client.example",
+    }
+
+
+def test_unproxied_environment_has_no_proxy_variables() -> None:
+    """Without a PROXY header nothing PROXY_* is added (nor removed)."""
+    env = stream_environment({"PROXY_X": "mine"}, Peer("10.0.0.1", 1), None)
+    assert env["PROXY_X"] == "mine"
+    assert [name for name in env if name.startswith("PROXY_")] == ["PROXY_X"]

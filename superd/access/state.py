@@ -18,6 +18,7 @@ from collections.abc import Callable
 from twisted.application.service import Service
 from twisted.logger import Logger
 
+from superd.access.bandb import BanDatabase, ThreadWorker, Worker
 from superd.access.bans import BanList
 from superd.access.banstore import BanStore, db_path
 from superd.access.changewatch import ChangeWatch
@@ -32,7 +33,6 @@ from superd.access.resolver import NameResolver, thread_runner
 from superd.access.times import LocalTime
 from superd.config.model import CPS, ServiceConfig
 from superd.core.runtime import Runtime
-from superd.observe import events
 from superd.observe.counters import Counters
 from superd.proc.table import ProcessTable
 
@@ -116,28 +116,28 @@ class AccessState(Service):
             self.hosts_changes.stop()
 
 
-def _open_bans(runtime: Runtime) -> BanList:
-    path = db_path(runtime.options.state_dir)
-    try:
-        store = BanStore(path)
-    except Exception as e:  # sqlite3.Error, OSError: keep banning in memory
-        _log.error("cannot open the ban database {path}: {error}; bans will"
-                   " not survive a restart", event=events.EV_BAN,
-                   action="store_error", path=path, error=str(e))
-        store = BanStore(":memory:")
-    return BanList(store, runtime.reactor)
+def _open_bans(runtime: Runtime, worker: Worker | None) -> BanList:
+    """The list in force, from the state directory's database, which a thread
+    of its own writes (a database that cannot be used now is logged once,
+    bans are kept in memory, and it is retried: ``superd.access.bandb``)."""
+    reactor = runtime.reactor
+    database = BanDatabase(db_path(runtime.options.state_dir), reactor,
+                           worker if worker is not None else ThreadWorker(reactor))
+    return BanList(database, reactor)
 
 
 def open_access(runtime: Runtime, processes: ProcessTable, counters: Counters, *,
                 resolver: NameResolver | None = None,
                 load_reader: Callable[[], float] = read_loadavg,
-                localtime: LocalTime = time.localtime) -> AccessState:
-    """The daemon's access state: bans from the state directory's database,
-    the hosts files of the command line, names resolved in threads."""
+                localtime: LocalTime = time.localtime,
+                ban_worker: Worker | None = None) -> AccessState:
+    """The daemon's access state: bans from the state directory's database
+    (written by ``ban_worker``, default a thread of its own), the hosts files
+    of the command line, names resolved in threads."""
     reactor = runtime.reactor
     if resolver is None:
         resolver = NameResolver(reactor, thread_runner(reactor))
-    bans = _open_bans(runtime)
+    bans = _open_bans(runtime, ban_worker)
     paths = (runtime.options.hosts_allow, runtime.options.hosts_deny)
     changes = ChangeWatch.start(reactor, paths, reactor.seconds)
     return AccessState(

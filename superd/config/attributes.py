@@ -180,7 +180,7 @@ def _log_flags(words: Tuple[str, ...], allowed: Tuple[str, ...]) -> Tuple[str, .
 
 
 def _redis_url(word: str) -> str:
-    """A ``redis://`` URL, kept as written (``superd.fleet`` connects to it)."""
+    """A ``redis[s]://`` URL, kept as written (``superd.fleet`` connects to it)."""
     # Pure parsing, no I/O: importing it keeps the config package free of the
     # Redis client, and the file is checked exactly as ``--ban-store`` is.
     from superd.config.storeurl import parse_redis_url
@@ -260,6 +260,7 @@ _TABLE = (
     _cumulative("enabled", _each(_word), in_defaults=True, in_service=False),
     # superd's own, daemon-wide: the shared ban store (issue 7).
     _spec("ban_store", _one(_redis_url), in_defaults=True, in_service=False),
+    _spec("ban_store_password_file", _one(_path), in_defaults=True, in_service=False),
     _list("rpc_version", tuple, unsupported=_RPC),
     _list("rpc_number", tuple, unsupported=_RPC),
 )

@@ -393,7 +393,8 @@ def build_configuration(
     if errors:
         raise ConfigError(_ordered(errors, sources))
     return Configuration(tuple(services), tuple(report.warnings), tuple(sources),
-                         ban_store=defaults.values.get("ban_store"))
+                         ban_store=defaults.values.get("ban_store"),
+                         ban_store_password_file=defaults.values.get("ban_store_password_file"))
 
 
 def _as_problem(warning: Any) -> Problem:

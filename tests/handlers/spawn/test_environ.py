@@ -80,3 +80,11 @@ def test_datagram_environment() -> None:
     assert env == {"REMOTE_HOST": "127.0.0.2", "REMOTE_ADDR": "127.0.0.2",
                    "REMOTE_PORT": "69"}
     assert datagram_environment({}, None) == {"REMOTE_HOST": NO_ADDRESS}
+
+
+def test_the_ban_store_password_never_reaches_a_server() -> None:
+    """superd's own secret is left out, with no passenv and even when passenv names it."""
+    startup = {**STARTUP, "SUPERD_BAN_STORE_PASSWORD": "s3cret"}
+    assert "SUPERD_BAN_STORE_PASSWORD" not in base_environment(external_service(), startup)
+    service = external_service(passenv=("SUPERD_BAN_STORE_PASSWORD", "LANG"))
+    assert base_environment(service, startup) == {"LANG": "C"}

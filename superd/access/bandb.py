@@ -326,6 +326,7 @@ class BanDatabase:
                 self._in_file.add(host)
             if self.unsaved.get(host, _ABSENT) is change:
                 del self.unsaved[host]
+        self._tell_recovered()
 
     def _poll(self) -> Operation:
         store, version = self.store, self._version
@@ -366,11 +367,15 @@ class BanDatabase:
     def _reopened(self, store: BanStore, rows: list[Ban], version: int) -> None:
         self.store = store
         self._delay = RETRY_MIN
-        _log.info("the ban database {path} works again; writing {count} changes"
-                  " kept in memory", event=events.EV_BAN_DATABASE, state=OK,
-                  path=self.path, count=len(self.unsaved))
-        self.state, self.error = OK, None
         self._loaded(rows, version, after_outage=True)
+        self._tell_recovered()
+
+    def _tell_recovered(self) -> None:
+        """Degraded until what was kept in memory is written: then one line."""
+        if self.state == DEGRADED and self.store is not None and not self.unsaved:
+            self.state, self.error = OK, None
+            _log.info("the ban database {path} works again; the bans in force are"
+                      " stored", event=events.EV_BAN_DATABASE, state=OK, path=self.path)
 
     def _loaded(self, rows: list[Ban], version: int, *, after_outage: bool) -> None:
         self._version = version

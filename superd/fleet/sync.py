@@ -349,19 +349,16 @@ class SharedBans(Service):
                   dropped=dropped, malformed=malformed, interval=interval,
                   rate=self.budget.rate, burst=self.budget.burst)
 
-    def apply(self, host: str, expires: float, service_id: str, *,
-              quiet: bool = False) -> bool:
-        """Merge a fleet ban into the local list; True if it changed anything.
-        ``quiet``: no log line of its own (a load logs one for all)."""
+    def apply(self, host: str, expires: float, service_id: str) -> bool:
+        """Merge a fleet ban into the local list; True if it changed anything."""
         if expires == 0:
             return self._lift(host)
         if not self.bans.merge(host, expires, service_id):
             return False
-        if not quiet:
-            _log.warn("Adding {peer_host} to the global_no_access list (shared by"
-                      " service {service_id} of the fleet)", event=events.EV_BAN,
-                      action="remote", peer_host=host, service_id=service_id,
-                      expires=None if math.isinf(expires) else expires)
+        _log.warn("Adding {peer_host} to the global_no_access list (shared by"
+                  " service {service_id} of the fleet)", event=events.EV_BAN,
+                  action="remote", peer_host=host, service_id=service_id,
+                  expires=None if math.isinf(expires) else expires)
         return True
 
     def _lift(self, host: str) -> bool:
@@ -414,7 +411,7 @@ class SharedBans(Service):
             text = value.decode("ascii", "replace") if isinstance(value, bytes) else ""
             expires = parse_expiry(text)
             if host is not None and expires:  # 0 lifts only as a message
-                changed += self.apply(host, expires, "fleet", quiet=True)
+                changed += self.apply(host, expires, "fleet")
         return changed
 
 

@@ -359,16 +359,3 @@ def test_acl_user_authenticates_both_connections() -> None:
     subscriber.makeConnection(sub_transport)
     assert sub_transport.value().startswith(encode(b"AUTH", b"superd", b"pw"))
 
-
-def test_loading_the_shared_set_logs_one_line_not_one_per_ban() -> None:
-    """A SCAN of many bans is one 'loaded' line, not a line per ban."""
-    shared, bans, clock = setup()
-    protocol, _ = commands(shared, clock)
-    with capturedLogs() as events:
-        subscribe(shared, clock)
-        protocol.dataReceived(b"*2\r\n$1\r\n0\r\n*2\r\n$19\r\nsuperd:ban:10.0.0.1\r\n"
-                              b"$19\r\nsuperd:ban:10.0.0.2\r\n")
-        protocol.dataReceived(b"*2\r\n$3\r\ninf\r\n$3\r\ninf\r\n")
-    assert bans.is_remote("10.0.0.1") and bans.is_remote("10.0.0.2")
-    assert [e.get("state") for e in events if e.get("event") in ("ban", "ban_store")] == [
-        "up", "loaded"]

@@ -215,8 +215,8 @@ def test_read_only_database_bans_are_shown_and_stored_when_writable(
 
 def damage(path: Path, how: str) -> None:
     store = BanStore(str(path))
-    store.write([Ban(f"10.9.{n // 256}.{n % 256}", None, 0.0, "trap")
-                 for n in range(3000)], [])
+    for n in range(3000):
+        store.put(Ban(f"10.9.{n // 256}.{n % 256}", None, 0.0, "trap"))
     store.close()
     os.truncate(path, 0 if how == "emptied" else os.path.getsize(path) // 2)
 

@@ -18,17 +18,7 @@ from superd.core.exits import EX_CONFIG, EX_USAGE
 from superd.daemon.banstoreconfig import settings_for
 from superd.daemon.options import Options
 from tests.certs import make_pki
-
-ECHO = """\
-service echo
-{
-	type        = INTERNAL UNLISTED
-	socket_type = stream
-	wait        = no
-	port        = 0
-	bind        = 127.0.0.1
-}
-"""
+from tests.daemon.test_tap import ECHO
 
 
 def settings(url: str | None, environ: dict[str, str] | None = None, **kw: Any) -> Any:

@@ -135,6 +135,14 @@ class BanList:
         info = self._info.get(host)
         return info is not None and info.remote and self.is_banned(host)
 
+    def entry(self, host: str) -> Ban | None:
+        """The ban of ``host`` in force (as in ``entries``), None if not banned."""
+        until = self.expiry(host)
+        if until is None:
+            return None
+        info = self._info.get(host) or Ban(host, None, self._clock.seconds())
+        return attrs.evolve(info, expires=None if math.isinf(until) else until)
+
     def entries(self) -> list[Ban]:
         """Every ban in force, by host: what is enforced, with when it ends
         (``expires`` None: never), when it was added, by which service, its
@@ -146,8 +154,7 @@ class BanList:
             if until <= now:
                 continue
             info = self._info.get(host) or Ban(host, None, now)
-            found.append(Ban(host, None if math.isinf(until) else until, info.added,
-                             info.service, info.hits, info.remote))
+            found.append(attrs.evolve(info, expires=None if math.isinf(until) else until))
         return found
 
     def ban(self, host: str, minutes: int, service_id: str) -> None:

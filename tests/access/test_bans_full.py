@@ -202,3 +202,15 @@ def test_entries_are_the_bans_in_force() -> None:
                     ("10.0.0.2", NOW + 90, "trap", False)]
     clock.advance(91)
     assert [b.host for b in bans.entries()] == ["10.0.0.1"]
+
+
+def test_entry_is_one_ban_in_force() -> None:
+    """``entry`` answers for one host what ``entries`` lists."""
+    bans, clock = new_list()
+    bans.ban("10.0.0.2", 1, "trap")
+    clock.advance(30)
+    bans.ban("10.0.0.2", 1, "trap")
+    assert bans.entry("10.0.0.2") == bans.entries()[0]
+    assert bans.entry("10.0.0.9") is None
+    clock.advance(91)
+    assert bans.entry("10.0.0.2") is None

@@ -219,11 +219,17 @@ class BanDatabase:
         self._kick()
 
     def start(self) -> None:
-        """Start the worker and check the file can be written."""
+        """Start the worker, and open the file afresh on it (checking it can
+        be written): the connection ``load_now`` used was opened before the
+        reactor ran -- before twistd forked into the background, where
+        SQLite's locks do not follow a connection."""
         self._stopped = False
         self._worker.start()
-        if self.state == OK and not self._busy:
-            self._run(self._probe())
+        if self.store is not None and self.path != ":memory:":
+            self._to_close.append(self.store)
+            self.store = None
+            self._retry_at = 0.0
+        self._kick()
 
     def stop(self) -> None:
         """Stop polling, let the work in progress finish, write what is
@@ -297,15 +303,6 @@ class BanDatabase:
 
     # -- operations (the returned function runs on the worker) -------------
 
-    def _probe(self) -> Operation:
-        store = self.store
-        assert store is not None
-
-        def work() -> Callable[[], None]:
-            store.check()
-            return lambda: None
-        return work
-
     def _write(self) -> Operation:
         store = self.store
         assert store is not None
@@ -367,7 +364,7 @@ class BanDatabase:
     def _reopened(self, store: BanStore, rows: list[Ban], version: int) -> None:
         self.store = store
         self._delay = RETRY_MIN
-        self._loaded(rows, version, after_outage=True)
+        self._loaded(rows, version, after_outage=self.state == DEGRADED)
         self._tell_recovered()
 
     def _tell_recovered(self) -> None:

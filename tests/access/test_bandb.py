@@ -139,13 +139,14 @@ def flaky() -> Iterator[type[FlakyStore]]:
 def test_recovery_uses_a_new_connection(db: str, flaky: type[FlakyStore]) -> None:
     """A connection that failed is never reused: the file is opened again."""
     bans, clock = open_list(db, flaky)
+    opened = flaky.opened
     flaky.broken = True
     bans.ban("10.0.0.1", 10, "trap")
     assert bans.database.state == "degraded"
     flaky.broken = False
     clock.pump([1.0] * 3)
     assert bans.database.state == "ok"
-    assert flaky.opened == 2
+    assert flaky.opened == opened + 1
     assert set(stored(db)) == {"10.0.0.1"}
     bans.stop()
 
@@ -288,6 +289,21 @@ def test_a_change_made_during_its_write_is_written_again(db: str) -> None:
     while worker.queue:
         worker.step()
     assert stored(db) == {}
+    bans.stop()
+
+
+def test_start_opens_the_file_afresh_on_the_worker(db: str) -> None:
+    """The connection that loaded the bans before the reactor ran is closed
+    and a new one is opened by the worker (twistd may fork in between)."""
+    clock = Clock()
+    worker = ManualWorker()
+    bans = BanList(BanDatabase(db, clock, worker, opener=CountingStore), clock)
+    loaded_with = bans.store
+    bans.start()
+    assert bans.store is None and len(worker.queue) == 1
+    worker.step()
+    assert bans.store is not None and bans.store is not loaded_with
+    assert bans.database.state == "ok"
     bans.stop()
 
 

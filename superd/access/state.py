@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from twisted.application.service import Service
 from twisted.logger import Logger
 
+from superd.access.bandb import BanDatabase, ThreadWorker, Worker
 from superd.access.bans import BanList
 from superd.access.banstore import BanStore, db_path
 from superd.access.changewatch import ChangeWatch
@@ -168,30 +169,30 @@ class AccessState(Service):
             self.hosts_changes.stop()
 
 
-def _open_bans(runtime: Runtime) -> BanList:
-    path = db_path(runtime.options.state_dir)
-    try:
-        store = BanStore(path)
-    except Exception as e:  # sqlite3.Error, OSError: keep banning in memory
-        _log.error("cannot open the ban database {path}: {error}; bans will"
-                   " not survive a restart", event=events.EV_BAN,
-                   action="store_error", path=path, error=str(e))
-        store = BanStore(":memory:")
-    return BanList(store, runtime.reactor)
+def _open_bans(runtime: Runtime, worker: Worker | None) -> BanList:
+    """The list in force, from the state directory's database, which a thread
+    of its own writes (a database that cannot be used now is logged once,
+    bans are kept in memory, and it is retried: ``superd.access.bandb``)."""
+    reactor = runtime.reactor
+    database = BanDatabase(db_path(runtime.options.state_dir), reactor,
+                           worker if worker is not None else ThreadWorker(reactor))
+    return BanList(database, reactor)
 
 
 def open_access(runtime: Runtime, processes: ProcessTable, counters: Counters,
                 listening: Callable[[], Iterable[socket.socket]], *,
                 resolver: NameResolver | None = None,
                 load_reader: Callable[[], float] = read_loadavg,
-                localtime: LocalTime = time.localtime) -> AccessState:
-    """The daemon's access state: bans from the state directory's database,
-    the hosts files of the command line, names resolved in threads, and the
-    kernel's filters on the sockets ``listening`` returns."""
+                localtime: LocalTime = time.localtime,
+                ban_worker: Worker | None = None) -> AccessState:
+    """The daemon's access state: bans from the state directory's database
+    (written by ``ban_worker``, default a thread of its own), the hosts files
+    of the command line, names resolved in threads, and the kernel's filters
+    on the sockets ``listening`` returns."""
     reactor = runtime.reactor
     if resolver is None:
         resolver = NameResolver(reactor, thread_runner(reactor))
-    bans = _open_bans(runtime)
+    bans = _open_bans(runtime, ban_worker)
     paths = (runtime.options.hosts_allow, runtime.options.hosts_deny)
     changes = ChangeWatch.start(reactor, paths, reactor.seconds)
     return AccessState(

@@ -80,8 +80,9 @@ class RunOptions(Options):
     opt_h = opt_help
 
     def postOptions(self) -> None:
-        # The daemon reads the configuration itself, after the exec.
-        pass
+        # The daemon reads the configuration itself, after the exec; a
+        # password on the command line is refused before it reaches twistd's.
+        self.refuse_password_in_url()
 
 
 def twistd_command(options: Sequence[str], *, json_log: bool, has_config: bool,
@@ -115,8 +116,11 @@ def main(argv: Sequence[str], out: IO[str], err: IO[str], *,
          execv: Exec = os.execv, executable: Optional[str] = None) -> int:
     """Check ``argv`` and exec the daemon; returns an exit status only when it cannot."""
     options = RunOptions()
+    options.stderr = err
     try:
         options.parseOptions(list(argv))
+    except SystemExit as e:
+        return int(e.code or 0)
     except usage.UsageError as e:
         print(f"superd run: {e}", file=err)
         print("superd run: see superd run --help", file=err)

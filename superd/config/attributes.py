@@ -201,7 +201,7 @@ def _log_flags(words: Tuple[str, ...], allowed: Tuple[str, ...]) -> Tuple[str, .
 
 
 def _redis_url(word: str) -> str:
-    """A ``redis://`` URL, kept as written (``superd.fleet`` connects to it)."""
+    """A ``redis[s]://`` URL, kept as written (``superd.fleet`` connects to it)."""
     # Pure parsing, no I/O: importing it keeps the config package free of the
     # Redis client, and the file is checked exactly as ``--ban-store`` is.
     from superd.config.storeurl import parse_redis_url
@@ -284,6 +284,7 @@ _TABLE = (
     # superd's own, daemon-wide: "no" keeps xinetd's rule that a ban refuses
     # new connections only, leaving the source's open sessions alone.
     _spec("ban_ends_sessions", _one(v.yes_no), in_defaults=True, in_service=False),
+    _spec("ban_store_password_file", _one(_path), in_defaults=True, in_service=False),
     _list("rpc_version", tuple, unsupported=_RPC),
     _list("rpc_number", tuple, unsupported=_RPC),
 )

@@ -473,6 +473,7 @@ def build_configuration(
     return Configuration(
         tuple(services), tuple(report.warnings), tuple(sources),
         ban_store=drafts.defaults.values.get("ban_store"),
+        ban_store_password_file=drafts.defaults.values.get("ban_store_password_file"),
         ban_ends_sessions=drafts.defaults.values.get("ban_ends_sessions", True),
         problems=capped(sorted(report.errors, key=lambda p: order(p.file, p.line))),
         failed=tuple(sorted(failed, key=lambda f: order(f.location.file, f.location.line))),

@@ -448,6 +448,9 @@ class Configuration:
     #: ``ban_store`` of the defaults section: the ``redis://`` URL sharing
     #: SENSOR bans (daemon-wide; ``--ban-store`` on the command line wins).
     ban_store: Optional[str] = None
+    #: ``ban_store_password_file`` of the defaults section: the file holding
+    #: the ban store's password (read at start; never on a command line).
+    ban_store_password_file: Optional[str] = None
     #: ``ban_ends_sessions`` of the defaults section: whether a new ban also
     #: ends the banned source's open sessions (xinetd's behaviour: no).
     ban_ends_sessions: bool = True

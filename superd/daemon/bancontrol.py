@@ -18,10 +18,9 @@ Requests (JSON, see ``superd.daemon.control``)::
 
 from __future__ import annotations
 
-import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
-from superd.access.bans import BanList
+from superd.access.bans import OPERATOR_SERVICE, BanList
 from superd.access.banstore import Ban
 from superd.access.state import AccessState
 from superd.config.model import FOREVER
@@ -35,29 +34,21 @@ Json = Dict[str, Any]
 
 #: The ``source`` of bans made and lifted by hand, in the log.
 OPERATOR = "operator"
-#: The ``service_id`` stored with a ban made by hand.
-OPERATOR_SERVICE = "superd bans"
 #: Longest ban in minutes short of forever (about 1900 years).
 MAX_MINUTES = 1_000_000_000
 
 
-def _row(host: str, until: float, stored: Optional[Ban]) -> Json:
-    return {"host": host, "until": None if math.isinf(until) else until,
-            "added": None if stored is None else stored.added,
-            "service_id": "" if stored is None else stored.service,
-            "hits": 0 if stored is None else stored.hits}
+def _row(ban: Ban) -> Json:
+    return {"host": ban.host, "until": ban.expires, "added": ban.added,
+            "service_id": ban.service, "hits": ban.hits, "remote": ban.remote}
 
 
 def ban_rows(bans: BanList) -> List[Json]:
     """The bans in force, by host: what ``superd status`` and ``superd bans
-    list`` show (when each was added, by which service and how often
-    come from the database; without it, only host and expiry are known)."""
-    in_force = bans.in_force()
-    try:
-        stored = {ban.host: ban for ban in bans.store.all()}
-    except Exception:  # sqlite3.Error: the list itself still holds
-        stored = {}
-    return [_row(host, in_force[host], stored.get(host)) for host in sorted(in_force)]
+    list`` show -- the list every connection is checked against, with when
+    each was added, by which service, how often and whether the fleet sent
+    it (kept in memory: the database may be degraded)."""
+    return [_row(ban) for ban in bans.entries()]
 
 
 def _host(request: Json) -> str:
@@ -102,11 +93,12 @@ class BanControl:
         open_sessions = [s for s in self._access.counter.from_host(host)
                          if s.end_reason is None]
         bans.ban(host, minutes, OPERATOR_SERVICE, source=OPERATOR)
-        until = bans.expiry(host)
-        if until is None:
-            return {"ok": False, "error": "the ban list is full; not banned"}
+        ban = bans.entry(host)
+        if ban is None:
+            return {"ok": False, "error": "the ban list is full of bans made by hand;"
+                                          " not banned"}
         ended = sum(s.end_reason == events.END_BANNED for s in open_sessions)
-        return {"ok": True, "ban": _row(host, until, self._stored(host)), "ended": ended}
+        return {"ok": True, "ban": _row(ban), "ended": ended}
 
     def unban(self, request: Json) -> Json:
         """``unban``: lift the ban of ``host``."""
@@ -116,8 +108,3 @@ class BanControl:
             return {"ok": False, "error": str(e)}
         return {"ok": True, "host": host, "lifted": self._access.bans.lift(host, OPERATOR)}
 
-    def _stored(self, host: str) -> Optional[Ban]:
-        try:
-            return self._access.bans.store.get(host)
-        except Exception:  # sqlite3.Error: logged by the list when it wrote
-            return None

@@ -95,6 +95,7 @@ class RuntimeCollector(Collector):
         yield self._ended()
         yield self._children()
         yield self._bans()
+        yield from self._ban_list()
 
     def _ended(self) -> CounterMetricFamily:
         ended = CounterMetricFamily(
@@ -127,6 +128,27 @@ class RuntimeCollector(Collector):
         return GaugeMetricFamily(
             "superd_bans_active", "Sources on the global ban list (SENSOR).",
             value=len(self._access.bans))
+
+    def _ban_list(self) -> Iterator[Metric]:
+        bans = self._access.bans
+        counts = bans.counts
+        evicted = CounterMetricFamily(
+            "superd_ban_list_evictions", "Bans pushed out of the full ban list to make"
+            " room, by kind (remote: shared by the fleet; local: this host's).",
+            labels=["kind"])
+        refused = CounterMetricFamily(
+            "superd_ban_list_refused", "Bans not added because the list was full,"
+            " by kind.", labels=["kind"])
+        for kind in ("remote", "local"):
+            evicted.add_metric([kind], counts[f"evicted_{kind}"])
+        refused.add_metric(["remote"], counts["refused_remote"])
+        refused.add_metric(["local"], counts["refused"])
+        yield evicted
+        yield refused
+        yield GaugeMetricFamily(
+            "superd_ban_database_up", "1 while the ban database is written, 0 while it"
+            " is degraded (bans kept in memory only).",
+            value=0 if bans.database.degraded else 1)
 
 
 class _Bounded:
@@ -165,6 +187,10 @@ class EventCounter:
         self.store_outages = Counter(
             "superd_ban_store_outages", "Times the shared ban store became"
             " unreachable.", registry=registry)
+        self.store_dropped = Counter(
+            "superd_ban_store_messages_dropped", "Messages on the shared ban channel"
+            " not applied: over the budget (rate) or malformed.", ["reason"],
+            registry=registry)
         self._registry = registry
         #: Made on the first ban store event: absent without --ban-store.
         self.store_up: Optional[Gauge] = None
@@ -172,7 +198,7 @@ class EventCounter:
             events.EV_RELOAD: self._reload,
             events.EV_TRAFFIC: self._traffic,
             events.EV_BAN: self._ban,
-            "ban_store": self._ban_store,
+            events.EV_BAN_STORE: self._ban_store,
         }
 
     def __call__(self, event: LogEvent) -> None:
@@ -199,11 +225,17 @@ class EventCounter:
 
     def _ban(self, event: LogEvent) -> None:
         action = event.get("action")
-        if action in ("add", "extend", "full", "expire", "remote", "lift"):
+        if action in ("add", "extend", "full", "expire", "remote", "lift", "evict"):
             self.bans.labels(action).inc()
 
     def _ban_store(self, event: LogEvent) -> None:
         state = event.get("state")
+        if state == "dropped":
+            for reason, field in (("rate", "dropped"), ("malformed", "malformed")):
+                count = event.get(field)
+                if isinstance(count, int) and count > 0:
+                    self.store_dropped.labels(reason).inc(count)
+            return
         if state not in ("up", "down"):
             return
         if self.store_up is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import IO, NoReturn, Optional
 
 from twisted.python import usage
@@ -18,9 +19,11 @@ import superd
 from superd.config.errors import ConfigError
 from superd.config.model import Configuration
 from superd.config.report import report_config_error, report_warnings
+from superd.config.storeurl import PASSWORD_VARIABLE, url_has_password
 from superd.core.exits import EX_CONFIG, EX_NOINPUT, EX_USAGE
 from superd.core.paths import default_state_dir
 from superd.core.runtime import RuntimeOptions
+from superd.daemon.banstoreconfig import BanStoreSettings, settings_for
 
 __all__ = ["Options"]
 
@@ -111,15 +114,23 @@ class Options(usage.Options):
          "tcp:9101:interface=127.0.0.1 (default: no metrics)."],
         ["ban-store", None, None,
          "Share SENSOR bans with other superd hosts through Redis: "
-         "redis://[:password@]host[:port][/db]; overrides ban_store in the "
-         "configuration's defaults (default: this host only).", _redis_url],
+         "redis[s]://[user@]host[:port][/db][?ca=PATH] (rediss: TLS); overrides "
+         "ban_store in the configuration's defaults (default: this host only). "
+         "No password here: every local user can read a command line.", _redis_url],
+        ["ban-store-password-file", None, None,
+         "File holding the ban store's password (else $SUPERD_BAN_STORE_PASSWORD, "
+         "else ban_store_password_file in the configuration's defaults)."],
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Optional[MutableMapping[str, str]] = None) -> None:
         super().__init__()
         self.configuration: Optional[Configuration] = None
         #: Where problems are reported (a StringIO in tests).
         self.stderr: IO[str] = sys.stderr
+        #: Where the ban store's password variable is taken from (and out of).
+        self._environ = os.environ if environ is None else environ
+        #: The shared ban store, once the options are checked (None: none).
+        self.ban_store_settings: Optional[BanStoreSettings] = None
 
     def opt_version(self) -> NoReturn:
         """Print superd's version and exit."""
@@ -133,9 +144,18 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["config"]:
             self._fail("-c/--config PATH is required (a directory or a file)", EX_USAGE)
+        self.refuse_password_in_url()
         if self["state-dir"] is None:
             self["state-dir"] = default_state_dir(os.geteuid(), os.environ)
         self.configuration = self._load(self["config"])
+        try:
+            self.ban_store_settings = settings_for(
+                self.ban_store(), option_password_file=self["ban-store-password-file"],
+                config_password_file=self.configuration.ban_store_password_file,
+                environ=self._environ,
+                warn=lambda text: print(f"superd: warning: {text}", file=self.stderr))
+        except ValueError as e:
+            self._fail(f"ban store: {e}", EX_CONFIG)
 
     def _load(self, path: str) -> Configuration:
         # Imported here so that `twistd --help` stays cheap.
@@ -150,6 +170,14 @@ class Options(usage.Options):
             self._fail(f"cannot read {path}: {e.strerror or e}", EX_NOINPUT)
         report_warnings(configuration.warnings, self.stderr)
         return configuration
+
+    def refuse_password_in_url(self) -> None:
+        """Exit 64 if ``--ban-store`` carries a password: it is too late to
+        hide this one, but the daemon must not run for months with it."""
+        if self["ban-store"] and url_has_password(self["ban-store"]):
+            self._fail("--ban-store: a password in the URL can be read by every local "
+                       "user (ps, /proc/PID/cmdline); give it with "
+                       f"--ban-store-password-file FILE or {PASSWORD_VARIABLE}", EX_USAGE)
 
     def ban_store(self) -> Optional[str]:
         """The shared ban store's URL: ``--ban-store``, else the file's ``ban_store``."""

@@ -6,7 +6,10 @@ its rendering for people.
 with its listen addresses, its state (listening; paused by ``cps`` until a
 time; suspended while a ``wait = yes`` server runs; backing off), its
 counters (accepted, refused by reason) and live sessions; every running
-child (pid, service, peer, start time); the bans in force; and the last reload.
+child (pid, service, peer, start time); the bans in force (the list every
+connection is checked against, not the database file), where they are kept
+(the database, degraded or not; the shared store, up or down); and the last
+reload.
 SIGUSR1 logs it, and ``superd status`` (``superd.cli.status``) fetches it over
 the control socket.
 """
@@ -22,6 +25,7 @@ from superd.access.state import AccessState
 from superd.config.model import ServiceConfig, ServiceKind
 from superd.daemon.bancontrol import ban_rows
 from superd.daemon.service import SuperdService
+from superd.fleet.sync import SharedBans
 from superd.net.listener import IListener, ListenState
 
 __all__ = ["render_text", "snapshot"]
@@ -91,6 +95,21 @@ def _children(access: AccessState) -> List[Json]:
              "started": c.started} for c in processes.children()]
 
 
+def _ban_database(access: AccessState) -> Json:
+    database = access.bans.database
+    return {"path": database.path, "state": database.state, "error": database.error,
+            "unsaved": len(database.unsaved)}
+
+
+def _ban_store(top: Any) -> Optional[Json]:
+    """The shared ban store (Redis), if the daemon has one."""
+    named = getattr(top, "namedServices", {})
+    shared = named.get(SharedBans.name) if isinstance(named, dict) else None
+    if not isinstance(shared, SharedBans):
+        return None
+    return {"where": shared.target.describe(), "state": shared.state, "error": shared.why}
+
+
 def snapshot(top: SuperdService, last_reload: Optional[Mapping[str, Any]] = None,
              *, pid: Optional[int] = None) -> Json:
     """Everything ``superd status`` shows, as JSON-ready values."""
@@ -104,6 +123,8 @@ def snapshot(top: SuperdService, last_reload: Optional[Mapping[str, Any]] = None
         "services": [_service(s, list(children), access) for s, children in top.groups],
         "children": _children(access),
         "bans": ban_rows(access.bans),
+        "ban_database": _ban_database(access),
+        "ban_store": _ban_store(top),
         "reload": None if last_reload is None else dict(last_reload),
     }
 
@@ -152,12 +173,27 @@ def _reload_text(result: Optional[Mapping[str, Any]]) -> str:
                         f" running ({len(errors)} {noun}):", *errors])
 
 
+def _ban_storage_text(status: Mapping[str, Any]) -> List[str]:
+    """Where bans are kept, when that is not as it should be (or is shared)."""
+    lines = []
+    database = status.get("ban_database") or {}
+    if database.get("state") == "degraded":
+        lines.append(f"ban database: {database.get('path')} DEGRADED, bans are kept in"
+                     f" memory ({database.get('unsaved')} changes not stored):"
+                     f" {database.get('error')}")
+    shared = status.get("ban_store")
+    if shared:
+        why = f" ({shared.get('error')})" if shared.get("state") == "down" else ""
+        lines.append(f"ban store: {shared.get('where')} {shared.get('state')}{why}")
+    return lines
+
+
 def render_text(status: Mapping[str, Any]) -> str:
     """The snapshot as tables a person reads in a terminal."""
     services = status.get("services", [])
     lines = [f"superd pid {status.get('pid')}: {len(services)} services,"
              f" {len(status.get('children', []))} children, {len(status.get('bans', []))} bans",
-             _reload_text(status.get("reload")), ""]
+             _reload_text(status.get("reload")), *_ban_storage_text(status), ""]
     lines += _table(
         ["SERVICE", "KIND", "STATE", "LISTEN", "SESSIONS", "ACCEPTED", "REFUSED"],
         [[s["id"], s["kind"], _state_text(s), " ".join(s["listen"]) or "-",
@@ -171,6 +207,7 @@ def render_text(status: Mapping[str, Any]) -> str:
     bans = [b for b in status.get("bans", []) if "host" in b]
     if bans:
         lines += ["", *_table(["BANNED", "UNTIL", "BY SERVICE", "HITS"],
-                              [[b["host"], _when(b["until"]), b["service_id"], str(b["hits"])]
-                               for b in bans])]
+                              [[b["host"], _when(b["until"]),
+                                b["service_id"] + (" (fleet)" if b.get("remote") else ""),
+                                str(b["hits"])] for b in bans])]
     return "\n".join(lines) + "\n"

@@ -118,12 +118,11 @@ def makeService(options: Options) -> IService:
     if options["metrics"]:
         from superd.daemon.metrics import MetricsService
         MetricsService(top.parts.access, options["metrics"]).setServiceParent(top)
-    ban_store = options.ban_store()
-    if ban_store:
-        from superd.config.storeurl import parse_redis_url
+    store = options.ban_store_settings
+    if store is not None:
         from superd.fleet.sync import SharedBans
-        SharedBans(top.parts.access.bans, parse_redis_url(ban_store),
-                   runtime.reactor).setServiceParent(top)
+        SharedBans(top.parts.access.bans, store.target, runtime.reactor,
+                   ca_pem=store.ca_pem).setServiceParent(top)
     route_connection_events(options)
     reactor.callWhenRunning(warn_unclaimed)  # every service listens by then
     return top

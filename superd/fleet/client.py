@@ -22,6 +22,7 @@ from collections import deque
 from typing import Any, Callable, Optional, Union
 
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -51,6 +52,9 @@ class _RespProtocol(Protocol):
         self._on_lost = on_lost
         #: Why we dropped the connection, if we did (for the owner's log line).
         self.drop_reason: Optional[str] = None
+        #: Why the connection was lost, as the transport said (a TLS
+        #: handshake that failed says why here).
+        self.lost_reason: Optional[str] = None
 
     def dataReceived(self, data: bytes) -> None:
         try:
@@ -79,7 +83,21 @@ class _RespProtocol(Protocol):
         raise NotImplementedError
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.lost_reason is None:
+            self.lost_reason = _reason_text(reason)
         self._on_lost(self)
+
+
+def _reason_text(reason: Failure) -> str:
+    """A short reason a connection ended, for the owner's one log line."""
+    value = reason.value
+    if isinstance(value, ConnectionDone):
+        return "connection closed by the server"
+    args = getattr(value, "args", None)
+    if args and isinstance(args[0], list) and args[0] and isinstance(args[0][0], tuple):
+        # OpenSSL's [(lib, function, reason), ...]: the reasons say it.
+        return "TLS: " + "; ".join(str(item[-1]) for item in args[0])
+    return str(value) or type(value).__name__
 
 
 class RedisProtocol(_RespProtocol):
@@ -139,18 +157,21 @@ class SubscriberProtocol(_RespProtocol):
     def __init__(self, clock: Any, on_lost: Callable[[Any], None], channel: bytes,
                  on_message: Callable[[bytes], None],
                  on_subscribed: Optional[Callable[[Any], None]] = None,
-                 password: Optional[str] = None) -> None:
+                 password: Optional[str] = None,
+                 username: Optional[str] = None) -> None:
         super().__init__(clock, on_lost)
         self.channel = channel
         self._on_message = on_message
         self._on_subscribed = on_subscribed
         self._password = password
+        self._username = username
         self._confirm: Any = None
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
         if self._password is not None:
-            transport.write(encode(b"AUTH", self._password))
+            user = () if self._username is None else (self._username,)
+            transport.write(encode(b"AUTH", *user, self._password))
         transport.write(encode(b"SUBSCRIBE", self.channel))
         self._confirm = self.clock.callLater(COMMAND_TIMEOUT, self.drop,
                                              "SUBSCRIBE not confirmed")

@@ -59,12 +59,18 @@ class RespParser:
     def __init__(self, max_bulk: int = 64 * 1024, max_items: int = 1024,
                  max_buffer: int = 256 * 1024) -> None:
         self._buffer = bytearray()
+        #: Where the next reply starts: parsed bytes are dropped once per
+        #: ``feed``, not once per reply (a burst of small replies would
+        #: otherwise move the rest of the buffer once per reply).
+        self._start = 0
         self._max_bulk = max_bulk
         self._max_items = max_items
         self._max_buffer = max_buffer
 
     def feed(self, data: bytes) -> None:
         """Add received bytes; raises ProtocolError past the buffer bound."""
+        del self._buffer[:self._start]
+        self._start = 0
         self._buffer += data
         if len(self._buffer) > self._max_buffer:
             raise ProtocolError(f"more than {self._max_buffer} bytes unparsed")
@@ -72,10 +78,10 @@ class RespParser:
     def next_reply(self) -> tuple[bool, Reply]:
         """``(True, reply)`` for the next complete reply, ``(False, None)`` if none yet."""
         try:
-            reply, end = self._parse(0, 0)
+            reply, end = self._parse(self._start, 0)
         except _Incomplete:
             return False, None
-        del self._buffer[:end]
+        self._start = end
         return True, reply
 
     def _line(self, start: int) -> tuple[bytes, int]:

@@ -12,11 +12,20 @@ resurrected); after subscribing it SCANs the current set, on start and on
 every reconnection.
 
 Redis is an accelerator, never a dependency: local bans keep working (the
-SQLite list is the source of truth for this host), bans made while Redis is
-away wait in a bounded ``pending`` map and are pushed when it returns, and
-the outage is logged once (``ban_store`` events: ``down``/``up``).
-Reconnection uses ClientService's exponential back-off.  The connections
-are bounded by ``superd.fleet.client``.
+list in force is the source of truth for this host), bans made while Redis
+is away wait in a bounded ``pending`` map and are pushed when it returns,
+and the outage is logged once (``ban_store`` events: ``down``/``up``).  A
+connection counts as up once Redis has answered on it (AUTH, SELECT, PING;
+the subscription confirmed): a server that accepts and closes, or never
+answers, is reported down.  Reconnection uses ClientService's exponential
+back-off.  The connections are bounded by ``superd.fleet.client``.
+
+What arrives on the channel cannot switch this host's sensors off: messages
+are admitted within a budget (``superd.fleet.budget``), fleet bans are the
+first to go when the local list is full and never push out this host's own
+(``BanList.merge``), and a lift from the fleet lifts only a ban that came
+from the fleet.  ``rediss://`` (TLS, the server's certificate verified) and
+an ACL user (``AUTH user password``) protect the channel itself.
 """
 
 from __future__ import annotations
@@ -31,7 +40,10 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from superd.config.model import UpstreamTLS
 from superd.config.storeurl import RedisTarget
+from superd.config.tlscontext import client_options
+from superd.fleet.budget import MessageBudget
 from superd.fleet.client import RedisProtocol, SubscriberProtocol
 from superd.fleet.resp import RedisError, Reply
 from superd.fleet.wire import (
@@ -50,7 +62,7 @@ __all__ = ["EV_BAN_STORE", "SharedBans"]
 
 _log = Logger(namespace="superd.fleet")
 
-EV_BAN_STORE = "ban_store"
+EV_BAN_STORE = events.EV_BAN_STORE
 #: Bans waiting for Redis (made during an outage); past this, the local
 #: list still has them and the next start pushes them.
 MAX_PENDING = 100_000
@@ -77,12 +89,20 @@ class _Factory(Factory):
 class SharedBans(Service):
     """Keeps ``bans`` (a BanList) in step with the fleet's bans in Redis."""
 
+    name = "ban_store"
+
     def __init__(self, bans: Any, target: RedisTarget, reactor: Any,
-                 endpoint_for: Any = None) -> None:
+                 endpoint_for: Any = None, *, ca_pem: Optional[bytes] = None) -> None:
         self.bans = bans
         self.target = target
         self._reactor = reactor
         self._endpoint_for = endpoint_for or self._hostname_endpoint
+        #: The CA(s) a ``rediss://`` server's certificate must chain to
+        #: (None: the system's trust store).
+        self._ca_pem = ca_pem
+        #: Why the store is (or last was) down, for ``superd status``.
+        self.why: Optional[str] = None
+        self.budget = MessageBudget(reactor, self._report_dropped)
         self.pending: dict[str, tuple[float, str]] = {}
         #: Bans lifted here (``superd bans remove``) not yet lifted in Redis.
         self.pending_lifts: set[str] = set()
@@ -99,10 +119,16 @@ class SharedBans(Service):
     # -- lifecycle -------------------------------------------------------
 
     def _hostname_endpoint(self) -> Any:
-        from twisted.internet.endpoints import HostnameEndpoint
+        from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 
-        return HostnameEndpoint(self._reactor, self.target.host.encode(),
-                                self.target.port, timeout=5)
+        endpoint = HostnameEndpoint(self._reactor, self.target.host.encode(),
+                                    self.target.port, timeout=5)
+        if not self.target.tls:
+            return endpoint
+        # The certificate must name the host of the URL (a DNS name or an
+        # IP address) and chain to the configured CA or the system's.
+        return wrapClientTLS(client_options(UpstreamTLS(self.target.host, self._ca_pem)),
+                             endpoint)
 
     def startService(self) -> None:
         super().startService()
@@ -126,22 +152,16 @@ class SharedBans(Service):
             self.bans.removal_listeners.remove(self.local_lift)
         from twisted.internet.defer import gatherResults
 
+        self.budget.flush()
         services, self._services = self._services, []
         return gatherResults([s.stopService() for s in services])
 
     def _seed_from_local(self) -> None:
-        """Bans this host holds (maybe made while no Redis was there) are pushed."""
-        now = self._reactor.seconds()
-        try:
-            stored = self.bans.store.all()
-        except Exception as e:  # sqlite3.Error: the list logs its own errors
-            _log.warn("cannot read local bans to share: {error}", error=str(e),
-                      event=EV_BAN_STORE, state="seed_error")
-            return
-        for ban in stored:
-            expires = math.inf if ban.expires is None else ban.expires
-            if expires > now:
-                self._remember(ban.host, expires, ban.service)
+        """Bans this host made (maybe while no Redis was there) are pushed."""
+        for ban in self.bans.entries():
+            if not ban.remote:
+                self._remember(ban.host, math.inf if ban.expires is None else ban.expires,
+                               ban.service)
 
     # -- connection state ------------------------------------------------
 
@@ -151,17 +171,35 @@ class SharedBans(Service):
     def _build_subscriber(self) -> SubscriberProtocol:
         return SubscriberProtocol(self._reactor, self._lost, self.target.channel.encode(),
                                   self._message, on_subscribed=self._subscriber_ready,
-                                  password=self.target.password)
+                                  password=self.target.password,
+                                  username=self.target.username)
+
+    def _auth(self) -> list[Any]:
+        if self.target.password is None:
+            return []
+        if self.target.username is not None:
+            return ["AUTH", self.target.username, self.target.password]
+        return ["AUTH", self.target.password]
 
     def _commands_ready(self, protocol: RedisProtocol) -> None:
+        """Connected: AUTH, SELECT, then a PING whose answer makes it usable."""
         def refused(failure: Any, what: str) -> None:
             if failure.check(RedisError):  # not a lost connection: a refusal
                 protocol.drop(f"{what} refused: {failure.value}")
 
-        if self.target.password is not None:
-            protocol.command("AUTH", self.target.password).addErrback(refused, "AUTH")
+        auth = self._auth()
+        if auth:
+            protocol.command(*auth).addErrback(refused, "AUTH")
         if self.target.db:
             protocol.command("SELECT", self.target.db).addErrback(refused, "SELECT")
+        ping = protocol.command("PING")
+        ping.addCallbacks(self._answered, refused, callbackArgs=(protocol,),
+                          errbackArgs=("PING",))
+
+    def _answered(self, reply: Reply, protocol: RedisProtocol) -> None:
+        if reply != b"PONG":
+            protocol.drop(f"PING answered {reply!r:.80}")
+            return
         self._commands = protocol
         self._refusal_logged = False
         self._check_state("")
@@ -179,9 +217,10 @@ class SharedBans(Service):
             self._in_flight.clear()
         if protocol is self._subscribed:
             self._subscribed = None
-        self._check_state(protocol.drop_reason or "connection lost")
-        if self.state == "starting" and protocol.drop_reason:
-            self._down(protocol.drop_reason)  # reachable, but not a usable Redis
+        why = protocol.drop_reason or protocol.lost_reason or "connection lost"
+        self._check_state(why)
+        if self.state == "starting":
+            self._down(why)  # reachable, but not a usable Redis
 
     def _check_state(self, why: str) -> None:
         """Up when both connections work; down (logged once) when one fails."""
@@ -194,6 +233,7 @@ class SharedBans(Service):
         if self.state != "up":
             was = self.state
             self.state = "up"
+            self.why = None
             _log.info("ban store {where} reachable{again}; {count} local bans to push",
                       event=EV_BAN_STORE, state="up", where=self.target.describe(),
                       again=" again" if was == "down" else "", count=len(self.pending))
@@ -202,6 +242,7 @@ class SharedBans(Service):
         if self.state == "down" or not self.running:
             return
         self.state = "down"
+        self.why = why
         _log.error("ban store {where} unreachable ({why}): serving with local bans;"
                    " retrying with back-off", event=EV_BAN_STORE, state="down",
                    where=self.target.describe(), why=why)
@@ -293,12 +334,20 @@ class SharedBans(Service):
     # -- fleet bans in ---------------------------------------------------
 
     def _message(self, data: bytes) -> None:
+        if not self.budget.take():
+            return  # counted; reported with the others
         parsed = parse_message(data)
         if parsed is None:
-            _log.warn("ignoring a malformed ban message", event=EV_BAN_STORE,
-                      state="bad_message", size=len(data))
+            self.budget.bad()
             return
         self.apply(*parsed)
+
+    def _report_dropped(self, dropped: int, malformed: int, interval: float) -> None:
+        _log.warn("ban store channel: {dropped} messages over the budget of {rate:g}/s"
+                  " (burst {burst:g}) dropped and {malformed} malformed ones ignored in"
+                  " the last {interval:g} s", event=EV_BAN_STORE, state="dropped",
+                  dropped=dropped, malformed=malformed, interval=interval,
+                  rate=self.budget.rate, burst=self.budget.burst)
 
     def apply(self, host: str, expires: float, service_id: str) -> bool:
         """Merge a fleet ban into the local list; True if it changed anything."""
@@ -313,9 +362,11 @@ class SharedBans(Service):
         return True
 
     def _lift(self, host: str) -> bool:
-        self.pending.pop(host, None)
-        if not self.bans.unban(host):
+        # Only what the fleet banned: a lift on the channel never ends a ban
+        # this host's sensors (or its operator) made, nor stops sharing it.
+        if not self.bans.is_remote(host) or not self.bans.unban(host):
             return False
+        self.pending.pop(host, None)
         _log.warn("Removing {peer_host} from the global_no_access list (lifted on"
                   " another host of the fleet)", event=events.EV_BAN, action="lift",
                   peer_host=host)

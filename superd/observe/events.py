@@ -101,6 +101,10 @@ EV_START: Final = "start"
 EV_EXIT: Final = "exit"
 EV_SPAWN_FAILED: Final = "spawn_failed"
 EV_BAN: Final = "ban"
+#: The ban list's SQLite file: ``state`` degraded (one error), ok (recovered).
+EV_BAN_DATABASE: Final = "ban_database"
+#: The shared ban store (Redis, ``superd.fleet``): ``state`` up, down, ...
+EV_BAN_STORE: Final = "ban_store"
 EV_RELOAD: Final = "reload"
 EV_LIMIT: Final = "limit"
 EV_CONFIG_ERROR: Final = "config_error"

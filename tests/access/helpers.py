@@ -11,6 +11,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from superd.access.bandb import InlineWorker
 from superd.access.resolver import NameResolver
 from superd.access.state import AccessState, open_access
 from superd.config.addrspec import parse_address
@@ -55,7 +56,7 @@ def make_access(tmp_path: Any, *, lookups: Any = None,
         processes, _ = fake_processes(runtime.reactor)
     resolver = None if lookups is None else NameResolver(runtime.reactor, lookups)
     access = open_access(runtime, processes, Counters(), list, resolver=resolver,
-                         load_reader=lambda: 0.0)
+                         load_reader=lambda: 0.0, ban_worker=InlineWorker())
     access.startService()
     return access
 

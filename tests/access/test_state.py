@@ -26,12 +26,15 @@ def test_open_access_keeps_bans_in_the_state_dir(tmp_path: Path) -> None:
 
 def test_unusable_state_dir_keeps_bans_in_memory(tmp_path: Path,
                                                  log_events: list[dict[str, Any]]) -> None:
-    """If the database cannot be opened, bans still work (not persisted) and it is logged."""
+    """If the database cannot be opened, bans still work (in memory, the
+    database degraded) and it is logged once."""
     (tmp_path / "state").write_text("not a directory")
     access = make_access(tmp_path)
     access.bans.ban("10.0.0.1", 5, "trap")
     assert access.bans.is_banned("10.0.0.1")
-    assert any(e.get("action") == "store_error" for e in log_events)
+    assert access.bans.database.state == "degraded"
+    assert [e.get("state") for e in log_events if e.get("event") == "ban_database"] == [
+        "degraded"]
     access.stopService()
 
 

@@ -90,7 +90,7 @@ def test_help_lists_run_and_daemon_options() -> None:
         text = out.getvalue()
         assert text.startswith("Usage: superd run [--json-log] [options]")
         assert "--json-log" in text and "--state-dir=" in text
-        assert f"(default {DEFAULT_CONFIG})" in text
+        assert f"(default {DEFAULT_CONFIG})" in " ".join(text.split())
 
 
 def test_exec_failure_is_reported() -> None:

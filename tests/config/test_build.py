@@ -362,7 +362,7 @@ def test_ban_store_is_refused_in_a_service_and_checked_as_redis_url() -> None:
         f"{F}:6: service echo: ban_store: only allowed in the defaults section"
     ]
     assert errors_of(_defaults(ban_store="http://127.0.0.1/0")) == [
-        f"{F}:3: defaults: ban_store: not a redis:// URL: 'http://127.0.0.1/0'"
+        f"{F}:3: defaults: ban_store: not a redis:// or rediss:// URL: 'http://127.0.0.1/0'"
     ]
     assert errors_of(_defaults(ban_store="redis://127.0.0.1/x")) == [
         f"{F}:3: defaults: ban_store: bad database number 'x'"

@@ -79,7 +79,7 @@ def test_ban_applies_persists_shares_logs_and_ends_sessions(
     answer = ask(top, {"command": "ban", "host": "::ffff:10.0.0.7", "minutes": 10})
     assert answer == {"ok": True, "ended": 1, "ban": {
         "host": "10.0.0.7", "until": now + 600, "added": now,
-        "service_id": "superd bans", "hits": 1}}
+        "service_id": "superd bans", "hits": 1, "remote": False}}
     assert access.bans.is_banned("10.0.0.7")
     stored = BanStore(db_path(str(tmp_path))).get("10.0.0.7")
     assert stored is not None and stored.expires == now + 600
@@ -110,16 +110,16 @@ def test_unban_lifts_shares_and_logs(tmp_path: Path, log_events: list[dict[str, 
 
 def test_bans_lists_what_is_in_force_as_status_does(tmp_path: Path) -> None:
     """``bans`` lists the bans the daemon enforces, with status's field
-    names; a row written to the database behind its back is not in force
-    until the list has read it."""
+    names, from the list in force: a row deleted from the database behind
+    its back is still in force (and shown whole) until the list has read it."""
     top = daemon(tmp_path)
     top.parts.access.bans.ban("10.0.0.7", 5, "trap")
     BanStore(db_path(str(tmp_path))).remove("10.0.0.7")  # by hand, unnoticed yet
     rows = ask(top, {"command": "bans"})["bans"]
-    assert [(r["host"], r["service_id"]) for r in rows] == [("10.0.0.7", "")]
+    assert [(r["host"], r["service_id"], r["hits"]) for r in rows] == [("10.0.0.7", "trap", 1)]
     status = ask(top, {"command": "status"})["status"]
     assert status["bans"] == rows
-    assert set(rows[0]) == {"host", "until", "added", "service_id", "hits"}
+    assert set(rows[0]) == {"host", "until", "added", "service_id", "hits", "remote"}
 
 
 @pytest.mark.parametrize("request_, error", [

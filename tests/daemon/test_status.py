@@ -17,7 +17,7 @@ from zope.interface.verify import verifyObject
 from superd.access.bans import BanList
 from superd.access.banstore import Ban, BanStore
 from superd.access.state import AccessState
-from superd.config.model import CPS, Configuration, ServiceConfig
+from superd.config.model import CPS, FOREVER, Configuration, ServiceConfig
 from superd.core.runtime import Runtime
 from superd.core.session import Peer
 from superd.daemon.service import build_service
@@ -106,8 +106,39 @@ def test_bans_in_force_are_listed_not_the_database(tmp_path: Path) -> None:
     top.access.bans = BanList(store, top.runtime.reactor)
     store.put(Ban("10.0.0.3", None, 1.0, "trap", 1))  # not loaded yet
     assert snapshot(top)["bans"] == [{"host": "10.0.0.1", "until": None, "added": 1.0,
-                                      "service_id": "trap", "hits": 3}]
+                                      "service_id": "trap", "hits": 3,
+                                      "remote": False}]
     assert "10.0.0.1  forever" in render_text(snapshot(top))
+
+
+def test_bans_are_those_in_force_not_the_files(tmp_path: Path) -> None:
+    """Status lists the bans being enforced (expired ones not), even those the
+    database does not hold (it failed), and says the database is degraded."""
+    top = running(service())
+    bans = top.access.bans
+    bans.ban("10.0.0.1", FOREVER, "trap")
+    bans.ban("10.0.0.2", 1, "trap")
+    bans.merge("10.0.0.3", 5000.0, "elsewhere")
+    top.runtime.reactor.advance(61)
+    assert bans.store is not None
+    bans.store.close()  # the file fails from now on
+    bans.ban("10.0.0.4", 10, "trap")
+    status = snapshot(top)
+    assert status["bans"] == [
+        {"host": "10.0.0.1", "until": None, "added": 2000.0, "service_id": "trap",
+         "hits": 1, "remote": False},
+        {"host": "10.0.0.3", "until": 5000.0, "added": 2000.0, "service_id": "elsewhere",
+         "hits": 1, "remote": True},
+        {"host": "10.0.0.4", "until": 2661.0, "added": 2061.0, "service_id": "trap",
+         "hits": 1, "remote": False}]
+    database = status["ban_database"]
+    assert (database["state"], database["unsaved"]) == ("degraded", 1)
+    assert "closed" in database["error"]
+    text = render_text(status)
+    assert "10.0.0.1  forever" in text and "elsewhere (fleet)" in text
+    assert "ban database: :memory: DEGRADED, bans are kept in memory" in text
+    assert status["ban_store"] is None
+    json.dumps(status)
 
 
 def test_render_text_shows_a_failed_reload_and_its_errors() -> None:

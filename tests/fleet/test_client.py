@@ -124,3 +124,26 @@ def test_subscription_authenticates_first() -> None:
     protocol.dataReceived(b"-WRONGPASS invalid\r\n")
     assert transport.disconnecting
     assert protocol.drop_reason is not None and "AUTH refused" in protocol.drop_reason
+
+
+def test_subscription_authenticates_an_acl_user() -> None:
+    """With a user name, AUTH carries it (Redis 6 ACLs), before SUBSCRIBE."""
+    protocol = SubscriberProtocol(Clock(), lambda p: None, b"chan", lambda m: None,
+                                  password="pw", username="superd")
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    assert transport.value() == encode(b"AUTH", b"superd", b"pw") + encode(b"SUBSCRIBE",
+                                                                          b"chan")
+
+
+def test_the_reason_a_connection_ended_is_kept() -> None:
+    """A server that hangs up, or a TLS handshake that fails, says why."""
+    from OpenSSL.SSL import Error as TLSError
+    from twisted.internet.error import ConnectionDone
+
+    protocol, _, _, lost = connected()
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert protocol.lost_reason == "connection closed by the server" and lost == [protocol]
+    protocol, _, _, _ = connected()
+    protocol.connectionLost(Failure(TLSError([("SSL routines", "", "certificate verify failed")])))
+    assert protocol.lost_reason == "TLS: certificate verify failed"

@@ -9,9 +9,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 
 from superd.access.bans import BanList
 from superd.access.banstore import Ban, BanStore
@@ -37,10 +40,17 @@ def setup(stored: tuple[Ban, ...] = ()) -> tuple[SharedBans, BanList, Clock]:
     return shared, bans, clock
 
 
-def commands(shared: SharedBans, clock: Clock) -> tuple[RedisProtocol, StringTransport]:
+def commands(shared: SharedBans, clock: Clock,
+             answer: bool = True) -> tuple[RedisProtocol, StringTransport]:
+    """A command connection; ``answer``: Redis answers its PING (then it is
+    usable, and the transport holds only what was sent after)."""
     protocol = RedisProtocol(clock, shared._lost, on_connected=shared._commands_ready)
     transport = StringTransport()
     protocol.makeConnection(transport)
+    assert transport.value() == encode("PING")
+    if answer:
+        transport.clear()
+        protocol.dataReceived(b"+PONG\r\n")
     return protocol, transport
 
 
@@ -172,7 +182,7 @@ def test_server_that_is_not_redis_at_start_is_an_outage_with_its_reason() -> Non
     shared, _, clock = setup()
     with capturedLogs() as events:
         for _ in range(3):
-            protocol, transport = commands(shared, clock)
+            protocol, transport = commands(shared, clock, answer=False)
             protocol.dataReceived(b"HTTP/1.0 400 Bad Request\r\n")
             assert transport.disconnecting
             protocol.connectionLost()
@@ -250,12 +260,102 @@ def test_ban_added_by_hand_is_shared(tmp_path: Path) -> None:
     assert shared.pending == {"10.0.0.9": (math.inf, "cli")}
 
 
-def test_lift_message_unbans_here() -> None:
-    """A published lift removes the local ban and any wait to push it."""
+def test_lift_message_unbans_a_fleet_ban_here() -> None:
+    """A published lift removes a ban the fleet made."""
     shared, bans, clock = setup()
-    bans.ban("10.0.0.1", 10, "trap")
+    shared._message(b"10.0.0.1 %d trap" % ((NOW + 600) * 1000))
+    assert bans.is_banned("10.0.0.1")
     with capturedLogs() as events:
         shared._message(b"10.0.0.1 0 -")
     assert not bans.is_banned("10.0.0.1")
-    assert "10.0.0.1" not in shared.pending
     assert [e["action"] for e in events if e.get("event") == "ban"] == ["lift"]
+
+
+def test_lift_message_never_lifts_a_ban_made_here() -> None:
+    """The channel cannot switch a sensor off: a lift on it leaves this
+    host's own ban in force (and still to be shared)."""
+    shared, bans, clock = setup()
+    bans.ban("10.0.0.1", 10, "trap")
+    shared._message(b"10.0.0.1 0 -")
+    assert bans.is_banned("10.0.0.1")
+    assert "10.0.0.1" in shared.pending
+
+
+def test_a_flood_on_the_channel_is_held_to_the_budget_and_reported_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """150,000 valid ban messages at once: a burst is applied, the rest
+    dropped unread, one report line for the interval; the list keeps room,
+    and a sensor hit still bans (its ban made room if needed)."""
+    from superd.access import bans as bans_module
+    from superd.fleet.budget import BURST, REPORT_INTERVAL
+
+    monkeypatch.setattr(bans_module, "MAX_BANS", 1000)
+    shared, bans, clock = setup()
+    subscriber = subscribe(shared, clock)
+    with capturedLogs() as events:
+        for n in range(150_000):
+            host = f"10.{n // 65536}.{n // 256 % 256}.{n % 256}"
+            shared._message(b"%s %d x" % (host.encode(), (NOW + 3600) * 1000))
+        clock.advance(REPORT_INTERVAL)
+    assert len(bans) == 1000  # full: BURST were admitted, the cap holds
+    (report,) = [e for e in events if e.get("state") == "dropped"]
+    assert report["dropped"] == 150_000 - BURST and report["malformed"] == 0
+    bans.ban("127.0.0.60", 10, "trap")
+    assert bans.is_banned("127.0.0.60")
+    assert subscriber.transport is not None
+
+
+def test_malformed_messages_are_counted_not_logged_each() -> None:
+    """Junk on the channel is one report line per interval, not a line each."""
+    from superd.fleet.budget import REPORT_INTERVAL
+
+    shared, _, clock = setup()
+    with capturedLogs() as events:
+        for _ in range(500):
+            shared._message(b"junk")
+        clock.advance(REPORT_INTERVAL)
+    lines = [e for e in events if e.get("event") == "ban_store"]
+    assert [(e["state"], e["malformed"]) for e in lines] == [("dropped", 500)]
+
+
+def test_a_server_that_accepts_and_closes_is_down() -> None:
+    """Connected, then closed before answering: reported down (once), with why."""
+    shared, _, clock = setup()
+    with capturedLogs() as events:
+        for _ in range(3):
+            protocol, _ = commands(shared, clock, answer=False)
+            protocol.connectionLost(Failure(ConnectionDone()))
+    downs = [e for e in events if e.get("event") == "ban_store" and e.get("state") == "down"]
+    assert [e["why"] for e in downs] == ["connection closed by the server"]
+    assert shared.state == "down" and shared.why == "connection closed by the server"
+
+
+def test_connection_is_usable_only_once_redis_answered() -> None:
+    """No PONG yet: nothing is sent and the store is not up."""
+    shared, bans, clock = setup()
+    protocol, transport = commands(shared, clock, answer=False)
+    subscribe(shared, clock)
+    bans.ban("10.0.0.1", 10, "trap")
+    assert transport.value() == encode("PING") and shared.state == "starting"
+    protocol.dataReceived(b"+PONG\r\n")
+    assert shared.state == "up"
+    assert transport.value().startswith(encode("PING") + merge_command(
+        "10.0.0.1", NOW + 600, "trap"))
+
+
+def test_acl_user_authenticates_both_connections() -> None:
+    """``redis://user:pw@`` sends AUTH user pw on both connections (not just pw)."""
+    clock = Clock()
+    clock.advance(NOW)
+    bans = BanList(BanStore(":memory:"), clock)
+    shared = SharedBans(bans, RedisTarget("127.0.0.1", password="pw", username="superd"),
+                        clock)
+    protocol = RedisProtocol(clock, shared._lost, on_connected=shared._commands_ready)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    assert transport.value() == encode("AUTH", "superd", "pw") + encode("PING")
+    subscriber = shared._build_subscriber()
+    sub_transport = StringTransport()
+    subscriber.makeConnection(sub_transport)
+    assert sub_transport.value().startswith(encode(b"AUTH", b"superd", b"pw"))
+

@@ -166,7 +166,10 @@ class Superd:
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
+                # Each event is looked at once: with many events, rescanning
+                # them all on every new one would starve the reader thread.
                 for event in self._events[after:]:
+                    after += 1
                     if pred(event):
                         return event
                 remaining = deadline - time.monotonic()

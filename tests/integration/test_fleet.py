@@ -23,9 +23,9 @@ SENSOR = block("daytime", "trap", extra="\tflags = SENSOR\n\tdeny_time = 10\n")
 
 
 def fleet(superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
-          tmp_path: Path, url: str, count: int) -> list[Any]:
+          tmp_path: Path, url: str, count: int, *extra: str) -> list[Any]:
     conf = conf_dir(trap=SENSOR, daytime=daytime_block("daytime", "\tcps = 0 0\n"))
-    return [superd_factory(conf, *hosts_args(tmp_path), "--ban-store", url)
+    return [superd_factory(conf, *hosts_args(tmp_path), "--ban-store", url, *extra)
             for _ in range(count)]
 
 
@@ -99,7 +99,9 @@ def test_password_and_database(
     """With AUTH and database 3 both connections work: a ban crosses over and
     is stored in database 3 (not 0)."""
     url = redis_with_password.url_for(3)
-    first, second = fleet(superd_factory, conf_dir, tmp_path, url, 2)
+    first, second = fleet(superd_factory, conf_dir, tmp_path, url, 2,
+                          "--ban-store-password-file",
+                          redis_with_password.password_file(tmp_path))
     for superd in (first, second):
         subscribed(superd)
     assert not fetch("127.0.0.5", first.port("trap"))
@@ -134,8 +136,9 @@ def test_wrong_password_is_one_outage_line_and_no_harm(
         tmp_path: Path) -> None:
     """A refused AUTH is reported once, with the reason, while superd serves
     and bans locally through several reconnection attempts."""
-    url = f"redis://:wrong@127.0.0.1:{redis_with_password.port}/0"
-    (superd,) = fleet(superd_factory, conf_dir, tmp_path, url, 1)
+    (superd,) = fleet(superd_factory, conf_dir, tmp_path, redis_with_password.url, 1,
+                      "--ban-store-password-file",
+                      redis_with_password.password_file(tmp_path, "wrong"))
     superd.allow_errors = True
     down = superd.wait_for_event(lambda e: e.get("event") == "ban_store"
                                  and e.get("state") == "down", 10)

@@ -1,8 +1,9 @@
 """
 A ban store that misbehaves -- answers garbage, drops the connection in the
-middle of a reply, never answers, or streams an endless reply -- costs superd
-nothing: every service keeps serving, sensor bans keep working locally, and
-superd's memory stays bounded.
+middle of a reply, never answers, streams an endless reply, or accepts and
+closes at once -- costs superd nothing: every service keeps serving, sensor
+bans keep working locally, and superd's memory stays bounded.  And it is
+reported: the ``ban_store`` down event, ``superd_ban_store_up`` 0.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def stall(conn: socket.socket, stop: threading.Event) -> None:
             pass
 
 
+def close_at_once(conn: socket.socket, stop: threading.Event) -> None:
+    """Accept, then close without a byte."""
+
+
 def endless(conn: socket.socket, stop: threading.Event) -> None:
     """A reply that claims to be huge, then bytes until superd hangs up."""
     conn.sendall(b"*3\r\n$9\r\nsubscribe\r\n$1000000000\r\n")
@@ -81,10 +86,8 @@ class FakeRedis(socketserver.ThreadingTCPServer):
         return f"redis://127.0.0.1:{self.server_address[1]}/0"
 
 
-@pytest.fixture(params=[garbage, drop_mid_reply, stall, endless],
-                ids=["garbage", "drop", "stall", "endless"])
-def fake_redis(request: Any) -> Iterator[FakeRedis]:
-    server = FakeRedis(request.param)
+def serving(behaviour: Behaviour) -> Iterator[FakeRedis]:
+    server = FakeRedis(behaviour)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -92,6 +95,17 @@ def fake_redis(request: Any) -> Iterator[FakeRedis]:
     server.shutdown()
     server.server_close()
     thread.join(5)
+
+
+@pytest.fixture(params=[garbage, drop_mid_reply, stall, endless, close_at_once],
+                ids=["garbage", "drop", "stall", "endless", "close"])
+def fake_redis(request: Any) -> Iterator[FakeRedis]:
+    yield from serving(request.param)
+
+
+@pytest.fixture
+def closing_redis() -> Iterator[FakeRedis]:
+    yield from serving(close_at_once)
 
 
 def test_misbehaving_ban_store_costs_nothing(
@@ -117,3 +131,34 @@ def test_misbehaving_ban_store_costs_nothing(
     assert superd.process.poll() is None
     unexpected = [e for e in superd.errors() if e.get("event") != "ban_store"]
     assert unexpected == []
+
+
+def test_a_store_that_accepts_and_closes_is_reported_down(
+        closing_redis: FakeRedis, superd_factory: Callable[..., Any],
+        conf_dir: Callable[..., Path], tmp_path: Path) -> None:
+    """Connections are accepted and closed at once: one 'down' line saying
+    so, superd_ban_store_up 0, and status says down -- however many times
+    superd reconnects."""
+    from superd.cli.control import request
+    from tests.integration.test_metrics import scrape
+
+    conf = conf_dir(trap=SENSOR, daytime=daytime_block("daytime", "\tcps = 0 0\n"))
+    superd = superd_factory(conf, *hosts_args(tmp_path), "--ban-store", closing_redis.url,
+                            "--metrics", "tcp:0:interface=127.0.0.1")
+    superd.allow_errors = True  # the outage is an error line, on purpose
+    metrics = int(superd.wait_for_event(lambda e: e.get("event") == "metrics"
+                                        and e.get("port"))["port"])
+    down = superd.wait_for_event(lambda e: e.get("event") == "ban_store"
+                                 and e.get("state") == "down", 10)
+    assert down["why"] == "connection closed by the server"
+    deadline = time.monotonic() + 10
+    while closing_redis.connections < 6 and time.monotonic() < deadline:
+        time.sleep(0.1)  # reconnection attempts, with back-off
+    assert closing_redis.connections >= 6
+    assert scrape(metrics)[("superd_ban_store_up", ())] == 0
+    status = request(superd.state_dir, "status")["status"]
+    assert status["ban_store"] == {"where": closing_redis.url, "state": "down",
+                                   "error": "connection closed by the server"}
+    downs = [e for e in superd.events()
+             if e.get("event") == "ban_store" and e.get("state") == "down"]
+    assert len(downs) == 1

@@ -8,6 +8,8 @@ and passed in, never read from ``os.environ`` here) and the connection:
   that describe superd itself to its supervisor (``LISTEN_FDS``,
   ``NOTIFY_SOCKET`` ...), which would mislead a child;
 * ``passenv``: only the listed variables (an empty list: none);
+* never superd's own secrets (``SECRET_VARIABLES``: the ban store's
+  password), whatever ``passenv`` says;
 * then the ``env`` pairs, in order, overriding;
 * then the connection: ``REMOTE_HOST`` (numeric, as xinetd), ``REMOTE_ADDR``
   and ``REMOTE_PORT`` (systemd), ``PROTO``, ``TCPREMOTEIP``,
@@ -24,11 +26,13 @@ from __future__ import annotations
 from typing import Dict, Mapping, Optional, Tuple
 
 from superd.config.model import ServiceConfig
+from superd.config.storeurl import PASSWORD_VARIABLE
 from superd.core.origin import ProxyOrigin
 from superd.core.session import Peer
 
 __all__ = [
     "NO_ADDRESS",
+    "SECRET_VARIABLES",
     "SUPERVISOR_VARIABLES",
     "base_environment",
     "datagram_environment",
@@ -47,6 +51,8 @@ SUPERVISOR_VARIABLES = frozenset({
     "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
     "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC",
 })
+#: superd's own secrets: no server it starts ever sees them.
+SECRET_VARIABLES = frozenset({PASSWORD_VARIABLE})
 
 
 def base_environment(service: ServiceConfig,
@@ -54,10 +60,10 @@ def base_environment(service: ServiceConfig,
     """The part of the child's environment that is fixed at load time."""
     if service.passenv is None:
         base = {name: value for name, value in startup.items()
-                if name not in SUPERVISOR_VARIABLES}
+                if name not in SUPERVISOR_VARIABLES and name not in SECRET_VARIABLES}
     else:
         base = {name: startup[name] for name in service.passenv
-                if name in startup}
+                if name in startup and name not in SECRET_VARIABLES}
     for name, value in service.env:
         base[name] = value
     return base

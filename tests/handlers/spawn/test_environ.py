@@ -107,3 +107,11 @@ def test_unproxied_environment_has_no_proxy_variables() -> None:
     env = stream_environment({"PROXY_X": "mine"}, Peer("10.0.0.1", 1), None)
     assert env["PROXY_X"] == "mine"
     assert [name for name in env if name.startswith("PROXY_")] == ["PROXY_X"]
+
+
+def test_the_ban_store_password_never_reaches_a_server() -> None:
+    """superd's own secret is left out, with no passenv and even when passenv names it."""
+    startup = {**STARTUP, "SUPERD_BAN_STORE_PASSWORD": "s3cret"}
+    assert "SUPERD_BAN_STORE_PASSWORD" not in base_environment(external_service(), startup)
+    service = external_service(passenv=("SUPERD_BAN_STORE_PASSWORD", "LANG"))
+    assert base_environment(service, startup) == {"LANG": "C"}

@@ -35,7 +35,7 @@ from itertools import islice
 from typing import Any, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.application.service import Service
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -86,13 +86,14 @@ class _Factory(Factory):
         return protocol
 
 
-class SharedBans(Service):
+class SharedBans(MultiService):
     """Keeps ``bans`` (a BanList) in step with the fleet's bans in Redis."""
 
     name = "ban_store"
 
     def __init__(self, bans: Any, target: RedisTarget, reactor: Any,
                  endpoint_for: Any = None, *, ca_pem: Optional[bytes] = None) -> None:
+        super().__init__()
         self.bans = bans
         self.target = target
         self._reactor = reactor
@@ -112,7 +113,6 @@ class SharedBans(Service):
         #: "starting", "up" or "down" (logged once per change).
         self.state = "starting"
         self._loading = False
-        self._services: list[ClientService] = []
         self.full_logged = False
         self._refusal_logged = False
 
@@ -131,30 +131,32 @@ class SharedBans(Service):
                              endpoint)
 
     def startService(self) -> None:
-        super().startService()
         self.bans.listeners.append(self.local_ban)
         self.bans.removal_listeners.append(self.local_lift)
         self._seed_from_local()
+        # Two connections, each a child service that reconnects on its own:
+        # one for commands, one subscribed to the channel.
         policy = backoffPolicy(initialDelay=0.5, maxDelay=10.0)
-        for build in (self._build_commands, self._build_subscriber):
-            service = ClientService(self._endpoint_for(), _Factory(build),
-                                    retryPolicy=policy, clock=self._reactor)
-            service.startService()
-            self._services.append(service)
-        first = self._services[0].whenConnected(failAfterFailures=1)
+        connections = [ClientService(self._endpoint_for(), _Factory(build),
+                                     retryPolicy=policy, clock=self._reactor)
+                       for build in (self._build_commands, self._build_subscriber)]
+        for child in connections:
+            child.setServiceParent(self)
+        super().startService()
+        commands = connections[0]
+        first = commands.whenConnected(failAfterFailures=1)
         first.addErrback(lambda failure: self._down(str(failure.value)))
 
     def stopService(self) -> Deferred[Any]:
-        super().stopService()
         if self.local_ban in self.bans.listeners:
             self.bans.listeners.remove(self.local_ban)
         if self.local_lift in self.bans.removal_listeners:
             self.bans.removal_listeners.remove(self.local_lift)
-        from twisted.internet.defer import gatherResults
-
         self.budget.flush()
-        services, self._services = self._services, []
-        return gatherResults([s.stopService() for s in services])
+        stopped: Deferred[Any] = super().stopService()
+        for child in list(self):
+            self.removeService(child)  # a restart makes new connections
+        return stopped
 
     def _seed_from_local(self) -> None:
         """Bans this host made (maybe while no Redis was there) are pushed."""

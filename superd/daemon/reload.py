@@ -333,7 +333,7 @@ class Reloader:
             for error in errors:
                 _log.error("{problem}", event=events.EV_CONFIG_ERROR, problem=error)
         _log.error("reconfiguration failed ({count} {noun}); the running configuration"
-                   " is kept", event=events.EV_RELOAD, phase="done", ok=False,
+                   " is kept", event=events.EV_RELOAD, phase="done", ok=False, partial=False,
                    count=len(errors), noun=_errors_noun(len(errors)), errors=list(errors))
         return ReloadResult(time=self._now(), ok=False, errors=errors,
                             duration=self._now() - started)

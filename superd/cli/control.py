@@ -89,9 +89,9 @@ def run_reload(state_dir: str, out: Any, err: Any, timeout: float = 120.0) -> in
 
 
 def _print_partial(result: Dict[str, Any], err: Any) -> None:
-    failed = result.get("failed") or []
-    print(f"superd reload: partially applied: {len(failed)} service"
-          f"{'' if len(failed) == 1 else 's'} failed; everything else was applied:", file=err)
+    failed = result.get("failed_count", len(result.get("failed") or []))
+    print(f"superd reload: partially applied: {failed} service"
+          f"{'' if failed == 1 else 's'} failed; everything else was applied:", file=err)
     for error in result.get("errors") or ():
         print(f"  {error}", file=err)
     for kept in result.get("kept") or ():

@@ -14,9 +14,9 @@ from typing import Iterable, Sequence
 
 from twisted.logger import Logger
 
-from superd.config.errors import ConfigWarning, Problem
+from superd.config.errors import MAX_FILE_ERRORS, ConfigWarning, Problem, error_count
 from superd.config.model import Configuration, FailedService
-from superd.daemon.isolation import Kept
+from superd.daemon.isolation import Kept, shown
 from superd.observe import events
 
 __all__ = ["log_failed", "log_problems", "log_start", "log_warnings"]
@@ -39,8 +39,10 @@ def log_problems(problems: Iterable[Problem]) -> None:
 def log_failed(failed: Iterable[FailedService], kept: Sequence[Kept] = (), *,
                phase: str = "start") -> None:
     """One ``service_failed`` event per service block that does not run with
-    its new definition (``kept``: those whose previous one still runs)."""
-    for service in failed:
+    its new definition (``kept``: those whose previous one still runs), for
+    those ``shown`` lists; one more counts the others."""
+    listed, omitted = shown(tuple(failed))
+    for service in listed:
         previous = [str(k.service.location) for k in kept if k.failed == service]
         text = ("service {service_id} ({where}): new definition refused ({errors});"
                 " the previous definition keeps running") if previous else \
@@ -48,9 +50,13 @@ def log_failed(failed: Iterable[FailedService], kept: Sequence[Kept] = (), *,
         _log.error(text, event=events.EV_SERVICE_FAILED, service_id=service.id,
                    service=service.name, where=str(service.location),
                    file=service.location.file, line=service.location.line,
-                   errors=_errors(len(service.problems)),
+                   errors=_errors(error_count(service.problems)),
                    problems=[str(p) for p in service.problems],
                    previous=previous, phase=phase)
+    if omitted:
+        _log.error("{count} more services failed, not listed one by one (their files hold"
+                   " more than {most} each)", event=events.EV_SERVICE_FAILED, count=omitted,
+                   most=MAX_FILE_ERRORS, phase=phase)
 
 
 def log_warnings(warnings: Iterable[ConfigWarning]) -> None:

@@ -28,7 +28,7 @@ import attrs
 
 from superd.config.check import failures_json
 from superd.config.conflicts import listeners
-from superd.config.errors import Problem
+from superd.config.errors import MAX_FILE_ERRORS, Problem, capped
 from superd.config.model import Configuration, FailedService, Location, ServiceConfig
 from superd.config.text import printable
 from superd.daemon.plan import service_key
@@ -37,10 +37,12 @@ __all__ = [
     "Isolated",
     "Kept",
     "all_or_nothing",
+    "bounded",
     "failed_json",
     "keep_previous",
     "kept_json",
     "refuses",
+    "shown",
     "without",
 ]
 
@@ -48,10 +50,17 @@ __all__ = [
 Failure = Tuple[ServiceConfig, Problem]
 
 
-def all_or_nothing(strict: bool, config: Configuration) -> bool:
+def all_or_nothing(strict: bool, config: Configuration,
+                   running: Optional[Configuration] = None) -> bool:
     """True when any error refuses ``config`` as a whole: ``--strict``, or
-    ``all_or_nothing = yes`` in its defaults."""
-    return strict or config.all_or_nothing
+    ``all_or_nothing = yes`` in its defaults -- or, at a reload from
+    ``running`` whose new defaults failed (their value unknown), in the
+    running ones."""
+    if strict:
+        return True
+    if running is not None and config.defaults_failed:
+        return running.all_or_nothing
+    return config.all_or_nothing
 
 
 def refuses(config: Configuration, strict: bool) -> bool:
@@ -90,6 +99,16 @@ class Isolated:
 
     configuration: Configuration
     kept: Tuple[Kept, ...] = ()
+
+
+def bounded(config: Configuration) -> Configuration:
+    """
+    ``config`` with each failed service's problems capped as
+    ``config.problems`` are (``MAX_FILE_ERRORS`` per file, then a count):
+    every block of a garbage file carries all of that file's errors.
+    """
+    return attrs.evolve(config, failed=tuple(
+        attrs.evolve(f, problems=capped(f.problems)) for f in config.failed))
 
 
 def without(config: Configuration, failures: Sequence[Failure]) -> Configuration:
@@ -214,15 +233,31 @@ def keep_previous(running: Configuration, new: Configuration,
 
 # -- as JSON (superd status, superd reload) ------------------------------------
 
+def shown(failed: Sequence[FailedService]) -> Tuple[Tuple[FailedService, ...], int]:
+    """
+    The failed services worth listing one by one -- at most
+    ``MAX_FILE_ERRORS`` per file, as errors are: a garbage file may hold
+    thousands of headers -- and how many others there are.
+    """
+    per_file: Dict[str, int] = {}
+    listed = []
+    for service in failed:
+        count = per_file[service.location.file] = per_file.get(service.location.file, 0) + 1
+        if count <= MAX_FILE_ERRORS:
+            listed.append(service)
+    return tuple(listed), len(failed) - len(listed)
+
+
 def failed_json(config: Configuration, kept: Sequence[Kept] = ()) -> List[Dict[str, Any]]:
     """
-    The failed services of ``config`` with the fields ``superd check
-    --json`` gives them, plus ``state`` (``failed``; ``failed at reload``
-    when the previous definition keeps running) and ``previous`` (where
-    each previous definition still running was written).
+    The failed services of ``config`` (those ``shown`` lists) with the fields
+    ``superd check --json`` gives them, plus ``state`` (``failed``; ``failed
+    at reload`` when the previous definition keeps running) and ``previous``
+    (where each previous definition still running was written).
     """
-    entries: List[Dict[str, Any]] = failures_json(config)["failed"]
-    for entry, failed in zip(entries, config.failed, strict=True):
+    listed, _ = shown(config.failed)
+    entries: List[Dict[str, Any]] = failures_json(attrs.evolve(config, failed=listed))["failed"]
+    for entry, failed in zip(entries, listed, strict=True):
         previous = [printable(str(k.service.location)) for k in kept if k.failed == failed]
         entry["state"] = "failed at reload" if previous else "failed"
         entry["previous"] = previous

@@ -160,7 +160,9 @@ class ConfigurationCollector(Collector):
         per_id: dict[str, int] = {}
         for service in config.failed:
             per_id[service.id] = per_id.get(service.id, 0) + 1
-        for service_id, count in sorted(per_id.items()):
+        # A garbage file may name thousands of services: bounded like the
+        # event-driven series.
+        for service_id, count in sorted(per_id.items())[:MAX_SERVICES]:
             failed.add_metric([service_id], count)
         yield failed
         yield GaugeMetricFamily(

@@ -23,6 +23,7 @@ from superd.config.model import Configuration
 from superd.daemon import notify
 from superd.daemon.bancontrol import BanControl
 from superd.daemon.control import ControlFactory, listen_control
+from superd.daemon.isolation import bounded
 from superd.daemon.reload import Loader, Reloader, ReloadResult
 from superd.daemon.service import SuperdService
 from superd.daemon.status import render_text, snapshot
@@ -37,11 +38,13 @@ EV_STATUS = "status"
 def thread_loader(reactor: Any, path: str, strict: bool = False) -> Loader:
     """Load the configuration at ``path`` in the reactor's thread pool, each
     service's errors apart (``isolate``): the reloader decides what runs."""
-    def load() -> "Deferred[Configuration]":
+    def load_bounded() -> Configuration:
         from superd.config.load import load_configuration
 
-        return deferToThreadPool(reactor, reactor.getThreadPool(),
-                                 load_configuration, path, strict=strict, isolate=True)
+        return bounded(load_configuration(path, strict=strict, isolate=True))
+
+    def load() -> "Deferred[Configuration]":
+        return deferToThreadPool(reactor, reactor.getThreadPool(), load_bounded)
     return load
 
 

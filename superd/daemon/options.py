@@ -24,7 +24,7 @@ from superd.config.report import report_config_error, report_warnings
 from superd.core.exits import EX_CONFIG, EX_NOINPUT, EX_USAGE
 from superd.core.paths import default_state_dir
 from superd.core.runtime import RuntimeOptions
-from superd.daemon.isolation import refuses
+from superd.daemon.isolation import bounded, refuses
 
 __all__ = ["Options"]
 
@@ -138,7 +138,8 @@ class Options(usage.Options):
         from superd.config.load import load_configuration
 
         try:
-            configuration = load_configuration(path, strict=self["strict"], isolate=True)
+            configuration = bounded(load_configuration(path, strict=self["strict"],
+                                                       isolate=True))
         except OSError as e:
             self._fail(f"cannot read {path}: {e.strerror or e}", EX_NOINPUT)
         if refuses(configuration, self["strict"]):

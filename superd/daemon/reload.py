@@ -110,6 +110,7 @@ class ReloadResult:
             "errors": list(self.errors),
             "failed": [] if isolated is None
             else failed_json(isolated.configuration, isolated.kept),
+            "failed_count": 0 if isolated is None else len(isolated.configuration.failed),
             "kept": [] if isolated is None else [kept_json(k) for k in isolated.kept],
         }
 
@@ -244,7 +245,7 @@ class Reloader:
         if not self.top.running:  # superd began stopping while the files were read
             return self._failed(started, ("superd is stopping; reload abandoned",))
         log_warnings(config.warnings)
-        if not config.ok and all_or_nothing(self.strict, config):
+        if not config.ok and all_or_nothing(self.strict, config, self.top.configuration):
             error = ConfigError(config.problems)
             return self._failed(started, problems_of(error), error)
         return await self._apply(started, config)
@@ -259,7 +260,7 @@ class Reloader:
             failures = transition.build()
             if not failures:
                 break
-            if all_or_nothing(self.strict, config):
+            if all_or_nothing(self.strict, config, running):
                 error = ConfigError([problem for _, problem in failures])
                 return self._failed(started, problems_of(error), error)
             # Those services fail like broken blocks (a previous definition

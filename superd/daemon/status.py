@@ -113,6 +113,7 @@ def snapshot(top: SuperdService, last_reload: Optional[Mapping[str, Any]] = None
         "services": [_service(s, list(children), access, kept.get(id(s)))
                      for s, children in top.groups],
         "failed": failed_json(configuration, top.kept),
+        "failed_count": len(configuration.failed),
         "failed_files": failures["failed_files"],
         "disabled": failures["disabled"],
         "errors": [problem_json(p) for p in configuration.problems],
@@ -168,7 +169,7 @@ def _reload_text(result: Optional[Mapping[str, Any]]) -> str:
         return f"last reload: {when} ok ({counts})"
     errors = list(result.get("errors") or [])
     if result.get("partial"):
-        failed = len(result.get("failed") or [])
+        failed = result.get("failed_count", len(result.get("failed") or []))
         return "\n  ".join([f"last reload: {when} PARTLY APPLIED ({counts}):"
                             f" {_count(failed, 'service')} failed, {_count(len(errors), 'error')}"
                             ":", *errors])
@@ -195,6 +196,9 @@ def _failed_lines(status: Mapping[str, Any]) -> List[str]:
             state += ", not running"
         lines.append(f"  {entry['id']}  {entry['location']}  {state}")
         lines += [f"    {problem['text']}" for problem in entry.get("problems") or []]
+    more = int(status.get("failed_count", len(failed))) - len(failed)
+    if more > 0:
+        lines.append(f"  ... and {_count(more, 'more failed service')} not listed")
     unreadable = status.get("failed_files") or []
     if unreadable:
         lines += ["", "FILES NOT READ AS A WHOLE:", *(f"  {path}" for path in unreadable)]
@@ -212,9 +216,10 @@ def _disabled_lines(status: Mapping[str, Any]) -> List[str]:
 def render_text(status: Mapping[str, Any]) -> str:
     """The snapshot as tables a person reads in a terminal."""
     services = status.get("services", [])
-    failed, disabled = status.get("failed") or [], status.get("disabled") or []
+    failed = status.get("failed_count", len(status.get("failed") or []))
+    disabled = status.get("disabled") or []
     lines = [f"superd pid {status.get('pid')}: {len(services)} services,"
-             f" {len(failed)} failed, {len(disabled)} disabled,"
+             f" {failed} failed, {len(disabled)} disabled,"
              f" {len(status.get('children', []))} children, {len(status.get('bans', []))} bans",
              _reload_text(status.get("reload")), ""]
     lines += _table(

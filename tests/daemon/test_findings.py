@@ -91,3 +91,17 @@ def test_ready_says_nothing_of_failures_when_there_are_none(
     assert ready["failed"] == 0
     assert _of(log_events, "service_failed") == [] == _of(log_events, "config_error")
     top.stopService()
+
+
+def test_failed_services_of_a_garbage_file_are_listed_up_to_a_bound(
+        log_events: list[dict[str, Any]]) -> None:
+    """At most MAX_FILE_ERRORS failed services of one file are logged one by
+    one; one more event counts the others."""
+    from superd.config.errors import MAX_FILE_ERRORS
+    from superd.daemon.findings import log_failed
+
+    log_failed([FailedService(f"s{n}", f"s{n}", Location("conf/junk", n), (PROBLEM,))
+                for n in range(1, 31)])
+    events = _of(log_events, "service_failed")
+    assert len(events) == MAX_FILE_ERRORS + 1
+    assert events[-1]["count"] == 10 and "service_id" not in events[-1]

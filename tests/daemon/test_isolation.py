@@ -11,10 +11,12 @@ from superd.config.model import Configuration, FailedService, Location, ServiceC
 from superd.daemon.isolation import (
     Kept,
     all_or_nothing,
+    bounded,
     failed_json,
     keep_previous,
     kept_json,
     refuses,
+    shown,
     without,
 )
 from tests.builders import local_echo_service
@@ -38,10 +40,15 @@ def config(*services: ServiceConfig, failed: tuple[FailedService, ...] = (),
 
 
 def test_all_or_nothing_is_strict_or_the_defaults_switch() -> None:
-    """--strict or ``all_or_nothing = yes`` ask for the whole configuration."""
+    """--strict or ``all_or_nothing = yes`` ask for the whole configuration;
+    at a reload whose new defaults failed, the running switch decides."""
     assert not all_or_nothing(False, config())
     assert all_or_nothing(True, config())
     assert all_or_nothing(False, config(all_or_nothing=True))
+    unknown = config(defaults_failed=True)
+    assert all_or_nothing(False, unknown, config(all_or_nothing=True))
+    assert not all_or_nothing(False, unknown, config())
+    assert not all_or_nothing(False, config(), config(all_or_nothing=True))
 
 
 def test_refuses_only_when_nothing_runs_or_all_or_nothing() -> None:
@@ -192,3 +199,22 @@ def test_json_of_failed_and_kept_services() -> None:
         "id": "broken", "name": "echo", "location": "conf/broken:1",
         "reason": "its new block (conf/broken:1) has 1 error", "failed": "conf/broken:1",
         "path": None}
+
+
+def test_a_garbage_file_does_not_flood_what_is_shown() -> None:
+    """Every block of a garbage file carries the file's errors: each failed
+    service keeps at most MAX_FILE_ERRORS of them and a count; at most
+    MAX_FILE_ERRORS failed services per file are listed one by one."""
+    from superd.config.errors import MAX_FILE_ERRORS, Omitted, error_count
+
+    junk = tuple(Problem("conf/junk", n, None, None, "junk") for n in range(1, 31))
+    failed_blocks = tuple(FailedService(f"s{n}", f"s{n}", Location("conf/junk", 100 + n), junk)
+                          for n in range(25))
+    config = bounded(Configuration((), failed=failed_blocks, problems=junk))
+    first = config.failed[0]
+    assert len(first.problems) == MAX_FILE_ERRORS + 1
+    assert isinstance(first.problems[-1], Omitted) and error_count(first.problems) == 30
+    listed, omitted = shown(config.failed)
+    assert (len(listed), omitted) == (MAX_FILE_ERRORS, 5)
+    assert len(failed_json(config)) == MAX_FILE_ERRORS
+    assert keep_previous(config, config).configuration.failed == config.failed  # all kept

@@ -283,7 +283,8 @@ class SuperdService(OrderedMultiService):
                   event=events.EV_READY, count=self.socket_count(),
                   services=len(self.configuration.services), failed=failed,
                   disabled=len(self.configuration.disabled))
-        notify.ready(self._environ)
+        notify.ready(self._environ, f"serving; {failed} service{'' if failed == 1 else 's'}"
+                                    " failed (superd status lists them)" if failed else "")
 
     def stopService(self) -> Deferred[None]:
         if self._old_hup is not None:

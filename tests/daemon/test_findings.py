@@ -105,3 +105,18 @@ def test_failed_services_of_a_garbage_file_are_listed_up_to_a_bound(
     events = _of(log_events, "service_failed")
     assert len(events) == MAX_FILE_ERRORS + 1
     assert events[-1]["count"] == 10 and "service_id" not in events[-1]
+
+
+def test_the_supervisor_is_told_that_services_failed(tmp_path: Any) -> None:
+    """READY=1 comes with a status line counting the failed services."""
+    import socket
+
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(path)
+        listener.settimeout(1)
+        top = build_service(STARTED, make_parts(), install_signal=lambda *a: None)
+        top._environ = {"NOTIFY_SOCKET": path}
+        top._announce_ready()
+        assert listener.recv(512) == (b"READY=1\nSTATUS=serving; 1 service failed"
+                                      b" (superd status lists them)")

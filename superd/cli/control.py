@@ -56,7 +56,14 @@ def request(state_dir: str, command: str, timeout: float = 10.0,
 
 
 def run_reload(state_dir: str, out: Any, err: Any, timeout: float = 120.0) -> int:
-    """``superd reload``: reload and wait; the errors of a failed reload on ``err``."""
+    """
+    ``superd reload``: reload and wait.  Exit status 0 when the new
+    configuration runs as written; 78 (EX_CONFIG) when it has errors,
+    printed on ``err`` -- whether the reload was partly applied (every
+    service but the failed ones; each failed one that was running keeps its
+    previous definition) or refused as a whole (the running configuration
+    is kept).  The message says which.
+    """
     try:
         reply = request(state_dir, "reload", timeout=timeout)
     except ControlError as e:
@@ -66,12 +73,27 @@ def run_reload(state_dir: str, out: Any, err: Any, timeout: float = 120.0) -> in
     if not isinstance(result, dict):
         print(f"superd reload: {reply.get('error', 'the daemon refused')}", file=err)
         return EX_UNAVAILABLE
-    if result.get("ok"):
+    if result.get("ok") or result.get("partial"):
         print(f"Reconfigured: new={result.get('new')} old={result.get('old')}"
               f" dropped={result.get('dropped')} ({result.get('duration', 0.0):.2f}s)",
               file=out)
+    if result.get("ok"):
         return 0
+    if result.get("partial"):
+        _print_partial(result, err)
+        return EX_CONFIG
     print("superd reload: failed; the running configuration is kept:", file=err)
     for error in result.get("errors") or ():
         print(f"  {error}", file=err)
     return EX_CONFIG  # the old configuration is running
+
+
+def _print_partial(result: Dict[str, Any], err: Any) -> None:
+    failed = result.get("failed_count", len(result.get("failed") or []))
+    print(f"superd reload: partially applied: {failed} service"
+          f"{'' if failed == 1 else 's'} failed; everything else was applied:", file=err)
+    for error in result.get("errors") or ():
+        print(f"  {error}", file=err)
+    for kept in result.get("kept") or ():
+        print(f"  kept: service {kept.get('id')} ({kept.get('location')}) runs its previous"
+              f" definition: {kept.get('reason')}", file=err)

@@ -243,11 +243,15 @@ def file_notes(sources: Sequence[str],
 
 GENERAL = (
     Note("config", "a configuration error (bad value, repeated attribute, clashing"
-         " services) stops superd with every problem as FILE:LINE; xinetd disables the"
-         " service and carries on."),
-    Note("operations", "SIGHUP reload is all or nothing: a broken file keeps the running"
-         " configuration, and kept services keep their sockets and the sessions their"
-         " new rules still allow."),
+         " services) is reported as FILE:LINE and stops only that service, which superd"
+         " status lists as failed; the others start, and superd exits 78 only when none"
+         " can (--strict or all_or_nothing = yes: any error stops everything). xinetd"
+         " disables the service with a shorter message and carries on."),
+    Note("operations", "SIGHUP reload applies service by service: a service whose new"
+         " block is broken (or whose file cannot be read) keeps running with its previous"
+         " definition, and the rest applies (--strict or all_or_nothing = yes: a broken"
+         " file keeps the whole running configuration); kept services keep their sockets"
+         " and the sessions their new rules still allow."),
 )
 
 
@@ -313,8 +317,8 @@ def run_migrate(path: str, as_json: bool, strict: bool, out: IO[str], err: IO[st
 
     config = load_configuration(path, strict=strict, isolate=True)
     if config.problems and not as_json:
-        print("superd refuses this configuration (xinetd would silently disable or"
-              " half-apply these):", file=err)
+        print("superd would not start the services these errors concern (xinetd would"
+              " disable or half-apply them):", file=err)
         for problem in config.problems:
             print(f"  {problem}", file=err)
         err.flush()

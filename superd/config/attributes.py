@@ -285,6 +285,10 @@ _TABLE = (
     # new connections only, leaving the source's open sessions alone.
     _spec("ban_ends_sessions", _one(v.yes_no), in_defaults=True, in_service=False),
     _spec("ban_store_password_file", _one(_path), in_defaults=True, in_service=False),
+    # superd's own, daemon-wide: "yes" refuses a configuration with any error
+    # as a whole (at start and at reload), as --strict does, instead of
+    # running every service nothing is wrong with.
+    _spec("all_or_nothing", _one(v.yes_no), in_defaults=True, in_service=False),
     _list("rpc_version", tuple, unsupported=_RPC),
     _list("rpc_number", tuple, unsupported=_RPC),
 )

@@ -475,8 +475,10 @@ def build_configuration(
         ban_store=drafts.defaults.values.get("ban_store"),
         ban_store_password_file=drafts.defaults.values.get("ban_store_password_file"),
         ban_ends_sessions=drafts.defaults.values.get("ban_ends_sessions", True),
+        all_or_nothing=drafts.defaults.values.get("all_or_nothing", False),
         problems=capped(sorted(report.errors, key=lambda p: order(p.file, p.line))),
         failed=tuple(sorted(failed, key=lambda f: order(f.location.file, f.location.line))),
         failed_files=report.blamed.failed_paths(),
         disabled=tuple(disabled), notes=tuple(notes),
+        defaults_failed=bool(report.blamed.everything),
     )

@@ -454,6 +454,9 @@ class Configuration:
     #: ``ban_ends_sessions`` of the defaults section: whether a new ban also
     #: ends the banned source's open sessions (xinetd's behaviour: no).
     ban_ends_sessions: bool = True
+    #: ``all_or_nothing`` of the defaults section: whether any error refuses
+    #: the whole configuration (at start and at reload), as ``--strict`` does.
+    all_or_nothing: bool = False
     #: Every error, in file and line order, at most ``MAX_FILE_ERRORS`` per
     #: file (then one saying how many more): what ``ConfigError`` carries.
     #: Empty unless loaded with ``isolate=True``.
@@ -468,6 +471,10 @@ class Configuration:
     disabled: Tuple[DisabledService, ...] = ()
     #: Entries ``includedir`` skipped, and why.
     notes: Tuple[ConfigNote, ...] = ()
+    #: True when an error may have been meant for the defaults section (in
+    #: it, or in a file holding it): every service is failed, and the
+    #: daemon-wide settings above are the built-in ones, not the file's.
+    defaults_failed: bool = False
 
     @property
     def ok(self) -> bool:

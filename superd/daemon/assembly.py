@@ -6,7 +6,8 @@ per listen address (or the ``wait = yes`` services).
 
 A handler that cannot be built (a user's factory that raises, a TLS key that
 does not fit its certificate) raises ``Unavailable`` naming the attribute,
-reported like any configuration error.
+reported like any configuration error: that service fails, the others are
+built (``superd.daemon.isolation``).
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ from superd.net.address import ListenAddress
 from superd.net.listener import IListener, Listener
 from superd.net.sockets import listen_addresses, listen_datagram, listen_stream
 
-__all__ = ["SUPERD_BUILDERS", "Assembly", "Builders", "Group", "Unavailable", "problem_of"]
+__all__ = ["SUPERD_BUILDERS", "Assembly", "Builders", "Failure", "Group", "Unavailable",
+           "problem_of"]
 
 #: A configured service and its children (listeners or wait = yes services).
 Group = Tuple[ServiceConfig, List[IListener]]
+#: A service whose handler cannot be built, and the problem that says why.
+Failure = Tuple[ServiceConfig, Problem]
 
 
 class Unavailable(Exception):
@@ -81,19 +85,19 @@ class Assembly:
         """The reactor and the command-line settings."""
         return self.parts.runtime
 
-    def build(self, services: Sequence[ServiceConfig]) -> Tuple[List[Group], List[Problem]]:
-        """The children of each of ``services`` (nothing is bound yet), and the
-        problems of those whose handler cannot be built."""
+    def build(self, services: Sequence[ServiceConfig]) -> Tuple[List[Group], List[Failure]]:
+        """The children of each of ``services`` (nothing is bound yet), and
+        those whose handler cannot be built, each with its problem."""
         groups: List[Group] = []
-        problems: List[Problem] = []
+        failures: List[Failure] = []
         for service in services:
             try:
                 groups.append((service, self.children(service)))
             except Unavailable as e:
-                problems.append(problem_of(service, e))
+                failures.append((service, problem_of(service, e)))
             except SpawnSetupError as e:
-                problems.append(problem_of(service, Unavailable(e.attribute, e.message)))
-        return groups, problems
+                failures.append((service, problem_of(service, Unavailable(e.attribute, e.message))))
+        return groups, failures
 
     def children(self, service: ServiceConfig) -> List[IListener]:
         """The listener services for ``service``; raises ``Unavailable``."""

@@ -6,7 +6,9 @@ Two sources, both off the per-connection path:
 * state read at scrape time (a prometheus ``Collector``): connections
   accepted and refused by reason (the access layer's ``superd.observe.counters``,
   which it bumps anyway for ``superd status``), running children per
-  service (the process table), active bans;
+  service (the process table), active bans; services by state (running,
+  failed by configuration errors, disabled, running a previous definition)
+  and the configuration's error count;
 * structured log events (a ``twisted.logger`` observer on the ``event``
   field): reloads and their result, relay/TLS bytes (``traffic``), ban
   additions, Redis ban-store outages -- no module had to be edited to count
@@ -46,12 +48,13 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from superd.access.state import AccessState
+from superd.daemon.isolation import Isolated
 from superd.daemon.scrapes import ScrapeSite
 from superd.observe import events
 from superd.proc.table import ProcessTable
 
-__all__ = ["EventCounter", "MetricsService", "RuntimeCollector", "build_registry",
-           "metrics_site", "time_spawns"]
+__all__ = ["ConfigurationCollector", "EventCounter", "MetricsService", "RuntimeCollector",
+           "build_registry", "metrics_site", "time_spawns"]
 
 _log = Logger(namespace="superd.metrics")
 
@@ -151,6 +154,45 @@ class RuntimeCollector(Collector):
             value=0 if bans.database.degraded else 1)
 
 
+class ConfigurationCollector(Collector):
+    """Reads what runs of the configuration at scrape time: services by
+    state, the failed ones by id, and the error count."""
+
+    def __init__(self, running: Callable[[], Isolated]) -> None:
+        self._running = running
+
+    def collect(self) -> Iterator[Metric]:
+        isolated = self._running()
+        config = isolated.configuration
+        states = GaugeMetricFamily(
+            "superd_services",
+            "Service blocks by state: running (with the new or a previous definition),"
+            " failed (configuration errors; not running with their written definition),"
+            " disabled (switched off on purpose), previous (running a previous definition"
+            " because their new block failed at a reload).", labels=["state"])
+        for state, count in (("running", len(config.services)), ("failed", len(config.failed)),
+                             ("disabled", len(config.disabled)),
+                             ("previous", len(isolated.kept))):
+            states.add_metric([state], count)
+        yield states
+        failed = GaugeMetricFamily(
+            "superd_service_failed",
+            "Failed service blocks with configuration errors, per service id.",
+            labels=["service"])
+        per_id: dict[str, int] = {}
+        for service in config.failed:
+            per_id[service.id] = per_id.get(service.id, 0) + 1
+        # A garbage file may name thousands of services: bounded like the
+        # event-driven series.
+        for service_id, count in sorted(per_id.items())[:MAX_SERVICES]:
+            failed.add_metric([service_id], count)
+        yield failed
+        yield GaugeMetricFamily(
+            "superd_configuration_errors",
+            "Errors in the configuration superd runs (0: every service block as written).",
+            value=config.error_count)
+
+
 class _Bounded:
     """Remembers up to MAX_SERVICES service ids; a new one past that is refused."""
 
@@ -175,7 +217,8 @@ class EventCounter:
     def __init__(self, registry: CollectorRegistry) -> None:
         self._services = _Bounded()
         self.reloads = Counter(
-            "superd_reloads", "Configuration reloads, by result.",
+            "superd_reloads", "Configuration reloads, by result (ok; partial: applied"
+            " but for failed services; failed: nothing changed).",
             ["result"], registry=registry)
         self.bytes = Counter(
             "superd_relay_bytes", "Bytes relayed by redirect/TLS services"
@@ -210,7 +253,8 @@ class EventCounter:
     def _reload(self, event: LogEvent) -> None:
         phase = event.get("phase")
         if phase == "done":
-            self.reloads.labels("ok" if event.get("ok") else "failed").inc()
+            result = "ok" if event.get("ok") else "partial" if event.get("partial") else "failed"
+            self.reloads.labels(result).inc()
         elif phase == "crash":
             self.reloads.labels("failed").inc()
 
@@ -269,10 +313,14 @@ def time_spawns(processes: ProcessTable, registry: CollectorRegistry,
     return histogram
 
 
-def build_registry(access: AccessState) -> tuple[CollectorRegistry, EventCounter]:
-    """A private registry with every superd metric (no process/GC defaults)."""
+def build_registry(access: AccessState, running: Optional[Callable[[], Isolated]] = None,
+                   ) -> tuple[CollectorRegistry, EventCounter]:
+    """A private registry with every superd metric (no process/GC defaults);
+    ``running`` says what runs of the configuration."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(RuntimeCollector(access))
+    if running is not None:
+        registry.register(ConfigurationCollector(running))
     observer = EventCounter(registry)
     if access.processes is not None:
         time_spawns(access.processes, registry)
@@ -313,10 +361,11 @@ class MetricsService(Service):
     name = "metrics"
 
     def __init__(self, access: AccessState, description: str,
-                 publisher: Optional[LogPublisher] = None) -> None:
+                 publisher: Optional[LogPublisher] = None, *,
+                 running: Optional[Callable[[], Isolated]] = None) -> None:
         self._runtime = access.runtime
         self.description = description
-        self.registry, self.observer = build_registry(access)
+        self.registry, self.observer = build_registry(access, running)
         self._publisher = publisher
         #: The listening port once bound (None before, or if it failed).
         self.listening: Any = None

@@ -23,6 +23,7 @@ from superd.config.model import Configuration
 from superd.daemon import notify
 from superd.daemon.bancontrol import BanControl
 from superd.daemon.control import ControlFactory, listen_control
+from superd.daemon.isolation import bounded
 from superd.daemon.reload import Loader, Reloader, ReloadResult
 from superd.daemon.service import SuperdService
 from superd.daemon.status import render_text, snapshot
@@ -35,13 +36,27 @@ EV_STATUS = "status"
 
 
 def thread_loader(reactor: Any, path: str, strict: bool = False) -> Loader:
-    """Load the configuration at ``path`` in the reactor's thread pool."""
-    def load() -> "Deferred[Configuration]":
+    """Load the configuration at ``path`` in the reactor's thread pool, each
+    service's errors apart (``isolate``): the reloader decides what runs."""
+    def load_bounded() -> Configuration:
         from superd.config.load import load_configuration
 
-        return deferToThreadPool(reactor, reactor.getThreadPool(),
-                                 load_configuration, path, strict=strict)
+        return bounded(load_configuration(path, strict=strict, isolate=True))
+
+    def load() -> "Deferred[Configuration]":
+        return deferToThreadPool(reactor, reactor.getThreadPool(), load_bounded)
     return load
+
+
+def _status_text(last: Optional[ReloadResult]) -> str:
+    """The supervisor's one-line status after a reload."""
+    if last is None or last.ok:
+        return "serving"
+    if last.partial and last.isolated is not None:
+        failed = len(last.isolated.configuration.failed)
+        return (f"reload partly applied: {failed} service{'' if failed == 1 else 's'}"
+                " failed (superd status lists them)")
+    return "reload failed; previous configuration running"
 
 
 class Operations(Service):
@@ -52,12 +67,12 @@ class Operations(Service):
     def __init__(self, top: SuperdService, load: Loader, *,
                  environ: Mapping[str, str] = os.environ,
                  install_signal: Callable[..., Any] = signal.signal,
-                 control: bool = True) -> None:
+                 control: bool = True, strict: bool = False) -> None:
         self.top = top
         self._environ = environ
         self._install_signal = install_signal
         self._control_wanted = control
-        self.reloader = Reloader(top, load, notify=self._notify)
+        self.reloader = Reloader(top, load, notify=self._notify, strict=strict)
         self.control_port: Optional[Any] = None
         self._old_usr1: Any = None
 
@@ -87,7 +102,7 @@ class Operations(Service):
     # -- reload -----------------------------------------------------------------
 
     def reload(self) -> "Deferred[ReloadResult]":
-        """Reload the configuration (all or nothing)."""
+        """Reload the configuration (``superd.daemon.reload``)."""
         return self.reloader.reload()
 
     def _reload_request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
@@ -99,10 +114,7 @@ class Operations(Service):
         if state == "reloading":
             notify.reloading(self._environ)
             return
-        last = self.reloader.last
-        text = "reload failed; previous configuration running" if last and not last.ok \
-            else "serving"
-        notify.ready(self._environ, text)
+        notify.ready(self._environ, _status_text(self.reloader.last))
 
     # -- status -----------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """
 The daemon's command line: ``twistd superd [options]`` and ``superd run``.
 
-``Options.postOptions`` loads the configuration, refusing a bad one with every
-problem on stderr and exit status 78 (EX_CONFIG) -- explicitly, because some
+``Options.postOptions`` loads the configuration, each service's errors apart
+(``superd.daemon.isolation``).  It refuses the configuration, with every
+problem on stderr and exit status 78 (EX_CONFIG), only when no service of it
+can run, or when ``--strict`` or ``all_or_nothing = yes`` asks for all or
+nothing -- and exits 64 on a bad command line, explicitly, because some
 twistd versions exit 0 after a usage error.
 """
 
@@ -24,6 +27,7 @@ from superd.core.exits import EX_CONFIG, EX_NOINPUT, EX_USAGE
 from superd.core.paths import default_state_dir
 from superd.core.runtime import RuntimeOptions
 from superd.daemon.banstoreconfig import BanStoreSettings, settings_for
+from superd.daemon.isolation import bounded, refuses
 
 __all__ = ["Options"]
 
@@ -82,7 +86,10 @@ class Options(usage.Options):
         "/etc/xinetd.conf."
     )
     optFlags = [
-        ["strict", None, "Refuse unknown attributes instead of warning about them."],
+        ["strict", None,
+         "Refuse unknown attributes instead of warning about them, and refuse "
+         "the whole configuration (at start and at reload) on any error, instead "
+         "of running every service without one (as all_or_nothing = yes does)."],
         ["log-connections", None,
          "Also write each connection's START and EXIT to the main log (the "
          "JSON logger always does; service logs never need this)."],
@@ -162,12 +169,16 @@ class Options(usage.Options):
         from superd.config.load import load_configuration
 
         try:
-            configuration = load_configuration(path, strict=self["strict"])
-        except ConfigError as e:
-            report_config_error(e, self.stderr)
-            raise SystemExit(EX_CONFIG) from None
+            configuration = bounded(load_configuration(path, strict=self["strict"],
+                                                       isolate=True))
         except OSError as e:
             self._fail(f"cannot read {path}: {e.strerror or e}", EX_NOINPUT)
+        if refuses(configuration, self["strict"]):
+            report_config_error(ConfigError(configuration.problems, configuration.warnings),
+                                self.stderr)
+            raise SystemExit(EX_CONFIG)
+        # The errors of services that do not run are printed once the
+        # handlers are built (superd.daemon.tap.assemble): some fail only then.
         report_warnings(configuration.warnings, self.stderr)
         return configuration
 

@@ -1,12 +1,18 @@
 """
-SIGHUP: reload the configuration, all or nothing.
+SIGHUP: reload the configuration, service by service.
 
 The new configuration is parsed completely first (off the reactor: it reads
-files, accounts and ``/etc/services``).  Any problem keeps the running
-configuration; every problem is logged with its file and line and the
-failure is kept for ``superd status``.
+files, accounts and ``/etc/services``).  A service whose new block has
+errors (or whose handler cannot be built) keeps running with its previous
+definition, and so does every running service of a file that could not be
+read or parsed as a whole (``superd.daemon.isolation.keep_previous``); the
+rest of the reload applies.  Every error is logged with its file and line,
+and the result (what failed, what was kept and why) is kept for ``superd
+status``.  With ``--strict`` or ``all_or_nothing = yes`` any error keeps the
+whole running configuration instead, as does a file set that cannot be read
+at all, a port that cannot be bound, or an internal error.
 
-Otherwise the two configurations are compared service by service, by
+What runs then is compared with the running configuration service by service, by
 identity (``service_key``: id, name, socket type, protocol, wait, port, kind,
 bind and the options of the listening socket) -- xinetd's rule, plus bind:
 
@@ -46,6 +52,15 @@ from twisted.python.failure import Failure
 from superd.access.recheck import recheck_sessions
 from superd.config.errors import ConfigError
 from superd.config.model import Configuration
+from superd.daemon.findings import log_failed, log_problems, log_warnings
+from superd.daemon.isolation import (
+    Isolated,
+    all_or_nothing,
+    failed_json,
+    keep_previous,
+    kept_json,
+    without,
+)
 from superd.daemon.plan import ReloadPlan, plan_reload
 from superd.daemon.service import SuperdService
 from superd.daemon.transition import Transition
@@ -66,6 +81,7 @@ class ReloadResult:
 
     #: Wall-clock time (seconds since the epoch) when it ended.
     time: float
+    #: True when the new configuration runs as written, without an error.
     ok: bool
     errors: Tuple[str, ...] = ()
     new: int = 0
@@ -74,10 +90,29 @@ class ReloadResult:
     changed: int = 0
     #: Seconds from the signal to the new configuration running.
     duration: float = 0.0
+    #: True when the new configuration runs except its failed services
+    #: (``ok`` is False: there were errors).
+    partial: bool = False
+    #: What runs after a partial reload: the failed services are
+    #: ``configuration.failed``; ``kept`` the previous definitions still running.
+    isolated: Optional[Isolated] = None
+
+    @property
+    def applied(self) -> bool:
+        """True when the new configuration (or its good part) runs."""
+        return self.ok or self.partial
 
     def as_dict(self) -> Dict[str, object]:
         """The result as JSON-ready values."""
-        return attrs.asdict(self, recurse=False) | {"errors": list(self.errors)}
+        isolated = self.isolated
+        values = attrs.asdict(self, recurse=False, filter=lambda a, _: a.name != "isolated")
+        return values | {
+            "errors": list(self.errors),
+            "failed": [] if isolated is None
+            else failed_json(isolated.configuration, isolated.kept),
+            "failed_count": 0 if isolated is None else len(isolated.configuration.failed),
+            "kept": [] if isolated is None else [kept_json(k) for k in isolated.kept],
+        }
 
 
 def _store_text(url: Optional[str]) -> str:
@@ -102,6 +137,10 @@ def warn_ban_store_change(old: Configuration, new: Configuration) -> bool:
               attribute="ban_store", old=_store_text(old.ban_store),
               new=_store_text(new.ban_store))
     return True
+
+
+def _errors_noun(count: int) -> str:
+    return "error" if count == 1 else "errors"
 
 
 def problems_of(error: Exception) -> Tuple[str, ...]:
@@ -132,10 +171,13 @@ class Reloader:
     """
 
     def __init__(self, top: SuperdService, load: Loader, *,
-                 notify: Callable[[str], None] = lambda state: None) -> None:
+                 notify: Callable[[str], None] = lambda state: None,
+                 strict: bool = False) -> None:
         self.top = top
         self._load = load
         self._notify = notify
+        #: ``--strict``: any error keeps the whole running configuration.
+        self.strict = strict
         #: The outcome of the last reload (None: none yet).
         self.last: Optional[ReloadResult] = None
         self._running: Optional[Deferred[ReloadResult]] = None
@@ -188,7 +230,7 @@ class Reloader:
             result = self._failed(started, (f"internal error: {e!r}",))
         self._reopen_logs()
         self.last = result
-        if result.ok:
+        if result.applied:
             # The replaced services' cycles are garbage now; the new ones
             # live until the next reload (superd.daemon.heap).
             self.top.settle_heap()
@@ -202,28 +244,41 @@ class Reloader:
             return self._failed(started, problems_of(e), e)
         if not self.top.running:  # superd began stopping while the files were read
             return self._failed(started, ("superd is stopping; reload abandoned",))
-        for warning in config.warnings:
-            _log.warn("{warning}", event=events.EV_CONFIG_WARNING, warning=str(warning),
-                      file=warning.location.file, line=warning.location.line)
+        log_warnings(config.warnings)
+        if not config.ok and all_or_nothing(self.strict, config, self.top.configuration):
+            error = ConfigError(config.problems)
+            return self._failed(started, problems_of(error), error)
         return await self._apply(started, config)
 
     async def _apply(self, started: float, config: Configuration) -> ReloadResult:
         running = self.top.configuration
-        plan = plan_reload(running, config)
-        transition = Transition(self.top, plan, config)
-        problems = transition.build()
-        if problems:
-            return self._failed(started, problems_of(ConfigError(problems)),
-                                ConfigError(problems))
+        new, refused = config, set[int]()
+        while True:
+            isolated = keep_previous(running, new, frozenset(refused))
+            plan = plan_reload(running, isolated.configuration)
+            transition = Transition(self.top, plan, isolated.configuration)
+            failures = transition.build()
+            if not failures:
+                break
+            if all_or_nothing(self.strict, config, running):
+                error = ConfigError([problem for _, problem in failures])
+                return self._failed(started, problems_of(error), error)
+            # Those services fail like broken blocks (a previous definition
+            # that cannot be built again is not kept); each pass removes one
+            # or more, so this ends.
+            refused.update(id(service) for service, _ in failures)
+            new = without(new, failures)
         bind_error = await transition.bind()
         if bind_error is not None:
             return self._failed(started, (str(bind_error),), bind_error)
         transition.commit()
-        warn_ban_store_change(running, config)
+        self.top.kept = isolated.kept
+        applied = isolated.configuration
+        warn_ban_store_change(running, applied)
         self._stop_children(plan.stopped_ids)
-        self._update_logs(config)
-        self._recheck_sessions(config)
-        return self._succeeded(started, plan)
+        self._update_logs(applied)
+        self._recheck_sessions(applied)
+        return self._succeeded(started, plan, isolated)
 
     def _recheck_sessions(self, config: Configuration) -> None:
         access = self.top.parts.access
@@ -247,30 +302,39 @@ class Reloader:
         # Also after a failed reload: logrotate's HUP must rotate regardless.
         self.top.service_log.router.reopen()
 
-    def _succeeded(self, started: float, plan: ReloadPlan) -> ReloadResult:
+    def _succeeded(self, started: float, plan: ReloadPlan, isolated: Isolated) -> ReloadResult:
+        applied = isolated.configuration
+        ok = applied.ok
         result = ReloadResult(
-            time=self._now(), ok=True, new=len(plan.added),
+            time=self._now(), ok=ok, new=len(plan.added),
             old=len(plan.unchanged) + len(plan.changed), dropped=len(plan.dropped),
-            changed=len(plan.changed), duration=self._now() - started)
-        _log.info("Reconfigured: new={new} old={old} dropped={dropped}",
-                  event=events.EV_RELOAD, phase="done", ok=True, new=result.new,
-                  old=result.old, dropped=result.dropped, changed=result.changed,
-                  duration=result.duration)
+            changed=len(plan.changed), duration=self._now() - started,
+            errors=tuple(str(p) for p in applied.problems), partial=not ok,
+            isolated=None if ok else isolated)
+        fields = dict(event=events.EV_RELOAD, phase="done", ok=ok, partial=not ok,
+                      new=result.new, old=result.old, dropped=result.dropped,
+                      changed=result.changed, duration=result.duration)
+        if ok:
+            _log.info("Reconfigured: new={new} old={old} dropped={dropped}", **fields)
+            return result
+        log_problems(applied.problems)
+        log_failed(applied.failed, isolated.kept, phase="reload")
+        _log.warn("Reconfigured: new={new} old={old} dropped={dropped}; partly:"
+                  " {failed} services failed ({count} {noun}), {kept} kept their previous"
+                  " definition", **fields, failed=len(applied.failed),
+                  kept=len(isolated.kept), count=applied.error_count,
+                  noun=_errors_noun(applied.error_count), errors=list(result.errors))
         return result
 
     def _failed(self, started: float, errors: Tuple[str, ...],
                 cause: Optional[Exception] = None) -> ReloadResult:
         problems = cause.problems if isinstance(cause, ConfigError) else ()
-        for problem in problems:
-            _log.error("{problem}", event=events.EV_CONFIG_ERROR, problem=str(problem),
-                       file=problem.file, line=problem.line, service=problem.service,
-                       attribute=problem.attribute)
+        log_problems(problems)
         if not problems:
             for error in errors:
                 _log.error("{problem}", event=events.EV_CONFIG_ERROR, problem=error)
         _log.error("reconfiguration failed ({count} {noun}); the running configuration"
-                   " is kept", event=events.EV_RELOAD, phase="done", ok=False,
-                   count=len(errors), noun="error" if len(errors) == 1 else "errors",
-                   errors=list(errors))
+                   " is kept", event=events.EV_RELOAD, phase="done", ok=False, partial=False,
+                   count=len(errors), noun=_errors_noun(len(errors)), errors=list(errors))
         return ReloadResult(time=self._now(), ok=False, errors=errors,
                             duration=self._now() - started)

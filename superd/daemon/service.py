@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Mapping
-from typing import Any, List, NoReturn, Optional, Protocol
+from typing import Any, List, NoReturn, Optional, Protocol, Tuple
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -40,13 +40,16 @@ from superd.config.model import Configuration
 from superd.core.runtime import Runtime
 from superd.daemon import notify
 from superd.daemon.assembly import SUPERD_BUILDERS, Assembly, Builders, Group
+from superd.daemon.findings import log_start
+from superd.daemon.isolation import Isolated, Kept, without
 from superd.daemon.parts import Parts
 from superd.net.listener import IListener, Listener
 from superd.net.sockets import BindError
 from superd.observe import events
 from superd.observe.servicelog import ServiceLogRouter, ServiceLogService
 
-__all__ = ["Listener", "OrderedMultiService", "Sessions", "SuperdService", "build_service"]
+__all__ = ["Listener", "OrderedMultiService", "Sessions", "SuperdService", "build_groups",
+           "build_service"]
 
 _log = Logger(namespace="superd.service")
 
@@ -160,8 +163,13 @@ class SuperdService(OrderedMultiService):
         self._install_signal = install_signal
         self._environ = environ
         self._old_hup: Any = None
-        #: What is running (a reload replaces it).
+        #: What is running (a reload replaces it): the services of ``groups``,
+        #: and the failed and disabled ones.
         self.configuration = configuration
+        #: The services a reload left running with their previous definition
+        #: because their new block (or file) failed.
+        self.kept: Tuple[Kept, ...] = ()
+        self._findings_logged = False
         #: Each configured service with its children (sockets), in order:
         #: what a reload compares and moves (superd.daemon.reload).
         self.groups: List[Group] = []
@@ -181,6 +189,11 @@ class SuperdService(OrderedMultiService):
     def access(self) -> AccessState:
         """The access state (bans, live sessions, counters)."""
         return self.parts.access
+
+    @property
+    def isolated(self) -> Isolated:
+        """What runs, and which services run their previous definition."""
+        return Isolated(self.configuration, self.kept)
 
     def add_listeners(self, children: List[IListener]) -> None:
         """Serve ``children`` (listeners or wait = yes services) from now on."""
@@ -206,9 +219,18 @@ class SuperdService(OrderedMultiService):
             listener.close()
 
     def privilegedStartService(self) -> None:
+        self._log_findings()
         self._guarded(super().privilegedStartService)
 
+    def _log_findings(self) -> None:
+        # Once, before the first socket: what the configuration says is wrong
+        # or switched off comes before what listens.
+        if not self._findings_logged:
+            self._findings_logged = True
+            log_start(self.configuration)
+
     def startService(self) -> None:
+        self._log_findings()
         self._guarded(super().startService)
         self._old_hup = self._install_signal(signal.SIGHUP, self._on_sighup)
         self.runtime.reactor.callWhenRunning(self._announce_ready)
@@ -255,10 +277,14 @@ class SuperdService(OrderedMultiService):
     def _announce_ready(self) -> None:
         self._guard_stop_signals()
         self.settle_heap()
-        _log.info("superd ready: {count} sockets listening", event=events.EV_READY,
-                  count=self.socket_count(),
-                  services=len(self.configuration.services))
-        notify.ready(self._environ)
+        failed = len(self.configuration.failed)
+        _log.info("superd ready: {count} sockets listening" + (
+                  "; {failed} services failed (superd status lists them)" if failed else ""),
+                  event=events.EV_READY, count=self.socket_count(),
+                  services=len(self.configuration.services), failed=failed,
+                  disabled=len(self.configuration.disabled))
+        notify.ready(self._environ, f"serving; {failed} service{'' if failed == 1 else 's'}"
+                                    " failed (superd status lists them)" if failed else "")
 
     def stopService(self) -> Deferred[None]:
         if self._old_hup is not None:
@@ -269,16 +295,35 @@ class SuperdService(OrderedMultiService):
         return super().stopService()
 
 
+def build_groups(config: Configuration, parts: Parts, builders: Builders = SUPERD_BUILDERS,
+                 *, isolate: bool = True) -> Tuple[List[Group], Configuration]:
+    """
+    The children of every service of ``config`` (nothing is bound yet), and
+    the configuration that runs: ``config`` with each service whose handler
+    cannot be built failed (``superd.daemon.isolation.without``).  Without
+    ``isolate``, raises ``ConfigError`` listing every such service instead.
+    """
+    groups, failures = Assembly(parts, config, builders).build(config.services)
+    if failures and not isolate:
+        raise ConfigError([problem for _, problem in failures])
+    return groups, without(config, failures) if failures else config
+
+
 def build_service(config: Configuration, parts: Parts, *,
                   on_bind_error: Callable[[BindError], NoReturn] = _raise,
                   install_signal: Callable[..., Any] = signal.signal,
                   settle_heap: Callable[[], object] = lambda: None,
                   builders: Builders = SUPERD_BUILDERS,
-                  service_log: Optional[ServiceLogService] = None) -> SuperdService:
+                  service_log: Optional[ServiceLogService] = None,
+                  isolate: bool = True) -> SuperdService:
     """
-    The service tree for ``config``.  Raises ``ConfigError`` listing every
-    service whose handler cannot be built (nothing is bound until it starts).
+    The service tree for ``config``.  A service whose handler cannot be built
+    does not run and is listed with the failed ones in the tree's
+    ``configuration``; without ``isolate`` (all or nothing), raises
+    ``ConfigError`` listing every such service.  Nothing is bound until the
+    tree starts.
     """
+    groups, config = build_groups(config, parts, builders, isolate=isolate)
     if service_log is None:
         # Opened here, before twistd could drop privileges; failures are logged.
         service_log = ServiceLogService(ServiceLogRouter(
@@ -287,9 +332,7 @@ def build_service(config: Configuration, parts: Parts, *,
                         install_signal=install_signal, settle_heap=settle_heap,
                         builders=builders)
     parts.access.ban_ends_sessions = config.ban_ends_sessions
-    top.groups, problems = Assembly(parts, config, builders).build(config.services)
-    if problems:
-        raise ConfigError(problems)
+    top.groups = groups
     for _, children in top.groups:
         top.add_listeners(children)
     return top

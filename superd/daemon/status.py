@@ -8,10 +8,11 @@ time; suspended while a ``wait = yes`` server runs; backing off), its
 counters (accepted, refused by reason) and live sessions; every running
 child (pid, service, peer, start time); the bans in force (the list every
 connection is checked against, not the database file), where they are kept
-(the database, degraded or not; the shared store, up or down); and the last
-reload.
-SIGUSR1 logs it, and ``superd status`` (``superd.cli.status``) fetches it over
-the control socket.
+(the database, degraded or not; the shared store, up or down); the services
+that do not run because of configuration errors (with those errors, as
+``superd check --json`` gives them, and whether a previous definition keeps
+running), the disabled ones; and the last reload.  SIGUSR1 logs it, and
+``superd status`` (``superd.cli.status``) fetches it over the control socket.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from superd.access.state import AccessState
+from superd.config.check import failures_json, problem_json
 from superd.config.model import ServiceConfig, ServiceKind
 from superd.daemon.bancontrol import ban_rows
+from superd.daemon.isolation import Kept, failed_json
 from superd.daemon.service import SuperdService
 from superd.fleet.sync import SharedBans
 from superd.net.listener import IListener, ListenState
@@ -69,7 +72,8 @@ def _state(service: ServiceConfig, listeners: List[IListener], access: AccessSta
     return _listener_state(listeners)
 
 
-def _service(service: ServiceConfig, listeners: List[IListener], access: AccessState) -> Json:
+def _service(service: ServiceConfig, listeners: List[IListener], access: AccessState,
+             kept: Optional[Kept] = None) -> Json:
     counters = access.counters.get(service.block_key)
     entry: Json = {
         "id": service.id, "name": service.name, "kind": service.kind.value,
@@ -81,6 +85,8 @@ def _service(service: ServiceConfig, listeners: List[IListener], access: AccessS
         # Live sessions superd ended itself, by reason (banned, reconfigured).
         "ended": dict(sorted(counters.ended.items())) if counters else {},
         "sessions": access.counter.running(service.block_key),
+        # Why the previous definition runs (its new block failed at a reload).
+        "kept": None if kept is None else kept.reason,
     }
     entry.update(_state(service, listeners, access))
     return entry
@@ -116,11 +122,21 @@ def snapshot(top: SuperdService, last_reload: Optional[Mapping[str, Any]] = None
     access: AccessState = top.access
     now = access.runtime.seconds()
     configuration = top.configuration
+    kept = {id(k.service): k for k in top.kept}
+    failures = failures_json(configuration)
     return {
         "pid": os.getpid() if pid is None else pid,
         "time": now,
         "sources": list(configuration.sources),
-        "services": [_service(s, list(children), access) for s, children in top.groups],
+        "services": [_service(s, list(children), access, kept.get(id(s)))
+                     for s, children in top.groups],
+        "failed": failed_json(configuration, top.kept),
+        "failed_count": len(configuration.failed),
+        "failed_files": failures["failed_files"],
+        "disabled": failures["disabled"],
+        "errors": [problem_json(p) for p in configuration.problems],
+        "error_count": configuration.error_count,
+        "notes": failures["notes"],
         "children": _children(access),
         "bans": ban_rows(access.bans),
         "ban_database": _ban_database(access),
@@ -160,17 +176,61 @@ def _table(header: List[str], rows: List[List[str]]) -> List[str]:
             for row in [header, *rows]]
 
 
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _reload_text(result: Optional[Mapping[str, Any]]) -> str:
     if result is None:
         return "last reload: none since start"
     when = _when(result.get("time"))
+    counts = f"new={result.get('new')} old={result.get('old')} dropped={result.get('dropped')}"
     if result.get("ok"):
-        return (f"last reload: {when} ok (new={result.get('new')} old={result.get('old')}"
-                f" dropped={result.get('dropped')})")
+        return f"last reload: {when} ok ({counts})"
     errors = list(result.get("errors") or [])
-    noun = "error" if len(errors) == 1 else "errors"
+    if result.get("partial"):
+        failed = result.get("failed_count", len(result.get("failed") or []))
+        return "\n  ".join([f"last reload: {when} PARTLY APPLIED ({counts}):"
+                            f" {_count(failed, 'service')} failed, {_count(len(errors), 'error')}"
+                            ":", *errors])
     return "\n  ".join([f"last reload: {when} FAILED, the previous configuration is"
-                        f" running ({len(errors)} {noun}):", *errors])
+                        f" running ({_count(len(errors), 'error')}):", *errors])
+
+
+def _state_column(entry: Mapping[str, Any]) -> str:
+    text = _state_text(entry)
+    return f"{text} (previous definition)" if entry.get("kept") else text
+
+
+def _failed_lines(status: Mapping[str, Any]) -> List[str]:
+    """The failed services, each with its errors, and the failed files."""
+    failed = status.get("failed") or []
+    lines: List[str] = []
+    if failed:
+        lines += ["", "FAILED (configuration errors):"]
+    for entry in failed:
+        state = entry.get("state", "failed")
+        if entry.get("previous"):
+            state += ", previous definition running (" + " ".join(entry["previous"]) + ")"
+        else:
+            state += ", not running"
+        lines.append(f"  {entry['id']}  {entry['location']}  {state}")
+        lines += [f"    {problem['text']}" for problem in entry.get("problems") or []]
+    more = int(status.get("failed_count", len(failed))) - len(failed)
+    if more > 0:
+        lines.append(f"  ... and {_count(more, 'more failed service')} not listed")
+    unreadable = status.get("failed_files") or []
+    if unreadable:
+        lines += ["", "FILES NOT READ AS A WHOLE:", *(f"  {path}" for path in unreadable)]
+    return lines
+
+
+def _disabled_lines(status: Mapping[str, Any]) -> List[str]:
+    disabled = status.get("disabled") or []
+    if not disabled:
+        return []
+    return ["", *_table(["DISABLED", "WHERE", "WHY"],
+                        [[d["id"], d["location"], d["reason"]] for d in disabled])]
 
 
 def _ban_storage_text(status: Mapping[str, Any]) -> List[str]:
@@ -191,14 +251,18 @@ def _ban_storage_text(status: Mapping[str, Any]) -> List[str]:
 def render_text(status: Mapping[str, Any]) -> str:
     """The snapshot as tables a person reads in a terminal."""
     services = status.get("services", [])
+    failed = status.get("failed_count", len(status.get("failed") or []))
+    disabled = status.get("disabled") or []
     lines = [f"superd pid {status.get('pid')}: {len(services)} services,"
+             f" {failed} failed, {len(disabled)} disabled,"
              f" {len(status.get('children', []))} children, {len(status.get('bans', []))} bans",
              _reload_text(status.get("reload")), *_ban_storage_text(status), ""]
     lines += _table(
         ["SERVICE", "KIND", "STATE", "LISTEN", "SESSIONS", "ACCEPTED", "REFUSED"],
-        [[s["id"], s["kind"], _state_text(s), " ".join(s["listen"]) or "-",
+        [[s["id"], s["kind"], _state_column(s), " ".join(s["listen"]) or "-",
           str(s["sessions"] if s["sessions"] is not None else "-"), str(s["accepted"]),
           _refused_text(s["refused"])] for s in services])
+    lines += _failed_lines(status) + _disabled_lines(status)
     children = status.get("children", [])
     if children:
         lines += ["", *_table(["PID", "SERVICE", "PEER", "STARTED"],

@@ -2,10 +2,13 @@
 The twistd entry point: ``twistd -n --pidfile= superd -c PATH``.
 
 ``Options`` (``superd.daemon.options``) parses the command line and loads
-the configuration, refusing a bad one with every problem on stderr and exit
-status 78 (EX_CONFIG).  ``makeService`` only assembles: the ``Runtime`` (this is the one module in
-superd that imports the global reactor), the optional collaborators, and the
-service tree from ``superd.daemon.service``.
+the configuration.  ``makeService`` only assembles: the ``Runtime`` (this is
+the one module in superd that imports the global reactor), the optional
+collaborators, and the service tree from ``superd.daemon.service``.  A
+service with configuration errors, or whose handler cannot be built, does
+not run; the others do (its errors on stderr and in the log).  Exit status
+78 (EX_CONFIG), every problem on stderr, when no service can run, or on
+any error under ``--strict`` or ``all_or_nothing = yes``.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from twisted.application.service import IService
 
 from superd.config.errors import ConfigError
 from superd.config.model import Configuration
-from superd.config.report import report_config_error
+from superd.config.report import error_summary, report_config_error
 from superd.core.exits import EX_CANTCREAT, EX_CONFIG, EX_OSERR
 from superd.core.runtime import IReactor, Runtime
 from superd.daemon import heap
+from superd.daemon.isolation import all_or_nothing, refuses
 from superd.daemon.operations import Operations, thread_loader
 from superd.daemon.options import Options
 from superd.daemon.parts import Parts, open_parts
@@ -65,12 +69,29 @@ def running_as_daemon(options: Options) -> bool:
     return parent is not None and not parent.get("nodaemon", True)
 
 
+def report_failures(configuration: Configuration, stderr: IO[str]) -> None:
+    """Print the errors of a configuration that starts without some services."""
+    if configuration.ok:
+        return
+    for problem in configuration.problems:
+        print(problem, file=stderr)
+    failed, started = len(configuration.failed), len(configuration.services)
+    print(f"superd: {error_summary(configuration.problems)};"
+          f" {failed} service{'' if failed == 1 else 's'} not started,"
+          f" {started} started", file=stderr)
+
+
 def assemble(configuration: Configuration, runtime: Runtime, stderr: IO[str], *,
              on_bind_error: Callable[[BindError], NoReturn] = _exit_on_bind_error,
              open_parts: Callable[[Runtime], Parts] = open_parts,
-             ) -> SuperdService:
-    """The service tree for ``configuration``, with the daemon's parts built
-    from ``runtime`` (after the state directory they keep files in exists)."""
+             strict: bool = False) -> SuperdService:
+    """
+    The service tree for ``configuration``, with the daemon's parts built
+    from ``runtime`` (after the state directory they keep files in exists).
+    A service whose handler cannot be built fails alone, unless ``strict``
+    or the configuration asks for all or nothing; exits 78 when nothing can
+    run.
+    """
     try:
         os.makedirs(runtime.options.state_dir, mode=0o700, exist_ok=True)
     except OSError as e:
@@ -83,11 +104,17 @@ def assemble(configuration: Configuration, runtime: Runtime, stderr: IO[str], *,
         print(f"superd: {e}", file=stderr)
         raise SystemExit(EX_CONFIG) from None
     try:
-        return build_service(configuration, parts,
-                             on_bind_error=on_bind_error, settle_heap=heap.settle)
+        top = build_service(configuration, parts,
+                            on_bind_error=on_bind_error, settle_heap=heap.settle,
+                            isolate=not all_or_nothing(strict, configuration))
     except ConfigError as e:
         report_config_error(e, stderr)
         raise SystemExit(EX_CONFIG) from None
+    if refuses(top.configuration, strict):
+        report_config_error(ConfigError(top.configuration.problems), stderr)
+        raise SystemExit(EX_CONFIG)
+    report_failures(top.configuration, stderr)
+    return top
 
 
 def route_connection_events(options: Options) -> None:
@@ -109,15 +136,18 @@ def makeService(options: Options) -> IService:
     # The global reactor provides every interface superd uses (IReactor).
     runtime = Runtime(reactor=cast(IReactor, reactor), options=options.runtime_options())
     on_bind_error = _report_to_twistd if running_as_daemon(options) else _exit_on_bind_error
-    top = assemble(options.configuration, runtime, options.stderr, on_bind_error=on_bind_error)
+    strict = bool(options["strict"])
+    top = assemble(options.configuration, runtime, options.stderr, on_bind_error=on_bind_error,
+                   strict=strict)
     # SIGHUP reload, SIGUSR1 status and the control socket.
-    operations = Operations(top, thread_loader(runtime.reactor, options["config"],
-                                               options["strict"]))
+    operations = Operations(top, thread_loader(runtime.reactor, options["config"], strict),
+                            strict=strict)
     top.operations = operations
     operations.setServiceParent(top)
     if options["metrics"]:
         from superd.daemon.metrics import MetricsService
-        MetricsService(top.parts.access, options["metrics"]).setServiceParent(top)
+        MetricsService(top.parts.access, options["metrics"],
+                       running=lambda: top.isolated).setServiceParent(top)
     store = options.ban_store_settings
     if store is not None:
         from superd.fleet.sync import SharedBans

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from superd.config.errors import Problem
 from superd.config.model import Configuration, ServiceConfig, SocketType
-from superd.daemon.assembly import Assembly, Group
+from superd.daemon.assembly import Assembly, Failure, Group
 from superd.daemon.plan import ReloadPlan
 from superd.daemon.service import SuperdService
 from superd.net.sockets import BindError
@@ -55,18 +55,21 @@ class Transition:
         self._bound: List[IService] = []
         self._closed: List[IService] = []
 
-    def build(self) -> List[Problem]:
-        """Make (without binding) the children of changed and added services."""
+    def build(self) -> List[Failure]:
+        """Make (without binding) the children of changed and added services;
+        those that cannot be built, each with its problem (then nothing may
+        be bound or committed)."""
         changed = [new for _, new in self.plan.changed]
         assembly = Assembly(self.top.parts, self.config, self.top.builders)
-        groups, problems = assembly.build([*changed, *self.plan.added])
+        groups, failures = assembly.build([*changed, *self.plan.added])
+        if failures:
+            return failures
         self._changed, self._added = groups[:len(changed)], groups[len(changed):]
-        if problems:
-            return problems
-        for (old, _), (_, children) in zip(self.plan.changed, self._changed, strict=True):
+        for (old, new), (_, children) in zip(self.plan.changed, self._changed, strict=True):
             if len(self._old[id(old)][1]) != len(children):
-                return [Problem(old.location.file, old.location.line, old.name, None,
-                                "internal error: its sockets changed without a new identity")]
+                return [(new, Problem(old.location.file, old.location.line, old.name, None,
+                                      "internal error: its sockets changed without a new"
+                                      " identity"))]
         return []
 
     async def bind(self) -> Optional[BindError]:

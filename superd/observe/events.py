@@ -109,6 +109,13 @@ EV_RELOAD: Final = "reload"
 EV_LIMIT: Final = "limit"
 EV_CONFIG_ERROR: Final = "config_error"
 EV_CONFIG_WARNING: Final = "config_warning"
+#: A file ``includedir`` skipped (its name, a broken link ...).
+EV_CONFIG_NOTE: Final = "config_note"
+#: A service block that does not run because of configuration errors (or
+#: whose new definition a reload refused: its previous one keeps running).
+EV_SERVICE_FAILED: Final = "service_failed"
+#: A service block switched off on purpose (disable = yes, disabled, enabled).
+EV_SERVICE_DISABLED: Final = "service_disabled"
 EV_PEER_ERROR: Final = "peer_error"
 EV_SUPPRESSED: Final = "refusals_suppressed"
 EV_USERID: Final = "userid"

@@ -124,9 +124,10 @@ def test_cli_migrate_and_check_explain(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["\tinstances = 5\n\tinstances = 6\n", "\tport = banana\n"])
 def test_cli_migrate_lists_what_superd_refuses(tmp_path: Path, bad: str) -> None:
-    """A tree superd would refuse is reported problem by problem, exit 78."""
+    """A tree with errors is reported problem by problem, exit 78."""
     (tmp_path / "cat").write_text(EXTERNAL.replace("}\n", bad + "}\n"))
     err = io.StringIO()
     assert main(["migrate", "-c", str(tmp_path)], io.StringIO(), err) == 78
-    assert err.getvalue().startswith("superd refuses this configuration")
+    assert err.getvalue().startswith("superd would not start the services these errors"
+                                     " concern")
     assert f"{tmp_path / 'cat'}:1" in err.getvalue()

@@ -97,6 +97,7 @@ def test_reload_traffic_and_ban_events_are_counted() -> None:
     counter({"event": "reload", "phase": "start"})
     counter({"event": "reload", "phase": "done", "ok": True})
     counter({"event": "reload", "phase": "done", "ok": False})
+    counter({"event": "reload", "phase": "done", "ok": False, "partial": True})
     counter({"event": "reload", "phase": "crash"})
     counter({"event": "traffic", "service_id": "web", "inbound": 10, "outbound": 2000})
     counter({"event": "ban", "action": "add", "peer_host": "10.0.0.1"})
@@ -105,6 +106,7 @@ def test_reload_traffic_and_ban_events_are_counted() -> None:
     counter({"log_format": "no event field"})
     assert value(registry, "superd_reloads_total", result="ok") == 1
     assert value(registry, "superd_reloads_total", result="failed") == 2
+    assert value(registry, "superd_reloads_total", result="partial") == 1
     assert value(registry, "superd_relay_bytes_total", service="web", direction="in") == 10
     assert value(registry, "superd_relay_bytes_total", service="web", direction="out") == 2000
     assert value(registry, "superd_ban_events_total", action="add") == 1
@@ -179,3 +181,38 @@ def test_http_get_metrics() -> None:
     protocol, transport = _connect(factory)
     protocol.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.0 404")
+
+
+def test_services_by_state_failed_ids_and_errors_are_read_at_scrape_time() -> None:
+    """superd_services counts running, failed, disabled and previous-definition
+    services; superd_service_failed names each failed id; the error count follows
+    the configuration that runs now."""
+    from superd.config.errors import Problem
+    from superd.config.model import (
+        Configuration,
+        DisabledReason,
+        DisabledService,
+        FailedService,
+        Location,
+    )
+    from superd.daemon.isolation import Isolated, Kept
+    from tests.builders import local_echo_service
+
+    echo = local_echo_service()
+    problem = Problem("conf/echo", 5, "echo", "wait", "bad")
+    failed = (FailedService("echo", "echo", Location("conf/echo", 1), (problem,)),
+              FailedService("amanda", "amanda", Location("conf/amanda", 1), (problem,)))
+    now = [Isolated(Configuration(
+        (echo,), failed=failed, problems=(problem, problem),
+        disabled=(DisabledService("time", "time", Location("conf/time", 1),
+                                  DisabledReason.DISABLE),)), (Kept(echo, failed[0]),))]
+    registry, _ = build_registry(AccessState(Runtime(reactor=MemoryReactorClock())),
+                                 running=lambda: now[0])
+    assert [value(registry, "superd_services", state=state)
+            for state in ("running", "failed", "disabled", "previous")] == [1, 2, 1, 1]
+    assert value(registry, "superd_service_failed", service="amanda") == 1
+    assert value(registry, "superd_configuration_errors") == 2
+    now[0] = Isolated(Configuration((echo,)))
+    assert value(registry, "superd_services", state="failed") == 0
+    assert value(registry, "superd_service_failed", service="amanda") is None
+    assert value(registry, "superd_configuration_errors") == 0

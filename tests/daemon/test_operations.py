@@ -39,7 +39,10 @@ def echo() -> ServiceConfig:
                          port=7, bind=("127.0.0.1",), type=frozenset({"INTERNAL"}))
 
 
-def daemon(tmp_path: Path, environ: dict[str, str]) -> tuple[Any, Operations, list[Any]]:
+def daemon(tmp_path: Path, environ: dict[str, str], reloaded: Configuration | None = None,
+           strict: bool = False) -> tuple[Any, Operations, list[Any]]:
+    """A started tree with its operations; reloads load ``reloaded`` (by
+    default the same configuration)."""
     installed: list[Any] = []
 
     def install(signum: int, handler: Any) -> Any:
@@ -49,8 +52,8 @@ def daemon(tmp_path: Path, environ: dict[str, str]) -> tuple[Any, Operations, li
     runtime = Runtime(reactor=Reactor(), options=RuntimeOptions(state_dir=str(tmp_path)))
     config = Configuration(services=(echo(),))
     top = build_service(config, make_parts(runtime), install_signal=install)
-    operations = Operations(top, lambda: succeed(config), environ=environ,
-                            install_signal=install)
+    operations = Operations(top, lambda: succeed(reloaded or config), environ=environ,
+                            install_signal=install, strict=strict)
     top.operations = operations
     operations.setServiceParent(top)
     top.privilegedStartService()
@@ -107,3 +110,29 @@ def test_notify_abstract_socket_and_failure(log_events: list[dict[str, Any]]) ->
         assert listener.recv(64) == b"READY=1\nSTATUS=up and running"
     assert not notify.stopping({"NOTIFY_SOCKET": "/nonexistent/notify"})
     assert any(e.get("event") == "notify_failed" for e in log_events)
+
+
+def test_a_partial_or_refused_reload_says_so_to_systemd(tmp_path: Path) -> None:
+    """After a reload that failed some services the supervisor's status line
+    says it was partly applied; under --strict, that it failed."""
+    from superd.config.errors import Problem
+    from superd.config.model import FailedService
+
+    problem = Problem("c", 5, "echo", "wait", "bad")
+    broken = Configuration((), failed=(FailedService("echo", "echo", Location("c", 1),
+                                                     (problem,)),), problems=(problem,))
+    path = str(tmp_path / "notify")
+    for strict, expected in ((False, b"READY=1\nSTATUS=reload partly applied: 1 service"
+                                     b" failed (superd status lists them)"),
+                             (True, b"READY=1\nSTATUS=reload failed; previous configuration"
+                                    b" running")):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+            listener.bind(path)
+            listener.settimeout(1)
+            top, operations, _ = daemon(tmp_path, {"NOTIFY_SOCKET": path}, broken, strict)
+            top.reload()
+            assert listener.recv(512).startswith(b"RELOADING=1")
+            assert listener.recv(512) == expected
+            assert [s.id for s, _ in top.groups] == ["echo"]  # kept, either way
+            top.stopService()
+        Path(path).unlink()

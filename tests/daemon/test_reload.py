@@ -12,7 +12,14 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
 
 from superd.config.errors import ConfigError, Problem
-from superd.config.model import Configuration, Location, ServiceConfig, SocketType
+from superd.config.model import (
+    Configuration,
+    Extensions,
+    FailedService,
+    Location,
+    ServiceConfig,
+    SocketType,
+)
 from superd.core.runtime import Runtime, RuntimeOptions
 from superd.daemon.plan import plan_reload, service_key
 from superd.daemon.reload import Reloader, ReloadResult
@@ -437,3 +444,139 @@ def test_ban_ends_sessions_follows_the_configuration() -> None:
     assert top.access.ban_ends_sessions is True
     assert reload(top, attrs.evolve(config(service()), ban_ends_sessions=False)).ok
     assert top.access.ban_ends_sessions is False
+
+
+# -- isolation: a broken block keeps its previous definition -----------------------
+
+def isolated_reload(top: SuperdService, new: Configuration, *,
+                    strict: bool = False) -> ReloadResult:
+    reloader = Reloader(top, lambda: succeed(new), strict=strict)
+    results: list[ReloadResult] = []
+    reloader.reload().addCallback(results.append)
+    (result,) = results
+    return result
+
+
+def broken(old: ServiceConfig) -> FailedService:
+    """The failed new block of ``old`` (at the same place)."""
+    problem = Problem(old.location.file, old.location.line + 4, old.name, "wait",
+                      "expected yes or no, got 'perhaps'")
+    return FailedService(old.name, old.id, old.location, (problem,))
+
+
+def with_failures(*services: ServiceConfig, failed: tuple[FailedService, ...],
+                  **values: Any) -> Configuration:
+    return Configuration(services, failed=failed,
+                         problems=tuple(p for f in failed for p in f.problems), **values)
+
+
+def three() -> tuple[ServiceConfig, ServiceConfig, ServiceConfig]:
+    return (service(id="same", port=1, location=Location("conf/same", 1)),
+            service(id="broken", port=2, location=Location("conf/broken", 1)),
+            service(id="changed", port=3, location=Location("conf/changed", 1)))
+
+
+def test_a_broken_block_keeps_its_previous_definition_and_the_rest_applies(
+        log_events: list[dict[str, Any]]) -> None:
+    """The service whose new block failed keeps its socket and factory (its
+    previous definition); a changed service takes its new settings; an added
+    one listens; the result says what failed and what was kept, and why."""
+    same, old, changed = three()
+    top, reactor = running(same, old, changed)
+    factories = {p.port: p.factory for p in reactor.ports}
+    added = service(id="added", port=4, location=Location("conf/added", 1))
+    new_changed = attrs.evolve(changed, instances=7)
+    new = with_failures(same, new_changed, added, failed=(broken(old),),
+                        sources=("conf/same", "conf/broken", "conf/changed", "conf/added"))
+    result = isolated_reload(top, new)
+    assert (result.ok, result.partial, result.applied) == (False, True, True)
+    assert (result.new, result.old, result.changed, result.dropped) == (1, 3, 1, 0)
+    assert result.errors == ("conf/broken:5: service echo: wait: expected yes or no,"
+                             " got 'perhaps'",)
+    ports = {p.port: p for p in reactor.ports}
+    assert not any(p.stopped for p in reactor.ports) and sorted(ports) == [1, 2, 3, 4]
+    assert ports[2].factory is factories[2] and ports[2].factory.service is old
+    assert ports[3].factory.service is new_changed
+    assert [s.id for s, _ in top.groups] == ["same", "broken", "changed", "added"]
+    assert result.isolated is not None and top.kept == result.isolated.kept
+    assert [k.service for k in top.kept] == [old]
+    assert top.configuration.failed == (broken(old),)
+    assert top.parts.processes.stopped == []
+    document = result.as_dict()
+    assert document["partial"] is True and document["ok"] is False
+    assert [(f["id"], f["state"], f["previous"]) for f in document["failed"]] == [
+        ("broken", "failed at reload", ["conf/broken:1"])]
+    assert document["kept"][0]["reason"] == "its new block (conf/broken:1) has 1 error"
+    (failed_event,) = [e for e in log_events if e.get("event") == "service_failed"]
+    assert failed_event["previous"] == ["conf/broken:1"] and failed_event["phase"] == "reload"
+    assert failed_event["problems"] == list(result.errors)
+    assert [e["problem"] for e in log_events if e.get("event") == "config_error"] == \
+        list(result.errors)
+    (done,) = [e for e in log_events if e.get("phase") == "done"]
+    assert (done["ok"], done["partial"], done["failed"], done["kept"]) == (False, True, 1, 1)
+
+
+def test_a_fixed_block_replaces_the_kept_definition() -> None:
+    """Once the block is repaired, the next reload applies it and nothing
+    is kept any more."""
+    same, old, changed = three()
+    top, reactor = running(same, old, changed)
+    assert isolated_reload(top, with_failures(same, changed, failed=(broken(old),))).partial
+    fixed = attrs.evolve(old, instances=2)
+    result = isolated_reload(top, Configuration((same, fixed, changed)))
+    assert result.ok and result.changed == 1 and top.kept == ()
+    assert {p.port: p.factory.service for p in reactor.ports}[2] is fixed
+
+
+def test_strict_keeps_the_whole_running_configuration() -> None:
+    """--strict (or all_or_nothing = yes in the new files): one broken block
+    keeps everything as it runs, as before isolation."""
+    for strict, values in ((True, {}), (False, {"all_or_nothing": True})):
+        same, old, changed = three()
+        top, reactor = running(same, old, changed)
+        factories = [p.factory for p in reactor.ports]
+        added = service(id="added", port=4, location=Location("conf/added", 1))
+        new = with_failures(same, attrs.evolve(changed, instances=7), added,
+                            failed=(broken(old),), **values)
+        result = isolated_reload(top, new, strict=strict)
+        assert (result.ok, result.partial, result.applied) == (False, False, False)
+        assert result.errors == ("conf/broken:5: service echo: wait: expected yes or no,"
+                                 " got 'perhaps'",)
+        assert [p.factory for p in reactor.ports] == factories  # nothing bound, nothing moved
+        assert top.configuration == config(same, old, changed)
+
+
+def test_a_new_definition_that_cannot_be_built_keeps_the_previous_one() -> None:
+    """A handler that cannot be built fails its service like a broken block:
+    a running one keeps its previous definition, an added one does not run,
+    and the rest of the reload applies."""
+    same, old, changed = three()
+    top, reactor = running(same, old, changed)
+    unbuildable = dict(wait=True, extensions=Extensions(factory="x:y"))
+    new_old = attrs.evolve(old, **unbuildable, lines={"factory": Location("conf/broken", 6)})
+    added = service(id="added", port=4, location=Location("conf/added", 1), **unbuildable)
+    new_changed = attrs.evolve(changed, instances=7)
+    result = isolated_reload(top, Configuration(
+        (same, new_old, new_changed, added),
+        sources=("conf/same", "conf/broken", "conf/changed", "conf/added")))
+    assert result.partial
+    assert result.errors == (
+        "conf/broken:6: service echo: factory: user protocols are stream services with"
+        " wait = no",
+        "conf/added:1: service echo: factory: user protocols are stream services with"
+        " wait = no")
+    assert [k.service for k in top.kept] == [old]
+    assert [s.id for s, _ in top.groups] == ["same", "broken", "changed"]
+    assert {p.port: p.factory.service for p in reactor.ports if not p.stopped} == {
+        1: same, 2: old, 3: new_changed}
+    assert [f.id for f in top.configuration.failed] == ["broken", "added"]
+
+
+def test_a_new_definition_that_cannot_be_built_refuses_all_under_strict() -> None:
+    """Under --strict a handler that cannot be built keeps everything, as before."""
+    same, old, changed = three()
+    top, reactor = running(same, old, changed)
+    new_old = attrs.evolve(old, wait=True, extensions=Extensions(factory="x:y"))
+    result = isolated_reload(top, Configuration((same, new_old, changed)), strict=True)
+    assert not result.applied
+    assert top.configuration == config(same, old, changed) and top.kept == ()

@@ -192,20 +192,41 @@ def test_external_wait_yes_is_one_wait_service_per_address(
         ("tftp", "::1", rt.access, rt.processes)]
 
 
-def test_unavailable_services_refused_together(
-        collaborators: types.SimpleNamespace) -> None:
-    """Every service whose handler cannot be built is reported in one pass, by file
-    and line."""
+def _unavailable() -> tuple[ServiceConfig, ServiceConfig]:
     udp = make_service(name="u", id="u", socket_type=SocketType.DGRAM, protocol="udp",
                        type=frozenset(), server="/bin/true", lines={"wait": Location("conf/u", 4)})
     mine = make_service(name="mine", id="mine", wait=True, extensions=Extensions(factory="x:y"),
                         lines={"factory": Location("conf/m", 6)})
+    return udp, mine
+
+
+def test_unavailable_services_refused_together_when_all_or_nothing(
+        collaborators: types.SimpleNamespace) -> None:
+    """Without isolation, every service whose handler cannot be built is
+    reported in one pass, by file and line, and nothing is built."""
     with pytest.raises(ConfigError) as caught:
-        build_with(collaborators, config(udp, mine), runtime())
+        build_with(collaborators, config(*_unavailable(), make_service(port=7)), runtime(),
+                   isolate=False)
     assert [str(p) for p in caught.value.problems] == [
         "conf/u:4: service u: wait: datagram external servers need wait = yes",
         "conf/m:6: service mine: factory: user protocols are stream services with wait = no",
     ]
+
+
+def test_unavailable_services_fail_alone(collaborators: types.SimpleNamespace) -> None:
+    """Isolated (the default), a service whose handler cannot be built is
+    failed with its problem and the others are built."""
+    udp, mine = _unavailable()
+    echo = make_service(port=7)
+    top = build_with(collaborators, config(udp, echo, mine), runtime())
+    assert [s.id for s, _ in top.groups] == ["echo"]
+    assert top.configuration.services == (echo,)
+    assert [(f.id, [str(p) for p in f.problems]) for f in top.configuration.failed] == [
+        ("u", ["conf/u:4: service u: wait: datagram external servers need wait = yes"]),
+        ("mine", ["conf/m:6: service mine: factory: user protocols are stream services"
+                  " with wait = no"])]
+    assert top.configuration.error_count == 2
+    assert [c.address.describe() for c in top.listeners] == ["tcp [::]:7"]
 
 
 def test_bind_failure_reported_and_earlier_ports_closed(

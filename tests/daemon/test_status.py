@@ -194,7 +194,61 @@ def test_wait_yes_service_is_suspended_or_backing_off() -> None:
              {"state": "closed", "listen": ["tcp 127.0.0.1:10007"]})):
         listener = StatedListener(address, status)
         assert verifyObject(IListener, listener)
-        top = types.SimpleNamespace(access=access, configuration=Configuration(()),
+        top = types.SimpleNamespace(access=access, configuration=Configuration(()), kept=(),
                                     groups=[(wait, [listener])])
         (entry,) = snapshot(top)["services"]
         assert {k: entry[k] for k in expected} == expected
+
+
+def test_failed_kept_and_disabled_services_with_their_errors() -> None:
+    """Services that do not run because of errors are listed with those
+    errors (the fields of ``superd check --json``), whether their previous
+    definition runs, and the disabled ones; the text shows all of it."""
+    from superd.config.errors import Problem
+    from superd.config.model import DisabledReason, DisabledService, FailedService, Location
+    from superd.daemon.isolation import Kept
+
+    echo = service()
+    problem = Problem("conf/echo", 5, "echo", "wait", "expected yes or no, got 'perhaps'")
+    gone = Problem("conf/amanda", 16, "amanda", "server", "/x is not an executable file")
+    redefined = FailedService("echo", "echo", Location("conf/echo", 1), (problem,))
+    amanda = FailedService("amanda", "amanda", Location("conf/amanda", 3), (gone,))
+    top = running(echo)
+    top.configuration = attrs.evolve(
+        top.configuration, failed=(redefined, amanda), problems=(problem, gone),
+        disabled=(DisabledService("time", "time", Location("conf/time", 1),
+                                  DisabledReason.DISABLE),))
+    top.kept = (Kept(echo, redefined),)
+    status = snapshot(top)
+    (entry,) = status["services"]
+    assert entry["kept"] == "its new block (conf/echo:1) has 1 error"
+    assert [(f["id"], f["state"], f["previous"]) for f in status["failed"]] == [
+        ("echo", "failed at reload", ["conf/echo:1"]), ("amanda", "failed", [])]
+    assert status["failed"][1]["problems"] == [{
+        "file": "conf/amanda", "line": 16, "service": "amanda", "section": None,
+        "attribute": "server", "message": "/x is not an executable file",
+        "text": "conf/amanda:16: service amanda: server: /x is not an executable file"}]
+    assert status["error_count"] == 2 and len(status["errors"]) == 2
+    assert status["disabled"] == [{"id": "time", "name": "time", "location": "conf/time:1",
+                                   "reason": "disable = yes"}]
+    json.dumps(status)
+    text = render_text(status)
+    assert "1 services, 2 failed, 1 disabled" in text
+    assert "listening (previous definition)" in text
+    assert ("  echo  conf/echo:1  failed at reload, previous definition running"
+            " (conf/echo:1)\n    conf/echo:5: service echo: wait: expected yes or no,"
+            " got 'perhaps'\n") in text
+    assert ("  amanda  conf/amanda:3  failed, not running\n"
+            "    conf/amanda:16: service amanda: server: /x is not an executable file\n"
+            ) in text
+    assert "DISABLED  WHERE        WHY\ntime      conf/time:1  disable = yes" in text
+
+
+def test_render_text_shows_a_partly_applied_reload() -> None:
+    """A reload applied but for failed services says so, with its errors."""
+    top = running(service())
+    text = render_text(snapshot(top, {"ok": False, "partial": True, "time": 0.0, "new": 1,
+                                      "old": 2, "dropped": 0, "failed": [{"id": "x"}],
+                                      "errors": ["conf/x:3: bad"]}))
+    assert "PARTLY APPLIED (new=1 old=2 dropped=0): 1 service failed, 1 error:" in text
+    assert "\n  conf/x:3: bad\n" in text

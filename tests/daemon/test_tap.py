@@ -196,3 +196,78 @@ def test_log_connections_sends_connection_events_to_the_main_log(
     assert not fresh.sent_to_main_log
     tap.route_connection_events(parse("-c", str(tmp_path), "--log-connections")[0])
     assert fresh.sent_to_main_log
+
+
+BROKEN = ECHO.replace("service echo", "service daytime").replace(
+    "wait        = no", "wait        = perhaps")
+
+
+def _runtime(tmp_path: Path) -> Runtime:
+    return Runtime(reactor=MemoryReactorClock(),
+                   options=RuntimeOptions(state_dir=str(tmp_path / "state")))
+
+
+def test_a_broken_service_does_not_stop_the_others(tmp_path: Path) -> None:
+    """The broken block is failed, the good one starts; its error and a count
+    are printed once the handlers are built."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "echo").write_text(ECHO)
+    (conf / "daytime").write_text(BROKEN)
+    options, err = parse("-c", str(conf))
+    assert options.configuration is not None
+    assert err.getvalue() == ""
+    top = assemble(options.configuration, _runtime(tmp_path), err, open_parts=make_parts)
+    assert [s.id for s, _ in top.groups] == ["echo"]
+    assert [f.id for f in top.configuration.failed] == ["daytime"]
+    assert err.getvalue() == (
+        f"{conf / 'daytime'}:5: service daytime: wait: expected yes or no, got 'perhaps'\n"
+        "superd: 1 configuration error; 1 service not started, 1 started\n")
+
+
+def test_strict_or_all_or_nothing_refuses_everything(tmp_path: Path) -> None:
+    """--strict and ``all_or_nothing = yes`` keep the refuse-everything rule:
+    one broken block, exit 78, nothing started."""
+    (tmp_path / "echo").write_text(ECHO)
+    (tmp_path / "daytime").write_text(BROKEN)
+    expected = (f"{tmp_path / 'daytime'}:5: service daytime: wait: expected yes or no,"
+                " got 'perhaps'\nsuperd: 1 configuration error; nothing started\n")
+    with pytest.raises(SystemExit) as caught:
+        parse("-c", str(tmp_path), "--strict")
+    assert caught.value.code == 78
+    (tmp_path / "all").write_text("defaults\n{\n\tall_or_nothing = yes\n}\n")
+    options = Options()
+    options.stderr = err = io.StringIO()
+    with pytest.raises(SystemExit) as caught:
+        options.parseOptions(["-c", str(tmp_path)])
+    assert caught.value.code == 78
+    assert err.getvalue() == expected
+
+
+def test_a_service_that_cannot_be_built_fails_alone(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler that cannot be built (a factory that raises) fails its
+    service; the others start.  Under --strict it refuses everything."""
+    (tmp_path / "brokenproto.py").write_text(
+        "def make(context):\n    raise RuntimeError('no database')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "echo").write_text(ECHO)
+    (conf / "mine").write_text(
+        "service mine\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+        "\twait = no\n\tport = 0\n\tfactory = brokenproto:make\n}\n")
+    configuration = load_configuration(str(conf), isolate=True)
+    err = io.StringIO()
+    top = assemble(configuration, _runtime(tmp_path), err, open_parts=make_parts)
+    assert [s.id for s, _ in top.groups] == ["echo"]
+    (failed,) = top.configuration.failed
+    assert failed.id == "mine" and not top.configuration.ok
+    assert err.getvalue().splitlines() == [
+        f"{conf / 'mine'}:7: service mine: factory: brokenproto:make: build_factory failed:"
+        " RuntimeError: no database",
+        "superd: 1 configuration error; 1 service not started, 1 started"]
+    with pytest.raises(SystemExit) as caught:
+        assemble(configuration, _runtime(tmp_path), io.StringIO(), open_parts=make_parts,
+                 strict=True)
+    assert caught.value.code == 78

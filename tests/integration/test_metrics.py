@@ -120,7 +120,8 @@ def test_children_and_spawn_latency_of_an_external_server(
 def test_reloads_are_counted_by_result(superd_factory: Callable[..., Any],
                                        conf_dir: Callable[..., Path],
                                        tmp_path: Path) -> None:
-    """A good reload counts as ok, one with a broken file as failed."""
+    """A good reload counts as ok; one with a broken file as partial (the
+    rest applied), or as failed under all_or_nothing = yes (nothing changed)."""
     conf = conf_dir(echo=ECHO)
     superd = superd_factory(conf, *hosts_args(tmp_path),
                             "--metrics", "tcp:0:interface=127.0.0.1")
@@ -131,7 +132,12 @@ def test_reloads_are_counted_by_result(superd_factory: Callable[..., Any],
     (conf / "broken").write_text("service broken\n{\n\tnonsense\n}\n")
     superd.allow_errors = True  # the failed reload logs its errors
     superd.reload()
-    superd.wait_for_event(lambda e: e.get("event") == "reload" and e.get("ok") is False)
+    superd.wait_for_event(lambda e: e.get("event") == "reload" and e.get("partial") is True)
+    (conf / "strict").write_text("defaults\n{\n\tall_or_nothing = yes\n}\n")
+    superd.reload()
+    superd.wait_for_event(lambda e: e.get("event") == "reload" and e.get("ok") is False
+                          and e.get("partial") is False)
     samples = scrape(metrics_port)
     assert samples[("superd_reloads_total", (("result", "ok"),))] == 1
+    assert samples[("superd_reloads_total", (("result", "partial"),))] == 1
     assert samples[("superd_reloads_total", (("result", "failed"),))] == 1

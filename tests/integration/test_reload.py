@@ -158,7 +158,8 @@ def superd_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_superd_reload_command_waits_and_reports(superd_factory: StartSuperd,
                                                  conf_dir: Callable[..., Path]) -> None:
-    """``superd reload`` returns when the reload is done: 0 and the counts, or 78 and errors."""
+    """``superd reload`` returns when the reload is done: 0 and the counts, or
+    78 and errors (a broken block: the rest applied, its service kept)."""
     conf = conf_dir(echo=echo_block("echo"))
     superd = superd_factory(conf)
     superd.allow_errors = True
@@ -166,9 +167,11 @@ def test_superd_reload_command_waits_and_reports(superd_factory: StartSuperd,
     done = superd_cli("reload", "--state-dir", superd.state_dir)
     assert (done.returncode, done.stdout.split(" (")[0]) == \
         (0, "Reconfigured: new=1 old=1 dropped=0")
-    (conf / "two").write_text("service two\n{\n\tport = x\n")
+    (conf / "two").write_text(echo_block("two").replace("= 0", "= x"))
     failed = superd_cli("reload", "--state-dir", superd.state_dir)
     assert failed.returncode == 78
-    assert failed.stderr.startswith("superd reload: failed; the running configuration is kept:")
-    assert f"{conf / 'two'}:" in failed.stderr
+    assert failed.stderr.startswith("superd reload: partially applied: 1 service failed;")
+    assert f"{conf / 'two'}:7: service echo: port:" in failed.stderr
+    assert f"kept: service two ({conf / 'two'}:1) runs its previous definition" \
+        in failed.stderr
     assert echo_once("127.0.0.1", latest_port(superd, "two")) == b"ping\n"

@@ -1,8 +1,10 @@
 """
-Reloads that must fail: a syntax error, an unreadable file, a port now
-taken, a user that no longer exists.  Each time the old configuration keeps
-serving, every error is logged with its file and line, ``superd status``
-shows the failure, and a later good reload works.
+Reloads that cannot apply as written: a syntax error, an unreadable file, a
+port now taken, a user that no longer exists.  Each time the running
+services keep serving, every error is logged with its file and line,
+``superd status`` shows the failure, and a later good reload works.  A
+broken file fails only its own services (the reload is partial); a port
+that cannot be bound refuses the whole reload.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def test_failed_reload_keeps_running_configuration(
     where = breakage(conf, taken_port)
     result = reload_and_wait(superd)
     assert result["ok"] is False
+    assert result["partial"] is (breakage is not _port_taken)
     assert any(where in error for error in result["errors"]), result["errors"]
     logged = [e for e in superd.events() if e.get("event") == "config_error"]
     assert any(where in str(e.get("problem")) for e in logged)

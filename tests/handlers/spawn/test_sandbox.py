@@ -116,7 +116,7 @@ def test_problems_reach_the_configuration_report(tmp_path: Path) -> None:
     parts, _ = fake_parts()
     service = external_service(sandbox=Sandbox(tasks_max=4),
                                lines={"tasks_max": Location("conf/ssh", 9)})
-    _, problems = Assembly(parts, Configuration(services=(service,))).build([service])
-    assert [str(p) for p in problems] == [
+    _, failures = Assembly(parts, Configuration(services=(service,))).build([service])
+    assert [(failed is service, str(p)) for failed, p in failures] == [(True,
         "conf/ssh:9: service ssh: tasks_max: needs a cgroup v2 subtree for superd, and"
-        " there is none"]
+        " there is none")]

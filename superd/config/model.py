@@ -42,6 +42,7 @@ __all__ = [
     "SyslogLog",
     "TimeInterval",
     "TLSSettings",
+    "UnixSocket",
     "UpstreamTLS",
 ]
 
@@ -155,6 +156,23 @@ class Redirect:
 
     host: str
     port: int
+
+
+@attrs.frozen
+class UnixSocket:
+    """
+    ``bind = unix:PATH``: a UNIX-domain stream socket in the file system,
+    with the ``socket_mode`` and ``socket_owner`` its file gets when superd
+    binds it (a socket passed by systemd keeps its unit's).
+    """
+
+    #: Absolute, normalised, at most 107 bytes (``sun_path``).
+    path: str
+    #: ``socket_mode``: the file's permission bits (systemd's default).
+    mode: int = 0o666
+    #: ``socket_owner``: uid and gid given to the file; None = superd's own.
+    uid: Optional[int] = None
+    gid: Optional[int] = None
 
 
 @attrs.frozen
@@ -291,6 +309,14 @@ class ServiceConfig:
     extra: Mapping[str, Tuple[str, ...]] = attrs.field(factory=dict)
     #: TLS, redirect tuning and users' own protocols (superd's own attributes).
     extensions: Extensions = Extensions()
+    #: ``bind = unix:PATH``: a UNIX-domain socket instead of ``port``/``bind``
+    #: (then ``port`` is None, ``bind`` empty and ``protocol`` ``unix``).
+    unix: Optional[UnixSocket] = None
+    #: ``only_uid``/``only_gid`` (resolved): a UNIX peer is admitted when its
+    #: uid is in ``only_uid`` or one of its groups in ``only_gid``; None =
+    #: attribute absent.
+    only_uid: Optional[frozenset[int]] = None
+    only_gid: Optional[frozenset[int]] = None
     lines: Mapping[str, Location] = attrs.field(factory=dict, eq=False)
 
     @property
@@ -333,8 +359,11 @@ class ServiceConfig:
         counts per service entry, and the key survives a reload that keeps the
         socket.  Blocks with no port of their own (tcpmux clients) or an
         ephemeral one (port 0) may repeat all of that, so their key adds the
-        block's location.  Cached: datagram admission asks for it per datagram.
+        block's location.  A UNIX socket's path is its address: no two loaded
+        blocks share one.  Cached: datagram admission asks for it per datagram.
         """
+        if self.unix is not None:
+            return f"{self.id} unix:{self.unix.path}"
         bind = ",".join(self.bind) or "*"
         key = f"{self.id} {self.protocol}/{self.port} {bind}"
         return key if self.port else f"{key} {self.location}"

@@ -13,6 +13,11 @@ and passed in, never read from ``os.environ`` here) and the connection:
   and ``REMOTE_PORT`` (systemd), ``PROTO``, ``TCPREMOTEIP``,
   ``TCPREMOTEPORT``, ``TCPLOCALIP``, ``TCPLOCALPORT`` (UCSPI).  These come
   last so a configured ``env`` can never spoof the peer.
+
+A peer of a UNIX-domain socket has no address: instead of the ``REMOTE_*``
+and ``TCP*`` variables it gets UCSPI's UNIX protocol ones, ``PROTO=UNIX``,
+``UNIXLOCALPATH`` (the socket), ``UNIXREMOTEEUID``, ``UNIXREMOTEEGID`` and
+``UNIXREMOTEPID`` (the connecting process, as the kernel recorded it).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 from typing import Dict, Mapping, Optional, Tuple
 
 from superd.config.model import ServiceConfig
-from superd.core.session import Peer
+from superd.core.session import Peer, UnixPeer
 
 __all__ = [
     "NO_ADDRESS",
@@ -29,6 +34,7 @@ __all__ = [
     "datagram_environment",
     "missing_passenv",
     "stream_environment",
+    "unix_variables",
     "wait_stream_environment",
 ]
 
@@ -70,6 +76,8 @@ def stream_environment(base: Mapping[str, str], peer: Optional[Peer],
     """The environment for one accepted TCP connection from ``peer``."""
     if peer is None:
         return {**base, "REMOTE_HOST": NO_ADDRESS}
+    if isinstance(peer, UnixPeer):
+        return {**base, **unix_variables(peer)}
     host, port = peer.host, str(peer.port)
     env = {**base, "REMOTE_HOST": host, "REMOTE_ADDR": host, "REMOTE_PORT": port,
            "PROTO": "TCP", "TCPREMOTEIP": host, "TCPREMOTEPORT": port}
@@ -77,6 +85,13 @@ def stream_environment(base: Mapping[str, str], peer: Optional[Peer],
         env["TCPLOCALIP"] = local.host
         env["TCPLOCALPORT"] = str(local.port)
     return env
+
+
+def unix_variables(peer: UnixPeer) -> Dict[str, str]:
+    """UCSPI's UNIX protocol variables for a peer of a UNIX-domain socket."""
+    return {"PROTO": "UNIX", "UNIXLOCALPATH": peer.path,
+            "UNIXREMOTEEUID": str(peer.uid), "UNIXREMOTEEGID": str(peer.gid),
+            "UNIXREMOTEPID": str(peer.pid)}
 
 
 def wait_stream_environment(base: Mapping[str, str]) -> Dict[str, str]:

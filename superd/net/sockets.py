@@ -209,11 +209,10 @@ def _listen_taking(reactor: Any, address: ListenAddress, factory: Any) -> IListe
 
 
 def _listen_unix(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
+    # Every reactor (test fakes too) gets superd's port: Twisted's fakes
+    # cannot adopt a UNIX socket, and the port needs only addReader.
     sock = bind_socket(address)
     try:
-        if not isinstance(reactor, PosixReactorBase):
-            return reactor.adoptStreamPort(  # type: ignore[no-any-return]
-                sock.fileno(), socket.AF_UNIX, factory)
         # The file's mode now: superd's socket_mode, or what systemd gave it.
         mode = stat.S_IMODE(os.stat(address.host).st_mode)
         return adopt_unix(reactor, sock.fileno(), factory, mode=mode,
@@ -229,10 +228,10 @@ def listen_stream(reactor: Any, address: ListenAddress, factory: Any) -> IListen
     """
     Listen for connections on ``address`` with ``factory``; raises ``BindError``.
 
-    On a real reactor the port is a ``superd.net.takingport.TakingPort`` (a
-    ``superd.net.unixport.TakingUnixPort`` for a UNIX socket), so that a
-    connection handed to a child never becomes a Twisted transport; other
-    reactors (test fakes) get the endpoint or ``adoptStreamPort``.
+    On a real reactor the port is a ``superd.net.takingport.TakingPort``, so
+    that a connection handed to a child never becomes a Twisted transport;
+    other reactors (test fakes) get the endpoint or ``adoptStreamPort``.  A
+    UNIX socket is always served by a ``superd.net.unixport.TakingUnixPort``.
     """
     if address.unix is not None:
         return _listen_unix(reactor, address, factory)

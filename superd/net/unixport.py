@@ -34,6 +34,8 @@ __all__ = ["TakingUnixPort", "adopt_unix", "peer_credentials"]
 
 #: ``struct ucred``: pid, uid, gid.
 _UCRED = struct.Struct("iII")
+#: The kernel's "no such id" (``(uid_t) -1``).
+_NO_ID = 0xFFFFFFFF
 #: ``SO_PEERGROUPS`` (Linux 4.13); the standard library does not name it.
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 #: Groups asked for at first; a peer in more is asked again with room for all.
@@ -64,6 +66,8 @@ def peer_credentials(sock: socket.socket, path: str) -> UnixPeer:
             sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
     except OSError:
         return UnixPeer.of(-1, -1, 0, (), path)
+    if uid == _NO_ID or gid == _NO_ID:
+        return UnixPeer.of(-1, -1, pid, (), path)
     return UnixPeer.of(uid, gid, pid, _groups(sock), path)
 
 
@@ -80,8 +84,9 @@ class TakingUnixPort(unix.Port):
         return name.decode() if isinstance(name, bytes) else str(name)
 
     def startListening(self) -> None:
-        super().startListening()
+        super().startListening()  # chmods the file again, to the mode it has
         self.local = Peer(self.path, 0)
+        unixsocket.touched(self.path)
 
     def doRead(self) -> None:
         take = getattr(self.factory, "take_connection", None) or self._build

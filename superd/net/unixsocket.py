@@ -12,7 +12,8 @@ mode and owner, and removed when superd is done with them.
 2. the socket is bound, its file given ``socket_mode`` and
    ``socket_owner``, and only then made to listen: no client can connect
    before the file has its final permissions;
-3. the file's identity (device and inode) is remembered, and ``release``
+3. the file's identity (device, inode and change time: a file made at the
+   same path later may get the same inode) is remembered, and ``release``
    removes the file only while it is still the one superd made -- never a
    file another process has put there since, nor one systemd made and
    passed (``superd.net.activation``).
@@ -39,12 +40,12 @@ from superd.net.address import ListenAddress
 from superd.observe.events import EV_SOCKET_FILE_ERROR, EV_STALE_SOCKET
 
 __all__ = ["SocketFileError", "apply_permissions", "bind_unix", "made", "reapply_permissions",
-           "release", "reset"]
+           "release", "reset", "touched"]
 
 _log = Logger(namespace="superd.listen")
 
-#: Path -> (device, inode) of each socket file this process made.
-_made: Dict[str, Tuple[int, int]] = {}
+#: Path -> identity (``_identity``) of each socket file this process made.
+_made: Dict[str, Tuple[int, int, int]] = {}
 
 
 class SocketFileError(Exception):
@@ -108,6 +109,11 @@ def _clear(path: str) -> None:
     _log.info("removed the stale socket file {path}", event=EV_STALE_SOCKET, path=path)
 
 
+def _identity(path: str) -> Tuple[int, int, int]:
+    status = os.lstat(path)
+    return status.st_dev, status.st_ino, status.st_ctime_ns
+
+
 def apply_permissions(unix: UnixSocket) -> None:
     """Give the socket file ``socket_mode`` and ``socket_owner``; raises ``OSError``."""
     if unix.uid is not None or unix.gid is not None:
@@ -129,6 +135,7 @@ def reapply_permissions(address: ListenAddress) -> None:
         return
     try:
         apply_permissions(unix)
+        touched(unix.path)
     except OSError as e:
         _log.warn("service {service_id}: cannot set the mode or owner of {path}: {error}",
                   event=EV_SOCKET_FILE_ERROR, service_id=address.service_id,
@@ -158,16 +165,26 @@ def bind_unix(unix: UnixSocket, backlog: int) -> socket.socket:
         sock.close()
         raise
     try:
-        status = os.lstat(unix.path)
         apply_permissions(unix)
+        identity = _identity(unix.path)
         sock.listen(backlog)
         sock.setblocking(False)
     except OSError as e:
         sock.close()
         _unlink_quietly(unix.path)
         raise SocketFileError(e.strerror or str(e), e.errno) from e
-    _made[unix.path] = (status.st_dev, status.st_ino)
+    _made[unix.path] = identity
     return sock
+
+
+def touched(path: str) -> None:
+    """superd changed the inode of its socket file at ``path`` (chmod): note
+    its new change time, so that ``release`` still knows the file."""
+    if path in _made:
+        try:
+            _made[path] = _identity(path)
+        except OSError:
+            pass
 
 
 def made(path: str) -> bool:
@@ -193,8 +210,7 @@ def release(path: str) -> None:
     if identity is None:
         return
     try:
-        status = os.lstat(path)
-        if stat.S_ISSOCK(status.st_mode) and (status.st_dev, status.st_ino) == identity:
+        if _identity(path) == identity:
             os.unlink(path)
     except FileNotFoundError:
         pass

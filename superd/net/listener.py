@@ -31,7 +31,7 @@ from superd.config.model import SocketType
 from superd.core import twistedprivate
 from superd.net.address import ListenAddress
 from superd.net.sockets import emit_listening, open_with_fallback
-from superd.net.unixsocket import reapply_permissions
+from superd.net.unixsocket import reapply_permissions, release
 
 __all__ = ["IListener", "ListenState", "ListenStatus", "Listener", "Listeners"]
 
@@ -160,7 +160,12 @@ class Listener(Service):
         if port is None:
             return None
         stop: Callable[[], Any] = port.stopListening
-        return maybeDeferred(stop)
+        stopped = maybeDeferred(stop)
+        if self.address.unix is not None:
+            # Now, not when the port has closed: after a failed start the
+            # reactor may never turn again.
+            release(self.address.host)
+        return stopped
 
 
 class Listeners(MultiService):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from superd.config.check import listen_text, service_summary
 from superd.config.model import ServiceKind, UnixSocket
 from tests.config.fakes import errors_of, load_text, service_text
 
@@ -218,3 +219,12 @@ def test_two_services_on_one_path_clash() -> None:
             + service_text("daytime", **{**ECHO, "bind": "unix:/run/daytime.sock"})
             + service_text("discard", type="INTERNAL", socket_type="stream", wait="no"))
     assert len(load_text(fine).services) == 3
+
+
+def test_superd_check_shows_the_path() -> None:
+    """``superd check`` lists a UNIX service as ``unix:PATH``, in text and JSON."""
+    (service,) = load_text(service_text("echo", **ECHO)).services
+    assert listen_text(service) == "unix:/run/echo.sock"
+    summary = service_summary(service)
+    assert (summary["bind"], summary["port"], summary["protocol"]) == (
+        ["unix:/run/echo.sock"], None, "unix")

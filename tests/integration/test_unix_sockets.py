@@ -204,17 +204,21 @@ def test_a_stale_socket_file_is_replaced(superd_factory: Factory, conf_dir: Conf
 def test_a_regular_file_at_the_path_is_refused_and_untouched(conf_dir: ConfDir,
                                                              world_dir: Path) -> None:
     """A regular file where the socket should be stops startup (exit 71) with
-    the service's line, and keeps its contents."""
-    path = world_dir / "data.sock"
+    the service's bind line, and keeps its contents; the socket file of the
+    service bound before it is removed again."""
+    path, bound = world_dir / "data.sock", world_dir / "first.sock"
     path.write_text("not a socket\n")
-    conf = conf_dir(echo=builtin(path))
+    text = builtin(bound) + builtin(path, name="discard")
+    conf = conf_dir(both=text)
+    line = text.splitlines().index(f"\tbind = unix:{path}") + 1
     result = run_twistd(str(conf))
     assert result.returncode == 71, result
     assert result.stderr == (
-        f"superd: {conf / 'echo'}:6: service echo: cannot listen on unix {path}: {path}"
-        " exists and is a regular file, not a socket; superd replaces only a stale socket"
-        " file\n")
+        f"superd: {conf / 'both'}:{line}: service discard: cannot listen on unix {path}:"
+        f" {path} exists and is a regular file, not a socket; superd replaces only a stale"
+        " socket file\n")
     assert path.read_text() == "not a socket\n"
+    assert not bound.exists()
 
 
 def test_a_socket_someone_listens_on_is_refused(conf_dir: ConfDir, world_dir: Path) -> None:

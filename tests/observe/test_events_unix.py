@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from superd.core.session import UnixPeer
+from superd.core.session import Peer, UnixPeer
 from superd.observe import events
 
 from .servicelog.configs import service
@@ -30,8 +30,6 @@ def test_start_and_fail_lines_show_the_uid(log_events: list[dict[str, Any]]) -> 
 
 def test_ip_peers_carry_no_credential_fields(log_events: list[dict[str, Any]]) -> None:
     """Only a UNIX peer's events have peer_uid/peer_gid/peer_pid."""
-    from superd.core.session import Peer
-
     events.emit_fail(service("app", None), events.REASON_ADDRESS, Peer("192.0.2.7", 1))
     (event,) = log_events
     assert not {"peer_uid", "peer_gid", "peer_pid"} & event.keys()

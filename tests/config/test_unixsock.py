@@ -170,9 +170,10 @@ def test_a_non_root_superd_cannot_give_the_socket_away() -> None:
 
 
 def test_inherited_address_settings_are_left_out() -> None:
-    """only_from, no_access and v6only from the defaults (meant for IP
+    """only_from, no_access, v6only and bind from the defaults (meant for IP
     services) do not stop a UNIX service, and are not applied to it."""
     text = ("defaults\n{\n only_from = 127.0.0.1\n no_access = 10.0.0.1\n v6only = yes\n"
+            " bind = 127.0.0.1\n"
             " log_on_success = HOST USERID\n}\n" + service_text("echo", **ECHO))
     config = load_text(text)
     (service,) = config.services

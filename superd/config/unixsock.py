@@ -97,7 +97,7 @@ def check_unix(c: _Checker, socket_type: SocketType) -> Optional[UnixSettings]:
     mode = c.get("socket_mode", 0o666)
     uid, gid = _owner(c)
     socket = UnixSocket(words[0][len(UNIX_PREFIX):], mode, uid, gid)
-    return UnixSettings(socket, _ids(c, "only_uid", _uid), _ids(c, "only_gid", _gid))
+    return UnixSettings(socket, _ids(c, "only_uid", "user"), _ids(c, "only_gid", "group"))
 
 
 def _check_bind(c: _Checker, words: Tuple[str, ...]) -> None:
@@ -135,31 +135,24 @@ def _check_combinations(c: _Checker, socket_type: SocketType) -> None:
                               " none, and its uid is logged instead")
 
 
-def _uid(c: _Checker, attribute: str, user: str) -> Optional[int]:
-    if user.isdigit():
-        return int(user)
+def _number(c: _Checker, attribute: str, word: str, kind: str) -> Optional[int]:
+    """A user (``kind`` "user") or group id, by number or by name."""
+    if word.isdigit():
+        return int(word)
     try:
-        return int(c.env.getpwnam(user).pw_uid)
+        if kind == "user":
+            return int(c.env.getpwnam(word).pw_uid)
+        return int(c.env.getgrnam(word).gr_gid)
     except KeyError:
-        c.error(attribute, f"unknown user {user!r}")
+        c.error(attribute, f"unknown {kind} {word!r}")
         return None
 
 
-def _gid(c: _Checker, attribute: str, group: str) -> Optional[int]:
-    if group.isdigit():
-        return int(group)
-    try:
-        return int(c.env.getgrnam(group).gr_gid)
-    except KeyError:
-        c.error(attribute, f"unknown group {group!r}")
-        return None
-
-
-def _ids(c: _Checker, attribute: str, resolve: Any) -> Optional[frozenset[int]]:
+def _ids(c: _Checker, attribute: str, kind: str) -> Optional[frozenset[int]]:
     words: Optional[Iterable[str]] = c.get(attribute)
     if words is None:
         return None
-    found = (resolve(c, attribute, word) for word in words)
+    found = (_number(c, attribute, word, kind) for word in words)
     return frozenset(i for i in found if i is not None)
 
 
@@ -171,11 +164,11 @@ def _owner(c: _Checker) -> Tuple[Optional[int], Optional[int]]:
     user, group = written
     uid = gid = None
     if user is not None:
-        uid = _uid(c, "socket_owner", user)
+        uid = _number(c, "socket_owner", user, "user")
         if group is None and not user.isdigit() and uid is not None:
             gid = int(c.env.getpwnam(user).pw_gid)
     if group is not None:
-        gid = _gid(c, "socket_owner", group)
+        gid = _number(c, "socket_owner", group, "group")
     if c.env.euid != 0 and uid is not None and uid != c.env.euid:
         c.error("socket_owner", f"superd runs as uid {c.env.euid}, not root, so it cannot"
                                 f" give the socket to {user!r} (uid {uid})")

@@ -17,12 +17,19 @@ from superd.access.factory import AccessControlledFactory
 from superd.access.ident import wants_userid
 from superd.access.peercred import PeerCredentialsPolicy
 from superd.access.pipeline import source_checks
+from superd.access.recheck import recheck_sessions
 from superd.access.state import AccessState
 from superd.config.model import ServiceConfig, UnixSocket
 from superd.core.session import Peer, UnixPeer
 from superd.net.takingport import TAKEN
 from superd.observe import events
-from tests.access.helpers import RecordingHandler, fail_lines, make_access, service
+from tests.access.helpers import (
+    AbortableTransport,
+    RecordingHandler,
+    fail_lines,
+    make_access,
+    service,
+)
 
 ALICE = UnixPeer.of(1000, 1000, 4242, (1000, 27), "/run/s.sock")
 BOB = UnixPeer.of(1001, 1001, 4343, (1001,), "/run/s.sock")
@@ -127,3 +134,25 @@ def test_take_connection_accepts_the_unix_peer(access: AccessState) -> None:
     assert factory.take_connection(7, ALICE, local) is TAKEN
     (session,) = handler.sessions
     assert session.peer is ALICE and session.local == local
+
+
+def test_a_reload_ends_sessions_the_new_lists_refuse(tmp_path: Path) -> None:
+    """recheck_sessions applies a new only_uid to live UNIX sessions: the
+    uid no longer listed loses its session, a listed one keeps it."""
+    access = make_access(tmp_path)
+    old = unix_service(only_uid=frozenset({1000, 1001}))
+    factory = AccessControlledFactory(old, RecordingHandler(), access)
+    transports = []
+    for peer in (ALICE, BOB):
+        protocol = factory.buildProtocol(peer)
+        assert protocol is not None
+        transport = AbortableTransport()
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        transports.append(transport)
+    new = attrs.evolve(old, only_uid=frozenset({1000}))
+    ended: list[int] = []
+    recheck_sessions(access, [new]).addCallback(ended.append)
+    assert ended == [1]
+    assert [t.aborted for t in transports] == [False, True]
+    access.stopService()

@@ -165,16 +165,28 @@ def bind_unix(unix: UnixSocket, backlog: int) -> socket.socket:
         sock.close()
         raise
     try:
-        apply_permissions(unix)
+        _permit(unix)
         identity = _identity(unix.path)
         sock.listen(backlog)
         sock.setblocking(False)
-    except OSError as e:
+    except (OSError, SocketFileError) as e:
         sock.close()
         _unlink_quietly(unix.path)
+        if isinstance(e, SocketFileError):
+            raise
         raise SocketFileError(e.strerror or str(e), e.errno) from e
     _made[unix.path] = identity
     return sock
+
+
+def _permit(unix: UnixSocket) -> None:
+    try:
+        apply_permissions(unix)
+    except OSError as e:
+        owner = "-" if unix.uid is None else unix.uid
+        group = "-" if unix.gid is None else unix.gid
+        raise SocketFileError(f"cannot give {unix.path} mode {unix.mode:04o} and owner"
+                              f" {owner}:{group}: {e.strerror or e}", e.errno) from e
 
 
 def touched(path: str) -> None:

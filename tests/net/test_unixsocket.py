@@ -175,3 +175,15 @@ def test_reapply_permissions_only_to_superd_s_file(tmp_path: Path) -> None:
         assert stat.S_IMODE(other.stat().st_mode) == 0o600
     release(str(path))
     assert not path.exists()  # the change of mode is superd's own
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may give a file to anyone")
+def test_an_owner_superd_cannot_give_is_named(tmp_path: Path) -> None:
+    """Not root, chown to another user fails: the error says what was asked,
+    and no file is left behind."""
+    path = tmp_path / "s.sock"
+    with pytest.raises(SocketFileError) as caught:
+        bind_unix(UnixSocket(str(path), 0o600, 0, 0), 5)
+    assert caught.value.reason == (f"cannot give {path} mode 0600 and owner 0:0:"
+                                   " Operation not permitted")
+    assert not path.exists()

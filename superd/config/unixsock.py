@@ -157,7 +157,9 @@ def _ids(c: _Checker, attribute: str, kind: str) -> Optional[frozenset[int]]:
 
 
 def _owner(c: _Checker) -> Tuple[Optional[int], Optional[int]]:
-    """``socket_owner`` as (uid, gid); a user alone brings its primary group."""
+    """``socket_owner`` as (uid, gid); a user alone brings its primary group
+    (a uid without an account leaves the group as it is), as systemd's
+    ``SocketUser=``."""
     written = c.get("socket_owner")
     if written is None:
         return None, None
@@ -165,14 +167,21 @@ def _owner(c: _Checker) -> Tuple[Optional[int], Optional[int]]:
     uid = gid = None
     if user is not None:
         uid = _number(c, "socket_owner", user, "user")
-        if group is None and not user.isdigit() and uid is not None:
-            gid = int(c.env.getpwnam(user).pw_gid)
+        if group is None and uid is not None:
+            gid = _primary_group(c, uid)
     if group is not None:
         gid = _number(c, "socket_owner", group, "group")
     if c.env.euid != 0 and uid is not None and uid != c.env.euid:
         c.error("socket_owner", f"superd runs as uid {c.env.euid}, not root, so it cannot"
                                 f" give the socket to {user!r} (uid {uid})")
     return uid, gid
+
+
+def _primary_group(c: _Checker, uid: int) -> Optional[int]:
+    try:
+        return int(c.env.getpwuid(uid).pw_gid)
+    except KeyError:
+        return None
 
 
 def unix_overrides(settings: UnixSettings) -> Dict[str, Any]:

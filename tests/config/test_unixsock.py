@@ -37,16 +37,16 @@ def test_a_unix_bind_needs_no_port_and_has_no_ip_settings() -> None:
 
 def test_mode_owner_and_peer_ids_are_resolved_at_load() -> None:
     """socket_mode is octal; socket_owner resolves names (a user alone brings
-    its primary group, ``:group`` only the group); only_uid and only_gid take
-    names and numbers."""
+    its primary group -- none for a uid without an account --, ``:group``
+    only the group); only_uid and only_gid take names and numbers."""
     (service,) = load_text(service_text(
         "echo", **ECHO, socket_mode="0660", socket_owner="alice",
         only_uid="alice 0 nobody", only_gid="staff 4242")).services
     assert service.unix == UnixSocket("/run/echo.sock", 0o660, 1000, 1000)
     assert service.only_uid == frozenset({1000, 0, 65534})
     assert service.only_gid == frozenset({50, 4242})
-    owners = {"alice:staff": (1000, 50), ":staff": (None, 50), "34": (34, None),
-              "alice:34": (1000, 34)}  # fmt: skip
+    owners = {"alice:staff": (1000, 50), ":staff": (None, 50), "34": (34, 34),
+              "4242": (4242, None), "alice:34": (1000, 34)}  # fmt: skip
     for written, (uid, gid) in owners.items():
         (service,) = load_text(service_text("echo", **ECHO, socket_owner=written)).services
         assert service.unix is not None

@@ -39,6 +39,17 @@ _REFUSED: Dict[str, str] = {
                  " use only_uid or only_gid",
     "libwrap": "hosts.allow and hosts.deny match addresses, which a UNIX socket's"
                " peers do not have",
+    # The PROXY protocol (superd.config.proxy) names IP clients: a UNIX
+    # socket's peer is known by its credentials, and has no address to send.
+    "proxy_protocol": "a PROXY header names an IP client; a UNIX socket's peers are"
+                      " known by their credentials",
+    "proxy_from": "a PROXY header names an IP client; a UNIX socket's peers are"
+                  " known by their credentials",
+    "proxy_timeout": "a PROXY header names an IP client; a UNIX socket's peers are"
+                     " known by their credentials",
+    "redirect_proxy": "a UNIX socket's peer has no IP address to send upstream",
+    "v6_source_prefix": "v6_source_prefix counts IPv6 sources; a UNIX socket's peers"
+                        " are counted by uid",
 }
 
 #: Flags that cannot work on a UNIX socket, and why.

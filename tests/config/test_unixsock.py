@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from superd.config.attributes import ATTRIBUTES
 from superd.config.check import listen_text, service_summary
 from superd.config.model import ServiceKind, UnixSocket
 from tests.config.fakes import errors_of, load_text, service_text
@@ -229,3 +230,22 @@ def test_superd_check_shows_the_path() -> None:
     summary = service_summary(service)
     assert (summary["bind"], summary["port"], summary["protocol"]) == (
         ["unix:/run/echo.sock"], None, "unix")
+
+
+@pytest.mark.skipif("proxy_protocol" not in ATTRIBUTES,
+                    reason="the PROXY protocol attributes are not in this tree")
+def test_proxy_protocol_and_ipv6_prefixes_do_not_apply() -> None:
+    """PROXY headers (in and out) and IPv6 source prefixes are errors on a
+    UNIX socket; v6_source_prefix from the defaults is not."""
+    assert _errors(**ECHO, proxy_protocol="v1", v6_source_prefix="64") == [
+        f"{F}:7: service echo: proxy_protocol: a PROXY header names an IP client; a UNIX"
+        " socket's peers are known by their credentials",
+        f"{F}:8: service echo: v6_source_prefix: v6_source_prefix counts IPv6 sources; a"
+        " UNIX socket's peers are counted by uid",
+    ]
+    relay = {**ECHO, "type": "UNLISTED", "user": "nobody", "redirect": "127.0.0.1 80",
+             "redirect_proxy": "v2"}
+    assert (f"{F}:9: service echo: redirect_proxy: a UNIX socket's peer has no IP"
+            " address to send upstream") in _errors(**relay)
+    text = "defaults\n{\n v6_source_prefix = 64\n}\n" + service_text("echo", **ECHO)
+    assert len(load_text(text).services) == 1

@@ -44,7 +44,7 @@ _DENIALS = {
         events.REASON_ADDRESS, events.REASON_TIME, events.REASON_CPS,
         events.REASON_SERVICE_LIMIT, events.REASON_PER_SOURCE,
         events.REASON_PROCESS_LIMIT, events.REASON_LIBWRAP,
-        events.REASON_LOAD,
+        events.REASON_LOAD, events.REASON_CREDENTIALS,
     )
 }
 

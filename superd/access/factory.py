@@ -105,7 +105,10 @@ def _peer(addr: IAddress | None) -> Peer:
 
 
 def _peer_of_tuple(addr: Any) -> Peer:
-    """The peer of an address tuple from ``accept()`` or ``recvfrom()``."""
+    """The peer of an address tuple from ``accept()`` or ``recvfrom()``, or
+    the ``UnixPeer`` a UNIX port passes instead."""
+    if isinstance(addr, Peer):
+        return addr
     host = addr[0]
     if ":" not in host:
         return Peer(host, addr[1])

@@ -148,6 +148,8 @@ def wants_userid(service: ServiceConfig, admitted: bool) -> bool:
     """
     if service.socket_type is not SocketType.STREAM or service.wait:
         return False
+    if service.unix is not None:
+        return False  # a UNIX peer has no host to ask; its uid is known
     if service.port == IDENT_PORT and service.protocol == "tcp":
         # Asking the client's identd about a connection to our own ident
         # service would loop (xinetd clears USERID there too).

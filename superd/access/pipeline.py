@@ -1,7 +1,8 @@
 """
 The policies of one service, in the order below, and how they run.
 
-Order: SENSOR ban list, address lists, hosts.allow/deny, access_times, cps,
+Order: SENSOR ban list, address lists (``only_uid``/``only_gid`` for a UNIX
+socket), hosts.allow/deny (not for a UNIX socket), access_times, cps,
 instances, per_source, max_load, global ``--limit``.  Only the policies a
 service configures are built, so a service without lists or limits pays for
 nothing it does not use.  The first denial wins; a policy that raises is
@@ -28,6 +29,7 @@ from superd.access.limits import (
     PerSourcePolicy,
 )
 from superd.access.loadavg import LoadPolicy
+from superd.access.peercred import PeerCredentialsPolicy
 from superd.access.state import AccessState
 from superd.access.times import TimePolicy
 from superd.config.model import UNLIMITED, ServiceConfig, ServiceKind
@@ -67,7 +69,11 @@ def source_checks(service: ServiceConfig, state: AccessState) -> list[Policy]:
     if rules is not None:
         resolver = state.resolver if rules.needs_names else None
         policies.append(AddressPolicy(rules, resolver))
-    if "NOLIBWRAP" not in service.flags and state.hosts is not None:
+    credentials = PeerCredentialsPolicy.for_service(service)
+    if credentials is not None:
+        policies.append(credentials)
+    if ("NOLIBWRAP" not in service.flags and state.hosts is not None
+            and service.unix is None):
         policies.append(HostsAccessPolicy(daemon_name(service), state.hosts))
     if service.access_times:
         policies.append(TimePolicy(service.access_times, state.localtime))

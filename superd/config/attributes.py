@@ -11,6 +11,8 @@ value (a tuple of items for cumulative attributes) or raises ``ValueError``.
 from __future__ import annotations
 
 import ipaddress
+import os
+import posixpath
 import re
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
@@ -23,6 +25,8 @@ from superd.config.text import closest
 
 __all__ = [
     "ATTRIBUTES",
+    "MAX_UNIX_PATH",
+    "UNIX_PREFIX",
     "COPIED_FROM_DEFAULTS",
     "FAILURE_FLAGS",
     "FILLED_FROM_DEFAULTS",
@@ -183,6 +187,49 @@ def _listen_address(word: str) -> str:
     return word
 
 
+#: Bytes of ``sun_path`` a path may use (108 with the terminating NUL).
+MAX_UNIX_PATH = 107
+#: How ``bind`` names a UNIX-domain socket.
+UNIX_PREFIX = "unix:"
+
+
+def _unix_path(word: str) -> str:
+    """``unix:PATH`` with PATH absolute, normalised and short enough."""
+    path = word[len(UNIX_PREFIX):]
+    if "\x00" in path:
+        raise ValueError("the UNIX socket path contains a NUL byte")
+    if path.startswith("@"):
+        raise ValueError(f"{word!r}: abstract UNIX sockets are not supported; "
+                         "write unix:/absolute/path")
+    if not path.startswith("/"):
+        raise ValueError(f"expected unix:/absolute/path, got {word!r}")
+    if path.endswith("/"):
+        raise ValueError(f"{word!r} names a directory, not a socket file")
+    path = posixpath.normpath(path)
+    size = len(os.fsencode(path))
+    if size > MAX_UNIX_PATH:
+        raise ValueError(f"the UNIX socket path is {size} bytes long; at most "
+                         f"{MAX_UNIX_PATH} fit in sun_path")
+    return UNIX_PREFIX + path
+
+
+def _bind_address(word: str) -> str:
+    """What ``bind`` may name: an IP address, a host name or ``unix:PATH``."""
+    if word.startswith(UNIX_PREFIX):
+        return _unix_path(word)
+    return _listen_address(word)
+
+
+def _owner(word: str) -> Tuple[Optional[str], Optional[str]]:
+    """``user``, ``user:group`` or ``:group`` (names or numbers)."""
+    user, colon, group = word.partition(":")
+    if not user and not group:
+        raise ValueError(f"expected user, user:group or :group, got {word!r}")
+    if colon and not group:
+        raise ValueError(f"expected user:group with a group after the colon, got {word!r}")
+    return (_account(user) if user else None), (_account(group) if group else None)
+
+
 def _addresses(words: Tuple[str, ...]) -> Tuple[AddressSpec, ...]:
     return tuple(spec for specs in v.each(parse_address, words) for spec in specs)
 
@@ -252,8 +299,8 @@ _TABLE = (
     _spec("server", _one(_path)),
     _list("server_args", tuple, minimum=1),
     _spec("port", _one(lambda w: v.integer(w, 0, 65535))),
-    _list("bind", _each(_listen_address), minimum=1, in_defaults=True),
-    _list("interface", _each(_listen_address), minimum=1, in_defaults=True, key="bind"),
+    _list("bind", _each(_bind_address), minimum=1, in_defaults=True),
+    _list("interface", _each(_bind_address), minimum=1, in_defaults=True, key="bind"),
     _spec("v6only", _one(v.yes_no), in_defaults=True),
     _spec("instances", _one(v.limit), in_defaults=True),
     _spec("per_source", _one(v.limit), in_defaults=True),
@@ -289,6 +336,11 @@ _TABLE = (
     # as a whole (at start and at reload), as --strict does, instead of
     # running every service nothing is wrong with.
     _spec("all_or_nothing", _one(v.yes_no), in_defaults=True, in_service=False),
+    # superd's own: UNIX-domain sockets (bind = unix:PATH) and their peers.
+    _spec("socket_mode", _one(v.octal_mode)),
+    _spec("socket_owner", _one(_owner)),
+    _list("only_uid", _each(_account), minimum=1),
+    _list("only_gid", _each(_account), minimum=1),
     _list("rpc_version", tuple, unsupported=_RPC),
     _list("rpc_number", tuple, unsupported=_RPC),
 )

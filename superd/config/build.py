@@ -39,6 +39,7 @@ from superd.config.model import (
 )
 from superd.config.parse import RawBlock
 from superd.config.sandbox import sandbox_settings
+from superd.config.unixsock import check_unix, unix_overrides
 
 __all__ = ["build_configuration", "build_service"]
 
@@ -304,8 +305,9 @@ def build_service(draft: Draft, defaults: Draft, env: LoadEnvironment,
         return None  # what kind of service this is is unknown: later checks would mislead
     _kind_checks(c, socket_type, wait)
     _flag_checks(c, socket_type, wait)
-    port = _port(c, protocol)
-    bind = _bind(c)
+    unix = check_unix(c, socket_type)
+    port = _port(c, protocol) if unix is None else None
+    bind = _bind(c) if unix is None else ()
     credentials = resolve_credentials(c, _kind(c))
     _server(c)
     redirect = _redirect(c)
@@ -315,7 +317,8 @@ def build_service(draft: Draft, defaults: Draft, env: LoadEnvironment,
     if c.failed or wait is None:
         return None
     config = _service_config(c, socket_type, protocol, wait, port, bind, credentials, redirect)
-    return attrs.evolve(config, extensions=extensions, sandbox=sandbox)
+    overrides = {} if unix is None else unix_overrides(unix)
+    return attrs.evolve(config, extensions=extensions, sandbox=sandbox, **overrides)
 
 
 def _service_config(c: _Checker, socket_type: SocketType, protocol: str, wait: bool,

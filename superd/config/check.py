@@ -27,7 +27,10 @@ def _limit(value: int) -> str:
 
 
 def listen_text(service: ServiceConfig) -> str:
-    """``ADDR:PORT`` for each listen address (``*`` for any), or the mux note."""
+    """``ADDR:PORT`` for each listen address (``*`` for any), ``unix:PATH``,
+    or the mux note."""
+    if service.unix is not None:
+        return f"unix:{service.unix.path}"
     if service.port is None:
         return "(via tcpmux)"
     hosts = service.bind or ("*",)
@@ -112,7 +115,7 @@ def service_summary(service: ServiceConfig) -> Dict[str, Any]:
         "protocol": service.protocol,
         "socket_type": service.socket_type.value,
         "port": service.port,
-        "bind": list(service.bind),
+        "bind": list(service.bind) if service.unix is None else [f"unix:{service.unix.path}"],
         "kind": service.kind.value,
         "wait": service.wait,
         "type": sorted(service.type),

@@ -5,7 +5,8 @@ Pure.  A listener is (protocol, port, address); a service without ``bind``
 listens on the wildcard of its families.  Two listeners clash when protocol
 and port are equal (port 0 never clashes: the kernel picks a free one) and
 their addresses overlap: the same address, or a wildcard covering the other's
-family (Linux refuses the second bind in both cases).  xinetd only compares
+family (Linux refuses the second bind in both cases); two UNIX sockets clash
+when their paths are equal.  xinetd only compares
 against earlier *bound* services; superd reports every clash, naming both.
 """
 
@@ -36,6 +37,8 @@ class Listener:
 
     def overlaps(self, other: "Listener") -> bool:
         """True if binding both would fail."""
+        if self.protocol == "unix" or other.protocol == "unix":
+            return self.protocol == other.protocol and self.address == other.address
         if (self.protocol, self.port) != (other.protocol, other.port) or self.port == 0:
             return False
         if self.address is not None and other.address is not None:
@@ -65,6 +68,8 @@ def _canonical(address: str) -> Tuple[Optional[str], int]:
 
 def listeners(service: ServiceConfig) -> List[Listener]:
     """Every socket ``service`` binds (none for tcpmux clients)."""
+    if service.unix is not None:
+        return [Listener(service, "unix", 0, service.unix.path, ())]
     if service.port is None:
         return []
     found = []
@@ -78,6 +83,8 @@ def listeners(service: ServiceConfig) -> List[Listener]:
 def _describe(clash: Listener, earlier: Listener) -> str:
     first, second = earlier.service, clash.service
     where = f"{clash.protocol} port {clash.port} on {clash.shown}"
+    if clash.protocol == "unix":
+        where = f"UNIX socket {clash.shown}"
     seen = f"service {first.name} ({first.location})"
     if first.id == second.id:
         return f"id {second.id} is not unique: {seen} already listens on {where}"

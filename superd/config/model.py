@@ -44,6 +44,7 @@ __all__ = [
     "SyslogLog",
     "TimeInterval",
     "TLSSettings",
+    "UnixSocket",
     "UpstreamTLS",
 ]
 
@@ -157,6 +158,23 @@ class Redirect:
 
     host: str
     port: int
+
+
+@attrs.frozen
+class UnixSocket:
+    """
+    ``bind = unix:PATH``: a UNIX-domain stream socket in the file system,
+    with the ``socket_mode`` and ``socket_owner`` its file gets when superd
+    binds it (a socket passed by systemd keeps its unit's).
+    """
+
+    #: Absolute, normalised, at most 107 bytes (``sun_path``).
+    path: str
+    #: ``socket_mode``: the file's permission bits (systemd's default).
+    mode: int = 0o666
+    #: ``socket_owner``: uid and gid given to the file; None = superd's own.
+    uid: Optional[int] = None
+    gid: Optional[int] = None
 
 
 @attrs.frozen
@@ -348,6 +366,14 @@ class ServiceConfig:
     extensions: Extensions = Extensions()
     #: How an external server is confined (issue 17).
     sandbox: Sandbox = Sandbox()
+    #: ``bind = unix:PATH``: a UNIX-domain socket instead of ``port``/``bind``
+    #: (then ``port`` is None, ``bind`` empty and ``protocol`` ``unix``).
+    unix: Optional[UnixSocket] = None
+    #: ``only_uid``/``only_gid`` (resolved): a UNIX peer is admitted when its
+    #: uid is in ``only_uid`` or one of its groups in ``only_gid``; None =
+    #: attribute absent.
+    only_uid: Optional[frozenset[int]] = None
+    only_gid: Optional[frozenset[int]] = None
     lines: Mapping[str, Location] = attrs.field(factory=dict, eq=False)
 
     @property
@@ -390,8 +416,11 @@ class ServiceConfig:
         counts per service entry, and the key survives a reload that keeps the
         socket.  Blocks with no port of their own (tcpmux clients) or an
         ephemeral one (port 0) may repeat all of that, so their key adds the
-        block's location.  Cached: datagram admission asks for it per datagram.
+        block's location.  A UNIX socket's path is its address: no two loaded
+        blocks share one.  Cached: datagram admission asks for it per datagram.
         """
+        if self.unix is not None:
+            return f"{self.id} unix:{self.unix.path}"
         bind = ",".join(self.bind) or "*"
         key = f"{self.id} {self.protocol}/{self.port} {bind}"
         return key if self.port else f"{key} {self.location}"

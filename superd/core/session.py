@@ -19,14 +19,16 @@ then carries ``end_reason``.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 import attrs
+from twisted.internet.interfaces import IAddress
+from zope.interface import implementer
 
 if TYPE_CHECKING:
     from superd.core.origin import ProxyOrigin
 
-__all__ = ["Peer", "Session", "Terminator", "canonical_host", "parse_host"]
+__all__ = ["Peer", "Session", "Terminator", "UnixPeer", "canonical_host", "parse_host"]
 
 #: Ends a session early: aborts its connection or stops its server process.
 Terminator = Callable[[], object]
@@ -69,21 +71,55 @@ def parse_host(text: str) -> str:
     return canonical_host(text)
 
 
+@implementer(IAddress)
 @attrs.frozen
 class Peer:
-    """A remote (or local) endpoint: canonical host string and port."""
+    """
+    A remote (or local) endpoint: canonical host string and port.  For the
+    local end of a UNIX socket, ``host`` is the socket's path and ``port`` 0.
+    An ``IAddress``: a UNIX port gives its factory the peer itself.
+    """
 
     host: str
     port: int
 
     @classmethod
     def from_address(cls, address: object) -> "Peer":
-        """Build from a Twisted ``IPv4Address``/``IPv6Address`` or ``(host, port)``."""
+        """Build from a Twisted ``IPv4Address``/``IPv6Address`` or ``(host, port)``;
+        a ``Peer`` (a UNIX port passes its ``UnixPeer``) is returned as it is."""
+        if isinstance(address, Peer):
+            return address
         if isinstance(address, tuple):
             return cls(canonical_host(str(address[0])), int(address[1]))
         host = getattr(address, "host", "")
         port = getattr(address, "port", 0)
         return cls(canonical_host(str(host)), int(port))
+
+
+@implementer(IAddress)
+@attrs.frozen
+class UnixPeer(Peer):
+    """
+    A process connected to a UNIX-domain socket, known by the credentials
+    the kernel recorded when it connected (``SO_PEERCRED``, and
+    ``SO_PEERGROUPS`` for its supplementary groups).  Its ``host`` is
+    ``uid:N``: the source that ``per_source`` counts, logs show and
+    sessions are indexed by; ``port`` is 0.
+    """
+
+    uid: int = -1
+    gid: int = -1
+    pid: int = 0
+    #: Supplementary groups (empty where the kernel cannot tell).
+    groups: Tuple[int, ...] = ()
+    #: The path of the socket it connected to.
+    path: str = ""
+
+    @classmethod
+    def of(cls, uid: int, gid: int, pid: int, groups: Tuple[int, ...] = (),
+           path: str = "") -> "UnixPeer":
+        """The peer with these credentials, on the socket at ``path``."""
+        return cls(f"uid:{uid}", 0, uid, gid, pid, groups, path)
 
 
 @attrs.define(eq=False)

@@ -23,7 +23,7 @@ from typing import Any, Optional
 from OpenSSL.SSL import Connection as TLSConnection
 from OpenSSL.SSL import Error as SSLError
 from OpenSSL.SSL import WantReadError, ZeroReturnError
-from twisted.internet import process, tcp
+from twisted.internet import process, tcp, unix
 from twisted.internet.interfaces import IListeningPort, ISystemHandle
 from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
 from twisted.protocols.haproxy._v1parser import V1Parser
@@ -40,6 +40,7 @@ __all__ = [
     "TLSServerTransport",
     "accept_descriptor",
     "adopt_listening_descriptor",
+    "adopt_unix_listening_descriptor",
     "buffered_port_logs",
     "endpoints_inherited_descriptors",
     "is_plain_tcp",
@@ -50,6 +51,7 @@ __all__ = [
     "serve_port_with",
     "server_transport",
     "switch_protocol",
+    "unix_port_lost",
     "unsent_bytes",
 ]
 
@@ -107,6 +109,37 @@ def adopt_listening_descriptor(cls: type[Any], reactor: Any, fd: int,
     always build the plain classes (a port-class argument would do).
     """
     return cls._fromListeningDescriptor(reactor, fd, family, target, **options)
+
+
+def adopt_unix_listening_descriptor(cls: type[Any], reactor: Any, fd: int, factory: Any,
+                                    *, mode: int, backlog: int) -> Any:
+    """
+    ``unix.Port._fromListeningDescriptor``: a port of class ``cls`` (a
+    unix.Port subclass) on an already bound and listening UNIX socket.  Its
+    ``startListening`` chmods the socket file to ``mode`` and calls
+    ``listen(backlog)`` again even on an adopted socket, so both are set to
+    the socket's own (the defaults, 0666 and 50, would undo them); and
+    ``_shouldShutdown`` is cleared, as tcp.Port clears it for a socket it
+    adopts: ``shutdown()`` of a listening UNIX socket makes every later
+    connection to it refused, through every copy (systemd's included).
+    Public replacement: ``reactor.adoptStreamPort``, which builds the plain
+    class with those defaults.
+    """
+    port = cls._fromListeningDescriptor(reactor, fd, factory)
+    port.mode = mode
+    port.backlog = backlog
+    port._shouldShutdown = False
+    return port
+
+
+def unix_port_lost(port: unix.Port, reason: Failure) -> None:
+    """
+    What ``unix.Port.connectionLost`` does, except removing the socket
+    file (unconditionally, even one systemd made or another process put
+    there since): ``tcp.Port.connectionLost`` -- a port without ``wantPID``
+    has no lock file to release.  Public replacement: none.
+    """
+    tcp.Port.connectionLost(port, reason)
 
 
 def server_transport(port: tcp.Port, skt: socket.socket, protocol: Any,

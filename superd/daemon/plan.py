@@ -3,7 +3,8 @@ What a reload will do, service by service, computed from the old and the new
 configuration without touching anything.
 
 Services are compared by identity (``service_key``: id, name, socket type,
-protocol, wait, port, kind, bind and the options of the listening socket),
+protocol, wait, port, kind, bind or UNIX socket path, and the options of
+the listening socket),
 xinetd's rule plus bind: equal services are unchanged; same identity with
 other settings is changed (its sockets are kept); the rest are added or
 dropped.  ``superd.daemon.transition`` applies the plan.
@@ -26,10 +27,11 @@ ServiceKey = Tuple[object, ...]
 
 
 def service_key(service: ServiceConfig) -> ServiceKey:
-    """What must stay equal for a reload to keep a service's sockets."""
+    """What must stay equal for a reload to keep a service's sockets (a UNIX
+    socket's mode and owner may change: they are given to the kept file)."""
     return (service.id, service.name, service.socket_type, service.protocol,
             service.wait, service.port, service.kind, service.bind, service.v6only,
-            service.flags & LISTEN_FLAGS)
+            service.flags & LISTEN_FLAGS, service.unix and service.unix.path)
 
 
 @attrs.frozen

@@ -29,7 +29,9 @@ __all__ = ["Transition"]
 
 _log = Logger(namespace="superd.reload")
 
-def _port_key(service: ServiceConfig) -> Optional[Tuple[SocketType, int]]:
+def _port_key(service: ServiceConfig) -> Optional[Tuple[SocketType, object]]:
+    if service.unix is not None:
+        return (service.socket_type, service.unix.path)
     return (service.socket_type, service.port) if service.port else None
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
@@ -24,7 +24,7 @@ from superd.config.model import ServiceConfig
 from superd.config.userproto import UserContext, UserProtocolError
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
-from superd.core.session import Peer, Session
+from superd.core.session import Peer, Session, UnixPeer
 from superd.observe import events
 
 __all__ = ["UserProtocolHandler"]
@@ -33,6 +33,10 @@ __all__ = ["UserProtocolHandler"]
 def _address(peer: Optional[Peer]) -> Any:
     if peer is None:
         return None
+    if isinstance(peer, UnixPeer):
+        # What the transport's getPeer() says of an unnamed client socket;
+        # its credentials are the socket's (SO_PEERCRED of getHandle()).
+        return UNIXAddress(None)
     kind = IPv6Address if ":" in peer.host else IPv4Address
     return kind("TCP", peer.host, peer.port)
 

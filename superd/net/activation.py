@@ -15,7 +15,12 @@ Which service adopts which socket (the naming rule):
   ``bind`` are then not used); when several sockets carry the service's id
   (several ``bind`` values), each serves the address with its local host;
 * a socket with any other name (systemd's default is the unit's name) serves
-  the service address equal to its own: same socket type, host and port.
+  the service address equal to its own: same socket type, host and port,
+  or, for a UNIX socket (``ListenStream=/run/foo.sock``), the same path.
+
+A ``bind = unix:PATH`` service adopts only UNIX sockets and an IP service
+only IP ones, whatever their names.  The file of an adopted UNIX socket is
+systemd's: superd neither changes its mode nor removes it.
 
 A service address with a matching socket does not bind.  The environment is
 read once, by ``capture`` (the tap calls it first thing), and ``LISTEN_PID``,
@@ -104,7 +109,8 @@ def parse_environment(environ: MutableMapping[str, str], pid: int,
 
 
 def _describe(fd: int, name: str) -> Optional[Inherited]:
-    """What socket ``fd`` is, or None if it is not an IP socket."""
+    """What socket ``fd`` is, or None if it is neither an IP socket nor a
+    UNIX socket in the file system."""
     try:
         sock = socket.socket(fileno=os.dup(fd))
     except OSError as e:
@@ -112,12 +118,23 @@ def _describe(fd: int, name: str) -> Optional[Inherited]:
                    fd=fd, name=name, error=str(e))
         return None
     with sock:
+        if sock.family == socket.AF_UNIX:
+            return _describe_unix(sock, fd, name)
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             _log.warn("passed socket {fd} ({name}) is not an IP socket; ignored",
                       fd=fd, name=name)
             return None
         host, port = sock.getsockname()[:2]
         return Inherited(fd, name, sock.family, sock.type, host, port)
+
+
+def _describe_unix(sock: socket.socket, fd: int, name: str) -> Optional[Inherited]:
+    path = sock.getsockname()
+    if not isinstance(path, str) or not path.startswith("/"):
+        _log.warn("passed socket {fd} ({name}) is not a UNIX socket in the file system;"
+                  " ignored", fd=fd, name=name)
+        return None
+    return Inherited(fd, name, sock.family, sock.type, path, 0)
 
 
 def _describe_all(passed: Sequence[Tuple[int, str]]) -> Tuple[Inherited, ...]:
@@ -186,13 +203,17 @@ def find(address: ListenAddress, siblings: int,
     The passed socket that serves ``address`` (one of ``siblings`` addresses
     of its service), by the naming rule in the module docstring.
     """
-    usable = [p for p in passed if p.type == _kind(address)]
+    unix = address.unix is not None
+    usable = [p for p in passed if p.type == _kind(address)
+              and (p.family == socket.AF_UNIX) == unix]
     named = [p for p in usable if p.name == address.service_id]
     if named and siblings == 1:
         return named[0]
     for each in named:
         if _same_host(each.host, address.host):
             return each
+    if unix:
+        return next((p for p in usable if p.host == address.host), None)
     for each in usable:
         if (each.name != address.service_id and address.port != 0
                 and each.port == address.port and _same_host(each.host, address.host)):

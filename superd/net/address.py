@@ -12,7 +12,7 @@ from typing import Optional
 
 import attrs
 
-from superd.config.model import Location, SocketType
+from superd.config.model import Location, SocketType, UnixSocket
 
 __all__ = ["ListenAddress"]
 
@@ -37,19 +37,29 @@ class ListenAddress:
     #: xinetd: a service without ``bind`` whose IPv6 socket cannot be made
     #: (a kernel without IPv6) listens on IPv4 instead.
     ipv4_fallback: bool = False
+    #: ``bind = unix:PATH``: a UNIX-domain stream socket (``host`` is its
+    #: path, ``port`` 0), with the mode and owner its file gets.
+    unix: Optional[UnixSocket] = None
 
     @property
     def family(self) -> socket.AddressFamily:
-        """AF_INET6 for an IPv6 literal, else AF_INET."""
+        """AF_UNIX for a UNIX socket, AF_INET6 for an IPv6 literal, else AF_INET."""
+        if self.unix is not None:
+            return socket.AF_UNIX
         return socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
     @property
     def protocol(self) -> str:
-        """``tcp`` or ``udp``."""
+        """``tcp``, ``udp`` or ``unix``."""
+        if self.unix is not None:
+            return "unix"
         return "tcp" if self.socket_type is SocketType.STREAM else "udp"
 
     def describe(self, port: Optional[int] = None) -> str:
-        """``tcp [::1]:7`` / ``udp 127.0.0.1:7``: the address as people write it."""
+        """``tcp [::1]:7`` / ``udp 127.0.0.1:7`` / ``unix /run/echo.sock``: the
+        address as people write it."""
+        if self.unix is not None:
+            return f"unix {self.host}"
         shown = self.port if port is None else port
         host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
         return f"{self.protocol} {host}:{shown}"

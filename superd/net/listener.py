@@ -31,6 +31,7 @@ from superd.config.model import SocketType
 from superd.core import twistedprivate
 from superd.net.address import ListenAddress
 from superd.net.sockets import emit_listening, open_with_fallback
+from superd.net.unixsocket import reapply_permissions, release
 
 __all__ = ["IListener", "ListenState", "ListenStatus", "Listener", "Listeners"]
 
@@ -137,10 +138,13 @@ class Listener(Service):
         if not isinstance(predecessor, Listener):
             raise TypeError(f"a Listener cannot take the socket of {predecessor!r}")
         port, predecessor.port = predecessor.port, None
-        self.port, self.address = port, predecessor.address
-        self._bound_port = predecessor._bound_port
+        fresh, self.address = self.address, predecessor.address
+        self.port, self._bound_port = port, predecessor._bound_port
         if port is None:
             return
+        if fresh.unix is not None:
+            self.address = fresh
+            reapply_permissions(fresh)
         stream = self.address.socket_type is SocketType.STREAM
         twistedprivate.serve_port_with(port, self.target, stream=stream)
         if stream:
@@ -156,7 +160,12 @@ class Listener(Service):
         if port is None:
             return None
         stop: Callable[[], Any] = port.stopListening
-        return maybeDeferred(stop)
+        stopped = maybeDeferred(stop)
+        if self.address.unix is not None:
+            # Now, not when the port has closed: after a failed start the
+            # reactor may never turn again.
+            release(self.address.host)
+        return stopped
 
 
 class Listeners(MultiService):

@@ -13,6 +13,10 @@ accepted connection inherits them, as Linux does and as xinetd relies on).
 Datagram services listen on a ``superd.net.datagramport.DatagramPort``
 (``udp.Port`` reading a bounded number of datagrams per wake-up).
 
+A ``bind = unix:PATH`` service listens on a UNIX-domain stream socket made
+by ``superd.net.unixsocket`` (stale files replaced safely, mode and owner
+set before it listens) and served by a ``superd.net.unixport.TakingUnixPort``.
+
 Every failure to listen becomes a ``BindError`` that names the service, the
 address and the configuration line, so startup can stop with a message a
 person can act on.
@@ -22,7 +26,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
+import stat
 from typing import Any, Callable, Optional, Tuple, TypeVar
 
 import attrs
@@ -33,10 +39,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from superd.config.model import ServiceConfig, SocketType
-from superd.net import activation
+from superd.net import activation, unixsocket
 from superd.net.address import ListenAddress
 from superd.net.datagramport import adopt_datagram, listen_datagram_port
 from superd.net.takingport import adopt_taking, listen_taking
+from superd.net.unixport import adopt_unix
 from superd.observe.events import EV_LISTENING
 
 __all__ = [
@@ -81,7 +88,13 @@ def _wildcard(service: ServiceConfig) -> str:
 
 
 def listen_addresses(service: ServiceConfig, backlog: int = 1024) -> Tuple[ListenAddress, ...]:
-    """Every address ``service`` listens on: one per ``bind`` value, or the wildcard."""
+    """Every address ``service`` listens on: one per ``bind`` value, the
+    wildcard, or its UNIX socket."""
+    if service.unix is not None:
+        return (ListenAddress(
+            service_id=service.id, name=service.name, host=service.unix.path, port=0,
+            socket_type=service.socket_type, location=service.line_of("bind"),
+            backlog=backlog, unix=service.unix),)
     if service.port is None:
         raise ValueError(f"service {service.id} has no port")
     hosts = service.bind or (_wildcard(service),)
@@ -135,6 +148,11 @@ def bind_socket(address: ListenAddress) -> socket.socket:
     inherited = activation.claim(address)
     if inherited is not None:
         return inherited
+    if address.unix is not None:
+        try:
+            return unixsocket.bind_unix(address.unix, address.backlog)
+        except unixsocket.SocketFileError as e:
+            raise BindError(address, e.reason, e.errno) from e
     try:
         sock = socket.socket(address.family, _socket_kind(address))
     except OSError as e:
@@ -190,14 +208,33 @@ def _listen_taking(reactor: Any, address: ListenAddress, factory: Any) -> IListe
         sock.close()  # the port keeps its own dup
 
 
+def _listen_unix(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
+    # Every reactor (test fakes too) gets superd's port: Twisted's fakes
+    # cannot adopt a UNIX socket, and the port needs only addReader.
+    sock = bind_socket(address)
+    try:
+        # The file's mode now: superd's socket_mode, or what systemd gave it.
+        mode = stat.S_IMODE(os.stat(address.host).st_mode)
+        return adopt_unix(reactor, sock.fileno(), factory, mode=mode,
+                          backlog=address.backlog)
+    except OSError as e:
+        unixsocket.release(address.host)  # only a file superd made
+        raise BindError(address, e.strerror or str(e), e.errno) from e
+    finally:
+        sock.close()  # the port keeps its own dup
+
+
 def listen_stream(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
     """
     Listen for connections on ``address`` with ``factory``; raises ``BindError``.
 
-    On a real reactor the port is a ``superd.net.takingport.TakingPort``, so that a
-    connection handed to a child never becomes a Twisted transport; other
-    reactors (test fakes) get the endpoint or ``adoptStreamPort``.
+    On a real reactor the port is a ``superd.net.takingport.TakingPort``, so
+    that a connection handed to a child never becomes a Twisted transport;
+    other reactors (test fakes) get the endpoint or ``adoptStreamPort``.  A
+    UNIX socket is always served by a ``superd.net.unixport.TakingUnixPort``.
     """
+    if address.unix is not None:
+        return _listen_unix(reactor, address, factory)
     if isinstance(reactor, PosixReactorBase):
         return _listen_taking(reactor, address, factory)
     if not address.needs_own_socket and not activation.inherits(address):
@@ -258,9 +295,10 @@ def open_with_fallback(open_port: Callable[[ListenAddress], _T],
 
 
 def emit_listening(address: ListenAddress, port: IListeningPort) -> int:
-    """Log the structured ``listening`` event for a bound socket; return its port."""
+    """Log the structured ``listening`` event for a bound socket; return its
+    port (0 for a UNIX socket)."""
     host: Any = port.getHost()
-    bound = int(host.port)
+    bound = 0 if address.unix is not None else int(host.port)
     _log.info(
         "service {service_id} listening on {where}",
         event=EV_LISTENING, service_id=address.service_id, name=address.name,

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from errno import EAGAIN, EMFILE, EPERM, EWOULDBLOCK, errorcode
 from typing import Any, Final
 
@@ -49,7 +49,7 @@ from superd.core import twistedprivate
 from superd.core.session import Peer
 
 __all__ = ["MAX_ACCEPTS_PER_WAKE", "TAKEN", "Taken", "TakingPort", "accept_descriptors",
-           "adopt_taking", "listen_taking"]
+           "adopt_taking", "listen_taking", "serve_accepted"]
 
 
 class Taken:
@@ -105,6 +105,33 @@ def accept_descriptors(logger: Logger, accepts: Iterable[object], listener: sock
         yield fd, address
 
 
+def serve_accepted(port: tcp.Port, serve: Callable[[int, Any], None]) -> None:
+    """
+    ``port.doRead`` for bare descriptors: accept what is pending (at most
+    ``port.numberAccepts``) and ``serve(fd, address)`` each; ``serve`` owns
+    the descriptor.  An exception is logged, as ``tcp.Port.doRead`` does.
+    """
+    try:
+        with twistedprivate.buffered_port_logs(port) as buffering:
+            accepted = 0
+            for fd, address in accept_descriptors(
+                    buffering, range(port.numberAccepts), port.socket,
+                    twistedprivate.reserved_descriptor()):
+                accepted += 1
+                serve(fd, address)
+        # Twisted's scaling of accepts per wake-up (tcp.Port.doRead),
+        # capped: each accept here may spawn a child, which blocks the
+        # reactor until the child execs, so an ever-growing batch under a
+        # flood would starve the other services and the reaping of ended
+        # children.
+        if accepted == port.numberAccepts:
+            port.numberAccepts = min(port.numberAccepts + 20, MAX_ACCEPTS_PER_WAKE)
+        else:
+            port.numberAccepts = max(1, accepted)
+    except BaseException:
+        log.deferr()
+
+
 class TakingPort(tcp.Port):
     """A ``tcp.Port`` whose factory may take accepted connections (see module)."""
 
@@ -122,25 +149,7 @@ class TakingPort(tcp.Port):
         if take is None:
             super().doRead()
             return
-        try:
-            with twistedprivate.buffered_port_logs(self) as buffering:
-                accepted = 0
-                for fd, address in accept_descriptors(
-                        buffering, range(self.numberAccepts), self.socket,
-                        twistedprivate.reserved_descriptor()):
-                    accepted += 1
-                    self._serve(take, fd, address)
-            # Twisted's scaling of accepts per wake-up (tcp.Port.doRead),
-            # capped: each accept here may spawn a child, which blocks the
-            # reactor until the child execs, so an ever-growing batch under a
-            # flood would starve the other services and the reaping of ended
-            # children.
-            if accepted == self.numberAccepts:
-                self.numberAccepts = min(self.numberAccepts + 20, MAX_ACCEPTS_PER_WAKE)
-            else:
-                self.numberAccepts = max(1, accepted)
-        except BaseException:
-            log.deferr()
+        serve_accepted(self, lambda fd, address: self._serve(take, fd, address))
 
     def _serve(self, take: Any, fd: int, address: Any) -> None:
         try:

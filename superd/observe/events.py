@@ -13,13 +13,13 @@ built only when consumed.
 
 from __future__ import annotations
 
-from typing import AbstractSet, Callable, Final, List, Optional, Tuple
+from typing import AbstractSet, Callable, Dict, Final, List, Optional, Tuple
 
 from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
 from zope.interface import implementer
 
 from superd.config.model import ServiceConfig
-from superd.core.session import Peer
+from superd.core.session import Peer, UnixPeer
 
 __all__ = [
     "ConnectionEvents",
@@ -40,6 +40,7 @@ __all__ = [
     "userid_line",
     "REASON_ADDRESS",
     "REASON_CPS",
+    "REASON_CREDENTIALS",
     "REASON_EXEC",
     "REASON_FORK",
     "REASON_LIBWRAP",
@@ -76,6 +77,8 @@ REASON_TLS: Final = "tls"
 #: ``proxy_protocol``: a source not in ``proxy_from``, or no acceptable
 #: PROXY header in time (missing, malformed, too long, too late).
 REASON_PROXY: Final = "proxy"
+#: A UNIX peer whose uid and groups ``only_uid``/``only_gid`` do not list.
+REASON_CREDENTIALS: Final = "credentials"
 #: An IDONLY client without an ident answer (logged as NOID, not FAIL).
 REASON_NOID: Final = "noid"
 
@@ -130,6 +133,10 @@ EV_SERVICE_LOG_ERROR: Final = "service_log_error"
 EV_CHILD_ABANDONED: Final = "child_abandoned"
 #: How superd tracks children's descendants (a cgroup v2 subtree or process groups).
 EV_PROCESS_TRACKING: Final = "process_tracking"
+#: A socket file left by a dead process was removed before binding its path.
+EV_STALE_SOCKET: Final = "stale_socket"
+#: A socket file superd made could not be removed or given its permissions.
+EV_SOCKET_FILE_ERROR: Final = "socket_file_error"
 # The daemon's life (superd.daemon.service).
 EV_READY: Final = "ready"
 EV_BIND_FAILED: Final = "bind_failed"
@@ -152,7 +159,15 @@ _log = Logger(namespace="superd")
 
 
 def _from(peer: Optional[Peer]) -> str:
+    # A UNIX peer's host is ``uid:N``: what the lines show after ``from=``.
     return "<no address>" if peer is None else peer.host
+
+
+def _credentials(peer: Optional[Peer]) -> Dict[str, int]:
+    """A UNIX peer's credentials as event fields (none for an IP peer)."""
+    if not isinstance(peer, UnixPeer):
+        return {}
+    return {"peer_uid": peer.uid, "peer_gid": peer.gid, "peer_pid": peer.pid}
 
 
 def start_line(service_id: str, flags: AbstractSet[str], pid: int,
@@ -317,6 +332,7 @@ def _start(log: Logger, service: ServiceConfig, pid: int,
         event=EV_START, service_id=service.id, service_block=block_of(service), pid=pid,
         peer_host=_from(peer), peer_port=None if peer is None else peer.port,
         xinetd_line=start_line(service.id, service.log_on_success, pid, peer),
+        **_credentials(peer),
     )
 
 
@@ -397,4 +413,5 @@ def emit_fail(service: ServiceConfig, reason: str, peer: Optional[Peer],
         reason=reason, peer_host=_from(peer), peer_port=None if peer is None else peer.port,
         detail=detail,
         xinetd_line=fail_line(service.id, service.log_on_failure, reason, peer),
+        **_credentials(peer),
     )

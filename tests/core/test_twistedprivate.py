@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from twisted.internet import endpoints, process, tcp, udp
+from twisted.internet import endpoints, process, tcp, udp, unix
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
@@ -122,6 +122,47 @@ def test_adopt_listening_descriptor_builds_the_subclass() -> None:
         port.startListening()
         assert port.getHost().port == sock.getsockname()[1]
         port.connectionLost(Failure(ConnectionDone()))
+
+
+def _unix_listener(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(path)
+    sock.listen(1)
+    sock.setblocking(False)
+    return sock
+
+
+def test_adopt_unix_listening_descriptor_keeps_mode_backlog_and_socket(tmp_path: Any) -> None:
+    """unix.Port._fromListeningDescriptor builds the subclass on the socket;
+    its startListening chmods the file to ``mode`` and listens with
+    ``backlog`` again (so both must be the socket's own); without
+    _shouldShutdown its close leaves other copies of the socket listening."""
+
+    class Sub(unix.Port):
+        pass
+
+    path = str(tmp_path / "s.sock")
+    with _unix_listener(path) as sock:
+        os.chmod(path, 0o600)
+        port = twistedprivate.adopt_unix_listening_descriptor(
+            Sub, MemoryReactorClock(), sock.fileno(), Factory(), mode=0o640, backlog=7)
+        assert type(port) is Sub and (port.mode, port.backlog) == (0o640, 7)
+        port.startListening()
+        assert os.stat(path).st_mode & 0o777 == 0o640
+        twistedprivate.unix_port_lost(port, Failure(ConnectionDone()))
+        assert os.path.exists(path)
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)  # refused had the port shut the socket down
+
+
+def test_unix_port_connection_lost_is_unlink_then_tcp_port() -> None:
+    """What unix_port_lost leaves out of unix.Port.connectionLost: removing
+    the file, and the lock file of wantPID (which superd never asks for)."""
+    assert digest(unix.Port.connectionLost) == _UNIX_PORT_LOST, (
+        "unix.Port.connectionLost changed: compare it with unix_port_lost")
+
+
+_UNIX_PORT_LOST = "ddc8a0b830d51f876a57e9d5c90f40d2b15f7793e91275f304b72005ea0f6658"
 
 
 def test_server_transport_numbers_sessions(taking: TakingPort) -> None:

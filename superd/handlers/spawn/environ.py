@@ -19,6 +19,11 @@ and passed in, never read from ``os.environ`` here) and the connection:
   PROXY header named, and ``PROXY_*`` say the rest (``proxy_environment``);
   any other ``PROXY_*`` variable is removed, so none can pose as the
   header's.
+
+A peer of a UNIX-domain socket has no address: instead of the ``REMOTE_*``
+and ``TCP*`` variables it gets UCSPI's UNIX protocol ones, ``PROTO=UNIX``,
+``UNIXLOCALPATH`` (the socket), ``UNIXREMOTEEUID``, ``UNIXREMOTEEGID`` and
+``UNIXREMOTEPID`` (the connecting process, as the kernel recorded it).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Dict, Mapping, Optional, Tuple
 from superd.config.model import ServiceConfig
 from superd.config.storeurl import PASSWORD_VARIABLE
 from superd.core.origin import ProxyOrigin
-from superd.core.session import Peer
+from superd.core.session import Peer, UnixPeer
 
 __all__ = [
     "NO_ADDRESS",
@@ -39,6 +44,7 @@ __all__ = [
     "missing_passenv",
     "proxy_environment",
     "stream_environment",
+    "unix_variables",
     "wait_stream_environment",
 ]
 
@@ -84,6 +90,8 @@ def stream_environment(base: Mapping[str, str], peer: Optional[Peer],
     client a PROXY header named, when ``origin`` says what else it said)."""
     if peer is None:
         return {**base, "REMOTE_HOST": NO_ADDRESS}
+    if isinstance(peer, UnixPeer):
+        return {**base, **unix_variables(peer)}
     host, port = peer.host, str(peer.port)
     env = {**base, "REMOTE_HOST": host, "REMOTE_ADDR": host, "REMOTE_PORT": port,
            "PROTO": "TCP", "TCPREMOTEIP": host, "TCPREMOTEPORT": port}
@@ -112,6 +120,13 @@ def proxy_environment(origin: ProxyOrigin) -> Dict[str, str]:
     for name, value in origin.facts:
         env[f"PROXY_{name}"] = value
     return env
+
+
+def unix_variables(peer: UnixPeer) -> Dict[str, str]:
+    """UCSPI's UNIX protocol variables for a peer of a UNIX-domain socket."""
+    return {"PROTO": "UNIX", "UNIXLOCALPATH": peer.path,
+            "UNIXREMOTEEUID": str(peer.uid), "UNIXREMOTEEGID": str(peer.gid),
+            "UNIXREMOTEPID": str(peer.pid)}
 
 
 def wait_stream_environment(base: Mapping[str, str]) -> Dict[str, str]:

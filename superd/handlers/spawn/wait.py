@@ -28,7 +28,7 @@ import struct
 from typing import Any, Literal, Optional, Tuple
 
 from twisted.application.service import Service
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -41,6 +41,7 @@ from superd.handlers.spawn.backoff import RespawnGuard
 from superd.handlers.spawn.environ import datagram_environment, wait_stream_environment
 from superd.handlers.spawn.handler import log_spawn_failure
 from superd.handlers.spawn.spec import SpawnSpec, build_spec
+from superd.net import unixsocket
 from superd.net.address import ListenAddress
 from superd.net.listener import IListener, ListenState, ListenStatus
 from superd.net.sockets import bind_socket, emit_listening, listen_addresses
@@ -135,8 +136,12 @@ class WaitPort:
         if not self._closed:
             self._closed = True
             self.socket.close()
+            if self.address.unix is not None:
+                unixsocket.release(self.address.host)  # only a file superd made
 
     def getHost(self) -> Any:
+        if self.address.unix is not None:
+            return UNIXAddress(self.address.host)
         host, port = self.socket.getsockname()[:2]
         kind: Literal["TCP", "UDP"] = "TCP" if self._is_stream else "UDP"
         if ":" in host:
@@ -317,6 +322,7 @@ class WaitService(Service):
         self.port, self._bound_port = port, predecessor._bound_port
         if port is not None:
             port.reconfigure(self.service, self._spec)
+            unixsocket.reapply_permissions(self.address)
 
     def close(self) -> None:
         port, self.port = self.port, None

@@ -32,6 +32,7 @@ from superd.access.decision import Decision, MaybeDeferred
 from superd.access.userid import UseridLookups
 from superd.core import twistedprivate
 from superd.core.session import Peer, Session
+from superd.observe import events
 
 __all__ = ["Gate", "GateOwner"]
 
@@ -100,7 +101,7 @@ class Gate(Protocol):
             outcome.addCallback(self._decided).addErrback(self._failed)
 
     def _failed(self, failure: Failure) -> None:
-        _log.failure("access decision failed", failure, event="policy_error")
+        _log.failure("access decision failed", failure, event=events.EV_POLICY_ERROR)
         if not self._lost:
             self.transport.loseConnection()  # type: ignore[union-attr]
 

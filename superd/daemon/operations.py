@@ -26,12 +26,13 @@ from superd.daemon.control import ControlFactory, listen_control
 from superd.daemon.reload import Loader, Reloader, ReloadResult
 from superd.daemon.service import SuperdService
 from superd.daemon.status import render_text, snapshot
+from superd.observe import events
 
 __all__ = ["Operations", "thread_loader"]
 
 _log = Logger(namespace="superd.operations")
 
-EV_STATUS = "status"
+EV_STATUS = events.EV_STATUS
 
 
 def thread_loader(reactor: Any, path: str, strict: bool = False) -> Loader:

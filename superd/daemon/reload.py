@@ -263,7 +263,7 @@ class Reloader:
         problems = cause.problems if isinstance(cause, ConfigError) else ()
         for problem in problems:
             _log.error("{problem}", event=events.EV_CONFIG_ERROR, problem=str(problem),
-                       file=problem.file, line=problem.line, service=problem.service,
+                       file=problem.file, line=problem.line, service_id=problem.service,
                        attribute=problem.attribute)
         if not problems:
             for error in errors:

@@ -50,7 +50,7 @@ __all__ = ["EV_BAN_STORE", "SharedBans"]
 
 _log = Logger(namespace="superd.fleet")
 
-EV_BAN_STORE = "ban_store"
+EV_BAN_STORE = events.EV_BAN_STORE
 #: Bans waiting for Redis (made during an outage); past this, the local
 #: list still has them and the next start pushes them.
 MAX_PENDING = 100_000

@@ -44,6 +44,7 @@ from twisted.logger import Logger
 
 from superd.core import twistedprivate
 from superd.net.address import ListenAddress
+from superd.observe import events
 
 __all__ = [
     "FIRST_FD",
@@ -67,7 +68,7 @@ MAX_FDS = 4096
 #: The name systemd gives a socket whose unit sets none (old systemd).
 UNKNOWN = "unknown"
 VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
-EV_ADOPTED = "socket_adopted"
+EV_ADOPTED = events.EV_SOCKET_ADOPTED
 
 
 @attrs.frozen
@@ -109,12 +110,12 @@ def _describe(fd: int, name: str) -> Optional[Inherited]:
         sock = socket.socket(fileno=os.dup(fd))
     except OSError as e:
         _log.error("passed descriptor {fd} ({name}) is unusable: {error}",
-                   fd=fd, name=name, error=str(e))
+                   event=events.EV_SOCKET_ADOPTED, fd=fd, name=name, error=str(e))
         return None
     with sock:
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             _log.warn("passed socket {fd} ({name}) is not an IP socket; ignored",
-                      fd=fd, name=name)
+                      event=events.EV_SOCKET_ADOPTED, fd=fd, name=name)
             return None
         host, port = sock.getsockname()[:2]
         return Inherited(fd, name, sock.family, sock.type, host, port)

@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from superd.core.session import Peer
+from superd.observe import events
 from superd.proc.credentials import Identity, SpawningThread
 from superd.proc.reaping import ExitReaping
 from superd.proc.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
@@ -130,7 +131,7 @@ class ProcessTable:
         if not victims:
             return succeed(None)
         _log.info("stopping {count} children with SIGTERM, grace {grace}s",
-                  event="stop_children", count=len(victims), grace=grace)
+                  event=events.EV_STOP_CHILDREN, count=len(victims), grace=grace)
         stop = _Stop(self._reactor, self.spawner, victims, grace)
         return stop.done
 
@@ -175,7 +176,7 @@ class _Stop:
         alive = self._groups_alive()
         if alive:
             _log.warn("grace period over: SIGKILL to {count} process groups",
-                      event="kill_children", count=len(alive), pgids=alive)
+                      event=events.EV_KILL_CHILDREN, count=len(alive), pgids=alive)
         for pgid in alive:
             self._spawner.kill_group(pgid, signal.SIGKILL)
         if not self._running:
@@ -186,7 +187,7 @@ class _Stop:
     def _give_up(self) -> None:
         self._timer = None
         _log.error("children {pids} survived SIGKILL; not waiting any longer",
-                   event="kill_children_failed", pids=sorted(self._running))
+                   event=events.EV_KILL_CHILDREN_FAILED, pids=sorted(self._running))
         self._finish()
 
     def _finish(self) -> None:
@@ -229,7 +230,7 @@ def _real_spawner(reactor: Any, identity: Identity,
                  "setpriv" if identity.is_root else "none (not root)")
     spawner = PosixSpawner(thread, setpriv=which("setpriv"),
                            reaping=ExitReaping(reactor))
-    _log.info("child credentials via {mechanism}", event="spawn_mechanism",
+    _log.info("child credentials via {mechanism}", event=events.EV_SPAWN_MECHANISM,
               mechanism=mechanism)
     return spawner
 
@@ -251,7 +252,7 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
         changed = prepare_process()
         if changed:
             _log.info("made {count} inherited descriptors close-on-exec",
-                      event="cloexec", count=changed)
+                      event=events.EV_CLOEXEC, count=changed)
         spawner = _real_spawner(reactor, identity, which)
     env = dict(os.environ) if environ is None else environ
     return ProcessTable(reactor, spawner, environ=env, identity=identity,

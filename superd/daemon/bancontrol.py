@@ -7,7 +7,9 @@ connection is checked against -- which stores it (SQLite), shares it (the
 fleet's ban store listens to the list) and logs it (a ``ban`` event with
 ``source = operator``); a new ban ends the source's open sessions, as every
 ban does unless ``ban_ends_sessions = no``.  ``bans`` lists what is in
-force, with the field names of ``superd status``.
+force, with the field names of ``superd status``: ``host``, ``until`` (RFC
+3339, null: forever), ``added`` (RFC 3339, null: not known), ``service_id``
+(who banned it) and ``hits``.
 
 Requests (JSON, see ``superd.daemon.control``)::
 
@@ -26,10 +28,11 @@ from superd.access.banstore import Ban
 from superd.access.state import AccessState
 from superd.config.model import FOREVER
 from superd.core.session import parse_host
+from superd.core.timestamps import rfc3339_or_none
 from superd.daemon.control import Handler
 from superd.observe import events
 
-__all__ = ["OPERATOR", "OPERATOR_SERVICE", "BanControl", "ban_rows"]
+__all__ = ["OPERATOR", "OPERATOR_SERVICE", "BanControl", "ban_row", "ban_rows"]
 
 Json = Dict[str, Any]
 
@@ -41,11 +44,18 @@ OPERATOR_SERVICE = "superd bans"
 MAX_MINUTES = 1_000_000_000
 
 
+def ban_row(host: str, until: Optional[float], added: Optional[float], service_id: str,
+            hits: int) -> Json:
+    """One ban as ``superd status`` and ``superd bans list`` show it (times
+    in seconds since the epoch; None or infinite ``until``: forever)."""
+    return {"host": host, "until": rfc3339_or_none(until), "added": rfc3339_or_none(added),
+            "service_id": service_id, "hits": hits}
+
+
 def _row(host: str, until: float, stored: Optional[Ban]) -> Json:
-    return {"host": host, "until": None if math.isinf(until) else until,
-            "added": None if stored is None else stored.added,
-            "service_id": "" if stored is None else stored.service,
-            "hits": 0 if stored is None else stored.hits}
+    return ban_row(host, None if math.isinf(until) else until,
+                   None if stored is None else stored.added,
+                   "" if stored is None else stored.service, 0 if stored is None else stored.hits)
 
 
 def ban_rows(bans: BanList) -> List[Json]:

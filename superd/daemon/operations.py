@@ -53,8 +53,12 @@ class Operations(Service):
     def __init__(self, top: SuperdService, load: Loader, *,
                  environ: Mapping[str, str] = os.environ,
                  install_signal: Callable[..., Any] = signal.signal,
-                 control: bool = True) -> None:
+                 control: bool = True, config_path: Optional[str] = None) -> None:
         self.top = top
+        #: The ``-c`` the daemon runs, for ``superd status``.
+        self.config_path = config_path
+        #: When the daemon started serving (reactor time), for ``superd status``.
+        self.started: Optional[float] = None
         self._environ = environ
         self._install_signal = install_signal
         self._control_wanted = control
@@ -67,6 +71,7 @@ class Operations(Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         runtime = self.top.runtime
+        self.started = runtime.seconds()
         if self._control_wanted:
             factory = ControlFactory({"status": self._status_request,
                                       "reload": self._reload_request,
@@ -110,7 +115,8 @@ class Operations(Service):
     def status(self) -> Dict[str, Any]:
         """The current status snapshot."""
         last = self.reloader.last
-        return snapshot(self.top, None if last is None else last.as_dict())
+        return snapshot(self.top, None if last is None else last.as_dict(),
+                        started=self.started, config=self.config_path)
 
     def _status_request(self, request: Dict[str, Any]) -> Dict[str, Any]:
         return {"ok": True, "status": self.status()}

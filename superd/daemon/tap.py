@@ -106,7 +106,8 @@ def makeService(options: Options) -> IService:
     top = assemble(options.configuration, runtime, options.stderr, on_bind_error=on_bind_error)
     # SIGHUP reload, SIGUSR1 status and the control socket.
     operations = Operations(top, thread_loader(runtime.reactor, options["config"],
-                                               options["strict"]))
+                                               options["strict"]),
+                            config_path=os.path.abspath(options["config"]))
     top.operations = operations
     operations.setServiceParent(top)
     if options["metrics"]:

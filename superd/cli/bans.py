@@ -56,7 +56,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     not overwritten by the other's absence."""
     parser.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS,
                         help="the daemon's state directory (default: as the daemon's:"
-                             " /var/lib/superd as root, else ~/.local/state/superd)")
+                             " /var/lib/superd as root, else $XDG_STATE_HOME/superd or"
+                             " ~/.local/state/superd)")
     parser.add_argument("--offline", action="store_true", default=argparse.SUPPRESS,
                         help="edit the ban database in the state directory instead of"
                              " asking the running daemon")

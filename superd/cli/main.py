@@ -37,7 +37,7 @@ from superd.core.paths import DEFAULT_CONFIG
 __all__ = ["main"]
 
 _STATE_DIR_HELP = ("the daemon's --state-dir (default: as the daemon's: /var/lib/superd"
-                   " as root, else ~/.local/state/superd)")
+                   " as root, else $XDG_STATE_HOME/superd or ~/.local/state/superd)")
 
 
 def _reading_options(parser: argparse.ArgumentParser, what: str, instead_of: str) -> None:

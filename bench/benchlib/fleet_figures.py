@@ -5,7 +5,7 @@ sharing one ``redis-server``, and what ``--metrics`` costs on echo.
 propagation: 1,000 distinct loopback sources (127.1.x.y) each connect once to
 a SENSOR service of daemon A; each ban's latency is the time between A's
 ``ban``/``add`` event and the ``ban``/``remote`` event of daemon B and of C
-(``log_time`` of the JSON events: the three daemons share one clock).
+(``time`` of the JSON events, RFC 3339: the three daemons share one clock).
 
 metrics: two fresh superd with the same one-service echo configuration, one
 started with ``--metrics``, measured interleaved; the cost is read from the
@@ -19,6 +19,7 @@ import shutil
 import socket
 import time
 import urllib.request
+from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from . import daemons, procs
@@ -68,7 +69,7 @@ def echo_config(port: int) -> str:
 
 def _ban_times(events: Sequence[Event], action: str) -> dict[str, float]:
     return {
-        e["peer_host"]: float(e["log_time"])
+        e["peer_host"]: datetime.fromisoformat(e["time"]).timestamp()
         for e in events
         if e.get("event") == "ban" and e.get("action") == action and "peer_host" in e
     }

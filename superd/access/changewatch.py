@@ -39,6 +39,8 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
+from superd.observe import events
+
 __all__ = ["MAX_TRUST", "ChangeWatch"]
 
 _log = Logger(namespace="superd.access")
@@ -86,7 +88,7 @@ class ChangeWatch:
             return cls(reactor, paths, clock)
         except Exception as e:  # ImportError, INotifyError (instance limit) ...
             _log.info("cannot watch {paths} with inotify ({error}); checking"
-                      " them on every connection", event="hosts_watch",
+                      " them on every connection", event=events.EV_HOSTS_WATCH,
                       paths=list(paths), error=str(e))
             return None
 
@@ -162,7 +164,7 @@ class ChangeWatch:
                 except Exception as e:  # INotifyError: no such directory, watch limit
                     if os.path.isdir(directory):
                         _log.info("cannot watch {directory}: {error}",
-                                  event="hosts_watch", directory=directory, error=str(e))
+                                  event=events.EV_HOSTS_WATCH, directory=directory, error=str(e))
                     complete = False
                     continue
                 self._watched.add(directory)

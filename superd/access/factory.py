@@ -202,7 +202,7 @@ class AccessControlledFactory(ServerFactory):
 
     def _handler_failed(self, peer: Peer) -> None:
         _log.failure("handler of {service_id} failed for {peer_host}",
-                     event="handler_error", service_id=self.service.id,
+                     event=events.EV_HANDLER_ERROR, service_id=self.service.id,
                      peer_host=peer.host)
 
     def refuse(self, peer: Peer, decision: Decision) -> Protocol | None:
@@ -301,7 +301,7 @@ class AccessControlledDatagramProtocol(DatagramProtocol):
             self.handler.handle_datagram(datagram, peer, self._replier(addr))
         except Exception:
             _log.failure("datagram handler of {service_id} failed",
-                         event="handler_error", service_id=self.service.id)
+                         event=events.EV_HANDLER_ERROR, service_id=self.service.id)
 
     def _refused(self, peer: Peer, decision: Decision) -> None:
         key = (self.service.id, peer.host, peer.port, decision.reason)

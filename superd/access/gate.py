@@ -33,6 +33,7 @@ from superd.access.userid import UseridLookups
 from superd.core import twistedprivate
 from superd.core.origin import ProxyOrigin
 from superd.core.session import Peer, Session
+from superd.observe import events
 
 __all__ = ["Gate", "GateOwner"]
 
@@ -105,7 +106,7 @@ class Gate(Protocol):
             outcome.addCallback(self._decided).addErrback(self._failed)
 
     def _failed(self, failure: Failure) -> None:
-        _log.failure("access decision failed", failure, event="policy_error")
+        _log.failure("access decision failed", failure, event=events.EV_POLICY_ERROR)
         if not self._lost:
             self.transport.loseConnection()  # type: ignore[union-attr]
 

@@ -129,7 +129,7 @@ def policies_for(service: ServiceConfig, state: AccessState, *,
 
 def _crashed(policy: Policy, peer: Peer, failure: Failure) -> Decision:
     _log.failure("access policy {policy} failed for {peer_host}; denying",
-                 failure, event="policy_error", policy=type(policy).__name__,
+                 failure, event=events.EV_POLICY_ERROR, policy=type(policy).__name__,
                  peer_host=peer.host)
     return deny(policy.reason, "policy error")
 

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from superd.core.session import canonical_host
+from superd.observe import events
 
 __all__ = ["UNKNOWN_NAMES", "HostNames", "NameResolver", "lookup_names"]
 
@@ -132,7 +133,7 @@ class NameResolver:
 
     def _failed(self, failure: Failure, host: str) -> HostNames:
         _log.info("name lookup for {peer_host} failed: {error}",
-                  event="name_lookup_failed", peer_host=host,
+                  event=events.EV_NAME_LOOKUP_FAILED, peer_host=host,
                   error=failure.getErrorMessage())
         return UNKNOWN_NAMES
 

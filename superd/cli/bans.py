@@ -9,7 +9,7 @@ The command asks the daemon of the state directory over its control socket:
 the daemon applies the change to the bans in force, stores it, shares it with
 the fleet (the Redis ban store) and logs it, and a new ban ends the
 address's open sessions.  ``list`` shows what the daemon enforces, with the
-field names of ``superd status``.  When no daemon answers, nothing changes
+field names of ``superd status`` (times in RFC 3339, UTC).  When no daemon answers, nothing changes
 and the exit status is 69 (EX_UNAVAILABLE).
 
 ``--offline`` edits the ban database in the state directory instead (superd
@@ -35,51 +35,79 @@ from typing import IO, Any, Dict, List, Optional
 
 from superd.access.banstore import Ban, BanStore, db_path
 from superd.cli.control import ControlError, request
+from superd.cli.parsing import Parser, parse
 from superd.core.exits import EX_IOERR, EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE
 from superd.core.paths import state_dir_or_default
 from superd.core.session import parse_host
+from superd.core.timestamps import parse_rfc3339, rfc3339
 
-__all__ = ["main"]
+__all__ = ["DESCRIPTION", "configure", "main", "run"]
 
 Row = Dict[str, Any]
 
 
-def _parser() -> argparse.ArgumentParser:
+DESCRIPTION = ("List, add and lift the bans of the running daemon (SENSOR bans and"
+               " bans made by hand), or of its ban database with --offline.")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """--state-dir and --offline, on the command and on each action so that
+    they are accepted before and after it: with SUPPRESS, the one given is
+    not overwritten by the other's absence."""
+    parser.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS,
+                        help="the daemon's state directory (default: as the daemon's:"
+                             " /var/lib/superd as root, else $XDG_STATE_HOME/superd or"
+                             " ~/.local/state/superd)")
+    parser.add_argument("--offline", action="store_true", default=argparse.SUPPRESS,
+                        help="edit the ban database in the state directory instead of"
+                             " asking the running daemon")
+
+
+def _minutes_value(text: str) -> int:
+    try:
+        minutes = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if minutes <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {minutes}")
+    return minutes
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The options and actions of ``superd bans`` on ``parser`` (the
+    subcommand's parser, or a parser of its own for ``main``)."""
+    _add_common(parser)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS,
-                        help="superd's state directory (as given to superd)")
-    common.add_argument("--offline", action="store_true", default=argparse.SUPPRESS,
-                        help="edit the ban database directly instead of asking the"
-                             " running daemon")
-    parser = argparse.ArgumentParser(prog="superd bans", parents=[common],
-                                     description="Manage SENSOR bans.")
-    commands = parser.add_subparsers(dest="action", required=True)
-    listing = commands.add_parser("list", parents=[common],
-                                  help="show the bans in force")
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    add = commands.add_parser("add", parents=[common], help="ban an address")
-    add.add_argument("address")
+    _add_common(common)
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION",
+                                    help="what to do (ACTION --help for more)")
+    listing = actions.add_parser("list", parents=[common], help="show the bans in force",
+                                 description="Show the bans in force: address, end (RFC"
+                                             " 3339, or forever), who banned it, hits.")
+    listing.add_argument("--json", action="store_true",
+                         help="print a JSON list (host, until, added, service_id, hits)")
+    add = actions.add_parser("add", parents=[common], help="ban an address",
+                             description="Ban an address; its open sessions end.")
+    add.add_argument("address", help="the IPv4 or IPv6 address to ban")
     length = add.add_mutually_exclusive_group()
-    length.add_argument("--minutes", type=int, metavar="N")
-    length.add_argument("--forever", action="store_true")
-    remove = commands.add_parser("remove", parents=[common],
-                                 help="lift the ban of an address")
-    remove.add_argument("address")
-    return parser
+    length.add_argument("--minutes", type=_minutes_value, metavar="N",
+                        help="ban for N minutes (a longer ban already in force is kept)")
+    length.add_argument("--forever", action="store_true",
+                        help="ban until the ban is removed (the default)")
+    remove = actions.add_parser("remove", parents=[common], help="lift the ban of an address",
+                                description="Lift the ban of an address.")
+    remove.add_argument("address", help="the IPv4 or IPv6 address to unban")
 
 
 def _state_dir(args: argparse.Namespace) -> str:
     return state_dir_or_default(getattr(args, "state_dir", None) or None)
 
 
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def _until_text(until: Optional[float], now: float) -> str:
+def _until_text(until: Optional[str], now: float) -> str:
     if until is None:
         return "forever"
-    return f"{_stamp(until)} ({int(until - now)} s left)"
+    seconds = parse_rfc3339(until)
+    return f"{rfc3339(seconds, whole=True)} ({int(seconds - now)} s left)"
 
 
 def _print_rows(rows: List[Row], as_json: bool, now: float, out: IO[str]) -> None:
@@ -105,12 +133,13 @@ def _ask(state_dir: str, command: str, **fields: Any) -> Dict[str, Any]:
 
 
 def _added_text(ban: Row, minutes: Optional[int], now: float) -> str:
-    until = ban.get("until")
-    if until is None:
+    text = ban.get("until")
+    if text is None:
         return "already banned forever" if minutes is not None else "banned forever"
+    until = parse_rfc3339(text)
     if minutes is not None and abs(until - (now + 60.0 * minutes)) < 60.0:
         return f"banned for {minutes} minutes"
-    return f"banned until {_until_text(until, now)}"
+    return f"banned until {_until_text(text, now)}"
 
 
 def _online(args: argparse.Namespace, state_dir: str, now: float, out: IO[str]) -> int:
@@ -125,7 +154,7 @@ def _online(args: argparse.Namespace, state_dir: str, now: float, out: IO[str]) 
         lifted = _ask(state_dir, "unban", host=host).get("lifted")
         out.write(f"{host}: {'ban lifted' if lifted else 'was not banned'}\n")
         return 0
-    reply = _ask(state_dir, "ban", host=host, minutes=_minutes(args))
+    reply = _ask(state_dir, "ban", host=host, minutes=args.minutes)
     ended = int(reply.get("ended") or 0)
     text = _added_text(reply.get("ban") or {}, args.minutes, now)
     if ended:
@@ -134,19 +163,13 @@ def _online(args: argparse.Namespace, state_dir: str, now: float, out: IO[str]) 
     return 0
 
 
-def _minutes(args: argparse.Namespace) -> Optional[int]:
-    if args.minutes is not None and args.minutes <= 0:
-        raise ValueError("--minutes must be positive")
-    minutes: Optional[int] = args.minutes
-    return minutes
-
-
 # -- the database directly (--offline) ----------------------------------------
 
 def _row_of(ban: Ban) -> Row:
     """A stored ban with the field names of ``superd status``."""
-    return {"host": ban.host, "until": ban.expires, "added": ban.added,
-            "service_id": ban.service, "hits": ban.hits}
+    from superd.daemon.bancontrol import ban_row  # the daemon's side: only offline
+
+    return ban_row(ban)
 
 
 def _offline(args: argparse.Namespace, store: BanStore, now: float, out: IO[str]) -> int:
@@ -159,7 +182,7 @@ def _offline(args: argparse.Namespace, store: BanStore, now: float, out: IO[str]
         found = store.remove(host)
         out.write(f"{host}: {'ban lifted' if found else 'was not banned'}\n")
         return 0
-    minutes = _minutes(args)
+    minutes: Optional[int] = args.minutes
     expires = None if minutes is None else now + 60.0 * minutes
     old = store.get(host)
     store.put(Ban(host, expires, now if old is None else old.added,
@@ -191,12 +214,18 @@ def _run_offline(args: argparse.Namespace, state_dir: str, out: IO[str],
 
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None,
          err: IO[str] | None = None) -> int:
-    """Run ``superd bans ...``; returns the exit status."""
+    """Run ``superd bans ...`` (``argv`` after ``bans``); returns the exit status."""
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        args = _parser().parse_args(list(sys.argv[2:] if argv is None else argv))
-    except SystemExit as e:
-        return int(e.code or 0) and EX_USAGE
+    parser = Parser(prog="superd bans", description=DESCRIPTION)
+    configure(parser)
+    args = parse(parser, list(sys.argv[2:] if argv is None else argv), out, err)
+    if isinstance(args, int):
+        return args
+    return run(args, out, err)
+
+
+def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Do what the parsed ``superd bans`` command line says; the exit status."""
     state_dir = _state_dir(args)
     try:
         if getattr(args, "offline", False):

@@ -2,7 +2,12 @@
 The ``superd`` console script: ``superd check``, ``superd version`` and the
 dispatch points for the operational subcommands.
 
-``superd check -c PATH [--strict] [--json]`` validates a configuration without
+Every subcommand takes ``--help``; ``superd --version`` prints the version;
+a usage error exits 64 (``superd.cli.parsing``).  Every subcommand that
+reads a configuration (``run``, ``check``, ``migrate``) reads ``-c PATH``,
+by default ``/etc/superd`` (``superd.core.paths.DEFAULT_CONFIG``).
+
+``superd check [-c PATH] [--strict] [--json]`` validates a configuration without
 binding anything: a table of the services the daemon would run (and of the
 failed and disabled ones) on stdout; every error as ``FILE:LINE: service
 NAME: ATTRIBUTE: problem``, then every warning and note, on stderr; exit
@@ -17,51 +22,91 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import IO, Optional, Sequence
+from typing import IO, Any, Optional, Sequence
 
 import superd
+from superd.cli.bans import DESCRIPTION as bans_description
+from superd.cli.bans import configure as configure_bans
+from superd.cli.bans import run as run_bans
+from superd.cli.parsing import Parser, add_version, parse
 from superd.config.errors import Problem
 from superd.config.report import error_summary, report_findings
 from superd.core.exits import EX_CONFIG
+from superd.core.paths import DEFAULT_CONFIG
 
 __all__ = ["main"]
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="superd", description="superd: an xinetd replacement built on Twisted. "
-        "Run the daemon in the foreground with: superd run -c PATH")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    check = commands.add_parser("check", help="validate a configuration without binding")
-    check.add_argument("-c", "--config", required=True, metavar="PATH",
-                       help="configuration directory or file (e.g. /etc/xinetd.conf)")
-    check.add_argument("--strict", action="store_true",
-                       help="unknown attributes are errors, not warnings")
-    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+_STATE_DIR_HELP = ("the daemon's --state-dir (default: as the daemon's: /var/lib/superd"
+                   " as root, else $XDG_STATE_HOME/superd or ~/.local/state/superd)")
+
+
+def _reading_options(parser: argparse.ArgumentParser, what: str, instead_of: str) -> None:
+    """-c, --strict and --json of a command that reads a configuration."""
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="PATH",
+                        help=f"{what} (default {DEFAULT_CONFIG})")
+    parser.add_argument("--strict", action="store_true",
+                        help="unknown attributes are errors, not warnings")
+    parser.add_argument("--json", action="store_true",
+                        help=f"print one JSON document instead of {instead_of}")
+
+
+def _add_check(commands: Any) -> None:
+    check = commands.add_parser(
+        "check", help="validate a configuration without binding",
+        description="Validate a configuration without binding anything: the services"
+                    " that would run, then every error (FILE:LINE), warning and note."
+                    " Exit status 78 if there is an error.")
+    _reading_options(check, "configuration directory or file to check", "a table")
     check.add_argument("--explain", action="store_true",
                        help="say what superd does differently from xinetd (as migrate)")
     check.add_argument("--hosts-allow", default="/etc/hosts.allow", metavar="FILE",
                        help="hosts.allow to check too (default /etc/hosts.allow)")
     check.add_argument("--hosts-deny", default="/etc/hosts.deny", metavar="FILE",
                        help="hosts.deny to check too (default /etc/hosts.deny)")
-    migrate = commands.add_parser("migrate", help="what changes, per service, from xinetd")
-    migrate.add_argument("-c", "--config", default="/etc/xinetd.conf", metavar="PATH",
-                         help="the xinetd tree (default /etc/xinetd.conf)")
-    migrate.add_argument("--strict", action="store_true",
-                         help="unknown attributes are errors, not warnings")
-    migrate.add_argument("--json", action="store_true", help="print JSON instead of text")
-    commands.add_parser("version", help="print superd's version")
-    status = commands.add_parser("status", help="show what the running daemon is doing")
+
+
+def _add_migrate(commands: Any) -> None:
+    migrate = commands.add_parser(
+        "migrate", help="what changes, per service, from xinetd",
+        description="Read an xinetd configuration and say, service by service, what"
+                    " superd does differently. For the system's xinetd tree give it"
+                    " explicitly: superd migrate -c /etc/xinetd.conf.")
+    _reading_options(migrate, "the configuration to read: an xinetd tree such as"
+                              " /etc/xinetd.conf, or a superd directory", "text")
+
+
+def _add_operations(commands: Any) -> None:
+    status = commands.add_parser(
+        "status", help="show what the running daemon is doing",
+        description="Ask the running daemon (over its control socket) for its version,"
+                    " pid, configuration, start time, services, children and bans.")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    status.add_argument("--state-dir", metavar="DIR", default=None,
-                        help="the daemon's --state-dir (default as the daemon's)")
-    reload = commands.add_parser("reload", help="reload the running daemon and wait")
-    reload.add_argument("--state-dir", metavar="DIR", default=None,
-                        help="the daemon's --state-dir (default as the daemon's)")
+    status.add_argument("--state-dir", metavar="DIR", default=None, help=_STATE_DIR_HELP)
+    reload = commands.add_parser(
+        "reload", help="reload the running daemon and wait",
+        description="Reload the running daemon's configuration and wait for the"
+                    " outcome; a refused configuration keeps the running one (exit 78).")
+    reload.add_argument("--state-dir", metavar="DIR", default=None, help=_STATE_DIR_HELP)
+    bans = commands.add_parser("bans", help="list, add or lift bans",
+                               description=bans_description)
+    configure_bans(bans)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="superd", description="superd: an xinetd replacement built on Twisted. "
+        "Run the daemon in the foreground with: superd run [-c PATH]")
+    add_version(parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="what to do (superd COMMAND --help for more)")
     # Parsed by superd.cli.run (main() hands it the arguments); listed here for --help.
     commands.add_parser("run", add_help=False,
                         help="start the daemon in the foreground (superd run --help)")
-    bans = commands.add_parser("bans", help="list or lift sensor bans", add_help=False)
-    bans.add_argument("rest", nargs=argparse.REMAINDER)
+    _add_check(commands)
+    _add_migrate(commands)
+    _add_operations(commands)
+    commands.add_parser("version", help="print superd's version",
+                        description="Print superd's version (as superd --version).")
     return parser
 
 
@@ -112,7 +157,9 @@ def main(argv: Optional[Sequence[str]] = None,
         from superd.cli.run import main as run
 
         return run(arguments[1:], out, err)
-    args = _parser().parse_args(arguments)
+    args = parse(_parser(), arguments, out, err)
+    if isinstance(args, int):
+        return args
     if args.command == "migrate" or (args.command == "check" and args.explain):
         from superd.cli.migrate import run_migrate
 
@@ -124,9 +171,7 @@ def main(argv: Optional[Sequence[str]] = None,
         print(f"superd {superd.__version__}", file=out)
         return 0
     if args.command == "bans":
-        from superd.cli.bans import main as bans_main
-
-        return int(bans_main(args.rest))
+        return run_bans(args, out, err)
     if args.command == "status":
         from superd.cli.status import run_status
 

@@ -1,7 +1,8 @@
 """
 ``superd migrate -c /etc/xinetd.conf``: what changes, service by service,
 when superd replaces xinetd, so an operator can switch
-with confidence.
+with confidence.  ``-c`` defaults to ``/etc/superd`` as for every superd
+command, so the xinetd tree is named explicitly.
 
 Each rule looks at one loaded ``ServiceConfig`` and says something only when
 it applies to that service: a tree of plain ``wait = no`` external servers
@@ -270,13 +271,13 @@ def explain(config: Configuration,
     return {
         "ok": config.ok,
         "general": [attrs.asdict(n) for n in GENERAL],
-        "files": [{"where": printable(where), **attrs.asdict(note)}
+        "files": [{"location": printable(where), **attrs.asdict(note)}
                   for where, note in file_notes(config.sources, read)],
         "errors": [problem_json(p) for p in config.problems],
         "error_count": config.error_count,
         "warnings": [warning_json(w) for w in config.warnings],
         **failures_json(config),
-        "services": [{"id": s.id, "name": s.name, "where": printable(str(s.location)),
+        "services": [{"id": s.id, "name": s.name, "location": printable(str(s.location)),
                       "kind": s.kind.value,
                       "notes": [attrs.asdict(n) for n in service_notes(s, config)]}
                      for s in config.services],

@@ -4,9 +4,11 @@
 ``superd run [--json-log] [options]`` replaces itself (``execv``) with this
 interpreter's ``twistd --nodaemon --pidfile= superd [options]``: the
 options a supervisor needs (no daemonizing, no pid file) are always there,
-the process keeps its pid, and ``-c`` defaults to ``/etc/superd``.
-``--json-log`` selects the JSON logger (``--logger superd.logs.json_stdout``);
-every other option is the daemon's own (``twistd superd --help``).  For other
+the process keeps its pid, and ``-c`` defaults to ``/etc/superd``.  The
+main log is superd's readable text (``--logger superd.logs.text_stdout``:
+RFC 3339 times, event names, no port chatter); ``--json-log`` selects the
+JSON logger (``--logger superd.logs.json_stdout``) instead.  Every other
+option is the daemon's own (``twistd superd --help``).  For other
 twistd options (``--reactor``, ``--logfile``, ``--umask``...), run ``twistd``
 itself.
 
@@ -20,9 +22,7 @@ import os
 import sys
 from typing import IO, Any, Callable, List, NoReturn, Optional, Sequence, cast
 
-from twisted.python import usage
-
-from superd.core.exits import EX_OSERR, EX_USAGE
+from superd.core.exits import EX_OSERR
 from superd.core.paths import DEFAULT_CONFIG
 from superd.daemon.options import Options
 
@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "EX_OSERR",
     "JSON_LOGGER",
+    "TEXT_LOGGER",
     "RunOptions",
     "main",
     "twistd_command",
@@ -37,6 +38,8 @@ __all__ = [
 
 #: The ``twistd --logger`` of ``--json-log``.
 JSON_LOGGER = "superd.logs.json_stdout"
+#: The ``twistd --logger`` otherwise.
+TEXT_LOGGER = "superd.logs.text_stdout"
 
 _JSON_LOG = "--json-log"
 # twisted.scripts.twistd has no __main__ block: call its entry point when the
@@ -50,6 +53,7 @@ class RunOptions(Options):
     """The daemon's options plus ``--json-log``; parsing them loads nothing."""
 
     synopsis = "Usage: superd run [--json-log] [options]"
+    prefix = command = "superd run"
     longdesc = (
         "Start superd in the foreground, as a supervisor (systemd, supervisord, "
         "runit) wants it: this runs twistd --nodaemon --pidfile= superd "
@@ -66,7 +70,7 @@ class RunOptions(Options):
         *Options.optFlags,
         ["json-log", None,
          f"Log one JSON object per event on stdout (twistd --logger {JSON_LOGGER}); "
-         "default: readable text on stdout."],
+         f"default: readable text on stdout (twistd --logger {TEXT_LOGGER})."],
     ]
 
     def __init__(self) -> None:
@@ -94,7 +98,7 @@ def twistd_command(options: Sequence[str], *, json_log: bool, has_config: bool,
     ``has_config``.
     """
     program = [executable, twistd] if twistd else [executable, "-c", _RUN_TWISTD]
-    logger = ["--logger", JSON_LOGGER] if json_log else []
+    logger = ["--logger", JSON_LOGGER if json_log else TEXT_LOGGER]
     config = [] if has_config else ["-c", DEFAULT_CONFIG]
     return [*program, "--nodaemon", "--pidfile=", *logger, "superd", *config, *options]
 
@@ -116,15 +120,11 @@ def main(argv: Sequence[str], out: IO[str], err: IO[str], *,
          execv: Exec = os.execv, executable: Optional[str] = None) -> int:
     """Check ``argv`` and exec the daemon; returns an exit status only when it cannot."""
     options = RunOptions()
-    options.stderr = err
+    options.stdout, options.stderr = out, err
     try:
         options.parseOptions(list(argv))
-    except SystemExit as e:
+    except SystemExit as e:  # a usage error, said on err
         return int(e.code or 0)
-    except usage.UsageError as e:
-        print(f"superd run: {e}", file=err)
-        print("superd run: see superd run --help", file=err)
-        return EX_USAGE
     if options.wants_help:
         print(options, file=out)
         return 0

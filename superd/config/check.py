@@ -139,9 +139,10 @@ def _ban_store(config: Configuration) -> Optional[str]:
 def finding_json(file: str, line: Optional[int], service: Optional[str],
                  section: Optional[str], attribute: Optional[str], message: str,
                  text: str) -> Dict[str, Any]:
-    """The JSON object of one error, warning or note: the same fields for all."""
+    """The JSON object of one error, warning or note: the same fields for all
+    (``service_id`` as in ``superd status`` and the log)."""
     return {"file": printable(file), "line": line or None,
-            "service": None if service is None else printable(service),
+            "service_id": None if service is None else printable(service),
             "section": section,
             "attribute": None if attribute is None else printable(attribute),
             "message": printable(message), "text": printable(text)}

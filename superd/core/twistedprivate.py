@@ -15,9 +15,10 @@ tests against the newest release and reports what broke.
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from OpenSSL.SSL import Connection as TLSConnection
@@ -44,6 +45,7 @@ __all__ = [
     "buffered_port_logs",
     "endpoints_inherited_descriptors",
     "is_plain_tcp",
+    "is_port_chatter",
     "listening_socket",
     "reap_handlers",
     "release_descriptor",
@@ -189,6 +191,39 @@ def listening_socket(port: IListeningPort) -> Optional[socket.socket]:
         except AttributeError:
             return None
     return None
+
+
+# -- Twisted's own lines about ports and factories (superd.observe.logs) -----------
+#
+# Every listening port logs "<Factory> starting on <port>" when it opens and
+# "(TCP Port <port> Closed)" when it closes, with ``twisted.python.log.msg``
+# (no structured fields, no address: the IPv4 and IPv6 sockets of one port
+# print the same line); a noisy factory or datagram protocol adds "Starting
+# factory" / "Starting protocol".  superd logs ``listening`` and
+# ``not_listening`` with the service and address instead, so its observers
+# drop these by their text.  Public replacement: none (the texts are inline
+# in ``tcp.Port.startListening``, ``udp.Port.connectionLost``...; a port
+# subclass could not silence them without copying those methods).
+
+_PORT_LINE = re.compile(
+    r"\A(?:.+ starting on (?:\d+|b?'.*'|b?\".*\")"
+    r"|\((?:[A-Z]+ )?Port .* Closed\)"
+    r"|(?:Starting|Stopping) protocol .*)\Z", re.DOTALL)
+_FACTORY_FORMATS = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
+
+
+def is_port_chatter(event: Mapping[str, Any]) -> bool:
+    """
+    True for Twisted's lines about a port opening or closing and a factory
+    or datagram protocol starting or stopping: legacy ``log.msg`` events
+    (namespace ``log_legacy``) with those texts, and the ``Starting factory``
+    events of ``protocol.Factory.doStart``.
+    """
+    if event.get("log_namespace") == "log_legacy":
+        text = event.get("log_text")
+        return isinstance(text, str) and _PORT_LINE.match(text) is not None
+    text = event.get("log_format")
+    return isinstance(text, str) and text in _FACTORY_FORMATS
 
 
 # -- handing an accepted connection to a child (superd.handlers.spawn.handoff) --

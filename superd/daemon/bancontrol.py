@@ -7,7 +7,9 @@ connection is checked against -- which stores it (SQLite), shares it (the
 fleet's ban store listens to the list) and logs it (a ``ban`` event with
 ``source = operator``); a new ban ends the source's open sessions, as every
 ban does unless ``ban_ends_sessions = no``.  ``bans`` lists what is in
-force, with the field names of ``superd status``.
+force, with the field names of ``superd status``: ``host``, ``until`` (RFC
+3339, null: forever), ``added`` (RFC 3339, null: not known), ``service_id``
+(who banned it) and ``hits``.
 
 Requests (JSON, see ``superd.daemon.control``)::
 
@@ -25,10 +27,11 @@ from superd.access.banstore import Ban
 from superd.access.state import AccessState
 from superd.config.model import FOREVER
 from superd.core.session import parse_host
+from superd.core.timestamps import rfc3339_or_none
 from superd.daemon.control import Handler
 from superd.observe import events
 
-__all__ = ["OPERATOR", "OPERATOR_SERVICE", "BanControl", "ban_rows"]
+__all__ = ["OPERATOR", "OPERATOR_SERVICE", "BanControl", "ban_row", "ban_rows"]
 
 Json = Dict[str, Any]
 
@@ -38,9 +41,12 @@ OPERATOR = "operator"
 MAX_MINUTES = 1_000_000_000
 
 
-def _row(ban: Ban) -> Json:
-    return {"host": ban.host, "until": ban.expires, "added": ban.added,
-            "service_id": ban.service, "hits": ban.hits, "remote": ban.remote}
+def ban_row(ban: Ban) -> Json:
+    """One ban as ``superd status`` and ``superd bans list`` show it (times
+    in RFC 3339; ``until`` null: forever)."""
+    return {"host": ban.host, "until": rfc3339_or_none(ban.expires),
+            "added": rfc3339_or_none(ban.added), "service_id": ban.service,
+            "hits": ban.hits, "remote": ban.remote}
 
 
 def ban_rows(bans: BanList) -> List[Json]:
@@ -48,7 +54,7 @@ def ban_rows(bans: BanList) -> List[Json]:
     list`` show -- the list every connection is checked against, with when
     each was added, by which service, how often and whether the fleet sent
     it (kept in memory: the database may be degraded)."""
-    return [_row(ban) for ban in bans.entries()]
+    return [ban_row(ban) for ban in bans.entries()]
 
 
 def _host(request: Json) -> str:
@@ -98,7 +104,7 @@ class BanControl:
             return {"ok": False, "error": "the ban list is full of bans made by hand;"
                                           " not banned"}
         ended = sum(s.end_reason == events.END_BANNED for s in open_sessions)
-        return {"ok": True, "ban": _row(ban), "ended": ended}
+        return {"ok": True, "ban": ban_row(ban), "ended": ended}
 
     def unban(self, request: Json) -> Json:
         """``unban``: lift the ban of ``host``."""

@@ -22,6 +22,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
 from superd.core.paths import control_path
+from superd.observe import events
 
 __all__ = ["ControlFactory", "listen_control", "parse_request"]
 
@@ -86,7 +87,7 @@ class _ControlProtocol(LineOnlyReceiver):
         answer.addCallback(self._answer)
 
     def _crashed(self, failure: Failure, command: str) -> Dict[str, Any]:
-        _log.failure("control command {command} failed", failure, event="control_error",
+        _log.failure("control command {command} failed", failure, event=events.EV_CONTROL_ERROR,
                      command=command)
         return {"ok": False, "error": "internal error (see superd's log)"}
 
@@ -129,9 +130,11 @@ def listen_control(reactor: Any, state_dir: str, factory: ControlFactory) -> Opt
     try:
         # wantPID: a lock file next to the socket, so a stale socket left by a
         # killed superd is replaced and a live one is not stolen.
-        return reactor.listenUNIX(path, factory, mode=0o600, wantPID=True)
+        port = reactor.listenUNIX(path, factory, mode=0o600, wantPID=True)
     except Exception as e:  # CannotListenError, OSError: status is lost, service is not
         _log.error("cannot listen on the control socket {path}: {error};"
-                   " 'superd status' will not work", event="control_error",
+                   " 'superd status' will not work", event=events.EV_CONTROL_ERROR,
                    path=path, error=str(e))
         return None
+    _log.info("control socket at {path}", event=events.EV_CONTROL_LISTENING, path=path)
+    return port

@@ -32,7 +32,7 @@ def log_problems(problems: Iterable[Problem]) -> None:
     """One ``config_error`` event per problem, with its file and line."""
     for problem in problems:
         _log.error("{problem}", event=events.EV_CONFIG_ERROR, problem=str(problem),
-                   file=problem.file, line=problem.line, service=problem.service,
+                   file=problem.file, line=problem.line, service_id=problem.service,
                    attribute=problem.attribute)
 
 

@@ -64,7 +64,7 @@ MAX_SERVICES = 1000
 #: process or an overloaded host much more.
 SPAWN_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
-EV_METRICS = "metrics"
+EV_METRICS = events.EV_METRICS
 
 
 class RuntimeCollector(Collector):

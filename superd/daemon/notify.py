@@ -17,6 +17,8 @@ from typing import Callable, Mapping
 
 from twisted.logger import Logger
 
+from superd.observe import events
+
 __all__ = ["notify", "ready", "reloading", "stopping"]
 
 _log = Logger(namespace="superd.notify")
@@ -37,7 +39,7 @@ def notify(environ: Mapping[str, str], *states: str) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.sendto(message, _address(path))
     except OSError as e:
-        _log.warn("could not notify {path}: {error}", event="notify_failed",
+        _log.warn("could not notify {path}: {error}", event=events.EV_NOTIFY_FAILED,
                   path=path, error=str(e))
         return False
     return True

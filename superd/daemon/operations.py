@@ -27,12 +27,13 @@ from superd.daemon.isolation import bounded
 from superd.daemon.reload import Loader, Reloader, ReloadResult
 from superd.daemon.service import SuperdService
 from superd.daemon.status import render_text, snapshot
+from superd.observe import events
 
 __all__ = ["Operations", "thread_loader"]
 
 _log = Logger(namespace="superd.operations")
 
-EV_STATUS = "status"
+EV_STATUS = events.EV_STATUS
 
 
 def thread_loader(reactor: Any, path: str, strict: bool = False) -> Loader:
@@ -67,8 +68,13 @@ class Operations(Service):
     def __init__(self, top: SuperdService, load: Loader, *,
                  environ: Mapping[str, str] = os.environ,
                  install_signal: Callable[..., Any] = signal.signal,
-                 control: bool = True, strict: bool = False) -> None:
+                 control: bool = True, strict: bool = False,
+                 config_path: Optional[str] = None) -> None:
         self.top = top
+        #: The ``-c`` the daemon runs, for ``superd status``.
+        self.config_path = config_path
+        #: When the daemon started serving (reactor time), for ``superd status``.
+        self.started: Optional[float] = None
         self._environ = environ
         self._install_signal = install_signal
         self._control_wanted = control
@@ -81,6 +87,7 @@ class Operations(Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         runtime = self.top.runtime
+        self.started = runtime.seconds()
         if self._control_wanted:
             factory = ControlFactory({"status": self._status_request,
                                       "reload": self._reload_request,
@@ -121,7 +128,8 @@ class Operations(Service):
     def status(self) -> Dict[str, Any]:
         """The current status snapshot."""
         last = self.reloader.last
-        return snapshot(self.top, None if last is None else last.as_dict())
+        return snapshot(self.top, None if last is None else last.as_dict(),
+                        started=self.started, config=self.config_path)
 
     def _status_request(self, request: Dict[str, Any]) -> Dict[str, Any]:
         return {"ok": True, "status": self.status()}

@@ -1,12 +1,14 @@
 """
 The daemon's command line: ``twistd superd [options]`` and ``superd run``.
 
-``Options.postOptions`` loads the configuration, each service's errors apart
+``Options.postOptions`` loads the configuration (``-c``, by default
+``/etc/superd`` as for every superd command), each service's errors apart
 (``superd.daemon.isolation``).  It refuses the configuration, with every
 problem on stderr and exit status 78 (EX_CONFIG), only when no service of it
 can run, or when ``--strict`` or ``all_or_nothing = yes`` asks for all or
-nothing -- and exits 64 on a bad command line, explicitly, because some
-twistd versions exit 0 after a usage error.
+nothing.  A bad command line exits 64 (EX_USAGE) with one line saying what
+is wrong, as every superd command does, rather than twistd's status 1 after
+its whole usage text.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import MutableMapping
-from typing import IO, NoReturn, Optional
+from typing import IO, NoReturn, Optional, Sequence
 
 from twisted.python import usage
 
@@ -24,7 +26,7 @@ from superd.config.model import Configuration
 from superd.config.report import report_config_error, report_warnings
 from superd.config.storeurl import PASSWORD_VARIABLE, url_has_password
 from superd.core.exits import EX_CONFIG, EX_NOINPUT, EX_USAGE
-from superd.core.paths import default_state_dir
+from superd.core.paths import DEFAULT_CONFIG, default_state_dir
 from superd.core.runtime import RuntimeOptions
 from superd.daemon.banstoreconfig import BanStoreSettings, settings_for
 from superd.daemon.isolation import bounded, refuses
@@ -79,12 +81,16 @@ def _redis_url(text: str) -> str:
 class Options(usage.Options):
     """``twistd superd`` options."""
 
-    synopsis = "-c PATH [options]"
+    synopsis = "[-c PATH] [options]"
     longdesc = (
         "Run the services described by xinetd-syntax configuration. PATH is a "
         "directory (every file read as by includedir) or a file such as "
-        "/etc/xinetd.conf."
+        f"/etc/xinetd.conf; default {DEFAULT_CONFIG}."
     )
+    #: How the command is named in usage errors: their prefix, and what
+    #: takes ``--help``.
+    prefix = "superd"
+    command = "twistd superd"
     optFlags = [
         ["strict", None,
          "Refuse unknown attributes instead of warning about them, and refuse "
@@ -95,7 +101,8 @@ class Options(usage.Options):
          "JSON logger always does; service logs never need this)."],
     ]
     optParameters = [
-        ["config", "c", None, "Configuration directory or file (required)."],
+        ["config", "c", DEFAULT_CONFIG,
+         f"Configuration directory or file (default {DEFAULT_CONFIG})."],
         ["state-dir", None, None,
          "Persistent state (bans). Default: /var/lib/superd as root, "
          "else $XDG_STATE_HOME/superd or ~/.local/state/superd."],
@@ -138,15 +145,24 @@ class Options(usage.Options):
         self._environ = os.environ if environ is None else environ
         #: The shared ban store, once the options are checked (None: none).
         self.ban_store_settings: Optional[BanStoreSettings] = None
+        #: Where --version is printed.
+        self.stdout: IO[str] = sys.stdout
 
     def opt_version(self) -> NoReturn:
         """Print superd's version and exit."""
-        print(f"superd {superd.__version__}")
+        print(f"superd {superd.__version__}", file=self.stdout)
         raise SystemExit(0)
 
     def _fail(self, message: str, status: int) -> NoReturn:
-        print(f"superd: {message}", file=self.stderr)
+        print(f"{self.prefix}: {message}", file=self.stderr)
         raise SystemExit(status)
+
+    def parseOptions(self, options: Optional[Sequence[str]] = None) -> None:
+        """Parse ``options``; a usage error exits 64 saying what is wrong."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            self._fail(f"{e}\n{self.prefix}: see '{self.command} --help'", EX_USAGE)
 
     def postOptions(self) -> None:
         if not self["config"]:

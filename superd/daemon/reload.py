@@ -311,19 +311,22 @@ class Reloader:
             changed=len(plan.changed), duration=self._now() - started,
             errors=tuple(str(p) for p in applied.problems), partial=not ok,
             isolated=None if ok else isolated)
-        fields = dict(event=events.EV_RELOAD, phase="done", ok=ok, partial=not ok,
+        if ok:
+            _log.info("Reconfigured: new={new} old={old} dropped={dropped}",
+                      event=events.EV_RELOAD, phase="done", ok=True, partial=False,
                       new=result.new, old=result.old, dropped=result.dropped,
                       changed=result.changed, duration=result.duration)
-        if ok:
-            _log.info("Reconfigured: new={new} old={old} dropped={dropped}", **fields)
             return result
         log_problems(applied.problems)
         log_failed(applied.failed, isolated.kept, phase="reload")
         _log.warn("Reconfigured: new={new} old={old} dropped={dropped}; partly:"
                   " {failed} services failed ({count} {noun}), {kept} kept their previous"
-                  " definition", **fields, failed=len(applied.failed),
-                  kept=len(isolated.kept), count=applied.error_count,
-                  noun=_errors_noun(applied.error_count), errors=list(result.errors))
+                  " definition", event=events.EV_RELOAD, phase="done", ok=False, partial=True,
+                  new=result.new, old=result.old, dropped=result.dropped,
+                  changed=result.changed, duration=result.duration,
+                  failed=len(applied.failed), kept=len(isolated.kept),
+                  count=applied.error_count, noun=_errors_noun(applied.error_count),
+                  errors=list(result.errors))
         return result
 
     def _failed(self, started: float, errors: Tuple[str, ...],

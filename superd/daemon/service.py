@@ -123,7 +123,8 @@ def _first_only(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], None
 
     def once(signum: int, frame: Any) -> None:
         if seen:
-            _log.info("signal {signum} again: already stopping", signum=signum)
+            _log.info("signal {signum} again: already stopping", event=events.EV_STOPPING,
+                      signum=signum)
             return
         seen.append(signum)
         handler(signum, frame)
@@ -208,7 +209,7 @@ class SuperdService(OrderedMultiService):
         try:
             start()
         except BindError as e:
-            _log.critical("{message}", event=events.EV_BIND_FAILED, message=str(e),
+            _log.critical("{error}", event=events.EV_BIND_FAILED, error=str(e),
                           service_id=e.address.service_id, host=e.address.host,
                           port=e.address.port, protocol=e.address.protocol)
             self._close_listeners()

@@ -11,20 +11,26 @@ connection is checked against, not the database file), where they are kept
 (the database, degraded or not; the shared store, up or down); the services
 that do not run because of configuration errors (with those errors, as
 ``superd check --json`` gives them, and whether a previous definition keeps
-running), the disabled ones; and the last reload.  SIGUSR1 logs it, and
+running), the disabled ones; and the last reload; with the daemon's version,
+pid, configuration path, start time and uptime.  SIGUSR1 logs it, and
 ``superd status`` (``superd.cli.status``) fetches it over the control socket.
+
+Every time in it is RFC 3339 in UTC (``superd.core.timestamps``), null for
+"forever" or "not known"; fields are named as in the log and in ``superd
+bans``: ``service_id``, ``peer_host``, ``peer_port``, ``location``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
+import superd
 from superd.access.state import AccessState
 from superd.config.check import failures_json, problem_json
 from superd.config.model import ServiceConfig, ServiceKind
+from superd.core.timestamps import rfc3339, rfc3339_or_none
 from superd.daemon.bancontrol import ban_rows
 from superd.daemon.isolation import Kept, failed_json
 from superd.daemon.service import SuperdService
@@ -42,7 +48,8 @@ def _listen(listener: IListener) -> str:
 
 
 def _cps_pause(service: ServiceConfig, access: AccessState) -> Optional[float]:
-    """When a cps pause of ``service`` ends, or None if it is not paused."""
+    """When a cps pause of ``service`` ends (NaN: not known), or None if it
+    is not paused."""
     rate = access.rates.get((service.block_key, service.cps))
     if rate is None or not rate.deactivated:
         return None
@@ -57,7 +64,7 @@ def _listener_state(listeners: Iterable[IListener]) -> Json:
         if status.state is ListenState.SUSPENDED:
             return {"state": status.state.value, "server_pid": status.server_pid}
         if status.state is ListenState.BACKING_OFF:
-            return {"state": status.state.value, "until": status.until}
+            return {"state": status.state.value, "until": rfc3339_or_none(status.until)}
     return {"state": ListenState.LISTENING.value}
 
 
@@ -68,7 +75,7 @@ def _state(service: ServiceConfig, listeners: List[IListener], access: AccessSta
         return {"state": ListenState.CLOSED.value}
     until = _cps_pause(service, access)
     if until is not None:
-        return {"state": "paused", "reason": "cps", "until": until}
+        return {"state": "paused", "reason": "cps", "until": rfc3339_or_none(until)}
     return _listener_state(listeners)
 
 
@@ -78,7 +85,7 @@ def _service(service: ServiceConfig, listeners: List[IListener], access: AccessS
     entry: Json = {
         "id": service.id, "name": service.name, "kind": service.kind.value,
         "socket_type": service.socket_type.value, "protocol": service.protocol,
-        "wait": service.wait, "where": str(service.location),
+        "wait": service.wait, "location": str(service.location),
         "listen": [_listen(listener) for listener in listeners],
         "accepted": counters.accepted if counters else 0,
         "refused": dict(sorted(counters.refused.items())) if counters else {},
@@ -97,8 +104,19 @@ def _children(access: AccessState) -> List[Json]:
     if processes is None:
         return []
     return [{"pid": c.pid, "service_id": c.service_id,
-             "peer": None if c.peer is None else f"{c.peer.host}:{c.peer.port}",
-             "started": c.started} for c in processes.children()]
+             "peer_host": None if c.peer is None else c.peer.host,
+             "peer_port": None if c.peer is None else c.peer.port,
+             "started": rfc3339_or_none(c.started)} for c in processes.children()]
+
+
+def _reload(last_reload: Optional[Mapping[str, Any]]) -> Optional[Json]:
+    if last_reload is None:
+        return None
+    result = dict(last_reload)
+    when = result.get("time")
+    if isinstance(when, (int, float)):
+        result["time"] = rfc3339_or_none(when)
+    return result
 
 
 def _ban_database(access: AccessState) -> Json:
@@ -117,16 +135,25 @@ def _ban_store(top: Any) -> Optional[Json]:
 
 
 def snapshot(top: SuperdService, last_reload: Optional[Mapping[str, Any]] = None,
-             *, pid: Optional[int] = None) -> Json:
-    """Everything ``superd status`` shows, as JSON-ready values."""
+             *, pid: Optional[int] = None, started: Optional[float] = None,
+             config: Optional[str] = None) -> Json:
+    """
+    Everything ``superd status`` shows, as JSON-ready values: ``started``
+    is when the daemon started (reactor time), ``config`` the ``-c`` it
+    runs (null when not known).
+    """
     access: AccessState = top.access
     now = access.runtime.seconds()
     configuration = top.configuration
     kept = {id(k.service): k for k in top.kept}
     failures = failures_json(configuration)
     return {
+        "version": superd.__version__,
         "pid": os.getpid() if pid is None else pid,
-        "time": now,
+        "config": config,
+        "started": rfc3339_or_none(started),
+        "uptime": None if started is None else round(max(0.0, now - started), 3),
+        "time": rfc3339(now),
         "sources": list(configuration.sources),
         "services": [_service(s, list(children), access, kept.get(id(s)))
                      for s, children in top.groups],
@@ -141,29 +168,49 @@ def snapshot(top: SuperdService, last_reload: Optional[Mapping[str, Any]] = None
         "bans": ban_rows(access.bans),
         "ban_database": _ban_database(access),
         "ban_store": _ban_store(top),
-        "reload": None if last_reload is None else dict(last_reload),
+        "reload": _reload(last_reload),
     }
 
 
 # -- text ----------------------------------------------------------------------
 
-def _when(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "forever"
-    if math.isnan(seconds):
-        return "?"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+def _when(text: Optional[str], missing: str = "forever") -> str:
+    """A snapshot's time as shown in tables: whole seconds, or ``missing``."""
+    if not isinstance(text, str):
+        return missing
+    # "2026-12-07T01:12:36.123456Z" -> "2026-12-07T01:12:36Z": the same
+    # format, without the fraction a person does not need.
+    head, dot, _ = text.partition(".")
+    return head + "Z" if dot and text.endswith("Z") else text
+
+
+def uptime_text(seconds: float) -> str:
+    """``3d 4h 5m 6s``, largest unit first, leading zero units left out."""
+    left = int(seconds)
+    parts: List[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if left >= size or parts:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return " ".join([*parts, f"{left}s"])
 
 
 def _state_text(entry: Mapping[str, Any]) -> str:
     state = str(entry.get("state", "?"))
     if state == "paused":
-        return f"paused by cps until {_when(entry.get('until'))}"
+        return f"paused by cps until {_when(entry.get('until'), 'unknown')}"
     if state == "suspended":
         return f"suspended (server pid {entry.get('server_pid')})"
     if state == "backing off":
         return f"backing off until {_when(entry.get('until'))}"
     return state
+
+
+def _peer_text(child: Mapping[str, Any]) -> str:
+    host, port = child.get("peer_host"), child.get("peer_port")
+    if host is None:
+        return "-"
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def _refused_text(refused: Mapping[str, int]) -> str:
@@ -183,7 +230,7 @@ def _count(count: int, noun: str) -> str:
 def _reload_text(result: Optional[Mapping[str, Any]]) -> str:
     if result is None:
         return "last reload: none since start"
-    when = _when(result.get("time"))
+    when = _when(result.get("time"), "?")
     counts = f"new={result.get('new')} old={result.get('old')} dropped={result.get('dropped')}"
     if result.get("ok"):
         return f"last reload: {when} ok ({counts})"
@@ -248,13 +295,22 @@ def _ban_storage_text(status: Mapping[str, Any]) -> List[str]:
     return lines
 
 
+def _daemon_text(status: Mapping[str, Any]) -> List[str]:
+    """Which daemon: version, pid, configuration, start time and uptime."""
+    uptime = status.get("uptime")
+    up = f" (up {uptime_text(uptime)})" if isinstance(uptime, (int, float)) else ""
+    return [f"superd {status.get('version', '?')}, pid {status.get('pid')},"
+            f" configuration {status.get('config') or '?'}",
+            f"started {_when(status.get('started'), '?')}{up}"]
+
+
 def render_text(status: Mapping[str, Any]) -> str:
     """The snapshot as tables a person reads in a terminal."""
     services = status.get("services", [])
     failed = status.get("failed_count", len(status.get("failed") or []))
     disabled = status.get("disabled") or []
-    lines = [f"superd pid {status.get('pid')}: {len(services)} services,"
-             f" {failed} failed, {len(disabled)} disabled,"
+    lines = [*_daemon_text(status),
+             f"{len(services)} services, {failed} failed, {len(disabled)} disabled,"
              f" {len(status.get('children', []))} children, {len(status.get('bans', []))} bans",
              _reload_text(status.get("reload")), *_ban_storage_text(status), ""]
     lines += _table(
@@ -266,8 +322,8 @@ def render_text(status: Mapping[str, Any]) -> str:
     children = status.get("children", [])
     if children:
         lines += ["", *_table(["PID", "SERVICE", "PEER", "STARTED"],
-                              [[str(c["pid"]), c["service_id"], c["peer"] or "-",
-                                _when(c["started"])] for c in children])]
+                              [[str(c["pid"]), c["service_id"], _peer_text(c),
+                                _when(c["started"], "?")] for c in children])]
     bans = [b for b in status.get("bans", []) if "host" in b]
     if bans:
         lines += ["", *_table(["BANNED", "UNTIL", "BY SERVICE", "HITS"],

@@ -141,7 +141,7 @@ def makeService(options: Options) -> IService:
                    strict=strict)
     # SIGHUP reload, SIGUSR1 status and the control socket.
     operations = Operations(top, thread_loader(runtime.reactor, options["config"], strict),
-                            strict=strict)
+                            strict=strict, config_path=os.path.abspath(options["config"]))
     top.operations = operations
     operations.setServiceParent(top)
     if options["metrics"]:

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from superd.fleet.resp import ProtocolError, RedisError, Reply, RespParser, encode
+from superd.observe import events
 
 __all__ = ["CommandRefused", "RedisProtocol", "SubscriberProtocol"]
 
@@ -71,7 +72,7 @@ class _RespProtocol(Protocol):
         """Abort the connection (the client service reconnects with back-off)."""
         # Debug only: the owner logs an outage once, with this reason in it;
         # a broken server must not make a log line per reconnection.
-        _log.debug("dropping the ban store connection: {why}", event="ban_store",
+        _log.debug("dropping the ban store connection: {why}", event=events.EV_BAN_STORE,
                    state="drop", why=why)
         if self.drop_reason is None:
             self.drop_reason = why

@@ -33,6 +33,7 @@ from superd.core import twistedprivate
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
+from superd.observe import events
 
 __all__ = ["LINE_TIMEOUT", "MAX_LINE", "LinePeeker", "TcpmuxHandler", "TcpmuxProtocol"]
 
@@ -185,7 +186,7 @@ class TcpmuxProtocol(Protocol):
         entry = self.handler.lookup(name)
         if entry is None:
             _log.info("{service_id}: no tcpmux service {name!r} for {peer_host}",
-                      event="tcpmux_unknown", service_id=self.handler.service.id,
+                      event=events.EV_TCPMUX_UNKNOWN, service_id=self.handler.service.id,
                       name=name[:64], peer_host=self.session.peer.host
                       if self.session.peer else None)
             self._reply_and_close(NOT_FOUND)

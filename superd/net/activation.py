@@ -49,6 +49,7 @@ from twisted.logger import Logger
 
 from superd.core import twistedprivate
 from superd.net.address import ListenAddress
+from superd.observe import events
 
 __all__ = [
     "FIRST_FD",
@@ -72,7 +73,7 @@ MAX_FDS = 4096
 #: The name systemd gives a socket whose unit sets none (old systemd).
 UNKNOWN = "unknown"
 VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
-EV_ADOPTED = "socket_adopted"
+EV_ADOPTED = events.EV_SOCKET_ADOPTED
 
 
 @attrs.frozen
@@ -115,14 +116,14 @@ def _describe(fd: int, name: str) -> Optional[Inherited]:
         sock = socket.socket(fileno=os.dup(fd))
     except OSError as e:
         _log.error("passed descriptor {fd} ({name}) is unusable: {error}",
-                   fd=fd, name=name, error=str(e))
+                   event=events.EV_SOCKET_ADOPTED, fd=fd, name=name, error=str(e))
         return None
     with sock:
         if sock.family == socket.AF_UNIX:
             return _describe_unix(sock, fd, name)
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             _log.warn("passed socket {fd} ({name}) is not an IP socket; ignored",
-                      fd=fd, name=name)
+                      event=events.EV_SOCKET_ADOPTED, fd=fd, name=name)
             return None
         host, port = sock.getsockname()[:2]
         return Inherited(fd, name, sock.family, sock.type, host, port)
@@ -132,7 +133,7 @@ def _describe_unix(sock: socket.socket, fd: int, name: str) -> Optional[Inherite
     path = sock.getsockname()
     if not isinstance(path, str) or not path.startswith("/"):
         _log.warn("passed socket {fd} ({name}) is not a UNIX socket in the file system;"
-                  " ignored", fd=fd, name=name)
+                  " ignored", event=events.EV_SOCKET_ADOPTED, fd=fd, name=name)
         return None
     return Inherited(fd, name, sock.family, sock.type, path, 0)
 

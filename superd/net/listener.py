@@ -30,7 +30,7 @@ from zope.interface import Attribute, implementer
 from superd.config.model import SocketType
 from superd.core import twistedprivate
 from superd.net.address import ListenAddress
-from superd.net.sockets import emit_listening, open_with_fallback
+from superd.net.sockets import emit_listening, emit_not_listening, open_with_fallback
 from superd.net.unixsocket import reapply_permissions, release
 
 __all__ = ["IListener", "ListenState", "ListenStatus", "Listener", "Listeners"]
@@ -159,6 +159,7 @@ class Listener(Service):
         port, self.port = self.port, None
         if port is None:
             return None
+        emit_not_listening(self.address, self._bound_port)
         stop: Callable[[], Any] = port.stopListening
         stopped = maybeDeferred(stop)
         if self.address.unix is not None:

@@ -44,6 +44,7 @@ from superd.net.address import ListenAddress
 from superd.net.datagramport import adopt_datagram, listen_datagram_port
 from superd.net.takingport import adopt_taking, listen_taking
 from superd.net.unixport import adopt_unix
+from superd.observe import events
 from superd.observe.events import EV_LISTENING
 
 __all__ = [
@@ -290,7 +291,7 @@ def open_with_fallback(open_port: Callable[[ListenAddress], _T],
             raise
     ipv4 = attrs.evolve(address, host="0.0.0.0", v6only=None, ipv4_fallback=False)
     _log.warn("no IPv6 here: service {service_id} listens on IPv4 only",
-              service_id=address.service_id)
+              event=events.EV_IPV4_FALLBACK, service_id=address.service_id)
     return ipv4, open_port(ipv4)
 
 
@@ -306,3 +307,15 @@ def emit_listening(address: ListenAddress, port: IListeningPort) -> int:
         where=address.describe(bound),
     )
     return bound
+
+
+def emit_not_listening(address: ListenAddress, bound: Optional[int]) -> None:
+    """Log the structured ``not_listening`` event: the socket of ``address``
+    (bound to port ``bound``) is closed."""
+    shown = address.port if bound is None else bound
+    _log.info(
+        "service {service_id} no longer listening on {where}",
+        event=events.EV_NOT_LISTENING, service_id=address.service_id, name=address.name,
+        host=address.host, port=shown, protocol=address.protocol,
+        where=address.describe(shown),
+    )

@@ -47,6 +47,7 @@ from twisted.python import log
 
 from superd.core import twistedprivate
 from superd.core.session import Peer
+from superd.observe import events
 
 __all__ = ["MAX_ACCEPTS_PER_WAKE", "TAKEN", "Taken", "TakingPort", "accept_descriptors",
            "adopt_taking", "listen_taking", "serve_accepted"]
@@ -88,18 +89,21 @@ def accept_descriptors(logger: Logger, accepts: Iterable[object], listener: sock
             if e.errno == EPERM:  # netfilter refused it; accept the next one
                 continue
             if e.errno == EMFILE and reserved.available():
-                logger.info("EMFILE encountered; releasing reserved file descriptor.")
+                logger.info("EMFILE encountered; releasing reserved file descriptor.",
+                            event=events.EV_ACCEPT_FAILED, error="EMFILE")
                 # Nothing here may open a descriptor: the logger buffers.
                 with reserved:
                     for spare, refused in accept_descriptors(logger, accepts, listener, reserved):
                         os.close(spare)
                         logger.info("EMFILE recovery: Closed socket from {address}",
+                                    event=events.EV_ACCEPT_FAILED, error="EMFILE",
                                     address=refused)
-                    logger.info("Re-reserving EMFILE recovery file descriptor.")
+                    logger.info("Re-reserving EMFILE recovery file descriptor.",
+                                event=events.EV_ACCEPT_FAILED, error="EMFILE")
                 return
             if e.errno in twistedprivate.ACCEPT_ERRORS:
-                logger.info("Could not accept new connection ({acceptError})",
-                            acceptError=errorcode[e.errno])
+                logger.info("Could not accept new connection ({error})",
+                            event=events.EV_ACCEPT_FAILED, error=errorcode[e.errno])
                 return
             raise
         yield fd, address

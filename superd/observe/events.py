@@ -98,7 +98,6 @@ NOID_BAD_RESPONSE: Final = "bad response"
 
 # Event names (the ``event`` field of structured log events).
 EV_LISTENING: Final = "listening"
-EV_ACCEPT: Final = "accept"
 EV_REFUSE: Final = "refuse"
 EV_START: Final = "start"
 EV_EXIT: Final = "exit"
@@ -146,6 +145,34 @@ EV_DRAINING: Final = "draining"
 EV_DRAIN_TIMEOUT: Final = "drain_timeout"
 #: superd ended live sessions itself (a ban, a reload): how many, and why.
 EV_SESSIONS_ENDED: Final = "sessions_ended"
+#: A listening socket closed (stop, reload, failed start): the pair of ``listening``.
+EV_NOT_LISTENING: Final = "not_listening"
+#: A service without IPv6 on this host listens on IPv4 only.
+EV_IPV4_FALLBACK: Final = "ipv4_fallback"
+#: A socket passed by systemd: found, given to a service, unusable or unclaimed.
+EV_SOCKET_ADOPTED: Final = "socket_adopted"
+#: accept() failed on a listening socket (descriptors exhausted, ...).
+EV_ACCEPT_FAILED: Final = "accept_failed"
+#: The control socket (``superd status``, ``reload``, ``bans``) and its requests.
+EV_CONTROL_LISTENING: Final = "control_listening"
+EV_CONTROL_ERROR: Final = "control_error"
+EV_NOTIFY_FAILED: Final = "notify_failed"
+EV_STATUS: Final = "status"
+EV_METRICS: Final = "metrics"
+# Server processes (superd.proc, superd.handlers.spawn).
+EV_SPAWN_MECHANISM: Final = "spawn_mechanism"
+EV_CLOEXEC: Final = "cloexec"
+EV_RLIMIT: Final = "rlimit"
+EV_STOP_CHILDREN: Final = "stop_children"
+EV_KILL_CHILDREN: Final = "kill_children"
+EV_KILL_CHILDREN_FAILED: Final = "kill_children_failed"
+EV_REAP_ERROR: Final = "reap_error"
+# Serving and deciding (superd.access, superd.handlers).
+EV_HANDLER_ERROR: Final = "handler_error"
+EV_POLICY_ERROR: Final = "policy_error"
+EV_NAME_LOOKUP_FAILED: Final = "name_lookup_failed"
+EV_HOSTS_WATCH: Final = "hosts_watch"
+EV_TCPMUX_UNKNOWN: Final = "tcpmux_unknown"
 
 
 # -- xinetd-format service log lines ------------------------------------------
@@ -336,8 +363,9 @@ def _start(log: Logger, service: ServiceConfig, pid: int,
     )
 
 
-_EXIT_TEXT = ("EXIT {service_id} pid={pid} status={status} signal={signal}"
-              " duration={duration:.3f}s")
+# Only the one of status and signal that applies (the other is null).
+_EXIT_STATUS = "EXIT {service_id} pid={pid} status={status} duration={duration:.3f}s"
+_EXIT_SIGNAL = "EXIT {service_id} pid={pid} signal={signal} duration={duration:.3f}s"
 
 
 def _exit(log: Logger, service: ServiceConfig, pid: int,
@@ -347,8 +375,9 @@ def _exit(log: Logger, service: ServiceConfig, pid: int,
     # log's text); the xinetd line keeps xinetd's exact shape, which has no
     # place for a reason.
     extra = {} if reason is None else {"reason": reason}
+    text = _EXIT_STATUS if signal is None else _EXIT_SIGNAL
     log.info(
-        _EXIT_TEXT if reason is None else _EXIT_TEXT + " reason={reason}",
+        text if reason is None else text + " reason={reason}",
         event=EV_EXIT, service_id=service.id, service_block=block_of(service),
         pid=pid, status=status, signal=signal, duration=duration,
         xinetd_line=exit_line(service.id, service.log_on_success, pid,

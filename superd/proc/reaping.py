@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from superd.core import twistedprivate
+from superd.observe import events
 
 __all__ = ["ExitReaping", "ExitStatus", "TwistedReaping"]
 
@@ -197,7 +198,8 @@ class ExitReaping:
             on_exit(status)
         except Exception:
             # One child's bookkeeping must not leave the others unreaped.
-            _log.failure("handling the exit of child {pid} failed", pid=pid)
+            _log.failure("handling the exit of child {pid} failed",
+                         event=events.EV_REAP_ERROR, pid=pid)
 
     def _swept(self) -> None:
         self._sweep = None

@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from superd.core.session import Peer
+from superd.observe import events
 from superd.proc.credentials import Identity, SpawningThread
 from superd.proc.reaping import ExitReaping
 from superd.proc.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
@@ -178,7 +179,7 @@ class ProcessTable:
         if not victims and not targets:
             return succeed(None)
         _log.info("stopping {count} children with SIGTERM, grace {grace}s",
-                  event="stop_children", count=len(victims), grace=grace,
+                  event=events.EV_STOP_CHILDREN, count=len(victims), grace=grace,
                   targets=len(targets))
         stop = _Stop(self._reactor, victims, targets, grace)
         return stop.done
@@ -234,7 +235,7 @@ class _Stop:
         alive = self._alive()
         if alive:
             _log.warn("grace period over: SIGKILL to {count} process groups or cgroups",
-                      event="kill_children", count=len(alive),
+                      event=events.EV_KILL_CHILDREN, count=len(alive),
                       pgids=[getattr(t, "pgid", None) for t in alive])
         for target in alive:
             target.signal(signal.SIGKILL)
@@ -245,7 +246,7 @@ class _Stop:
     def _give_up(self) -> None:
         self._timer = None
         _log.error("children {pids} survived SIGKILL; not waiting any longer",
-                   event="kill_children_failed", pids=sorted(self._running))
+                   event=events.EV_KILL_CHILDREN_FAILED, pids=sorted(self._running))
         self._finish()
 
     def _finish(self) -> None:
@@ -289,7 +290,7 @@ def _real_spawner(reactor: Any, identity: Identity,
                  "setpriv" if identity.is_root else "none (not root)")
     spawner = PosixSpawner(thread, setpriv=which("setpriv"),
                            reaping=ExitReaping(reactor))
-    _log.info("child credentials via {mechanism}", event="spawn_mechanism",
+    _log.info("child credentials via {mechanism}", event=events.EV_SPAWN_MECHANISM,
               mechanism=mechanism)
     return spawner
 
@@ -314,7 +315,7 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
         changed = prepare_process()
         if changed:
             _log.info("made {count} inherited descriptors close-on-exec",
-                      event="cloexec", count=changed)
+                      event=events.EV_CLOEXEC, count=changed)
         spawner = _real_spawner(reactor, identity, which)
     env = dict(os.environ) if environ is None else environ
     return ProcessTable(reactor, spawner, environ=env, identity=identity,

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from benchlib import fleet_figures
 
 
+def _stamp(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as superd writes
+
+
 def _ban(action: str, host: str, t: float) -> dict[str, object]:
-    return {"event": "ban", "action": action, "peer_host": host, "log_time": t}
+    return {"event": "ban", "action": action, "peer_host": host, "time": _stamp(t)}
 
 
 def test_source_addresses_are_distinct_loopback_hosts() -> None:
@@ -27,11 +32,11 @@ def test_source_addresses_are_distinct_loopback_hosts() -> None:
 
 
 def test_latencies_pair_each_remote_ban_with_its_origin() -> None:
-    """Latency is remote log_time minus the origin's add, per host, for every other daemon."""
+    """Latency is remote time minus the origin's add, per host, for every other daemon."""
     origin = [
         _ban("add", "127.1.0.1", 10.0),
         _ban("add", "127.1.0.2", 20.0),
-        {"event": "listening", "log_time": 1.0},
+        {"event": "listening", "time": _stamp(1.0)},
     ]
     b = [_ban("remote", "127.1.0.1", 10.002), _ban("remote", "127.1.0.2", 20.010)]
     c = [_ban("remote", "127.1.0.1", 10.004), _ban("remote", "9.9.9.9", 30.0)]

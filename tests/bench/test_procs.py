@@ -18,7 +18,8 @@ from benchlib import procs
 def test_json_events_skips_lines_that_are_not_json_objects(tmp_path: Path) -> None:
     """twistd's own lines and a torn last line are skipped; events keep their fields."""
     log = tmp_path / "superd.log"
-    event = {"event": "ban", "action": "add", "peer_host": "127.1.0.1", "log_time": 1.5}
+    event = {"time": "1970-01-01T00:00:01.500000Z", "event": "ban", "action": "add",
+             "peer_host": "127.1.0.1"}
     log.write_text(f'twistd starting\n{json.dumps(event)}\n[1, 2]\n{{"event": "ba')
     assert procs.json_events(str(log)) == [event]
 

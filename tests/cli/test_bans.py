@@ -16,7 +16,9 @@ import pytest
 
 from superd.access.banstore import BanStore, db_path
 from superd.cli import bans as banscli
+from superd.cli.main import main as superd_main
 from superd.core.paths import control_path
+from superd.core.timestamps import parse_rfc3339, rfc3339
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -55,7 +57,7 @@ def test_add_remove_and_list_ask_the_daemon(tmp_path: Path) -> None:
     printed, and the database is not touched."""
     state = str(tmp_path)
     until = time.time() + 300
-    row = {"host": "10.0.0.3", "until": until, "added": 1.0,
+    row = {"host": "10.0.0.3", "until": rfc3339(until), "added": "1970-01-01T00:00:01.000000Z",
            "service_id": "superd bans", "hits": 1}
     daemon = FakeDaemon(state, {"ok": True, "ban": row, "ended": 2},
                         {"ok": True, "host": "10.0.0.3", "lifted": True},
@@ -76,7 +78,7 @@ def test_add_remove_and_list_ask_the_daemon(tmp_path: Path) -> None:
 def test_forever_and_the_text_listing(tmp_path: Path) -> None:
     """add without --minutes asks for a ban without end; list prints one line per ban."""
     state = str(tmp_path)
-    row = {"host": "10.0.0.4", "until": None, "added": 1.0,
+    row = {"host": "10.0.0.4", "until": None, "added": "1970-01-01T00:00:01.000000Z",
            "service_id": "trap", "hits": 3}
     daemon = FakeDaemon(state, {"ok": True, "ban": row, "ended": 0},
                         {"ok": True, "bans": [row]})
@@ -133,8 +135,9 @@ def test_offline_add_list_remove(tmp_path: Path) -> None:
     status, out, _ = run("--state-dir", state, "--offline", "list", "--json")
     rows = json.loads(out)
     assert status == 0 and [r["host"] for r in rows] == ["10.0.0.3", "10.0.0.4"]
-    assert set(rows[0]) == {"host", "until", "added", "service_id", "hits"}
-    assert rows[0]["until"] > time.time() + 290 and rows[1]["until"] is None
+    assert set(rows[0]) == {"host", "until", "added", "service_id", "hits", "remote"}
+    assert parse_rfc3339(rows[0]["until"]) > time.time() + 290 and rows[1]["until"] is None
+    assert rows[0]["until"].endswith("Z") and rows[0]["added"].endswith("Z")
     status, out, _ = run("--state-dir", state, "--offline", "list")
     assert out.splitlines()[1].startswith("10.0.0.4\tforever\t")
     assert run("--state-dir", state, "--offline", "remove", "10.0.0.3")[1] == (
@@ -177,3 +180,65 @@ def test_unopenable_database(tmp_path: Path) -> None:
     (tmp_path / "bans.sqlite3").mkdir()
     status, _, err = run("--state-dir", str(tmp_path), "--offline", "list")
     assert status == 74 and "cannot open" in err
+
+
+def superd(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = superd_main(list(argv), out, err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_options_before_the_action_through_superd(tmp_path: Path) -> None:
+    """``superd bans --state-dir DIR --offline add ADDRESS``: the command's
+    options are taken before the action as well as after it."""
+    state = str(tmp_path)
+    assert superd("bans", "--state-dir", state, "--offline", "add", "10.0.0.5") == (
+        0, "10.0.0.5: banned forever\n", "")
+    status, out, _ = superd("bans", "--offline", "list", "--state-dir", state, "--json")
+    assert status == 0 and [r["host"] for r in json.loads(out)] == ["10.0.0.5"]
+
+
+def test_text_listing_shows_the_end_in_rfc3339(tmp_path: Path) -> None:
+    """A ban with an end is listed with it in RFC 3339 (UTC, whole seconds)
+    and the seconds left."""
+    state = str(tmp_path)
+    assert run("--state-dir", state, "--offline", "add", "10.0.0.6", "--minutes", "10")[0] == 0
+    line = run("--state-dir", state, "--offline", "list")[1]
+    host, until, service, hits = line.rstrip("\n").split("\t")
+    stamp, left = until.split(" ", 1)
+    assert (host, service, hits) == ("10.0.0.6", "service=superd bans", "hits=1")
+    assert stamp.endswith("Z") and abs(parse_rfc3339(stamp) - (time.time() + 600)) < 5
+    assert left.startswith("(") and left.endswith(" s left)")
+
+
+@pytest.mark.parametrize("argv", [("--help",), ("add", "--help"), ("list", "--help"),
+                                  ("remove", "--help")])
+def test_help_everywhere(argv: tuple[str, ...]) -> None:
+    """``superd bans --help`` and each action's --help print help and exit 0."""
+    status, out, err = superd("bans", *argv)
+    assert (status, err) == (0, "")
+    assert out.startswith("usage: superd bans")
+    assert "--state-dir DIR" in out and "--offline" in out
+
+
+def test_add_help_explains_every_option() -> None:
+    """--minutes, --forever and the address have help text."""
+    out = superd("bans", "add", "--help")[1]
+    assert "ban for N minutes" in out and "until the ban is removed" in out
+    assert "the IPv4 or IPv6 address to ban" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("add", "10.0.0.1", "--minutes", "0"), "argument --minutes: must be positive, not 0"),
+    (("add", "10.0.0.1", "--minutes", "ten"), "argument --minutes: not a whole number: 'ten'"),
+    (("add", "10.0.0.1", "--minutes", "1", "--forever"), "not allowed with argument"),
+    (("add",), "the following arguments are required: address"),
+    (("frobnicate",), "invalid choice: 'frobnicate'"),
+    ((), "the following arguments are required: ACTION"),
+])
+def test_usage_errors_exit_64_saying_what(argv: tuple[str, ...], message: str) -> None:
+    """Every usage error exits 64 with argparse's message and a pointer to --help."""
+    for command in (run, lambda *a: superd("bans", *a)):
+        status, out, err = command(*argv)
+        assert (status, out) == (64, "")
+        assert message in err and "see 'superd bans" in err

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import superd
-from superd.cli.main import main
+from superd.cli.main import _parser, main
 from superd.config.environment import LoadEnvironment
+from superd.core.exits import EX_USAGE
+from superd.core.paths import DEFAULT_CONFIG
 from tests.config.fakes import SERVICES, fake_environment
 
 ECHO = """\
@@ -85,11 +89,6 @@ def test_check_missing_path(tmp_path: Path) -> None:
     assert "absent" in err
 
 
-def test_version() -> None:
-    """version prints superd's version."""
-    assert run("version") == (0, f"superd {superd.__version__}\n", "")
-
-
 def test_status_without_a_daemon(tmp_path: Path) -> None:
     """status names the control socket it could not reach and exits non-zero."""
     status, _, err = run("status", "--state-dir", str(tmp_path))
@@ -97,12 +96,95 @@ def test_status_without_a_daemon(tmp_path: Path) -> None:
     assert str(tmp_path) in err
 
 
-def test_bans_dispatches_to_access_cli(monkeypatch: pytest.MonkeyPatch) -> None:
-    """bans passes its arguments to superd.cli.bans.main and returns its status."""
-    seen: list[list[str]] = []
-    monkeypatch.setattr("superd.cli.bans.main", lambda argv: seen.append(argv) or 5)
-    status, _, _ = run("bans", "list", "--json")
-    assert (status, seen) == (5, [["list", "--json"]])
+def test_bans_dispatches_to_the_bans_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bans parses its own options and actions and returns what superd.cli.bans.run does."""
+    seen: list[tuple[str, bool, str]] = []
+
+    def bans_run(args: argparse.Namespace, out: object, err: object) -> int:
+        seen.append((args.action, args.json, args.state_dir))
+        return 5
+
+    monkeypatch.setattr("superd.cli.main.run_bans", bans_run)
+    status, _, _ = run("bans", "--state-dir", "/s", "list", "--json")
+    assert (status, seen) == (5, [("list", True, "/s")])
+
+
+# -- one command line ----------------------------------------------------------
+
+def subcommands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every parser under it (argparse keeps them in ``choices``)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from subcommands(child)
+
+
+def all_parsers() -> list[argparse.ArgumentParser]:
+    return list(subcommands(_parser()))
+
+
+def test_every_option_and_argument_has_help() -> None:
+    """No option or argument of any superd command is without help text."""
+    missing = [(p.prog, a.dest) for p in all_parsers() for a in p._actions
+               if not a.help or a.help == argparse.SUPPRESS]
+    assert missing == []
+    assert len(all_parsers()) >= 11  # superd, run, check, migrate, status, reload, bans (4)
+
+
+@pytest.mark.parametrize("prog", ["superd", "superd check", "superd migrate", "superd status",
+                                  "superd reload", "superd bans", "superd bans list",
+                                  "superd bans add", "superd bans remove", "superd version",
+                                  "superd run"])
+def test_help_everywhere(prog: str) -> None:
+    """Every command and subcommand takes --help: usage on stdout, exit 0."""
+    status, out, err = run(*prog.split()[1:], "--help")
+    assert (status, err) == (0, "")
+    assert out.lower().startswith(f"usage: {prog}")
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["version"]])
+def test_version(argv: list[str]) -> None:
+    """superd --version, like superd version, prints superd's version and exits 0."""
+    assert run(*argv) == (0, f"superd {superd.__version__}\n", "")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    ([], "the following arguments are required: COMMAND"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["check", "--nonsense"], "unrecognized arguments: --nonsense"),
+    (["check", "-c"], "argument -c/--config: expected one argument"),
+    (["status", "extra"], "unrecognized arguments: extra"),
+    (["bans", "add"], "the following arguments are required: address"),
+])
+def test_usage_errors_exit_64(argv: list[str], message: str) -> None:
+    """Every usage error exits 64 (EX_USAGE), not argparse's 2, saying what
+    is wrong and where help is, on stderr only."""
+    status, out, err = run(*argv)
+    assert (status, out) == (EX_USAGE, "")
+    assert message in err and "see 'superd" in err and "--help'" in err
+
+
+@pytest.mark.parametrize("command", ["check", "migrate"])
+def test_configuration_defaults_to_etc_superd(command: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """check and migrate read /etc/superd without -c, as superd run does."""
+    read: list[str] = []
+
+    def load(path: str, **options: object) -> object:
+        read.append(path)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("superd.config.load.load_configuration", load)
+    with pytest.raises(SystemExit):
+        run(command)
+    assert read == [DEFAULT_CONFIG]
+    assert f"(default {DEFAULT_CONFIG})" in " ".join(run(command, "--help")[1].split())
+
+
+def test_migrate_help_names_the_xinetd_tree() -> None:
+    """migrate's help says how to read the system's xinetd tree."""
+    assert "superd migrate -c /etc/xinetd.conf" in " ".join(run("migrate", "--help")[1].split())
 
 
 def test_check_validates_hosts_files(tmp_path: Path) -> None:
@@ -167,11 +249,11 @@ def test_check_json_on_a_stale_tree_is_one_document_with_every_error(
     assert [f["id"] for f in document["failed"]] == [
         "amanda", "amandaidx", "amidxtape", "cvspserver", "rsync", "tangd"]
     assert document["error_count"] == len(document["errors"]) == 7
-    fields = {"file", "line", "service", "section", "attribute", "message", "text"}
+    fields = {"file", "line", "service_id", "section", "attribute", "message", "text"}
     for finding in (*document["errors"], *document["warnings"], *document["notes"]):
         assert set(finding) == fields
     assert document["errors"][4] == {
-        "file": "/etc/xinetd.d/rsync", "line": 11, "service": "rsync", "section": None,
+        "file": "/etc/xinetd.d/rsync", "line": 11, "service_id": "rsync", "section": None,
         "attribute": "only_form", "message": "unknown attribute; did you mean 'only_from'?",
         "text": "/etc/xinetd.d/rsync:11: service rsync: only_form: unknown attribute; "
                 "did you mean 'only_from'?"}

@@ -8,8 +8,9 @@ from typing import List, NoReturn
 
 import pytest
 
+import superd
 from superd.cli.main import main as cli_main
-from superd.cli.run import JSON_LOGGER, main, twistd_command
+from superd.cli.run import JSON_LOGGER, TEXT_LOGGER, main, twistd_command
 from superd.core.exits import EX_OSERR, EX_USAGE
 from superd.core.paths import DEFAULT_CONFIG
 
@@ -34,12 +35,12 @@ def run(*argv: str, executable: str = "/opt/superd/bin/python3") -> tuple[List[s
 
 def test_twistd_command_foreground_without_pid_file() -> None:
     """The same interpreter runs the twistd script beside it, in the
-    foreground, without a pid file, with -c defaulted."""
+    foreground, without a pid file, with superd's text log and -c defaulted."""
     assert twistd_command(["--grace", "1"], json_log=False, has_config=False,
                           executable="/opt/superd/bin/python3",
                           twistd="/opt/superd/bin/twistd") == [
         "/opt/superd/bin/python3", "/opt/superd/bin/twistd", "--nodaemon", "--pidfile=",
-        "superd", "-c", DEFAULT_CONFIG, "--grace", "1"]
+        "--logger", TEXT_LOGGER, "superd", "-c", DEFAULT_CONFIG, "--grace", "1"]
 
 
 def test_twistd_command_json_and_no_script() -> None:
@@ -67,10 +68,10 @@ def test_main_execs_with_the_given_options(tmp_path: Path) -> None:
 
 
 def test_main_defaults_config() -> None:
-    """Without -c the daemon reads /etc/superd."""
+    """Without -c the daemon reads /etc/superd; without --json-log it logs text."""
     command, _ = run("--grace", "2")
     assert command[-4:] == ["-c", DEFAULT_CONFIG, "--grace", "2"]
-    assert "--logger" not in command
+    assert command[command.index("--logger") + 1] == TEXT_LOGGER
 
 
 @pytest.mark.parametrize("argv", [["--bogus"], ["--grace", "-1"], ["-c"], ["extra"],
@@ -80,6 +81,7 @@ def test_usage_errors_exit_64(argv: List[str]) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert main(argv, out, err, execv=fake_execv) == EX_USAGE
     assert err.getvalue().startswith("superd run: ")
+    assert err.getvalue().endswith("superd run: see 'superd run --help'\n")
 
 
 def test_help_lists_run_and_daemon_options() -> None:
@@ -110,3 +112,10 @@ def test_cli_hands_run_its_arguments() -> None:
     assert cli_main(["run", "--help"], out, err) == 0
     assert out.getvalue().startswith("Usage: superd run")
     assert cli_main(["run", "--nonsense"], out, err) == EX_USAGE
+
+
+def test_version_is_printed_on_out() -> None:
+    """``superd run --version`` prints the version where run prints, exit 0."""
+    out = io.StringIO()
+    assert main(["--version"], out, io.StringIO(), execv=fake_execv) == 0
+    assert out.getvalue() == f"superd {superd.__version__}\n"

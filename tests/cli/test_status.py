@@ -16,7 +16,9 @@ from superd.daemon.status import render_text
 
 def test_run_status_prints_text_or_json(tmp_path: Path) -> None:
     """``superd status`` renders the daemon's answer; --json prints it as JSON."""
-    status = {"pid": 9, "services": [], "children": [], "bans": []}
+    status = {"version": "1.2", "pid": 9, "config": "/etc/superd",
+              "started": "2026-12-07T01:12:36.500000Z", "uptime": 3723.5,
+              "services": [], "children": [], "bans": []}
     for as_json in (False, True):
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(control_path(str(tmp_path)))
@@ -38,7 +40,10 @@ def test_run_status_prints_text_or_json(tmp_path: Path) -> None:
             assert json.loads(out.getvalue())["pid"] == 9
         else:
             assert out.getvalue() == render_text(status)
-            assert out.getvalue().startswith("superd pid 9: 0 services")
+            assert out.getvalue().startswith(
+                "superd 1.2, pid 9, configuration /etc/superd\n"
+                "started 2026-12-07T01:12:36Z (up 1h 2m 3s)\n"
+                "0 services, 0 failed, 0 disabled, 0 children, 0 bans\n")
 
 
 def test_run_status_without_a_daemon(tmp_path: Path) -> None:

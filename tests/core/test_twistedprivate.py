@@ -21,9 +21,10 @@ from twisted.internet import endpoints, process, tcp, udp, unix
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import Logger
+from twisted.logger import Logger, formatEvent, globalLogPublisher
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
+from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 
@@ -232,6 +233,56 @@ def test_listening_socket_of_tcp_and_udp_ports(taking: TakingPort) -> None:
     stopped.connectionLost(Failure(ConnectionDone()))
     assert twistedprivate.listening_socket(stopped) is None
     assert twistedprivate.listening_socket(MemoryReactorClock().listenTCP(0, Factory())) is None
+
+
+# -- Twisted's own lines about ports and factories ------------------------------------------
+
+@pytest.fixture
+def published() -> Iterator[list[dict[str, Any]]]:
+    """Every event on the global log publisher (legacy log.msg lines too)."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        yield events
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+
+
+class NoisyFactory(Factory):
+    noisy = True
+    protocol = Protocol
+
+
+class NoisyDatagrams(DatagramProtocol):
+    noisy = True
+
+
+def test_tcp_udp_and_unix_port_lines_are_chatter(
+        published: list[dict[str, Any]], tmp_path: Any) -> None:
+    """What tcp.Port (superd's TakingPort), udp.Port and unix.Port log when
+    they open and close, and what a noisy factory or datagram protocol logs
+    when it starts and stops, is recognised; nothing else they log is."""
+    stream = listen_taking(MemoryReactorClock(), 0, NoisyFactory(), 5, "127.0.0.1")
+    stream.connectionLost(Failure(ConnectionDone()))
+    datagram = udp.Port(0, NoisyDatagrams(), "127.0.0.1", reactor=MemoryReactorClock())
+    datagram.startListening()
+    datagram.connectionLost()
+    local = unix.Port(str(tmp_path / "control"), NoisyFactory(), reactor=MemoryReactorClock())
+    local.startListening()
+    local.connectionLost(Failure(ConnectionDone()))
+    texts = [formatEvent(e) for e in published]
+    assert len(texts) == 12, texts
+    assert [t for t, e in zip(texts, published, strict=True)
+            if not twistedprivate.is_port_chatter(e)] == []
+
+
+@pytest.mark.parametrize("text", ["Received SIGTERM, shutting down.", "Main loop terminated.",
+                                  "(Port) Closed", "starting on 7"])
+def test_other_lines_are_not_chatter(published: list[dict[str, Any]], text: str) -> None:
+    """Other legacy lines, and events with a format of their own, are kept."""
+    legacy_log.msg(text)
+    Logger(namespace="twisted.internet.base").info(text)
+    assert [twistedprivate.is_port_chatter(e) for e in published] == [False, False]
 
 
 # -- handing a connection to a child ------------------------------------------------------

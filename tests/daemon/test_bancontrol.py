@@ -17,6 +17,7 @@ from superd.access.banstore import BanStore, db_path
 from superd.access.factory import AccessControlledFactory
 from superd.config.model import Configuration
 from superd.core.runtime import Runtime, RuntimeOptions
+from superd.core.timestamps import rfc3339
 from superd.daemon.operations import Operations
 from superd.daemon.service import SuperdService, build_service
 from tests.access.helpers import RecordingHandler, serve
@@ -78,7 +79,7 @@ def test_ban_applies_persists_shares_logs_and_ends_sessions(
     now = top.runtime.seconds()
     answer = ask(top, {"command": "ban", "host": "::ffff:10.0.0.7", "minutes": 10})
     assert answer == {"ok": True, "ended": 1, "ban": {
-        "host": "10.0.0.7", "until": now + 600, "added": now,
+        "host": "10.0.0.7", "until": rfc3339(now + 600), "added": rfc3339(now),
         "service_id": "superd bans", "hits": 1, "remote": False}}
     assert access.bans.is_banned("10.0.0.7")
     stored = BanStore(db_path(str(tmp_path))).get("10.0.0.7")

@@ -44,7 +44,7 @@ def test_start_log_has_every_error_failed_service_warning_note_and_disabled_serv
     log_start(STARTED)
     (error,) = _of(log_events, "config_error")
     assert error["log_level"] is LogLevel.error
-    assert (error["problem"], error["file"], error["line"], error["service"]) == (
+    assert (error["problem"], error["file"], error["line"], error["service_id"]) == (
         "conf/amanda:16: service amanda: server: /usr/lib/amanda/amandad is not an"
         " executable file", "conf/amanda", 16, "amanda")
     (failed,) = _of(log_events, "service_failed")

@@ -8,20 +8,23 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+import superd
 from superd.access.bans import BanList
 from superd.access.banstore import Ban, BanStore
 from superd.access.state import AccessState
 from superd.config.model import CPS, FOREVER, Configuration, ServiceConfig
 from superd.core.runtime import Runtime
 from superd.core.session import Peer
+from superd.core.timestamps import rfc3339
 from superd.daemon.service import build_service
-from superd.daemon.status import render_text, snapshot
+from superd.daemon.status import render_text, snapshot, uptime_text
 from superd.net.address import ListenAddress
 from superd.net.listener import IListener, ListenState, ListenStatus
 from tests.builders import local_echo_service as service
@@ -75,12 +78,40 @@ def test_snapshot_lists_services_addresses_counters_and_children() -> None:
     assert entry["listen"] == ["tcp 127.0.0.1:14007"]
     assert (entry["state"], entry["accepted"], entry["refused"], entry["ended"]) == \
         ("listening", 1, {"address": 2}, {"reconfigured": 1})
-    assert entry["sessions"] == 0 and entry["where"] == "conf/echo:1"
-    assert status["children"] == [{"pid": 42, "service_id": "echo", "peer": "127.0.0.9:5555",
-                                   "started": 1000.0}]
+    assert entry["sessions"] == 0 and entry["location"] == "conf/echo:1"
+    assert status["children"] == [{"pid": 42, "service_id": "echo", "peer_host": "127.0.0.9",
+                                   "peer_port": 5555, "started": "1970-01-01T00:16:40.000000Z"}]
     assert (status["pid"], status["reload"], status["sources"]) == \
-        (7, {"ok": True, "time": 1.0}, ["conf/echo"])
-    json.dumps(status)  # JSON-ready
+        (7, {"ok": True, "time": "1970-01-01T00:00:01.000000Z"}, ["conf/echo"])
+    json.dumps(status, allow_nan=False)  # JSON-ready
+
+
+def test_snapshot_says_which_daemon_since_when() -> None:
+    """version, pid, configuration path, start time, uptime and the time now,
+    every time in RFC 3339 (UTC)."""
+    top = running(service())
+    status = snapshot(top, pid=7, started=1500.25, config="/etc/superd")
+    assert {k: status[k] for k in ("version", "pid", "config", "started", "uptime", "time")} \
+        == {"version": superd.__version__, "pid": 7, "config": "/etc/superd",
+            "started": "1970-01-01T00:25:00.250000Z", "uptime": 499.75,
+            "time": "1970-01-01T00:33:20.000000Z"}
+    assert render_text(status).splitlines()[:2] == [
+        f"superd {superd.__version__}, pid 7, configuration /etc/superd",
+        "started 1970-01-01T00:25:00Z (up 8m 19s)"]
+
+
+def test_snapshot_of_a_daemon_not_started() -> None:
+    """Without a start time or a configuration path, those are null (and ? in text)."""
+    status = snapshot(running(service()), pid=7)
+    assert (status["started"], status["uptime"], status["config"]) == (None, None, None)
+    assert "superd " in render_text(status) and "configuration ?" in render_text(status)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0s"), (59.9, "59s"), (60, "1m 0s"), (3600, "1h 0m 0s"), (90061, "1d 1h 1m 1s")])
+def test_uptime_text(seconds: float, text: str) -> None:
+    """Largest unit first, leading empty units left out."""
+    assert uptime_text(seconds) == text
 
 
 def test_cps_pause_shows_until_when() -> None:
@@ -91,8 +122,9 @@ def test_cps_pause_shows_until_when() -> None:
     for _ in range(3):
         rate.check(Peer("127.0.0.1", 1), top.runtime.seconds())
     (entry,) = snapshot(top)["services"]
-    assert (entry["state"], entry["reason"], entry["until"]) == ("paused", "cps", 2030.0)
-    assert "paused by cps until" in render_text(snapshot(top))
+    assert (entry["state"], entry["reason"], entry["until"]) == (
+        "paused", "cps", "1970-01-01T00:33:50.000000Z")
+    assert "paused by cps until 1970-01-01T00:33:50Z" in render_text(snapshot(top))
 
 
 def test_bans_in_force_are_listed_not_the_database(tmp_path: Path) -> None:
@@ -105,7 +137,8 @@ def test_bans_in_force_are_listed_not_the_database(tmp_path: Path) -> None:
     store.put(Ban("10.0.0.2", 1500.0, 1.0, "trap", 1))
     top.access.bans = BanList(store, top.runtime.reactor)
     store.put(Ban("10.0.0.3", None, 1.0, "trap", 1))  # not loaded yet
-    assert snapshot(top)["bans"] == [{"host": "10.0.0.1", "until": None, "added": 1.0,
+    assert snapshot(top)["bans"] == [{"host": "10.0.0.1", "until": None,
+                                      "added": "1970-01-01T00:00:01.000000Z",
                                       "service_id": "trap", "hits": 3,
                                       "remote": False}]
     assert "10.0.0.1  forever" in render_text(snapshot(top))
@@ -125,12 +158,12 @@ def test_bans_are_those_in_force_not_the_files(tmp_path: Path) -> None:
     bans.ban("10.0.0.4", 10, "trap")
     status = snapshot(top)
     assert status["bans"] == [
-        {"host": "10.0.0.1", "until": None, "added": 2000.0, "service_id": "trap",
+        {"host": "10.0.0.1", "until": None, "added": rfc3339(2000.0), "service_id": "trap",
          "hits": 1, "remote": False},
-        {"host": "10.0.0.3", "until": 5000.0, "added": 2000.0, "service_id": "elsewhere",
-         "hits": 1, "remote": True},
-        {"host": "10.0.0.4", "until": 2661.0, "added": 2061.0, "service_id": "trap",
-         "hits": 1, "remote": False}]
+        {"host": "10.0.0.3", "until": rfc3339(5000.0), "added": rfc3339(2000.0),
+         "service_id": "elsewhere", "hits": 1, "remote": True},
+        {"host": "10.0.0.4", "until": rfc3339(2661.0), "added": rfc3339(2061.0),
+         "service_id": "trap", "hits": 1, "remote": False}]
     database = status["ban_database"]
     assert (database["state"], database["unsaved"]) == ("degraded", 1)
     assert "closed" in database["error"]
@@ -187,7 +220,8 @@ def test_wait_yes_service_is_suspended_or_backing_off() -> None:
             (ListenStatus(ListenState.SUSPENDED, server_pid=5),
              {"state": "suspended", "server_pid": 5, "listen": ["tcp 127.0.0.1:99"]}),
             (ListenStatus(ListenState.BACKING_OFF, until=3000.0),
-             {"state": "backing off", "until": 3000.0, "listen": ["tcp 127.0.0.1:99"]}),
+             {"state": "backing off", "until": "1970-01-01T00:50:00.000000Z",
+              "listen": ["tcp 127.0.0.1:99"]}),
             (ListenStatus(ListenState.LISTENING),
              {"state": "listening", "listen": ["tcp 127.0.0.1:99"]}),
             (ListenStatus(ListenState.CLOSED),
@@ -225,7 +259,7 @@ def test_failed_kept_and_disabled_services_with_their_errors() -> None:
     assert [(f["id"], f["state"], f["previous"]) for f in status["failed"]] == [
         ("echo", "failed at reload", ["conf/echo:1"]), ("amanda", "failed", [])]
     assert status["failed"][1]["problems"] == [{
-        "file": "conf/amanda", "line": 16, "service": "amanda", "section": None,
+        "file": "conf/amanda", "line": 16, "service_id": "amanda", "section": None,
         "attribute": "server", "message": "/x is not an executable file",
         "text": "conf/amanda:16: service amanda: server: /x is not an executable file"}]
     assert status["error_count"] == 2 and len(status["errors"]) == 2

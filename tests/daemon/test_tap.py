@@ -9,12 +9,13 @@ import pytest
 from twisted.application.service import IServiceMaker
 from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import IPlugin
-from twisted.python import usage
 from zope.interface.verify import verifyObject
 
+import superd
 from superd.config.load import load_configuration
+from superd.config.model import Configuration
 from superd.core.exits import EX_USAGE
-from superd.core.paths import default_state_dir
+from superd.core.paths import DEFAULT_CONFIG, default_state_dir
 from superd.core.runtime import Runtime, RuntimeOptions
 from superd.daemon import heap, tap
 from superd.daemon.options import Options
@@ -62,11 +63,44 @@ def test_options_load_configuration_and_runtime_options(tmp_path: Path) -> None:
     assert options.runtime_options().cgroup == "none"
 
 
-def test_missing_config_exits_64() -> None:
-    """Without -c the daemon refuses with EX_USAGE, whatever twistd does with usage errors."""
+def test_config_defaults_to_etc_superd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without -c the daemon reads /etc/superd, as every superd command does."""
+    read: list[str] = []
+    monkeypatch.setattr(Options, "_load",
+                        lambda self, path: read.append(path) or Configuration(()))
+    parse()
+    assert read == [DEFAULT_CONFIG]
+
+
+def test_an_empty_config_exits_64() -> None:
+    """-c '' is a usage error: EX_USAGE, whatever twistd does with usage errors."""
     with pytest.raises(SystemExit) as caught:
-        parse()
+        parse("-c", "")
     assert caught.value.code == EX_USAGE
+
+
+@pytest.mark.parametrize("argv", [["--no-such-option"], ["-c"], ["extra"],
+                                  ["--grace", "soon"]])
+def test_usage_errors_exit_64_in_one_line(argv: list[str]) -> None:
+    """A bad command line exits 64 (twistd would exit 1 after its whole
+    usage text) with what is wrong and where help is, on stderr."""
+    options = Options()
+    options.stderr = err = io.StringIO()
+    with pytest.raises(SystemExit) as caught:
+        options.parseOptions(argv)
+    assert caught.value.code == EX_USAGE
+    first, second = err.getvalue().splitlines()
+    assert first.startswith("superd: ") and len(first) > len("superd: ")
+    assert second == "superd: see 'twistd superd --help'"
+
+
+def test_version_is_printed_where_asked() -> None:
+    """--version prints superd's version on the options' stdout and exits 0."""
+    options = Options()
+    options.stdout = out = io.StringIO()
+    with pytest.raises(SystemExit) as caught:
+        options.parseOptions(["--version"])
+    assert (caught.value.code, out.getvalue()) == (0, f"superd {superd.__version__}\n")
 
 
 def test_config_error_prints_every_problem_and_exits_78(tmp_path: Path) -> None:
@@ -107,16 +141,18 @@ def test_syslog_ident(tmp_path: Path) -> None:
     options, _ = parse("-c", str(tmp_path), "--syslog-ident", "xinetd")
     assert options.runtime_options().syslog_ident == "xinetd"
     for bad in ("", "two words", "x:y", "x[1]", "x" * 65, "bell\a"):
-        with pytest.raises(usage.UsageError):
+        with pytest.raises(SystemExit) as caught:
             parse("-c", str(tmp_path), "--syslog-ident", bad)
+        assert caught.value.code == EX_USAGE
 
 
 def test_bad_numbers_are_usage_errors(tmp_path: Path) -> None:
     """Non-numeric or out-of-range option values are usage errors."""
     for argv in (["--limit", "0"], ["--grace", "-1"], ["--ident-port", "70000"],
                  ["--cgroup", "relative/path"]):
-        with pytest.raises(usage.UsageError):
+        with pytest.raises(SystemExit) as caught:
             parse("-c", str(tmp_path), *argv)
+        assert caught.value.code == EX_USAGE
 
 
 def test_assemble_builds_the_tree_and_state_dir(tmp_path: Path) -> None:
@@ -271,3 +307,14 @@ def test_a_service_that_cannot_be_built_fails_alone(tmp_path: Path,
         assemble(configuration, _runtime(tmp_path), io.StringIO(), open_parts=make_parts,
                  strict=True)
     assert caught.value.code == 78
+
+
+def test_every_daemon_option_has_help() -> None:
+    """Every option of ``twistd superd`` and ``superd run`` says what it is for."""
+    from superd.cli.run import RunOptions
+
+    for options in (Options, RunOptions):
+        assert [row[0] for row in options.optFlags if len(row) < 3 or not row[2]] == []
+        assert [row[0] for row in options.optParameters if len(row) < 4 or not row[3]] == []
+        methods = [name for name in dir(options) if name.startswith("opt_")]
+        assert [name for name in methods if not getattr(options, name).__doc__] == []

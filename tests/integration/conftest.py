@@ -27,12 +27,23 @@ def _crash_report(superd: Superd) -> str | None:
     return None
 
 
+def _schema_report(superd: Superd) -> str | None:
+    """The lines of the daemon's log that break its schema, or None."""
+    wrong = superd.schema_problems
+    if not wrong:
+        return None
+    shown = "\n".join(problem[:2000] for problem in wrong[:5])
+    return (f"superd pid {superd.pid} wrote {len(wrong)} line(s) outside the JSON"
+            f" log's schema:\n{shown}")
+
+
 @pytest.fixture
 def superd_factory(tmp_path: Path) -> Iterator[StartSuperd]:
     """
     ``superd_factory(conf_dir, *args, **kw)`` starts a daemon (see
     ``start_superd``).  Every daemon is stopped at teardown, and the test
-    fails if one died on its own or logged an error.
+    fails if one died on its own, logged an error or wrote a line outside
+    the JSON log's schema.
     """
     started: list[Superd] = []
 
@@ -47,6 +58,8 @@ def superd_factory(tmp_path: Path) -> Iterator[StartSuperd]:
     for superd in started:
         if superd.process.poll() is None:
             superd.stop()
+    # After the stop: the lines written while stopping are checked too.
+    problems += [p for p in map(_schema_report, started) if p]
     if problems:
         pytest.fail("\n".join(problems))
 

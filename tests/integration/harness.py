@@ -3,7 +3,8 @@ Run the real daemon for integration tests.
 
 ``start_superd(conf_dir)`` starts ``twistd -n --pidfile= --logger
 superd.logs.json_stdout superd -c DIR --state-dir TMP`` from the test
-interpreter's environment, reads its JSON log as it is written, and returns
+interpreter's environment, reads its JSON log as it is written (checking
+every line against the log's schema, ``tests.logschema``), and returns
 once the daemon logs ``ready``.  Configurations in tests use ``type =
 UNLISTED`` and ``port = 0``; ``Superd.port()`` reads the ports the kernel
 chose from the ``listening`` events.
@@ -25,6 +26,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+
+from tests import logschema
 
 __all__ = [
     "Superd",
@@ -93,11 +96,13 @@ def _environment(extra: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def level_of(event: Event) -> str:
-    """The ``log_level`` name of a JSON-decoded event."""
-    level = event.get("log_level")
-    if isinstance(level, dict):
-        return str(level.get("name", ""))
-    return str(level or "")
+    """The ``level`` of a JSON-decoded event."""
+    return str(event.get("level", ""))
+
+
+def seconds_of(event: Event) -> float:
+    """The ``time`` of a JSON-decoded event, in seconds since the epoch."""
+    return logschema.parse_time(str(event["time"]))
 
 
 class SuperdStartError(AssertionError):
@@ -118,6 +123,8 @@ class Superd:
         self.stdout_lines: list[str] = []
         self._stderr: list[str] = []
         self._noise: list[str] = []
+        #: Lines of standard output that break the JSON log's schema, with why.
+        self.schema_problems: list[str] = []
         self._changed = threading.Condition()
         self.stopped_by_test = False
         #: Tests that provoke errors on purpose set this so teardown does not fail.
@@ -135,6 +142,9 @@ class Superd:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.stdout_lines.append(line)
+            wrong = logschema.problems(line)
+            if wrong:
+                self.schema_problems.append(f"{line.rstrip()}: {'; '.join(wrong)}")
             try:
                 event = json.loads(line)
             except ValueError:

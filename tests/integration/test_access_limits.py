@@ -82,10 +82,9 @@ def test_cps_30_10(superd_factory: Callable[..., Any],
     assert results == [True] * 30 + [False]
     assert not fetch("127.0.0.3", port)  # refused, not ECONNREFUSED
     superd.wait_for_event(lambda e: e.get("event") == "limit"
-                          and str(e.get("log_format")).startswith("Activating"), timeout=20)
+                          and str(e.get("message")).startswith("Activating"), timeout=20)
     assert fetch("127.0.0.3", port)
-    texts = [e.get("log_format", "").format(**e) for e in superd.events()
-             if e.get("event") == "limit"]
+    texts = [e["message"] for e in superd.events() if e.get("event") == "limit"]
     assert texts == [
         "Deactivating service daytime due to excessive incoming connections."
         "  Restarting in 10 seconds.",

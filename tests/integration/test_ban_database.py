@@ -237,7 +237,7 @@ def test_a_damaged_database_is_reported_not_started_empty(
     (error,) = superd.errors()
     assert (error["event"], error["path"], error["damaged"]) == (
         "ban_database", str(path), True)
-    assert f"cannot use the ban database {path}" in error["log_format"].format(**error)
+    assert f"cannot use the ban database {path}" in error["message"]
     shown = status(superd)["ban_database"]
     assert shown["state"] == "degraded" and "damaged" in shown["error"]
     trip(superd, ["127.0.0.40"])

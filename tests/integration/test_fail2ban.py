@@ -7,7 +7,8 @@ filter finds exactly the refusals each mode counts, per host, in
 
 * the service log (``log_type = FILE``, xinetd's format),
 * superd's own log: the JSON lines as written, as ``journalctl -o short``
-  shows them, and the same events as twistd's default text log renders them,
+  shows them, and the same events as superd's text log (``superd run``)
+  and twistd's default text log render them,
 * syslog (``log_type = SYSLOG`` with ``--syslog-ident xinetd``), written by a
   real rsyslogd that superd reaches through /dev/log in a private mount
   namespace; there fail2ban's stock ``xinetd-fail`` filter matches too.
@@ -30,8 +31,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from twisted.logger import eventFromJSON, formatEventAsClassicLogText
+from twisted.logger import LogLevel, formatEventAsClassicLogText
 
+from superd.core.timestamps import parse_rfc3339
+from superd.observe.logs import format_text
 from tests.certs import make_pki
 from tests.integration.external import SERVICE_USER, needs_root, script, wait_until
 from tests.integration.harness import REQUIRE_ALL, Superd, require_program, start_command
@@ -278,20 +281,38 @@ def test_service_log_and_own_log(superd_factory: Factory, tmp_path: Path, world_
     json_log.write_text("".join(journal_short(line, superd.pid)
                                 for line in superd.stdout_lines))
     assert_modes(fail2ban_config, json_log)
-    text_log = tmp_path / "superd.log"
-    text_log.write_text("".join(twistd_text(line) for line in superd.stdout_lines))
-    assert_modes(fail2ban_config, text_log)
+    for render in (superd_text, twistd_text):
+        text_log = tmp_path / f"{render.__name__}.log"
+        text_log.write_text("".join(render(line) for line in superd.stdout_lines))
+        assert_modes(fail2ban_config, text_log)
 
 
 def journal_short(line: str, pid: int) -> str:
     """A JSON log line as ``journalctl -o short`` prints it."""
-    stamp = time.strftime("%b %d %H:%M:%S", time.localtime(json.loads(line)["log_time"]))
+    seconds = parse_rfc3339(json.loads(line)["time"])
+    stamp = time.strftime("%b %d %H:%M:%S", time.localtime(seconds))
     return f"{stamp} testhost superd[{pid}]: {line}"
 
 
+def _event(line: str) -> dict[str, object]:
+    """The twisted.logger event a JSON line was written from (its text as the format)."""
+    record = json.loads(line)
+    event = {"log_time": parse_rfc3339(record["time"]), "log_namespace": record["logger"],
+             "log_level": LogLevel.levelWithName(record["level"]), "log_format": "{text}",
+             "text": record["message"]}
+    if record["event"] != "twisted":  # superd's own name, which the text shows
+        event["event"] = record["event"]
+    return event
+
+
+def superd_text(line: str) -> str:
+    """The line superd's text log (``superd run``) writes for the same event."""
+    return format_text(_event(line)) or ""
+
+
 def twistd_text(line: str) -> str:
-    """The line twistd's default text log writes for the same event."""
-    return formatEventAsClassicLogText(eventFromJSON(line)) or ""
+    """The line twistd's default text log (``twistd superd``) writes for the same event."""
+    return formatEventAsClassicLogText(_event(line)) or ""
 
 
 def test_forged_lines_are_not_counted(fail2ban_config: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from superd.access.bans import MAX_BANS
 from superd.fleet.budget import BURST, RATE, REPORT_INTERVAL
 from tests.access.clients import fetch
 from tests.certs import make_pki
-from tests.integration.harness import require_program
+from tests.integration.harness import require_program, seconds_of
 from tests.integration.redisserver import RedisServer, encode_commands, redis_server, started
 from tests.integration.test_fleet import fleet, remote_ban, subscribed
 from tests.integration.test_metrics import scrape
@@ -93,7 +93,7 @@ def test_a_flood_on_the_channel_is_held_to_the_budget(
     reports = [e for e in events if e.get("state") == "dropped"]
     # Over the time superd took to read the flood (Redis queues what superd
     # has not read yet): within the budget, one report per interval.
-    window = reports[-1]["log_time"] - applied[0]["log_time"]
+    window = seconds_of(reports[-1]) - seconds_of(applied[0])
     assert len(applied) <= BURST + RATE * (window + 1), (took, window)
     assert len(reports) <= window / REPORT_INTERVAL + 1, (took, window)
     assert all(e["malformed"] == 0 for e in reports)

@@ -82,13 +82,15 @@ def test_config_error_exits_78_with_every_problem(tmp_path: Path) -> None:
     assert listening_events(result.stdout) == []
 
 
-def test_missing_config_option_is_a_usage_error(tmp_path: Path) -> None:
-    """Without -c, superd says what is missing and exits 64 (EX_USAGE), not 0."""
+def test_a_bad_command_line_is_a_usage_error(tmp_path: Path) -> None:
+    """An unknown option: superd says what is wrong in two lines and exits
+    64 (EX_USAGE), not twistd's 1 after its whole usage text."""
     command = [sys.executable, os.path.join(os.path.dirname(sys.executable), "twistd"),
-               "-n", "--pidfile=", "superd"]
+               "-n", "--pidfile=", "superd", "-c", str(tmp_path), "--no-such-option"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 64
-    assert "superd: -c/--config PATH is required" in result.stderr
+    assert result.stderr == ("superd: option --no-such-option not recognized\n"
+                             "superd: see 'twistd superd --help'\n")
 
 
 def test_taken_port_names_service_and_address(tmp_path: Path) -> None:
@@ -201,7 +203,7 @@ def test_stop_signals_exit_zero(tmp_path: Path, superd_factory: StartSuperd,
     superd.stopped_by_test = True
     os.kill(superd.pid, sig)
     assert superd.process.wait(10) == (0 if sig == signal.SIGTERM else -sig)
-    superd.wait_for_event(lambda e: e.get("log_format") == "Server Shut Down.")
+    superd.wait_for_event(lambda e: e.get("message") == "Server Shut Down.")
     assert any(e.get("event") == "stopping" for e in superd.events())
 
 
@@ -270,7 +272,7 @@ def test_second_sigterm_while_stopping_is_harmless(
         os.kill(superd.pid, signal.SIGTERM)
         assert superd.process.wait(10) == 0
     assert stopping is not None
-    superd.wait_for_event(lambda e: e.get("log_format") == "Server Shut Down.")
+    superd.wait_for_event(lambda e: e.get("message") == "Server Shut Down.")
     assert superd.errors() == []
 
 

@@ -16,10 +16,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import superd as superd_module
 from superd.core.paths import control_path
+from superd.core.timestamps import parse_rfc3339
+from tests import logschema
 from tests.integration.conftest import StartSuperd
 from tests.integration.external import script, service_block, wait_until
-from tests.integration.harness import Superd
+from tests.integration.harness import Superd, seconds_of
 from tests.integration.reloading import echo_block, echo_once, refused, reload_and_wait
 
 SENSOR = """service trap
@@ -67,11 +70,25 @@ def test_status_shows_services_counters_children_bans_and_reload(
     assert (child["service_id"], child["pid"]) == ("slow", superd.children()[0])
     assert [b["host"] for b in shown["bans"]] == ["127.0.0.3"]
     assert shown["reload"]["ok"] is True and shown["pid"] == superd.pid
+    assert (child["peer_host"], services["echo"]["location"]) == (
+        "127.0.0.1", f"{conf / 'echo'}:1")
+    # Which daemon, since when: every time RFC 3339 in UTC, as in the log.
+    ready = superd.wait_for_event(lambda e: e.get("event") == "ready")
+    assert (shown["version"], shown["config"]) == (superd_module.__version__, str(conf))
+    started = parse_rfc3339(shown["started"])
+    assert abs(started - seconds_of(ready)) < 5 and shown["uptime"] >= 0
+    for when in (shown["started"], shown["time"], child["started"], shown["reload"]["time"],
+                 shown["bans"][0]["until"], shown["bans"][0]["added"]):
+        assert logschema.TIME.match(when), when
 
     text = superd_status(superd)
     assert text.returncode == 0, text.stderr
     assert "last reload:" in text.stdout and " ok (new=0 old=3 dropped=0)" in text.stdout
     assert "address=1" in text.stdout and "127.0.0.3" in text.stdout
+    first, second = text.stdout.splitlines()[:2]
+    assert first == (f"superd {superd_module.__version__}, pid {superd.pid},"
+                     f" configuration {conf}")
+    assert second.startswith(f"started {shown['started'][:19]}Z (up ")
     held.close()
 
 

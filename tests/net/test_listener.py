@@ -56,6 +56,23 @@ def test_listener_provides_ilistener_and_reports_its_state() -> None:
     assert listener.bound_port() is None and listener.listening_socket() is None
 
 
+def test_listening_and_closing_are_logged_with_the_address(
+        log_events: list[dict[str, Any]]) -> None:
+    """Opening logs listening, closing logs not_listening, each with the
+    service and the address as people write it; a listener whose socket
+    went to a successor logs nothing when it stops."""
+    reactor = MemoryReactorClock()
+    listener, successor = stream(reactor, Counting()), stream(reactor, Counting())
+    listener.privilegedStartService()
+    where = f"tcp 127.0.0.1:{listener.bound_port()}"
+    successor.adopt(listener)
+    listener.stopService()
+    successor.stopService()
+    logged = [(e["event"], e["service_id"], e["where"]) for e in log_events
+              if e.get("event") in ("listening", "not_listening")]
+    assert logged == [("listening", "echo", where), ("not_listening", "echo", where)]
+
+
 def test_adopting_a_stream_port_serves_it_with_the_new_factory() -> None:
     """The successor takes the bound port: its next connection is built by
     the new factory; the old one is stopped and holds nothing."""

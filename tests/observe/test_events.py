@@ -135,9 +135,25 @@ def test_a_session_superd_ended_always_reaches_the_main_log_with_its_reason(
     assert [(e["pid"], e["signal"], e["reason"], e["xinetd_line"]) for e in log_events] == [
         (4242, 15, "banned", "EXIT: a signal=15 pid=4242 duration=2(sec)"),
         (0, None, "reconfigured", "EXIT: a status=0 pid=0 duration=1(sec)")]
-    assert formatEvent(log_events[1]) == (
-        "EXIT a pid=0 status=0 signal=None duration=1.000s reason=reconfigured")
+    assert [formatEvent(e) for e in log_events] == [
+        "EXIT a pid=4242 signal=15 duration=2.500s reason=banned",
+        "EXIT a pid=0 status=0 duration=1.000s reason=reconfigured"]
     assert main == []
+
+
+def test_exit_text_names_the_status_or_the_signal_that_applies(
+        channel: tuple[ConnectionEvents, list[Any]], log_events: list[dict[str, Any]]) -> None:
+    """The main log's EXIT text shows ``signal=N`` for a killed server and
+    ``status=N`` for one that exited, never the other one as None; both
+    fields stay in the event (the one that does not apply is None)."""
+    from twisted.logger import formatEvent
+
+    logged = service("a", None, success=frozenset())
+    events.emit_exit(logged, 10, None, 15, 0.25)
+    events.emit_exit(logged, 11, 3, None, 0.5)
+    assert [formatEvent(e) for e in log_events] == [
+        "EXIT a pid=10 signal=15 duration=0.250s", "EXIT a pid=11 status=3 duration=0.500s"]
+    assert [(e["status"], e["signal"]) for e in log_events] == [(None, 15), (3, None)]
 
 
 def test_service_log_gets_builtin_lines_directly(

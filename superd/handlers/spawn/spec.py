@@ -21,6 +21,7 @@ from superd.config.model import UNLIMITED, ServiceConfig
 from superd.handlers.spawn.argv import limits_prefix, server_argv
 from superd.handlers.spawn.environ import base_environment, missing_passenv
 from superd.handlers.spawn.sandbox import SpawnSetupError, confinement
+from superd.observe import events
 from superd.proc.cgroups import Limits
 from superd.proc.credentials import CredentialPlan, plan_credentials
 from superd.proc.spawner import SpawnRequest
@@ -85,7 +86,7 @@ def _raise_hard_limits(rlimits: Mapping[str, int]) -> None:
             resource.setrlimit(res, (soft, wanted))
         except (OSError, ValueError) as e:
             _log.warn("cannot raise the hard limit rlimit_{name}: {error}",
-                      event="rlimit", name=name, error=str(e))
+                      event=events.EV_RLIMIT, name=name, error=str(e))
 
 
 def build_spec(service: ServiceConfig, table: Any) -> SpawnSpec:
@@ -110,7 +111,7 @@ def build_spec(service: ServiceConfig, table: Any) -> SpawnSpec:
         executable, argv = confined.prefix[0], (*confined.prefix, service.server, *argv[1:])
     for name in missing_passenv(service, table.environ):
         _log.warn("service {service_id}: passenv {name} is not set",
-                  event="config_warning", service_id=service.id, name=name)
+                  event=events.EV_CONFIG_WARNING, service_id=service.id, name=name)
     return SpawnSpec(
         executable=executable, argv=argv,
         base_env=base_environment(service, table.environ),

@@ -44,7 +44,7 @@ from superd.handlers.spawn.spec import SpawnSpec, build_spec
 from superd.net import unixsocket
 from superd.net.address import ListenAddress
 from superd.net.listener import IListener, ListenState, ListenStatus
-from superd.net.sockets import bind_socket, emit_listening, listen_addresses
+from superd.net.sockets import bind_socket, emit_listening, emit_not_listening, listen_addresses
 from superd.observe.events import EV_RESPAWN_BACKOFF, emit_exit, emit_start
 from superd.proc.spawner import ExitStatus, SpawnError
 from superd.proc.table import Child, ProcessTable
@@ -327,6 +327,7 @@ class WaitService(Service):
     def close(self) -> None:
         port, self.port = self.port, None
         if port is not None:
+            emit_not_listening(self.address, self._bound_port)
             port.stopListening()
 
 

@@ -38,7 +38,7 @@ def test_a_session_superd_ends_logs_exit_with_the_reason(
     assert session.ended
     (exit_,) = exits(main_log)
     assert formatEvent(exit_) == (
-        "EXIT discard pid=0 status=0 signal=None duration=3.000s reason=banned")
+        "EXIT discard pid=0 status=0 duration=3.000s reason=banned")
     assert (exit_["reason"], exit_["xinetd_line"]) == ("banned", None)
     main_log.clear()
     ended_by_superd(make_service("discard", log_on_success=frozenset({"EXIT", "DURATION"})))

@@ -185,9 +185,13 @@ class TLSSettings:
 
     cert_pem: bytes
     key_pem: bytes
-    #: ``tls_min_version``: ``1.2`` or ``1.3``.
+    #: ``tls_profile``: ``modern``, ``intermediate`` or ``old``
+    #: (``superd.config.tlsprofile``).
+    profile: str = "intermediate"
+    #: ``tls_min_version``, or the profile's: ``1.0`` to ``1.3``.
     min_version: str = "1.2"
-    #: ``tls_ciphers``: an OpenSSL cipher string (TLS 1.2 and below).
+    #: ``tls_ciphers``: an OpenSSL cipher string (TLS 1.2 and below); None:
+    #: the profile's.
     ciphers: Optional[str] = None
     #: ``tls_client_ca``: PEM of the CA(s) client certificates must chain to.
     client_ca_pem: Optional[bytes] = None
@@ -207,6 +211,9 @@ class UpstreamTLS:
     name: str
     #: ``redirect_tls_ca``: PEM of the trusted CA(s); None = system trust store.
     ca_pem: Optional[bytes] = None
+    #: ``redirect_tls_profile``: what superd offers the upstream, as
+    #: ``tls_profile`` says for clients.
+    profile: str = "intermediate"
 
 
 @attrs.frozen

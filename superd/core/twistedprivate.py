@@ -24,7 +24,11 @@ from OpenSSL.SSL import Connection as TLSConnection
 from OpenSSL.SSL import Error as SSLError
 from OpenSSL.SSL import WantReadError, ZeroReturnError
 from twisted.internet import process, tcp
-from twisted.internet.interfaces import IListeningPort, ISystemHandle
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IOpenSSLClientConnectionCreator,
+    ISystemHandle,
+)
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -35,6 +39,7 @@ __all__ = [
     "accept_descriptor",
     "adopt_listening_descriptor",
     "buffered_port_logs",
+    "client_connection_creator",
     "endpoints_inherited_descriptors",
     "is_plain_tcp",
     "listening_socket",
@@ -235,6 +240,25 @@ def endpoints_inherited_descriptors() -> tuple[Sequence[int], Sequence[str]]:
     if daemon is None:
         return (), ()
     return list(daemon.inheritedDescriptors()), list(getattr(daemon, "_names", ()))
+
+
+# -- TLS to a redirect upstream (superd.config.tlscontext) --------------------------
+
+def client_connection_creator(options: Any, hostname: str) -> IOpenSSLClientConnectionCreator:
+    """
+    What ``ssl.optionsForClientTLS(hostname, ...)`` returns, for ``options``
+    (a ``CertificateOptions``) that superd built itself: connections come from
+    ``options.getContext()``, so a cipher list set on that context (with an
+    ``@SECLEVEL``) applies, and the peer's certificate must name
+    ``hostname``.  Relies on ``_sslverify.ClientTLSOptions(createConnection,
+    hostname)`` and ``CertificateOptions._makeTLSConnection``.  Public
+    replacement: none (``optionsForClientTLS`` builds its own options).
+    """
+    from twisted.internet._sslverify import ClientTLSOptions
+
+    creator: IOpenSSLClientConnectionCreator = ClientTLSOptions(
+        options._makeTLSConnection, hostname)
+    return creator
 
 
 # -- TLS termination (superd.handlers.tls.protocol) --------------------------------

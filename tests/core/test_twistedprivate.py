@@ -17,18 +17,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from twisted.internet import endpoints, process, tcp, udp
+from twisted.internet import endpoints, process, ssl, tcp, udp
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 
 from superd.core import twistedprivate
 from superd.net.takingport import TakingPort, listen_taking
+from tests.certs import PKI
 from tests.handlers.spawn.helpers import connected_server
 
 
@@ -319,3 +320,16 @@ def test_tls_private_state_is_there() -> None:
     for flag in ("_lostTLSConnection", "_aborted", "_handshakeDone", "_reason"):
         assert hasattr(TLSMemoryBIOProtocol, flag), flag
     assert "_connectWrapped" in inspect.signature(BufferingTLSTransport.__init__).parameters
+
+
+# -- TLS to a redirect upstream --------------------------------------------------------------
+
+def test_client_connection_creator_uses_the_options_context(pki: PKI) -> None:
+    """Connections come from the options' own (cached) context, named for the host."""
+    options = ssl.CertificateOptions(trustRoot=ssl.Certificate.loadPEM(pki.ca_pem))
+    context = options.getContext()
+    creator = twistedprivate.client_connection_creator(options, "upstream.example")
+    factory = TLSMemoryBIOFactory(creator, True, Factory.forProtocol(Protocol))
+    connection = creator.clientConnectionForTLS(factory.buildProtocol(None))
+    assert connection.get_context() is context
+    assert connection.get_servername() == b"upstream.example"

@@ -180,7 +180,9 @@ class TLSSettings:
     TLS termination for a stream service (the ``tls_*`` attributes).
 
     The PEM texts are read at load (and again on every reload), so a bad
-    file is a configuration error, never a failure at the first connection.
+    file is a configuration error, never a failure at the first connection;
+    while the service runs, a change of the files replaces them
+    (``superd.handlers.tls.certfiles``).
     """
 
     cert_pem: bytes
@@ -201,6 +203,11 @@ class TLSSettings:
     client_names: Tuple[str, ...] = ()
     #: ``tls_handshake_timeout`` in seconds.
     handshake_timeout: float = 10.0
+    #: Where the PEM texts were read (``tls_cert``, ``tls_key``,
+    #: ``tls_client_ca``): re-read when the files change.
+    cert_path: Optional[str] = None
+    key_path: Optional[str] = None
+    client_ca_path: Optional[str] = None
 
 
 @attrs.frozen

@@ -101,6 +101,8 @@ def tls_settings(values: Mapping[str, Any], read_file: ReadFile,
         verify_client=values.get("tls_verify_client", "none"),
         client_names=tuple(values.get("tls_client_names", ())),
         handshake_timeout=values.get("tls_handshake_timeout", 10.0),
+        cert_path=values["tls_cert"], key_path=values["tls_key"],
+        client_ca_path=values.get("tls_client_ca"),
     )
     try:
         server_context(settings)

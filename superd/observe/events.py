@@ -111,6 +111,9 @@ EV_REDIRECT_FAILED: Final = "redirect_failed"
 EV_REFLECTION_DROP: Final = "reflection_drop"
 EV_RESPAWN_BACKOFF: Final = "respawn_backoff"
 EV_SERVICE_LOG_ERROR: Final = "service_log_error"
+#: A TLS service's certificate files changed and were loaded (or could not be).
+EV_TLS_RELOADED: Final = "tls_reloaded"
+EV_TLS_RELOAD_FAILED: Final = "tls_reload_failed"
 # The daemon's life (superd.daemon.service).
 EV_READY: Final = "ready"
 EV_BIND_FAILED: Final = "bind_failed"

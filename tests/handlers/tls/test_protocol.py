@@ -344,3 +344,24 @@ def test_close_notify_under_tls12_closes(pki: PKI) -> None:
     assert isinstance(app, HalfApp)
     assert app.read_lost == 0 and app.lost == 1 and not setup.server.read_closed
     assert peer.data == b"HELLO"
+
+
+def test_certificate_files_watched_while_a_socket_is_served(pki: PKI) -> None:
+    """The handler's files are watched from its first socket's start to its last's stop."""
+    calls: list[tuple[str, object]] = []
+
+    class Files:
+        def add(self, member: object) -> None:
+            calls.append(("add", member))
+
+        def remove(self, member: object) -> None:
+            calls.append(("remove", member))
+
+    handler = TLSHandler(service(pki), Inner(), Runtime(reactor=MemoryReactorClock()),
+                         Files())  # type: ignore[arg-type]
+    handler.start()
+    handler.start()
+    handler.stop()
+    assert calls == [("add", handler.certificate)]
+    handler.stop()
+    assert calls == [("add", handler.certificate), ("remove", handler.certificate)]

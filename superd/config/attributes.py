@@ -19,6 +19,7 @@ import attrs
 from superd.config import values as v
 from superd.config.addrspec import parse_address
 from superd.config.model import CPS, AddressSpec, SocketType
+from superd.config.servername import configured_name
 from superd.config.text import closest
 from superd.config.tlsprofile import PROFILES, VERSIONS
 
@@ -343,7 +344,7 @@ def _factory_path(word: str) -> str:
 EXTENSION_ATTRIBUTES: Tuple[str, ...] = (
     "tls_cert", "tls_key", "tls_profile", "tls_min_version", "tls_ciphers",
     "tls_client_ca", "tls_verify_client", "tls_client_names", "tls_handshake_timeout",
-    "redirect_tls", "redirect_tls_name", "redirect_tls_ca", "redirect_tls_profile",
+    "tls_sni", "redirect_tls", "redirect_tls_name", "redirect_tls_ca", "redirect_tls_profile",
     "redirect_timeout", "factory", "plugin",
 )  # fmt: skip
 
@@ -357,6 +358,7 @@ ATTRIBUTES.update({spec.name: spec for spec in (
     _spec("tls_verify_client", _one(_choice("none", "optional", "require"))),
     _list("tls_client_names", tuple, minimum=1),
     _spec("tls_handshake_timeout", _one(v.positive_float)),
+    _list("tls_sni", _each(configured_name), minimum=1),
     _spec("redirect_tls", _one(v.yes_no)),
     _spec("redirect_tls_name", _one(_word)),
     _spec("redirect_tls_ca", _one(_path)),

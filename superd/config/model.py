@@ -203,6 +203,10 @@ class TLSSettings:
     client_names: Tuple[str, ...] = ()
     #: ``tls_handshake_timeout`` in seconds.
     handshake_timeout: float = 10.0
+    #: ``tls_sni``: the server names (lower case; ``*.domain`` wildcards)
+    #: routed to this service on a port TLS services share; () = the port's
+    #: default service.
+    sni: Tuple[str, ...] = ()
     #: Where the PEM texts were read (``tls_cert``, ``tls_key``,
     #: ``tls_client_ca``): re-read when the files change.
     cert_path: Optional[str] = None

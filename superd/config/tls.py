@@ -11,7 +11,7 @@ first connection.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 from superd.config.model import TLSSettings, UpstreamTLS
 from superd.config.tlscontext import TLSSetupError, load_certificates, server_context
@@ -25,7 +25,7 @@ ReadFile = Callable[[str], str]
 
 _TLS_NAMES = ("tls_cert", "tls_key", "tls_profile", "tls_min_version", "tls_ciphers",
               "tls_client_ca", "tls_verify_client", "tls_client_names",
-              "tls_handshake_timeout")
+              "tls_handshake_timeout", "tls_sni")
 
 
 def _read_pem(values: Mapping[str, Any], attribute: str, read_file: ReadFile,
@@ -89,6 +89,11 @@ def tls_settings(values: Mapping[str, Any], read_file: ReadFile,
     min_version = _min_version(values, error)
     if min_version is None or not _ciphers_apply(values, min_version, error):
         return None
+    names: Tuple[str, ...] = tuple(values.get("tls_sni", ()))
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        error("tls_sni", f"{twice[0]} is listed twice")
+        return None
     pems = {name: _read_pem(values, name, read_file, error)
             for name in ("tls_cert", "tls_key", "tls_client_ca")}
     cert, key = pems["tls_cert"], pems["tls_key"]
@@ -102,7 +107,7 @@ def tls_settings(values: Mapping[str, Any], read_file: ReadFile,
         client_names=tuple(values.get("tls_client_names", ())),
         handshake_timeout=values.get("tls_handshake_timeout", 10.0),
         cert_path=values["tls_cert"], key_path=values["tls_key"],
-        client_ca_path=values.get("tls_client_ca"),
+        client_ca_path=values.get("tls_client_ca"), sni=names,
     )
     try:
         server_context(settings)

@@ -9,9 +9,10 @@ to a successor on reload and gives its socket to the kernel's filters
 (``superd.access.kerneldrop``) through this interface alone.
 
 ``Listener`` implements it for services served by a factory (stream) or a
-datagram protocol; ``superd.handlers.spawn.wait.WaitService`` for ``wait =
-yes`` servers, which get the socket itself.  ``Listeners`` is the daemon's
-collection of them.
+datagram protocol; ``superd.net.shared.SharedListener`` for TLS services,
+whose sockets several services may share; ``superd.handlers.spawn.wait.
+WaitService`` for ``wait = yes`` servers, which get the socket itself.
+``Listeners`` is the daemon's collection of them.
 """
 
 from __future__ import annotations
@@ -134,11 +135,9 @@ class Listener(Service):
         return None if self.port is None else twistedprivate.listening_socket(self.port)
 
     def adopt(self, predecessor: IListener) -> None:
-        if not isinstance(predecessor, Listener):
-            raise TypeError(f"a Listener cannot take the socket of {predecessor!r}")
-        port, predecessor.port = predecessor.port, None
-        self.port, self.address = port, predecessor.address
-        self._bound_port = predecessor._bound_port
+        address, bound = predecessor.address, predecessor.bound_port()
+        port, previous = _taken_from(predecessor)
+        self.port, self.address, self._bound_port = port, address, bound
         if port is None:
             return
         stream = self.address.socket_type is SocketType.STREAM
@@ -147,9 +146,17 @@ class Listener(Service):
             self.target.doStart()
         else:
             self.target.makeConnection(port)
-        previous = predecessor.target
         if previous is not None and previous.numPorts > 0:
             previous.doStop()
+
+    def release(self) -> tuple[Optional[IListeningPort], Any]:
+        """
+        Give the bound socket up to the listener of another kind that takes
+        this one's place: the port and what serves it.  Left closed without
+        closing the socket.
+        """
+        port, self.port = self.port, None
+        return port, self.target
 
     def close(self) -> Optional[Deferred[Any]]:
         port, self.port = self.port, None
@@ -157,6 +164,18 @@ class Listener(Service):
             return None
         stop: Callable[[], Any] = port.stopListening
         return maybeDeferred(stop)
+
+
+def _taken_from(predecessor: IListener) -> tuple[Optional[IListeningPort], Any]:
+    """The socket (and what served it) of the listener a ``Listener`` replaces."""
+    if isinstance(predecessor, Listener):
+        return predecessor.release()
+    # Imported here: superd.net.shared builds on this module.
+    from superd.net.shared import SharedListener
+
+    if isinstance(predecessor, SharedListener):
+        return predecessor.surrender()  # the service no longer uses TLS
+    raise TypeError(f"a Listener cannot take the socket of {predecessor!r}")
 
 
 class Listeners(MultiService):
@@ -173,10 +192,11 @@ class Listeners(MultiService):
             yield IListener(child)
 
     def sockets(self) -> list[socket.socket]:
-        """The bound sockets of every listener (IPv4 and IPv6 ones)."""
-        found = []
+        """The bound sockets of every listener (IPv4 and IPv6 ones), each once
+        (TLS services may share one)."""
+        found: dict[int, socket.socket] = {}
         for listener in self.listeners():
             sock = listener.listening_socket()
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                found.append(sock)
-        return found
+                found.setdefault(sock.fileno(), sock)
+        return list(found.values())

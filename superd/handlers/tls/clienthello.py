@@ -3,10 +3,11 @@ The server name a TLS client asks for, read from the first bytes it sends.
 
 Pure.  ``read_client_hello(data)`` parses the TLS records a connection
 starts with (RFC 8446 section 5.1; the ClientHello may span several
-handshake records) up to the end of the ClientHello (section 4.1.2) and
-returns its ``server_name`` extension's host name (RFC 6066 section 3), or
-None while more bytes are needed.  Anything that is not a well-formed
-ClientHello raises ``HelloError``; nothing is read past ``MAX_HELLO`` bytes.
+handshake records, at most ``MAX_RECORDS``) up to the end of the ClientHello
+(section 4.1.2) and returns its ``server_name`` extension's host name (RFC
+6066 section 3), or, while bytes are missing, how many there must be before
+it is worth asking again.  Anything that is not a well-formed ClientHello
+raises ``HelloError``; a ClientHello longer than ``MAX_HELLO`` bytes is one.
 
 Written here because neither OpenSSL (through pyOpenSSL) nor Twisted reads
 a ClientHello without answering it, and superd must choose the service --
@@ -19,10 +20,13 @@ from typing import Optional
 
 import attrs
 
-__all__ = ["MAX_HELLO", "ClientHello", "HelloError", "read_client_hello"]
+__all__ = ["MAX_HELLO", "MAX_RECORDS", "ClientHello", "HelloError", "Incomplete",
+           "read_client_hello"]
 
 #: The largest ClientHello read (large post-quantum key shares take about 2 KiB).
 MAX_HELLO = 16 * 1024
+#: The most records a ClientHello may be split into (clients use one).
+MAX_RECORDS = 16
 
 _HANDSHAKE = 22
 _CLIENT_HELLO = 1
@@ -34,6 +38,13 @@ _MAX_RECORD = 1 << 14
 
 class HelloError(ValueError):
     """The bytes are not a well-formed TLS ClientHello."""
+
+
+@attrs.frozen
+class Incomplete:
+    """More bytes are needed: at least ``need`` in all."""
+
+    need: int
 
 
 @attrs.frozen
@@ -73,13 +84,14 @@ class _Reader:
         return len(self.data) - self.at
 
 
-def _handshake_bytes(data: bytes) -> Optional[tuple[bytes, bytes, int]]:
+def _handshake_bytes(data: bytes) -> tuple[bytes, bytes, int] | Incomplete:
     """The ClientHello message (header and body), the first record's version
-    and the bytes its records took; None until every record has arrived."""
+    and the bytes its records took; ``Incomplete`` until every record has
+    arrived."""
     message, at, version = b"", 0, b""
-    while True:
+    for _ in range(MAX_RECORDS):
         if len(data) < at + _RECORD_HEADER:
-            return None
+            return Incomplete(at + _RECORD_HEADER)
         kind, major, length = data[at], data[at + 1], int.from_bytes(data[at + 3:at + 5], "big")
         if kind != _HANDSHAKE or major != 3:
             raise HelloError("not a TLS handshake record")
@@ -87,7 +99,7 @@ def _handshake_bytes(data: bytes) -> Optional[tuple[bytes, bytes, int]]:
             raise HelloError(f"a handshake record of {length} bytes")
         version = version or data[at + 1:at + 3]
         if len(data) < at + _RECORD_HEADER + length:
-            return None
+            return Incomplete(at + _RECORD_HEADER + length)
         message += data[at + _RECORD_HEADER:at + _RECORD_HEADER + length]
         at += _RECORD_HEADER + length
         if len(message) >= 4:
@@ -100,6 +112,7 @@ def _handshake_bytes(data: bytes) -> Optional[tuple[bytes, bytes, int]]:
                 if len(message) > 4 + size:
                     raise HelloError("more after the ClientHello in its records")
                 return message[4:], version, at
+    raise HelloError(f"a ClientHello in more than {MAX_RECORDS} records")
 
 
 def _server_name(extension: bytes) -> Optional[bytes]:
@@ -147,10 +160,10 @@ def _parse_body(body: bytes) -> Optional[bytes]:
     return name
 
 
-def read_client_hello(data: bytes) -> Optional[ClientHello]:
-    """The ClientHello at the start of ``data``, or None if it is not all there."""
+def read_client_hello(data: bytes) -> ClientHello | Incomplete:
+    """The ClientHello at the start of ``data``, or how many bytes it needs."""
     found = _handshake_bytes(data)
-    if found is None:
-        return None
+    if isinstance(found, Incomplete):
+        return found
     body, version, size = found
     return ClientHello(_parse_body(body), version, size)

@@ -21,19 +21,26 @@ __all__ = ["MAX_NAME", "configured_name", "requested_name"]
 #: The longest DNS name (RFC 1035: 255 octets on the wire).
 MAX_NAME = 253
 
-_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_LABEL_TEXT = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_LABEL = re.compile(f"^{_LABEL_TEXT}$")
+_HOST = re.compile(rf"^{_LABEL_TEXT}(?:\.{_LABEL_TEXT})*$")
+#: Only these can be an IP address (the test of every name a client sends).
+_NUMERIC = re.compile(r"^[0-9.]+$|:")
 
 
 def _problem(name: str) -> Optional[str]:
     """Why ``name`` (lower case, no trailing dot) is not a host name, or None."""
     if len(name) > MAX_NAME:
         return f"longer than {MAX_NAME} characters"
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        pass
-    else:
-        return "an IP address (clients never send one as a server name)"
+    if _NUMERIC.search(name):
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            pass
+        else:
+            return "an IP address (clients never send one as a server name)"
+    if _HOST.match(name):
+        return None
     labels = name.split(".")
     bad = next((label for label in labels if not _LABEL.match(label)), None)
     if bad is not None:

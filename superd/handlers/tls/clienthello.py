@@ -16,6 +16,7 @@ and run its access checks -- before anything is answered.
 
 from __future__ import annotations
 
+import struct
 from typing import Optional
 
 import attrs
@@ -33,6 +34,7 @@ _CLIENT_HELLO = 1
 _SERVER_NAME = 0
 _HOST_NAME = 0
 _RECORD_HEADER = 5
+_EXTENSION = struct.Struct("!HH")
 _MAX_RECORD = 1 << 14
 
 
@@ -145,18 +147,30 @@ def _parse_body(body: bytes) -> Optional[bytes]:
         raise HelloError("no compression method")
     if not hello.left:
         return None  # no extensions at all (SSL 3.0-era clients)
-    extensions = _Reader(hello.vector(2, "extensions"))
+    extensions = hello.vector(2, "extensions")
     if hello.left:
         raise HelloError("bytes after the extensions")
-    seen, name = set(), None
-    while extensions.left:
-        kind = extensions.number(2, "extension")
-        data = extensions.vector(2, "extension")
+    return _extensions(extensions)
+
+
+def _extensions(data: bytes) -> Optional[bytes]:
+    """The host name of the server_name extension among ``data``'s."""
+    # Indexes rather than _Reader calls: a browser sends some twenty
+    # extensions, and this runs for every connection to a shared port.
+    at, end, seen, name = 0, len(data), set(), None
+    while at < end:
+        if at + 4 > end:
+            raise HelloError("ClientHello ends inside its extensions")
+        kind, length = _EXTENSION.unpack_from(data, at)
+        at += 4
+        if at + length > end:
+            raise HelloError("ClientHello ends inside its extensions")
         if kind in seen:
             raise HelloError(f"extension {kind} twice")
         seen.add(kind)
         if kind == _SERVER_NAME:
-            name = _server_name(data)
+            name = _server_name(data[at:at + length])
+        at += length
     return name
 
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional, Tuple
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
 from superd.config.model import TLSSettings, UpstreamTLS
 from superd.config.tlscontext import TLSSetupError, load_certificates, server_context
 from superd.config.tlsprofile import DEFAULT_PROFILE, PROFILES, VERSIONS
@@ -81,9 +84,39 @@ def _ciphers_apply(values: Mapping[str, Any], min_version: str, error: ErrorRepo
     return False
 
 
-def tls_settings(values: Mapping[str, Any], read_file: ReadFile,
-                 error: ErrorReporter) -> Optional[TLSSettings]:
-    """The service's TLS termination, or None if it has no ``tls_*`` attribute."""
+def _certificate_names(cert_pem: bytes) -> Tuple[str, ...]:
+    """The DNS names of the leaf certificate (its subjectAltNames, else its CN)."""
+    leaf = load_certificates(cert_pem, "tls_cert")[0]
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = [str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return tuple(name.lower() for name in names)
+
+
+def _covered(name: str, certified: Tuple[str, ...]) -> bool:
+    if name in certified:
+        return True
+    parent = name.split(".", 1)[1] if "." in name else ""
+    return not name.startswith("*.") and f"*.{parent}" in certified
+
+
+def _warn_uncovered(settings: TLSSettings, warn: Optional[ErrorReporter]) -> None:
+    if warn is None or not settings.sni:
+        return
+    certified = _certificate_names(settings.cert_pem)
+    for name in settings.sni:
+        if not _covered(name, certified):
+            shown = ", ".join(certified) or "no DNS name"
+            warn("tls_sni", f"the certificate in tls_cert is not for {name} (it names"
+                            f" {shown}): clients that check names will refuse it")
+
+
+def tls_settings(values: Mapping[str, Any], read_file: ReadFile, error: ErrorReporter,
+                 warn: Optional[ErrorReporter] = None) -> Optional[TLSSettings]:
+    """The service's TLS termination, or None if it has no ``tls_*`` attribute;
+    ``warn`` hears of ``tls_sni`` names its certificate is not for."""
     if not _pair(values, error):
         return None
     min_version = _min_version(values, error)
@@ -114,6 +147,7 @@ def tls_settings(values: Mapping[str, Any], read_file: ReadFile,
     except TLSSetupError as e:
         error(e.attribute, str(e))
         return None
+    _warn_uncovered(settings, warn)
     return settings
 
 

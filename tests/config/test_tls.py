@@ -157,3 +157,22 @@ def test_upstream_profile(pki: PKI) -> None:
     assert default is not None and old is not None
     assert (default.profile, old.profile) == ("intermediate", "old")
     assert problems == [("redirect_tls_profile", "redirect_tls_profile needs redirect_tls = yes")]
+
+
+def test_server_names_the_certificate_is_not_for_are_warned(pki: PKI) -> None:
+    """A tls_sni name the certificate does not carry (nor covers by wildcard) is a
+    warning on the tls_sni line; the settings still load."""
+    warnings: list[tuple[str, str]] = []
+    wildcard = pki.issue("wild", ["*.example.org", "example.org"])
+    table = {**files(pki), str(wildcard.cert_path): wildcard.cert_pem.decode(),
+             str(wildcard.key_path): wildcard.key_pem.decode()}
+    values = {"tls_cert": str(wildcard.cert_path), "tls_key": str(wildcard.key_path),
+              "tls_sni": ("a.example.org", "example.org", "*.example.org", "b.a.example.org",
+                          "example.com")}
+    settings = tls_settings(values, table.__getitem__, lambda a, m: warnings.append((a, m)),
+                            lambda a, m: warnings.append((a, m)))
+    assert settings is not None
+    assert warnings == [
+        ("tls_sni", f"the certificate in tls_cert is not for {name} (it names *.example.org,"
+                    " example.org): clients that check names will refuse it")
+        for name in ("b.a.example.org", "example.com")]

@@ -59,6 +59,8 @@ class LiveCertificate:
 
     def check(self) -> None:
         """Reload the files if they changed since they were last read."""
+        if not {"tls_cert", "tls_key"} <= self.files.keys():
+            return  # settings made in memory (tests, tools): no files to watch
         state = file_state(list(self.files.values()))
         if state == self._state:
             return

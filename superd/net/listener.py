@@ -33,7 +33,8 @@ from superd.core import twistedprivate
 from superd.net.address import ListenAddress
 from superd.net.sockets import emit_listening, open_with_fallback
 
-__all__ = ["IListener", "ListenState", "ListenStatus", "Listener", "Listeners"]
+__all__ = ["IListener", "ListenState", "ListenStatus", "Listener", "ListenerService",
+           "Listeners"]
 
 
 class ListenState(enum.Enum):
@@ -91,8 +92,35 @@ class IListener(IService):
         """Stop listening and close the socket now (a failed startup; stopService)."""
 
 
+class ListenerService(Service):
+    """
+    The life every listener of the daemon shares: it listens at privileged
+    start (or at start, for runners that skip it) and closes at stop.
+    """
+
+    def _listen(self) -> None:
+        """Open (or join) the socket, unless already done."""
+        raise NotImplementedError
+
+    def close(self) -> Optional[Deferred[Any]]:
+        """Stop listening now."""
+        raise NotImplementedError
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        super().startService()
+        self._listen()  # runners that skip privilegedStartService (twist)
+
+    def stopService(self) -> Optional[Deferred[Any]]:
+        super().stopService()
+        return self.close()
+
+
 @implementer(IListener)
-class Listener(Service):
+class Listener(ListenerService):
     """Listens on one address for one service; the port opens at privileged start."""
 
     def __init__(self, address: ListenAddress,
@@ -110,18 +138,6 @@ class Listener(Service):
             self.address, port = open_with_fallback(self._open_port, self.address)
             self.port = port
             self._bound_port = emit_listening(self.address, port)
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self._listen()
-
-    def startService(self) -> None:
-        super().startService()
-        self._listen()  # runners that skip privilegedStartService (twist)
-
-    def stopService(self) -> Optional[Deferred[Any]]:
-        super().stopService()
-        return self.close()
 
     # -- IListener ------------------------------------------------------------
 

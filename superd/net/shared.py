@@ -24,14 +24,19 @@ from __future__ import annotations
 import socket
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from zope.interface import implementer
 
 from superd.core import twistedprivate
 from superd.net.address import ListenAddress
-from superd.net.listener import IListener, Listener, ListenState, ListenStatus
+from superd.net.listener import (
+    IListener,
+    Listener,
+    ListenerService,
+    ListenState,
+    ListenStatus,
+)
 from superd.net.sockets import emit_listening, open_with_fallback
 
 __all__ = ["Member", "Router", "SharedListener", "SharedPort", "SharedPorts"]
@@ -214,7 +219,7 @@ class SharedPorts:
 
 
 @implementer(IListener)
-class SharedListener(Service):
+class SharedListener(ListenerService):
     """One service's listener on a socket it may share with other TLS services."""
 
     def __init__(self, address: ListenAddress, open_port: OpenPort, member: Member,
@@ -233,18 +238,6 @@ class SharedListener(Service):
             assert port is not None
             self.address = self.shared.address
             self.shared.bound_port = emit_listening(self.address, port)
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self._listen()
-
-    def startService(self) -> None:
-        super().startService()
-        self._listen()  # runners that skip privilegedStartService (twist)
-
-    def stopService(self) -> Optional[Deferred[Any]]:
-        super().stopService()
-        return self.close()
 
     # -- IListener ------------------------------------------------------------
 

@@ -63,13 +63,8 @@ def exchange(port: int, pki: PKI, server_name: Optional[str], payload: bytes = b
         certificate = x509.load_der_x509_certificate(der)
         if payload:
             tls.sendall(payload)
-            got = b""
-            while len(got) < len(payload):
-                chunk = tls.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
-            return got, certificate
+            with tls.makefile("rb") as answer:
+                return answer.read(len(payload)), certificate
         return read_all(tls), certificate
 
 

@@ -50,6 +50,9 @@ def _problem(name: str) -> Optional[str]:
 
 def configured_name(word: str) -> str:
     """A ``tls_sni`` name, normalised; raises ``ValueError`` saying why not."""
+    if word == "*":
+        raise ValueError("'*' is not a name: the port's default service is the one"
+                         " without tls_sni")
     if not word.isascii():
         raise ValueError(f"{word!r} is not ASCII: write an internationalised name in"
                          " its xn-- form")

@@ -143,6 +143,7 @@ def test_tls_without_server_names_does_not_share(pki: PKI) -> None:
                          " in its xn-- form"),
     ("a." * 127 + "com", "expected a host name or *.domain, got"),
     ("a.example.com A.example.com", "a.example.com is listed twice"),
+    ("*", "'*' is not a name: the port's default service is the one without tls_sni"),
 ])
 def test_bad_server_names(pki: PKI, value: str, message: str) -> None:
     """tls_sni names are host names, bounded and checked at load, with FILE:LINE."""

@@ -247,3 +247,40 @@ def _conf_of(superd: Superd) -> Path:
     arguments = superd.process.args
     assert isinstance(arguments, list)
     return Path(str(arguments[arguments.index("-c") + 1]))
+
+
+def test_bad_hellos_cost_nothing_lasting(superd_factory: Callable[..., Superd],
+                                         conf_dir: Callable[..., Path], pki: PKI,
+                                         certificates: dict[str, Issued]) -> None:
+    """Plain text, an oversized or cut-off ClientHello, silence past the timeout: each
+    refused and logged by the port, no descriptor kept, the port still serving."""
+    superd, port = start(superd_factory, conf_dir, lambda p: {
+        "a": tls_block("echo", "sni-a", p, certificates["a"],
+                       "\ttls_sni = a.example.com\n\ttls_handshake_timeout = 1\n")})
+    before = superd.fd_count()
+    hello = ssl_hello("a.example.com")
+    attempts = [b"GET / HTTP/1.0\r\n\r\n",
+                b"\x16\x03\x01\x40\x00\x01\x00\x3f\xf0" + b"\x00" * 20000,
+                hello[:40]]
+    for data in attempts:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(data)
+            if data is not attempts[-1]:
+                assert read_all(sock) == b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
+        assert read_all(silent) == b""  # closed after tls_handshake_timeout
+    reasons = [e["reason"] for e in superd.wait_for_events(
+        lambda e: e.get("event") == "sni_refused", 3)]
+    assert reasons == ["malformed ClientHello", "malformed ClientHello", "no ClientHello"]
+    assert superd.settled_fd_count(before) <= before
+    assert exchange(port, pki, "a.example.com", b"fine\n")[0] == b"fine\n"
+
+
+def ssl_hello(server_name: str) -> bytes:
+    """The ClientHello Python's ssl sends first."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()

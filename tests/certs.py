@@ -1,7 +1,8 @@
 """
 Test certificates made on the fly with ``cryptography``: a CA, a server
 certificate for ``localhost``/127.0.0.1, a client certificate signed by the
-CA, and a "wrong" client certificate signed by another CA.
+CA, a "wrong" client certificate signed by another CA, and more server
+certificates from the CA on demand (``PKI.issue``).
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = ["Issued", "PKI", "make_pki"]
@@ -30,11 +31,14 @@ class Issued:
     key_path: Path
 
 
+PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
+
+
 def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _pem_key(key: PrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -43,7 +47,7 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer: Optional[x509.Certificate],
+def _issue(subject: str, key: PrivateKey, issuer: Optional[x509.Certificate],
            issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool = False,
            sans: Sequence[x509.GeneralName] = (), server: bool = False) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
@@ -72,10 +76,26 @@ class PKI:
     server: Issued
     client: Issued
     wrong_client: Issued
+    directory: Path
+    ca_cert: x509.Certificate = attrs.field(repr=False)
+    ca_key: ec.EllipticCurvePrivateKey = attrs.field(repr=False)
+
+    def issue(self, name: str, dns_names: Sequence[str] = (), *, rsa_key: bool = False,
+              directory: Optional[Path] = None) -> Issued:
+        """
+        A server certificate signed by the CA, with subject CN ``dns_names[0]``
+        (or ``name``) and those names as subjectAltNames, written as
+        ``NAME.pem``/``NAME.key`` to ``directory`` (default: the PKI's);
+        RSA 2048 with ``rsa_key`` (static-RSA suites need one), else P-256.
+        """
+        key: PrivateKey = rsa.generate_private_key(65537, 2048) if rsa_key else _key()
+        names = list(dns_names) or [name]
+        cert = _issue(names[0], key, self.ca_cert, self.ca_key, server=True,
+                      sans=[x509.DNSName(n) for n in names])
+        return _write(directory or self.directory, name, cert, key)
 
 
-def _write(directory: Path, name: str, cert: x509.Certificate,
-           key: ec.EllipticCurvePrivateKey) -> Issued:
+def _write(directory: Path, name: str, cert: x509.Certificate, key: PrivateKey) -> Issued:
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
     cert_path.write_bytes(cert_pem)
@@ -97,5 +117,5 @@ def make_pki(directory: Path, client_cn: str = "client1", ca_cn: str = "superd t
     ca_pem = ca.public_bytes(serialization.Encoding.PEM)
     (directory / "ca.pem").write_bytes(ca_pem)
     return PKI(directory / "ca.pem", ca_pem, _write(directory, "server", server, server_key),
-                   _write(directory, "client", client, client_key),
-                   _write(directory, "wrong", wrong, wrong_key))
+               _write(directory, "client", client, client_key),
+               _write(directory, "wrong", wrong, wrong_key), directory, ca, ca_key)

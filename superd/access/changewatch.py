@@ -23,10 +23,15 @@ a dangling symlink; the watch limit) makes every answer yes, as does a
 failed rebuild, and watching is tried again once a ``MAX_TRUST``.  Without
 inotify at all (``start`` returns None) the caller stats on every check.
 
-Twisted's ``INotify`` does the system calls and the parsing; it is never
+Twisted's ``INotify`` does the system calls and the parsing; it is not
 registered with the reactor, because its events are read here, when asked.
 It gives up (closes itself) when a watched directory is deleted; the watch
 is then rebuilt on the next question.
+
+A watch made with ``on_change`` is for callers that are not asked per
+connection (the certificate files of TLS services): its descriptor is
+registered with the reactor, which calls ``on_change()`` for each event as
+it arrives; the caller then asks ``changed()`` as usual.
 """
 
 from __future__ import annotations
@@ -60,13 +65,15 @@ class ChangeWatch:
     """Tells whether any of ``paths`` may have changed since last asked."""
 
     def __init__(self, reactor: Any, paths: Sequence[str],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float],
+                 on_change: Callable[[], object] | None = None) -> None:
         inotify = _inotify()
         self._mask: int = (
             inotify.IN_MODIFY | inotify.IN_ATTRIB | inotify.IN_CLOSE_WRITE
             | inotify.IN_MOVED_FROM | inotify.IN_MOVED_TO | inotify.IN_CREATE
             | inotify.IN_DELETE | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF)
         self._reactor = reactor
+        self._on_change = on_change
         self._paths = tuple(paths)
         self._clock = clock
         self._poll = select.poll()
@@ -81,11 +88,11 @@ class ChangeWatch:
         self._dirty = True  # nobody has looked yet
 
     @classmethod
-    def start(cls, reactor: Any, paths: Sequence[str],
-              clock: Callable[[], float]) -> ChangeWatch | None:
+    def start(cls, reactor: Any, paths: Sequence[str], clock: Callable[[], float],
+              on_change: Callable[[], object] | None = None) -> ChangeWatch | None:
         """A watch over ``paths``, or None where inotify is unavailable."""
         try:
-            return cls(reactor, paths, clock)
+            return cls(reactor, paths, clock, on_change)
         except Exception as e:  # ImportError, INotifyError (instance limit) ...
             _log.info("cannot watch {paths} with inotify ({error}); checking"
                       " them on every connection", event=events.EV_HOSTS_WATCH,
@@ -130,6 +137,8 @@ class ChangeWatch:
         self._poll.register(self._registered, select.POLLIN)
         self._watch_targets()
         self._dirty = False  # the caller looks now
+        if self._on_change is not None:
+            notify.startReading()
 
     def _close(self) -> None:
         notify, self._notify = self._notify, None
@@ -172,3 +181,5 @@ class ChangeWatch:
 
     def _event(self, ignored: object, path: FilePath[Any], mask: int) -> None:
         self._dirty = True
+        if self._on_change is not None:
+            self._on_change()

@@ -21,7 +21,9 @@ import attrs
 from superd.config import values as v
 from superd.config.addrspec import parse_address
 from superd.config.model import CPS, AddressSpec, SocketType
+from superd.config.servername import configured_name
 from superd.config.text import closest
+from superd.config.tlsprofile import PROFILES, VERSIONS
 
 __all__ = [
     "ATTRIBUTES",
@@ -398,24 +400,27 @@ def _factory_path(word: str) -> str:
 #: Attributes whose parsed values ``superd.config.extensions`` turns into
 #: ``ServiceConfig.extensions``.
 EXTENSION_ATTRIBUTES: Tuple[str, ...] = (
-    "tls_cert", "tls_key", "tls_min_version", "tls_ciphers", "tls_client_ca",
-    "tls_verify_client", "tls_client_names", "tls_handshake_timeout",
-    "redirect_tls", "redirect_tls_name", "redirect_tls_ca", "redirect_timeout",
-    "factory", "plugin",
+    "tls_cert", "tls_key", "tls_profile", "tls_min_version", "tls_ciphers",
+    "tls_client_ca", "tls_verify_client", "tls_client_names", "tls_handshake_timeout",
+    "tls_sni", "redirect_tls", "redirect_tls_name", "redirect_tls_ca", "redirect_tls_profile",
+    "redirect_timeout", "factory", "plugin",
 )  # fmt: skip
 
 ATTRIBUTES.update({spec.name: spec for spec in (
     _spec("tls_cert", _one(_path)),
     _spec("tls_key", _one(_path)),
-    _spec("tls_min_version", _one(_choice("1.2", "1.3"))),
+    _spec("tls_profile", _one(_choice(*PROFILES))),
+    _spec("tls_min_version", _one(_choice(*VERSIONS))),
     _spec("tls_ciphers", _one(_word)),
     _spec("tls_client_ca", _one(_path)),
     _spec("tls_verify_client", _one(_choice("none", "optional", "require"))),
     _list("tls_client_names", tuple, minimum=1),
     _spec("tls_handshake_timeout", _one(v.positive_float)),
+    _list("tls_sni", _each(configured_name), minimum=1),
     _spec("redirect_tls", _one(v.yes_no)),
     _spec("redirect_tls_name", _one(_word)),
     _spec("redirect_tls_ca", _one(_path)),
+    _spec("redirect_tls_profile", _one(_choice(*PROFILES))),
     _spec("redirect_timeout", _one(v.positive_float)),
     _spec("factory", _one(_factory_path)),
     _spec("plugin", _one(_word)),

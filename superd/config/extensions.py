@@ -71,7 +71,7 @@ def check_extensions(values: Mapping[str, Any], extra: Mapping[str, Tuple[str, .
         # pyOpenSSL is imported only by configurations that use TLS.
         from superd.config.tls import tls_settings, upstream_tls
 
-        tls = tls_settings(values, read_file, error)
+        tls = tls_settings(values, read_file, error, warn)
         upstream = upstream_tls(values, read_file, error)
     if tls is not None and (values.get("wait") is True or values.get("protocol") == "udp"
                             or values.get("socket_type") is SocketType.DGRAM):

@@ -200,14 +200,20 @@ class TLSSettings:
     TLS termination for a stream service (the ``tls_*`` attributes).
 
     The PEM texts are read at load (and again on every reload), so a bad
-    file is a configuration error, never a failure at the first connection.
+    file is a configuration error, never a failure at the first connection;
+    while the service runs, a change of the files replaces them
+    (``superd.handlers.tls.certfiles``).
     """
 
     cert_pem: bytes
     key_pem: bytes
-    #: ``tls_min_version``: ``1.2`` or ``1.3``.
+    #: ``tls_profile``: ``modern``, ``intermediate`` or ``old``
+    #: (``superd.config.tlsprofile``).
+    profile: str = "intermediate"
+    #: ``tls_min_version``, or the profile's: ``1.0`` to ``1.3``.
     min_version: str = "1.2"
-    #: ``tls_ciphers``: an OpenSSL cipher string (TLS 1.2 and below).
+    #: ``tls_ciphers``: an OpenSSL cipher string (TLS 1.2 and below); None:
+    #: the profile's.
     ciphers: Optional[str] = None
     #: ``tls_client_ca``: PEM of the CA(s) client certificates must chain to.
     client_ca_pem: Optional[bytes] = None
@@ -217,6 +223,15 @@ class TLSSettings:
     client_names: Tuple[str, ...] = ()
     #: ``tls_handshake_timeout`` in seconds.
     handshake_timeout: float = 10.0
+    #: ``tls_sni``: the server names (lower case; ``*.domain`` wildcards)
+    #: routed to this service on a port TLS services share; () = the port's
+    #: default service.
+    sni: Tuple[str, ...] = ()
+    #: Where the PEM texts were read (``tls_cert``, ``tls_key``,
+    #: ``tls_client_ca``): re-read when the files change.
+    cert_path: Optional[str] = None
+    key_path: Optional[str] = None
+    client_ca_path: Optional[str] = None
 
 
 @attrs.frozen
@@ -227,6 +242,9 @@ class UpstreamTLS:
     name: str
     #: ``redirect_tls_ca``: PEM of the trusted CA(s); None = system trust store.
     ca_pem: Optional[bytes] = None
+    #: ``redirect_tls_profile``: what superd offers the upstream, as
+    #: ``tls_profile`` says for clients.
+    profile: str = "intermediate"
 
 
 @attrs.frozen

@@ -27,6 +27,9 @@ def _stream_problem(values: Mapping[str, Any]) -> Optional[str]:
     if values.get("wait") is True:
         return ("with wait = yes the server accepts its connections itself;"
                 " superd never sees their PROXY headers")
+    if values.get("tls_sni"):
+        return ("tls_sni chooses the service from the TLS ClientHello, which must be"
+                " the first bytes on the port; a PROXY header cannot come before it")
     if {"TCPMUX", "TCPMUXPLUS"} & set(values.get("type", ())):
         return ("the header comes before the service name: set proxy_protocol"
                 " on the tcpmux service")

@@ -4,8 +4,10 @@ pyOpenSSL contexts built from validated TLS settings.
 ``server_context`` is used twice: at load, to prove the certificate, key,
 CA and cipher string work together (any error becomes a configuration
 error), and when the service is assembled.  Twisted's ``CertificateOptions``
-does the work; superd only adds the client-verification mode, which
-``CertificateOptions`` cannot express as "optional".
+does the work; superd adds the client-verification mode, which
+``CertificateOptions`` cannot express as "optional", and sets the cipher
+list of ``tls_profile`` (``superd.config.tlsprofile``) on the context
+itself, for the server and for ``redirect_tls`` upstreams alike.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from superd.config.model import TLSSettings, UpstreamTLS
+from superd.config.tlsprofile import PROFILES, cipher_string
+from superd.core import twistedprivate
 
 __all__ = [
     "ServerConnectionCreator",
@@ -33,7 +37,8 @@ __all__ = [
     "server_context",
 ]
 
-_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1_0, "1.1": ssl.TLSVersion.TLSv1_1,
+             "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _VERIFY = {
     "none": SSL.VERIFY_NONE,
     "optional": SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE,
@@ -81,15 +86,28 @@ def error_text(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _ciphers(text: Optional[str]) -> Optional[ssl.AcceptableCiphers]:
+def _version_floor(min_version: str) -> dict[str, ssl.TLSVersion]:
+    """CertificateOptions' keyword for the oldest version offered (Twisted's
+    own floor is TLS 1.2: going below it is spelled "insecurely")."""
+    version = _VERSIONS[min_version]
+    if version < ssl.TLSVersion.TLSv1_2:
+        return {"insecurelyLowerMinimumTo": version}
+    return {"raiseMinimumTo": version}
+
+
+def _set_ciphers(context: SSL.Context, profile: str, ciphers: Optional[str]) -> None:
+    """
+    The TLS 1.2 cipher list of ``profile`` (or ``ciphers``), set on the
+    context itself: Twisted's ``AcceptableCiphers`` expands a string into
+    suite names, which drops an ``@SECLEVEL`` directive.
+    """
+    text = cipher_string(profile, ciphers)
     if text is None:
-        return None
+        return  # TLS 1.3 only: its suites are not chosen by this list
     try:  # OpenSSL itself says whether the string selects anything
-        SSL.Context(SSL.TLS_METHOD).set_cipher_list(text.encode("ascii", "replace"))
+        context.set_cipher_list(text.encode("ascii", "replace"))
     except SSL.Error:
-        raise TLSSetupError("tls_ciphers", f"no cipher matches {text!r}") from None
-    chosen: ssl.AcceptableCiphers = ssl.AcceptableCiphers.fromOpenSSLCipherString(text)
-    return chosen
+        raise TLSSetupError("tls_ciphers", f"no cipher matches {ciphers!r}") from None
 
 
 def _options(settings: TLSSettings) -> ssl.CertificateOptions:
@@ -104,9 +122,7 @@ def _options(settings: TLSSettings) -> ssl.CertificateOptions:
         trust = _trust(settings.client_ca_pem, "tls_client_ca")
     return ssl.CertificateOptions(
         privateKey=_private_key(settings.key_pem), certificate=chain[0],
-        extraCertChain=chain[1:], trustRoot=trust,
-        raiseMinimumTo=_VERSIONS[settings.min_version],
-        acceptableCiphers=_ciphers(settings.ciphers),
+        extraCertChain=chain[1:], trustRoot=trust, **_version_floor(settings.min_version),
     )
 
 
@@ -121,6 +137,7 @@ def server_context(settings: TLSSettings) -> SSL.Context:
     except SSL.Error as e:
         message = f"key does not fit the certificate: {error_text(e)}"
         raise TLSSetupError("tls_key", message) from None
+    _set_ciphers(context, settings.profile, settings.ciphers)
     # CertificateOptions knows "required" or "off"; "optional" asks for a
     # certificate, verifies one if sent, and lets clients without one in.
     context.set_verify(_VERIFY[settings.verify_client])
@@ -144,10 +161,17 @@ class ServerConnectionCreator:
 
 
 def client_options(upstream: UpstreamTLS) -> IOpenSSLClientConnectionCreator:
-    """Client TLS for a redirect upstream: its certificate must name ``upstream.name``."""
-    trust = None
+    """
+    Client TLS for a redirect upstream: its certificate must name
+    ``upstream.name``; the versions and TLS 1.2 suites offered are those of
+    ``redirect_tls_profile``.  What ``optionsForClientTLS`` builds, with the
+    context's cipher list set as the server side sets it.
+    """
     if upstream.ca_pem is not None:
         trust = _trust(upstream.ca_pem, "redirect_tls_ca")
-    options: IOpenSSLClientConnectionCreator = ssl.optionsForClientTLS(
-        upstream.name, trustRoot=trust)
-    return options
+    else:
+        trust = ssl.platformTrust()
+    profile = PROFILES[upstream.profile]
+    options = ssl.CertificateOptions(trustRoot=trust, **_version_floor(profile.min_version))
+    _set_ciphers(options.getContext(), profile.name, None)
+    return twistedprivate.client_connection_creator(options, upstream.name)

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 import attrs
 
-from superd.core.session import Peer
+from superd.core.peer import Peer
 
 __all__ = ["COMMAND_LOCAL", "COMMAND_PROXY", "COMMAND_UNKNOWN", "ProxyOrigin"]
 

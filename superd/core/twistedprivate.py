@@ -25,7 +25,11 @@ from OpenSSL.SSL import Connection as TLSConnection
 from OpenSSL.SSL import Error as SSLError
 from OpenSSL.SSL import WantReadError, ZeroReturnError
 from twisted.internet import process, tcp, unix
-from twisted.internet.interfaces import IListeningPort, ISystemHandle
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IOpenSSLClientConnectionCreator,
+    ISystemHandle,
+)
 from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
 from twisted.protocols.haproxy._v1parser import V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser
@@ -43,6 +47,7 @@ __all__ = [
     "adopt_listening_descriptor",
     "adopt_unix_listening_descriptor",
     "buffered_port_logs",
+    "client_connection_creator",
     "endpoints_inherited_descriptors",
     "is_plain_tcp",
     "is_port_chatter",
@@ -321,6 +326,25 @@ def endpoints_inherited_descriptors() -> tuple[Sequence[int], Sequence[str]]:
     if daemon is None:
         return (), ()
     return list(daemon.inheritedDescriptors()), list(getattr(daemon, "_names", ()))
+
+
+# -- TLS to a redirect upstream (superd.config.tlscontext) --------------------------
+
+def client_connection_creator(options: Any, hostname: str) -> IOpenSSLClientConnectionCreator:
+    """
+    What ``ssl.optionsForClientTLS(hostname, ...)`` returns, for ``options``
+    (a ``CertificateOptions``) that superd built itself: connections come from
+    ``options.getContext()``, so a cipher list set on that context (with an
+    ``@SECLEVEL``) applies, and the peer's certificate must name
+    ``hostname``.  Relies on ``_sslverify.ClientTLSOptions(createConnection,
+    hostname)`` and ``CertificateOptions._makeTLSConnection``.  Public
+    replacement: none (``optionsForClientTLS`` builds its own options).
+    """
+    from twisted.internet._sslverify import ClientTLSOptions
+
+    creator: IOpenSSLClientConnectionCreator = ClientTLSOptions(
+        options._makeTLSConnection, hostname)
+    return creator
 
 
 # -- TLS termination (superd.handlers.tls.protocol) --------------------------------

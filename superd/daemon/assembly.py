@@ -30,9 +30,11 @@ from superd.handlers.spawn.handler import ExternalHandler
 from superd.handlers.spawn.spec import SpawnSetupError
 from superd.handlers.spawn.wait import wait_service
 from superd.handlers.tcpmux import TcpmuxHandler
+from superd.handlers.tls.sni import TLSRoute
 from superd.handlers.userproto import UserProtocolHandler
 from superd.net.address import ListenAddress
 from superd.net.listener import IListener, Listener
+from superd.net.shared import SharedListener
 from superd.net.sockets import listen_addresses, listen_datagram, listen_stream
 
 __all__ = ["SUPERD_BUILDERS", "Assembly", "Builders", "Failure", "Group", "Unavailable",
@@ -126,7 +128,7 @@ class Assembly:
         if handler is None:
             return None
         try:
-            return TLSHandler(service, handler, self.runtime)
+            return TLSHandler(service, handler, self.runtime, self.parts.certificates)
         except TLSSetupError as e:
             raise Unavailable(e.attribute, str(e)) from e
 
@@ -184,11 +186,25 @@ class Assembly:
         # One factory for every address of the service: counts are per block.
         factory = self.builders.stream_factory(service, handler, self.parts.access)
         reactor = self.runtime.reactor
+        if service.extensions.tls is not None:
+            return self._tls_listeners(service, handler, factory)
 
         def open_port(address: ListenAddress) -> IListeningPort:
             return listen_stream(reactor, address, factory)
 
         return [Listener(address, open_port, factory) for address in self._addresses(service)]
+
+    def _tls_listeners(self, service: ServiceConfig, handler: Any,
+                       factory: Any) -> List[IListener]:
+        """TLS services listen on sockets they may share with others (tls_sni)."""
+        reactor = self.runtime.reactor
+        route = TLSRoute(service, factory, handler)
+
+        def open_port(address: ListenAddress, target: Any) -> IListeningPort:
+            return listen_stream(reactor, address, target)
+
+        return [SharedListener(address, open_port, route, self.parts.shared_ports)
+                for address in self._addresses(service)]
 
     def _datagram_listeners(self, service: ServiceConfig, handler: Any) -> List[IListener]:
         reactor = self.runtime.reactor

@@ -4,8 +4,9 @@ The daemon's long-lived collaborators, built once, in one place.
 ``Parts`` holds what every service of the daemon shares and what outlives a
 reload: the runtime (reactor and options), the table of running children,
 the per-block counters, the access state (bans, hosts tables, live
-sessions) and the collection of listeners, whose sockets the access state's
-kernel filters cover.  ``open_parts`` builds the real daemon's; unit tests build
+sessions), the collection of listeners, whose sockets the access state's
+kernel filters cover, the sockets TLS services share and the watch over
+their certificate files.  ``open_parts`` builds the real daemon's; unit tests build
 ``Parts`` from fakes (a ``MemoryReactorClock``, a recording spawner).
 """
 
@@ -15,7 +16,10 @@ import attrs
 
 from superd.access.state import AccessState, open_access
 from superd.core.runtime import Runtime
+from superd.handlers.tls.certwatch import CertificateFiles
+from superd.handlers.tls.sni import SNIRouter
 from superd.net.listener import Listeners
+from superd.net.shared import SharedPorts
 from superd.observe.counters import Counters
 from superd.proc.table import ProcessTable, open_process_table
 
@@ -31,6 +35,12 @@ class Parts:
     access: AccessState
     #: Every listening socket (reload adds and removes them).
     listeners: Listeners = attrs.field(factory=Listeners)
+    #: The sockets of TLS services, which several may share (``tls_sni``).
+    shared_ports: SharedPorts = attrs.field(default=attrs.Factory(
+        lambda self: SharedPorts(lambda: SNIRouter(self.runtime)), takes_self=True))
+    #: The watch over the certificate files of the running TLS services.
+    certificates: CertificateFiles = attrs.field(default=attrs.Factory(
+        lambda self: CertificateFiles(self.runtime.reactor), takes_self=True))
 
     @property
     def counters(self) -> Counters:

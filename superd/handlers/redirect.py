@@ -35,6 +35,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, w
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
@@ -119,13 +120,18 @@ def _tune(transport: Any, keepalive: bool) -> None:
                 pass
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class _Upstream(Protocol):
     """The relay's connection to the upstream server."""
 
     def __init__(self, relay: "RelayProtocol") -> None:
         self.relay = relay
         self.eof = False
+        self.handshake_done = False
+
+    def handshakeCompleted(self) -> None:
+        """A TLS upstream finished its handshake."""
+        self.handshake_done = True
 
     def connectionMade(self) -> None:
         self.relay.upstream_connected(self)
@@ -142,6 +148,10 @@ class _Upstream(Protocol):
         pass
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.relay.service.extensions.redirect_tls is not None and not self.handshake_done:
+            # TLS to the upstream failed (a certificate, a version or a suite
+            # refused): as much a failure to reach it as a refused connect.
+            self.relay.log_connect_failure(reason)
         self.relay.upstream_lost()
 
 

@@ -9,9 +9,10 @@ to a successor on reload and gives its socket to the kernel's filters
 (``superd.access.kerneldrop``) through this interface alone.
 
 ``Listener`` implements it for services served by a factory (stream) or a
-datagram protocol; ``superd.handlers.spawn.wait.WaitService`` for ``wait =
-yes`` servers, which get the socket itself.  ``Listeners`` is the daemon's
-collection of them.
+datagram protocol; ``superd.net.shared.SharedListener`` for TLS services,
+whose sockets several services may share; ``superd.handlers.spawn.wait.
+WaitService`` for ``wait = yes`` servers, which get the socket itself.
+``Listeners`` is the daemon's collection of them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from superd.net.address import ListenAddress
 from superd.net.sockets import emit_listening, emit_not_listening, open_with_fallback
 from superd.net.unixsocket import reapply_permissions, release
 
-__all__ = ["IListener", "ListenState", "ListenStatus", "Listener", "Listeners"]
+__all__ = ["IListener", "ListenState", "ListenStatus", "Listener", "ListenerService",
+           "Listeners"]
 
 
 class ListenState(enum.Enum):
@@ -87,12 +89,48 @@ class IListener(IService):
         listener of another kind.
         """
 
+    def release() -> tuple[Optional[IListeningPort], Any]:
+        """
+        Give the bound socket up to a listener of another kind that takes
+        this one's place (a service giving up TLS leaves its shared port for
+        a plain one): the port and what served it, or ``(None, None)``.
+        Left closed without closing the socket.  Raises ``TypeError`` where
+        no other kind can take it.
+        """
+
     def close() -> Optional[Deferred[Any]]:
         """Stop listening and close the socket now (a failed startup; stopService)."""
 
 
+class ListenerService(Service):
+    """
+    The life every listener of the daemon shares: it listens at privileged
+    start (or at start, for runners that skip it) and closes at stop.
+    """
+
+    def _listen(self) -> None:
+        """Open (or join) the socket, unless already done."""
+        raise NotImplementedError
+
+    def close(self) -> Optional[Deferred[Any]]:
+        """Stop listening now."""
+        raise NotImplementedError
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        super().startService()
+        self._listen()  # runners that skip privilegedStartService (twist)
+
+    def stopService(self) -> Optional[Deferred[Any]]:
+        super().stopService()
+        return self.close()
+
+
 @implementer(IListener)
-class Listener(Service):
+class Listener(ListenerService):
     """Listens on one address for one service; the port opens at privileged start."""
 
     def __init__(self, address: ListenAddress,
@@ -111,18 +149,6 @@ class Listener(Service):
             self.port = port
             self._bound_port = emit_listening(self.address, port)
 
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self._listen()
-
-    def startService(self) -> None:
-        super().startService()
-        self._listen()  # runners that skip privilegedStartService (twist)
-
-    def stopService(self) -> Optional[Deferred[Any]]:
-        super().stopService()
-        return self.close()
-
     # -- IListener ------------------------------------------------------------
 
     def bound_port(self) -> Optional[int]:
@@ -135,11 +161,10 @@ class Listener(Service):
         return None if self.port is None else twistedprivate.listening_socket(self.port)
 
     def adopt(self, predecessor: IListener) -> None:
-        if not isinstance(predecessor, Listener):
-            raise TypeError(f"a Listener cannot take the socket of {predecessor!r}")
-        port, predecessor.port = predecessor.port, None
-        fresh, self.address = self.address, predecessor.address
-        self.port, self._bound_port = port, predecessor._bound_port
+        fresh = self.address
+        address, bound = predecessor.address, predecessor.bound_port()
+        port, previous = predecessor.release()
+        self.port, self.address, self._bound_port = port, address, bound
         if port is None:
             return
         if fresh.unix is not None:
@@ -151,9 +176,17 @@ class Listener(Service):
             self.target.doStart()
         else:
             self.target.makeConnection(port)
-        previous = predecessor.target
         if previous is not None and previous.numPorts > 0:
             previous.doStop()
+
+    def release(self) -> tuple[Optional[IListeningPort], Any]:
+        """
+        Give the bound socket up to the listener of another kind that takes
+        this one's place: the port and what serves it.  Left closed without
+        closing the socket.
+        """
+        port, self.port = self.port, None
+        return port, self.target
 
     def close(self) -> Optional[Deferred[Any]]:
         port, self.port = self.port, None
@@ -183,10 +216,11 @@ class Listeners(MultiService):
             yield IListener(child)
 
     def sockets(self) -> list[socket.socket]:
-        """The bound sockets of every listener (IPv4 and IPv6 ones)."""
-        found = []
+        """The bound sockets of every listener (IPv4 and IPv6 ones), each once
+        (TLS services may share one)."""
+        found: dict[int, socket.socket] = {}
         for listener in self.listeners():
             sock = listener.listening_socket()
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                found.append(sock)
-        return found
+                found.setdefault(sock.fileno(), sock)
+        return list(found.values())

@@ -136,6 +136,12 @@ EV_PROCESS_TRACKING: Final = "process_tracking"
 EV_STALE_SOCKET: Final = "stale_socket"
 #: A socket file superd made could not be removed or given its permissions.
 EV_SOCKET_FILE_ERROR: Final = "socket_file_error"
+#: A TLS service's certificate files changed and were loaded (or could not be).
+EV_TLS_RELOADED: Final = "tls_reloaded"
+EV_TLS_RELOAD_FAILED: Final = "tls_reload_failed"
+#: A port TLS services share by server name refused a client before any
+#: service was chosen (no such name, no ClientHello).
+EV_SNI_REFUSED: Final = "sni_refused"
 # The daemon's life (superd.daemon.service).
 EV_READY: Final = "ready"
 EV_BIND_FAILED: Final = "bind_failed"

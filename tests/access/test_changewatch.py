@@ -162,3 +162,18 @@ def test_hosts_access_reads_the_files_only_when_told(watched: Watched) -> None:
     assert not access.decide("sshd", "10.0.0.1")
     assert len(looks) == 4
     assert not access.decide("sshd", "10.0.0.1") and len(looks) == 4
+
+
+def test_on_change_comes_from_the_reactor(tmp_path: Path) -> None:
+    """With on_change, the reactor reads the events and calls it; stop unregisters."""
+    reactor, calls = MemoryReactor(), []
+    watch = ChangeWatch.start(reactor, [str(tmp_path / "cert.pem")], Clock().seconds,
+                              on_change=lambda: calls.append(True))
+    assert watch is not None
+    (reader,) = reactor.getReaders()
+    assert watch.changed() and not watch.changed()
+    (tmp_path / "cert.pem").write_text("new")
+    reader.doRead()  # what the reactor does when the descriptor is readable
+    assert calls and watch.changed()
+    watch.stop()
+    assert reactor.getReaders() == []

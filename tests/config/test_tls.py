@@ -92,3 +92,87 @@ def test_upstream_tls(pki: PKI) -> None:
         ("redirect_tls", "missing redirect_tls_name: the name the upstream certificate "
                          "must carry"),
         ("redirect_tls_name", "redirect_tls_name needs redirect_tls = yes")]
+
+
+def pair(pki: PKI, **values: Any) -> dict[str, Any]:
+    return {"tls_cert": str(pki.server.cert_path), "tls_key": str(pki.server.key_path),
+            **values}
+
+
+@pytest.mark.parametrize(("values", "profile", "min_version"), [
+    ({}, "intermediate", "1.2"),
+    ({"tls_profile": "modern"}, "modern", "1.3"),
+    ({"tls_profile": "old"}, "old", "1.0"),
+    ({"tls_profile": "old", "tls_min_version": "1.2"}, "old", "1.2"),
+    ({"tls_min_version": "1.3"}, "intermediate", "1.3"),
+    ({"tls_profile": "modern", "tls_min_version": "1.3"}, "modern", "1.3"),
+])
+def test_profile_sets_the_version_floor(pki: PKI, values: dict[str, Any], profile: str,
+                                        min_version: str) -> None:
+    """tls_min_version, when written, raises the profile's floor; else the profile's holds."""
+    settings, problems = check(pki, **pair(pki, **values))
+    assert problems == []
+    assert (settings.profile, settings.min_version) == (profile, min_version)
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ({"tls_profile": "modern", "tls_min_version": "1.2"},
+     ("tls_min_version", "tls_profile = modern offers TLS 1.3 only, not 1.2")),
+    ({"tls_min_version": "1.1"}, ("tls_min_version", "TLS 1.1 needs tls_profile = old")),
+    ({"tls_profile": "modern", "tls_min_version": "1.0"},
+     ("tls_min_version", "tls_profile = modern offers TLS 1.3 only, not 1.0")),
+    ({"tls_profile": "modern", "tls_ciphers": "AES128-SHA"},
+     ("tls_ciphers", "tls_ciphers chooses TLS 1.2 suites, which tls_profile = modern"
+                     " does not offer")),
+    ({"tls_min_version": "1.3", "tls_ciphers": "AES128-SHA"},
+     ("tls_ciphers", "tls_ciphers chooses TLS 1.2 suites, which tls_min_version = 1.3"
+                     " does not offer")),
+    ({"tls_profile": "old", "tls_ciphers": "NO-SUCH"},
+     ("tls_ciphers", "no cipher matches 'NO-SUCH'")),
+])
+def test_contradictions_are_errors(pki: PKI, values: dict[str, Any],
+                                   expected: tuple[str, str]) -> None:
+    """A floor or cipher list the profile cannot honour is one error on that attribute."""
+    settings, problems = check(pki, **pair(pki, **values))
+    assert (settings, problems) == (None, [expected])
+
+
+def test_profile_alone_needs_a_certificate(pki: PKI) -> None:
+    """tls_profile is a TLS attribute: without tls_cert and tls_key it is an error."""
+    assert check(pki, tls_profile="old") == (None, [
+        ("tls_profile", "missing tls_cert: TLS needs both tls_cert and tls_key"),
+        ("tls_profile", "missing tls_key: TLS needs both tls_cert and tls_key")])
+
+
+def test_upstream_profile(pki: PKI) -> None:
+    """redirect_tls_profile is kept (intermediate by default); without redirect_tls an error."""
+    problems: list[tuple[str, str]] = []
+    read = files(pki).__getitem__
+    base = {"redirect": ("h", "1"), "redirect_tls": True, "redirect_tls_name": "localhost"}
+    default = upstream_tls(base, read, lambda a, m: problems.append((a, m)))
+    old = upstream_tls({**base, "redirect_tls_profile": "old"}, read,
+                       lambda a, m: problems.append((a, m)))
+    assert upstream_tls({"redirect_tls_profile": "old"}, read,
+                        lambda a, m: problems.append((a, m))) is None
+    assert default is not None and old is not None
+    assert (default.profile, old.profile) == ("intermediate", "old")
+    assert problems == [("redirect_tls_profile", "redirect_tls_profile needs redirect_tls = yes")]
+
+
+def test_server_names_the_certificate_is_not_for_are_warned(pki: PKI) -> None:
+    """A tls_sni name the certificate does not carry (nor covers by wildcard) is a
+    warning on the tls_sni line; the settings still load."""
+    warnings: list[tuple[str, str]] = []
+    wildcard = pki.issue("wild", ["*.example.org", "example.org"])
+    table = {**files(pki), str(wildcard.cert_path): wildcard.cert_pem.decode(),
+             str(wildcard.key_path): wildcard.key_pem.decode()}
+    values = {"tls_cert": str(wildcard.cert_path), "tls_key": str(wildcard.key_path),
+              "tls_sni": ("a.example.org", "example.org", "*.example.org", "b.a.example.org",
+                          "example.com")}
+    settings = tls_settings(values, table.__getitem__, lambda a, m: warnings.append((a, m)),
+                            lambda a, m: warnings.append((a, m)))
+    assert settings is not None
+    assert warnings == [
+        ("tls_sni", f"the certificate in tls_cert is not for {name} (it names *.example.org,"
+                    " example.org): clients that check names will refuse it")
+        for name in ("b.a.example.org", "example.com")]

@@ -17,19 +17,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from twisted.internet import endpoints, process, tcp, udp, unix
+from twisted.internet import endpoints, process, ssl, tcp, udp, unix
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger, formatEvent, globalLogPublisher
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 
 from superd.core import twistedprivate
 from superd.net.takingport import TakingPort, listen_taking
+from tests.certs import PKI
 from tests.handlers.spawn.helpers import connected_server
 
 
@@ -436,3 +437,16 @@ def test_proxy_header_parsers_raise_invalid_proxy_header() -> None:
             twistedprivate.V1Parser.parse(bad)
     with pytest.raises(twistedprivate.InvalidProxyHeader):
         twistedprivate.V2Parser.parse(b"\r\n\r\n\x00\r\nQUIX\n\x21\x11\x00\x00")
+
+
+# -- TLS to a redirect upstream --------------------------------------------------------------
+
+def test_client_connection_creator_uses_the_options_context(pki: PKI) -> None:
+    """Connections come from the options' own (cached) context, named for the host."""
+    options = ssl.CertificateOptions(trustRoot=ssl.Certificate.loadPEM(pki.ca_pem))
+    context = options.getContext()
+    creator = twistedprivate.client_connection_creator(options, "upstream.example")
+    factory = TLSMemoryBIOFactory(creator, True, Factory.forProtocol(Protocol))
+    connection = creator.clientConnectionForTLS(factory.buildProtocol(None))
+    assert connection.get_context() is context
+    assert connection.get_servername() == b"upstream.example"

@@ -19,12 +19,15 @@ from superd.config.model import (
     Location,
     ServiceConfig,
     SocketType,
+    TLSSettings,
 )
 from superd.core.runtime import Runtime, RuntimeOptions
 from superd.daemon.plan import plan_reload, service_key
 from superd.daemon.reload import Reloader, ReloadResult
 from superd.daemon.service import SuperdService, build_service
+from superd.handlers.tls.sni import SNIRouter
 from tests.builders import local_echo_service as service
+from tests.certs import PKI
 from tests.fakes import make_parts
 
 
@@ -580,3 +583,49 @@ def test_a_new_definition_that_cannot_be_built_refuses_all_under_strict() -> Non
     result = isolated_reload(top, Configuration((same, new_old, changed)), strict=True)
     assert not result.applied
     assert top.configuration == config(same, old, changed) and top.kept == ()
+
+
+# -- TLS services sharing a socket (tls_sni) ----------------------------------
+
+def tls_service(pki: PKI, service_id: str, *sni: str, **changes: Any) -> ServiceConfig:
+    settings = TLSSettings(cert_pem=pki.server.cert_pem, key_pem=pki.server.key_pem, sni=sni)
+    return service(id=service_id, port=443, extensions=Extensions(tls=settings), **changes)
+
+
+def routed(port: FakePort) -> Any:
+    """What the router serving ``port`` sends each name to (service ids)."""
+    router = port.factory
+    assert isinstance(router, SNIRouter)
+    members = {name: router.lookup(name) for name in ("a.example", "b.example", "c.example")}
+    return {name: None if m is None else m.factory.service.id for name, m in members.items()}
+
+
+def test_tls_services_share_one_socket_across_reloads(pki: PKI) -> None:
+    """Routed services bind one socket; adding c and dropping b keeps it, re-routed."""
+    top, reactor = running(tls_service(pki, "a", "a.example"),
+                           tls_service(pki, "b", "b.example"))
+    (port,) = reactor.ports
+    assert routed(port) == {"a.example": "a", "b.example": "b", "c.example": None}
+    result = reload(top, config(tls_service(pki, "a", "a.example"),
+                                tls_service(pki, "c", "c.example")))
+    assert (result.ok, result.new, result.dropped) == (True, 1, 1)
+    assert reactor.ports == [port] and not port.stopped
+    assert routed(port) == {"a.example": "a", "b.example": None, "c.example": "c"}
+    changed = tls_service(pki, "a", "a.example", instances=3)
+    assert reload(top, config(changed, tls_service(pki, "c", "c.example"))).ok
+    assert routed(port)["a.example"] == "a" and port.factory.lookup(  # type: ignore[union-attr]
+        "a.example").factory.service is changed
+    assert reload(top, config(tls_service(pki, "c"))).ok  # alone, no names
+    assert reactor.ports == [port] and port.factory.service.id == "c"
+
+
+def test_turning_tls_on_and_off_keeps_the_socket(pki: PKI) -> None:
+    """A service that starts or stops using TLS by reload keeps its bound socket."""
+    plain = service(id="a", port=443)
+    top, reactor = running(plain)
+    (port,) = reactor.ports
+    assert reload(top, config(tls_service(pki, "a"))).ok
+    assert reactor.ports == [port] and port.factory.handler.__class__.__name__ == "TLSHandler"
+    assert reload(top, config(plain)).ok
+    assert reactor.ports == [port] and not port.stopped
+    assert port.factory.service == plain

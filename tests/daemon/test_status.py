@@ -204,6 +204,9 @@ class StatedListener(Service):
     def adopt(self, predecessor: IListener) -> None:
         raise TypeError("not in these tests")
 
+    def release(self) -> tuple[None, None]:
+        raise TypeError("not in these tests")
+
     def close(self) -> None:
         pass
 

@@ -313,6 +313,11 @@ class WaitService(Service):
     def listening_socket(self) -> Optional[socket.socket]:
         return None if self.port is None else self.port.socket
 
+    def release(self) -> Tuple[Optional[IListeningPort], Any]:
+        """A wait = yes socket belongs to its server: no other kind of
+        listener can take it (a reload that changes ``wait`` rebinds)."""
+        raise TypeError(f"the socket of {self!r} cannot serve another kind of listener")
+
     def adopt(self, predecessor: IListener) -> None:
         """The socket (and its running child) passes to the new settings; the
         back-off state is kept."""

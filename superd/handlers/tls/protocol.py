@@ -39,6 +39,8 @@ from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Session
 from superd.core.twistedprivate import TLSServerTransport
+from superd.handlers.tls.certwatch import CertificateFiles
+from superd.handlers.tls.livecert import LiveCertificate
 from superd.handlers.tls.names import certificate_names, matching_name
 from superd.observe import events
 
@@ -182,15 +184,35 @@ class TLSServerProtocol(TLSServerTransport):
 
 @implementer(IStreamHandler)
 class TLSHandler:
-    """Serves ``inner``'s protocols over TLS terminated by superd."""
+    """
+    Serves ``inner``'s protocols over TLS terminated by superd.  While it
+    serves a socket (between ``start`` and ``stop``) ``certificates`` watches
+    its files, and a renewed certificate is used from the next connection on.
+    """
 
-    def __init__(self, service: ServiceConfig, inner: Any, runtime: Runtime) -> None:
+    def __init__(self, service: ServiceConfig, inner: Any, runtime: Runtime,
+                 certificates: Optional[CertificateFiles] = None) -> None:
         assert service.extensions.tls is not None
         self.service = service
         self.inner = inner
         self.runtime = runtime
         creator = ServerConnectionCreator(server_context(service.extensions.tls))
         self.tls_factory = TLSMemoryBIOFactory(creator, False, Factory(), clock=runtime.reactor)
+        self.certificate = LiveCertificate(service, creator)
+        self._certificates = certificates
+        self._sockets = 0
+
+    def start(self) -> None:
+        """One more socket is served: watch the files while any is."""
+        self._sockets += 1
+        if self._sockets == 1 and self._certificates is not None:
+            self._certificates.add(self.certificate)
+
+    def stop(self) -> None:
+        """One socket fewer."""
+        self._sockets -= 1
+        if self._sockets == 0 and self._certificates is not None:
+            self._certificates.remove(self.certificate)
 
     def protocol_for(self, session: Session) -> Optional[Protocol]:
         """``inner``'s protocol for ``session``, under a TLS layer of its own."""

@@ -365,3 +365,24 @@ def test_session_end_is_left_to_a_child_that_owns_it(pki: PKI, app_class: type,
     assert setup.app.made == 1
     setup.server.connectionLost(Failure(ConnectionLost("client reset")))
     assert setup.session.ended is ended
+
+
+def test_certificate_files_watched_while_a_socket_is_served(pki: PKI) -> None:
+    """The handler's files are watched from its first socket's start to its last's stop."""
+    calls: list[tuple[str, object]] = []
+
+    class Files:
+        def add(self, member: object) -> None:
+            calls.append(("add", member))
+
+        def remove(self, member: object) -> None:
+            calls.append(("remove", member))
+
+    handler = TLSHandler(service(pki), Inner(), Runtime(reactor=MemoryReactorClock()),
+                         Files())  # type: ignore[arg-type]
+    handler.start()
+    handler.start()
+    handler.stop()
+    assert calls == [("add", handler.certificate)]
+    handler.stop()
+    assert calls == [("add", handler.certificate), ("remove", handler.certificate)]

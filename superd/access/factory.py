@@ -108,16 +108,16 @@ class AccessControlledFactory(ServerFactory):
         self.userid = UseridLookups.of(service, runtime)
         self._gated = bool(self.banners.banner or self.banners.success
                            or self.userid is not None)
-        # A handler that can serve a bare accepted descriptor (an external
-        # server, daytime, time) lets superd.net.takingport skip the socket object and
-        # the Twisted transport entirely.
-        serve_fd = (None if self._gated or service.is_sensor
-                    else getattr(handler, "serve_fd", None))
-        #: For ``superd.net.takingport.TakingPort``; None when every connection needs
-        #: a transport (banners, USERID, a sensor, a handler that keeps talking).
+        #: For ``superd.net.takingport.TakingPort``: decide on the bare
+        #: accepted descriptor and its address tuple, so that a refused peer
+        #: costs no socket object, transport or address object.  None when
+        #: the gate decides (banners, USERID) or for a sensor.
         self.take_connection: TakeConnection | None = None
-        if serve_fd is not None:
-            self._serve_fd: Callable[[Session, int], None] = serve_fd
+        #: The handler's ``serve_fd`` (an external server): it is given the
+        #: descriptor itself, and no transport is ever built.
+        self._serve_fd: Callable[[Session, int], None] | None = None
+        if not (self._gated or service.is_sensor):
+            self._serve_fd = getattr(handler, "serve_fd", None)
             self.take_connection = self._take_connection
         self._clock = runtime.seconds
         self._counter = access.counter
@@ -146,10 +146,11 @@ class AccessControlledFactory(ServerFactory):
     def _take_connection(self, fd: int, address: Any,
                          local: Peer | None) -> Protocol | Taken | None:
         """
-        ``take_connection`` (see ``superd.net.takingport``): when the policies decide
-        at once, admit the peer at ``address`` and give the handler ``fd``
-        (``TAKEN``); otherwise a ``Gate`` that waits for the decision, or what
-        ``refuse`` returns.  The port owns ``fd`` and closes it afterwards.
+        ``take_connection`` (see ``superd.net.takingport``): when the policies
+        decide at once, admit the peer at ``address`` and give the handler
+        ``fd`` (``TAKEN``) or, for a handler that talks on a transport, return
+        its protocol; otherwise a ``Gate`` that waits for the decision, or
+        what ``refuse`` returns.  The port owns ``fd``.
         """
         peer = _peer_of_tuple(address)
         outcome = run_policies(self.policies, peer, self._clock)
@@ -158,9 +159,12 @@ class AccessControlledFactory(ServerFactory):
         if not outcome.allowed:
             return self.refuse(peer, outcome)
         session = self.open_session(peer, local)
+        serve_fd = self._serve_fd
+        if serve_fd is None:  # the port serves the protocol on a transport
+            return self.serve(session, peer)
         self._counts.accept()
         try:
-            self._serve_fd(session, fd)
+            serve_fd(session, fd)
         except Exception:
             self._handler_failed(peer)
             session.end()

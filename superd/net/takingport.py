@@ -47,6 +47,7 @@ from twisted.logger import Logger
 from twisted.python import log
 
 from superd.core.session import Peer
+from superd.net.connection import Connection
 
 __all__ = ["MAX_ACCEPTS_PER_WAKE", "TAKEN", "Taken", "TakingPort", "accept_descriptors",
            "adopt_taking", "listen_taking"]
@@ -108,6 +109,8 @@ def accept_descriptors(logger: Logger, accepts: Iterable[object], listener: sock
 
 class TakingPort(tcp.Port):
     """A ``tcp.Port`` whose factory may take accepted connections (see module)."""
+
+    transport = Connection
 
     #: The local address of every accepted connection, when the port is
     #: bound to one address (set when listening starts).

@@ -435,17 +435,34 @@ def test_take_connection_admits_and_hands_the_descriptor(
     assert handler.taken[1][0].peer == Peer("10.0.0.1", 4002)  # canonical address
 
 
-def test_take_connection_only_where_no_transport_is_needed(
+def test_take_connection_except_where_the_gate_or_a_sensor_decides(
         access: AccessState, tmp_path: Path) -> None:
-    """A handler without serve_fd, a banner to write or a sensor to trip: no
-    take_connection at all, so the port serves every connection as tcp.Port."""
-    plain, _ = factory_for(access)
+    """A banner to write or a sensor to trip: no take_connection, so the port
+    serves every connection as tcp.Port.  Any other service decides on the
+    bare descriptor."""
     (tmp_path / "b").write_text("hello\n")
     bannered, handler = taker_factory(access, banner=str(tmp_path / "b"))
     sensor, _ = taker_factory(access, flags=frozenset({"SENSOR"}))
-    assert plain.take_connection is None and bannered.take_connection is None
-    assert sensor.take_connection is None
+    assert bannered.take_connection is None and sensor.take_connection is None
     assert taker_factory(access)[0].take_connection is not None
+    assert factory_for(access)[0].take_connection is not None
+
+
+def test_take_connection_returns_the_protocol_of_a_talking_handler(
+        access: AccessState, log_events: list[dict[str, Any]]) -> None:
+    """A handler without serve_fd (a builtin, a user protocol): an admitted
+    peer gets the handler's protocol in a counted session, for the port to
+    serve on a transport; a refused one gets None and its FAIL line."""
+    factory, handler = factory_for(access, per_source=1)
+    local = Peer("127.0.0.1", 7)
+    protocol = take(factory, 7, ("10.0.0.1", 4000), local)
+    assert protocol is handler.protocols[0]
+    (session,) = handler.sessions
+    assert session.peer == Peer("10.0.0.1", 4000) and session.local == local
+    assert take(factory, 8, ("10.0.0.1", 4001)) is None
+    assert fail_lines(log_events) == ["FAIL: svc per_source_limit from=10.0.0.1"]
+    session.end()
+    assert take(factory, 9, ("10.0.0.1", 4002)) is handler.protocols[1]
 
 
 def test_take_connection_waits_for_names(tmp_path: Path) -> None:

@@ -1,0 +1,83 @@
+"""
+The transport of every stream connection a ``TakingPort`` accepts: Twisted's
+``tcp.Server`` with two shortcuts for a connection whose write buffer is
+empty, the common case of a request/reply service.
+
+Twisted's ``FileDescriptor`` never writes from ``write()``: it buffers the
+bytes and asks the reactor for a writable event, so each reply costs a turn
+of the reactor and two ``epoll_ctl`` calls.  It closes only from
+``doWrite()`` too, so ``loseConnection()`` on a flushed connection costs
+another turn, two more ``epoll_ctl`` and a ``send(b"")``.  Here
+
+* ``write`` sends at once when nothing is buffered and buffers only what
+  the kernel did not take (all of it when the socket would block; on any
+  other error too, so that ``doWrite`` meets the error and loses the
+  connection the usual way);
+* ``close_if_flushed`` closes at once -- FIN, then ``connectionLost`` --
+  when nothing is buffered and no producer is registered, doing what
+  ``doWrite`` would have done on its next turn.
+
+Both leave everything else to Twisted: a connection with bytes buffered, a
+producer, a half-close under way, or TLS started on it (``startTLS``).  They
+read ``FileDescriptor``'s buffer attributes (``dataBuffer``, ``offset``,
+``_tempDataLen``); a test pins those names.
+"""
+
+from __future__ import annotations
+
+from errno import EAGAIN, EINTR, ENOBUFS, EWOULDBLOCK
+from typing import Any
+
+from twisted.internet import tcp
+from twisted.internet.protocol import connectionDone
+
+__all__ = ["Connection", "close_if_flushed"]
+
+#: send() errors after which the bytes are simply buffered for doWrite.
+_RETRY_LATER = frozenset({EWOULDBLOCK, EAGAIN, ENOBUFS, EINTR})
+
+
+class Connection(tcp.Server):
+    """A server-side TCP transport that writes and closes without a reactor turn."""
+
+    def _flushed(self) -> bool:
+        """Nothing buffered, plain TCP, connected and not closing."""
+        return (not self._tempDataLen and self.offset == len(self.dataBuffer)
+                and not self.TLS and bool(self.connected) and not self.disconnecting
+                and not self._writeDisconnecting and not self._writeDisconnected)
+
+    def write(self, data: bytes) -> None:
+        # Larger than one SEND_LIMIT: Twisted's buffer sends it in slices
+        # without copying, where a partly sent write here would copy the rest.
+        if type(data) is not bytes or len(data) > self.SEND_LIMIT or not self._flushed():
+            super().write(data)
+            return
+        try:
+            sent = self.socket.send(data)
+        except OSError as e:
+            # Would block: doWrite sends it.  Anything else (a reset): doWrite
+            # meets the error again and loses the connection, as Twisted does.
+            sent = 0
+            if e.errno not in _RETRY_LATER:
+                super().write(data)
+                return
+        if sent < len(data):
+            super().write(data[sent:])
+
+    def close_if_flushed(self) -> bool:
+        """Close now if nothing is left to send (True); else do nothing (False)."""
+        if self.producer is not None or not self._flushed():
+            return False
+        self.disconnecting = True
+        self.stopReading()
+        self.stopWriting()
+        self.connectionLost(connectionDone)
+        return True
+
+
+def close_if_flushed(transport: Any) -> bool:
+    """``Connection.close_if_flushed`` of ``transport``; False for any other transport."""
+    # isinstance, not getattr: Twisted's TLS wrapper passes unknown attributes
+    # through to the TCP connection under it, which must not be closed
+    # before the TLS close_notify has been sent.
+    return isinstance(transport, Connection) and transport.close_if_flushed()

@@ -14,8 +14,6 @@ Sources are counted by canonical address (``::ffff:a.b.c.d`` is
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from twisted.internet.defer import Deferred
 
 from superd.access.decision import ALLOW, Decision, deny
@@ -71,24 +69,24 @@ class SessionCounter:
         return idle
 
     def _release(self, session: Session) -> None:
+        # Runs once per connection: the two decrements are written out.
         sid = session.block
-        _decrement(self._services, sid)
-        _decrement(self._sources, (sid, "" if session.peer is None else session.peer.host))
-        if self._idle and not self._services:
+        services, sources = self._services, self._sources
+        left = services.get(sid, 0) - 1
+        if left > 0:
+            services[sid] = left
+        else:
+            services.pop(sid, None)
+        key = (sid, "" if session.peer is None else session.peer.host)
+        left = sources.get(key, 0) - 1
+        if left > 0:
+            sources[key] = left
+        else:
+            sources.pop(key, None)
+        if self._idle and not services:
             waiting, self._idle = self._idle, []
             for idle in waiting:
                 idle.callback(None)
-
-
-_K = TypeVar("_K")
-
-
-def _decrement(table: dict[_K, int], key: _K) -> None:
-    left = table.get(key, 0) - 1
-    if left > 0:
-        table[key] = left
-    else:
-        table.pop(key, None)
 
 
 class _SessionLimit:

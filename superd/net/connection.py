@@ -40,6 +40,10 @@ _RETRY_LATER = frozenset({EWOULDBLOCK, EAGAIN, ENOBUFS, EINTR})
 class Connection(tcp.Server):
     """A server-side TCP transport that writes and closes without a reactor turn."""
 
+    def buffered(self) -> bool:
+        """True while written bytes wait in Twisted's buffer for ``doWrite``."""
+        return bool(self._tempDataLen) or self.offset != len(self.dataBuffer)
+
     def _flushed(self) -> bool:
         """Nothing buffered, plain TCP, connected and not closing."""
         return (not self._tempDataLen and self.offset == len(self.dataBuffer)

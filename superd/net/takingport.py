@@ -23,6 +23,12 @@ else None -- and returns
 * a protocol: served as ``tcp.Port`` would (a gate waiting for a name
   lookup, a banner, a builtin ...) on a socket made from the descriptor.
 
+Each wake-up accepts its whole batch of connections before offering the
+first of them, and a factory may have ``batch``: a context manager entered
+around the offers of one batch.  The access checks use it to look at what
+may have changed (hosts.allow) once per batch instead of once per
+connection: every connection of the batch had arrived before that look.
+
 A factory whose ``take_connection`` is None or absent (TLS, a builtin that
 keeps talking, or a reload that put another kind of service on the port) is
 served exactly as by ``tcp.Port``.  Twisted's pieces of the accept loop are
@@ -36,6 +42,7 @@ socket objects.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterable, Iterator
@@ -129,11 +136,11 @@ class TakingPort(tcp.Port):
         try:
             with tcp._BuffersLogs(self._logger.namespace,
                                   self._logger.observer) as buffering:
-                accepted = 0
-                for fd, address in accept_descriptors(
-                        buffering, range(self.numberAccepts), self.socket, tcp._reservedFD):
-                    accepted += 1
-                    self._serve(take, fd, address)
+                batch = list(accept_descriptors(
+                    buffering, range(self.numberAccepts), self.socket, tcp._reservedFD))
+                accepted = len(batch)
+            if batch:
+                self._serve_batch(take, batch)
             # Twisted's scaling of accepts per wake-up (tcp.Port.doRead),
             # capped: each accept here may spawn a child, which blocks the
             # reactor until the child execs, so an ever-growing batch under a
@@ -146,6 +153,17 @@ class TakingPort(tcp.Port):
         except BaseException:
             log.deferr()
 
+    def _serve_batch(self, take: Any, batch: list[tuple[int, Any]]) -> None:
+        with getattr(self.factory, "batch", None) or contextlib.nullcontext():
+            for fd, address in batch:
+                try:
+                    self._serve(take, fd, address)
+                except BaseException:
+                    # Logged as tcp.Port logs a failing factory; the
+                    # connection is closed, and the rest of the batch, already
+                    # accepted, is still offered.
+                    log.deferr()
+
     def _serve(self, take: Any, fd: int, address: Any) -> None:
         try:
             outcome = take(fd, address, self.local)
@@ -155,7 +173,9 @@ class TakingPort(tcp.Port):
         if outcome is TAKEN or outcome is None:
             os.close(fd)
             return
-        skt = socket.socket(self.addressFamily, self.socketType, fileno=fd)
+        # The protocol given, as socket.accept() gives it: else the
+        # constructor asks the kernel for it (a getsockopt per connection).
+        skt = socket.socket(self.addressFamily, self.socketType, self.socket.proto, fileno=fd)
         if len(address) == 4:  # IPv6: keep the scope id, as tcp.Port does
             host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
             address = (host[0], *address[1:])

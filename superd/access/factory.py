@@ -115,10 +115,15 @@ class AccessControlledFactory(ServerFactory):
         #: the gate decides (banners, USERID) or for a sensor.
         self.take_connection: TakeConnection | None = None
         #: The handler's ``serve_fd`` (an external server): it is given the
-        #: descriptor itself, and no transport is ever built.
+        #: descriptor itself in a counted session, and no transport is built.
         self._serve_fd: Callable[[Session, int], None] | None = None
+        #: The handler's ``answer_fd`` (daytime, time): it answers the
+        #: descriptor and is done when the call returns, so no session is
+        #: opened -- it would end before anything could count or see it.
+        self._answer_fd: Callable[[Peer, int], None] | None = None
         if not (self._gated or service.is_sensor):
             self._serve_fd = getattr(handler, "serve_fd", None)
+            self._answer_fd = getattr(handler, "answer_fd", None)
             self.take_connection = self._take_connection
         #: Entered by the port around each batch of accepted connections:
         #: hosts.allow/deny are looked at once per batch (see
@@ -164,6 +169,15 @@ class AccessControlledFactory(ServerFactory):
             return Gate(self, peer, outcome)
         if not outcome.allowed:
             return self.refuse(peer, outcome)
+        answer_fd = self._answer_fd
+        if answer_fd is not None:
+            self._counts.accept()
+            try:
+                answer_fd(peer, fd)
+            except Exception:
+                self._handler_failed(peer)
+                events.emit_fail(self.service, events.REASON_FORK, peer, "handler failed")
+            return TAKEN
         session = self.open_session(peer, local)
         serve_fd = self._serve_fd
         if serve_fd is None:  # the port serves the protocol on a transport

@@ -15,12 +15,6 @@ symlink targets (a file managed elsewhere and linked into /etc); any event
 in them counts, so even a change of an intermediate symlink (Kubernetes
 swaps ``..data``) is seen when it happens in a watched directory.
 
-A port that accepts a whole batch of connections before deciding any of
-them (``superd.net.takingport``) asks once per batch: it enters the watch
-(``with watch:``) around the batch, and inside, the first answer stands for
-the batch.  Every connection of the batch arrived before that first
-question, so the promise holds for each of them.
-
 Where inotify cannot see a change -- a network file system changed by
 another host, a symlink in an unwatched directory -- ``changed()`` also says
 yes once ``MAX_TRUST`` seconds have passed, so such a change takes effect
@@ -81,10 +75,6 @@ class ChangeWatch:
         self._watched: set[str] = set()
         self._notify: Any = None
         self._registered = -1
-        #: Nesting depth of ``with watch:`` batches, and whether the current
-        #: batch has had its answer.
-        self._batches = 0
-        self._answered = False
         self._open()  # raises when there is no inotify at all
         self._dirty = True  # nobody has looked yet
 
@@ -100,30 +90,11 @@ class ChangeWatch:
                       paths=list(paths), error=str(e))
             return None
 
-    def __enter__(self) -> None:
-        """Start a batch of questions about connections all accepted already."""
-        self._batches += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._batches -= 1
-        if not self._batches:
-            self._answered = False
-
     def changed(self) -> bool:
         """
         True if the files may have changed since the last True (and the
-        first time): the caller then looks at them.  Within a batch, only
-        the first question looks: the caller has then seen the files as they
-        were after every connection of the batch had arrived.
+        first time): the caller then looks at them.
         """
-        if self._answered:
-            return False
-        answer = self._look()
-        if self._batches:
-            self._answered = True
-        return answer
-
-    def _look(self) -> bool:
         now = self._clock()
         notify = self._notify
         if notify is None or not notify.connected:

@@ -21,7 +21,6 @@ FAIL lines are logged here (``events.emit_fail``); START is the handler's.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -125,11 +124,6 @@ class AccessControlledFactory(ServerFactory):
             self._serve_fd = getattr(handler, "serve_fd", None)
             self._answer_fd = getattr(handler, "answer_fd", None)
             self.take_connection = self._take_connection
-        #: Entered by the port around each batch of accepted connections:
-        #: hosts.allow/deny are looked at once per batch (see
-        #: ``superd.access.changewatch``).
-        self.batch: AbstractContextManager[None] = (
-            access.hosts_changes if access.hosts_changes is not None else nullcontext())
         self._clock = runtime.seconds
         self._counter = access.counter
         self._block = service.block_key  # instances and per_source count per block

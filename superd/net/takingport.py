@@ -23,12 +23,6 @@ else None -- and returns
 * a protocol: served as ``tcp.Port`` would (a gate waiting for a name
   lookup, a banner, a builtin ...) on a socket made from the descriptor.
 
-Each wake-up accepts its whole batch of connections before offering the
-first of them, and a factory may have ``batch``: a context manager entered
-around the offers of one batch.  The access checks use it to look at what
-may have changed (hosts.allow) once per batch instead of once per
-connection: every connection of the batch had arrived before that look.
-
 A factory whose ``take_connection`` is None or absent (TLS, a builtin that
 keeps talking, or a reload that put another kind of service on the port) is
 served exactly as by ``tcp.Port``.  Twisted's pieces of the accept loop are
@@ -42,7 +36,6 @@ socket objects.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 from collections.abc import Iterable, Iterator
@@ -136,11 +129,11 @@ class TakingPort(tcp.Port):
         try:
             with tcp._BuffersLogs(self._logger.namespace,
                                   self._logger.observer) as buffering:
-                batch = list(accept_descriptors(
-                    buffering, range(self.numberAccepts), self.socket, tcp._reservedFD))
-                accepted = len(batch)
-            if batch:
-                self._serve_batch(take, batch)
+                accepted = 0
+                for fd, address in accept_descriptors(
+                        buffering, range(self.numberAccepts), self.socket, tcp._reservedFD):
+                    accepted += 1
+                    self._serve(take, fd, address)
             # Twisted's scaling of accepts per wake-up (tcp.Port.doRead),
             # capped: each accept here may spawn a child, which blocks the
             # reactor until the child execs, so an ever-growing batch under a
@@ -152,17 +145,6 @@ class TakingPort(tcp.Port):
                 self.numberAccepts = max(1, accepted)
         except BaseException:
             log.deferr()
-
-    def _serve_batch(self, take: Any, batch: list[tuple[int, Any]]) -> None:
-        with getattr(self.factory, "batch", None) or contextlib.nullcontext():
-            for fd, address in batch:
-                try:
-                    self._serve(take, fd, address)
-                except BaseException:
-                    # Logged as tcp.Port logs a failing factory; the
-                    # connection is closed, and the rest of the batch, already
-                    # accepted, is still offered.
-                    log.deferr()
 
     def _serve(self, take: Any, fd: int, address: Any) -> None:
         try:

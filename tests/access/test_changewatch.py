@@ -59,24 +59,6 @@ def test_a_write_is_seen_by_the_very_next_question(watched: Watched) -> None:
     assert watched.watch.changed() and not watched.watch.changed()
 
 
-def test_a_batch_looks_once(watched: Watched) -> None:
-    """Within ``with watch:`` only the first question looks (its answer
-    covers connections all accepted before it); after the batch, a write
-    made during it is seen by the next question."""
-    assert watched.settled()
-    with watched.watch:
-        watched.deny.write_text("ALL: 10.0.0.1\n")
-        assert watched.watch.changed()  # the first question of the batch looks
-        watched.deny.write_text("ALL: 10.0.0.2\n")
-        assert not watched.watch.changed()  # answered for this batch already
-    assert watched.watch.changed()
-    with watched.watch:
-        assert not watched.watch.changed()
-        watched.deny.write_text("ALL: 10.0.0.3\n")
-        assert not watched.watch.changed()
-    assert watched.settled()
-
-
 def test_replacing_by_rename_and_deleting_are_seen(watched: Watched) -> None:
     """Editors write a new file and rename it over the old one."""
     watched.allow.write_text("ALL: 127.0.0.1\n")

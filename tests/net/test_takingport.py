@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import select
 import socket
 from errno import EAGAIN, EBADF, ECONNABORTED, EMFILE, EPERM
 from typing import Any
@@ -140,72 +138,6 @@ def test_a_failing_factory_loses_no_descriptor() -> None:
     assert client.recv(1) == b"" and reactor.getReaders() == [port]
     assert any(e.get("log_failure") is not None or e.get("failure") is not None for e in logged)
     client.close()
-    port.connectionLost(None)  # type: ignore[arg-type]
-
-
-def test_a_batch_is_accepted_before_any_offer_inside_the_factorys_batch() -> None:
-    """All connections of a wake-up are accepted first; the factory's batch
-    context is entered once, then each connection is offered, then it is left."""
-    seen: list[str] = []
-
-    class Batched(Taking):
-        port: TakingPort
-
-        @contextlib.contextmanager
-        def _batch(self) -> Any:
-            readable = select.select([self.port.socket], [], [], 0)[0]
-            seen.append("enter, backlog empty" if not readable else "enter, backlog not empty")
-            yield
-            seen.append("exit")
-
-        @property
-        def batch(self) -> Any:
-            return self._batch()
-
-        def take_connection(self, fd: int, address: Any, local: Any) -> Any:
-            seen.append("take")
-            return super().take_connection(fd, address, local)
-
-    factory = Batched("take")
-    port, _ = listening(factory)
-    factory.port = port
-    port.numberAccepts = 10
-    clients = [socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
-               for _ in range(3)]
-    port.doRead()
-    assert seen == ["enter, backlog empty", "take", "take", "take", "exit"]
-    for client in clients:
-        client.close()
-    port.connectionLost(None)  # type: ignore[arg-type]
-
-
-def test_a_failing_offer_does_not_drop_the_rest_of_the_batch() -> None:
-    """One connection's failure is logged and that connection closed; the
-    others of the batch, accepted already, are still offered."""
-    answers = iter(["raise", "take", "take"])
-
-    class Flaky(Taking):
-        def take_connection(self, fd: int, address: Any, local: Any) -> Any:
-            self.answer = next(answers)
-            return super().take_connection(fd, address, local)
-
-    factory = Flaky("take")
-    port, _ = listening(factory)
-    port.numberAccepts = 10
-    clients = [socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
-               for _ in range(3)]
-    logged: list[Any] = []
-    globalLogPublisher.addObserver(logged.append)
-    try:
-        port.doRead()
-    finally:
-        globalLogPublisher.removeObserver(logged.append)
-    assert len(factory.taken) == 3
-    assert sum(1 for e in logged
-               if e.get("log_failure") is not None or e.get("failure") is not None) == 1
-    for client in clients:
-        assert client.recv(1) == b""
-        client.close()
     port.connectionLost(None)  # type: ignore[arg-type]
 
 

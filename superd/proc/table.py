@@ -124,6 +124,10 @@ class ProcessTable:
     def spawn(self, request: SpawnRequest, service_id: str,
               peer: Optional[Peer]) -> Child:
         """Start ``request``; raises ``SpawnError`` and then tracks nothing."""
+        return self._spawn_now(request, service_id, peer)
+
+    def _spawn_now(self, request: SpawnRequest, service_id: str,
+                   peer: Optional[Peer]) -> Child:
         child = Child(0, service_id, peer, self._reactor.seconds())
         child.pid = self.spawner.spawn(request, partial(self._reaped, child))
         # Reaped inside spawn() (a fake spawner can): deliver it on the next
@@ -153,7 +157,7 @@ class ProcessTable:
                 self._starting[service_id] = self._starting.get(service_id, 0) + 1
                 return
         try:
-            spawned = self.spawn(request, service_id, peer)
+            spawned = self._spawn_now(request, service_id, peer)
         except SpawnError as e:
             failed(e)
             return

@@ -20,15 +20,10 @@ from twisted.internet.interfaces import IListeningPort
 from superd.access.factory import AccessControlledDatagramProtocol, AccessControlledFactory
 from superd.config.errors import Problem
 from superd.config.model import Configuration, ServiceConfig, ServiceKind, SocketType
-from superd.config.userproto import UserProtocolError, protocol_of
 from superd.core.runtime import Runtime
 from superd.daemon.parts import Parts
 from superd.handlers.builtins import registry
-from superd.handlers.redirect import RedirectHandler
 from superd.handlers.spawn.handler import ExternalHandler
-from superd.handlers.spawn.wait import wait_service
-from superd.handlers.tcpmux import TcpmuxHandler
-from superd.handlers.userproto import UserProtocolHandler
 from superd.net.address import ListenAddress
 from superd.net.listener import Listener
 from superd.net.sockets import listen_addresses, listen_datagram, listen_stream
@@ -48,6 +43,16 @@ class Unavailable(Exception):
         super().__init__(message)
 
 
+# tcpmux, wait = yes servers and users' protocols are imported by the
+# services that use them: an idle daemon without them does not hold their code.
+
+
+def _wait_service(*args: Any, **kwargs: Any) -> Any:
+    from superd.handlers.spawn.wait import wait_service
+
+    return wait_service(*args, **kwargs)
+
+
 @attrs.frozen
 class Builders:
     """
@@ -60,7 +65,7 @@ class Builders:
     stream_builtin: Callable[..., Any] = registry.stream_handler
     datagram_builtin: Callable[..., Any] = registry.datagram_handler
     external: Callable[..., Any] = ExternalHandler
-    wait_service: Callable[..., Any] = wait_service
+    wait_service: Callable[..., Any] = _wait_service
 
 
 #: The builders of the running daemon.
@@ -133,6 +138,9 @@ class Assembly:
         if kind is ServiceKind.SENSOR:
             return None
         if kind is ServiceKind.REDIRECT:
+            # Imported when used: relays import Twisted's TLS (and OpenSSL).
+            from superd.handlers.redirect import RedirectHandler
+
             return RedirectHandler(service, self.runtime)
         if kind is ServiceKind.PROTOCOL:
             return self._user_handler(service)
@@ -154,12 +162,17 @@ class Assembly:
     def _user_handler(self, service: ServiceConfig) -> Any:
         if service.socket_type is not SocketType.STREAM or service.wait:
             raise Unavailable("factory", "user protocols are stream services with wait = no")
+        from superd.config.userproto import UserProtocolError, protocol_of
+        from superd.handlers.userproto import UserProtocolHandler
+
         try:
             return UserProtocolHandler(service, self.runtime, protocol_of(service))
         except UserProtocolError as e:
             raise Unavailable(e.attribute, str(e)) from e
 
-    def _tcpmux_handler(self, service: ServiceConfig) -> TcpmuxHandler:
+    def _tcpmux_handler(self, service: ServiceConfig) -> Any:
+        from superd.handlers.tcpmux import TcpmuxHandler
+
         # Under TLS the socket cannot be handed to a child: relay it.
         relay = service.extensions.tls is not None
         clients: List[Tuple[ServiceConfig, Any]] = []

@@ -4,26 +4,28 @@ the control socket for ``superd status``, and systemd notifications around
 reloads.
 
 The tap adds it to the ``SuperdService`` after the listeners, so it starts
-once every socket is bound and stops first.
+once every socket is bound and stops first.  The reload and status machinery
+is imported by the first reload or status request: a daemon that is never
+asked does not hold it.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from superd.config.model import Configuration
 from superd.daemon import notify
 from superd.daemon.control import ControlFactory, listen_control
-from superd.daemon.reload import Loader, Reloader, ReloadResult
 from superd.daemon.service import SuperdService
-from superd.daemon.status import render_text, snapshot
+
+if TYPE_CHECKING:
+    from superd.daemon.reload import Loader, Reloader, ReloadResult
 
 __all__ = ["Operations", "thread_loader"]
 
@@ -35,6 +37,9 @@ EV_STATUS = "status"
 def thread_loader(reactor: Any, path: str, strict: bool = False) -> Loader:
     """Load the configuration at ``path`` in the reactor's thread pool."""
     def load() -> "Deferred[Configuration]":
+        # Imported at the first reload, as the thread pool itself is made.
+        from twisted.internet.threads import deferToThreadPool
+
         from superd.config.load import load_configuration
 
         return deferToThreadPool(reactor, reactor.getThreadPool(),
@@ -55,7 +60,8 @@ class Operations(Service):
         self._environ = environ
         self._install_signal = install_signal
         self._control_wanted = control
-        self.reloader = Reloader(top, load, notify=self._notify)
+        self._load = load
+        self._reloader: Optional[Reloader] = None
         self.control_port: Optional[Any] = None
         self._old_usr1: Any = None
 
@@ -82,6 +88,15 @@ class Operations(Service):
 
     # -- reload -----------------------------------------------------------------
 
+    @property
+    def reloader(self) -> Reloader:
+        """The reload machinery, made at the first reload."""
+        if self._reloader is None:
+            from superd.daemon.reload import Reloader
+
+            self._reloader = Reloader(self.top, self._load, notify=self._notify)
+        return self._reloader
+
     def reload(self) -> "Deferred[ReloadResult]":
         """Reload the configuration (all or nothing)."""
         return self.reloader.reload()
@@ -95,7 +110,7 @@ class Operations(Service):
         if state == "reloading":
             notify.reloading(self._environ)
             return
-        last = self.reloader.last
+        last = self._reloader.last if self._reloader is not None else None
         text = "reload failed; previous configuration running" if last and not last.ok \
             else "serving"
         notify.ready(self._environ, text)
@@ -104,7 +119,9 @@ class Operations(Service):
 
     def status(self) -> Dict[str, Any]:
         """The current status snapshot."""
-        last = self.reloader.last
+        from superd.daemon.status import snapshot
+
+        last = self._reloader.last if self._reloader is not None else None
         return snapshot(self.top, None if last is None else last.as_dict())
 
     def _status_request(self, request: Dict[str, Any]) -> Dict[str, Any]:
@@ -119,6 +136,8 @@ class Operations(Service):
 
     def log_status(self) -> None:
         """SIGUSR1: the status as one event (text in ``status_text``, values in ``status``)."""
+        from superd.daemon.status import render_text
+
         status = self.status()
         _log.info("status:\n{status_text}", event=EV_STATUS, status=status,
                   status_text=render_text(status))

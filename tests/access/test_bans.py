@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -130,5 +131,23 @@ def test_unban(tmp_path: Path) -> None:
 def test_wal_mode(tmp_path: Path) -> None:
     """The database is in WAL mode so the CLI and the daemon do not block."""
     store = BanStore(db_path(str(tmp_path)))
+    store.put(Ban("10.0.0.1", None, 0.0))
+    assert store._db is not None
     mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_database_is_created_by_the_first_ban(tmp_path: Path) -> None:
+    """Until something is banned no database exists (nothing is kept open):
+    reads find it empty, purges do nothing; the first ban creates it, and a
+    database another process creates meanwhile is found."""
+    path = db_path(str(tmp_path / "state"))
+    store = BanStore(path)
+    assert store.all() == [] and store.get("10.0.0.1") is None
+    assert store.purge(1e12) == 0 and not store.remove("10.0.0.1")
+    assert store.data_version() == 0 and not os.path.exists(path) and store._db is None
+    BanStore(path).put(Ban("10.0.0.2", None, 5.0, "trap"))  # superd bans, say
+    assert [b.host for b in store.all()] == ["10.0.0.2"] and store._db is not None
+    fresh = BanStore(db_path(str(tmp_path / "other")))
+    fresh.put(Ban("10.0.0.3", None, 5.0))
+    assert os.path.exists(db_path(str(tmp_path / "other")))

@@ -116,8 +116,7 @@ def run_policies(policies: Sequence[Policy], peer: Peer,
                  now: Callable[[], float], start: int = 0) -> MaybeDeferred:
     """The first denial among ``policies[start:]``, else ALLOW."""
     at = now()  # one instant for one decision (resumed after a wait: a new one)
-    for index in range(start, len(policies)):
-        policy = policies[index]
+    for index, policy in enumerate(policies[start:] if start else policies, start):
         try:
             outcome = policy.check(peer, at)
         except Exception:

@@ -110,7 +110,7 @@ class ReplyHandler(BuiltinStreamHandler):
                  factory: type[ReplyStream]) -> None:
         super().__init__(service, runtime, factory)
         self._render = factory.render
-        self._now = runtime.seconds
+        self._now = runtime.reactor.seconds  # Runtime.seconds, one call fewer
 
     def answer_fd(self, peer: Peer, fd: int) -> None:
         """Write the reply to ``fd`` for ``peer``; the port closes it (FIN) afterwards."""

@@ -29,7 +29,7 @@ from errno import EAGAIN, EINTR, ENOBUFS, EWOULDBLOCK
 from typing import Any
 
 from twisted.internet import tcp
-from twisted.internet.protocol import connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 
 __all__ = ["Connection", "close_if_flushed"]
 
@@ -39,6 +39,16 @@ _RETRY_LATER = frozenset({EWOULDBLOCK, EAGAIN, ENOBUFS, EINTR})
 
 class Connection(tcp.Server):
     """A server-side TCP transport that writes and closes without a reactor turn."""
+
+    def _getLogPrefix(self, applicationObject: object) -> str:
+        # Twisted asks every new connection's protocol for its log prefix
+        # through an interface lookup; Protocol's own answer is its class
+        # name, known without one.
+        protocol = type(applicationObject)
+        if getattr(protocol, "logPrefix", None) is Protocol.logPrefix:
+            return protocol.__name__
+        prefix: str = super()._getLogPrefix(applicationObject)
+        return prefix
 
     def buffered(self) -> bool:
         """True while written bytes wait in Twisted's buffer for ``doWrite``."""
@@ -53,7 +63,10 @@ class Connection(tcp.Server):
     def write(self, data: bytes) -> None:
         # Larger than one SEND_LIMIT: Twisted's buffer sends it in slices
         # without copying, where a partly sent write here would copy the rest.
-        if type(data) is not bytes or len(data) > self.SEND_LIMIT or not self._flushed():
+        # (_flushed() written out: this runs for every reply.)
+        if (type(data) is not bytes or len(data) > self.SEND_LIMIT or self._tempDataLen
+                or self.offset != len(self.dataBuffer) or self.TLS or not self.connected
+                or self.disconnecting or self._writeDisconnecting or self._writeDisconnected):
             super().write(data)
             return
         try:
@@ -73,9 +86,7 @@ class Connection(tcp.Server):
         if self.producer is not None or not self._flushed():
             return False
         self.disconnecting = True
-        self.stopReading()
-        self.stopWriting()
-        self.connectionLost(connectionDone)
+        self.connectionLost(connectionDone)  # stops reading and writing first
         return True
 
 

@@ -11,7 +11,7 @@ import struct
 from typing import Any
 
 import pytest
-from twisted.internet import abstract, main
+from twisted.internet import abstract, main, tcp
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -69,7 +69,8 @@ def test_twisted_still_has_the_buffer_attributes() -> None:
     that renames it must fail here, not silently change behaviour."""
     fd = abstract.FileDescriptor(MemoryReactorClock())  # type: ignore[no-untyped-call]
     for name in ("dataBuffer", "offset", "_tempDataLen", "_tempDataBuffer",
-                 "_writeDisconnecting", "_writeDisconnected", "disconnecting", "producer"):
+                 "_writeDisconnecting", "_writeDisconnected", "disconnecting", "producer",
+                 "_getLogPrefix"):
         assert hasattr(fd, name), name
     assert fd.SEND_LIMIT > 0 and fd.dataBuffer == b"" and fd.offset == 0
 
@@ -194,3 +195,17 @@ def test_other_writes_are_twisteds(data: Any) -> None:
         else:
             with pytest.raises(TypeError):
                 transport.write(data)
+
+
+def test_log_prefix_is_twisteds() -> None:
+    """The log prefix of a connection is what Twisted would give it: the
+    protocol's class name, or the protocol's own logPrefix() if it has one."""
+    class Named(Protocol):
+        def logPrefix(self) -> str:
+            return "named"
+
+    for protocol, prefix in ((Recorder(), "Recorder"), (Named(), "named")):
+        transport, client, _ = connected(protocol)
+        with client:
+            assert tcp.Server._getLogPrefix(transport, protocol) == prefix  # Twisted's answer
+            assert transport.logstr.split(",")[0] == prefix

@@ -19,6 +19,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 
 from superd.net.connection import Connection, close_if_flushed
+from tests.handlers.spawn.helpers import connected_server
 
 
 class Recorder(Protocol):
@@ -31,17 +32,10 @@ class Recorder(Protocol):
 
 def connected(protocol: Any = None) -> tuple[Connection, socket.socket, MemoryReactorClock]:
     """A real accepted connection in a ``Connection`` and the client socket."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    client = socket.create_connection(listener.getsockname(), timeout=10)
-    accepted, address = listener.accept()
-    listener.close()
     reactor = MemoryReactorClock()
-    protocol = Recorder() if protocol is None else protocol
-    transport = Connection(accepted, protocol, address, None, 1, reactor)  # type: ignore[arg-type]
-    protocol.makeConnection(transport)
-    return transport, client, reactor
+    transport, client = connected_server(Recorder() if protocol is None else protocol,
+                                         reactor, Connection)
+    return transport, client, reactor  # type: ignore[return-value]
 
 
 def recv_exactly(client: socket.socket, size: int) -> bytes:

@@ -6,6 +6,8 @@ Shared test fakes for spawning children without spawning anything.
   (``exit(pid, code)`` / ``kill(pid, signum)``) or make the next spawn fail.
   Signals sent to process groups are recorded; groups can be told to ignore
   SIGTERM.
+* ``FakeBackgroundSpawner`` also provides ``IBackgroundSpawner``: requests
+  wait until the test calls ``finish``, as a worker thread would make them.
 * ``FakeProcessReactor`` is a ``MemoryReactorClock`` that also provides
   ``IReactorProcess`` and records ``spawnProcess`` calls, for code that uses
   Twisted's own process API.
@@ -29,11 +31,18 @@ from superd.access.state import AccessState
 from superd.core.runtime import Runtime
 from superd.daemon.parts import Parts
 from superd.proc.credentials import Identity
-from superd.proc.spawner import ExitStatus, ISpawner, SpawnError, SpawnRequest
+from superd.proc.spawner import (
+    ExitStatus,
+    IBackgroundSpawner,
+    ISpawner,
+    SpawnError,
+    SpawnRequest,
+    Started,
+)
 from superd.proc.table import ProcessTable
 
-__all__ = ["ROOT", "USER", "FakeProcessReactor", "FakeSpawner", "SpawnedProcess",
-           "fake_processes", "make_parts"]
+__all__ = ["ROOT", "USER", "FakeBackgroundSpawner", "FakeProcessReactor", "FakeSpawner",
+           "SpawnedProcess", "fake_processes", "make_parts"]
 
 
 @attrs.define(eq=False)
@@ -119,6 +128,40 @@ class FakeSpawner:
         return True
 
 
+@implementer(IBackgroundSpawner)
+class FakeBackgroundSpawner(FakeSpawner):
+    """A ``FakeSpawner`` that also starts children in the background: each
+    request waits in ``queued`` until ``finish`` gives it its pid (or the
+    error ``fail_next`` set), as a worker thread would."""
+
+    def __init__(self, first_pid: int = 1000) -> None:
+        super().__init__(first_pid)
+        self.queued: List[Tuple[SpawnRequest, Started, Callable[[ExitStatus], None]]] = []
+        #: What ``spawn_in_background`` answers (False: "spawn it yourself").
+        self.accepting = True
+
+    def spawns_in_background(self, request: SpawnRequest) -> bool:
+        return request.umask is None
+
+    def spawn_in_background(self, request: SpawnRequest, started: Started,
+                            on_exit: Callable[[ExitStatus], None]) -> bool:
+        if not self.accepting:
+            return False
+        self.queued.append((request, started, on_exit))
+        return True
+
+    def finish(self) -> None:
+        """Start every queued request (reporting as the reactor thread would)."""
+        queued, self.queued = self.queued, []
+        for request, started, on_exit in queued:
+            try:
+                pid = self.spawn(request, on_exit)
+            except SpawnError as error:
+                started(error)
+                continue
+            started(pid)
+
+
 @implementer(IProcessTransport)
 class SpawnedProcess:
     """The transport ``FakeProcessReactor.spawnProcess`` returns."""
@@ -194,9 +237,10 @@ USER = Identity(1000, 1000, (1000,))
 
 def fake_processes(reactor: Any, identity: Identity = ROOT,
                    environ: Optional[Dict[str, str]] = None,
+                   spawner: Optional[FakeSpawner] = None,
                    ) -> Tuple[ProcessTable, FakeSpawner]:
     """A ``ProcessTable`` whose children are a ``FakeSpawner``'s."""
-    spawner = FakeSpawner()
+    spawner = FakeSpawner() if spawner is None else spawner
     table = ProcessTable(
         reactor, spawner,
         environ={"PATH": "/usr/bin:/bin", "LANG": "C"} if environ is None else environ,

@@ -37,7 +37,7 @@ from superd.config.model import AddressKind, AddressSpec, ServiceConfig
 from superd.core.session import Peer
 from superd.observe import events
 
-__all__ = ["AddressPolicy", "AddressRules"]
+__all__ = ["VERDICT_CACHE", "AddressPolicy", "AddressRules"]
 
 ALLOWED = 1
 DENIED = 2
@@ -158,6 +158,12 @@ def _as_decision(allowed: bool | None) -> Decision:
     return ALLOW if allowed else _DENY
 
 
+#: Sources whose verdict one policy remembers.  When full it starts again
+#: empty: a flood of distinct sources costs what the lookup costs, and the
+#: sources that keep coming back are soon remembered again.
+VERDICT_CACHE = 1024
+
+
 class AddressPolicy:
     """Denies peers the service's address lists do not admit."""
 
@@ -167,11 +173,26 @@ class AddressPolicy:
                  resolver: NameResolver | None) -> None:
         self.rules = rules
         self.resolver = resolver
+        # Verdicts the numeric entries decided alone, by source address.
+        # The rules never change (a reload builds a new policy), so such a
+        # verdict is final: parsing the address and probing the prefix
+        # tables is done once per source, not once per connection.  A
+        # verdict that depends on host names is never stored.
+        self._verdicts: dict[str, Decision] = {}
 
     def check(self, peer: Peer, now: float) -> MaybeDeferred:
-        verdict = self.rules.decide(peer.host)
+        host = peer.host
+        known = self._verdicts.get(host)
+        if known is not None:
+            return known
+        verdict = self.rules.decide(host)
         if verdict is not None:
-            return _as_decision(verdict)
+            decision = _as_decision(verdict)
+            verdicts = self._verdicts
+            if len(verdicts) >= VERDICT_CACHE:
+                verdicts.clear()
+            verdicts[host] = decision
+            return decision
         if self.resolver is None:
             return _as_decision(self.rules.decide(peer.host, HostNames()))
         cached = self.resolver.cached(peer.host)

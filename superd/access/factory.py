@@ -131,16 +131,21 @@ class AccessControlledFactory(ServerFactory):
         self.userid = UseridLookups.of(service, runtime)
         self._gated = bool(self.banners.banner or self.banners.success
                            or self.userid is not None)
-        # A handler that can serve a bare accepted descriptor (an external
-        # server, daytime, time) lets superd.net.takingport skip the socket object and
-        # the Twisted transport entirely.
-        serve_fd = (None if self._gated or service.is_sensor
-                    else getattr(handler, "serve_fd", None))
-        #: For ``superd.net.takingport.TakingPort``; None when every connection needs
-        #: a transport (banners, USERID, a sensor, a handler that keeps talking).
+        #: For ``superd.net.takingport.TakingPort``: decide on the bare
+        #: accepted descriptor and its address tuple, so that a refused peer
+        #: costs no socket object, transport or address object.  None when
+        #: the gate decides (banners, USERID) or for a sensor.
         self.take_connection: TakeConnection | None = None
-        if serve_fd is not None:
-            self._serve_fd: Callable[[Session, int], None] = serve_fd
+        #: The handler's ``serve_fd`` (an external server): it is given the
+        #: descriptor itself in a counted session, and no transport is built.
+        self._serve_fd: Callable[[Session, int], None] | None = None
+        #: The handler's ``answer_fd`` (daytime, time): it answers the
+        #: descriptor and is done when the call returns, so no session is
+        #: opened -- it would end before anything could count or see it.
+        self._answer_fd: Callable[[Peer, int], None] | None = None
+        if not (self._gated or service.is_sensor):
+            self._serve_fd = getattr(handler, "serve_fd", None)
+            self._answer_fd = getattr(handler, "answer_fd", None)
             self.take_connection = self._take_connection
         self._clock = runtime.seconds
         self._v6_prefix = service.v6_source_prefix
@@ -179,10 +184,11 @@ class AccessControlledFactory(ServerFactory):
     def _take_connection(self, fd: int, address: Any,
                          local: Peer | None) -> Protocol | Taken | None:
         """
-        ``take_connection`` (see ``superd.net.takingport``): when the policies decide
-        at once, admit the peer at ``address`` and give the handler ``fd``
-        (``TAKEN``); otherwise a ``Gate`` that waits for the decision, or what
-        ``refuse`` returns.  The port owns ``fd`` and closes it afterwards.
+        ``take_connection`` (see ``superd.net.takingport``): when the policies
+        decide at once, admit the peer at ``address`` and give the handler
+        ``fd`` (``TAKEN``) or, for a handler that talks on a transport, return
+        its protocol; otherwise a ``Gate`` that waits for the decision, or
+        what ``refuse`` returns.  The port owns ``fd``.
         """
         peer = _peer_of_tuple(address)
         outcome = run_policies(self.policies, peer, self._clock)
@@ -190,10 +196,22 @@ class AccessControlledFactory(ServerFactory):
             return Gate(self, peer, outcome)
         if not outcome.allowed:
             return self.refuse(peer, outcome)
+        answer_fd = self._answer_fd
+        if answer_fd is not None:
+            self._counts.accept()
+            try:
+                answer_fd(peer, fd)
+            except Exception:
+                self._handler_failed(peer)
+                events.emit_fail(self.service, events.REASON_FORK, peer, "handler failed")
+            return TAKEN
         session = self.open_session(peer, local)
+        serve_fd = self._serve_fd
+        if serve_fd is None:  # the port serves the protocol on a transport
+            return self.serve(session, peer)
         self._counts.accept()
         try:
-            self._serve_fd(session, fd)
+            serve_fd(session, fd)
         except Exception:
             self._handler_failed(peer)
             session.end()

@@ -138,12 +138,13 @@ def run_policies(policies: Sequence[Policy], peer: Peer,
                  now: Callable[[], float], start: int = 0) -> MaybeDeferred:
     """The first denial among ``policies[start:]``, else ALLOW."""
     at = now()  # one instant for one decision (resumed after a wait: a new one)
-    for index in range(start, len(policies)):
-        policy = policies[index]
+    for index, policy in enumerate(policies[start:] if start else policies, start):
         try:
             outcome = policy.check(peer, at)
         except Exception:
             return _crashed(policy, peer, Failure())
+        if outcome is ALLOW:  # the usual answer: one identity test
+            continue
         if isinstance(outcome, Decision):
             if not outcome.allowed:
                 return outcome

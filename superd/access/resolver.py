@@ -17,7 +17,6 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -75,6 +74,10 @@ Runner = Callable[[Callable[[], HostNames]], "Deferred[HostNames]"]
 def thread_runner(reactor: Any) -> Runner:
     """Run a blocking lookup in ``reactor``'s thread pool."""
     def run(call: Callable[[], HostNames]) -> Deferred[HostNames]:
+        # Imported at the first lookup: Twisted's thread pool machinery is
+        # memory a daemon that never looks a name up need not hold.
+        from twisted.internet.threads import deferToThreadPool
+
         return deferToThreadPool(reactor, reactor.getThreadPool(), call)
     return run
 

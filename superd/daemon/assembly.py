@@ -25,7 +25,6 @@ from superd.config.userproto import UserProtocolError, protocol_of
 from superd.core.runtime import Runtime
 from superd.daemon.parts import Parts
 from superd.handlers.builtins import registry
-from superd.handlers.redirect import RedirectHandler
 from superd.handlers.spawn.handler import ExternalHandler
 from superd.handlers.spawn.spec import SpawnSetupError
 from superd.handlers.spawn.wait import wait_service
@@ -142,6 +141,9 @@ class Assembly:
         if kind is ServiceKind.SENSOR:
             return None
         if kind is ServiceKind.REDIRECT:
+            # Imported when used: relays import Twisted's TLS (and OpenSSL).
+            from superd.handlers.redirect import RedirectHandler
+
             return RedirectHandler(service, self.runtime)
         if kind is ServiceKind.PROTOCOL:
             return self._user_handler(service)

@@ -10,6 +10,12 @@ steady churn of per-connection objects brings those under load.
 collections skip (bench/README, "Why the code is the way it is", has the
 figures).
 
+What loading the configuration allocated and freed (parse trees, drafts,
+the strings of long address lists) stays in the C heap unless it is handed
+back: each settling then asks glibc to return the free memory at the top of
+its heap and in its empty pages (``malloc_trim``), so an idle daemon's
+resident memory is what it holds, not what starting it took.
+
 Frozen objects are still freed by reference counting; only cyclic garbage
 among them waits.  So each settling first unfreezes and collects -- freeing,
 after a reload, the cycles of the services it replaced -- and then freezes
@@ -20,6 +26,7 @@ next reload rather than at once: a bounded delay, not a leak that grows.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 
 __all__ = ["settle"]
@@ -30,4 +37,15 @@ def settle() -> int:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    _trim()
     return gc.get_freeze_count()
+
+
+def _trim() -> None:
+    """Give the C heap's free memory back to the system (glibc only)."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (AttributeError, OSError):
+        return  # not glibc: nothing to ask
+    trim(0)

@@ -293,23 +293,38 @@ class EventCounter:
 
 def time_spawns(processes: ProcessTable, registry: CollectorRegistry,
                 timer: Callable[[], float] = time.perf_counter) -> Histogram:
-    """Wrap ``processes.spawn`` to observe how long starting a child takes."""
+    """Wrap ``processes.spawn`` and ``processes.start`` to observe how long
+    starting a child takes (until its pid is known)."""
     histogram = Histogram(
         "superd_spawn_seconds", "Time to start a server process, per service.",
         ["service"], buckets=SPAWN_BUCKETS, registry=registry)
     services = _Bounded()
-    spawn = processes.spawn
+    spawn, start = processes.spawn, processes.start
 
-    def timed(request: Any, service_id: str, peer: Any) -> Any:
-        started = timer()
-        child = spawn(request, service_id, peer)
+    def observe(service_id: str, since: float) -> None:
         label = services.admit(service_id)
         if label is not None:
-            histogram.labels(label).observe(timer() - started)
+            histogram.labels(label).observe(timer() - since)
+
+    def timed(request: Any, service_id: str, peer: Any) -> Any:
+        since = timer()
+        child = spawn(request, service_id, peer)
+        observe(service_id, since)
         return child
 
-    # Timing the table's spawn here keeps the spawn code free of metrics.
+    def timed_start(request: Any, service_id: str, peer: Any,
+                    started: Callable[[Any], None], failed: Callable[[Any], None]) -> None:
+        since = timer()
+
+        def known(child: Any) -> None:
+            observe(service_id, since)
+            started(child)
+
+        start(request, service_id, peer, known, failed)
+
+    # Timing the table's spawns here keeps the spawn code free of metrics.
     processes.spawn = timed  # type: ignore[method-assign]
+    processes.start = timed_start  # type: ignore[method-assign]
     return histogram
 
 

@@ -42,7 +42,6 @@ from twisted.logger import Logger
 
 from superd.config.model import UpstreamTLS
 from superd.config.storeurl import RedisTarget
-from superd.config.tlscontext import client_options
 from superd.fleet.budget import MessageBudget
 from superd.fleet.client import RedisProtocol, SubscriberProtocol
 from superd.fleet.resp import RedisError, Reply
@@ -125,6 +124,9 @@ class SharedBans(MultiService):
                                     self.target.port, timeout=5)
         if not self.target.tls:
             return endpoint
+        # Imported for rediss:// only: it loads OpenSSL.
+        from superd.config.tlscontext import client_options
+
         # The certificate must name the host of the URL (a DNS name or an
         # IP address) and chain to the configured CA or the system's.
         return wrapClientTLS(client_options(UpstreamTLS(self.target.host, self._ca_pem)),

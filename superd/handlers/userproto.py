@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from superd.config.model import ServiceConfig
 from superd.config.userproto import UserContext, UserProtocolError
+from superd.core import lazytls
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session, UnixPeer
@@ -68,6 +69,9 @@ class UserProtocolHandler:
     def __init__(self, service: ServiceConfig, runtime: Runtime, protocol: Any) -> None:
         self.service = service
         self.runtime = runtime
+        # A user's protocol may call transport.startTLS(): the reactor needs
+        # the TLS support it may have started without.
+        lazytls.complete()
         context = UserContext(service, service.extensions.settings, runtime.reactor)
         try:
             factory = protocol.build_factory(context)

@@ -13,7 +13,8 @@ Reading it is split in two:
   server a socket may be handed to; Twisted's parsers (``feed``) only
   split a buffer already read.
 * ``parse_header`` reads a complete header with Twisted's own parsers
-  (``V1Parser.parse``, ``V2Parser.parse``), then checks what they leave
+  (``V1Parser.parse``, ``V2Parser.parse``, through
+  ``superd.core.twistedprivate.parse_proxy_header``), then checks what they leave
   unchecked -- v1 address and port syntax, the address family, v2
   datagram headers on a stream -- and reads the v2 TLVs they skip (ALPN,
   authority, TLS details, a CRC32C checksum).
@@ -36,7 +37,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 
 from superd.core.origin import COMMAND_LOCAL, COMMAND_PROXY, COMMAND_UNKNOWN, ProxyOrigin
 from superd.core.session import Peer
-from superd.core.twistedprivate import InvalidProxyHeader, V1Parser, V2Parser
+from superd.core.twistedprivate import parse_proxy_header
 
 __all__ = [
     "V1_MAX",
@@ -120,9 +121,9 @@ def parse_header(header: bytes, proxy: Peer) -> Header:
         if header.startswith(V2_SIGNATURE):
             return _v2(header, proxy)
         return _v1(header, proxy)
-    except (InvalidProxyHeader, ValueError, struct.error) as e:
+    except (ValueError, struct.error) as e:
         raise HeaderError(f"malformed v{1 if header[:1] == b'P' else 2} header"
-                          f" ({type(e).__name__})") from e
+                          f" ({getattr(e, 'kind', type(e).__name__)})") from e
 
 
 def _address(address: object, version: int) -> ClientAddress:
@@ -145,7 +146,7 @@ def _v1(header: bytes, proxy: Peer) -> Header:
     # allows (and HAProxy sends) the bare ``PROXY UNKNOWN``.
     if line == b"PROXY UNKNOWN" or line.startswith(b"PROXY UNKNOWN "):
         return Header(None, ProxyOrigin(1, COMMAND_UNKNOWN, proxy))
-    info = V1Parser.parse(line)
+    info = parse_proxy_header(line, 1)
     fields = line.split(b" ")
     if len(fields) != 6 or not all(_PORT.match(port) for port in fields[4:]) \
             or int(fields[4]) > 65535 or int(fields[5]) > 65535:
@@ -157,7 +158,7 @@ def _v1(header: bytes, proxy: Peer) -> Header:
 
 
 def _v2(header: bytes, proxy: Peer) -> Header:
-    info = V2Parser.parse(header)
+    info = parse_proxy_header(header, 2)
     local = header[12] & 0x0F == 0
     family, transport = header[13] & 0xF0, header[13] & 0x0F
     start = 16 + _ADDRESS_SIZE.get(family, 0)

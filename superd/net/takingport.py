@@ -47,6 +47,7 @@ from twisted.python import log
 
 from superd.core import twistedprivate
 from superd.core.session import Peer
+from superd.net.connection import Connection
 from superd.observe import events
 
 __all__ = ["MAX_ACCEPTS_PER_WAKE", "TAKEN", "Taken", "TakingPort", "accept_descriptors",
@@ -139,6 +140,8 @@ def serve_accepted(port: tcp.Port, serve: Callable[[int, Any], None]) -> None:
 class TakingPort(tcp.Port):
     """A ``tcp.Port`` whose factory may take accepted connections (see module)."""
 
+    transport = Connection
+
     #: The local address of every accepted connection, when the port is
     #: bound to one address (set when listening starts).
     local: Peer | None = None
@@ -164,7 +167,9 @@ class TakingPort(tcp.Port):
         if outcome is TAKEN or outcome is None:
             os.close(fd)
             return
-        skt = socket.socket(self.addressFamily, self.socketType, fileno=fd)
+        # The protocol given, as socket.accept() gives it: else the
+        # constructor asks the kernel for it (a getsockopt per connection).
+        skt = socket.socket(self.addressFamily, self.socketType, self.socket.proto, fileno=fd)
         if len(address) == 4:  # IPv6: keep the scope id, as tcp.Port does
             host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
             address = (host[0], *address[1:])

@@ -175,6 +175,9 @@ EV_KILL_CHILDREN_FAILED: Final = "kill_children_failed"
 EV_REAP_ERROR: Final = "reap_error"
 # Serving and deciding (superd.access, superd.handlers).
 EV_HANDLER_ERROR: Final = "handler_error"
+#: Starting a child off the reactor thread, or reporting it started, failed
+#: unexpectedly (a bug; with a traceback).
+EV_SPAWN_ERROR: Final = "spawn_error"
 EV_POLICY_ERROR: Final = "policy_error"
 EV_NAME_LOOKUP_FAILED: Final = "name_lookup_failed"
 EV_HOSTS_WATCH: Final = "hosts_watch"

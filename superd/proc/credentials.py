@@ -8,34 +8,40 @@ fall back to forking the whole interpreter.  On Linux, credentials belong to
 each *thread* in the kernel; only glibc's ``setresuid()`` wrapper broadcasts a
 change to every thread (the "setxid" signal dance).  Calling the raw
 ``setgroups``/``setresgid``/``setresuid`` system calls changes the calling
-thread only.  So the spawning thread becomes the service user (keeping saved
-uid/gid 0 so it can come back), calls ``posix_spawn`` -- the vfork-style child
-starts with the thread's credentials, and ``execve`` copies the effective ids
-into the saved ones and clears every capability -- then switches back.  One
-``exec``, no wrapper program, no fork of the interpreter.
+thread only.  So the spawning thread takes the service user's ids as its
+*real* ids (and its groups), keeping superd's effective and saved ids, and
+calls ``posix_spawn`` with ``POSIX_SPAWN_RESETIDS``: the vfork-style child
+starts with the thread's credentials, sets its effective ids to those real
+ones, and ``execve`` copies them into the saved ones and clears every
+capability -- then the thread switches back.  One ``exec``, no wrapper
+program, no fork of the interpreter.
+
+While switched the thread is still superd as far as the kernel's checks go
+(effective ids, and every capability but the two that would exempt the
+child from its user's ``RLIMIT_NPROC``), so whatever it runs in the window
+-- a signal handler, or a finalizer the garbage collector calls from a
+spawning worker thread -- acts as superd does; nothing needs holding off
+(least of all the process-wide garbage collector, which other threads use
+meanwhile), and the process's "dumpable" flag, which the kernel resets only
+when effective ids change, stays as it is.
 
 The thread switch costs next to nothing beside the spawn; a ``setpriv``
 wrapper costs a whole extra exec, and forking the interpreter costs more
 the more memory superd holds (bench/README, "Why the code is the way it
 is", has the figures).
 
-Side effects handled here: changing the effective uid makes the kernel reset
-the whole process's "dumpable" flag, so it is restored afterwards; nice is a
-per-thread attribute on Linux too, so it is applied the same way.  Python
-signal handlers may run in the window; Twisted's only schedule work, and the
-window is a few microseconds of straight-line code with the GC disabled.
+nice is a per-thread attribute on Linux too, so it is applied the same way.
 Architectures without a known syscall table fall back to a ``setpriv`` prefix.
 
 One visible difference from xinetd: while switched, the spawning thread is
-itself one of the user's tasks, so ``RLIMIT_NPROC`` for a service user lets
-one process fewer run than under xinetd (the clone fails with EAGAIN, logged
-as FAIL ``fork``).
+itself one of the user's tasks (``RLIMIT_NPROC`` counts tasks by real uid),
+so a service user's ``RLIMIT_NPROC`` lets one process fewer run than under
+xinetd (the clone fails with EAGAIN, logged as FAIL ``fork``).
 """
 
 from __future__ import annotations
 
 import ctypes
-import gc
 import os
 import platform
 import sys
@@ -47,6 +53,7 @@ import attrs
 from superd.config.model import Credentials
 
 __all__ = [
+    "LIMIT_EXEMPTIONS",
     "SYSCALL_NUMBERS",
     "CredentialPlan",
     "CredentialSyscalls",
@@ -56,16 +63,19 @@ __all__ = [
     "setpriv_prefix",
 ]
 
-#: (setgroups, setresgid, setresuid) system call numbers by machine.
-SYSCALL_NUMBERS: Mapping[str, Tuple[int, int, int]] = {
-    "x86_64": (116, 119, 117),
-    "aarch64": (159, 149, 147),
-    "riscv64": (159, 149, 147),
+#: (setgroups, setresgid, setresuid, capget, capset) system call numbers by machine.
+SYSCALL_NUMBERS: Mapping[str, Tuple[int, int, int, int, int]] = {
+    "x86_64": (116, 119, 117, 125, 126),
+    "aarch64": (159, 149, 147, 90, 91),
+    "riscv64": (159, 149, 147, 90, 91),
 }
 
-_PR_GET_DUMPABLE = 3
-_PR_SET_DUMPABLE = 4
 _UNCHANGED = -1
+#: <linux/capability.h>: the header version with two 32-bit words per set.
+_CAPABILITY_VERSION_3 = 0x20080522
+#: CAP_SYS_ADMIN and CAP_SYS_RESOURCE: with either in its effective set, a
+#: thread creates a process even beyond its real user's RLIMIT_NPROC.
+LIMIT_EXEMPTIONS = (1 << 21) | (1 << 24)
 
 
 @attrs.frozen
@@ -140,18 +150,41 @@ class CredentialSyscalls(Protocol):
 
     def setresuid(self, ruid: int, euid: int, suid: int) -> None: ...
 
-    def dumpable(self) -> int: ...
+    def drop_capabilities(self, mask: int) -> None:
+        """Take ``mask`` out of the calling thread's effective capabilities."""
 
-    def set_dumpable(self, value: int) -> None: ...
+    def restore_capabilities(self) -> None:
+        """Give the calling thread superd's capabilities back."""
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_CapSets = _CapData * 2
 
 
 class _RawSyscalls:
-    """The three credential system calls, without glibc's setxid broadcast."""
+    """The credential system calls, without glibc's setxid broadcast (each
+    changes the calling thread only)."""
 
-    def __init__(self, numbers: Tuple[int, int, int]) -> None:
+    def __init__(self, numbers: Tuple[int, int, int, int, int]) -> None:
         self._libc = ctypes.CDLL(None, use_errno=True)
-        self._setgroups, self._setresgid, self._setresuid = numbers
+        (self._setgroups, self._setresgid, self._setresuid,
+         capget, self._capset) = numbers
         self._arrays: Dict[Tuple[int, ...], Any] = {}
+        self._own_caps = _CapSets()
+        self._call(capget, ctypes.byref(self._header()), ctypes.byref(self._own_caps))
+        self._reduced: Dict[int, Any] = {}
+
+    @staticmethod
+    def _header() -> _CapHeader:
+        return _CapHeader(_CAPABILITY_VERSION_3, 0)  # pid 0: the calling thread
 
     def _call(self, number: int, *args: object) -> None:
         if self._libc.syscall(ctypes.c_long(number), *args) != 0:
@@ -175,11 +208,18 @@ class _RawSyscalls:
         self._call(self._setresuid, ctypes.c_long(ruid), ctypes.c_long(euid),
                    ctypes.c_long(suid))
 
-    def dumpable(self) -> int:
-        return int(self._libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0))
+    def drop_capabilities(self, mask: int) -> None:
+        reduced = self._reduced.get(mask)
+        if reduced is None:
+            reduced = _CapSets()
+            ctypes.memmove(reduced, self._own_caps, ctypes.sizeof(_CapSets))
+            reduced[0].effective &= ~mask & 0xFFFFFFFF
+            reduced[1].effective &= ~(mask >> 32) & 0xFFFFFFFF
+            self._reduced[mask] = reduced
+        self._call(self._capset, ctypes.byref(self._header()), ctypes.byref(reduced))
 
-    def set_dumpable(self, value: int) -> None:
-        self._libc.prctl(_PR_SET_DUMPABLE, value, 0, 0, 0)
+    def restore_capabilities(self) -> None:
+        self._call(self._capset, ctypes.byref(self._header()), ctypes.byref(self._own_caps))
 
 
 def _die(message: str) -> None:
@@ -192,8 +232,10 @@ def _die(message: str) -> None:
 
 class SpawningThread:
     """
-    Gives the calling thread a child's credentials and nice value for the
-    duration of one ``posix_spawn``, and takes them back.
+    Gives the calling thread a child's credentials (as its real ids: the
+    spawn must reset the child's effective ids, ``POSIX_SPAWN_RESETIDS``)
+    and nice value for the duration of one ``posix_spawn``, and takes them
+    back.  Any thread may use it, several at once.
     """
 
     def __init__(self, own: Identity, syscalls: Optional[CredentialSyscalls],
@@ -201,7 +243,9 @@ class SpawningThread:
         self._own = own
         self._sys = syscalls
         self._fatal = fatal
-        self._dumpable = 1 if syscalls is None else syscalls.dumpable()
+        # One thread at a time takes a given user's ids (see run_as).
+        self._users: Dict[int, threading.Lock] = {}
+        self._users_lock = threading.Lock()
 
     @classmethod
     def for_this_machine(cls, own: Identity) -> "SpawningThread":
@@ -218,13 +262,18 @@ class SpawningThread:
         return self._sys is not None and self._own.is_root
 
     def become(self, plan: CredentialPlan) -> None:
-        """Switch this thread to ``plan``, keeping saved ids to come back."""
+        """Give this thread ``plan``'s groups and real ids; the effective and
+        saved ids stay superd's."""
         sys_ = self._sys
         if sys_ is None:
             raise OSError(0, "per-thread credentials are unavailable")
         sys_.setgroups(plan.groups)
-        sys_.setresgid(plan.gid, plan.gid, _UNCHANGED)
-        sys_.setresuid(plan.uid, plan.uid, _UNCHANGED)
+        sys_.setresgid(plan.gid, _UNCHANGED, _UNCHANGED)
+        sys_.setresuid(plan.uid, _UNCHANGED, _UNCHANGED)
+        # The child is counted against its user's RLIMIT_NPROC only if the
+        # thread creating it lacks these (as a thread that had become the
+        # user would).
+        sys_.drop_capabilities(LIMIT_EXEMPTIONS)
 
     def restore(self) -> None:
         """Back to superd's own identity; dying is the only alternative."""
@@ -232,10 +281,10 @@ class SpawningThread:
         if sys_ is None:
             return
         try:
+            sys_.restore_capabilities()
             sys_.setresuid(own.uid, own.uid, own.uid)
             sys_.setresgid(own.gid, own.gid, own.gid)
             sys_.setgroups(own.groups)
-            sys_.set_dumpable(self._dumpable)
         except OSError as e:
             self._fatal(f"cannot restore credentials after spawn: {e}")
 
@@ -244,29 +293,40 @@ class SpawningThread:
         """
         Run ``action`` (the spawn) with ``plan`` and niceness ``nice``.
 
-        ``plan`` must be None unless ``can_switch``.  ``nice`` is absolute;
-        setting it per thread needs root to lower it back afterwards.
+        ``plan`` must be None unless ``can_switch``, and ``action`` must then
+        spawn with ``POSIX_SPAWN_RESETIDS`` (see the module docstring).
+        ``nice`` is absolute; setting it per thread needs root to lower it
+        back afterwards.
         """
         tid = threading.get_native_id()
         old_nice = 0 if nice is None else os.getpriority(os.PRIO_PROCESS, tid)
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
         try:
             if nice is not None:
-                # Before dropping root: lowering nice needs CAP_SYS_NICE.
                 os.setpriority(os.PRIO_PROCESS, tid, nice)
             if plan is None:
                 return action()
-            try:
-                self.become(plan)
-                return action()
-            finally:
-                self.restore()
+            # A thread holding a user's ids is one of the user's tasks for
+            # RLIMIT_NPROC: one at a time per user, so that the user's limit
+            # counts one task of superd's whatever the number of threads
+            # spawning.
+            with self._user(plan.uid):
+                try:
+                    self.become(plan)
+                    return action()
+                finally:
+                    self.restore()
         finally:
             if nice is not None:
+                # Lowering it back needs CAP_SYS_NICE: the effective ids
+                # never left superd's.
                 os.setpriority(os.PRIO_PROCESS, tid, old_nice)
-            if gc_was_enabled:
-                gc.enable()
+
+    def _user(self, uid: int) -> threading.Lock:
+        lock = self._users.get(uid)
+        if lock is None:
+            with self._users_lock:
+                lock = self._users.setdefault(uid, threading.Lock())
+        return lock
 
     def probe(self) -> bool:
         """True if switching to nobody and back works in this process."""
@@ -274,7 +334,7 @@ class SpawningThread:
             return False
         try:
             self.become(CredentialPlan(65534, 65534, ()))
-            switched = os.getresuid() == (65534, 65534, self._own.uid)
+            switched = os.getresuid() == (65534, self._own.uid, self._own.uid)
         except OSError:
             switched = False
         finally:

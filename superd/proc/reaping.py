@@ -119,6 +119,9 @@ class TwistedReaping:
         """Call ``on_exit`` once ``pid`` has been reaped."""
         self._register(pid, _TwistedReaper(pid, on_exit, self._unregister))
 
+    def reap_ended(self) -> None:
+        """Nothing to do: registering a child already reaps it if it has ended."""
+
 
 #: Seconds between safety sweeps while children run (a reactor started
 #: without signal handlers never hears SIGCHLD).
@@ -157,8 +160,10 @@ class ExitReaping:
 
     def watch(self, pid: int, on_exit: OnExit) -> None:
         """Call ``on_exit`` once ``pid`` has been reaped."""
-        # No race with the child's SIGCHLD: that is handled from the
-        # reactor loop, which cannot run before this returns.
+        # No race with the child's SIGCHLD when the child was started on the
+        # reactor thread: that is handled from the reactor loop, which cannot
+        # run before this returns.  One started by another thread may have
+        # ended, and its SIGCHLD been handled, already: see reap_ended.
         self._children[pid] = on_exit
         if self._sweep is None and self._sweep_interval > 0:
             self._sweep = self._reactor.callLater(self._sweep_interval, self._swept)
@@ -185,6 +190,12 @@ class ExitReaping:
                 self._reap_each()
                 return
             self._report(pid, status)
+
+    def reap_ended(self) -> None:
+        """Reap the watched children that have ended already: for children
+        started by another thread, watched once their pid came back (one
+        look for a whole batch of them)."""
+        self.reapProcess()
 
     def _reap_each(self) -> None:
         for pid in list(self._children):

@@ -14,6 +14,11 @@ has the figures).
 Children are reaped on SIGCHLD, at a cost per exited child
 (``superd.proc.reaping``).
 
+``posix_spawn`` returns once the child has executed its program, so the
+thread calling it waits for that exec.  ``spawn`` calls it on the calling
+thread; ``spawn_in_background`` on a worker thread of a ``SpawnPool``, so
+that the reactor thread never waits for a child's exec.
+
 Per-child settings and how they reach the child without leaving the fast path:
 
 * credentials: the spawning thread takes them (``superd.proc.credentials``),
@@ -22,10 +27,10 @@ Per-child settings and how they reach the child without leaving the fast path:
   ``setpriority`` on the child right after it started: not race-free (the
   child runs for microseconds at superd's priority), which is harmless for a
   scheduling hint;
-* umask: superd's umask is set around the synchronous spawn.  The umask is
-  process-wide, so for those microseconds another thread creating a file would
-  see it; superd creates files only from the reactor thread, which is busy
-  spawning;
+* umask: superd's umask is set around a spawn on the reactor thread, while
+  no worker is spawning.  The umask is process-wide, so for those
+  microseconds another thread creating a file would see it; superd creates
+  files only from the reactor thread, which is busy spawning;
 * rlimits: per process, so no thread trick; ``prlimit`` after the spawn would
   leave a window where the server runs (and may fork) unlimited, so they are
   set by a ``prlimit`` argv prefix (``superd.handlers.spawn.argv.limits_prefix``),
@@ -37,28 +42,39 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import signal
-from typing import Callable, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple, Union
 
 import attrs
 from twisted.internet import process
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from superd.observe import events
 from superd.observe.events import REASON_EXEC, REASON_FORK
 from superd.proc.cgroups import Limits
 from superd.proc.credentials import CredentialPlan, SpawningThread, setpriv_prefix
 from superd.proc.reaping import ExitReaping, ExitStatus, TwistedReaping
+from superd.proc.spawnpool import SpawnPool
+
+_log = Logger(namespace="superd.spawn")
 
 #: Either watcher in ``superd.proc.reaping``.
 Reaping = Union[ExitReaping, TwistedReaping]
 
 __all__ = [
+    "DESCRIPTOR_RESERVE",
+    "MAX_IN_FLIGHT",
     "ExitStatus",
+    "IBackgroundSpawner",
     "ISpawner",
     "PosixSpawner",
     "Reaping",
     "SpawnError",
     "SpawnRequest",
+    "Started",
     "classify_spawn_error",
     "require_executable",
 ]
@@ -136,6 +152,37 @@ class ISpawner(Interface):
         """Send ``signum`` to process group ``pgid``; False if it is gone."""
 
 
+#: What ``IBackgroundSpawner.spawn_in_background`` reports: the pid, or why not.
+Started = Callable[[Union[int, SpawnError]], None]
+
+
+class IBackgroundSpawner(ISpawner):
+    """A spawner that can also start children off the reactor thread."""
+
+    def spawns_in_background(request: SpawnRequest) -> bool:
+        """Whether ``spawn_in_background`` can start ``request``."""
+
+    def spawn_in_background(request: SpawnRequest, started: Started,
+                            on_exit: Callable[[ExitStatus], None]) -> bool:
+        """
+        Start ``request`` without waiting for the child's exec: later, on the
+        reactor thread, ``started(pid)`` or ``started(SpawnError)``; then
+        ``on_exit`` once the child is reaped (never before ``started``).  The
+        caller may close the request's descriptors as soon as this returns.
+        False (and nothing started) when it cannot now: every worker is busy,
+        or no descriptor is left to spare; the caller then uses ``spawn``.
+        """
+
+
+#: Children being started off the reactor thread at most (queued or spawning).
+MAX_IN_FLIGHT = 64
+#: Descriptors left for everything else when copies for the workers are made:
+#: a request whose copy would need one of these is spawned on the reactor
+#: thread instead.  The limit read is the one in force (``prlimit`` may
+#: change it while superd runs).
+DESCRIPTOR_RESERVE = 64
+
+
 def _default_signals() -> frozenset[int]:
     # Every signal the child should find at its default disposition: Python
     # leaves SIGPIPE and SIGXFSZ ignored, and ignored dispositions survive
@@ -144,9 +191,33 @@ def _default_signals() -> frozenset[int]:
     return frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 
 
-@implementer(ISpawner)
+class _Call(Protocol):
+    """Starts a program from the calling thread (``LibcSpawn`` has this shape)."""
+
+    def __call__(self, executable: str, argv: Tuple[str, ...], env: Mapping[str, str],
+                 fds: Mapping[int, int], *, resetids: bool = False) -> int: ...
+
+
+def _duplicates(fds: Mapping[int, int]) -> Dict[int, int]:
+    """``fds`` with each of our descriptors replaced by a new (close-on-exec) copy."""
+    copies: Dict[int, int] = {}
+    try:
+        for ours in set(fds.values()):
+            copies[ours] = os.dup(ours)
+    except OSError:
+        for copy in copies.values():
+            os.close(copy)
+        raise
+    return {child: copies[ours] for child, ours in fds.items()}
+
+
+@implementer(IBackgroundSpawner)
 class PosixSpawner:
-    """The real spawner: ``os.posix_spawn`` plus Twisted's reaping."""
+    """
+    The real spawner: ``os.posix_spawn`` on the calling thread, or glibc's
+    through ctypes on a ``SpawnPool`` worker (``spawn_in_background``), plus
+    the reaping of the children.
+    """
 
     def __init__(
         self, thread: SpawningThread, *, setpriv: Optional[str] = None,
@@ -156,7 +227,13 @@ class PosixSpawner:
         unregister: Callable[[int, object], None] = process.unregisterReapProcessHandler,
         killpg: Callable[[int, int], None] = os.killpg,
         setpriority: Callable[[int, int, int], None] = os.setpriority,
+        pool: Optional[SpawnPool] = None,
+        background: Optional[_Call] = None,
+        descriptor_limit: Callable[[], int] = lambda: resource.getrlimit(
+            resource.RLIMIT_NOFILE)[0],
     ) -> None:
+        """``pool`` and ``background`` (the call the pool's workers make,
+        ``superd.proc.libcspawn.LibcSpawn``): both, or no background spawning."""
         self._thread = thread
         self._setpriv = setpriv
         self._posix_spawn = posix_spawn
@@ -164,6 +241,10 @@ class PosixSpawner:
         self._killpg = killpg
         self._setpriority = setpriority
         self._sigdef = _default_signals()
+        self._pool = pool if background is not None else None
+        self._background = background
+        self._in_flight = 0
+        self._descriptor_limit = descriptor_limit
 
     def spawn(self, request: SpawnRequest,
               on_exit: Callable[[ExitStatus], None]) -> int:
@@ -181,13 +262,73 @@ class PosixSpawner:
                     setsid=True, setsigdef=self._sigdef, setsigmask=())
             except OSError as e:
                 raise SpawnError(classify_spawn_error(e), e) from e
+        elif request.umask is None:
+            pid = self._launch(request, self._os_call)
         else:
-            pid = self._spawn_arranged(request)
+            pid = self._launch_with_umask(request)
         self.reaping.watch(pid, on_exit)
         return pid
 
-    def _spawn_arranged(self, request: SpawnRequest) -> int:
-        # Credentials, a wrapper, a umask or a nice value to see to.
+    def spawns_in_background(self, request: SpawnRequest) -> bool:
+        """See ``IBackgroundSpawner``: everything but a umask, which is the
+        whole process's (``SpawnPool``)."""
+        return self._pool is not None and request.umask is None
+
+    def spawn_in_background(self, request: SpawnRequest, started: Started,
+                            on_exit: Callable[[ExitStatus], None]) -> bool:
+        """See ``IBackgroundSpawner``."""
+        pool, call = self._pool, self._background
+        assert pool is not None and call is not None, "spawns_in_background said no"
+        # Each request in flight holds copies of its descriptors: a bounded
+        # number, and never the last ones superd may open (beyond that the
+        # reactor thread spawns, which needs no copy).
+        if self._in_flight >= MAX_IN_FLIGHT:
+            return False
+        try:
+            fds = _duplicates(request.fds)
+        except OSError:
+            return False
+        if max(fds.values()) >= self._descriptor_limit() - DESCRIPTOR_RESERVE:
+            for fd in set(fds.values()):
+                os.close(fd)
+            return False
+        self._in_flight += 1
+
+        def work() -> int:
+            try:
+                return self._launch(request, call, fds)
+            finally:
+                for fd in set(fds.values()):
+                    os.close(fd)
+
+        def done(outcome: Union[int, BaseException]) -> None:
+            self._in_flight -= 1
+            if isinstance(outcome, int):
+                self.reaping.watch(outcome, on_exit)
+                started(outcome)
+            elif isinstance(outcome, SpawnError):
+                started(outcome)
+            else:
+                _log.failure("spawning {executable} failed", Failure(outcome),
+                             event=events.EV_SPAWN_ERROR, executable=request.executable)
+                started(SpawnError(REASON_FORK, OSError(errno.EIO, str(outcome))))
+
+        pool.submit(work, done)
+        return True
+
+    def _os_call(self, executable: str, argv: Tuple[str, ...], env: Mapping[str, str],
+                 fds: Mapping[int, int], *, resetids: bool = False) -> int:
+        """``os.posix_spawn`` in the shape of ``_Call``."""
+        return self._posix_spawn(
+            executable, argv, env if type(env) is dict else dict(env),
+            file_actions=[(os.POSIX_SPAWN_DUP2, fds[child], child) for child in sorted(fds)],
+            setsid=True, setsigdef=self._sigdef, setsigmask=(), resetids=resetids)
+
+    def _launch(self, request: SpawnRequest, call: _Call,
+                fds: Optional[Mapping[int, int]] = None) -> int:
+        """Start ``request`` from the calling thread with ``call``, seeing to
+        its credentials, wrapper and nice value (not its umask); ``fds``
+        instead of the request's own descriptors if given."""
         executable, argv = request.executable, request.argv
         plan = request.credentials
         if request.wrapped is not None:
@@ -197,21 +338,35 @@ class PosixSpawner:
             executable, argv = self._wrapped(plan, executable, argv)
             plan = None
         thread_nice = request.nice if self._thread.can_switch else None
-        actions = [(os.POSIX_SPAWN_DUP2, parent, child)
-                   for child, parent in sorted(request.fds.items())]
-
-        env = request.env if type(request.env) is dict else dict(request.env)
-
-        def action() -> int:
-            return self._posix_spawn(
-                executable, argv, env,
-                file_actions=actions, setsid=True, setsigdef=self._sigdef,
-                setsigmask=())
-
-        pid = self._with_umask(request.umask, plan, thread_nice, action)
+        env = request.env
+        if fds is None:
+            fds = request.fds
+        try:
+            if plan is None and thread_nice is None:
+                pid = call(executable, argv, env, fds)
+            else:
+                # resetids: the thread holds the user's ids as its real ids
+                # only (superd.proc.credentials); the child makes them effective.
+                pid = self._thread.run_as(plan, thread_nice, lambda: call(
+                    executable, argv, env, fds, resetids=plan is not None))
+        except OSError as e:
+            raise SpawnError(classify_spawn_error(e), e) from e
         if request.nice is not None and thread_nice is None:
             self._renice(pid, request.nice)
         return pid
+
+    def _launch_with_umask(self, request: SpawnRequest) -> int:
+        # The umask belongs to the whole process: set around this spawn, on
+        # the reactor thread (the only one creating files), while no worker
+        # is spawning a child that would inherit it.
+        quiet = self._pool.quiet() if self._pool is not None else contextlib.nullcontext()
+        with quiet:
+            assert request.umask is not None
+            old = os.umask(request.umask)
+            try:
+                return self._launch(request, self._os_call)
+            finally:
+                os.umask(old)
 
     def _wrapped(self, plan: CredentialPlan, executable: str,
                  argv: Tuple[str, ...]) -> Tuple[str, Tuple[str, ...]]:
@@ -222,19 +377,6 @@ class PosixSpawner:
         # server sees its full path as argv[0] on this fallback path.
         prefix = setpriv_prefix(plan, self._setpriv)
         return prefix[0], (*prefix, executable, *argv[1:])
-
-    def _with_umask(self, umask: Optional[int], plan: Optional[CredentialPlan],
-                    nice: Optional[int], action: Callable[[], int]) -> int:
-        old = None if umask is None else os.umask(umask)
-        try:
-            if plan is None and nice is None:
-                return action()
-            return self._thread.run_as(plan, nice, action)
-        except OSError as e:
-            raise SpawnError(classify_spawn_error(e), e) from e
-        finally:
-            if old is not None:
-                os.umask(old)
 
     def _renice(self, pid: int, nice: int) -> None:
         # Not root and asked to raise priority: EACCES, and the child keeps

@@ -26,6 +26,7 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
+    Union,
 )
 
 import attrs
@@ -36,8 +37,17 @@ from twisted.logger import Logger
 from superd.core.session import Peer
 from superd.observe import events
 from superd.proc.credentials import Identity, SpawningThread
+from superd.proc.libcspawn import LibcSpawn
 from superd.proc.reaping import ExitReaping
-from superd.proc.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
+from superd.proc.spawner import (
+    ExitStatus,
+    IBackgroundSpawner,
+    ISpawner,
+    PosixSpawner,
+    SpawnError,
+    SpawnRequest,
+)
+from superd.proc.spawnpool import SpawnPool
 from superd.proc.tracking import (
     TERMINATE,
     GroupTarget,
@@ -111,11 +121,20 @@ class ProcessTable:
         self.group_list = group_list
         self._which = which
         self._children: Dict[int, Child] = {}
+        #: The spawner again, when it can start children off the reactor thread.
+        self._background: Optional[IBackgroundSpawner] = (
+            spawner if IBackgroundSpawner.providedBy(spawner)
+            else None)
+        #: Children being started off the reactor thread, per service.
+        self._starting: Dict[str, int] = {}
+        #: (service ids or None for all, Deferred) of stops waiting for them.
+        self._waiting: List[Tuple[Optional[AbstractSet[str]], Deferred[None]]] = []
 
     @property
     def running(self) -> int:
-        """How many children are running (``--limit`` counts them)."""
-        return len(self._children)
+        """How many children are running or being started (``--limit``
+        counts them)."""
+        return len(self._children) + sum(self._starting.values())
 
     def find_program(self, name: str) -> Optional[str]:
         """The absolute path of a helper program, looked up at load time."""
@@ -124,6 +143,10 @@ class ProcessTable:
     def spawn(self, request: SpawnRequest, service_id: str,
               peer: Optional[Peer]) -> Child:
         """Start ``request``; raises ``SpawnError`` and then tracks nothing."""
+        return self._spawn_now(request, service_id, peer)
+
+    def _spawn_now(self, request: SpawnRequest, service_id: str,
+                   peer: Optional[Peer]) -> Child:
         child = Child(0, service_id, peer, self._reactor.seconds())
         child.pid = self.spawner.spawn(request, partial(self._reaped, child))
         self.tracker.adopt(service_id, child.pid, request.limits)
@@ -134,6 +157,70 @@ class ProcessTable:
         if early is not None:
             self._reactor.callLater(0, self._reaped, child, early)
         return child
+
+    def start(self, request: SpawnRequest, service_id: str, peer: Optional[Peer],
+              started: Callable[[Child], None],
+              failed: Callable[[SpawnError], None]) -> None:
+        """
+        Start ``request``: ``started(child)`` once its pid is known and it is
+        tracked, or ``failed(error)``.  Off the reactor thread when the
+        spawner can (then both come later, and the child counts for
+        ``running`` from now on), else at once, as ``spawn``.  The caller
+        may close the request's descriptors when this returns.
+        """
+        background = self._background
+        if background is not None and background.spawns_in_background(request):
+            child = Child(0, service_id, peer, self._reactor.seconds())
+            if background.spawn_in_background(
+                    request, partial(self._started, child, request, started, failed),
+                    partial(self._reaped, child)):
+                self._starting[service_id] = self._starting.get(service_id, 0) + 1
+                return
+        try:
+            spawned = self._spawn_now(request, service_id, peer)
+        except SpawnError as e:
+            failed(e)
+            return
+        started(spawned)
+
+    def _started(self, child: Child, request: SpawnRequest, started: Callable[[Child], None],
+                 failed: Callable[[SpawnError], None],
+                 outcome: Union[int, SpawnError]) -> None:
+        if isinstance(outcome, SpawnError):
+            self._started_one(child.service_id)
+            failed(outcome)
+            return
+        child.pid = outcome
+        self._children[outcome] = child
+        self.tracker.adopt(child.service_id, outcome, request.limits)
+        started(child)
+        # Last: a stop waiting for this child's pid signals it now.
+        self._started_one(child.service_id)
+
+    def _started_one(self, service_id: str) -> None:
+        left = self._starting[service_id] - 1
+        if left:
+            self._starting[service_id] = left
+            return
+        del self._starting[service_id]
+        waiting = self._waiting
+        self._waiting = []
+        for ids, settled in waiting:
+            if self._still_starting(ids):
+                self._waiting.append((ids, settled))
+            else:
+                settled.callback(None)
+
+    def _still_starting(self, service_ids: Optional[AbstractSet[str]]) -> bool:
+        if service_ids is None:
+            return bool(self._starting)
+        return any(service_id in self._starting for service_id in service_ids)
+
+    def _when_started(self, service_ids: Optional[AbstractSet[str]]) -> "Deferred[None]":
+        """Fires once no child of ``service_ids`` (None: of any) is being started."""
+        settled: Deferred[None] = Deferred()
+        self._waiting.append((service_ids, settled))
+        return settled
 
     def _reaped(self, child: Child, status: ExitStatus) -> None:
         self._children.pop(child.pid, None)
@@ -154,13 +241,22 @@ class ProcessTable:
 
     def stop_all(self, grace: float) -> "Deferred[None]":
         """Stop every child and every descendant: SIGTERM, SIGKILL after
-        ``grace`` seconds (the daemon is stopping)."""
-        return self._stop_services(None, grace)
+        ``grace`` seconds (the daemon is stopping), once those being started
+        have their pids."""
+        return self._stop_started(None, grace)
 
     def stop_service(self, service_id: str, grace: float) -> "Deferred[None]":
         """Stop the children of one service and their descendants (a reload
-        dropped it)."""
-        return self._stop_services(frozenset({service_id}), grace)
+        dropped it), once those being started have their pids."""
+        return self._stop_started(frozenset({service_id}), grace)
+
+    def _stop_started(self, service_ids: Optional[AbstractSet[str]],
+                      grace: float) -> "Deferred[None]":
+        def stop(_: object = None) -> "Deferred[None]":
+            return self._stop_services(service_ids, grace)
+        if not self._still_starting(service_ids):
+            return stop()
+        return self._when_started(service_ids).addCallback(stop)
 
     def _stop_services(self, service_ids: Optional[AbstractSet[str]],
                        grace: float) -> "Deferred[None]":
@@ -288,10 +384,13 @@ def _real_spawner(reactor: Any, identity: Identity,
         thread = SpawningThread(identity, None)
     mechanism = ("thread" if thread.can_switch else
                  "setpriv" if identity.is_root else "none (not root)")
-    spawner = PosixSpawner(thread, setpriv=which("setpriv"),
-                           reaping=ExitReaping(reactor))
+    reaping = ExitReaping(reactor)
+    libc = LibcSpawn.load()
+    pool = None if libc is None else SpawnPool(reactor, delivered=reaping.reap_ended)
+    spawner = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping,
+                           pool=pool, background=libc)
     _log.info("child credentials via {mechanism}", event=events.EV_SPAWN_MECHANISM,
-              mechanism=mechanism)
+              mechanism=mechanism, background=libc is not None)
     return spawner
 
 

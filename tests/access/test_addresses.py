@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, succeed
 
+from superd.access import addresses
 from superd.access.addresses import AddressPolicy, AddressRules
 from superd.access.decision import Decision
+from superd.access.pipeline import policies_for
 from superd.access.resolver import HostNames
 from superd.config.model import AddressKind, AddressSpec
 from superd.core.session import Peer
-from tests.access.helpers import specs
+from tests.access.helpers import make_access, service, specs
 
 
 def decide(only_from: tuple[str, ...] | None, no_access: tuple[str, ...],
@@ -211,6 +214,68 @@ def test_policy_waits_for_names() -> None:
     resolver.cache["5.6.7.8"] = names("x.example.org")
     cached = policy.check(Peer("5.6.7.8", 1), 0.0)
     assert isinstance(cached, Decision) and cached.reason == "address"
+
+
+class CountingRules(AddressRules):
+    """AddressRules that count the lookups the policy makes."""
+
+    lookups = 0
+
+    def decide(self, host: str, names: HostNames | None = None) -> bool | None:
+        self.lookups += 1
+        return super().decide(host, names)
+
+
+def test_numeric_verdicts_are_remembered_per_source() -> None:
+    """A source decided by the numeric entries is looked up once; the same
+    answers come back without a lookup, whatever the port."""
+    rules = CountingRules(specs("10.0.0.0/8"), specs("10.0.0.5"))
+    policy = AddressPolicy(rules, None)
+    first = [policy.check(Peer(host, 1), 0.0) for host in ("10.1.1.1", "10.0.0.5", "11.0.0.1")]
+    assert [d.allowed for d in first] == [True, False, False]  # type: ignore[union-attr]
+    assert rules.lookups == 3
+    again = [policy.check(Peer(host, 2), 0.0) for host in ("10.1.1.1", "10.0.0.5", "11.0.0.1")]
+    assert again == first and rules.lookups == 3
+
+
+def test_verdicts_that_need_names_are_never_remembered() -> None:
+    """Where host names decide, every connection asks the resolver again (a
+    name's addresses change; its cache is the resolver's to keep)."""
+    resolver = FakeResolver()
+    rules = CountingRules(specs("10.0.0.0/8"), (DOMAIN,))
+    policy = AddressPolicy(rules, resolver)  # type: ignore[arg-type]
+    resolver.cache["10.0.0.1"] = names("a.example.com")
+    assert policy.check(Peer("10.0.0.1", 1), 0.0).allowed is False  # type: ignore[union-attr]
+    resolver.cache["10.0.0.1"] = names("a.example.org")
+    assert policy.check(Peer("10.0.0.1", 2), 0.0).allowed is True  # type: ignore[union-attr]
+    assert policy.check(Peer("11.0.0.1", 1), 0.0).allowed is False  # type: ignore[union-attr]
+    assert policy._verdicts == {"11.0.0.1": policy.check(Peer("11.0.0.1", 1), 0.0)}
+
+
+def test_remembered_verdicts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past VERDICT_CACHE sources the memory starts again: never more than
+    the bound, every answer still right."""
+    monkeypatch.setattr(addresses, "VERDICT_CACHE", 16)
+    policy = AddressPolicy(AddressRules(specs("10.0.0.0/24"), ()), None)
+    for i in range(100):
+        host = f"10.0.{i % 2}.{i}"
+        assert policy.check(Peer(host, 1), 0.0).allowed is (i % 2 == 0)  # type: ignore[union-attr]
+        assert len(policy._verdicts) <= 16
+
+
+def test_a_reload_gets_new_verdicts(tmp_path: Path) -> None:
+    """Verdicts belong to the policy of one loaded configuration: after a
+    reload that changes the lists, the same source gets the new answer."""
+    access = make_access(tmp_path)
+    before = service(only_from=specs("10.0.0.0/8"))
+    policy = next(p for p in policies_for(before, access, sessions=True)
+                  if isinstance(p, AddressPolicy))
+    assert policy.check(Peer("10.0.0.1", 1), 0.0).allowed  # type: ignore[union-attr]
+    after = service(only_from=specs("192.0.2.0/24"))
+    policy = next(p for p in policies_for(after, access, sessions=True)
+                  if isinstance(p, AddressPolicy))
+    assert not policy.check(Peer("10.0.0.1", 1), 0.0).allowed  # type: ignore[union-attr]
+    access.stopService()
 
 
 @given(st.lists(st.text(max_size=30), max_size=6),

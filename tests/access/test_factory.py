@@ -456,17 +456,34 @@ def test_take_connection_admits_and_hands_the_descriptor(
     assert handler.taken[1][0].peer == Peer("10.0.0.1", 4002)  # canonical address
 
 
-def test_take_connection_only_where_no_transport_is_needed(
+def test_take_connection_except_where_the_gate_or_a_sensor_decides(
         access: AccessState, tmp_path: Path) -> None:
-    """A handler without serve_fd, a banner to write or a sensor to trip: no
-    take_connection at all, so the port serves every connection as tcp.Port."""
-    plain, _ = factory_for(access)
+    """A banner to write or a sensor to trip: no take_connection, so the port
+    serves every connection as tcp.Port.  Any other service decides on the
+    bare descriptor."""
     (tmp_path / "b").write_text("hello\n")
     bannered, handler = taker_factory(access, banner=str(tmp_path / "b"))
     sensor, _ = taker_factory(access, flags=frozenset({"SENSOR"}))
-    assert plain.take_connection is None and bannered.take_connection is None
-    assert sensor.take_connection is None
+    assert bannered.take_connection is None and sensor.take_connection is None
     assert taker_factory(access)[0].take_connection is not None
+    assert factory_for(access)[0].take_connection is not None
+
+
+def test_take_connection_returns_the_protocol_of_a_talking_handler(
+        access: AccessState, log_events: list[dict[str, Any]]) -> None:
+    """A handler without serve_fd (a builtin, a user protocol): an admitted
+    peer gets the handler's protocol in a counted session, for the port to
+    serve on a transport; a refused one gets None and its FAIL line."""
+    factory, handler = factory_for(access, per_source=1)
+    local = Peer("127.0.0.1", 7)
+    protocol = take(factory, 7, ("10.0.0.1", 4000), local)
+    assert protocol is handler.protocols[0]
+    (session,) = handler.sessions
+    assert session.peer == Peer("10.0.0.1", 4000) and session.local == local
+    assert take(factory, 8, ("10.0.0.1", 4001)) is None
+    assert fail_lines(log_events) == ["FAIL: svc per_source_limit from=10.0.0.1"]
+    session.end()
+    assert take(factory, 9, ("10.0.0.1", 4002)) is handler.protocols[1]
 
 
 def test_take_connection_waits_for_names(tmp_path: Path) -> None:
@@ -492,3 +509,46 @@ def test_take_connection_handler_failure_releases(
     assert [e["event"] for e in log_events if e.get("event") == "handler_error"] == [
         "handler_error", "handler_error"]
     assert fail_lines(log_events) == ["FAIL: svc fork from=127.0.0.2"] * 2
+
+
+class Answerer(RecordingHandler):
+    """A handler that answers a bare descriptor at once (as daytime does)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.answered: list[tuple[Peer, int, int]] = []
+        self.fail = fail
+        self.counter: Any = None
+
+    def answer_fd(self, peer: Peer, fd: int) -> None:
+        if self.fail:
+            raise RuntimeError("cannot answer")
+        self.answered.append((peer, fd, self.counter.live()))
+
+
+def test_answer_fd_is_counted_but_opens_no_session(
+        access: AccessState, log_events: list[dict[str, Any]]) -> None:
+    """A one-shot answer: the peer is admitted and counted as accepted, the
+    handler answers the descriptor with no session open (nothing live is
+    counted, before, during or after); a refused peer is never answered."""
+    handler = Answerer()
+    handler.counter = access.counter
+    answered = service(log_on_failure=HOST, only_from=specs("10.0.0.0/8"), per_source=1)
+    factory = AccessControlledFactory(answered, handler, access)
+    assert take(factory, 7, ("10.0.0.1", 4000)) is TAKEN
+    assert take(factory, 8, ("10.0.0.1", 4001)) is TAKEN  # per_source: nothing live
+    assert take(factory, 9, ("192.0.2.1", 4002)) is None
+    assert handler.answered == [(Peer("10.0.0.1", 4000), 7, 0), (Peer("10.0.0.1", 4001), 8, 0)]
+    assert handler.sessions == [] and access.counter.live() == 0
+    assert access.counters.for_block(answered.id, answered.block_key).accepted == 2
+    assert fail_lines(log_events) == ["FAIL: svc address from=192.0.2.1"]
+
+
+def test_answer_fd_failure_is_logged_and_the_port_closes(
+        access: AccessState, log_events: list[dict[str, Any]]) -> None:
+    """A handler that raises: the error and a FAIL line are logged, and the
+    port is told the connection was dealt with (it closes the descriptor)."""
+    factory = AccessControlledFactory(service(log_on_failure=HOST), Answerer(fail=True), access)
+    assert take(factory, 7, ("127.0.0.2", 1)) is TAKEN
+    assert [e for e in log_events if e.get("event") == "handler_error"]
+    assert fail_lines(log_events) == ["FAIL: svc fork from=127.0.0.2"]

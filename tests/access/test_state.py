@@ -18,6 +18,7 @@ def test_open_access_keeps_bans_in_the_state_dir(tmp_path: Path) -> None:
     access = make_access(tmp_path)
     assert isinstance(access.bans, BanList)
     assert isinstance(access.hosts, HostsAccess)
+    access.bans.ban("10.0.0.1", 5, "trap")  # the first ban creates the database
     assert os.path.exists(tmp_path / "state" / "bans.sqlite3")
     assert access.hosts.deny.path == str(tmp_path / "hosts.deny")
     access.stopService()

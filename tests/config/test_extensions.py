@@ -183,10 +183,10 @@ def test_unloadable_factory_leaves_its_attributes_unjudged(tmp_path: Path) -> No
 
 def test_tls_hides_the_bare_descriptor_path(tmp_path: Path, pki: PKI) -> None:
     """daytime under TLS is served through the TLS transport: the wrapped
-    handler offers no ``serve_fd``, so the port never gives its socket to the
-    plain reply handler."""
+    handler offers no ``answer_fd``, so the port never gives its socket to
+    the plain reply handler."""
     (service,) = load(tmp_path, tls(pki), name="daytime").services  # type: ignore[attr-defined]
     parts = make_parts()
     plain = builtin_stream_handler(service, parts.runtime)
-    assert hasattr(plain, "serve_fd")
-    assert not hasattr(Assembly(parts, Configuration((service,))).handler(service), "serve_fd")
+    assert hasattr(plain, "answer_fd")
+    assert not hasattr(Assembly(parts, Configuration((service,))).handler(service), "answer_fd")

@@ -402,7 +402,7 @@ def test_copied_tls_methods_unchanged(name: str) -> None:
     """If Twisted changes one of them, the copy in TLSServerTransport must be redone."""
     assert digest(getattr(TLSMemoryBIOProtocol, name)) == _COPIED[name], (
         f"twisted.protocols.tls.TLSMemoryBIOProtocol.{name} changed: re-copy it into"
-        " superd.core.twistedprivate.TLSServerTransport")
+        " superd.core.twistedtls.TLSServerTransport")
 
 
 def test_tls_private_state_is_there() -> None:
@@ -419,24 +419,24 @@ def test_tls_private_state_is_there() -> None:
 def test_proxy_header_parsers_read_complete_headers() -> None:
     """V1Parser.parse reads a line without its CRLF, V2Parser.parse a whole
     v2 header, into Twisted addresses; a LOCAL header names none."""
-    v1 = twistedprivate.V1Parser.parse(b"PROXY TCP4 192.0.2.1 198.51.100.7 1234 443")
+    v1 = twistedprivate.parse_proxy_header(b"PROXY TCP4 192.0.2.1 198.51.100.7 1234 443", 1)
     assert (v1.source.host, v1.source.port) == ("192.0.2.1", 1234)  # type: ignore[union-attr]
     header = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + socket.inet_aton("192.0.2.1")
               + socket.inet_aton("198.51.100.7") + b"\x04\xd2\x01\xbb")
-    v2 = twistedprivate.V2Parser.parse(header)
+    v2 = twistedprivate.parse_proxy_header(header, 2)
     assert (v2.source.host, v2.source.port) == ("192.0.2.1", 1234)  # type: ignore[union-attr]
-    local = twistedprivate.V2Parser.parse(b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
+    local = twistedprivate.parse_proxy_header(b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00", 2)
     assert local.source is None
 
 
 def test_proxy_header_parsers_raise_invalid_proxy_header() -> None:
-    """Bad headers raise InvalidProxyHeader -- and the bare ``PROXY UNKNOWN``
+    """Bad headers raise InvalidProxyHeader (as ProxyHeaderError) -- and the bare ``PROXY UNKNOWN``
     does too, which superd.net.proxywire therefore handles before it."""
     for bad in (b"PROXY TCP5 1 2 3 4", b"HELLO", b"PROXY UNKNOWN"):
-        with pytest.raises(twistedprivate.InvalidProxyHeader):
-            twistedprivate.V1Parser.parse(bad)
-    with pytest.raises(twistedprivate.InvalidProxyHeader):
-        twistedprivate.V2Parser.parse(b"\r\n\r\n\x00\r\nQUIX\n\x21\x11\x00\x00")
+        with pytest.raises(twistedprivate.ProxyHeaderError):
+            twistedprivate.parse_proxy_header(bad, 1)
+    with pytest.raises(twistedprivate.ProxyHeaderError):
+        twistedprivate.parse_proxy_header(b"\r\n\r\n\x00\r\nQUIX\n\x21\x11\x00\x00", 2)
 
 
 # -- TLS to a redirect upstream --------------------------------------------------------------

@@ -42,6 +42,12 @@ class FakeProcesses:
         self.spawned.append(service_id)
         return f"child of {service_id}"
 
+    def start(self, request: Any, service_id: str, peer: Any,
+              started: Any, failed: Any) -> None:
+        """Started later, when the test calls the callback kept here."""
+        self.spawned.append(service_id)
+        self.pending = lambda: started(f"child of {service_id}")
+
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
     return registry.get_sample_value(name, labels)
@@ -148,6 +154,22 @@ def test_spawn_latency_is_observed_per_service() -> None:
     assert processes.spawned == ["ssh", "ssh"]
     assert value(registry, "superd_spawn_seconds_count", service="ssh") == 2
     assert value(registry, "superd_spawn_seconds_bucket", service="ssh", le="0.005") == 1
+
+
+def test_background_spawn_latency_is_observed_when_the_pid_is_known() -> None:
+    """A child started off the reactor thread is timed from the request to
+    its pid, once, and still reaches the caller."""
+    processes = FakeProcesses()
+    registry = CollectorRegistry()
+    ticks = iter([1.0, 1.3])
+    time_spawns(processes, registry, timer=lambda: next(ticks))
+    got: list[str] = []
+    processes.start(None, "ftp", None, got.append, print)
+    assert value(registry, "superd_spawn_seconds_count", service="ftp") is None
+    processes.pending()
+    assert got == ["child of ftp"]
+    assert value(registry, "superd_spawn_seconds_count", service="ftp") == 1
+    assert value(registry, "superd_spawn_seconds_bucket", service="ftp", le="0.25") == 0
 
 
 def test_build_registry_without_processes() -> None:

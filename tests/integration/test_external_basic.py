@@ -110,6 +110,38 @@ def test_child_sees_socket_env_and_credentials(superd_factory: Factory, conf_dir
     assert facts["TCPLOCALIP"] == "127.0.0.1" and facts["TCPLOCALPORT"] == str(local_port)
 
 
+@needs_root
+def test_concurrent_children_of_a_user_started_off_the_reactor_thread(
+        superd_factory: Factory, conf_dir: ConfDir, world_dir: Path) -> None:
+    """Without a umask the children are started by superd's spawning
+    threads (the daemon says so): 16 at once, each runs as nobody with no
+    supplementary groups and only the socket as fds 0-2, and each is logged
+    and reaped."""
+    python = require_program("/usr/bin/python3")  # not a shim: nobody runs it
+    probe = world_dir / "probe"
+    probe.write_text(PROBE)
+    probe.chmod(0o644)
+    superd = superd_factory(conf_dir(probe=service_block("probe", python, f"-I -S {probe} x")))
+    (mechanism,) = [e for e in superd.events() if e.get("event") == "spawn_mechanism"]
+    assert mechanism["background"] is True
+
+    def facts(i: int) -> dict[str, str]:
+        with connect(superd, "probe") as sock:
+            out = read_all(sock).decode()
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    with ThreadPoolExecutor(16) as pool:
+        seen = list(pool.map(facts, range(32)))
+    for child in seen:
+        assert child["ids"] == "(65534, 65534, 65534) (65534, 65534, 65534) []"
+        assert child["fds"] == "[0, 1, 2]" and child["sockets"] == "1"
+        assert child["session_leader"] == "True"
+    assert wait_until(lambda: sum(1 for e in superd.events() if e.get("event") == "exit")
+                      == 32, timeout=20)
+    assert len(lines_starting(superd, "START: probe")) == 32
+    assert wait_until(lambda: superd.children() == [])
+
+
 def test_argv0_is_basename(superd_factory: Factory, conf_dir: ConfDir,
                            world_dir: Path) -> None:
     """argv[0] is the basename of ``server``; NAMEINARGS passes server_args

@@ -10,6 +10,7 @@ import pytest
 
 from superd.config.model import Credentials
 from superd.proc.credentials import (
+    LIMIT_EXEMPTIONS,
     CredentialPlan,
     Identity,
     SpawningThread,
@@ -87,25 +88,27 @@ class RecordingSyscalls:
     def setresuid(self, r: int, e: int, s: int) -> None:
         self._rec("setresuid", r, e, s)
 
-    def dumpable(self) -> int:
-        return 1
+    def drop_capabilities(self, mask: int) -> None:
+        self._rec("drop_capabilities", mask)
 
-    def set_dumpable(self, value: int) -> None:
-        self._rec("set_dumpable", value)
+    def restore_capabilities(self) -> None:
+        self._rec("restore_capabilities")
 
 
-def test_switch_order_and_saved_ids() -> None:
-    """Groups and gid change before the uid (which drops the capability to
-    change them), saved ids stay root, and restoring reverses the order and
-    restores the process's dumpable flag."""
+
+def test_switch_changes_real_ids_only() -> None:
+    """Groups, then the real gid, then the real uid; effective and saved ids
+    stay root (the child resets its effective ids to the real ones); the two
+    capabilities that would exempt the child from RLIMIT_NPROC are dropped.
+    Restoring puts everything back in the reverse order."""
     fake = RecordingSyscalls()
     thread = SpawningThread(ROOT, fake)
     assert thread.run_as(CredentialPlan(65534, 65534, (65534,)), None, lambda: 42) == 42
     assert fake.calls == [
-        ("setgroups", (65534,)), ("setresgid", 65534, 65534, -1),
-        ("setresuid", 65534, 65534, -1),
+        ("setgroups", (65534,)), ("setresgid", 65534, -1, -1),
+        ("setresuid", 65534, -1, -1), ("drop_capabilities", LIMIT_EXEMPTIONS),
+        ("restore_capabilities",),
         ("setresuid", 0, 0, 0), ("setresgid", 0, 0, 0), ("setgroups", (0,)),
-        ("set_dumpable", 1),
     ]
 
 
@@ -119,7 +122,7 @@ def test_restore_even_when_spawn_fails() -> None:
 
     with pytest.raises(FileNotFoundError):
         thread.run_as(CredentialPlan(1, 1, ()), None, boom)
-    assert fake.calls[-4][0:2] == ("setresuid", 0)
+    assert fake.calls[-4:-2] == [("restore_capabilities",), ("setresuid", 0, 0, 0)]
 
 
 def test_restore_failure_is_fatal() -> None:
@@ -166,7 +169,8 @@ def test_real_switch_is_per_thread() -> None:
     def look() -> int:
         go.set()
         done.wait(10)
-        return os.getresuid()[1]
+        assert os.getresuid() == (65534, 0, 0) and os.getresgid()[0] == 65534
+        return os.getresuid()[0]
 
     assert thread.run_as(CredentialPlan(65534, 65534, ()), None, look) == 65534
     observer.join()

@@ -14,6 +14,8 @@ import pytest
 from superd.observe.events import REASON_EXEC, REASON_FORK
 from superd.proc.credentials import CredentialPlan, Identity, SpawningThread
 from superd.proc.spawner import (
+    DESCRIPTOR_RESERVE,
+    MAX_IN_FLIGHT,
     ExitStatus,
     PosixSpawner,
     SpawnError,
@@ -83,15 +85,16 @@ def test_umask_is_set_around_spawn_only() -> None:
 
 def test_thread_credentials_used_when_possible() -> None:
     """As root with a syscall table, credentials are taken by the spawning
-    thread: the program itself is spawned, no wrapper."""
+    thread (as its real ids) and the spawn resets the child's effective ids
+    to them: the program itself is spawned, no wrapper."""
     syscalls = RecordingSyscalls()
     fake = FakePosixSpawn()
     request = SpawnRequest("/bin/cat", ("cat",), {}, {0: 5, 1: 5, 2: 5},
                            credentials=CredentialPlan(65534, 65534, ()))
     make(SpawningThread(ROOT, syscalls), fake).spawn(request, print)
     assert list(fake.calls[0]["argv"]) == ["cat"]
-    assert ("setresuid", 65534, 65534, -1) in syscalls.calls
-    assert syscalls.calls[-1] == ("set_dumpable", 1)
+    assert fake.calls[0]["resetids"] is True
+    assert ("setresuid", 65534, -1, -1) in syscalls.calls
 
 
 def test_setpriv_fallback_without_thread_switch() -> None:
@@ -254,3 +257,146 @@ def test_server_behind_a_wrapper_is_checked_first(tmp_path: Any, mode: Optional[
     server.chmod(0o755)
     spawner.spawn(limited, print)
     assert fake.calls[0]["path"] == "/usr/bin/prlimit"
+
+
+class InlinePool:
+    """A SpawnPool stand-in: submitted work runs when the test says."""
+
+    size = 4
+
+    def __init__(self) -> None:
+        self.jobs: List[Tuple[Callable[[], Any], Callable[[Any], None]]] = []
+        self.quiet_entered = 0
+
+    def submit(self, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        self.jobs.append((work, done))
+
+    def run(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for work, done in jobs:
+            try:
+                result = work()
+            except BaseException as e:
+                result = e
+            done(result)
+
+    def quiet(self) -> Any:
+        pool = self
+
+        class Quiet:
+            def __enter__(self) -> None:
+                pool.quiet_entered += 1
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+        return Quiet()
+
+
+class RecordingCall:
+    """LibcSpawn stand-in: records each call, checks the copies it is given."""
+
+    def __init__(self, error: Optional[OSError] = None) -> None:
+        self.calls: List[Dict[str, Any]] = []
+        self.error = error
+
+    def __call__(self, executable: str, argv: Tuple[str, ...], env: Any,
+                 fds: Any, *, resetids: bool = False) -> int:
+        inodes = {child: os.fstat(fd).st_ino for child, fd in fds.items()}
+        self.calls.append(dict(executable=executable, argv=argv, env=dict(env),
+                               fds=dict(fds), inodes=inodes, resetids=resetids))
+        if self.error is not None:
+            raise self.error
+        return 5151
+
+
+def background(thread: Optional[SpawningThread] = None, call: Optional[RecordingCall] = None,
+               limit: int = 1 << 20) -> Tuple[PosixSpawner, InlinePool, RecordingCall]:
+    pool, call = InlinePool(), call or RecordingCall()
+    watched: List[Tuple[int, Any]] = []
+    spawner = PosixSpawner(thread or SpawningThread(USER, None), posix_spawn=FakePosixSpawn(),
+                           register=lambda pid, r: watched.append((pid, r)),
+                           unregister=lambda pid, r: None, pool=pool,  # type: ignore[arg-type]
+                           background=call, descriptor_limit=lambda: limit)
+    return spawner, pool, call
+
+
+def test_background_spawn_uses_copies_of_the_callers_descriptors() -> None:
+    """The caller may close its descriptor at once: the worker spawns on a
+    copy of it (same socket), which is closed afterwards; the pid comes back
+    through started()."""
+    spawner, pool, call = background()
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        inode = os.fstat(theirs.fileno()).st_ino
+        request = SpawnRequest("/bin/cat", ("cat",), {"A": "1"},
+                               {0: theirs.fileno(), 1: theirs.fileno(), 2: theirs.fileno()})
+        started: List[Any] = []
+        assert spawner.spawns_in_background(request)
+        assert spawner.spawn_in_background(request, started.append, print)
+        theirs.close()
+        pool.run()
+        ((recorded),) = call.calls
+        assert set(recorded["inodes"].values()) == {inode}
+        assert len(set(recorded["fds"].values())) == 1
+        copy = recorded["fds"][0]
+        with pytest.raises(OSError):
+            os.fstat(copy)
+        assert recorded["argv"] == ("cat",) and recorded["resetids"] is False
+        assert started == [5151]
+
+
+def test_background_failure_is_a_spawn_error() -> None:
+    """An exec failure in the worker comes back as SpawnError(exec)."""
+    spawner, pool, _ = background(call=RecordingCall(OSError(errno.ENOENT, "No such file")))
+    started: List[Any] = []
+    assert spawner.spawn_in_background(
+        SpawnRequest("/nope", ("nope",), {}, {0: 0, 1: 1, 2: 2}), started.append, print)
+    pool.run()
+    (error,) = started
+    assert isinstance(error, SpawnError) and error.reason == REASON_EXEC
+
+
+def test_background_credentials_switch_the_worker_and_reset_ids() -> None:
+    """user= services: the worker thread takes the real ids and the child
+    resets its effective ids to them (resetids)."""
+    syscalls = RecordingSyscalls()
+    spawner, pool, call = background(SpawningThread(ROOT, syscalls))
+    request = SpawnRequest("/bin/cat", ("cat",), {}, {0: 0, 1: 1, 2: 2},
+                           credentials=CredentialPlan(65534, 65534, ()))
+    assert spawner.spawn_in_background(request, lambda outcome: None, print)
+    assert syscalls.calls == []  # nothing on the calling thread
+    pool.run()
+    assert call.calls[0]["resetids"] is True
+    assert ("setresuid", 65534, -1, -1) in syscalls.calls
+
+
+def test_umask_is_never_spawned_in_background() -> None:
+    """A umask belongs to the whole process: the reactor thread spawns it,
+    with every worker held off."""
+    spawner, pool, _ = background()
+    request = SpawnRequest("/bin/true", ("true",), {}, {0: 0, 1: 1, 2: 2}, umask=0o027)
+    assert not spawner.spawns_in_background(request)
+    spawner.spawn(request, print)
+    assert pool.quiet_entered == 1
+
+
+def test_background_declines_when_full_or_short_of_descriptors() -> None:
+    """Past MAX_IN_FLIGHT requests, or when a copy would use one of the last
+    descriptors: False, nothing queued, no descriptor kept."""
+    spawner, pool, _ = background()
+    request = SpawnRequest("/bin/true", ("true",), {}, {0: 0, 1: 1, 2: 2})
+    for _ in range(MAX_IN_FLIGHT):
+        assert spawner.spawn_in_background(request, lambda outcome: None, print)
+    assert not spawner.spawn_in_background(request, lambda outcome: None, print)
+    pool.run()
+    assert spawner.spawn_in_background(request, lambda outcome: None, print)
+    pool.run()
+    probe = os.dup(0)
+    os.close(probe)
+    tight, tight_pool, _ = background(limit=probe + DESCRIPTOR_RESERVE)
+    assert not tight.spawn_in_background(request, lambda outcome: None, print)
+    assert tight_pool.jobs == []
+    again = os.dup(0)
+    os.close(again)
+    assert again == probe  # the copy was closed

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
-from typing import List
+from typing import Any, List
+
+from twisted.internet.testing import MemoryReactorClock
 
 from superd.core.session import Peer
+from superd.observe.events import REASON_EXEC
 from superd.proc.spawner import SpawnRequest
 from superd.proc.table import Child, ProcessTable, prepare_process
+from tests.fakes import FakeBackgroundSpawner, fake_processes
 from tests.handlers.spawn.helpers import fake_parts
 
 REQ = SpawnRequest("/bin/cat", ("cat",), {}, {0: 7, 1: 7, 2: 7})
@@ -153,3 +158,65 @@ def test_empty_group_is_never_signalled_again() -> None:
     spawner.signals.clear()
     runtime.reactor.advance(3.0)
     assert spawner.signals == [(stubborn.pid, signal.SIGKILL)]
+
+
+def background_table() -> tuple[Any, FakeBackgroundSpawner, ProcessTable]:
+    reactor = MemoryReactorClock()
+    spawner = FakeBackgroundSpawner()
+    table, _ = fake_processes(reactor, spawner=spawner)
+    return reactor, spawner, table
+
+
+def start(table: ProcessTable, service_id: str = "svc") -> tuple[list[Child], list[Any]]:
+    started: list[Child] = []
+    failed: list[Any] = []
+    table.start(REQ, service_id, PEER, started.append, failed.append)
+    return started, failed
+
+
+def test_background_start_counts_at_once_and_tracks_once_started() -> None:
+    """A child started off the reactor thread counts for --limit from the
+    request on; started() comes with its pid, and it is tracked until reaped."""
+    _, spawner, table = background_table()
+    started, failed = start(table)
+    assert started == [] and failed == [] and table.running == 1 and table.children() == ()
+    spawner.finish()
+    (child,) = started
+    assert child.pid == 1000 and table.children() == (child,) and table.running == 1
+    spawner.exit(child.pid)
+    assert child.status is not None and table.running == 0
+
+
+def test_background_failure_releases_the_count() -> None:
+    """A child that could not start: failed(error), and nothing counted."""
+    _, spawner, table = background_table()
+    spawner.fail_next(REASON_EXEC, errno.ENOENT)
+    started, failed = start(table)
+    spawner.finish()
+    assert started == [] and [e.reason for e in failed] == [REASON_EXEC]
+    assert table.running == 0 and table.children() == ()
+
+
+def test_a_declined_background_start_spawns_at_once() -> None:
+    """When the spawner cannot take the request now, it is spawned on the
+    spot and reported before start() returns."""
+    _, spawner, table = background_table()
+    spawner.accepting = False
+    started, _ = start(table)
+    assert [c.pid for c in started] == [1000] and spawner.queued == []
+
+
+def test_stop_waits_for_children_being_started_then_stops_them() -> None:
+    """A stop that finds children still being started waits for their pids,
+    then terms them with the others; a stop of another service does not
+    wait for them."""
+    reactor, spawner, table = background_table()
+    started, _ = start(table, "svc")
+    other = table.stop_service("other", 5.0)
+    assert other.called
+    done = table.stop_all(5.0)
+    assert not done.called and spawner.signals == []
+    spawner.finish()
+    (child,) = started
+    assert (child.pid, signal.SIGTERM) in spawner.signals
+    assert child.status is not None and done.called

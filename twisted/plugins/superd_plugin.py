@@ -21,6 +21,11 @@ class _SuperdServiceMaker:
 
     @property
     def options(self) -> Any:
+        # twistd asks for the options before it imports the reactor: hold its
+        # TLS imports back from here on (superd.core.lazytls).
+        from superd.core import lazytls
+
+        lazytls.hold()
         from superd.daemon.tap import Options
 
         return Options

@@ -23,6 +23,7 @@ from superd.config.model import ServiceConfig
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Session
+from superd.net.connection import close_if_flushed
 from superd.observe.events import emit_served_exit, emit_served_start
 
 __all__ = ["LINGER_TIMEOUT", "BuiltinProtocol", "BuiltinStreamHandler"]
@@ -76,6 +77,8 @@ class BuiltinProtocol(Protocol):
         """Flush, then FIN; abort (RST) if the peer has not read it in time."""
         if self._linger is not None:
             return
+        if close_if_flushed(self.transport):
+            return  # nothing was left to send: closed already, no linger
         self.transport.loseConnection()
         self._linger = self.clock.callLater(LINGER_TIMEOUT, self._abort)
 
@@ -97,7 +100,7 @@ class BuiltinProtocol(Protocol):
     def _logs_exit(self) -> bool:
         # Only when the service asks for an EXIT line: one log event per
         # connection is a measurable share of a builtin's cost.
-        return self.logs_exit and bool(self.service.log_on_success & _EXIT_FLAGS)
+        return self.logs_exit and not _EXIT_FLAGS.isdisjoint(self.service.log_on_success)
 
     def stop(self) -> None:
         """Release what the protocol holds (timers); called once, on connection loss."""

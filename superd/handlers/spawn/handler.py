@@ -161,19 +161,23 @@ class ExternalHandler:
         is nothing to flush or to leave queued, and it is blocking, as
         inetd servers expect.  The caller keeps ``fd`` and closes it.
         """
-        child: Optional[Child] = None
         try:
             local = session.local
             if local is None or self._nodelay or self._keepalive:
                 local = self._prepare(fd) or local
             env = stream_environment(self.spec.base_env, session.peer, local, session.origin)
-            child = self._table.spawn(self.spec.request(env, fd),
-                                      self.service.id, session.peer)
-        except SpawnError as e:
-            log_spawn_failure(self.service, e, session.peer)
         except OSError as e:
             self._hand_off_failed(e)
-        self._started(session, child)
+            session.end()
+            return
+        # Off the reactor thread when the spawner can: the child's exec is
+        # not waited for here (superd.proc.spawnpool).
+        self._table.start(self.spec.request(env, fd), self.service.id, session.peer,
+                          partial(self._started, session), partial(self._failed, session))
+
+    def _failed(self, session: Session, error: SpawnError) -> None:
+        log_spawn_failure(self.service, error, session.peer)
+        session.end()
 
     def _prepare(self, fd: int) -> Optional[Peer]:
         """Set the socket options on ``fd``; its local address."""

@@ -20,6 +20,7 @@ import socket
 from typing import Any, Callable, Optional, TypeVar
 
 from twisted.internet import error, tcp
+from twisted.internet.interfaces import INegotiated
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
@@ -39,6 +40,11 @@ def raw_tcp_transport(transport: Any) -> Optional[tcp.Server]:
     """The ``tcp.Server`` under ``transport``, or None if TLS is involved."""
     layer = transport
     while isinstance(layer, ProtocolWrapper):
+        # A TLS layer (twisted.protocols.tls, which provides INegotiated; the
+        # interface is recognised without importing OpenSSL): the socket
+        # under it carries TLS records, not the service's bytes.
+        if INegotiated.providedBy(layer):
+            return None
         layer = layer.transport
     if twistedprivate.is_plain_tcp(layer):
         server: tcp.Server = layer

@@ -38,7 +38,7 @@ from superd.config.tlscontext import ServerConnectionCreator, error_text, server
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Session
-from superd.core.twistedprivate import TLSServerTransport
+from superd.core.twistedtls import TLSServerTransport
 from superd.handlers.tls.certwatch import CertificateFiles
 from superd.handlers.tls.livecert import LiveCertificate
 from superd.handlers.tls.names import certificate_names, matching_name

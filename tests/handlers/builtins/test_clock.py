@@ -23,6 +23,7 @@ from superd.handlers.builtins.clock import (
 )
 from superd.handlers.builtins.registry import stream_handler
 from tests.handlers.builtins.conftest import (
+    CLIENT,
     INSTANT,
     PushBackTransport,
     make_runtime,
@@ -155,39 +156,35 @@ def test_normal_close_cancels_abort_and_ends_session() -> None:
 def test_reply_from_a_bare_descriptor(name: str, reply: bytes, timezone: None,
                                       events: EventLoggingObserver) -> None:
     """daytime and time answer a bare accepted descriptor (the port's fast
-    path): the same bytes as the protocol, START logged, the session ended;
-    the descriptor is left open for the port to close."""
+    path): the same bytes as the protocol, START logged with the peer; the
+    descriptor is left open for the port to close."""
     set_tz("UTC")
     runtime = make_runtime()
     handler = stream_handler(make_service(name), runtime)
     assert isinstance(handler, ReplyHandler)
-    session = make_session(runtime, name)
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        handler.serve_fd(session, ours.fileno())
+        handler.answer_fd(CLIENT, ours.fileno())
         ours.shutdown(socket.SHUT_WR)
         assert theirs.recv(64) == reply and theirs.recv(64) == b""
-    assert session.ended
     (start,) = named(events, "start")
     assert (start["service_id"], start["pid"], start["peer_host"]) == (name, 0, "127.0.0.2")
 
 
-def test_reply_to_a_peer_that_reset_only_ends_the_session() -> None:
+def test_reply_to_a_peer_that_reset_raises_nothing() -> None:
     """A peer gone before the reply (write fails with EPIPE/ECONNRESET):
-    no exception reaches the port, and the session is over."""
+    no exception reaches the port."""
     runtime = make_runtime()
     handler = stream_handler(make_service("time"), runtime)
-    session = make_session(runtime, "time")
     ours, theirs = socket.socketpair()
     theirs.close()
     with ours:
-        handler.serve_fd(session, ours.fileno())  # type: ignore[attr-defined]
-    assert session.ended
+        handler.answer_fd(CLIENT, ours.fileno())  # type: ignore[attr-defined]
 
 
 def test_echo_has_no_bare_descriptor_path() -> None:
     """Builtins that keep talking need a transport: only the reply builtins
-    offer ``serve_fd``."""
+    offer ``answer_fd``."""
     runtime = make_runtime()
     for name in ("echo", "discard", "chargen"):
-        assert not hasattr(stream_handler(make_service(name), runtime), "serve_fd")
+        assert not hasattr(stream_handler(make_service(name), runtime), "answer_fd")

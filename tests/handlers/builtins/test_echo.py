@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -10,12 +13,14 @@ from twisted.python.failure import Failure
 
 from superd.handlers.builtins.base import LINGER_TIMEOUT
 from superd.handlers.builtins.echo import EchoStream, echo_reply
+from superd.net.connection import Connection
 from tests.handlers.builtins.conftest import (
     PushBackTransport,
     make_runtime,
     make_service,
     make_session,
 )
+from tests.net.test_connection import connected
 
 
 def connect() -> tuple[EchoStream, PushBackTransport]:
@@ -133,3 +138,43 @@ def test_echo_is_exact_and_bounded_under_any_read_pattern(
         deliver(proto, transport, kernel)
     assert bytes(received) == b"".join(sent)
     assert transport.high_water <= transport.bufferSize + READ_SIZE
+
+
+def connect_real() -> tuple[EchoStream, Connection, socket.socket, Any]:
+    """An echo on superd's own TCP transport over a real loopback connection."""
+    runtime = make_runtime()
+    proto = EchoStream(make_service("echo"), runtime, make_session(runtime))
+    transport, client, reactor = connected(proto)
+    transport.startReading()
+    return proto, transport, client, reactor
+
+
+def test_short_echo_on_superds_transport_registers_no_producer() -> None:
+    """Writes that leave nothing buffered need no back-pressure: no producer,
+    and the client's EOF closes the connection at once, with no linger timer."""
+    proto, transport, client, reactor = connect_real()
+    with client:
+        proto.dataReceived(b"ping")
+        assert transport.producer is None
+        assert client.recv(10) == b"ping"
+        proto.readConnectionLost()
+        assert proto.session.ended and client.recv(10) == b""
+        assert proto.clock.getDelayedCalls() == []
+
+
+def test_client_that_does_not_read_is_paused_on_superds_transport() -> None:
+    """Once the kernel refuses bytes, echo registers as the producer, and
+    reading from the client stops when Twisted's buffer is full."""
+    proto, transport, client, reactor = connect_real()
+    transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    with client:
+        block = b"z" * 65536
+        for _ in range(1000):
+            proto.dataReceived(block)
+            if transport not in reactor.getReaders():
+                break
+        assert transport.producer is proto
+        assert transport not in reactor.getReaders()  # paused: reading stopped
+        assert transport.buffered()
+        proto.readConnectionLost()  # the client's EOF: flush, then close
+        assert transport.producer is None and transport.disconnecting

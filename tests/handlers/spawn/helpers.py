@@ -36,12 +36,12 @@ def fake_parts(identity: Identity = ROOT,
     return make_parts(runtime, processes=processes), spawner
 
 
-def connected_server(protocol: Any, reactor: Any = None
+def connected_server(protocol: Any, reactor: Any = None, transport: Any = tcp.Server
                      ) -> "tuple[tcp.Server, socket.socket]":
     """
     A real loopback TCP connection: the accepted side wrapped in a real
-    ``tcp.Server`` (on a memory reactor, so nothing polls it) and connected
-    to ``protocol``, and the client's socket.
+    ``tcp.Server`` (or ``transport``, a subclass; on a memory reactor, so
+    nothing polls it) and connected to ``protocol``, and the client's socket.
     """
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -50,8 +50,8 @@ def connected_server(protocol: Any, reactor: Any = None
     accepted, address = listener.accept()
     listener.close()
     accepted.setblocking(False)
-    server = tcp.Server(accepted, protocol, address, None, 1,  # type: ignore[arg-type]
-                        MemoryReactorClock() if reactor is None else reactor)
+    server = transport(accepted, protocol, address, None, 1,
+                       MemoryReactorClock() if reactor is None else reactor)
     protocol.makeConnection(server)
     return server, client
 

@@ -7,14 +7,23 @@ from twisted.internet.protocol import ProcessProtocol
 from zope.interface.verify import verifyObject
 
 from superd.proc.credentials import Identity, SpawningThread
-from superd.proc.spawner import ExitStatus, ISpawner, PosixSpawner, SpawnRequest
-from tests.fakes import FakeProcessReactor, FakeSpawner
+from superd.proc.spawner import (
+    ExitStatus,
+    IBackgroundSpawner,
+    ISpawner,
+    PosixSpawner,
+    SpawnRequest,
+)
+from tests.fakes import FakeBackgroundSpawner, FakeProcessReactor, FakeSpawner
 
 
 def test_fake_spawner_provides_ispawner() -> None:
     """FakeSpawner and the real PosixSpawner both provide ISpawner."""
     assert verifyObject(ISpawner, FakeSpawner())
     assert verifyObject(ISpawner, PosixSpawner(SpawningThread(Identity(1, 1), None)))
+    assert verifyObject(IBackgroundSpawner, FakeBackgroundSpawner())
+    assert verifyObject(IBackgroundSpawner,
+                        PosixSpawner(SpawningThread(Identity(1, 1), None)))
 
 
 def test_fake_spawner_records_and_ends() -> None:

@@ -12,11 +12,12 @@ from zope.interface.verify import verifyObject
 
 from superd.config.model import Credentials
 from superd.core.interfaces import IStreamHandler
+from superd.core.runtime import Runtime, RuntimeOptions
 from superd.core.session import Peer, Session
 from superd.handlers.spawn.handler import ExternalHandler
 from superd.observe.events import EV_EXIT, EV_REFUSE, EV_START, REASON_EXEC, REASON_FORK
 from superd.proc.credentials import CredentialPlan
-from tests.fakes import USER
+from tests.fakes import USER, FakeBackgroundSpawner, FakeProcessReactor, fake_processes, make_parts
 from tests.handlers.spawn.helpers import (
     connected_server,
     external_service,
@@ -358,3 +359,43 @@ def test_ending_the_session_stops_the_childs_process_group(
     assert exit_["xinetd_line"] == "EXIT: ssh signal=9 pid=1000 duration=7(sec)"
     assert ended == [session] and parts.processes.running == 0
     client.close()
+def background_parts() -> "tuple[Any, FakeBackgroundSpawner]":
+    runtime = Runtime(FakeProcessReactor(), RuntimeOptions(grace=5.0))
+    spawner = FakeBackgroundSpawner()
+    processes, _ = fake_processes(runtime.reactor, spawner=spawner)
+    return make_parts(runtime, processes=processes), spawner
+
+
+def test_descriptor_started_off_the_reactor_thread(events: List[Dict[str, Any]]) -> None:
+    """With a spawner that starts children in the background, serve_fd
+    returns before the child exists: the session stays open (counted), START
+    comes with the pid, EXIT and the end of the session when it is reaped."""
+    parts, spawner = background_parts()
+    handler = ExternalHandler(external_service(), parts.runtime, parts.processes)
+    session = Session("ssh", PEER, Peer("127.0.0.1", 1), parts.runtime.seconds())
+    ended: List[Session] = []
+    session.on_end(ended.append)
+    handler.serve_fd(session, 5)
+    assert named(events, EV_START) == [] and ended == [] and parts.processes.running == 1
+    spawner.finish()
+    assert session.pid == 1000 and named(events, EV_START)[0]["pid"] == 1000
+    spawner.exit(1000, 3)
+    assert named(events, EV_EXIT)[0]["status"] == 3 and ended == [session]
+    assert parts.processes.running == 0
+
+
+def test_exec_failure_reported_after_a_background_start(events: List[Dict[str, Any]]) -> None:
+    """An exec failure found by the worker: the same FAIL exec and EXIT 127
+    lines as a synchronous spawn, and the session ends."""
+    parts, spawner = background_parts()
+    spawner.fail_next(REASON_EXEC, errno.ENOENT)
+    handler = ExternalHandler(external_service(), parts.runtime, parts.processes)
+    session = Session("ssh", PEER, Peer("127.0.0.1", 1), parts.runtime.seconds())
+    ended: List[Session] = []
+    session.on_end(ended.append)
+    handler.serve_fd(session, 5)
+    assert ended == []
+    spawner.finish()
+    assert named(events, EV_REFUSE)[0]["xinetd_line"] == "FAIL: ssh exec from=127.0.0.1"
+    assert named(events, EV_EXIT)[0]["status"] == 127 and named(events, EV_START) == []
+    assert ended == [session] and parts.processes.running == 0

@@ -10,9 +10,13 @@ import pytest
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from superd.config.model import TLSSettings
+from superd.config.tlscontext import ServerConnectionCreator, server_context
 from superd.handlers.spawn.handoff import NotHandOffable, hand_off, raw_tcp_transport
 from superd.proc.spawner import ExitStatus, SpawnRequest
+from tests.certs import PKI
 from tests.handlers.spawn.helpers import connected_server
 from tests.proc.test_spawner import real_spawner, wait_reaped
 
@@ -58,6 +62,23 @@ def test_unwraps_protocol_wrappers() -> None:
     with client:
         assert inner.transport is wrapper  # type: ignore[comparison-overlap]
         assert raw_tcp_transport(inner.transport) is server
+
+
+def test_stops_at_a_tls_layer(pki: PKI) -> None:
+    """Under Twisted's TLS wrapper (itself a ProtocolWrapper) there is no
+    plain socket to read or hand off: the raw one carries TLS records."""
+    inner = Protocol()
+    context = server_context(TLSSettings(cert_pem=pki.server.cert_pem,
+                                         key_pem=pki.server.key_pem))
+    wrapper = TLSMemoryBIOFactory(ServerConnectionCreator(context), False,
+                                  Factory.forProtocol(Protocol)).buildProtocol(None)
+    wrapper.wrappedProtocol = inner
+    server, client = connected_server(wrapper)
+    with client:
+        assert inner.transport is wrapper  # type: ignore[comparison-overlap]
+        assert raw_tcp_transport(inner.transport) is None
+        with pytest.raises(NotHandOffable):
+            hand_off(inner.transport, lambda fd: fd)
 
 
 def test_spawn_failure_closes_with_fin() -> None:

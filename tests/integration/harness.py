@@ -22,11 +22,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
+from superd.access import banstore
 from tests import logschema
 
 __all__ = [
@@ -255,20 +257,52 @@ class Superd:
         if self._owns_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    def fd_count(self) -> int:
-        """How many descriptors the daemon holds open now."""
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+    def fds(self) -> Counter[str]:
+        """What the daemon's descriptors refer to now (their ``/proc/PID/fd``
+        links: a path, ``socket:[inode]``, ``pipe:[inode]``...), counted."""
+        held: Counter[str] = Counter()
+        directory = f"/proc/{self.pid}/fd"
+        for name in os.listdir(directory):
+            try:
+                held[os.readlink(os.path.join(directory, name))] += 1
+            except FileNotFoundError:
+                pass  # closed while we listed
+        return held
 
-    def settled_fd_count(self, at_most: int, timeout: float = 10) -> int:
-        """The descriptor count once it is ``at_most`` or ``timeout`` has
-        passed: closes the daemon has yet to see (a slow machine) are not
-        leaks, but one still open after ``timeout`` is."""
+    def idle_fds(self, timeout: float = 10) -> Counter[str]:
+        """
+        The descriptors the daemon holds at rest: the baseline of a leak
+        check (``fds_beyond``).  Right after ``ready`` the daemon's database
+        thread closes the ban database it read at startup and opens it
+        afresh, so a baseline taken then may lack its three files for good;
+        this waits until each is open once.
+        """
+        database = banstore.db_path(os.path.realpath(self.state_dir))
+        files = (database, f"{database}-wal", f"{database}-shm")
         deadline = time.monotonic() + timeout
-        count = self.fd_count()
-        while count > at_most and time.monotonic() < deadline:
+        while True:
+            held = self.fds()
+            if all(held[name] == 1 for name in files):
+                return held
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"superd pid {self.pid} did not have {database} open within"
+                    f" {timeout}s; it holds {sorted(held.elements())}")
+            time.sleep(0.02)
+
+    def fds_beyond(self, idle: Counter[str], timeout: float = 10) -> Counter[str]:
+        """
+        What the daemon holds beyond ``idle`` (from ``idle_fds``) once that
+        is nothing or ``timeout`` has passed, empty if nothing: closes the
+        daemon has yet to see (a slow machine) are not leaks, but a
+        descriptor still open after ``timeout`` is, and it is named.
+        """
+        deadline = time.monotonic() + timeout
+        extra = self.fds() - idle
+        while extra and time.monotonic() < deadline:
             time.sleep(0.05)
-            count = self.fd_count()
-        return count
+            extra = self.fds() - idle
+        return extra
 
     def rss_kib(self) -> int:
         """The daemon's resident memory now, in KiB (VmRSS)."""

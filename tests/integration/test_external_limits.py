@@ -124,8 +124,9 @@ def test_children_beyond_descriptor_limit(superd_factory: Factory,
     logged, and the descriptor count returns to idle."""
     sleeper = script(world_dir, "sleeper", "echo up\nexec sleep 30\n")
     superd = superd_factory(conf_dir(s=service_block("s", sleeper)))
-    idle = superd.fd_count()
-    resource.prlimit(superd.pid, resource.RLIMIT_NOFILE, (idle + 12, idle + 12))
+    idle = superd.idle_fds()
+    limit = sum(idle.values()) + 12
+    resource.prlimit(superd.pid, resource.RLIMIT_NOFILE, (limit, limit))
     port = superd.port("s")
     held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
     for sock in held:
@@ -135,7 +136,7 @@ def test_children_beyond_descriptor_limit(superd_factory: Factory,
         os.kill(pid, 15)
     assert wait_until(lambda: len([e for e in superd.events()
                                    if e.get("event") == "exit"]) == 40, timeout=20)
-    assert wait_until(lambda: superd.fd_count() == idle)
+    assert not superd.fds_beyond(idle)
     for sock in held:
         sock.close()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as again:

@@ -276,12 +276,12 @@ def test_bad_headers_refused(superd_factory: StartSuperd, conf_dir: ConfDir,
     connection, no descriptor left behind, the daemon still serving."""
     superd = superd_factory(conf_dir(echo=echo_block()))
     port = superd.port("echo")
-    baseline = superd.fd_count()
+    baseline = superd.idle_fds()
     with send_through(port, data) as conn:
         assert not echoes(conn)
     wait_line(superd, "FAIL: echo proxy from=127.0.0.1")
     assert [e["detail"] for e in superd.events() if e.get("event") == "refuse"] == [detail]
-    assert superd.settled_fd_count(baseline) <= baseline
+    assert not superd.fds_beyond(baseline)
     with send_through(port, b"PROXY TCP4 127.0.0.3 127.0.0.1 5 7\r\n") as good:
         assert echoes(good)
 

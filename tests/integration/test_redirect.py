@@ -82,13 +82,13 @@ def test_upstream_refuses(superd_factory: Callable[..., Superd],
     """A closed upstream port: the client sees a close, the failure is logged, no leak."""
     relay = start_with_upstream(superd_factory, conf_dir, closed_port)
     relay.allow_errors = True
-    before = relay.fd_count()
+    before = relay.idle_fds()
     for _ in range(20):
         with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=5) as sock:
             sock.settimeout(5)
             assert read_all(sock) == b""
     relay.wait_for_event(lambda e: e.get("event") == "redirect_failed", timeout=5)
-    assert relay.settled_fd_count(before) <= before
+    assert not relay.fds_beyond(before)
 
 
 def test_upstream_connect_timeout(superd_factory: Callable[..., Superd],

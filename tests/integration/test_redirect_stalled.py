@@ -72,7 +72,7 @@ def test_clients_that_never_read_then_leave_release_everything(
     daemons back to their descriptor counts, within ``SETTLE`` seconds."""
     upstream = superd_factory(conf_dir(echo=ECHO))
     relay = superd_factory(conf_dir(relay=relay_block(upstream.port("echo-up"))))
-    relay_fds, upstream_fds = relay.fd_count(), upstream.fd_count()
+    relay_fds, upstream_fds = relay.idle_fds(), upstream.idle_fds()
     clients = stalled_clients(relay.port("relay"))
     try:
         sent = write_without_reading(clients, WRITING)
@@ -86,5 +86,5 @@ def test_clients_that_never_read_then_leave_release_everything(
         f"{sessions(relay, 'relay')} relay sessions left")
     assert wait_until(lambda: sessions(upstream, "echo-up") == 0, SETTLE), (
         f"{sessions(upstream, 'echo-up')} echo sessions left")
-    assert relay.settled_fd_count(relay_fds, SETTLE) <= relay_fds
-    assert upstream.settled_fd_count(upstream_fds, SETTLE) <= upstream_fds
+    assert not relay.fds_beyond(relay_fds, SETTLE)
+    assert not upstream.fds_beyond(upstream_fds, SETTLE)

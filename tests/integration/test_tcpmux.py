@@ -109,7 +109,7 @@ def test_megabyte_without_newline(superd_factory: Callable[..., Superd],
                                   conf_dir: Callable[..., Path]) -> None:
     """1 MB without a newline is refused after 1 KiB and closed; the daemon stays small."""
     superd = start(superd_factory, conf_dir)
-    before = superd.fd_count()
+    before = superd.idle_fds()
     with socket.create_connection(("127.0.0.1", superd.port("tcpmux")), timeout=10) as sock:
         sent = 0
         try:
@@ -122,7 +122,7 @@ def test_megabyte_without_newline(superd_factory: Callable[..., Superd],
             assert sock.recv(100) == b""
         except ConnectionResetError:
             pass
-    assert superd.settled_fd_count(before) <= before
+    assert not superd.fds_beyond(before)
     assert talk(superd.port("tcpmux"), b"echo\r\nstill alive") == b"+Go\r\nstill alive"
 
 

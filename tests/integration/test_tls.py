@@ -117,7 +117,7 @@ def test_plain_text_and_stalled_handshakes(superd_factory: Callable[..., Superd]
     """Plain text is answered with a close; a silent client is cut at the timeout; no leak."""
     superd = superd_factory(conf_dir(echo=tls_echo(pki, "\ttls_handshake_timeout = 1\n")))
     port = superd.port("techo")
-    before = superd.fd_count()
+    before = superd.idle_fds()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
         data = sock.recv(4096)
@@ -134,7 +134,7 @@ def test_plain_text_and_stalled_handshakes(superd_factory: Callable[..., Superd]
     superd.wait_for_event(lambda e: "handshake not finished" in str(e.get("detail")))
     assert len(fail_lines(superd)) >= 2
     assert not [x for x in superd.xinetd_lines() if x.startswith("START")]
-    assert superd.settled_fd_count(before) <= before
+    assert not superd.fds_beyond(before)
 
 
 def test_bad_pem_is_a_config_error(conf_dir: Callable[..., Path], pki: PKI) -> None:

@@ -83,7 +83,7 @@ def test_stuck_writers_count_and_are_stopped(
     superd = superd_factory(conf_dir(yes=service("yes", require_program("yes"), pki)),
                             "--grace", str(GRACE))
     port = superd.port("yes")
-    baseline = superd.fd_count()
+    baseline = superd.idle_fds()
     clients = [tls_client(port, pki) for _ in range(5)]
     pids = wait_starts(superd, 5)
     assert not admitted(port, pki)  # five live sessions: instances = 5
@@ -100,7 +100,7 @@ def test_stuck_writers_count_and_are_stopped(
                           timeout=max(0.1, deadline - time.monotonic()))
     ended = exits(superd)
     assert {ended[pid]["signal"] for pid in pids} == {15}
-    assert superd.settled_fd_count(at_most=baseline) == baseline
+    assert not superd.fds_beyond(baseline)
     assert superd.children() == []
     assert admitted(port, pki)
 
@@ -115,7 +115,7 @@ def test_sleeper_counts_until_stopped(
                                 "\tserver_args = 1000\n"))
     superd = superd_factory(conf, "--grace", str(GRACE))
     port = superd.port("nap")
-    baseline = superd.fd_count()
+    baseline = superd.idle_fds()
     clients = [tls_client(port, pki) for _ in range(5)]
     pids = wait_starts(superd, 5)
     for tls in clients:
@@ -126,6 +126,6 @@ def test_sleeper_counts_until_stopped(
     superd.wait_for_event(lambda e: set(pids) <= exits(superd).keys(),
                           timeout=max(0.1, deadline - time.monotonic()))
     assert {exits(superd)[pid]["signal"] for pid in pids} == {15}
-    assert superd.settled_fd_count(at_most=baseline) == baseline
+    assert not superd.fds_beyond(baseline)
     assert admitted(port, pki)
     assert len(wait_starts(superd, 6)) == 6

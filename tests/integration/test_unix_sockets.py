@@ -399,9 +399,9 @@ def test_no_descriptor_leaks_after_many_connections(superd_factory: Factory,
     superd = superd_factory(conf_dir(
         a=builtin(served, service_id="served"),
         b=builtin(refused, "only_uid = 4242", service_id="refused")))
-    idle = superd.fd_count()
+    idle = superd.idle_fds()
     for _ in range(300):
         assert exchange(served) == b"hello"
         assert exchange(refused, b"") == b""
-    assert superd.settled_fd_count(idle) <= idle
+    assert not superd.fds_beyond(idle)
     assert sys.platform == "linux"  # SO_PEERCRED is Linux's

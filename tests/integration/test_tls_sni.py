@@ -257,7 +257,7 @@ def test_bad_hellos_cost_nothing_lasting(superd_factory: Callable[..., Superd],
     superd, port = start(superd_factory, conf_dir, lambda p: {
         "a": tls_block("echo", "sni-a", p, certificates["a"],
                        "\ttls_sni = a.example.com\n\ttls_handshake_timeout = 1\n")})
-    before = superd.fd_count()
+    before = superd.idle_fds()
     hello = ssl_hello("a.example.com")
     attempts = [b"GET / HTTP/1.0\r\n\r\n",
                 b"\x16\x03\x01\x40\x00\x01\x00\x3f\xf0" + b"\x00" * 20000,
@@ -272,7 +272,7 @@ def test_bad_hellos_cost_nothing_lasting(superd_factory: Callable[..., Superd],
     reasons = [e["reason"] for e in superd.wait_for_events(
         lambda e: e.get("event") == "sni_refused", 3)]
     assert reasons == ["malformed ClientHello", "malformed ClientHello", "no ClientHello"]
-    assert superd.settled_fd_count(before) <= before
+    assert not superd.fds_beyond(before)
     assert exchange(port, pki, "a.example.com", b"fine\n")[0] == b"fine\n"
 
 

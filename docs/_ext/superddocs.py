@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.domains.std import ConfigurationValue
 from sphinx.util import logging
@@ -85,7 +86,7 @@ class AttributeDescription(ConfigurationValue):
                            location=self.get_location())
         return super().run()
 
-    def transform_content(self, content_node: Any) -> None:
+    def transform_content(self, content_node: addnodes.desc_content) -> None:
         super().transform_content(content_node)
         fields = content_node.children[0] if content_node.children and isinstance(
             content_node.children[0], nodes.field_list) else None

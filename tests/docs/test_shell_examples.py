@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,10 @@ def _prepare(blocks: list[Block]) -> None:
     for program in sorted(wanted):
         if shutil.which(program, path=path) is None:
             require_program(program)
+    if "unshare" in wanted and subprocess.run(
+            ["unshare", "--net", "--", "true"], capture_output=True, timeout=30,
+            check=False).returncode != 0:
+        _skip("cannot make a network namespace here (unshare --net)")
 
 
 @pytest.mark.parametrize("path", runnable_sources(), ids=lambda p: str(p.relative_to(REPO)))

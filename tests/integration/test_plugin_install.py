@@ -46,3 +46,8 @@ def test_pip_install_makes_twistd_list_superd(tmp_path: Path) -> None:
     for page in ("man8/superd.8", "man8/superd-migrate.8", "man5/superd.conf.5"):
         installed = venv / "share" / "man" / page
         assert installed.read_bytes() == (REPO / "docs" / "man" / installed.name).read_bytes()
+    if shutil.which("man"):
+        found = subprocess.run(["man", "-w", "5", "superd.conf"], capture_output=True,
+                               text=True, timeout=60, check=False,
+                               env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin"})
+        assert found.stdout.strip() == str(venv / "share" / "man" / "man5" / "superd.conf.5")

@@ -3,6 +3,8 @@
 #   make run     set up .venv and run superd in the foreground on conf/
 #   make test    set up .venv and run the whole test suite
 #   make check   ruff + import contracts + mypy + the whole test suite
+#   make docs    the HTML docs (build/docs/html) and the man pages (docs/man),
+#                warnings as errors
 #   make bench   superd against xinetd (bench/run)
 #   make newest-twisted
 #                report what the newest Twisted release breaks (never fails)
@@ -18,7 +20,7 @@ PYTEST_ARGS ?=
 # --randomly-seed=N, and `make test SEED=N` runs that order again.
 SEED ?= $(shell printf '%d' 0x$$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0))
 
-.PHONY: all venv run test check lint typecheck bench newest-twisted clean distclean
+.PHONY: all venv run test check lint typecheck docs bench newest-twisted clean distclean
 
 all: test
 
@@ -41,12 +43,23 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 	touch $(STAMP)
 
-venv: $(STAMP)
+# The man pages, where man finds them for a virtualenv whose bin is on PATH
+# (<prefix>/share/man).  A non-editable install puts them there itself
+# (setup.cfg's data_files); the editable one above does not.
+MANPAGES := $(wildcard docs/man/*.[0-9])
+VENV_MANPAGES := $(foreach page,$(MANPAGES),$(VENV)/share/man/man$(subst .,,$(suffix $(page)))/$(notdir $(page)))
 
-run: $(STAMP)
+$(VENV)/share/man/man8/%: docs/man/% | $(STAMP)
+	install -D -m 644 $< $@
+$(VENV)/share/man/man5/%: docs/man/% | $(STAMP)
+	install -D -m 644 $< $@
+
+venv: $(STAMP) $(VENV_MANPAGES)
+
+run: venv
 	$(BIN)/superd run -c conf/ --state-dir ./state
 
-test: $(STAMP)
+test: venv
 	$(BIN)/python -m pytest -p randomly --randomly-seed=$(SEED) $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -57,6 +70,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# Sphinx, warnings as errors.  The man pages are written into docs/man/, which
+# is committed: tests/docs/test_manpages.py fails when they differ from what
+# the sources build, and `make venv` installs them.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -q -b html -d build/docs/doctrees-html docs build/docs/html
+	$(BIN)/sphinx-build -W --keep-going -q -b man -d build/docs/doctrees-man docs docs/man
 
 bench: $(STAMP)
 	@if [ -x bench/run ]; then PATH="$(CURDIR)/$(BIN):$$PATH" bench/run; \

@@ -27,7 +27,8 @@ def run(*command: str | Path, timeout: float = 240) -> subprocess.CompletedProce
 
 @pytest.mark.slow
 def test_pip_install_makes_twistd_list_superd(tmp_path: Path) -> None:
-    """After `pip install .` into a fresh venv, `twistd --help` lists superd and it runs."""
+    """After `pip install .` into a fresh venv, `twistd --help` lists superd,
+    it runs, and its man pages are under the venv's share/man."""
     source = tmp_path / "src"
     shutil.copytree(REPO, source, ignore=SKIP)  # pip builds in-tree; keep the checkout clean
     venv = tmp_path / "venv"
@@ -41,3 +42,12 @@ def test_pip_install_makes_twistd_list_superd(tmp_path: Path) -> None:
     assert "superd" in run(venv / "bin" / "superd", "version").stdout
     check = run(venv / "bin" / "superd", "check", "-c", REPO / "conf").stdout
     assert "echo-stream" in check
+    # The man pages come with it, where man looks for a bin directory on PATH.
+    for page in ("man8/superd.8", "man8/superd-migrate.8", "man5/superd.conf.5"):
+        installed = venv / "share" / "man" / page
+        assert installed.read_bytes() == (REPO / "docs" / "man" / installed.name).read_bytes()
+    if shutil.which("man"):
+        found = subprocess.run(["man", "-w", "5", "superd.conf"], capture_output=True,
+                               text=True, timeout=60, check=False,
+                               env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin"})
+        assert found.stdout.strip() == str(venv / "share" / "man" / "man5" / "superd.conf.5")

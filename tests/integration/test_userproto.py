@@ -51,6 +51,20 @@ def test_greeter_example(superd_factory: Callable[..., Superd],
     superd.wait_for_event(lambda e: e.get("xinetd_line") == "START: greeter from=127.0.0.1")
 
 
+def test_shipped_greeter_service(superd_factory: Callable[..., Superd],
+                                 conf_dir: Callable[..., Path]) -> None:
+    """examples/greeter/greeter, the file its README runs, serves as shipped
+    (moved only to an ephemeral port) and logs the client."""
+    text = (Path(EXAMPLE) / "greeter").read_text()
+    assert "\tport         = 2323\n" in text
+    superd = superd_factory(conf_dir(greeter=text.replace(
+        "\tport         = 2323\n", "\tport         = 0\n")), env=env())
+    with socket.create_connection(("127.0.0.1", superd.port("greeter")), timeout=5) as sock:
+        sock.sendall(b"Ada\nquit\n")
+        assert read_lines(sock, 3) == [b"Welcome to the greeter", b"Hello, Ada!", b"Bye"]
+    superd.wait_for_event(lambda e: e.get("xinetd_line") == "START: greeter from=127.0.0.1")
+
+
 def test_greeter_access_and_tls(superd_factory: Callable[..., Superd],
                                 conf_dir: Callable[..., Path], tmp_path: Path) -> None:
     """only_from refuses with FAIL address; over TLS the greeter works unchanged."""

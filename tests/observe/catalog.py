@@ -74,6 +74,18 @@ def _spread_fields(function: ast.AST | None, name: str) -> set[str]:
     return found
 
 
+def _returned_fields(tree: ast.Module, name: str) -> set[str]:
+    """Fields passed as ``**name(...)``: the dict displays the module's
+    function ``name`` returns."""
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Return):
+                    found |= _dict_keys(inner.value)
+    return found
+
+
 def _calls(tree: ast.Module) -> Iterator[tuple[ast.Call, ast.AST | None]]:
     """Every logging call with its enclosing function (None at module level)."""
     def visit(node: ast.AST, function: ast.AST | None) -> Iterator[tuple[ast.Call, ast.AST | None]]:
@@ -115,6 +127,8 @@ def log_calls(source: Path = SOURCE) -> tuple[LogCall, ...]:
             for spread in (k.value for k in call.keywords if k.arg is None):
                 if isinstance(spread, ast.Name):
                     fields |= _spread_fields(function, spread.id)
+                elif isinstance(spread, ast.Call) and isinstance(spread.func, ast.Name):
+                    fields |= _returned_fields(tree, spread.func.id)
             name = None
             expression = ""
             if "event" in keywords:

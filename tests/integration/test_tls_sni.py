@@ -9,10 +9,8 @@ changes the routes on the very same socket.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
@@ -23,6 +21,7 @@ from cryptography import x509
 from tests.certs import PKI, Issued, make_pki
 from tests.integration.external import read_all
 from tests.integration.harness import Superd, on_free_ports, require_program
+from tests.integration.openssl import s_client
 from tests.integration.reloading import reload_and_wait
 
 
@@ -72,27 +71,6 @@ def common_name(certificate: x509.Certificate) -> str:
     return str(certificate.subject.rfc4514_string())
 
 
-def s_client(port: int, pki: PKI, server_name: str, line: bytes) -> tuple[bytes, str]:
-    """``openssl s_client -servername``: the first line it prints back (empty if
-    the connection ends first), and its standard error."""
-    command = [require_program("openssl"), "s_client", "-connect", f"127.0.0.1:{port}",
-               "-servername", server_name, "-CAfile", str(pki.ca_path),
-               "-verify_return_error", "-verify_hostname", server_name, "-quiet"]
-    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-    try:
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(line)
-        child.stdin.flush()
-        ready, _, _ = select.select([child.stdout], [], [], 20)
-        assert ready, "no answer from s_client"
-        printed = child.stdout.readline()
-    finally:
-        child.kill()
-        _, stderr = child.communicate(timeout=10)
-    return printed, stderr.decode(errors="replace")
-
-
 @pytest.fixture
 def certificates(pki: PKI) -> dict[str, Issued]:
     return {name: pki.issue(name, [f"{name}.example.com"]) for name in ("a", "b", "c")}
@@ -129,7 +107,7 @@ def test_two_names_two_services(superd_factory: Callable[..., Superd],
     superd.wait_for_event(lambda e: e.get("xinetd_line") == "FAIL: sni-b address from=127.0.0.1")
     starts = [x for x in superd.xinetd_lines() if x.startswith("START")]
     assert starts == ["START: sni-a pid=0 from=127.0.0.1", "START: sni-b pid=0 from=127.0.0.2"]
-    printed, _ = s_client(port, pki, "a.example.com", b"from s_client\n")
+    printed, _ = s_client(port, pki.ca_path, b"from s_client\n", "a.example.com")
     assert printed == b"from s_client\n"
 
 
@@ -139,7 +117,7 @@ def test_unknown_names_get_an_alert_without_a_default(
     """No default: an unknown name, or none, is refused with unrecognized_name, logged."""
     superd, port = start(superd_factory, conf_dir, lambda p: {
         "a": tls_block("echo", "sni-a", p, certificates["a"], "\ttls_sni = a.example.com\n")})
-    printed, stderr = s_client(port, pki, "c.example.com", b"hello\n")
+    printed, stderr = s_client(port, pki.ca_path, b"hello\n", "c.example.com")
     assert printed == b"" and "unrecognized name" in stderr
     with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
         exchange(port, pki, None)

@@ -12,29 +12,32 @@ built (``superd.daemon.isolation``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Sequence, Tuple
 
 import attrs
 from twisted.internet.interfaces import IListeningPort
 
-from superd.access.factory import AccessControlledDatagramProtocol
-from superd.access.proxied import stream_factory
+from superd.access.factory import AccessControlledDatagramProtocol, AccessControlledFactory
+from superd.access.state import AccessState
 from superd.config.errors import Problem
 from superd.config.model import Configuration, ServiceConfig, ServiceKind, SocketType
-from superd.config.userproto import UserProtocolError, protocol_of
 from superd.core.runtime import Runtime
 from superd.daemon.parts import Parts
 from superd.handlers.builtins import registry
-from superd.handlers.spawn.handler import ExternalHandler
-from superd.handlers.spawn.spec import SpawnSetupError
-from superd.handlers.spawn.wait import wait_service
-from superd.handlers.tcpmux import TcpmuxHandler
-from superd.handlers.tls.sni import TLSRoute
-from superd.handlers.userproto import UserProtocolHandler
+from superd.handlers.spawn.errors import SpawnSetupError
 from superd.net.address import ListenAddress
 from superd.net.listener import IListener, Listener
-from superd.net.shared import SharedListener
 from superd.net.sockets import listen_addresses, listen_datagram, listen_stream
+from superd.proc.table import ProcessTable
+
+if TYPE_CHECKING:
+    from superd.handlers.spawn.handler import ExternalHandler
+    from superd.handlers.spawn.wait import WaitService
+    from superd.handlers.tcpmux import TcpmuxHandler
+
+# What serves only some configurations -- spawned servers, wait = yes, PROXY
+# headers, tcpmux, users' protocols, TLS -- is imported by the first service
+# that needs it, so a daemon holds the code of the features it runs.
 
 __all__ = ["SUPERD_BUILDERS", "Assembly", "Builders", "Failure", "Group", "Unavailable",
            "problem_of"]
@@ -43,6 +46,33 @@ __all__ = ["SUPERD_BUILDERS", "Assembly", "Builders", "Failure", "Group", "Unava
 Group = Tuple[ServiceConfig, List[IListener]]
 #: A service whose handler cannot be built, and the problem that says why.
 Failure = Tuple[ServiceConfig, Problem]
+
+
+def stream_factory(service: ServiceConfig, handler: Any,
+                   access: AccessState) -> AccessControlledFactory:
+    """``superd.access.proxied.stream_factory``, imported for the first
+    service with ``proxy_protocol``."""
+    if service.extensions.proxy is None:
+        return AccessControlledFactory(service, handler, access)
+    from superd.access.proxied import stream_factory as proxied_factory
+
+    return proxied_factory(service, handler, access)
+
+
+def external_handler(service: ServiceConfig, runtime: Runtime,
+                     processes: ProcessTable) -> "ExternalHandler":
+    """The handler spawning ``service``'s server for each connection."""
+    from superd.handlers.spawn.handler import ExternalHandler
+
+    return ExternalHandler(service, runtime, processes)
+
+
+def wait_service(service: ServiceConfig, bind_host: str, access: AccessState,
+                 processes: ProcessTable) -> "WaitService":
+    """The ``wait = yes`` service of ``service``'s socket on ``bind_host``."""
+    from superd.handlers.spawn.wait import wait_service as build
+
+    return build(service, bind_host, access, processes)
 
 
 class Unavailable(Exception):
@@ -65,7 +95,7 @@ class Builders:
     datagram_protocol: Callable[..., Any] = AccessControlledDatagramProtocol
     stream_builtin: Callable[..., Any] = registry.stream_handler
     datagram_builtin: Callable[..., Any] = registry.datagram_handler
-    external: Callable[..., Any] = ExternalHandler
+    external: Callable[..., Any] = external_handler
     wait_service: Callable[..., Any] = wait_service
 
 
@@ -165,12 +195,17 @@ class Assembly:
     def _user_handler(self, service: ServiceConfig) -> Any:
         if service.socket_type is not SocketType.STREAM or service.wait:
             raise Unavailable("factory", "user protocols are stream services with wait = no")
+        from superd.config.userproto import UserProtocolError, protocol_of
+        from superd.handlers.userproto import UserProtocolHandler
+
         try:
             return UserProtocolHandler(service, self.runtime, protocol_of(service))
         except UserProtocolError as e:
             raise Unavailable(e.attribute, str(e)) from e
 
-    def _tcpmux_handler(self, service: ServiceConfig) -> TcpmuxHandler:
+    def _tcpmux_handler(self, service: ServiceConfig) -> "TcpmuxHandler":
+        from superd.handlers.tcpmux import TcpmuxHandler
+
         # Under TLS the socket cannot be handed to a child: relay it.
         relay = service.extensions.tls is not None
         clients: List[Tuple[ServiceConfig, Any]] = []
@@ -199,6 +234,9 @@ class Assembly:
     def _tls_listeners(self, service: ServiceConfig, handler: Any,
                        factory: Any) -> List[IListener]:
         """TLS services listen on sockets they may share with others (tls_sni)."""
+        from superd.handlers.tls.sni import TLSRoute
+        from superd.net.shared import SharedListener
+
         reactor = self.runtime.reactor
         route = TLSRoute(service, factory, handler)
 

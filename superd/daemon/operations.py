@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -24,10 +24,11 @@ from superd.daemon import notify
 from superd.daemon.bancontrol import BanControl
 from superd.daemon.control import ControlFactory, listen_control
 from superd.daemon.isolation import bounded
-from superd.daemon.reload import Loader, Reloader, ReloadResult
 from superd.daemon.service import SuperdService
-from superd.daemon.status import render_text, snapshot
 from superd.observe import events
+
+if TYPE_CHECKING:
+    from superd.daemon.reload import Loader, Reloader, ReloadResult
 
 __all__ = ["Operations", "thread_loader"]
 
@@ -36,7 +37,7 @@ _log = Logger(namespace="superd.operations")
 EV_STATUS = events.EV_STATUS
 
 
-def thread_loader(reactor: Any, path: str, strict: bool = False) -> Loader:
+def thread_loader(reactor: Any, path: str, strict: bool = False) -> "Loader":
     """Load the configuration at ``path`` in the reactor's thread pool, each
     service's errors apart (``isolate``): the reloader decides what runs."""
     def load_bounded() -> Configuration:
@@ -49,7 +50,7 @@ def thread_loader(reactor: Any, path: str, strict: bool = False) -> Loader:
     return load
 
 
-def _status_text(last: Optional[ReloadResult]) -> str:
+def _status_text(last: "Optional[ReloadResult]") -> str:
     """The supervisor's one-line status after a reload."""
     if last is None or last.ok:
         return "serving"
@@ -65,7 +66,7 @@ class Operations(Service):
 
     name = "operations"
 
-    def __init__(self, top: SuperdService, load: Loader, *,
+    def __init__(self, top: SuperdService, load: "Loader", *,
                  environ: Mapping[str, str] = os.environ,
                  install_signal: Callable[..., Any] = signal.signal,
                  control: bool = True, strict: bool = False,
@@ -78,7 +79,9 @@ class Operations(Service):
         self._environ = environ
         self._install_signal = install_signal
         self._control_wanted = control
-        self.reloader = Reloader(top, load, notify=self._notify, strict=strict)
+        self._load = load
+        self._strict = strict
+        self._reloader: "Optional[Reloader]" = None
         self.control_port: Optional[Any] = None
         self._old_usr1: Any = None
 
@@ -108,6 +111,24 @@ class Operations(Service):
 
     # -- reload -----------------------------------------------------------------
 
+    # The reload and status machinery is imported at the first reload or
+    # status request: a daemon that is never reloaded or asked does not hold it.
+
+    @property
+    def reloader(self) -> "Reloader":
+        """Runs this daemon's reloads (made at the first one)."""
+        if self._reloader is None:
+            from superd.daemon.reload import Reloader
+
+            self._reloader = Reloader(self.top, self._load, notify=self._notify,
+                                      strict=self._strict)
+        return self._reloader
+
+    @property
+    def last_reload(self) -> "Optional[ReloadResult]":
+        """The outcome of the last reload (None: none yet)."""
+        return None if self._reloader is None else self._reloader.last
+
     def reload(self) -> "Deferred[ReloadResult]":
         """Reload the configuration (``superd.daemon.reload``)."""
         return self.reloader.reload()
@@ -121,13 +142,15 @@ class Operations(Service):
         if state == "reloading":
             notify.reloading(self._environ)
             return
-        notify.ready(self._environ, _status_text(self.reloader.last))
+        notify.ready(self._environ, _status_text(self.last_reload))
 
     # -- status -----------------------------------------------------------------
 
     def status(self) -> Dict[str, Any]:
         """The current status snapshot."""
-        last = self.reloader.last
+        from superd.daemon.status import snapshot
+
+        last = self.last_reload
         return snapshot(self.top, None if last is None else last.as_dict(),
                         started=self.started, config=self.config_path)
 
@@ -143,6 +166,8 @@ class Operations(Service):
 
     def log_status(self) -> None:
         """SIGUSR1: the status as one event (text in ``status_text``, values in ``status``)."""
+        from superd.daemon.status import render_text
+
         status = self.status()
         _log.info("status:\n{status_text}", event=EV_STATUS, status=status,
                   status_text=render_text(status))

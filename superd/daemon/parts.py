@@ -12,18 +12,29 @@ their certificate files.  ``open_parts`` builds the real daemon's; unit tests bu
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from superd.access.state import AccessState, open_access
 from superd.core.runtime import Runtime
 from superd.handlers.tls.certwatch import CertificateFiles
-from superd.handlers.tls.sni import SNIRouter
 from superd.net.listener import Listeners
 from superd.net.shared import SharedPorts
 from superd.observe.counters import Counters
 from superd.proc.table import ProcessTable, open_process_table
 
+if TYPE_CHECKING:
+    from superd.handlers.tls.sni import SNIRouter
+
 __all__ = ["Parts", "open_parts"]
+
+
+def _sni_router(runtime: Runtime) -> "SNIRouter":
+    """The router of a socket TLS services share, imported with the first one."""
+    from superd.handlers.tls.sni import SNIRouter
+
+    return SNIRouter(runtime)
 
 
 @attrs.frozen(eq=False)
@@ -37,7 +48,7 @@ class Parts:
     listeners: Listeners = attrs.field(factory=Listeners)
     #: The sockets of TLS services, which several may share (``tls_sni``).
     shared_ports: SharedPorts = attrs.field(default=attrs.Factory(
-        lambda self: SharedPorts(lambda: SNIRouter(self.runtime)), takes_self=True))
+        lambda self: SharedPorts(lambda: _sni_router(self.runtime)), takes_self=True))
     #: The watch over the certificate files of the running TLS services.
     certificates: CertificateFiles = attrs.field(default=attrs.Factory(
         lambda self: CertificateFiles(self.runtime.reactor), takes_self=True))

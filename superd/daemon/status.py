@@ -34,7 +34,7 @@ from superd.core.timestamps import rfc3339, rfc3339_or_none
 from superd.daemon.bancontrol import ban_rows
 from superd.daemon.isolation import Kept, failed_json
 from superd.daemon.service import SuperdService
-from superd.fleet.sync import SharedBans
+from superd.fleet import SERVICE_NAME as BAN_STORE_SERVICE
 from superd.net.listener import IListener, ListenState
 
 __all__ = ["render_text", "snapshot"]
@@ -128,7 +128,11 @@ def _ban_database(access: AccessState) -> Json:
 def _ban_store(top: Any) -> Optional[Json]:
     """The shared ban store (Redis), if the daemon has one."""
     named = getattr(top, "namedServices", {})
-    shared = named.get(SharedBans.name) if isinstance(named, dict) else None
+    shared = named.get(BAN_STORE_SERVICE) if isinstance(named, dict) else None
+    if shared is None:
+        return None
+    from superd.fleet.sync import SharedBans  # only a daemon with a ban store has one
+
     if not isinstance(shared, SharedBans):
         return None
     return {"where": shared.target.describe(), "state": shared.state, "error": shared.why}

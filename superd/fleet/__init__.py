@@ -11,6 +11,11 @@ keeps serving on the local SQLite list while Redis is away
 
 from __future__ import annotations
 
-from superd.fleet.sync import SharedBans
+from typing import Final
 
-__all__ = ["SharedBans"]
+__all__ = ["SERVICE_NAME"]
+
+#: The name of the ``SharedBans`` service under the daemon's service tree:
+#: the status finds it by that name without importing the client for a
+#: daemon that has no ban store.
+SERVICE_NAME: Final = "ban_store"

@@ -42,6 +42,7 @@ from twisted.logger import Logger
 
 from superd.config.model import UpstreamTLS
 from superd.config.storeurl import RedisTarget
+from superd.fleet import SERVICE_NAME
 from superd.fleet.budget import MessageBudget
 from superd.fleet.client import RedisProtocol, SubscriberProtocol
 from superd.fleet.resp import RedisError, Reply
@@ -88,7 +89,7 @@ class _Factory(Factory):
 class SharedBans(MultiService):
     """Keeps ``bans`` (a BanList) in step with the fleet's bans in Redis."""
 
-    name = "ban_store"
+    name = SERVICE_NAME
 
     def __init__(self, bans: Any, target: RedisTarget, reactor: Any,
                  endpoint_for: Any = None, *, ca_pem: Optional[bytes] = None) -> None:

@@ -33,22 +33,13 @@ from typing import Any, List, Optional, Tuple
 import attrs
 
 from superd.config.model import Sandbox
+from superd.handlers.spawn.errors import SpawnSetupError
 from superd.proc.cgroups import Limits
 from superd.proc.credentials import CredentialPlan, setpriv_prefix
 
 __all__ = ["Confinement", "SpawnSetupError", "confinement"]
 
 _TMPFS_OPTIONS = "mode=1777,nosuid,nodev"
-
-
-class SpawnSetupError(Exception):
-    """A service's children cannot be started as configured on this host;
-    ``attribute`` is the line to fix."""
-
-    def __init__(self, attribute: str, message: str) -> None:
-        super().__init__(message)
-        self.attribute = attribute
-        self.message = message
 
 
 @attrs.frozen

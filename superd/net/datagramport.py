@@ -32,7 +32,7 @@ __all__ = ["MAX_DATAGRAMS_PER_WAKE", "DatagramPort", "adopt_datagram", "listen_d
 #: under a flood costs about what serving one TCP connection's step does,
 #: yet enough that the reactor's own work per wake-up stays a small part of
 #: each datagram's cost.
-MAX_DATAGRAMS_PER_WAKE = 16
+MAX_DATAGRAMS_PER_WAKE = 4
 
 #: recvfrom errors that end a turn: nothing is queued, or (on a connected
 #: socket, which superd's ports never are) an ICMP error was reported.

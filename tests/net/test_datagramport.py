@@ -63,13 +63,14 @@ def send(port: udp.Port, *datagrams: bytes, host: str = "127.0.0.1") -> socket.s
 def test_reads_at_most_the_cap_per_wake_up(port: DatagramPort, recorder: Recorder) -> None:
     """Empty datagrams, more than the cap: one wake-up takes exactly the cap,
     the next the rest, and a wake-up with nothing queued takes nothing."""
-    with send(port, *[b""] * (MAX_DATAGRAMS_PER_WAKE + 5)) as client:
+    queued = 2 * MAX_DATAGRAMS_PER_WAKE - 1
+    with send(port, *[b""] * queued) as client:
         port.doRead()
         assert len(recorder.received) == MAX_DATAGRAMS_PER_WAKE
         port.doRead()
-        assert len(recorder.received) == MAX_DATAGRAMS_PER_WAKE + 5
+        assert len(recorder.received) == queued
         port.doRead()
-        assert len(recorder.received) == MAX_DATAGRAMS_PER_WAKE + 5
+        assert len(recorder.received) == queued
         assert recorder.received[0] == (b"", client.getsockname())
 
 

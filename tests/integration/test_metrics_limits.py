@@ -6,7 +6,6 @@ streaming a 50 GB body is refused at once, without the daemon spooling it.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from superd.daemon.scrapes import DEADLINE
 from tests.access.clients import block, hosts_args
+from tests.integration.harness import Superd
 
 #: Trickling connections held open, and the sources they come from.
 TRICKLERS = 20
@@ -114,17 +114,9 @@ def test_trickling_clients_cannot_keep_scrapes_out(superd_factory: Callable[...,
     assert cut[-1] < DEADLINE + TRICKLE + 1, f"a trickler lived {cut[-1]:.1f} s"
 
 
-def deleted_files(pid: int) -> list[str]:
+def deleted_files(superd: Superd) -> set[str]:
     """The daemon's descriptors on files that no longer have a name (spools)."""
-    found = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.endswith(" (deleted)"):
-            found.append(target)
-    return found
+    return {target for target in superd.fds() if target.endswith(" (deleted)")}
 
 
 @pytest.fixture
@@ -141,7 +133,7 @@ def test_a_streamed_50_gb_body_is_refused_without_spooling(
     holds a nameless (temporary) file, and takes in at most what the kernel
     buffers."""
     superd, port = metrics_daemon
-    before = set(deleted_files(superd.pid))
+    before = deleted_files(superd)
     chunk = b"x" * 65536
     sent, spooled = 0, set()
     with socket.create_connection(("127.0.0.1", port), 5) as sock:
@@ -151,7 +143,7 @@ def test_a_streamed_50_gb_body_is_refused_without_spooling(
         started = time.monotonic()
         closed_after = None
         while time.monotonic() - started < 10:
-            spooled.update(set(deleted_files(superd.pid)) - before)
+            spooled.update(deleted_files(superd) - before)
             try:
                 sent += sock.send(chunk)
             except TimeoutError:

@@ -8,14 +8,16 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 from superd.config.environment import LoadEnvironment, decode
 from superd.config.errors import ConfigError
 from superd.config.load import load_configuration
 from superd.config.model import Configuration
 
-__all__ = ["CONF", "SERVICES", "errors_of", "fake_environment", "load_text", "service_text"]
+__all__ = ["CONF", "SERVICES", "errors_of", "errors_under", "fake_environment", "load_text",
+           "service_text"]
 
 #: The /etc/services entries tests rely on (Debian's numbers).
 SERVICES: Dict[Tuple[str, str], int] = {
@@ -148,6 +150,16 @@ def errors_of(text: str, *, strict: bool = False, **environment: object) -> list
         load_text(text, strict=strict, **environment)  # type: ignore[arg-type]
     except ConfigError as error:
         return [str(problem) for problem in error.problems]
+    raise AssertionError("configuration loaded without errors")
+
+
+def errors_under(directory: Path, load: Callable[[], object]) -> list[str]:
+    """The error lines ``load()`` raises for files under ``directory``, with
+    the directory cut from their file names (fails if it loads)."""
+    try:
+        load()
+    except ConfigError as error:
+        return [str(problem).replace(f"{directory}/", "") for problem in error.problems]
     raise AssertionError("configuration loaded without errors")
 
 

@@ -24,6 +24,7 @@ from superd.config.userproto import UserAttribute
 from superd.daemon.assembly import Assembly, Unavailable
 from superd.handlers.builtins.registry import stream_handler as builtin_stream_handler
 from tests.certs import PKI
+from tests.config.fakes import errors_under
 from tests.fakes import make_parts
 
 HEAD = ("service {name}\n{{\n\ttype = {type}\n\tsocket_type = stream\n\twait = {wait}\n"
@@ -38,9 +39,7 @@ def load(tmp_path: Path, body: str, name: str = "echo", type: str = "INTERNAL UN
 
 
 def problems(tmp_path: Path, body: str, **kw: str) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        load(tmp_path, body, **kw)
-    return [str(p).replace(str(tmp_path) + "/", "") for p in caught.value.problems]
+    return errors_under(tmp_path, lambda: load(tmp_path, body, **kw))
 
 
 def tls(pki: PKI) -> str:

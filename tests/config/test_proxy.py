@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from superd.config.errors import ConfigError
 from superd.config.load import load_configuration
 from superd.config.model import Configuration, ProxySettings
+from tests.config.fakes import errors_under
 
 HEAD = ("service {name}\n{{\n\ttype = {type}\n\tsocket_type = {socket}\n\twait = {wait}\n"
         "\tport = 0\n")
@@ -33,9 +31,7 @@ def load(tmp_path: Path, body: str, **kw: str) -> Configuration:
 
 
 def problems(tmp_path: Path, body: str, **kw: str) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        load(tmp_path, body, **kw)
-    return [str(p).replace(str(tmp_path) + "/", "") for p in caught.value.problems]
+    return errors_under(tmp_path, lambda: load(tmp_path, body, **kw))
 
 
 def test_proxy_settings_loaded(tmp_path: Path) -> None:

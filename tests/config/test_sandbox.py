@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from superd.config.errors import ConfigError
 from superd.config.load import load_configuration
 from superd.config.model import Configuration, Sandbox
+from tests.config.fakes import errors_under
 
 
 def load(tmp_path: Path, body: str, head: str = "\tserver = /bin/cat\n\tuser = root\n",
@@ -23,9 +23,7 @@ def load(tmp_path: Path, body: str, head: str = "\tserver = /bin/cat\n\tuser = r
 
 
 def problems(tmp_path: Path, body: str, **kw: str) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        load(tmp_path, body, **kw)
-    return [str(p).replace(str(tmp_path) + "/", "") for p in caught.value.problems]
+    return errors_under(tmp_path, lambda: load(tmp_path, body, **kw))
 
 
 def test_parsed(tmp_path: Path) -> None:

@@ -17,7 +17,10 @@ Children are reaped on SIGCHLD, at a cost per exited child
 ``posix_spawn`` returns once the child has executed its program, so the
 thread calling it waits for that exec.  ``spawn`` calls it on the calling
 thread; ``spawn_in_background`` on a worker thread of a ``SpawnPool``, so
-that the reactor thread never waits for a child's exec.
+that the reactor thread does not wait for a child's exec.  Given an
+``ExecWait``, the spawner offers the workers only while the waits on the
+reactor thread are long (``superd.proc.execwait``): the workers cost more
+CPU per child than they save while a CPU is free.
 
 Per-child settings and how they reach the child without leaving the fast path:
 
@@ -56,6 +59,7 @@ from superd.observe import events
 from superd.observe.events import REASON_EXEC, REASON_FORK
 from superd.proc.cgroups import Limits
 from superd.proc.credentials import CredentialPlan, SpawningThread, setpriv_prefix
+from superd.proc.execwait import ExecWait
 from superd.proc.reaping import ExitReaping, ExitStatus, TwistedReaping
 from superd.proc.spawnpool import SpawnPool
 
@@ -231,9 +235,12 @@ class PosixSpawner:
         background: Optional[_Call] = None,
         descriptor_limit: Callable[[], int] = lambda: resource.getrlimit(
             resource.RLIMIT_NOFILE)[0],
+        exec_wait: Optional[ExecWait] = None,
     ) -> None:
         """``pool`` and ``background`` (the call the pool's workers make,
-        ``superd.proc.libcspawn.LibcSpawn``): both, or no background spawning."""
+        ``superd.proc.libcspawn.LibcSpawn``): both, or no background spawning.
+        ``exec_wait``: offer the workers only while it says the waits for
+        exec are long (without it, whenever they can take a request)."""
         self._thread = thread
         self._setpriv = setpriv
         self._posix_spawn = posix_spawn
@@ -245,10 +252,24 @@ class PosixSpawner:
         self._background = background
         self._in_flight = 0
         self._descriptor_limit = descriptor_limit
+        self._exec_wait = exec_wait
 
     def spawn(self, request: SpawnRequest,
               on_exit: Callable[[ExitStatus], None]) -> int:
         """See ``ISpawner.spawn``."""
+        waits = self._exec_wait
+        if waits is None or request.umask is not None:
+            # A umask spawn first waits for the workers: not an exec's wait.
+            pid = self._spawn_here(request)
+        else:
+            began = waits.clock()
+            pid = self._spawn_here(request)
+            waits.waited(waits.clock() - began)
+        self.reaping.watch(pid, on_exit)
+        return pid
+
+    def _spawn_here(self, request: SpawnRequest) -> int:
+        """Start ``request`` from the calling thread; its pid."""
         if (request.credentials is None and request.wrapped is None
                 and request.umask is None and request.nice is None):
             # The usual service: nothing to arrange around the spawn.
@@ -266,13 +287,16 @@ class PosixSpawner:
             pid = self._launch(request, self._os_call)
         else:
             pid = self._launch_with_umask(request)
-        self.reaping.watch(pid, on_exit)
         return pid
 
     def spawns_in_background(self, request: SpawnRequest) -> bool:
         """See ``IBackgroundSpawner``: everything but a umask, which is the
-        whole process's (``SpawnPool``)."""
-        return self._pool is not None and request.umask is None
+        whole process's (``SpawnPool``); with an ``ExecWait``, only while
+        it says so."""
+        if self._pool is None or request.umask is not None:
+            return False
+        waits = self._exec_wait
+        return waits is None or waits.offload()
 
     def spawn_in_background(self, request: SpawnRequest, started: Started,
                             on_exit: Callable[[ExitStatus], None]) -> bool:

@@ -4,7 +4,8 @@ A few threads that start children while the reactor thread goes on.
 ``posix_spawn`` returns only once the child has executed its program.  On a
 busy machine the vfork-style child may wait for a CPU before it gets there,
 and a reactor thread spawning in line waits with it, however many other
-connections are ready.  So the children of ``wait = no`` services are
+connections are ready.  So while those waits are long
+(``superd.proc.execwait``), the children of ``wait = no`` services are
 started by these threads, through glibc's ``posix_spawn`` called with ctypes
 (``superd.proc.libcspawn``), which releases the GIL while it waits: the
 reactor keeps accepting, deciding and reaping meanwhile.

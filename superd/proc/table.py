@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from superd.core.session import Peer
 from superd.observe import events
 from superd.proc.credentials import Identity, SpawningThread
+from superd.proc.execwait import ExecWait
 from superd.proc.libcspawn import LibcSpawn
 from superd.proc.reaping import ExitReaping
 from superd.proc.spawner import (
@@ -388,7 +389,7 @@ def _real_spawner(reactor: Any, identity: Identity,
     libc = LibcSpawn.load()
     pool = None if libc is None else SpawnPool(reactor, delivered=reaping.reap_ended)
     spawner = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping,
-                           pool=pool, background=libc)
+                           pool=pool, background=libc, exec_wait=ExecWait())
     _log.info("child credentials via {mechanism}", event=events.EV_SPAWN_MECHANISM,
               mechanism=mechanism, background=libc is not None)
     return spawner

@@ -13,6 +13,7 @@ import pytest
 
 from superd.observe.events import REASON_EXEC, REASON_FORK
 from superd.proc.credentials import CredentialPlan, Identity, SpawningThread
+from superd.proc.execwait import SLOW, ExecWait
 from superd.proc.spawner import (
     DESCRIPTOR_RESERVE,
     MAX_IN_FLIGHT,
@@ -400,3 +401,60 @@ def test_background_declines_when_full_or_short_of_descriptors() -> None:
     again = os.dup(0)
     os.close(again)
     assert again == probe  # the copy was closed
+
+
+class SlowExec(FakePosixSpawn):
+    """os.posix_spawn whose exec takes ``delay`` seconds of ``clock``."""
+
+    def __init__(self, clock: List[float], delay: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.delay = delay
+
+    def __call__(self, path: str, argv: List[str], env: Dict[str, str], **kw: Any) -> int:
+        self.clock[0] += self.delay
+        return super().__call__(path, argv, env, **kw)
+
+
+def waiting_spawner(delay: float) -> Tuple[PosixSpawner, InlinePool, ExecWait, SlowExec]:
+    clock = [0.0]
+    waits = ExecWait(lambda: clock[0])
+    fake = SlowExec(clock, delay)
+    pool = InlinePool()
+    spawner = PosixSpawner(SpawningThread(USER, None), posix_spawn=fake,
+                           register=lambda pid, r: None, unregister=lambda pid, r: None,
+                           pool=pool,  # type: ignore[arg-type]
+                           background=RecordingCall(), exec_wait=waits)
+    return spawner, pool, waits, fake
+
+
+def test_quick_execs_are_spawned_on_the_calling_thread() -> None:
+    """With an ExecWait, the workers are not offered while execs are quick."""
+    spawner, _, waits, fake = waiting_spawner(SLOW / 10)
+    request = SpawnRequest("/bin/cat", ("cat",), {}, {0: 0, 1: 1, 2: 2})
+    for _ in range(50):
+        assert not spawner.spawns_in_background(request)
+        spawner.spawn(request, print)
+    assert len(fake.calls) == 50
+    assert waits.average == pytest.approx(SLOW / 10, rel=0.01)
+
+
+def test_slow_execs_move_spawns_to_the_workers() -> None:
+    """Once the calling thread's waits for exec are long, the workers spawn."""
+    spawner, pool, waits, _ = waiting_spawner(SLOW * 3)
+    request = SpawnRequest("/bin/cat", ("cat",), {}, {0: 0, 1: 1, 2: 2})
+    spawns = 0
+    while not spawner.spawns_in_background(request):
+        spawner.spawn(request, print)
+        spawns += 1
+    assert 1 < spawns < 20 and waits.offloading
+    assert spawner.spawn_in_background(request, lambda outcome: None, print)
+    pool.run()
+
+
+def test_a_umask_spawn_is_not_an_exec_wait() -> None:
+    """A umask spawn first waits for the workers: its time is not counted."""
+    spawner, pool, waits, _ = waiting_spawner(SLOW * 100)
+    spawner.spawn(SpawnRequest("/bin/true", ("true",), {}, {0: 0, 1: 1, 2: 2}, umask=0o27),
+                  print)
+    assert waits.average == 0.0 and pool.quiet_entered == 1

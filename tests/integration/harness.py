@@ -275,9 +275,12 @@ class Superd:
         check (``fds_beyond``).  Right after ``ready`` the daemon's database
         thread closes the ban database it read at startup and opens it
         afresh, so a baseline taken then may lack its three files for good;
-        this waits until each is open once.
+        this waits until each is open once.  (A state directory without a
+        database has none to wait for: superd opens it with the first ban.)
         """
         database = banstore.db_path(os.path.realpath(self.state_dir))
+        if not os.path.exists(database):
+            return self.fds()
         files = (database, f"{database}-wal", f"{database}-shm")
         deadline = time.monotonic() + timeout
         while True:

@@ -198,7 +198,10 @@ def _listen_endpoint(reactor: Any, address: ListenAddress, factory: Any) -> ILis
 
 def _listen_taking(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
     # What reactor.listenTCP / adoptStreamPort do, with superd's port class.
-    if not address.needs_own_socket and not activation.inherits(address):
+    # IPv6 sockets are bound here: Twisted passes an IPv6 literal through
+    # getaddrinfo, which loads Python's IDNA codec tables for good.
+    if (not address.needs_own_socket and not activation.inherits(address)
+            and address.family != socket.AF_INET6):
         try:
             return listen_taking(reactor, address.port, factory, address.backlog, address.host)
         except CannotListenError as e:

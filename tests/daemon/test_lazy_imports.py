@@ -33,36 +33,16 @@ OPTIONAL = (
     "superd.config.check",
 )
 
-PLAIN = """\
-service echo
-{
-\ttype        = INTERNAL UNLISTED
-\tsocket_type = stream
-\twait        = no
-\tport        = 0
-\tbind        = 127.0.0.1 ::1
-}
+def block(name: str, socket_type: str, bind: str, extra: str = "") -> str:
+    """A builtin's service block on port 0 of ``bind``."""
+    wait = "yes" if socket_type == "dgram" else "no"
+    return (f"service {name}\n{{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = {socket_type}\n"
+            f"\twait = {wait}\n\tport = 0\n\tbind = {bind}\n{extra}}}\n")
 
-service daytime
-{
-\ttype        = INTERNAL UNLISTED
-\tsocket_type = dgram
-\twait        = yes
-\tport        = 0
-\tbind        = 127.0.0.1 ::1
-}
 
-service trap
-{
-\ttype        = INTERNAL UNLISTED
-\tflags       = SENSOR
-\tsocket_type = stream
-\twait        = no
-\tport        = 0
-\tbind        = 127.0.0.1
-\tdeny_time   = 1
-}
-"""
+#: Builtins on IPv4 and IPv6, and a sensor: five sockets.
+PLAIN = (block("echo", "stream", "127.0.0.1 ::1") + block("daytime", "dgram", "127.0.0.1 ::1")
+         + block("trap", "stream", "127.0.0.1", "\tflags = SENSOR\n\tdeny_time = 1\n"))
 
 
 def started_daemon(conf: Path, state: Path) -> dict[str, object]:

@@ -315,6 +315,12 @@ class Superd:
                     return int(line.split()[1])
         raise AssertionError(f"no VmRSS for pid {self.pid}")
 
+    def maps(self, library: str) -> bool:
+        """Whether a file whose path contains ``library`` is mapped into the
+        daemon (a shared library it loaded)."""
+        with open(f"/proc/{self.pid}/maps") as maps:
+            return library in maps.read()
+
     def children(self) -> list[int]:
         """PIDs of the daemon's live (not zombie) child processes."""
         found = []

@@ -172,8 +172,7 @@ def test_a_locked_database_never_stalls_the_daemon(
 
 def sqlite_loaded(superd: Any) -> bool:
     """Whether SQLite's library is mapped into the daemon."""
-    with open(f"/proc/{superd.pid}/maps") as maps:
-        return "libsqlite3" in maps.read()
+    return bool(superd.maps("libsqlite3"))
 
 
 def test_without_a_database_sqlite_waits_for_the_first_ban(

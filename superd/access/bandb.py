@@ -274,6 +274,13 @@ class BanDatabase:
         self._stopped = True
         self._worker.stop()
         store, self.store = self.store, None
+        if store is None and self.unsaved and self.state == OK:
+            # The worker was still opening (or making) the file, and its
+            # answer will not be taken now: open it here for what is unsaved.
+            try:
+                store = self._open()
+            except _database_errors() as e:
+                self._failed(e)
         if store is not None and self.unsaved:
             try:
                 _write_all(store, self.unsaved)

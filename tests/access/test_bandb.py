@@ -363,3 +363,17 @@ def test_a_file_another_process_makes_is_taken_in(db: str) -> None:
     clock.advance(1.0)
     assert bans.is_banned("10.0.0.9")
     bans.stop()
+
+
+def test_a_first_ban_stored_at_stop_while_the_database_is_being_made(db: str) -> None:
+    """Stopping while the worker is still making the database for the
+    first ban (its answer never comes) writes the ban all the same."""
+    clock = Clock()
+    clock.advance(NOW)
+    worker = ManualWorker()
+    bans = BanList(BanDatabase(db, clock, worker, opener=CountingStore), clock)
+    bans.start()
+    bans.ban("10.0.0.3", 10, "trap")
+    assert len(worker.queue) == 1  # the database being made, not answered
+    bans.stop()
+    assert set(stored(db)) == {"10.0.0.3"}

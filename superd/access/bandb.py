@@ -27,14 +27,21 @@ connection opened on a read-only file read-only for good), after 1, 2, 4
 the file, writes every unsaved change and logs the recovery.  A damaged
 file is never written to: it stays degraded until it is moved aside (then a
 new database is made) or repaired.
+
+A state directory without a database holds no ban to read and no file to
+check: the database is made when the first change is to be stored (or taken
+in once another process has made it), and until then neither SQLite nor
+the worker's thread is loaded -- a daemon that never bans never pays for
+them.  A file that exists is opened and checked before anything is served,
+as ever.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import os
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
@@ -43,8 +50,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from superd.access.banstore import Ban, BanStore, DamagedDatabase
+from superd.access.banrecord import Ban
 from superd.observe import events
+
+if TYPE_CHECKING:
+    from superd.access.banstore import BanStore
 
 __all__ = [
     "BATCH",
@@ -90,7 +100,7 @@ class Worker(Protocol):
         """Run ``work``; the Deferred fires (on the reactor thread) with its result."""
 
     def start(self) -> None:
-        """Be ready to run work."""
+        """Be ready to run work (called before each ``run``: at once if ready)."""
 
     def stop(self) -> None:
         """Finish the work in progress and stop (blocks until it is done)."""
@@ -132,8 +142,31 @@ class ThreadWorker:
             self._pool.stop()
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """What a database operation fails with when the file, not superd, is at
+    fault: SQLite's errors and the system's.  (SQLite is loaded already when
+    there is a database to fail.)"""
+    import sqlite3
+
+    return (sqlite3.Error, OSError)
+
+
+def _damaged(error: BaseException) -> bool:
+    """True if ``error`` says the file is not a sound ban database."""
+    from superd.access.banstore import DamagedDatabase
+
+    return isinstance(error, DamagedDatabase)
+
+
+def _open_store(path: str) -> BanStore:
+    """The ``BanStore`` of ``path`` (SQLite is loaded here, with the first file)."""
+    from superd.access.banstore import BanStore
+
+    return BanStore(path)
+
+
 def _problem(error: BaseException) -> str:
-    if isinstance(error, DamagedDatabase):
+    if _damaged(error):
         return (f"the file is damaged ({error}); move it aside and superd makes a"
                 " new one with the bans in force")
     return str(error) or type(error).__name__
@@ -143,7 +176,7 @@ class BanDatabase:
     """The file behind one ``BanList``: what is unsaved, and the worker."""
 
     def __init__(self, path: str, clock: IReactorTime, worker: Worker, *,
-                 opener: Callable[[str], BanStore] = BanStore) -> None:
+                 opener: Callable[[str], BanStore] = _open_store) -> None:
         self.path = path
         self._clock = clock
         self._worker = worker
@@ -189,12 +222,15 @@ class BanDatabase:
     def load_now(self) -> list[Ban]:
         """Open (unless open) and read the file in the calling thread, before
         the reactor runs: the bans must be in force before anything is served.
-        On failure: degraded, no rows, retried later."""
+        On failure: degraded, no rows, retried later.  No file: no rows, and
+        nothing opened (the first change to store makes it)."""
+        if self.store is None and not self._exists():
+            return []
         try:
             if self.store is None:
                 self.store = self._open()
             rows, self._version = _read(self.store)
-        except (sqlite3.Error, OSError) as e:
+        except _database_errors() as e:
             self._failed(e)
             return []
         self._in_file = {row.host for row in rows}
@@ -219,12 +255,12 @@ class BanDatabase:
         self._kick()
 
     def start(self) -> None:
-        """Start the worker, and open the file afresh on it (checking it can
-        be written): the connection ``load_now`` used was opened before the
+        """Start working: open the file afresh on the worker (checking it can
+        be written), as the connection ``load_now`` used was opened before the
         reactor ran -- before twistd forked into the background, where
-        SQLite's locks do not follow a connection."""
+        SQLite's locks do not follow a connection.  The worker starts with
+        its first operation (without a file, with the first change)."""
         self._stopped = False
-        self._worker.start()
         if self.store is not None and self.path != ":memory:":
             self._to_close.append(self.store)
             self.store = None
@@ -238,11 +274,18 @@ class BanDatabase:
         self._stopped = True
         self._worker.stop()
         store, self.store = self.store, None
+        if store is None and self.unsaved and self.state == OK:
+            # The worker was still opening (or making) the file, and its
+            # answer will not be taken now: open it here for what is unsaved.
+            try:
+                store = self._open()
+            except _database_errors() as e:
+                self._failed(e)
         if store is not None and self.unsaved:
             try:
                 _write_all(store, self.unsaved)
                 self.unsaved.clear()
-            except (sqlite3.Error, OSError) as e:
+            except _database_errors() as e:
                 self._failed(e)
         if self.unsaved and self.state == DEGRADED:
             _log.error("{count} ban changes were not stored in {path} ({error});"
@@ -264,6 +307,7 @@ class BanDatabase:
 
     def _run(self, operation: Operation) -> None:
         self._busy = True
+        self._worker.start()
         d = self._worker.run(operation)
         d.addCallbacks(self._done, self._error)
 
@@ -281,7 +325,7 @@ class BanDatabase:
         if self._stopped:
             return
         error: BaseException = failure.value or RuntimeError("unknown failure")
-        if not isinstance(error, (sqlite3.Error, OSError)):
+        if not isinstance(error, _database_errors()):
             _log.failure("ban database work failed", failure, event=events.EV_BAN_DATABASE,
                          state="bug", path=self.path)
         self._failed(error)
@@ -290,6 +334,8 @@ class BanDatabase:
         if self.store is None:
             if self._clock.seconds() < self._retry_at:
                 return None
+            if self.state == OK and not self.unsaved and not self._exists():
+                return None  # no file yet, nothing to store: no SQLite either
             return self._reopen()
         if self.unsaved:
             return self._write()
@@ -381,6 +427,10 @@ class BanDatabase:
 
     # -- failures ----------------------------------------------------------
 
+    def _exists(self) -> bool:
+        """Whether there is a file to read (a stat of the state directory)."""
+        return self.path == ":memory:" or os.path.exists(self.path)
+
     def _open(self) -> BanStore:
         store = self._opener(self.path)
         try:
@@ -408,7 +458,7 @@ class BanDatabase:
         _log.error("cannot use the ban database {path}: {error}; bans are kept in"
                    " memory (enforced, but not stored) until it works again",
                    event=events.EV_BAN_DATABASE, state=DEGRADED, path=self.path,
-                   error=text, damaged=isinstance(error, DamagedDatabase))
+                   error=text, damaged=_damaged(error))
 
 
 def _read(store: BanStore) -> tuple[list[Ban], int]:
@@ -429,6 +479,8 @@ def _batches(items: Iterator[tuple[str, Ban | None]]) -> Iterator[list[tuple[str
 
 
 def _close(store: BanStore) -> None:
+    import sqlite3  # loaded with the store
+
     try:
         store.close()
     except sqlite3.Error:

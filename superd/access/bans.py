@@ -34,17 +34,20 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from superd.access.bandb import BanDatabase
-from superd.access.banstore import Ban, BanStore
+from superd.access.banrecord import Ban
 from superd.access.prefixes import network_length, source_key
 from superd.config.model import FOREVER
 from superd.observe import events
+
+if TYPE_CHECKING:
+    from superd.access.banstore import BanStore
 
 __all__ = ["MAX_BANS", "OPERATOR_SERVICE", "BanList"]
 
@@ -69,7 +72,7 @@ class BanList:
     def __init__(self, store: BanStore | BanDatabase, clock: Any, *,
                  poll_interval: float = 1.0,
                  purge_interval: float = 60.0) -> None:
-        if isinstance(store, BanStore):
+        if not isinstance(store, BanDatabase):
             store = BanDatabase.of_store(store, clock)
         #: The file behind the list (its state: ``database.state``).
         self.database = store

@@ -17,11 +17,10 @@ import os
 import sqlite3
 from collections.abc import Iterable
 
-import attrs
+from superd.access.banrecord import DB_NAME, Ban, db_path
 
 __all__ = ["DB_NAME", "Ban", "BanStore", "DamagedDatabase", "db_path"]
 
-DB_NAME = "bans.sqlite3"
 #: Seconds a statement waits for another process's lock before failing.
 BUSY_TIMEOUT = 2.0
 
@@ -40,26 +39,6 @@ _COLUMNS = "host, expires, added, service, hits, remote"
 
 class DamagedDatabase(sqlite3.DatabaseError):
     """The file exists but is not a usable ban database."""
-
-
-@attrs.frozen
-class Ban:
-    """One banned source address."""
-
-    host: str
-    #: When the ban ends (seconds since the epoch); None = forever.
-    expires: float | None
-    added: float
-    service: str = ""
-    hits: int = 1
-    #: Learnt from another host of the fleet, not made here: the first to
-    #: go when the list is full.
-    remote: bool = attrs.field(default=False, converter=bool)
-
-
-def db_path(state_dir: str) -> str:
-    """Where the bans database of ``state_dir`` lives."""
-    return os.path.join(state_dir, DB_NAME)
 
 
 def _empty_file(path: str) -> bool:

@@ -18,7 +18,7 @@ lookup ends (identd can only name a live connection).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from typing import Protocol as Interface
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -26,7 +26,6 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from superd.access import ident
 from superd.access.banners import Banners, send_now
 from superd.access.decision import Decision, MaybeDeferred
 from superd.access.userid import UseridLookups
@@ -34,6 +33,9 @@ from superd.core import twistedprivate
 from superd.core.origin import ProxyOrigin
 from superd.core.session import Peer, Session
 from superd.observe import events
+
+if TYPE_CHECKING:
+    from superd.access import ident
 
 __all__ = ["Gate", "GateOwner"]
 

@@ -33,7 +33,8 @@ from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from superd.config.model import ServiceConfig, SocketType
+from superd.access.identrules import IDENT_PORT, must_identify, wants_userid
+from superd.config.model import ServiceConfig
 from superd.core.session import Peer
 from superd.observe.events import (
     EV_IDENT_FAILED,
@@ -64,7 +65,6 @@ __all__ = [
     "wants_userid",
 ]
 
-IDENT_PORT = 113
 #: xinetd's LOGUSER_SUCCESS_TIMEOUT / LOGUSER_FAILURE_TIMEOUT.
 DEFAULT_TIMEOUT = 30.0
 #: The reply line, CRLF included, must fit in this many bytes (xinetd IBUFSIZE).
@@ -137,31 +137,6 @@ def parse_reply(line: bytes, remote_port: int, local_port: int) -> str | None:
         return None
     text = rest[1:].lstrip()
     return escape_text(text) if text else None
-
-
-def wants_userid(service: ServiceConfig, admitted: bool) -> bool:
-    """
-    Whether a connection of ``service`` gets an ident lookup: only stream
-    ``wait = no`` services (as xinetd); admitted ones when ``log_on_success``
-    has USERID (or the service is IDONLY), refused ones when
-    ``log_on_failure`` has USERID.
-    """
-    if service.socket_type is not SocketType.STREAM or service.wait:
-        return False
-    if service.unix is not None:
-        return False  # a UNIX peer has no host to ask; its uid is known
-    if service.port == IDENT_PORT and service.protocol == "tcp":
-        # Asking the client's identd about a connection to our own ident
-        # service would loop (xinetd clears USERID there too).
-        return False
-    if admitted:
-        return "USERID" in service.log_on_success or must_identify(service)
-    return "USERID" in service.log_on_failure
-
-
-def must_identify(service: ServiceConfig) -> bool:
-    """True for ``flags = IDONLY``: clients without an ident answer are refused."""
-    return "IDONLY" in service.flags
 
 
 # -- the client ----------------------------------------------------------------

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from superd.access.bandb import BanDatabase, ThreadWorker, Worker
+from superd.access.bandb import BanDatabase, InlineWorker, ThreadWorker, Worker
+from superd.access.banrecord import db_path
 from superd.access.bans import BanList
-from superd.access.banstore import BanStore, db_path
 from superd.access.changewatch import ChangeWatch
 from superd.access.decision import Policy
 from superd.access.hostsaccess import HostsAccess
@@ -63,8 +63,8 @@ class AccessState(Service):
                  kernel_drop: KernelDrop | None = None) -> None:
         self.runtime = runtime
         #: SENSOR bans (in memory only unless given one with a database).
-        self.bans = bans if bans is not None else BanList(BanStore(":memory:"),
-                                                          runtime.reactor)
+        self.bans = bans if bans is not None else BanList(
+            BanDatabase(":memory:", runtime.reactor, InlineWorker()), runtime.reactor)
         #: hosts.allow/deny (None: not consulted).
         self.hosts = hosts
         #: Every running child, for ``--limit`` (None: no children here).

@@ -12,16 +12,19 @@ the waiting client is counted as a session (xinetd forks it).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from superd.access import ident
+from superd.access.identrules import must_identify, wants_userid
 from superd.config.model import ServiceConfig
 from superd.core.runtime import Runtime
 from superd.core.session import Peer
 from superd.observe import events
+
+if TYPE_CHECKING:
+    from superd.access import ident
 
 __all__ = ["MAX_REFUSED_LOOKUPS", "MAX_SERVED_LOOKUPS", "UseridLookups"]
 
@@ -41,11 +44,11 @@ class UseridLookups:
         self.service = service
         self.runtime = runtime
         #: Admitted clients are looked up (after admission, or first: IDONLY).
-        self.on_admit = ident.wants_userid(service, admitted=True)
+        self.on_admit = wants_userid(service, admitted=True)
         #: Refused clients are looked up (their connection held meanwhile).
-        self.on_refuse = ident.wants_userid(service, admitted=False)
+        self.on_refuse = wants_userid(service, admitted=False)
         #: IDONLY: serve only clients identd names.
-        self.first = self.on_admit and ident.must_identify(service)
+        self.first = self.on_admit and must_identify(service)
         self.refused = 0
         self.served = 0
         #: "Too many lookups" was logged since the last one ended.
@@ -59,7 +62,9 @@ class UseridLookups:
 
     def lookup(self, local: Peer | None, peer: Peer) -> Deferred[ident.IdentResult]:
         """Start one lookup; it logs USERID (or NOID) itself and never errbacks
-        except with CancelledError."""
+        except with CancelledError.  (The client is imported by the first.)"""
+        from superd.access import ident
+
         return ident.log_remote_user(self.runtime.reactor, self.service, local, peer,
                                      port=self.runtime.options.ident_port)
 

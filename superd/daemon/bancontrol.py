@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from superd.access.banrecord import Ban
 from superd.access.bans import OPERATOR_SERVICE, BanList
-from superd.access.banstore import Ban
 from superd.access.state import AccessState
 from superd.config.model import FOREVER
 from superd.core.session import parse_host

@@ -26,12 +26,10 @@ from typing import AbstractSet, Any, Dict, Iterable, List, Optional, Sequence, T
 
 import attrs
 
-from superd.config.check import failures_json
 from superd.config.conflicts import listeners
 from superd.config.errors import MAX_FILE_ERRORS, Problem, capped
 from superd.config.model import Configuration, FailedService, Location, ServiceConfig
 from superd.config.text import printable
-from superd.daemon.plan import service_key
 
 __all__ = [
     "Isolated",
@@ -134,6 +132,8 @@ def _under(file: str, path: str) -> bool:
 def _replaced(old: ServiceConfig, good: Sequence[ServiceConfig]) -> bool:
     """True when a good new block takes ``old``'s place: the same identity
     (it keeps the sockets), or the same id written at the same place."""
+    from superd.daemon.plan import service_key  # reloads only
+
     return any(new.id == old.id and (service_key(new) == service_key(old)
                                      or new.location == old.location) for new in good)
 
@@ -256,6 +256,8 @@ def failed_json(config: Configuration, kept: Sequence[Kept] = ()) -> List[Dict[s
     at reload`` when the previous definition keeps running) and ``previous``
     (where each previous definition still running was written).
     """
+    from superd.config.check import failures_json  # status only
+
     listed, _ = shown(config.failed)
     entries: List[Dict[str, Any]] = failures_json(attrs.evolve(config, failed=listed))["failed"]
     for entry, failed in zip(entries, listed, strict=True):

@@ -12,20 +12,21 @@ their certificate files.  ``open_parts`` builds the real daemon's; unit tests bu
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import attrs
 
 from superd.access.state import AccessState, open_access
 from superd.core.runtime import Runtime
-from superd.handlers.tls.certwatch import CertificateFiles
 from superd.net.listener import Listeners
-from superd.net.shared import SharedPorts
 from superd.observe.counters import Counters
 from superd.proc.table import ProcessTable, open_process_table
 
 if TYPE_CHECKING:
+    from superd.handlers.tls.certwatch import CertificateFiles
     from superd.handlers.tls.sni import SNIRouter
+    from superd.net.shared import SharedPorts
 
 __all__ = ["Parts", "open_parts"]
 
@@ -46,12 +47,22 @@ class Parts:
     access: AccessState
     #: Every listening socket (reload adds and removes them).
     listeners: Listeners = attrs.field(factory=Listeners)
-    #: The sockets of TLS services, which several may share (``tls_sni``).
-    shared_ports: SharedPorts = attrs.field(default=attrs.Factory(
-        lambda self: SharedPorts(lambda: _sni_router(self.runtime)), takes_self=True))
-    #: The watch over the certificate files of the running TLS services.
-    certificates: CertificateFiles = attrs.field(default=attrs.Factory(
-        lambda self: CertificateFiles(self.runtime.reactor), takes_self=True))
+
+    # What only TLS services use is made (and imported) with the first one.
+
+    @cached_property
+    def shared_ports(self) -> SharedPorts:
+        """The sockets of TLS services, which several may share (``tls_sni``)."""
+        from superd.net.shared import SharedPorts
+
+        return SharedPorts(lambda: _sni_router(self.runtime))
+
+    @cached_property
+    def certificates(self) -> CertificateFiles:
+        """The watch over the certificate files of the running TLS services."""
+        from superd.handlers.tls.certwatch import CertificateFiles
+
+        return CertificateFiles(self.runtime.reactor)
 
     @property
     def counters(self) -> Counters:

@@ -32,7 +32,6 @@ from superd.config.model import SocketType
 from superd.core import twistedprivate
 from superd.net.address import ListenAddress
 from superd.net.sockets import emit_listening, emit_not_listening, open_with_fallback
-from superd.net.unixsocket import reapply_permissions, release
 
 __all__ = ["IListener", "ListenState", "ListenStatus", "Listener", "ListenerService",
            "Listeners"]
@@ -168,6 +167,8 @@ class Listener(ListenerService):
         if port is None:
             return
         if fresh.unix is not None:
+            from superd.net.unixsocket import reapply_permissions
+
             self.address = fresh
             reapply_permissions(fresh)
         stream = self.address.socket_type is SocketType.STREAM
@@ -196,6 +197,8 @@ class Listener(ListenerService):
         stop: Callable[[], Any] = port.stopListening
         stopped = maybeDeferred(stop)
         if self.address.unix is not None:
+            from superd.net.unixsocket import release
+
             # Now, not when the port has closed: after a failed start the
             # reactor may never turn again.
             release(self.address.host)

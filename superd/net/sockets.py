@@ -39,11 +39,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from superd.config.model import ServiceConfig, SocketType
-from superd.net import activation, unixsocket
+from superd.net import activation
 from superd.net.address import ListenAddress
 from superd.net.datagramport import adopt_datagram, listen_datagram_port
 from superd.net.takingport import adopt_taking, listen_taking
-from superd.net.unixport import adopt_unix
 from superd.observe import events
 from superd.observe.events import EV_LISTENING
 
@@ -150,6 +149,8 @@ def bind_socket(address: ListenAddress) -> socket.socket:
     if inherited is not None:
         return inherited
     if address.unix is not None:
+        from superd.net import unixsocket  # UNIX socket services only
+
         try:
             return unixsocket.bind_unix(address.unix, address.backlog)
         except unixsocket.SocketFileError as e:
@@ -197,7 +198,10 @@ def _listen_endpoint(reactor: Any, address: ListenAddress, factory: Any) -> ILis
 
 def _listen_taking(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
     # What reactor.listenTCP / adoptStreamPort do, with superd's port class.
-    if not address.needs_own_socket and not activation.inherits(address):
+    # IPv6 sockets are bound here: Twisted passes an IPv6 literal through
+    # getaddrinfo, which loads Python's IDNA codec tables for good.
+    if (not address.needs_own_socket and not activation.inherits(address)
+            and address.family != socket.AF_INET6):
         try:
             return listen_taking(reactor, address.port, factory, address.backlog, address.host)
         except CannotListenError as e:
@@ -212,6 +216,9 @@ def _listen_taking(reactor: Any, address: ListenAddress, factory: Any) -> IListe
 def _listen_unix(reactor: Any, address: ListenAddress, factory: Any) -> IListeningPort:
     # Every reactor (test fakes too) gets superd's port: Twisted's fakes
     # cannot adopt a UNIX socket, and the port needs only addReader.
+    from superd.net import unixsocket
+    from superd.net.unixport import adopt_unix
+
     sock = bind_socket(address)
     try:
         # The file's mode now: superd's socket_mode, or what systemd gave it.

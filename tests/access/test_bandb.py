@@ -139,10 +139,10 @@ def flaky() -> Iterator[type[FlakyStore]]:
 def test_recovery_uses_a_new_connection(db: str, flaky: type[FlakyStore]) -> None:
     """A connection that failed is never reused: the file is opened again."""
     bans, clock = open_list(db, flaky)
-    opened = flaky.opened
     flaky.broken = True
     bans.ban("10.0.0.1", 10, "trap")
     assert bans.database.state == "degraded"
+    opened = flaky.opened
     flaky.broken = False
     clock.pump([1.0] * 3)
     assert bans.database.state == "ok"
@@ -254,6 +254,8 @@ class CountingStore(BanStore):
 
 
 def manual_list(path: str) -> tuple[BanList, ManualWorker]:
+    """A list on the database at ``path`` (made first, as by an earlier run)."""
+    BanStore(path).close()
     clock = Clock()
     clock.advance(NOW)
     worker = ManualWorker()
@@ -295,6 +297,7 @@ def test_a_change_made_during_its_write_is_written_again(db: str) -> None:
 def test_start_opens_the_file_afresh_on_the_worker(db: str) -> None:
     """The connection that loaded the bans before the reactor ran is closed
     and a new one is opened by the worker (twistd may fork in between)."""
+    BanStore(db).close()
     clock = Clock()
     worker = ManualWorker()
     bans = BanList(BanDatabase(db, clock, worker, opener=CountingStore), clock)
@@ -315,3 +318,62 @@ def test_stop_writes_what_is_unsaved(db: str) -> None:
     assert worker.queue  # the first write never ran
     bans.stop()
     assert set(stored(db)) == {"10.0.0.7", "10.0.0.8"}
+
+
+class StartCountingWorker(ManualWorker):
+    """A ``ManualWorker`` that counts how often it was asked to be ready."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+
+    def start(self) -> None:
+        self.started += 1
+
+
+def test_no_file_loads_nothing_until_the_first_ban(db: str) -> None:
+    """Without a database there is nothing to read or check: no work is
+    queued and the worker is never started (no thread, no SQLite) while the
+    list polls and purges; the first ban makes the file and is stored."""
+    clock = Clock()
+    clock.advance(NOW)
+    worker = StartCountingWorker()
+    bans = BanList(BanDatabase(db, clock, worker, opener=CountingStore), clock)
+    bans.start()
+    clock.pump([1.0] * 70)
+    assert (worker.queue, worker.started, os.path.exists(db)) == ([], 0, False)
+    assert bans.database.state == "ok"
+    bans.ban("10.0.0.1", 10, "trap")
+    assert worker.started and len(worker.queue) == 1
+    while worker.queue:
+        worker.step()
+    assert set(stored(db)) == {"10.0.0.1"}
+    assert bans.database.state == "ok" and bans.database.unsaved == {}
+    bans.stop()
+
+
+def test_a_file_another_process_makes_is_taken_in(db: str) -> None:
+    """A daemon without a database yet takes in the one ``superd bans
+    --offline`` makes, at its next poll."""
+    bans, clock = open_list(db)
+    other = BanStore(db)
+    other.put(Ban("10.0.0.9", None, NOW, "superd bans"))
+    other.close()
+    assert not bans.is_banned("10.0.0.9")
+    clock.advance(1.0)
+    assert bans.is_banned("10.0.0.9")
+    bans.stop()
+
+
+def test_a_first_ban_stored_at_stop_while_the_database_is_being_made(db: str) -> None:
+    """Stopping while the worker is still making the database for the
+    first ban (its answer never comes) writes the ban all the same."""
+    clock = Clock()
+    clock.advance(NOW)
+    worker = ManualWorker()
+    bans = BanList(BanDatabase(db, clock, worker, opener=CountingStore), clock)
+    bans.start()
+    bans.ban("10.0.0.3", 10, "trap")
+    assert len(worker.queue) == 1  # the database being made, not answered
+    bans.stop()
+    assert set(stored(db)) == {"10.0.0.3"}

@@ -275,9 +275,12 @@ class Superd:
         check (``fds_beyond``).  Right after ``ready`` the daemon's database
         thread closes the ban database it read at startup and opens it
         afresh, so a baseline taken then may lack its three files for good;
-        this waits until each is open once.
+        this waits until each is open once.  (A state directory without a
+        database has none to wait for: superd opens it with the first ban.)
         """
         database = banstore.db_path(os.path.realpath(self.state_dir))
+        if not os.path.exists(database):
+            return self.fds()
         files = (database, f"{database}-wal", f"{database}-shm")
         deadline = time.monotonic() + timeout
         while True:
@@ -311,6 +314,12 @@ class Superd:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         raise AssertionError(f"no VmRSS for pid {self.pid}")
+
+    def maps(self, library: str) -> bool:
+        """Whether a file whose path contains ``library`` is mapped into the
+        daemon (a shared library it loaded)."""
+        with open(f"/proc/{self.pid}/maps") as maps:
+            return library in maps.read()
 
     def children(self) -> list[int]:
         """PIDs of the daemon's live (not zombie) child processes."""

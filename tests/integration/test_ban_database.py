@@ -110,9 +110,11 @@ class Prober:
 def locked(tmp_path: Path) -> Iterator[Callable[[], None]]:
     """``locked()`` makes another process (the sqlite3 shell) hold an
     exclusive lock on the state directory's ban database until the test
-    ends or calls it again."""
+    ends or calls it again.  The database is made first, as by an earlier
+    run (superd makes none before its first ban)."""
     sqlite3 = require_program("sqlite3")
     path = db_path(str(tmp_path / "state"))
+    BanStore(path).close()
     shells: list[subprocess.Popen[str]] = []
 
     def lock() -> None:
@@ -166,6 +168,33 @@ def test_a_locked_database_never_stalls_the_daemon(
                           and e.get("state") == "ok", 40)
     assert set(sources) <= stored_hosts(db_path(str(state)))
     assert status(superd)["ban_database"]["state"] == "ok"
+
+
+def sqlite_loaded(superd: Any) -> bool:
+    """Whether SQLite's library is mapped into the daemon."""
+    return bool(superd.maps("libsqlite3"))
+
+
+def test_without_a_database_sqlite_waits_for_the_first_ban(
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """A state directory without a database: superd starts without SQLite
+    and makes no file; the first ban makes the database (SQLite loads then),
+    and is stored."""
+    state = tmp_path / "state"
+    superd = start(superd_factory, conf_dir, tmp_path, state)
+    path = db_path(str(state))
+    assert not sqlite_loaded(superd)
+    assert not os.path.exists(path)
+    trip(superd, ["127.0.0.60"])
+    deadline = time.monotonic() + 10
+    while not (sqlite_loaded(superd) and os.path.exists(path)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sqlite_loaded(superd) and os.path.exists(path)
+    assert status(superd)["ban_database"]["state"] == "ok"
+    assert superd.stop() == 0
+    assert stored_hosts(path) == {"127.0.0.60"}
+    assert superd.errors() == []
 
 
 def chattr(flag: str, path: Path) -> bool:

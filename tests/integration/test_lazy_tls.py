@@ -25,8 +25,7 @@ def daytime() -> str:
 
 def openssl_loaded(superd: Superd) -> bool:
     """Whether pyOpenSSL's cryptography bindings are mapped into the daemon."""
-    with open(f"/proc/{superd.pid}/maps") as maps:
-        return "cryptography/hazmat/bindings" in maps.read()
+    return superd.maps("cryptography/hazmat/bindings")
 
 
 def test_reload_adds_tls_to_a_daemon_started_without(

@@ -146,13 +146,11 @@ def _inherited_lock() -> int | None:
 def wait_turn() -> IO[str]:
     """Hold an exclusive lock so two bench runs on one machine queue, not collide."""
     inherited = _inherited_lock()
-    if inherited is not None:
-        # Run under flock(1): the lock is held on this very open file, so
-        # locking it again is a no-op; a second open file would wait for
-        # ourselves forever.
-        lock = open(inherited, "w", closefd=False)  # noqa: SIM115
-    else:
-        lock = open(LOCK_PATH, "w")  # noqa: SIM115 (held until the process exits)
+    # Run under flock(1), the lock is held on the inherited open file, so
+    # locking it again is a no-op; a second open file would wait for
+    # ourselves forever.  Either is held until the process exits.
+    target: str | int = LOCK_PATH if inherited is None else inherited
+    lock = open(target, "w", closefd=inherited is None)  # noqa: SIM115
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

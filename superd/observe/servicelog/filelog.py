@@ -143,8 +143,8 @@ class FileSink:
         fd = self._fd
         if fd is None:
             return
-        data = f"{self._prefix(now)}{one_line(line)}\n".encode(
-            "utf-8", "backslashreplace")
+        stamp = self._stamp if int(now) == self._stamp_second else self._prefix(now)
+        data = f"{stamp}{one_line(line)}\n".encode("utf-8", "backslashreplace")
         try:
             written = self._writer(fd, data)
         except OSError as error:

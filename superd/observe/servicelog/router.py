@@ -88,10 +88,19 @@ class ServiceLogRouter:
         service_id = event.get("service_id")
         if not isinstance(service_id, str) or not isinstance(line, str):
             return
+        self.write_line(service_id, event.get("service_block"), line)
+
+    def write_line(self, service_id: str, service_block: object,
+                   line: str) -> None:
+        """
+        Write ``line`` of ``service_id`` to its targets; never raises.  The
+        whole of what the router takes from an event, so the channel of
+        per-connection events can hand it over without building one.
+        """
         # The block's own targets when the event names a block of the
         # running configuration (even none); else every block of that id
         # (an event without a block, or from a block a reload replaced).
-        sinks = self._blocks.get(event.get("service_block"))
+        sinks = self._blocks.get(service_block)
         if sinks is None:
             sinks = self._routes.get(service_id)
         if not sinks:

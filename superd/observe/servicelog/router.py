@@ -31,6 +31,7 @@ from zope.interface import implementer
 from superd.config.model import Configuration, FileLog, LogTarget, SyslogLog
 from superd.observe.events import EV_SERVICE_LOG_ERROR, block_of
 from superd.observe.servicelog.filelog import (
+    AfterTurn,
     FileSink,
     LocalTime,
     Opener,
@@ -60,8 +61,14 @@ class ServiceLogRouter:
     def __init__(self, config: Configuration, clock: Clock, *,
                  syslog_module: Any = _stdlib_syslog, syslog_ident: str = "superd",
                  opener: Opener = os.open, writer: Writer = os.write,
-                 localtime: LocalTime = time.localtime) -> None:
-        """Open every target of ``config`` (failures are logged, not raised)."""
+                 localtime: LocalTime = time.localtime,
+                 after_turn: AfterTurn | None = None) -> None:
+        """
+        Open every target of ``config`` (failures are logged, not raised).
+        With ``after_turn``, FILE logs write each reactor turn's lines
+        together at its end (``filelog``); without, each line at once.
+        """
+        self._after_turn = after_turn
         self._clock = clock
         self._syslog = syslog_module
         self._syslog_opened = False
@@ -163,7 +170,8 @@ class ServiceLogRouter:
                 self._syslog_opened = True
             return SyslogSink(target, self._syslog)
         sink = FileSink(target, owner, opener=self._opener,
-                        writer=self._writer, localtime=self._localtime)
+                        writer=self._writer, localtime=self._localtime,
+                        after_turn=self._after_turn)
         sink.open()
         return sink
 

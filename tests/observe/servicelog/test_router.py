@@ -316,3 +316,28 @@ def test_write_line_routes_by_block_as_events_do(tmp_path: Path, clock: Clock) -
     assert lines(lan) == ["26/11/29@22:11:55: START: ssh pid=0 from=192.168.0.7",
                           "26/11/29@22:11:55: EXIT: ssh status=0"]
     assert lines(web) == ["26/11/29@22:11:55: EXIT: ssh status=0"]
+
+
+def test_lines_reach_the_file_at_the_end_of_the_reactor_turn(tmp_path: Path,
+                                                             clock: Clock) -> None:
+    """As the daemon builds it (``after_turn`` on the reactor's
+    ``callLater(0, ...)``), the router's FILE lines are written when the
+    reactor has run the turn they were logged in; a reload that drops the
+    target and a stop (``close``) write what is pending first."""
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    config = configuration(service("a", FileLog(str(a))), service("b", FileLog(str(b))))
+    router = ServiceLogRouter(config, clock, after_turn=lambda flush: clock.callLater(0, flush))
+    router.write_line("a", "a", "START: a pid=0 from=127.0.0.1")
+    router(line_event("a", "FAIL: a address from=10.0.0.9"))
+    assert a.read_text() == ""
+    clock.advance(0)
+    assert lines(a) == ["26/11/29@22:11:55: START: a pid=0 from=127.0.0.1",
+                        "26/11/29@22:11:55: FAIL: a address from=10.0.0.9"]
+    router.write_line("a", "a", "EXIT: a status=0")
+    router.write_line("b", "b", "START: b")
+    router.update(configuration(service("b", FileLog(str(b)))))
+    assert lines(a)[-1] == "26/11/29@22:11:55: EXIT: a status=0"
+    router.close()
+    assert lines(b) == ["26/11/29@22:11:55: START: b"]
+    clock.advance(0)
+    assert len(lines(a)) == 3 and len(lines(b)) == 1

@@ -50,6 +50,7 @@ from superd.config.tlscontext import client_options, error_text
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
+from superd.net.connection import close_if_flushed, close_writing_if_flushed
 from superd.net.proxywire import build_header
 from superd.observe import events
 
@@ -134,7 +135,7 @@ def _close_writing(transport: Any) -> None:
     """Half-close: FIN after what is buffered.  TLS cannot: close it fully."""
     if isinstance(transport, TLSMemoryBIOProtocol) or not hasattr(transport, "loseWriteConnection"):
         transport.loseConnection()
-    else:
+    elif not close_writing_if_flushed(transport):
         transport.loseWriteConnection()
 
 
@@ -374,7 +375,10 @@ class RelayProtocol(Protocol):
 
     def _lose(self, transport: Any) -> None:
         # loseConnection waits until the write buffer is empty, which never
-        # happens if the peer stopped reading: bound the wait.
+        # happens if the peer stopped reading: bound the wait.  Nothing
+        # left to send: closed at once (connectionLost has run).
+        if close_if_flushed(transport):
+            return
         transport.loseConnection()
         if self._linger is None:
             self._linger = self.runtime.reactor.callLater(LINGER, self._abort_remaining)

@@ -33,7 +33,6 @@ from typing import Any, Optional, Union
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import (
-    IConnector,
     IDelayedCall,
     IHalfCloseableProtocol,
     IHandshakeListener,
@@ -52,6 +51,7 @@ from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
 from superd.net.connection import close_if_flushed, close_writing_if_flushed
 from superd.net.proxywire import build_header
+from superd.net.tcpconnect import Attempt, connect_tcp
 from superd.observe import events
 
 __all__ = ["LINGER", "DirectTCP", "RedirectHandler", "RelayProtocol", "emit_traffic",
@@ -76,13 +76,14 @@ def emit_traffic(service: ServiceConfig, inbound: int, outbound: int,
 
 class DirectTCP:
     """
-    A plain TCP upstream, connected with ``reactor.connectTCP`` itself.
+    A plain TCP upstream, connected by ``superd.net.tcpconnect`` (on
+    superd's own transport) with the relay's own factory.
 
     An endpoint (``TCP4ClientEndpoint``) wraps the factory and every
     protocol it builds, proxies each call of the protocol through the
     wrapper and reports the outcome through Deferreds: per relayed
-    connection, more CPU than relaying the connection.  The relay's own
-    factory takes the outcome from the connector directly instead.
+    connection, more CPU than relaying the connection.  The relay's
+    factory hears the outcome directly instead.
     """
 
     def __init__(self, reactor: Any, host: str, port: int, timeout: float) -> None:
@@ -91,11 +92,9 @@ class DirectTCP:
         self.port = port
         self.timeout = timeout
 
-    def connect_factory(self, factory: ClientFactory) -> IConnector:
+    def connect_factory(self, factory: ClientFactory) -> Attempt:
         """Start connecting ``factory`` (its ``clientConnectionFailed`` says if it fails)."""
-        connector: IConnector = self.reactor.connectTCP(self.host, self.port, factory,
-                                                        timeout=self.timeout)
-        return connector
+        return connect_tcp(self.reactor, self.host, self.port, factory, self.timeout)
 
 
 #: Where a relay connects: a plain TCP upstream, or an endpoint (TLS, a child).
@@ -223,7 +222,7 @@ class RelayProtocol(Protocol):
         self.client_gone = False
         self.upstream_gone = False
         self._connecting: Optional[Deferred[Any]] = None
-        self._connector: Optional[IConnector] = None
+        self._connector: Optional[Attempt] = None
         #: Each transport has the other as its producer (flow control) from
         #: the upstream's connect until nothing more is written to it.
         self._upstream_fed = False

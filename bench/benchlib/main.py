@@ -132,9 +132,25 @@ def superd_log_note(bench: figures.Bench) -> str | None:
     return f"superd's main log (twistd stdout) grew to {size / 1e6:.1f} MB, {lines:,} lines"
 
 
+def _inherited_lock() -> int | None:
+    """A descriptor on LOCK_PATH this process inherited (``flock LOCK_PATH bench/run``)."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == LOCK_PATH:
+                return int(name)
+        except OSError:
+            continue
+    return None
+
+
 def wait_turn() -> IO[str]:
     """Hold an exclusive lock so two bench runs on one machine queue, not collide."""
-    lock = open(LOCK_PATH, "w")  # noqa: SIM115 (held until the process exits)
+    inherited = _inherited_lock()
+    # Run under flock(1), the lock is held on the inherited open file, so
+    # locking it again is a no-op; a second open file would wait for
+    # ourselves forever.  Either is held until the process exits.
+    target: str | int = LOCK_PATH if inherited is None else inherited
+    lock = open(target, "w", closefd=inherited is None)  # noqa: SIM115
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -42,6 +42,7 @@ __all__ = [
     "adopt_unix_listening_descriptor",
     "buffered_port_logs",
     "client_connection_creator",
+    "client_transport",
     "endpoints_inherited_descriptors",
     "is_plain_tcp",
     "is_port_chatter",
@@ -153,6 +154,22 @@ def server_transport(port: tcp.Port, skt: socket.socket, protocol: Any,
     number = port.sessionno
     port.sessionno = number + 1
     return port.transport(skt, protocol, address, port, number, port.reactor)
+
+
+def client_transport(cls: type[tcp.Server], skt: socket.socket, protocol: Any,
+                     address: tuple[Any, ...], reactor: Any) -> Any:
+    """
+    A transport of class ``cls`` (a tcp.Server subclass) for a socket superd
+    connected itself (superd.net.tcpconnect), as ``tcp.Server._fromConnectedSocket``
+    builds one for ``adoptStreamConnection``: no port (``server`` None), so
+    its ``repstr`` is set here.  ``address`` is the peer's (host, port[,
+    flowinfo, scope]).  Relies on tcp.Server's constructor signature and its
+    starting to read.  Public replacement: ``adoptStreamConnection``, which
+    duplicates the descriptor and builds the plain class.
+    """
+    transport = cls(skt, protocol, address, None, 0, reactor)  # type: ignore[arg-type]
+    transport.repstr = f"<{type(protocol).__name__} to {address[0]}:{address[1]}>"
+    return transport
 
 
 # -- a reload serving a bound port with new settings (superd.net.listener) -----

@@ -327,8 +327,10 @@ def build_service(config: Configuration, parts: Parts, *,
     groups, config = build_groups(config, parts, builders, isolate=isolate)
     if service_log is None:
         # Opened here, before twistd could drop privileges; failures are logged.
+        reactor = parts.runtime.reactor
         service_log = ServiceLogService(ServiceLogRouter(
-            config, parts.runtime.reactor, syslog_ident=parts.runtime.options.syslog_ident))
+            config, reactor, syslog_ident=parts.runtime.options.syslog_ident,
+            after_turn=lambda flush: reactor.callLater(0, flush)))
     top = SuperdService(parts, config, service_log, on_bind_error=on_bind_error,
                         install_signal=install_signal, settle_heap=settle_heap,
                         builders=builders)

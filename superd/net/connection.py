@@ -15,12 +15,18 @@ another turn, two more ``epoll_ctl`` and a ``send(b"")``.  Here
   connection the usual way);
 * ``close_if_flushed`` closes at once -- FIN, then ``connectionLost`` --
   when nothing is buffered and no producer is registered, doing what
-  ``doWrite`` would have done on its next turn.
+  ``doWrite`` would have done on its next turn (also after a finished
+  half-close);
+* ``close_writing_if_flushed`` half-closes at once the same way -- FIN,
+  then the protocol's ``writeConnectionLost`` -- where
+  ``loseWriteConnection`` would wait for ``doWrite`` (a relay half-closes
+  each of its connections).
 
 Both leave everything else to Twisted: a connection with bytes buffered, a
 producer, a half-close under way, or TLS started on it (``startTLS``).  They
 read ``FileDescriptor``'s buffer attributes (``dataBuffer``, ``offset``,
-``_tempDataLen``); a test pins those names.
+``_tempDataLen``) and call ``tcp.Connection._closeWriteConnection``; a test
+pins those names.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any
 from twisted.internet import tcp
 from twisted.internet.protocol import Protocol, connectionDone
 
-__all__ = ["Connection", "close_if_flushed"]
+__all__ = ["Connection", "close_if_flushed", "close_writing_if_flushed"]
 
 #: send() errors after which the bytes are simply buffered for doWrite.
 _RETRY_LATER = frozenset({EWOULDBLOCK, EAGAIN, ENOBUFS, EINTR})
@@ -54,11 +60,15 @@ class Connection(tcp.Server):
         """True while written bytes wait in Twisted's buffer for ``doWrite``."""
         return bool(self._tempDataLen) or self.offset != len(self.dataBuffer)
 
-    def _flushed(self) -> bool:
-        """Nothing buffered, plain TCP, connected and not closing."""
-        return (not self._tempDataLen and self.offset == len(self.dataBuffer)
-                and not self.TLS and bool(self.connected) and not self.disconnecting
-                and not self._writeDisconnecting and not self._writeDisconnected)
+    def _flushed(self, half_closed: bool = False) -> bool:
+        """Nothing buffered, plain TCP, connected and not closing (the
+        write side not being closed; or already closed, if ``half_closed``)."""
+        if (self._tempDataLen or self.offset != len(self.dataBuffer) or self.TLS
+                or not self.connected or self.disconnecting):
+            return False
+        if half_closed and self._writeDisconnected:
+            return True
+        return not self._writeDisconnecting and not self._writeDisconnected
 
     def write(self, data: bytes) -> None:
         # Larger than one SEND_LIMIT: Twisted's buffer sends it in slices
@@ -83,10 +93,20 @@ class Connection(tcp.Server):
 
     def close_if_flushed(self) -> bool:
         """Close now if nothing is left to send (True); else do nothing (False)."""
-        if self.producer is not None or not self._flushed():
+        if self.producer is not None or not self._flushed(half_closed=True):
             return False
         self.disconnecting = True
         self.connectionLost(connectionDone)  # stops reading and writing first
+        return True
+
+    def close_writing_if_flushed(self) -> bool:
+        """Half-close now if nothing is left to send (True); else do nothing (False)."""
+        if self.producer is not None or not self._flushed():
+            return False
+        # What doWrite does for loseWriteConnection once the buffer is empty:
+        # shutdown(SHUT_WR), then the protocol's writeConnectionLost.
+        self._writeDisconnecting = self._writeDisconnected = True
+        self._closeWriteConnection()
         return True
 
 
@@ -96,3 +116,8 @@ def close_if_flushed(transport: Any) -> bool:
     # through to the TCP connection under it, which must not be closed
     # before the TLS close_notify has been sent.
     return isinstance(transport, Connection) and transport.close_if_flushed()
+
+
+def close_writing_if_flushed(transport: Any) -> bool:
+    """``Connection.close_writing_if_flushed`` of ``transport``; False for any other transport."""
+    return isinstance(transport, Connection) and transport.close_writing_if_flushed()

@@ -223,7 +223,7 @@ def exit_line(service_id: str, flags: AbstractSet[str], pid: int,
               status: Optional[int], signal: Optional[int],
               duration: float) -> Optional[str]:
     """``EXIT: <id>[ status=<n>| signal=<n>][ pid=<pid>][ duration=<s>(sec)]``."""
-    if not flags & {"EXIT", "DURATION"}:
+    if "EXIT" not in flags and "DURATION" not in flags:
         return None
     line = f"EXIT: {service_id}"
     if "EXIT" in flags:
@@ -266,6 +266,8 @@ def traffic_line(service_id: str, flags: AbstractSet[str], inbound: int,
 
 #: A log observer: twisted.logger's ILogObserver is any such callable.
 Observer = Callable[[LogEvent], None]
+#: Takes one xinetd line: ``(service_id, service_block, xinetd_line)``.
+LineWriter = Callable[[str, str, str], None]
 
 
 @implementer(ILogObserver)
@@ -287,6 +289,10 @@ class ConnectionEvents:
     * the xinetd-format service logs: the router subscribes with
       ``add_direct`` and gets them without the main log rendering them
       (while they go to the main log, it gets them there instead, once).
+      It passes its ``write_line`` as ``lines``: while every direct
+      observer takes lines, no event is built at all, only the xinetd line
+      (a ``twisted.logger`` event and its dispatch cost several times what
+      writing the line does).
 
     * ``--log-connections`` sends them to the readable main log as well.
 
@@ -299,11 +305,17 @@ class ConnectionEvents:
     def __init__(self, main_log: Observer = globalLogPublisher) -> None:
         self._main_log = main_log
         self._to_main_log = False
-        self._direct: List[Tuple[Observer, Callable[[str], bool]]] = []
+        self._direct: List[Tuple[Observer, Callable[[str], bool],
+                                 Optional[LineWriter]]] = []
+        #: The direct observers' line writers, while every direct observer
+        #: has one and nothing goes to the main log: then START/EXIT build
+        #: only the xinetd line (``deliver_line``).  None otherwise.
+        self.line_writers: Optional[Tuple[LineWriter, ...]] = None
 
     def send_to_main_log(self, enabled: bool = True) -> None:
         """Publish per-connection events to the main log (the global publisher)."""
         self._to_main_log = enabled
+        self._plan_lines()
 
     @property
     def sent_to_main_log(self) -> bool:
@@ -311,18 +323,34 @@ class ConnectionEvents:
         return self._to_main_log
 
     def add_direct(self, observer: Observer,
-                   wants: Callable[[str], bool] = lambda service_id: True) -> None:
+                   wants: Callable[[str], bool] = lambda service_id: True,
+                   lines: Optional[LineWriter] = None) -> None:
         """
         Give per-connection events to ``observer`` (unless they go to the
         main log); ``wants(service_id)`` says which services it writes, so
-        the events of the others are not even built.
+        the events of the others are not even built.  ``lines``, if given,
+        takes the event's xinetd line instead of the event, as
+        ``lines(service_id, service_block, xinetd_line)``: all that
+        ``observer`` would have used of it.
         """
-        self.remove_direct(observer)
-        self._direct.append((observer, wants))
+        self._direct = [entry for entry in self._direct if entry[0] != observer]
+        self._direct.append((observer, wants, lines))
+        self._plan_lines()
 
     def remove_direct(self, observer: Observer) -> None:
         """Stop ``add_direct``'s deliveries to ``observer``."""
-        self._direct = [pair for pair in self._direct if pair[0] != observer]
+        self._direct = [entry for entry in self._direct if entry[0] != observer]
+        self._plan_lines()
+
+    def _plan_lines(self) -> None:
+        writers = tuple(entry[2] for entry in self._direct if entry[2] is not None)
+        lines_only = not self._to_main_log and len(writers) == len(self._direct)
+        self.line_writers = writers if lines_only else None
+
+    def deliver_line(self, service_id: str, service_block: str, line: str) -> None:
+        """Give one xinetd line to every line writer (``line_writers`` is set)."""
+        for write in self.line_writers or ():
+            write(service_id, service_block, line)
 
     def wanted(self, service_id: str) -> bool:
         """Whether anything consumes the events of ``service_id`` (cheap: per connection)."""
@@ -330,8 +358,8 @@ class ConnectionEvents:
             return True
         # A loop, not any(): no generator per connection (usually none or
         # one observer, the service logs).
-        for _, wants in self._direct:  # noqa: SIM110
-            if wants(service_id):
+        for entry in self._direct:  # noqa: SIM110
+            if entry[1](service_id):
                 return True
         return False
 
@@ -339,8 +367,8 @@ class ConnectionEvents:
         if self._to_main_log:
             self._main_log(event)
             return
-        for observer, _ in tuple(self._direct):
-            observer(event)
+        for entry in tuple(self._direct):
+            entry[0](event)
 
 
 #: The daemon's channel for per-connection events (one per process, like
@@ -410,8 +438,15 @@ def emit_session_start(service: ServiceConfig, pid: int,
                        peer: Optional[Peer]) -> None:
     """START of one connection's session (``pid`` its server process, or 0),
     on the ``connection_events`` channel."""
-    if connection_events.wanted(service.id):
-        _start(_connection_log, service, pid, peer)
+    channel = connection_events
+    if not channel.wanted(service.id):
+        return
+    if channel.line_writers is not None:
+        line = start_line(service.id, service.log_on_success, pid, peer)
+        if line is not None:
+            channel.deliver_line(service.id, block_of(service), line)
+        return
+    _start(_connection_log, service, pid, peer)
 
 
 def emit_session_exit(service: ServiceConfig, pid: int, status: Optional[int],
@@ -424,9 +459,17 @@ def emit_session_exit(service: ServiceConfig, pid: int, status: Optional[int],
     ``END_RECONFIGURED``) are worth the main log's attention, so their EXIT
     always goes there.
     """
+    channel = connection_events
     if signal is not None or reason is not None:
         _exit(_log, service, pid, status, signal, duration, reason)
-    elif connection_events.wanted(service.id):
+    elif not channel.wanted(service.id):
+        return
+    elif channel.line_writers is not None:
+        line = exit_line(service.id, service.log_on_success, pid, status,
+                         signal, duration)
+        if line is not None:
+            channel.deliver_line(service.id, block_of(service), line)
+    else:
         _exit(_connection_log, service, pid, status, signal, duration)
 
 

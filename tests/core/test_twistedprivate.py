@@ -181,6 +181,23 @@ def test_server_transport_numbers_sessions(taking: TakingPort) -> None:
         assert client.recv(1) == b""
 
 
+def test_client_transport_is_a_portless_tcp_server_reading(taking: TakingPort) -> None:
+    """cls(skt, protocol, address, None, 0, reactor) builds a tcp.Server with
+    no port that reads at once; client_transport gives it a repr."""
+    with socket.socket() as skt:
+        skt.connect(("127.0.0.1", taking.getHost().port))
+        skt.setblocking(False)
+        peer = skt.getpeername()
+        protocol = Received()
+        transport = twistedprivate.client_transport(tcp.Server, skt, protocol, peer,
+                                                    taking.reactor)
+        assert transport.server is None and transport.protocol is protocol
+        assert transport in taking.reactor.getReaders()
+        assert transport.getPeer().port == peer[1]
+        assert repr(transport) == f"<Received to 127.0.0.1:{peer[1]}>"
+        transport.stopReading()
+
+
 # -- serving a bound port with new settings -----------------------------------------
 
 def test_tcp_port_reads_its_factory_on_every_accept(taking: TakingPort) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from superd.config.errors import ConfigError
 from superd.config.model import (
     Configuration,
     Extensions,
+    FileLog,
     Location,
     ServiceConfig,
     SocketType,
@@ -385,6 +387,20 @@ def test_build_service_wires_service_logs() -> None:
     top = build_service(config(make_service()), runtime())
     assert top.service_log is not None
     assert top.service_log.router.targets() == {}
+
+
+def test_service_log_lines_are_written_at_the_end_of_the_reactor_turn(
+        tmp_path: Path) -> None:
+    """The daemon's service-log router gathers FILE lines on its reactor: a
+    line is in the file once the reactor has run the turn it was logged in."""
+    path = tmp_path / "echo.log"
+    reactor = ClockReactor()
+    top = build_service(config(make_service(log_type=FileLog(str(path)))), runtime(reactor))
+    top.service_log.router.write_line("echo", "echo", "START: echo pid=0")
+    assert path.read_text() == ""
+    reactor.advance(0)
+    assert path.read_text().endswith(": START: echo pid=0\n")
+    top.service_log.router.close()
 
 
 def test_sigterm_stops_the_reactor_once_without_reraising(

@@ -239,3 +239,39 @@ def test_a_relay_that_closes_in_time_leaves_no_timer() -> None:
     relay.upstream.connectionLost(Failure(ConnectionDone()))
     assert relay.session.ended and not relay.reactor.getDelayedCalls()
     assert not (up.disconnected or relay.client.disconnected)
+
+
+def test_upstream_eof_is_a_half_close_for_the_reactor() -> None:
+    """The protocol the reactor's connector builds for the upstream provides
+    IHalfCloseableProtocol itself, so Twisted's TCP transport delivers the
+    upstream's FIN as readConnectionLost (the relay half-closes the client
+    and keeps carrying the client's bytes upstream), not as connectionLost.
+    (Twisted's endpoint wrapper dropped that interface for a protocol that
+    is also an IHandshakeListener.)"""
+    from twisted.internet.interfaces import IHalfCloseableProtocol
+
+    relay = start()
+    factory = relay.reactor.tcpClients[0][2]
+    upstream = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7))
+    assert IHalfCloseableProtocol.providedBy(upstream)
+    transport = HalfCloseTransport()
+    upstream.makeConnection(transport)
+    IHalfCloseableProtocol(upstream).readConnectionLost()
+    assert relay.client.write_closed and not relay.client.disconnecting
+    relay.protocol.dataReceived(b"more")
+    assert transport.value() == b"more" and not transport.disconnecting
+
+
+def test_upstream_connect_timeout_fails_the_relay(log_events: list[dict[str, Any]]) -> None:
+    """The connector's timeout (redirect_timeout) reaches the relay as a
+    failed connect: logged, the client closed, the session ended."""
+    from twisted.internet.error import TimeoutError as ConnectTimeout
+
+    relay = start()
+    factory = relay.reactor.tcpClients[0][2]
+    factory.clientConnectionFailed(relay.reactor.connectors[0], Failure(ConnectTimeout()))
+    assert relay.client.disconnecting
+    (failed,) = [e for e in log_events if e.get("event") == "redirect_failed"]
+    assert "timeout" in failed["reason"].lower()
+    relay.protocol.connectionLost(Failure(Exception("closed")))
+    assert relay.session.ended

@@ -18,7 +18,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 
-from superd.net.connection import Connection, close_if_flushed
+from superd.net.connection import Connection, close_if_flushed, close_writing_if_flushed
 from tests.handlers.spawn.helpers import connected_server
 
 
@@ -67,6 +67,7 @@ def test_twisted_still_has_the_buffer_attributes() -> None:
                  "_getLogPrefix"):
         assert hasattr(fd, name), name
     assert fd.SEND_LIMIT > 0 and fd.dataBuffer == b"" and fd.offset == 0
+    assert callable(tcp.Connection._closeWriteConnection)
 
 
 def test_write_to_an_empty_buffer_is_sent_at_once() -> None:
@@ -203,3 +204,52 @@ def test_log_prefix_is_twisteds() -> None:
         with client:
             assert tcp.Server._getLogPrefix(transport, protocol) == prefix  # Twisted's answer
             assert transport.logstr.split(",")[0] == prefix
+
+
+class HalfCloseRecorder(Recorder):
+    """Records writeConnectionLost (a half-close aware protocol)."""
+
+    write_lost = 0
+
+    def writeConnectionLost(self) -> None:
+        self.write_lost += 1
+
+    def readConnectionLost(self) -> None:
+        pass
+
+
+def test_close_writing_if_flushed_half_closes_at_once() -> None:
+    """Nothing buffered: FIN now and writeConnectionLost now, reading goes on;
+    the connection then closes at once too (its write side is done)."""
+    from twisted.internet.interfaces import IHalfCloseableProtocol
+    from zope.interface import directlyProvides
+
+    protocol = HalfCloseRecorder()
+    directlyProvides(protocol, IHalfCloseableProtocol)
+    transport, client, reactor = connected(protocol)
+    with client:
+        transport.startReading()
+        transport.write(b"last")
+        assert close_writing_if_flushed(transport) is True
+        assert protocol.write_lost == 1 and protocol.lost == []
+        assert recv_exactly(client, 4) == b"last" and client.recv(10) == b""
+        assert transport in reactor.getReaders() and transport not in reactor.getWriters()
+        client.sendall(b"still read")
+        assert close_writing_if_flushed(transport) is False  # done already
+        assert close_if_flushed(transport) is True
+        assert [f.type for f in protocol.lost] == [ConnectionDone]
+
+
+def test_close_writing_if_flushed_leaves_buffered_and_produced_connections_to_twisted() -> None:
+    """Bytes still buffered or a producer registered: nothing happens; a
+    transport that is not a Connection is never touched."""
+    transport, client, _ = connected()
+    with client:
+        fill_kernel_buffers(transport)
+        assert close_writing_if_flushed(transport) is False
+        assert not transport._writeDisconnecting
+    transport, client, _ = connected()
+    with client:
+        transport.registerProducer(Protocol(), True)  # type: ignore[arg-type]
+        assert close_writing_if_flushed(transport) is False
+    assert close_writing_if_flushed(StringTransport()) is False

@@ -173,6 +173,103 @@ def test_service_log_gets_builtin_lines_directly(
     assert main == [] and not fresh.wanted("a")
 
 
+class LineRecorder:
+    """A direct observer that also takes bare xinetd lines (as the router does)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.lines: list[tuple[str, str, str]] = []
+
+    def __call__(self, event: Any) -> None:
+        self.events.append(event)
+
+    def write_line(self, service_id: str, service_block: str, line: str) -> None:
+        self.lines.append((service_id, service_block, line))
+
+
+def test_line_writers_get_the_line_and_no_event_is_built(
+        channel: tuple[ConnectionEvents, list[Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """While every direct observer takes lines, START/EXIT hand over only
+    their xinetd line (with the service and its block), building no event."""
+    fresh, main = channel
+    recorder = LineRecorder()
+    fresh.add_direct(recorder, lines=recorder.write_line)
+    built: list[object] = []
+    monkeypatch.setattr(events, "_start", lambda *a: built.append(a))
+    monkeypatch.setattr(events, "_exit", lambda *a: built.append(a))
+    logged = service("a", None, success=frozenset({"HOST", "PID", "EXIT", "DURATION"}))
+    events.emit_served_start(logged, PEER)
+    events.emit_session_exit(logged, 4242, 3, None, 2.5)
+    events.emit_served_start(service("a", None, success=frozenset()), PEER)
+    block = events.block_of(logged)
+    assert recorder.lines == [
+        ("a", block, "START: a pid=0 from=192.0.2.7"),
+        ("a", block, "EXIT: a status=3 pid=4242 duration=2(sec)")]
+    assert recorder.events == [] and built == [] and main == []
+
+
+def test_lines_are_the_events_lines(
+        channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """The bare line is byte for byte the ``xinetd_line`` of the event it replaces."""
+    fresh, main = channel
+    recorder = LineRecorder()
+    fresh.add_direct(recorder, lines=recorder.write_line)
+    cases = [(frozenset({"HOST", "PID", "EXIT", "DURATION"}), 7, None, 0.999),
+             (frozenset({"DURATION"}), 0, None, 61.5), (frozenset({"PID"}), 3, None, 1.0),
+             (frozenset({"EXIT"}), 0, 255, None)]
+    for flags, pid, status, duration in cases:
+        svc = service("a", None, success=flags)
+        events.emit_session_start(svc, pid, PEER)
+        events.emit_session_exit(svc, pid, status, None, duration or 0.0)
+    by_lines = [line for _, _, line in recorder.lines]
+    fresh.send_to_main_log()
+    for flags, pid, status, duration in cases:
+        svc = service("a", None, success=flags)
+        events.emit_session_start(svc, pid, PEER)
+        events.emit_session_exit(svc, pid, status, None, duration or 0.0)
+    assert by_lines == [e["xinetd_line"] for e in main if e["xinetd_line"] is not None]
+    assert len(by_lines) == 7
+
+
+def test_an_event_observer_beside_a_line_writer_gets_events(
+        channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """A direct observer that takes events makes the channel build them again;
+    the line writer then gets the event too, through its observer."""
+    fresh, main = channel
+    recorder, seen = LineRecorder(), []
+    fresh.add_direct(recorder, lines=recorder.write_line)
+    fresh.add_direct(seen.append)
+    events.emit_served_start(service("a", None), PEER)
+    assert [e["xinetd_line"] for e in seen] == ["START: a pid=0 from=192.0.2.7"]
+    assert [e["xinetd_line"] for e in recorder.events] == ["START: a pid=0 from=192.0.2.7"]
+    assert recorder.lines == []
+    fresh.remove_direct(seen.append)
+    events.emit_served_start(service("a", None), PEER)
+    assert len(recorder.lines) == 1 and len(recorder.events) == 1
+
+
+def test_service_log_line_is_in_the_file_when_emit_returns(
+        tmp_path: Path, channel: tuple[ConnectionEvents, list[Any]]) -> None:
+    """The service log holds no line back: START and EXIT are in the file
+    (one write each) as soon as the emitting call returns, with no reactor
+    turn in between."""
+    fresh, main = channel
+    path = tmp_path / "a.log"
+    logged = service("a", FileLog(str(path)),
+                     success=frozenset({"HOST", "PID", "EXIT", "DURATION"}))
+    svc = ServiceLogService(ServiceLogRouter(configuration(logged), Clock()), LogPublisher())
+    svc.startService()
+    try:
+        assert fresh.line_writers is not None  # the service log takes bare lines
+        events.emit_served_start(logged, PEER)
+        assert path.read_text().endswith(": START: a pid=0 from=192.0.2.7\n")
+        events.emit_served_exit(logged, 3.25)
+        assert path.read_text().endswith(": EXIT: a status=0 pid=0 duration=3(sec)\n")
+    finally:
+        svc.stopService()
+    assert fresh.line_writers == ()  # nothing direct left: nothing wanted
+
+
 def test_userid_noid_and_traffic_line_shapes() -> None:
     """USERID, NOID and TRAFFIC lines have xinetd's shapes; TRAFFIC only with its flag."""
     assert events.userid_line("identsvc", "UNIX : alice") == "USERID: identsvc UNIX : alice"

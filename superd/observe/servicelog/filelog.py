@@ -2,10 +2,21 @@
 ``log_type = FILE path [soft [hard]]``: one append-only service log file.
 
 A ``FileSink`` owns one descriptor opened ``O_CREAT|O_APPEND|O_WRONLY``, mode
-0644, as xinetd does.  Each line is written with
-a single ``os.write`` on the ``O_APPEND`` descriptor: the kernel appends it
-atomically, nothing sits in a Python buffer when superd dies, and a line costs
-one system call (xinetd's line-buffered stdio does the same).
+0644, as xinetd does.  Lines are written with ``os.write`` on the
+``O_APPEND`` descriptor, so the kernel appends each write atomically.
+
+Without ``after_turn`` each line is one write, done before ``write()``
+returns.  With ``after_turn`` (the daemon passes the reactor's
+``callLater(0, ...)``), the lines of one reactor turn are joined and written
+by one ``os.write`` when the turn's I/O is handled, before the reactor waits
+again: a busy daemon serves many connections per turn, and on a journalled
+file system each write (which also updates the file's times) costs more
+than rendering the line.  A line is therefore in the file at most one
+reactor turn after it was logged; ``flush()`` writes at once, and
+``close()``/``reopen()`` (stop, reload, rotation) flush first, so a rotated
+file gets every line logged before the reopen.  Only a superd killed
+in the middle of a turn loses that turn's lines.  A sink with size limits
+writes each line at once (limits are counted per line, as below).
 
 Size limits follow ``xlog/filelog.c``: the size is taken with ``fstat`` on
 open and after each EXIT line and counted per write; once it is above
@@ -29,6 +40,7 @@ from superd.config.model import FileLog
 from superd.observe.events import EV_LIMIT, EV_SERVICE_LOG_ERROR
 
 __all__ = [
+    "AfterTurn",
     "FileSink",
     "effective_limits",
     "one_line",
@@ -48,6 +60,9 @@ _KIB = 1024
 Opener = Callable[[str, int, int], int]
 Writer = Callable[[int, bytes], int]
 LocalTime = Callable[[float], time.struct_time]
+#: Calls its argument once the reactor has handled the current turn's I/O
+#: (``lambda f: reactor.callLater(0, f)``).
+AfterTurn = Callable[[Callable[[], None]], object]
 
 _log = Logger(namespace="superd.servicelog")
 
@@ -86,10 +101,13 @@ class FileSink:
 
     def __init__(self, target: FileLog, owner: str, *,
                  opener: Opener = os.open, writer: Writer = os.write,
-                 localtime: LocalTime = time.localtime) -> None:
+                 localtime: LocalTime = time.localtime,
+                 after_turn: AfterTurn | None = None) -> None:
         """
         ``owner`` is the id of the first service using the file, named in
-        messages about the file itself (open failures).  Call ``open()``.
+        messages about the file itself (open failures).  ``after_turn``
+        gathers each reactor turn's lines into one write (see the module).
+        Call ``open()``.
         """
         self.target = target
         self.owner = owner
@@ -97,6 +115,11 @@ class FileSink:
         self._opener = opener
         self._writer = writer
         self._localtime = localtime
+        # Limits are counted line by line: such a sink writes each at once.
+        self._after_turn = after_turn if self._soft is None else None
+        #: Lines of this turn not written yet, and who logged the last one.
+        self._pending: list[bytes] = []
+        self._pending_owner = owner
         self._fd: int | None = None
         self._size = 0
         self._warned = False
@@ -131,7 +154,9 @@ class FileSink:
         self.open()
 
     def close(self) -> None:
-        """Close the descriptor; later writes are dropped until ``open()``."""
+        """Write what is pending, then close the descriptor; later writes
+        are dropped until ``open()``."""
+        self.flush()
         fd, self._fd = self._fd, None
         if fd is not None:
             # Nothing useful to do on error: the descriptor is gone either way.
@@ -143,8 +168,15 @@ class FileSink:
         fd = self._fd
         if fd is None:
             return
-        data = f"{self._prefix(now)}{one_line(line)}\n".encode(
-            "utf-8", "backslashreplace")
+        stamp = self._stamp if int(now) == self._stamp_second else self._prefix(now)
+        data = f"{stamp}{one_line(line)}\n".encode("utf-8", "backslashreplace")
+        if self._after_turn is not None:
+            pending = self._pending
+            if not pending:
+                self._after_turn(self.flush)
+            pending.append(data)
+            self._pending_owner = service_id
+            return
         try:
             written = self._writer(fd, data)
         except OSError as error:
@@ -156,6 +188,25 @@ class FileSink:
                           OSError(errno.ENOSPC, "short write"))
             return
         self._account(service_id, line, written)
+
+    def flush(self) -> None:
+        """Write the lines gathered in this turn (one write); never raises."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        fd = self._fd
+        if fd is None:
+            return
+        data = b"".join(pending)
+        try:
+            written = self._writer(fd, data)
+        except OSError as error:
+            self._suspend(self._pending_owner, "write", error)
+            return
+        if written != len(data):
+            self._suspend(self._pending_owner, "write",
+                          OSError(errno.ENOSPC, "short write"))
 
     # -- internals -------------------------------------------------------
 

@@ -31,6 +31,7 @@ from zope.interface import implementer
 from superd.config.model import Configuration, FileLog, LogTarget, SyslogLog
 from superd.observe.events import EV_SERVICE_LOG_ERROR, block_of
 from superd.observe.servicelog.filelog import (
+    AfterTurn,
     FileSink,
     LocalTime,
     Opener,
@@ -60,8 +61,14 @@ class ServiceLogRouter:
     def __init__(self, config: Configuration, clock: Clock, *,
                  syslog_module: Any = _stdlib_syslog, syslog_ident: str = "superd",
                  opener: Opener = os.open, writer: Writer = os.write,
-                 localtime: LocalTime = time.localtime) -> None:
-        """Open every target of ``config`` (failures are logged, not raised)."""
+                 localtime: LocalTime = time.localtime,
+                 after_turn: AfterTurn | None = None) -> None:
+        """
+        Open every target of ``config`` (failures are logged, not raised).
+        With ``after_turn``, FILE logs write each reactor turn's lines
+        together at its end (``filelog``); without, each line at once.
+        """
+        self._after_turn = after_turn
         self._clock = clock
         self._syslog = syslog_module
         self._syslog_opened = False
@@ -88,10 +95,19 @@ class ServiceLogRouter:
         service_id = event.get("service_id")
         if not isinstance(service_id, str) or not isinstance(line, str):
             return
+        self.write_line(service_id, event.get("service_block"), line)
+
+    def write_line(self, service_id: str, service_block: object,
+                   line: str) -> None:
+        """
+        Write ``line`` of ``service_id`` to its targets; never raises.  The
+        whole of what the router takes from an event, so the channel of
+        per-connection events can hand it over without building one.
+        """
         # The block's own targets when the event names a block of the
         # running configuration (even none); else every block of that id
         # (an event without a block, or from a block a reload replaced).
-        sinks = self._blocks.get(event.get("service_block"))
+        sinks = self._blocks.get(service_block)
         if sinks is None:
             sinks = self._routes.get(service_id)
         if not sinks:
@@ -154,7 +170,8 @@ class ServiceLogRouter:
                 self._syslog_opened = True
             return SyslogSink(target, self._syslog)
         sink = FileSink(target, owner, opener=self._opener,
-                        writer=self._writer, localtime=self._localtime)
+                        writer=self._writer, localtime=self._localtime,
+                        after_turn=self._after_turn)
         sink.open()
         return sink
 

@@ -35,7 +35,8 @@ class ServiceLogService(Service):
         super().startService()  # type: ignore[no-untyped-call]
         self._publisher.addObserver(self.router)
         # START/EXIT of builtins: directly, unless the main log takes them.
-        connection_events.add_direct(self.router, self.router.logs_service)
+        connection_events.add_direct(self.router, self.router.logs_service,
+                                     lines=self.router.write_line)
 
     def stopService(self) -> None:
         self._publisher.removeObserver(self.router)

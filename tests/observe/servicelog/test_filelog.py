@@ -8,7 +8,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -327,3 +327,106 @@ def test_one_record_is_one_line(records: list[str]) -> None:
             sink.write("s", record, EXAMPLE)
         sink.close()
         assert path.read_bytes().count(b"\n") == len(records)
+
+
+class Turn:
+    """The reactor's end of turn, run by hand: what ``after_turn`` schedules."""
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], None]] = []
+
+    def __call__(self, call: Callable[[], None]) -> None:
+        self.calls.append(call)
+
+    def end(self) -> None:
+        calls, self.calls = self.calls, []
+        for call in calls:
+            call()
+
+
+class TestWritesGatheredPerTurn:
+    def counting_writer(self, writes: list[bytes]) -> Callable[[int, bytes], int]:
+        def write(fd: int, data: bytes) -> int:
+            writes.append(data)
+            return os.write(fd, data)
+        return write
+
+    def test_one_write_at_the_end_of_the_turn(self, tmp_path: Path, timezone: None) -> None:
+        """The lines of one turn reach the file together, in order, by one
+        write when the turn ends (one flush scheduled per turn), byte for
+        byte what line-by-line writing gives."""
+        path, plain = tmp_path / "svc.log", tmp_path / "plain.log"
+        writes: list[bytes] = []
+        turn = Turn()
+        sink = FileSink(FileLog(str(path)), "s", writer=self.counting_writer(writes),
+                        after_turn=turn)
+        reference = FileSink(FileLog(str(plain)), "s")
+        sink.open()
+        reference.open()
+        lines = ["START: s pid=0 from=127.0.0.1", "EXIT: s status=0 pid=0 duration=0(sec)",
+                 "FAIL: s address from=10.0.0.1"]
+        for line in lines:
+            sink.write("s", line, EXAMPLE)
+            reference.write("s", line, EXAMPLE)
+        assert path.read_text() == "" and writes == [] and len(turn.calls) == 1
+        turn.end()
+        assert len(writes) == 1
+        assert path.read_bytes() == plain.read_bytes()
+        assert len(read(path)) == 3
+        sink.write("s", lines[0], EXAMPLE + 1)
+        turn.end()
+        assert len(writes) == 2 and read(path)[-1] == "26/11/29@22:11:56: " + lines[0]
+
+    def test_close_and_reopen_write_what_is_pending(self, tmp_path: Path,
+                                                    timezone: None) -> None:
+        """Stop (close) and rotation (reopen after the file was renamed) write
+        the pending lines first: the rotated file keeps every line logged
+        before the reopen, the new file gets the later ones."""
+        path = tmp_path / "svc.log"
+        turn = Turn()
+        sink = FileSink(FileLog(str(path)), "s", after_turn=turn)
+        sink.open()
+        sink.write("s", "START: s old", EXAMPLE)
+        path.rename(tmp_path / "svc.log.1")
+        sink.reopen()
+        assert read(tmp_path / "svc.log.1") == ["26/11/29@22:11:55: START: s old"]
+        sink.write("s", "START: s new", EXAMPLE)
+        sink.close()
+        assert read(path) == ["26/11/29@22:11:55: START: s new"]
+        turn.end()  # the flushes scheduled earlier find nothing left
+        assert read(path) == ["26/11/29@22:11:55: START: s new"]
+
+    def test_sink_with_limits_writes_each_line_at_once(self, tmp_path: Path) -> None:
+        """Size limits are counted line by line: a sink with limits does not
+        gather lines, and its hard limit closes it as before."""
+        path = tmp_path / "svc.log"
+        turn = Turn()
+        size = len("26/11/29@22:11:55: START: s\n")
+        sink = FileSink(FileLog(str(path), soft=size, hard=2 * size), "s", after_turn=turn)
+        sink.open()
+        with capturedLogs() as events:
+            for _ in range(4):
+                sink.write("s", "START: s", EXAMPLE)
+        assert turn.calls == [] and len(read(path)) == 3
+        assert limit_alerts(list(events)) == ["log_soft", "log_hard"]
+        assert not sink.is_open
+
+    def test_failed_write_at_the_end_of_the_turn(self, tmp_path: Path) -> None:
+        """A write that fails at the end of the turn suspends the sink and is
+        reported once, naming the service that logged the last line."""
+        def full(fd: int, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        turn = Turn()
+        sink = FileSink(FileLog(str(tmp_path / "svc.log")), "a", writer=full, after_turn=turn)
+        sink.open()
+        sink.write("a", "START: a", EXAMPLE)
+        sink.write("b", "START: b", EXAMPLE)
+        with capturedLogs() as events:
+            turn.end()
+            sink.write("b", "START: b", EXAMPLE)
+            turn.end()
+        failures = errors(list(events))
+        assert [(e["service_id"], e["operation"], e["errno"]) for e in failures] == [
+            ("b", "write", errno.ENOSPC)]
+        assert not sink.is_open

@@ -297,3 +297,47 @@ def test_two_blocks_with_one_id_log_to_their_own_targets(tmp_path: Path,
     assert lines(web) == ["26/11/29@22:11:55: FAIL: ssh per_source_limit from=203.0.113.9",
                           "26/11/29@22:11:55: START: ssh pid=11",
                           "26/11/29@22:11:55: EXIT: ssh status=0"]
+
+
+def test_write_line_routes_by_block_as_events_do(tmp_path: Path, clock: Clock) -> None:
+    """``write_line`` (the per-connection channel's entry) routes a bare line
+    exactly as an event with the same fields: the block's own target, every
+    target of the id for a block it does not know, nothing for an id
+    without a log."""
+    lan, web = tmp_path / "lan.log", tmp_path / "web.log"
+    first = attrs.evolve(service("ssh", FileLog(str(lan))), location=Location("ssh", 1),
+                         bind=("192.168.0.1",))
+    second = attrs.evolve(service("ssh", FileLog(str(web))), location=Location("ssh", 13),
+                          bind=("192.0.2.1",))
+    router = ServiceLogRouter(configuration(first, second), clock)
+    router.write_line("ssh", first.block_key, "START: ssh pid=0 from=192.168.0.7")
+    router.write_line("ssh", "ssh/tcp/22/10.9.9.9", "EXIT: ssh status=0")
+    router.write_line("quiet", "quiet/tcp/1/127.0.0.1", "START: quiet")
+    assert lines(lan) == ["26/11/29@22:11:55: START: ssh pid=0 from=192.168.0.7",
+                          "26/11/29@22:11:55: EXIT: ssh status=0"]
+    assert lines(web) == ["26/11/29@22:11:55: EXIT: ssh status=0"]
+
+
+def test_lines_reach_the_file_at_the_end_of_the_reactor_turn(tmp_path: Path,
+                                                             clock: Clock) -> None:
+    """As the daemon builds it (``after_turn`` on the reactor's
+    ``callLater(0, ...)``), the router's FILE lines are written when the
+    reactor has run the turn they were logged in; a reload that drops the
+    target and a stop (``close``) write what is pending first."""
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    config = configuration(service("a", FileLog(str(a))), service("b", FileLog(str(b))))
+    router = ServiceLogRouter(config, clock, after_turn=lambda flush: clock.callLater(0, flush))
+    router.write_line("a", "a", "START: a pid=0 from=127.0.0.1")
+    router(line_event("a", "FAIL: a address from=10.0.0.9"))
+    assert a.read_text() == ""
+    clock.advance(0)
+    assert lines(a) == ["26/11/29@22:11:55: START: a pid=0 from=127.0.0.1",
+                        "26/11/29@22:11:55: FAIL: a address from=10.0.0.9"]
+    router.write_line("a", "a", "EXIT: a status=0")
+    router.write_line("b", "b", "START: b")
+    router.update(configuration(service("b", FileLog(str(b)))))
+    assert lines(a)[-1] == "26/11/29@22:11:55: EXIT: a status=0"
+    router.close()
+    assert lines(b) == ["26/11/29@22:11:55: START: b"]
+    clock.advance(0)
+    assert len(lines(a)) == 3 and len(lines(b)) == 1

@@ -275,3 +275,84 @@ def test_ipv6_connections_are_taken_with_their_addresses() -> None:
     client.close()
     other.close()
     port.connectionLost(None)  # type: ignore[arg-type]
+
+
+class Replying(Factory):
+    """A factory that answers each connection in one write and closes it."""
+
+    replies_at_once = True
+
+    def __init__(self) -> None:
+        self.corked: list[int] = []
+
+    def take_connection(self, fd: int, address: Any, local: Any) -> Any:
+        skt = socket.socket(fileno=fd)
+        self.corked.append(skt.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK))
+        skt.detach()
+        os.write(fd, b"reply\r\n")
+        return TAKEN
+
+
+def _cork(skt: socket.socket) -> int:
+    return skt.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
+
+
+def test_a_port_answering_at_once_is_corked() -> None:
+    """replies_at_once: the listener is corked, so every accepted connection
+    is; the reply still reaches the client whole, with the close's EOF."""
+    factory = Replying()
+    port, reactor = listening(factory)
+    assert _cork(port.socket) == 1
+    client = connect(port)
+    with client:
+        assert factory.corked == [1]
+        assert client.recv(100) == b"reply\r\n" and client.recv(100) == b""
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_other_ports_are_not_corked() -> None:
+    """Writes of a factory that does not answer at once must never be held:
+    no cork without replies_at_once, nor without take_connection."""
+    declining = Replying()
+    declining.take_connection = None  # type: ignore[assignment,method-assign]
+    for factory in (Taking("take"), declining):
+        port, reactor = listening(factory)
+        assert _cork(port.socket) == 0
+        port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_a_new_factory_uncorks_the_port_and_its_backlog() -> None:
+    """A reload that serves the port with a factory that does not answer at
+    once uncorks the listener; the connections accepted by the kernel while
+    it was corked are uncorked one by one, whichever way they are served;
+    the port is corked again for a factory that answers at once."""
+    port, reactor = listening(Replying())
+    clients = [socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+               for _ in range(2)]
+    taking = Replying()
+    taking.replies_at_once = False  # type: ignore[misc]
+    port.factory = taking
+    assert _cork(port.socket) == 0
+    port.doRead()
+    assert taking.corked == [0, 0]
+    plain = Factory.forProtocol(Recorder)
+    port.factory = plain
+    late = connect(port)
+    (server,) = [r for r in reactor.getReaders() if r is not port]
+    assert isinstance(server, tcp.Server) and _cork(server.socket) == 0
+    server.connectionLost(Failure(ConnectionDone()))
+    port.factory = Replying()
+    assert _cork(port.socket) == 1
+    for client in (*clients, late):
+        client.close()
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_a_corked_port_is_uncorked_when_it_stops() -> None:
+    """An adopted socket lives on after the port (systemd keeps it): it is
+    given back uncorked."""
+    port, reactor = listening(Replying())
+    listener = port.socket.dup()
+    with listener:
+        port.connectionLost(None)  # type: ignore[arg-type]
+        assert _cork(listener) == 0

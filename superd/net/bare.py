@@ -116,7 +116,7 @@ class BareConnection:
         if moved is not None:
             moved.write(data)
             return
-        if not self.connected or not data:
+        if self.disconnecting or not data:
             return
         try:
             sent = os.write(self._fd, data)
@@ -141,14 +141,14 @@ class BareConnection:
         transport's answer."""
         if self._moved is not None:
             return bool(self._moved.close_if_flushed())
-        if self.connected:
+        if not self.disconnecting:  # else closed, or an abort is under way
             self._close(connectionDone)
         return True
 
     def loseConnection(self) -> None:
         if self._moved is not None:
             self._moved.loseConnection()
-        elif self.connected:
+        elif not self.disconnecting:
             self._close(connectionDone)
 
     def abortConnection(self) -> None:
@@ -157,13 +157,15 @@ class BareConnection:
         if self._moved is not None:
             self._moved.abortConnection()
             return
-        if not self.connected or self.disconnecting:
+        if self.disconnecting:
             return
         self.disconnecting = True
         self._reactor.removeReader(self)
         self._reactor.callLater(0, self._reset)
 
     def _reset(self) -> None:
+        if not self.connected:  # the reactor closed it meanwhile
+            return
         skt = socket.socket(fileno=self._fd)
         try:
             skt.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
@@ -197,13 +199,13 @@ class BareConnection:
     def pauseProducing(self) -> None:
         if self._moved is not None:
             self._moved.pauseProducing()
-        elif self.connected:
+        elif not self.disconnecting:
             self._reactor.removeReader(self)
 
     def resumeProducing(self) -> None:
         if self._moved is not None:
             self._moved.resumeProducing()
-        elif self.connected:
+        elif not self.disconnecting:
             self._reactor.addReader(self)
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:

@@ -157,6 +157,11 @@ def test_abort_resets_on_the_next_turn() -> None:
         transport.abortConnection()
         assert transport not in reactor.getReaders() and protocol.lost == []
         transport.abortConnection()  # a second call changes nothing
+        transport.write(b"late")  # dropped: the connection is being reset
+        transport.loseConnection()  # nor does a graceful close undo the abort
+        assert close_if_flushed(transport)
+        transport.resumeProducing()
+        assert transport not in reactor.getReaders() and protocol.lost == []
         reactor.advance(0)
         assert len(protocol.lost) == 1 and protocol.lost[0].check(ConnectionAborted)
         try:

@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from superd.core import twistedprivate
 
-__all__ = ["BareConnection", "peer_address"]
+__all__ = ["BareConnection", "peer_address", "tcp_address"]
 
 #: Bytes read per wake-up, as Twisted's transports read.
 READ_SIZE = 65536
@@ -51,6 +51,13 @@ def peer_address(address: Any) -> Any:
         host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
         return (host[0], *address[1:])
     return address
+
+
+def tcp_address(address: Any) -> IPv4Address | IPv6Address:
+    """Twisted's address of the TCP endpoint at the address tuple ``address``."""
+    if len(address) == 4:
+        return IPv6Address("TCP", *address)
+    return IPv4Address("TCP", *address)
 
 
 @implementer(IReadDescriptor)
@@ -219,18 +226,11 @@ class BareConnection:
             self._moved.unregisterProducer()
 
     def getPeer(self) -> IPv4Address | IPv6Address:
-        address = peer_address(self._address)
-        host, port = address[:2]
-        if len(address) == 4:
-            return IPv6Address("TCP", host, port, *address[2:])
-        return IPv4Address("TCP", host, port)
+        return tcp_address(peer_address(self._address))
 
     def getHost(self) -> IPv4Address | IPv6Address:
         skt = socket.socket(self._port.addressFamily, socket.SOCK_STREAM, 0, fileno=self._fd)
         try:
-            local = skt.getsockname()
+            return tcp_address(peer_address(skt.getsockname()))
         finally:
             skt.detach()
-        if len(local) == 4:
-            return IPv6Address("TCP", local[0], local[1], *local[2:])
-        return IPv4Address("TCP", local[0], local[1])

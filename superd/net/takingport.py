@@ -49,7 +49,7 @@ from twisted.python import log
 
 from superd.core import twistedprivate
 from superd.core.session import Peer
-from superd.net.bare import BareConnection, peer_address
+from superd.net.bare import BareConnection, peer_address, tcp_address
 from superd.net.connection import Connection
 from superd.observe import events
 
@@ -213,7 +213,7 @@ class TakingPort(tcp.Port):
 
     def _build_protocol(self, fd: int, address: Any, local: Peer | None) -> Any:
         """``take_connection`` for a factory without one: what tcp.Port asks it."""
-        return self.factory.buildProtocol(self._buildAddr(address))
+        return self.factory.buildProtocol(tcp_address(address))
 
     def _uncork(self, fd: int) -> None:
         skt = socket.socket(self.addressFamily, self.socketType, self.socket.proto, fileno=fd)
@@ -234,7 +234,9 @@ class TakingPort(tcp.Port):
         if outcome is TAKEN or outcome is None:
             os.close(fd)
             return
-        if getattr(outcome, "serves_bare", False):
+        # On the class: a wrapping protocol (TLS) passes unknown attributes
+        # through to the protocol it wraps, which may serve bare itself.
+        if getattr(type(outcome), "serves_bare", False):
             try:
                 transport = BareConnection(self, fd, address, outcome)
             except BaseException:

@@ -178,9 +178,9 @@ class TakingPort(tcp.Port):
         accepts on it (the option is inherited), when ``factory`` answers
         each connection with one write and then closes it at once
         (``replies_at_once``, on the bare descriptors it takes: daytime,
-        time): the reply then leaves with the
-        FIN in one segment, not two, which saves the kernel work of a
-        packet and its acknowledgement per connection.  Any other factory
+        time): the reply then leaves with the FIN in one segment, not two,
+        which saves the kernel work of a packet and its acknowledgement
+        per connection (``_close_corked`` sends them).  Any other factory
         writes and waits, and must not have its bytes held back, so the
         listener is uncorked for it.
         """
@@ -223,6 +223,20 @@ class TakingPort(tcp.Port):
             pass  # reset already: its server meets that
         skt.detach()
 
+    def _close_corked(self, fd: int) -> None:
+        """
+        Send what was written to ``fd`` with the FIN, then close it.  A bare
+        close() would do both, unless the client sent bytes that nobody
+        read: then it resets the connection and drops what the cork still
+        holds, where an uncorked reply would have left before.
+        """
+        skt = socket.socket(self.addressFamily, self.socketType, self.socket.proto, fileno=fd)
+        try:
+            skt.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # reset already: nobody is left to answer
+        skt.close()
+
     def _serve(self, take: Any, fd: int, address: Any) -> None:
         try:
             if self._uncork_each and not self._corked:
@@ -231,6 +245,9 @@ class TakingPort(tcp.Port):
         except BaseException:
             os.close(fd)
             raise
+        if outcome is TAKEN and self._corked:
+            self._close_corked(fd)
+            return
         if outcome is TAKEN or outcome is None:
             os.close(fd)
             return

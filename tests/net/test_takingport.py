@@ -310,6 +310,20 @@ def test_a_port_answering_at_once_is_corked() -> None:
     port.connectionLost(None)  # type: ignore[arg-type]
 
 
+def test_a_corked_reply_reaches_a_client_that_sent_bytes_first() -> None:
+    """Bytes the server never reads make close() reset the connection; the
+    corked reply is sent (with the FIN) before that, as it would have been
+    sent before the close on an uncorked port."""
+    factory = Replying()
+    port, reactor = listening(factory)
+    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+    with client:
+        client.sendall(b"hello?\r\n")
+        port.doRead()
+        assert client.recv(100) == b"reply\r\n"
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
 def test_other_ports_are_not_corked() -> None:
     """Writes of a factory that does not answer at once must never be held:
     no cork without replies_at_once, nor without take_connection."""

@@ -119,10 +119,6 @@ class AccessControlledFactory(ServerFactory):
     """Admits or refuses each stream connection of one service."""
 
     noisy = False  # no "Starting factory" line per service at start, stop and reload
-    #: For ``superd.net.takingport.TakingPort``: every connection is answered
-    #: with one write and closed at once, or refused (``answer_fd``; a gate's
-    #: name lookup writes nothing while it waits), so its port may cork them.
-    replies_at_once = False
 
     def __init__(self, service: ServiceConfig, handler: Any,
                  access: AccessState) -> None:
@@ -150,7 +146,6 @@ class AccessControlledFactory(ServerFactory):
         if not (self._gated or service.is_sensor):
             self._serve_fd = getattr(handler, "serve_fd", None)
             self._answer_fd = getattr(handler, "answer_fd", None)
-            self.replies_at_once = self._answer_fd is not None
             self.take_connection = self._take_connection
         self._clock = runtime.seconds
         self._v6_prefix = service.v6_source_prefix

@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from superd.core import twistedprivate
 
-__all__ = ["BareConnection", "peer_address", "tcp_address"]
+__all__ = ["BareConnection", "peer_address"]
 
 #: Bytes read per wake-up, as Twisted's transports read.
 READ_SIZE = 65536
@@ -53,7 +53,7 @@ def peer_address(address: Any) -> Any:
     return address
 
 
-def tcp_address(address: Any) -> IPv4Address | IPv6Address:
+def _tcp_address(address: Any) -> IPv4Address | IPv6Address:
     """Twisted's address of the TCP endpoint at the address tuple ``address``."""
     if len(address) == 4:
         return IPv6Address("TCP", *address)
@@ -226,11 +226,11 @@ class BareConnection:
             self._moved.unregisterProducer()
 
     def getPeer(self) -> IPv4Address | IPv6Address:
-        return tcp_address(peer_address(self._address))
+        return _tcp_address(peer_address(self._address))
 
     def getHost(self) -> IPv4Address | IPv6Address:
         skt = socket.socket(self._port.addressFamily, socket.SOCK_STREAM, 0, fileno=self._fd)
         try:
-            return tcp_address(peer_address(skt.getsockname()))
+            return _tcp_address(peer_address(skt.getsockname()))
         finally:
             skt.detach()

@@ -49,7 +49,7 @@ from twisted.python import log
 
 from superd.core import twistedprivate
 from superd.core.session import Peer
-from superd.net.bare import BareConnection, peer_address, tcp_address
+from superd.net.bare import BareConnection, peer_address
 from superd.net.connection import Connection
 from superd.observe import events
 
@@ -148,106 +148,25 @@ class TakingPort(tcp.Port):
     #: The local address of every accepted connection, when the port is
     #: bound to one address (set when listening starts).
     local: Peer | None = None
-    #: TCP_CORK is set on the listening socket (see ``_cork_for``).
-    _corked = False
-    #: The listener was corked once and is not now: connections it accepted
-    #: while corked may still wait in the backlog, so each is uncorked.
-    _uncork_each = False
-    _factory: Any = None
-
-    @property  # type: ignore[override]
-    def factory(self) -> Any:
-        """What serves the port; assigning it (a reload) re-decides TCP_CORK."""
-        return self._factory
-
-    @factory.setter
-    def factory(self, factory: Any) -> None:
-        self._factory = factory
-        if self.connected:
-            self._cork_for(factory)
 
     def startListening(self) -> None:
         super().startListening()
         host, port = self.socket.getsockname()[:2]
         self.local = None if host in _WILDCARDS else Peer.from_address((host, port))
-        self._cork_for(self.factory)
-
-    def _cork_for(self, factory: Any) -> None:
-        """
-        Cork the listening socket, and so every connection the kernel
-        accepts on it (the option is inherited), when ``factory`` answers
-        each connection with one write and then closes it at once
-        (``replies_at_once``, on the bare descriptors it takes: daytime,
-        time): the reply then leaves with the FIN in one segment, not two,
-        which saves the kernel work of a packet and its acknowledgement
-        per connection (``_close_corked`` sends them).  Any other factory
-        writes and waits, and must not have its bytes held back, so the
-        listener is uncorked for it.
-        """
-        corked = (getattr(factory, "take_connection", None) is not None
-                  and bool(getattr(factory, "replies_at_once", False)))
-        if corked == self._corked:
-            return
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(corked))
-        self._corked = corked
-        if not corked:
-            self._uncork_each = True
-
-    def connectionLost(self, reason: Any) -> None:
-        if self._corked:  # an adopted socket lives on: give it back as it came
-            try:
-                self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
-            except OSError:
-                pass
-            self._corked = False
-        super().connectionLost(reason)
 
     def doRead(self) -> None:
         take = getattr(self.factory, "take_connection", None)
         if take is None:
-            if not self._uncork_each:
-                super().doRead()
-                return
-            take = self._build_protocol
+            super().doRead()
+            return
         serve_accepted(self, lambda fd, address: self._serve(take, fd, address))
-
-    def _build_protocol(self, fd: int, address: Any, local: Peer | None) -> Any:
-        """``take_connection`` for a factory without one: what tcp.Port asks it."""
-        return self.factory.buildProtocol(tcp_address(address))
-
-    def _uncork(self, fd: int) -> None:
-        skt = socket.socket(self.addressFamily, self.socketType, self.socket.proto, fileno=fd)
-        try:
-            skt.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
-        except OSError:
-            pass  # reset already: its server meets that
-        skt.detach()
-
-    def _close_corked(self, fd: int) -> None:
-        """
-        Send what was written to ``fd`` with the FIN, then close it.  A bare
-        close() would do both, unless the client sent bytes that nobody
-        read: then it resets the connection and drops what the cork still
-        holds, where an uncorked reply would have left before.
-        """
-        skt = socket.socket(self.addressFamily, self.socketType, self.socket.proto, fileno=fd)
-        try:
-            skt.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # reset already: nobody is left to answer
-        skt.close()
 
     def _serve(self, take: Any, fd: int, address: Any) -> None:
         try:
-            if self._uncork_each and not self._corked:
-                self._uncork(fd)
             outcome = take(fd, address, self.local)
         except BaseException:
             os.close(fd)
             raise
-        if outcome is TAKEN and self._corked:
-            self._close_corked(fd)
-            return
         if outcome is TAKEN or outcome is None:
             os.close(fd)
             return

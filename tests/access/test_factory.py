@@ -552,16 +552,3 @@ def test_answer_fd_failure_is_logged_and_the_port_closes(
     assert take(factory, 7, ("127.0.0.2", 1)) is TAKEN
     assert [e for e in log_events if e.get("event") == "handler_error"]
     assert fail_lines(log_events) == ["FAIL: svc fork from=127.0.0.2"]
-
-
-def test_only_a_handler_answering_at_once_replies_at_once(
-        access: AccessState, tmp_path: Path) -> None:
-    """replies_at_once (the port may cork its connections): a handler with
-    answer_fd on the bare-descriptor path; not with a banner to write first,
-    nor for a handler that keeps talking or hands the descriptor on."""
-    (tmp_path / "b").write_text("hello\n")
-    assert AccessControlledFactory(service(), Answerer(), access).replies_at_once
-    bannered = AccessControlledFactory(service(banner=str(tmp_path / "b")), Answerer(), access)
-    assert not bannered.replies_at_once
-    assert not taker_factory(access)[0].replies_at_once
-    assert not factory_for(access)[0].replies_at_once

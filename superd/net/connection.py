@@ -37,6 +37,8 @@ from typing import Any
 from twisted.internet import tcp
 from twisted.internet.protocol import Protocol, connectionDone
 
+from superd.net.bare import BareConnection
+
 __all__ = ["Connection", "close_if_flushed", "close_writing_if_flushed"]
 
 #: send() errors after which the bytes are simply buffered for doWrite.
@@ -111,11 +113,13 @@ class Connection(tcp.Server):
 
 
 def close_if_flushed(transport: Any) -> bool:
-    """``Connection.close_if_flushed`` of ``transport``; False for any other transport."""
+    """``close_if_flushed`` of a ``Connection`` or ``BareConnection``; False for
+    any other transport."""
     # isinstance, not getattr: Twisted's TLS wrapper passes unknown attributes
     # through to the TCP connection under it, which must not be closed
     # before the TLS close_notify has been sent.
-    return isinstance(transport, Connection) and transport.close_if_flushed()
+    return (isinstance(transport, (Connection, BareConnection))
+            and transport.close_if_flushed())
 
 
 def close_writing_if_flushed(transport: Any) -> bool:

@@ -21,7 +21,9 @@ else None -- and returns
 * ``None``: refused; the port closes the descriptor, as ``tcp.Port`` closes
   the socket;
 * a protocol: served as ``tcp.Port`` would (a gate waiting for a name
-  lookup, a banner, a builtin ...) on a socket made from the descriptor.
+  lookup, a banner, a builtin ...) on a socket made from the descriptor;
+  or, when the protocol's ``serves_bare`` is true (echo), on the bare
+  descriptor itself (``superd.net.bare``).
 
 A factory whose ``take_connection`` is None or absent (TLS, a builtin that
 keeps talking, or a reload that put another kind of service on the port) is
@@ -47,6 +49,7 @@ from twisted.python import log
 
 from superd.core import twistedprivate
 from superd.core.session import Peer
+from superd.net.bare import BareConnection, peer_address
 from superd.net.connection import Connection
 from superd.observe import events
 
@@ -167,13 +170,21 @@ class TakingPort(tcp.Port):
         if outcome is TAKEN or outcome is None:
             os.close(fd)
             return
+        # On the class: a wrapping protocol (TLS) passes unknown attributes
+        # through to the protocol it wraps, which may serve bare itself.
+        if getattr(type(outcome), "serves_bare", False):
+            try:
+                transport = BareConnection(self, fd, address, outcome)
+            except BaseException:
+                os.close(fd)
+                raise
+            outcome.makeConnection(transport)
+            return
         # The protocol given, as socket.accept() gives it: else the
         # constructor asks the kernel for it (a getsockopt per connection).
         skt = socket.socket(self.addressFamily, self.socketType, self.socket.proto, fileno=fd)
-        if len(address) == 4:  # IPv6: keep the scope id, as tcp.Port does
-            host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
-            address = (host[0], *address[1:])
-        outcome.makeConnection(twistedprivate.server_transport(self, skt, outcome, address))
+        outcome.makeConnection(twistedprivate.server_transport(
+            self, skt, outcome, peer_address(address)))
 
 
 def listen_taking(reactor: Any, port: int, factory: Any, backlog: int,

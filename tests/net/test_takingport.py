@@ -275,3 +275,29 @@ def test_ipv6_connections_are_taken_with_their_addresses() -> None:
     client.close()
     other.close()
     port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_only_a_protocol_class_that_serves_bare_is_served_bare() -> None:
+    """serves_bare is read from the protocol's class: a protocol that passes
+    unknown attributes through to another (a wrapper) gets a real transport."""
+
+    class BareServing(Recorder):
+        serves_bare = True
+
+    class PassingThrough(Recorder):
+        def __getattr__(self, name: str) -> Any:
+            return getattr(BareServing(), name)
+
+    passing = PassingThrough()
+    assert passing.serves_bare
+
+    class Answering(Taking):
+        def take_connection(self, fd: int, address: Any, local: Any) -> Any:
+            return passing
+
+    port, reactor = listening(Answering("protocol"))
+    client = connect(port)
+    assert isinstance(passing.transport, tcp.Server)
+    client.close()
+    passing.transport.connectionLost(Failure(ConnectionDone()))
+    port.connectionLost(None)  # type: ignore[arg-type]

@@ -5,10 +5,10 @@ Stream: the protocol registers itself as a streaming producer with its own
 transport, so when the client stops reading and the transport's write
 buffer fills, reading from the client stops too (the kernel's receive
 window then holds the client back): memory stays bounded.  On superd's own
-TCP transport (``superd.net.connection``), whose writes go straight to the
-socket while its buffer is empty, it registers only once a write leaves
-bytes in that buffer -- the only time pausing can matter -- so a short
-echo costs no registration at all.  It is half-close aware: when the
+TCP transports (``superd.net.connection``, ``superd.net.bare``), whose
+writes go straight to the socket while nothing is buffered, it registers
+only once a write leaves bytes in a buffer -- the only time pausing can
+matter -- so a short echo costs no registration at all.  It is half-close aware: when the
 client shuts its write side, the rest of the echo is flushed and the
 connection closed.
 
@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from zope.interface import implementer
 
 from superd.handlers.builtins.base import BuiltinProtocol
+from superd.net.bare import BareConnection
 from superd.net.connection import Connection
 
 __all__ = ["EchoStream", "echo_reply"]
@@ -32,11 +33,13 @@ class EchoStream(BuiltinProtocol):
     """Echoes a stream connection, reading only as fast as the client reads."""
 
     logs_exit = True
+    #: A ``TakingPort`` may serve it on the bare descriptor (``superd.net.bare``).
+    serves_bare = True
     #: Registered as the transport's producer (see the module docstring).
     _producing = False
 
     def serve(self) -> None:
-        if not isinstance(self.transport, Connection):
+        if not isinstance(self.transport, (Connection, BareConnection)):
             self._produce()
 
     def _produce(self) -> None:

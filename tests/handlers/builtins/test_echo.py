@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 
 from superd.handlers.builtins.base import LINGER_TIMEOUT
 from superd.handlers.builtins.echo import EchoStream, echo_reply
+from superd.net.bare import BareConnection
 from superd.net.connection import Connection
 from tests.handlers.builtins.conftest import (
     PushBackTransport,
@@ -20,6 +21,7 @@ from tests.handlers.builtins.conftest import (
     make_service,
     make_session,
 )
+from tests.net.test_bare import served
 from tests.net.test_connection import connected
 
 
@@ -178,3 +180,38 @@ def test_client_that_does_not_read_is_paused_on_superds_transport() -> None:
         assert transport.buffered()
         proto.readConnectionLost()  # the client's EOF: flush, then close
         assert transport.producer is None and transport.disconnecting
+
+
+def test_echo_served_on_the_bare_descriptor() -> None:
+    """A TakingPort serves echo on the bare descriptor: the echo comes back
+    with no producer registered, the client's EOF ends the session and
+    closes the connection at once; a client that stops reading moves it onto
+    superd's ordinary transport, where echo pauses reading as usual."""
+    runtime = make_runtime()
+    protos = [EchoStream(make_service("echo"), runtime, make_session(runtime))
+              for _ in range(2)]
+    for proto in protos:
+        _, transport, client, reactor, port = served(proto)  # type: ignore[arg-type]
+        assert isinstance(transport, BareConnection)
+        with client:
+            if proto is protos[0]:
+                client.sendall(b"ping")
+                transport.doRead()
+                assert client.recv(10) == b"ping" and proto.transport is transport
+                client.shutdown(socket.SHUT_WR)
+                transport.doRead()
+                assert proto.session.ended and client.recv(10) == b""
+                assert proto.clock.getDelayedCalls() == []
+                continue
+            block = b"z" * 65536
+            for _ in range(1000):
+                proto.dataReceived(block)
+                if proto.transport not in reactor.getReaders():
+                    break
+            moved = proto.transport
+            assert isinstance(moved, Connection) and moved.producer is proto
+            assert moved.buffered() and moved not in reactor.getReaders()
+            moved.abortConnection()
+            reactor.advance(0)
+            assert proto.session.ended
+        port.connectionLost(None)  # type: ignore[arg-type]

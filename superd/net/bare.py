@@ -1,0 +1,236 @@
+"""
+The transport of a short request/reply connection served on its bare
+accepted descriptor: no ``socket.socket`` object, no ``tcp.Server``.
+
+A ``TakingPort`` gives it to a protocol that says it can start on one
+(``serves_bare``), such as echo: most of such a connection's life is one
+read, one write of the same size and the close, and Twisted's transport
+costs more Python per connection than those three system calls.  Here the
+descriptor itself is registered with the reactor, read with ``os.read``,
+written with ``os.write`` and closed with ``os.close``.
+
+Only the common case is served this way.  The first write the kernel does
+not take whole moves the connection onto superd's ordinary transport
+(``superd.net.connection.Connection``, built as ``tcp.Port`` would have
+built it) with the rest buffered there: from then on buffering, producers
+and flow control are Twisted's, and this object only forwards to it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import struct
+from typing import Any
+
+from twisted.internet import error
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.main import CONNECTION_LOST
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from superd.core import twistedprivate
+
+__all__ = ["BareConnection", "peer_address"]
+
+#: Bytes read per wake-up, as Twisted's transports read.
+READ_SIZE = 65536
+#: SO_LINGER on, zero seconds: close() then resets the connection (an abort).
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+
+
+def peer_address(address: Any) -> Any:
+    """
+    The peer's address tuple as ``tcp.Port`` gives it to a transport: an
+    IPv6 address keeps its scope id in the host string.
+    """
+    if len(address) == 4:
+        host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+        return (host[0], *address[1:])
+    return address
+
+
+def _tcp_address(address: Any) -> IPv4Address | IPv6Address:
+    """Twisted's address of the TCP endpoint at the address tuple ``address``."""
+    if len(address) == 4:
+        return IPv6Address("TCP", *address)
+    return IPv4Address("TCP", *address)
+
+
+@implementer(IReadDescriptor)
+class BareConnection:
+    """A server-side TCP connection on its bare, non-blocking descriptor."""
+
+    #: Twisted's name for this flag: a protocol may look at it.
+    disconnecting = False
+    TLS = False
+
+    def __init__(self, port: Any, fd: int, address: Any, protocol: Protocol) -> None:
+        # Non-blocking in one system call: an accepted socket has no other
+        # file status flag to keep.
+        fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)
+        self._port = port
+        self._reactor = port.reactor
+        self._fd = fd
+        self._address = address
+        self.protocol = protocol
+        self.connected = True
+        #: The ordinary transport the connection moved onto, if it did.
+        self._moved: Any = None
+        self._reactor.addReader(self)
+
+    # -- the reactor's side (IReadDescriptor) --------------------------------
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def logPrefix(self) -> str:
+        return type(self.protocol).__name__
+
+    def doRead(self) -> Any:
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return CONNECTION_LOST  # the reactor calls connectionLost
+        if not data:
+            self._read_lost()
+            return None
+        self.protocol.dataReceived(data)
+        return None
+
+    def _read_lost(self) -> None:
+        """The peer closed its side: a half-close-aware protocol decides what next."""
+        read_lost = getattr(self.protocol, "readConnectionLost", None)
+        if read_lost is None:
+            self._close(connectionDone)
+        else:
+            read_lost()
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The reactor's word (an error, its shutdown): close and tell the protocol."""
+        if self.connected:
+            self._close(reason)
+
+    # -- the protocol's side --------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        moved = self._moved
+        if moved is not None:
+            moved.write(data)
+            return
+        if self.disconnecting or not data:
+            return
+        try:
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            # Reset: the descriptor is readable now, and the next read
+            # meets the error and loses the connection.
+            return
+        if sent < len(data):
+            self._move(data[sent:])
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def buffered(self) -> bool:
+        """True while written bytes wait for the kernel (only once moved)."""
+        return self._moved is not None and bool(self._moved.buffered())
+
+    def close_if_flushed(self) -> bool:
+        """Close now (True): nothing is ever left unsent here; moved, the ordinary
+        transport's answer."""
+        if self._moved is not None:
+            return bool(self._moved.close_if_flushed())
+        if not self.disconnecting:  # else closed, or an abort is under way
+            self._close(connectionDone)
+        return True
+
+    def loseConnection(self) -> None:
+        if self._moved is not None:
+            self._moved.loseConnection()
+        elif not self.disconnecting:
+            self._close(connectionDone)
+
+    def abortConnection(self) -> None:
+        """Reset the connection; the protocol hears of it on the next turn, as
+        from Twisted's ``abortConnection``."""
+        if self._moved is not None:
+            self._moved.abortConnection()
+            return
+        if self.disconnecting:
+            return
+        self.disconnecting = True
+        self._reactor.removeReader(self)
+        self._reactor.callLater(0, self._reset)
+
+    def _reset(self) -> None:
+        if not self.connected:  # the reactor closed it meanwhile
+            return
+        skt = socket.socket(fileno=self._fd)
+        try:
+            skt.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        except OSError:
+            pass
+        skt.detach()
+        self._close(Failure(error.ConnectionAborted()))
+
+    def _close(self, reason: Failure) -> None:
+        self.connected = False
+        self.disconnecting = True
+        self._reactor.removeReader(self)
+        os.close(self._fd)
+        self._fd = -1
+        self.protocol.connectionLost(reason)
+
+    def _move(self, unsent: bytes) -> None:
+        """Serve the connection on the ordinary transport from now on, ``unsent``
+        buffered there first."""
+        self._reactor.removeReader(self)  # the new transport registers the descriptor
+        port = self._port
+        skt = socket.socket(port.addressFamily, port.socketType, port.socket.proto,
+                            fileno=self._fd)
+        moved = twistedprivate.server_transport(port, skt, self.protocol,
+                                                peer_address(self._address))
+        self._moved = moved
+        self.protocol.transport = moved
+        if unsent:
+            moved.write(unsent)
+
+    def pauseProducing(self) -> None:
+        if self._moved is not None:
+            self._moved.pauseProducing()
+        elif not self.disconnecting:
+            self._reactor.removeReader(self)
+
+    def resumeProducing(self) -> None:
+        if self._moved is not None:
+            self._moved.resumeProducing()
+        elif not self.disconnecting:
+            self._reactor.addReader(self)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        if self._moved is None:
+            # A producer needs Twisted's buffer: move to the ordinary transport.
+            self._move(b"")
+        self._moved.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        if self._moved is not None:
+            self._moved.unregisterProducer()
+
+    def getPeer(self) -> IPv4Address | IPv6Address:
+        return _tcp_address(peer_address(self._address))
+
+    def getHost(self) -> IPv4Address | IPv6Address:
+        skt = socket.socket(self._port.addressFamily, socket.SOCK_STREAM, 0, fileno=self._fd)
+        try:
+            return _tcp_address(peer_address(skt.getsockname()))
+        finally:
+            skt.detach()

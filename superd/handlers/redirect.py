@@ -240,7 +240,11 @@ class RelayProtocol(Protocol):
         _tune(self.transport, False)
         factory = _UpstreamFactory(self)
         if isinstance(self.endpoint, DirectTCP):
-            self._connector = self.endpoint.connect_factory(factory)
+            attempt = self.endpoint.connect_factory(factory)
+            # The outcome may be known already (a local upstream): then
+            # there is no attempt left to give up.
+            if self.upstream is None and not self.upstream_gone:
+                self._connector = attempt
         else:
             self._connecting = self.endpoint.connect(factory)
             self._connecting.addErrback(self.connect_failed)

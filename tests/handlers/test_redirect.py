@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -86,6 +87,30 @@ def test_connects_with_timeout_and_holds_client_until_connected() -> None:
     up = relay.connect_upstream()
     assert relay.client.producerState == "producing"
     assert up.value() == b"early"
+
+
+class AtOnce:
+    """A ``DirectTCP`` whose connect is over before it returns."""
+
+    def __init__(self) -> None:
+        self.transport = HalfCloseTransport()
+
+    def connect_factory(self, factory: Any) -> Any:
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7))
+        protocol.makeConnection(self.transport)
+        return self
+
+
+def test_client_leaving_after_an_immediate_connect_closes_the_upstream(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upstream connected before the connect call returned is the relay's
+    upstream, closed when the client leaves (not an attempt to give up)."""
+    at_once = AtOnce()
+    monkeypatch.setattr("superd.handlers.redirect.DirectTCP.connect_factory",
+                        lambda self, factory: at_once.connect_factory(factory))
+    relay = start()
+    relay.protocol.connectionLost(Failure(ConnectionDone()))
+    assert at_once.transport.disconnecting
 
 
 def test_a_quiet_client_is_never_paused() -> None:

@@ -220,6 +220,8 @@ class RelayProtocol(Protocol):
         self.outbound = 0
         self.client_eof = False
         self.client_gone = False
+        #: The client was paused: it sent bytes before the upstream was there.
+        self._client_paused = False
         self.upstream_gone = False
         self._connecting: Optional[Deferred[Any]] = None
         self._connector: Optional[Attempt] = None
@@ -236,11 +238,13 @@ class RelayProtocol(Protocol):
         if self.logs_session:
             events.emit_session_start(self.service, 0, self.session.peer)
         _tune(self.transport, False)
-        # Nothing is read from the client until the upstream is there.
-        self.transport.pauseProducing()
         factory = _UpstreamFactory(self)
         if isinstance(self.endpoint, DirectTCP):
-            self._connector = self.endpoint.connect_factory(factory)
+            attempt = self.endpoint.connect_factory(factory)
+            # The outcome may be known already (a local upstream): then
+            # there is no attempt left to give up.
+            if self.upstream is None and not self.upstream_gone:
+                self._connector = attempt
         else:
             self._connecting = self.endpoint.connect(factory)
             self._connecting.addErrback(self.connect_failed)
@@ -250,10 +254,14 @@ class RelayProtocol(Protocol):
         if self.upstream is not None:
             self.upstream.transport.write(data)  # type: ignore[union-attr]
         else:
-            # The client is paused while the upstream connects, but a TLS
-            # layer may already hold decrypted bytes (sent with the client's
-            # Finished): at most one read, kept until the upstream is there.
+            # Bytes before the upstream is there: kept, and the client paused
+            # until it is (at most one read, or what a TLS layer had already
+            # decrypted).  Most clients wait for the upstream to speak, so
+            # pausing only now spares two epoll changes per connection.
             self._early.append(data)
+            if not self._client_paused and not self.client_eof:
+                self._client_paused = True
+                self.transport.pauseProducing()
 
     def readConnectionLost(self) -> None:
         if self.client_eof:
@@ -261,7 +269,9 @@ class RelayProtocol(Protocol):
         self.client_eof = True
         if self.upstream is not None:
             self._unfeed_upstream()
-            _close_writing(self.upstream.transport)
+            if not self.upstream.eof:
+                _close_writing(self.upstream.transport)
+            # else both directions are over: closing sends the FIN.
             self._close_if_done()
 
     def writeConnectionLost(self) -> None:
@@ -303,7 +313,9 @@ class RelayProtocol(Protocol):
         early, self._early = self._early, []
         for data in early:
             theirs.write(data)
-        self.transport.resumeProducing()
+        if self._client_paused:
+            self._client_paused = False
+            self.transport.resumeProducing()
         if self.client_eof:
             self._unfeed_upstream()
             _close_writing(theirs)
@@ -339,7 +351,9 @@ class RelayProtocol(Protocol):
             # Nothing more comes from the upstream; a TLS transport also waits
             # for its producer to go before it sends close_notify.
             self._unfeed_client()
-            _close_writing(self.transport)
+            if not self.client_eof:
+                _close_writing(self.transport)
+            # else both directions are over: closing sends the FIN.
         self._close_if_done()
 
     def upstream_lost(self) -> None:
@@ -369,8 +383,12 @@ class RelayProtocol(Protocol):
     def _close_if_done(self) -> None:
         # Both directions finished: close both connections for good.
         if self.client_eof and self.upstream is not None and self.upstream.eof:
-            self._lose(self.upstream.transport)
-            self._lose(self.transport)
+            # Closing one side may close the other (its connectionLost runs):
+            # a side already gone needs nothing, nor a LINGER timer.
+            if not self.upstream_gone:
+                self._lose(self.upstream.transport)
+            if not self.client_gone:
+                self._lose(self.transport)
 
     def _lose(self, transport: Any) -> None:
         # loseConnection waits until the write buffer is empty, which never
@@ -379,7 +397,7 @@ class RelayProtocol(Protocol):
         if close_if_flushed(transport):
             return
         transport.loseConnection()
-        if self._linger is None:
+        if self._linger is None and not (self.client_gone and self.upstream_gone):
             self._linger = self.runtime.reactor.callLater(LINGER, self._abort_remaining)
 
     def _abort_remaining(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -75,13 +76,81 @@ def start(service: ServiceConfig | None = None) -> Relay:
 
 
 def test_connects_with_timeout_and_holds_client_until_connected() -> None:
-    """The upstream connect uses redirect_timeout; the client is paused meanwhile."""
+    """The upstream connect uses redirect_timeout; a client that sends before
+    the upstream is there is paused, its bytes kept, until it is."""
     relay = start()
     host, port, _, timeout, _ = relay.reactor.tcpClients[0]
     assert (host, port, timeout) == ("127.0.0.1", 7, 3.0)
-    assert relay.client.producerState == "paused"
-    relay.connect_upstream()
     assert relay.client.producerState == "producing"
+    relay.protocol.dataReceived(b"early")
+    assert relay.client.producerState == "paused"
+    up = relay.connect_upstream()
+    assert relay.client.producerState == "producing"
+    assert up.value() == b"early"
+
+
+class AtOnce:
+    """A ``DirectTCP`` whose connect is over before it returns."""
+
+    def __init__(self) -> None:
+        self.transport = HalfCloseTransport()
+
+    def connect_factory(self, factory: Any) -> Any:
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7))
+        protocol.makeConnection(self.transport)
+        return self
+
+
+def test_client_leaving_after_an_immediate_connect_closes_the_upstream(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upstream connected before the connect call returned is the relay's
+    upstream, closed when the client leaves (not an attempt to give up)."""
+    at_once = AtOnce()
+    monkeypatch.setattr("superd.handlers.redirect.DirectTCP.connect_factory",
+                        lambda self, factory: at_once.connect_factory(factory))
+    relay = start()
+    relay.protocol.connectionLost(Failure(ConnectionDone()))
+    assert at_once.transport.disconnecting
+
+
+def test_a_quiet_client_is_never_paused() -> None:
+    """A client that sends nothing while the upstream connects is left reading."""
+    relay = start()
+    relay.client.pauseProducing = None  # type: ignore[assignment,method-assign]
+    relay.client.resumeProducing = None  # type: ignore[assignment,method-assign]
+    relay.connect_upstream()
+    relay.protocol.dataReceived(b"late")
+    assert relay.upstream.transport.value() == b"late"
+
+
+class ClosingTransport(HalfCloseTransport):
+    """A transport whose close completes at once, as superd's own does."""
+
+    def loseConnection(self) -> None:
+        super().loseConnection()
+        if not self.disconnected:
+            self.disconnected = True
+            self.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def test_both_sides_closing_at_once_leave_no_timer() -> None:
+    """A side whose close ends the other's too gets no ``LINGER`` timer."""
+    reactor = MemoryReactorClock()
+    session = Session("relay", Peer("10.0.0.1", 4000), None, reactor.seconds())
+    protocol = RedirectHandler(make_service(), Runtime(reactor=reactor)).protocol_for(session)
+    client = ClosingTransport()
+    client.protocol = protocol
+    protocol.makeConnection(client)
+    factory = reactor.tcpClients[0][2]
+    upstream = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7))
+    assert upstream is not None
+    up = ClosingTransport()
+    up.protocol = upstream
+    upstream.makeConnection(up)
+    upstream.readConnectionLost()  # type: ignore[attr-defined]
+    protocol.readConnectionLost()
+    assert session.ended and client.disconnected and up.disconnected
+    assert not reactor.getDelayedCalls()
 
 
 def test_bytes_flow_and_producers_are_linked() -> None:
@@ -105,7 +174,7 @@ def test_half_close_both_ways_then_full_close(log_events: list[dict[str, Any]]) 
     assert up.write_closed and not up.disconnecting
     relay.upstream.dataReceived(b"ABC")
     relay.upstream.readConnectionLost()
-    assert relay.client.write_closed
+    # Both directions are over: the client's FIN comes with its close.
     assert up.disconnecting and relay.client.disconnecting
     relay.protocol.connectionLost(Failure(Exception("done")))
     relay.upstream.connectionLost(Failure(Exception("done")))

@@ -7,6 +7,7 @@ on a memory reactor; connecting and refusals run on a private epoll reactor
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -47,6 +48,16 @@ class Recording(ClientFactory):
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
         self.failures.append(reason)
+
+
+@contextlib.contextmanager
+def full_listener() -> Iterator[int]:
+    """The port of a listening socket whose accept queue is full: a connect()
+    to it stays under way (its SYNs are dropped)."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            yield port
 
 
 @pytest.fixture
@@ -113,9 +124,9 @@ def test_timeout_gives_up_the_attempt() -> None:
     """No outcome within ``timeout``: TimeoutError, the socket closed and no
     longer watched."""
     clock = MemoryReactorClock()
-    with socket.create_server(("127.0.0.1", 0)) as server:
+    with full_listener() as port:
         factory = Recording()
-        attempt = TCPAttempt(clock, "127.0.0.1", server.getsockname()[1], factory, 3.0)
+        attempt = TCPAttempt(clock, "127.0.0.1", port, factory, 3.0)
         attempt.start()
         assert clock.getWriters() == [attempt]  # connect() under way
         clock.advance(2.9)
@@ -130,15 +141,27 @@ def test_stop_connecting_gives_up_once() -> None:
     """stopConnecting: UserError (as Twisted's connector), timer cancelled,
     socket closed; a second call and the old timer do nothing."""
     clock = MemoryReactorClock()
-    with socket.create_server(("127.0.0.1", 0)) as server:
+    with full_listener() as port:
         factory = Recording()
-        attempt = TCPAttempt(clock, "127.0.0.1", server.getsockname()[1], factory, 3.0)
+        attempt = TCPAttempt(clock, "127.0.0.1", port, factory, 3.0)
         attempt.start()
         attempt.stopConnecting()
         attempt.stopConnecting()
         clock.advance(10)
     assert [f.type for f in factory.failures] == [UserError]
     assert clock.getWriters() == [] and attempt.fileno() == -1
+
+
+def test_a_connect_over_at_once_is_not_watched(reactor: EPollReactor) -> None:
+    """A local upstream that accepted during connect(): connected at once,
+    with no writability watch and no timer."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        factory = Recording()
+        attempt = TCPAttempt(reactor, "127.0.0.1", server.getsockname()[1], factory, 3.0)
+        attempt.start()
+        assert len(factory.protocols) == 1 and factory.protocols[0].transport is not None
+        assert attempt not in reactor.getWriters() and not reactor.getDelayedCalls()
+        factory.protocols[0].transport.loseConnection()
 
 
 def test_other_reactors_get_connect_tcp() -> None:

@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from superd.core import twistedprivate
 
-__all__ = ["BareConnection", "peer_address"]
+__all__ = ["BareConnection", "ordinary_transport", "peer_address"]
 
 #: Bytes read per wake-up, as Twisted's transports read.
 READ_SIZE = 65536
@@ -51,6 +51,18 @@ def peer_address(address: Any) -> Any:
         host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
         return (host[0], *address[1:])
     return address
+
+
+def ordinary_transport(port: Any, fd: int, protocol: Protocol, address: Any) -> Any:
+    """
+    The transport ``port`` (a ``tcp.Port``) would build for the accepted
+    descriptor ``fd`` from ``address``: the protocol's ``makeConnection``
+    is the caller's.  The socket is given its family, type and protocol, as
+    ``socket.accept()`` gives them: else its constructor asks the kernel (a
+    getsockopt per connection).
+    """
+    skt = socket.socket(port.addressFamily, port.socketType, port.socket.proto, fileno=fd)
+    return twistedprivate.server_transport(port, skt, protocol, peer_address(address))
 
 
 def _tcp_address(address: Any) -> IPv4Address | IPv6Address:
@@ -193,11 +205,7 @@ class BareConnection:
         """Serve the connection on the ordinary transport from now on, ``unsent``
         buffered there first."""
         self._reactor.removeReader(self)  # the new transport registers the descriptor
-        port = self._port
-        skt = socket.socket(port.addressFamily, port.socketType, port.socket.proto,
-                            fileno=self._fd)
-        moved = twistedprivate.server_transport(port, skt, self.protocol,
-                                                peer_address(self._address))
+        moved = ordinary_transport(self._port, self._fd, self.protocol, self._address)
         self._moved = moved
         self.protocol.transport = moved
         if unsent:

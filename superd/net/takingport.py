@@ -49,7 +49,7 @@ from twisted.python import log
 
 from superd.core import twistedprivate
 from superd.core.session import Peer
-from superd.net.bare import BareConnection, peer_address
+from superd.net.bare import BareConnection, ordinary_transport
 from superd.net.connection import Connection
 from superd.observe import events
 
@@ -180,11 +180,7 @@ class TakingPort(tcp.Port):
                 raise
             outcome.makeConnection(transport)
             return
-        # The protocol given, as socket.accept() gives it: else the
-        # constructor asks the kernel for it (a getsockopt per connection).
-        skt = socket.socket(self.addressFamily, self.socketType, self.socket.proto, fileno=fd)
-        outcome.makeConnection(twistedprivate.server_transport(
-            self, skt, outcome, peer_address(address)))
+        outcome.makeConnection(ordinary_transport(self, fd, outcome, address))
 
 
 def listen_taking(reactor: Any, port: int, factory: Any, backlog: int,

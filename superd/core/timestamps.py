@@ -20,8 +20,9 @@ __all__ = ["parse_rfc3339", "rfc3339", "rfc3339_or_none"]
 # The text of the last whole second formatted, as one tuple replaced whole
 # (a thread reading it never sees one second's number with another's
 # text): a log writes many events per second, and strftime costs more than
-# the rest of a timestamp.
-_last_second: Tuple[int, str] = (-1, "")
+# the rest of a timestamp.  It starts as a true pair, not a sentinel: any
+# int is a second someone may format (-1 is the last second of 1969).
+_last_second: Tuple[int, str] = (0, "1970-01-01T00:00:00")
 
 
 def rfc3339(seconds: float, *, whole: bool = False) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from datetime import UTC, datetime
 
@@ -31,6 +32,14 @@ def test_rounding_to_the_next_second_carries() -> None:
 def test_before_1970() -> None:
     """A negative time is the second before, plus a positive fraction."""
     assert rfc3339(-0.25) == "1969-12-31T23:59:59.750000Z"
+
+
+def test_the_first_time_formatted_may_be_any_second() -> None:
+    """The cache of the last second is right from the start: in a fresh
+    module, the first time formatted is 1969's last second."""
+    fresh = importlib.reload(importlib.import_module("superd.core.timestamps"))
+    assert fresh.rfc3339(-0.25) == "1969-12-31T23:59:59.750000Z"
+    assert fresh.rfc3339(0.5) == "1970-01-01T00:00:00.500000Z"
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

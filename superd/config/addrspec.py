@@ -28,6 +28,8 @@ __all__ = ["canonical_network", "parse_address"]
 
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _OCTET = re.compile(r"^[0-9]{1,3}$")
+#: The usual form, a full dotted quad, matched in one step.
+_QUAD = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\Z")
 _LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
 
@@ -42,19 +44,35 @@ def canonical_network(network: IPNetwork) -> IPNetwork:
 
 
 def _octets(text: str, written: str) -> Tuple[int, ...]:
+    quad = _QUAD.match(text)
+    if quad is not None:
+        octets = tuple(map(int, quad.groups()))
+        if max(octets) > 255:
+            raise ValueError(f"{written!r}: each IPv4 number must be 0-255")
+        return octets
     parts = text.split(".")
-    if not all(_OCTET.match(p) for p in parts):
-        raise ValueError(f"{written!r} is not a valid IPv4 address")
-    values = tuple(int(p) for p in parts)
-    if any(v > 255 for v in values):
+    values = []
+    too_big = False
+    for part in parts:
+        # What the pattern [0-9]{1,3} allows: isdigit alone admits other
+        # scripts' digits, which int() would read.
+        if not (0 < len(part) <= 3 and part.isascii() and part.isdigit()):
+            raise ValueError(f"{written!r} is not a valid IPv4 address")
+        value = int(part)
+        too_big = too_big or value > 255
+        values.append(value)
+    if too_big:
         raise ValueError(f"{written!r}: each IPv4 number must be 0-255")
-    return values
+    return tuple(values)
 
 
 def _network(octets: Tuple[int, ...], prefixlen: int) -> ipaddress.IPv4Network:
-    padded = octets + (0,) * (4 - len(octets))
-    address = ipaddress.IPv4Address(".".join(str(o) for o in padded))
-    return ipaddress.IPv4Network((address, prefixlen))
+    # Built from the integer: a long list is parsed many times faster than
+    # through ipaddress's own string parsing, which checks it all again.
+    value = 0
+    for octet in octets:
+        value = value << 8 | octet
+    return ipaddress.IPv4Network((value << 8 * (4 - len(octets)), prefixlen))
 
 
 def _factorized(text: str) -> Tuple[AddressSpec, ...]:
@@ -83,14 +101,23 @@ def _cidr(text: str) -> AddressSpec:
     address, _, length = text.partition("/")
     if not length.isdigit() or not address:
         raise ValueError(f"{text!r}: expected ADDRESS/PREFIX, as in 10.0.0.0/8 or fe80::/10")
+    invalid = ValueError(f"{text!r} is not a valid network (ADDRESS/PREFIX)")
     if ":" not in address:
-        _octets(address, text)
-        if len(address.split(".")) != 4:
+        octets = _octets(address, text)
+        if len(octets) != 4:
             raise ValueError(f"{text!r}: write all four numbers of the address before '/'")
+        prefixlen = int(length) if length.isascii() else 33
+        # ipaddress refuses leading zeros (an octal reading is ambiguous).
+        if prefixlen > 32 or any(len(p) > 1 and p[0] == "0" for p in address.split(".")):
+            raise invalid
+        value = octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]
+        host_bits = (1 << (32 - prefixlen)) - 1
+        return AddressSpec(text, AddressKind.NETWORK,
+                           ipaddress.IPv4Network((value & ~host_bits, prefixlen)))
     try:
         network = ipaddress.ip_network(text, strict=False)
     except ValueError:
-        raise ValueError(f"{text!r} is not a valid network (ADDRESS/PREFIX)") from None
+        raise invalid from None
     return AddressSpec(text, AddressKind.NETWORK, canonical_network(network))
 
 
@@ -114,7 +141,9 @@ def _ipv4(text: str) -> AddressSpec:
             f"{text!r}: write all four numbers, or a prefix such as "
             f"{'.'.join(map(str, octets + (0,) * (4 - len(octets))))}/{8 * len(octets)}"
         )
-    significant = max((i + 1 for i, o in enumerate(octets) if o), default=0)
+    significant = 4
+    while significant and not octets[significant - 1]:
+        significant -= 1
     prefixlen = 8 * significant
     return AddressSpec(
         text, AddressKind.NETWORK, _network(octets, prefixlen), implicit_wildcard=prefixlen < 32
@@ -150,6 +179,6 @@ def parse_address(text: str) -> Tuple[AddressSpec, ...]:
         return (_cidr(text),)
     if ":" in text:
         return (_ipv6(text),)
-    if text[0].isdigit() and all(c.isdigit() or c == "." for c in text):
+    if text[0].isdigit() and text.replace(".", "").isdigit():
         return (_ipv4(text),)
     return (_name(text),)

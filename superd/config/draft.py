@@ -133,11 +133,12 @@ def _combine(old: Optional[List[Any]], new: Tuple[Any, ...], op: str, replace: b
         gone = {_identity(item) for item in new}
         return _Entries(item for item in items if _identity(item) not in gone)
     seen = items.identities
+    known = len(seen)
     for item in new:
-        identity = _identity(item)
-        if identity not in seen:
+        seen.add(_identity(item))  # one hash per item: the set grows if it is new
+        if len(seen) != known:
+            known += 1
             items.append(item)
-            seen.add(identity)
     return items
 
 

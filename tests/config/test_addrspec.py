@@ -135,3 +135,42 @@ def test_address_like_text_raises_only_value_error(text: str) -> None:
     for spec in specs:
         if spec.network is not None:
             assert isinstance(spec.network, (ipaddress.IPv4Network, ipaddress.IPv6Network))
+
+
+_octet_text = st.one_of(st.integers(0, 299).map(str), st.from_regex(r"\A0[0-9]{1,2}\Z"))
+
+
+@given(st.lists(_octet_text, min_size=4, max_size=4), st.integers(0, 40))
+def test_ipv4_cidr_agrees_with_ipaddress(octets: list[str], prefixlen: int) -> None:
+    """An IPv4 ``ADDRESS/PREFIX`` means what ``ipaddress.ip_network(strict=False)``
+    says, and is refused where it refuses (octet above 255, leading zero,
+    prefix above 32), though superd computes it from the integers."""
+    text = ".".join(octets) + f"/{prefixlen}"
+    try:
+        expected = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        with pytest.raises(ValueError, match=re.escape(repr(text))):
+            parse_address(text)
+        return
+    (spec,) = parse_address(text)
+    assert spec.network == expected
+    assert str(spec.network) == str(expected)
+
+
+@given(st.lists(st.integers(0, 255), min_size=4, max_size=4))
+def test_ipv4_address_agrees_with_ipaddress(octets: list[int]) -> None:
+    """A dotted quad is the network of its significant octets (xinetd's
+    trailing-zero wildcard), the same value ``ipaddress`` builds from text."""
+    significant = max((i + 1 for i, o in enumerate(octets) if o), default=0)
+    text = ".".join(map(str, octets))
+    (spec,) = parse_address(text)
+    assert spec.network == ipaddress.ip_network(f"{text}/{8 * significant}")
+    assert spec.implicit_wildcard is (significant < 4)
+
+
+def test_ipv4_leading_zeros_read_as_decimal_outside_cidr() -> None:
+    """A plain address reads ``010`` as ten, as before; only the CIDR form
+    refuses leading zeros, as ``ipaddress`` does."""
+    assert _networks("010.0.0.1") == ["10.0.0.1/32"]
+    with pytest.raises(ValueError, match="is not a valid network"):
+        parse_address("010.0.0.0/8")

@@ -34,7 +34,8 @@ from twisted.logger import Logger
 from superd.access.banners import Banners, FailBannerProtocol
 from superd.access.decision import Decision, MaybeDeferred, deny
 from superd.access.gate import Gate
-from superd.access.pipeline import BANNED, policies_for, run_policies
+from superd.access.decision import Policy
+from superd.access.pipeline import BANNED, batch_policies, policies_for, run_policies
 from superd.access.prefixes import source_key
 from superd.access.refusals import RefusalLog
 from superd.access.state import AccessState
@@ -147,6 +148,8 @@ class AccessControlledFactory(ServerFactory):
             self._serve_fd = getattr(handler, "serve_fd", None)
             self._answer_fd = getattr(handler, "answer_fd", None)
             self.take_connection = self._take_connection
+        #: The policies of the accept batch under way (``begin_batch``).
+        self._batch: list[Policy] | None = None
         self._clock = runtime.seconds
         self._v6_prefix = service.v6_source_prefix
         # Only sessions of services behind a proxy (tcpmux clients: perhaps,
@@ -181,6 +184,20 @@ class AccessControlledFactory(ServerFactory):
             return self.admit(peer, None, origin)
         return self.refuse(peer, outcome)
 
+    def begin_batch(self) -> None:
+        """
+        The port starts accepting a batch of connections (one wake-up):
+        until ``end_batch``, ``take_connection`` runs only the policies that
+        may refuse someone now (``batch_policies``), so a service without
+        bans in force and with empty hosts files decides nothing per
+        connection.
+        """
+        self._batch = batch_policies(self.policies)
+
+    def end_batch(self) -> None:
+        """The batch is over: every policy decides again."""
+        self._batch = None
+
     def _take_connection(self, fd: int, address: Any,
                          local: Peer | None) -> Protocol | Taken | None:
         """
@@ -191,11 +208,15 @@ class AccessControlledFactory(ServerFactory):
         what ``refuse`` returns.  The port owns ``fd``.
         """
         peer = _peer_of_tuple(address)
-        outcome = run_policies(self.policies, peer, self._clock)
-        if not isinstance(outcome, Decision):
-            return Gate(self, peer, outcome)
-        if not outcome.allowed:
-            return self.refuse(peer, outcome)
+        policies = self._batch
+        if policies is None:
+            policies = self.policies
+        if policies:
+            outcome = run_policies(policies, peer, self._clock)
+            if not isinstance(outcome, Decision):
+                return Gate(self, peer, outcome)
+            if not outcome.allowed:
+                return self.refuse(peer, outcome)
         answer_fd = self._answer_fd
         if answer_fd is not None:
             self._counts.accept()

@@ -8,6 +8,15 @@ service configures are built, so a service without lists or limits pays for
 nothing it does not use.  The first denial wins; a policy that raises is
 logged and denies with its own reason word; a policy that must wait (a name
 lookup) suspends the rest until its answer arrives.
+
+A listening port that accepts connections in batches (one per wake-up) asks
+``batch_policies`` once per batch: a policy whose ``allows_everyone()``
+says it would admit every peer -- no ban in force, empty hosts.allow and
+hosts.deny -- is left out of that batch's decisions.  Nothing a batch does
+can change those answers (a ban comes from a sensor's own port, the
+operator or the ban database, each its own reactor event), so a batch
+decides exactly as if each policy had been asked, except that hosts.allow
+and hosts.deny are looked at when the batch starts, not per connection.
 """
 
 from __future__ import annotations
@@ -36,8 +45,8 @@ from superd.config.model import UNLIMITED, ServiceConfig, ServiceKind
 from superd.core.session import Peer
 from superd.observe import events
 
-__all__ = ["BANNED", "BanPolicy", "build_policies", "policies_for", "run_policies",
-           "source_checks"]
+__all__ = ["BANNED", "BanPolicy", "batch_policies", "build_policies", "policies_for",
+           "run_policies", "source_checks"]
 
 _log = Logger(namespace="superd.access")
 #: The denial of a banned source (the factory recognises it by identity).
@@ -50,7 +59,12 @@ class BanPolicy:
     reason = events.REASON_ADDRESS
 
     def __init__(self, bans: BanList) -> None:
+        self._bans = bans
         self._is_banned = bans.is_banned
+
+    def allows_everyone(self) -> bool:
+        """True while no source is banned (see ``batch_policies``)."""
+        return not self._bans
 
     def check(self, peer: Peer, now: float) -> Decision:
         if self._is_banned(peer.host):
@@ -125,6 +139,25 @@ def policies_for(service: ServiceConfig, state: AccessState, *,
     policies = build_policies(service, state, sessions=sessions)
     compiled[key] = (service, policies)
     return policies
+
+
+def batch_policies(policies: Sequence[Policy]) -> list[Policy]:
+    """
+    The policies that must see each connection of an accept batch starting
+    now: ``policies`` without those whose ``allows_everyone()`` (a policy
+    may have one) is true.  A policy that raises is kept, so that its
+    ``check`` fails and denies as usual.
+    """
+    kept = []
+    for policy in policies:
+        allows_everyone = getattr(policy, "allows_everyone", None)
+        try:
+            if allows_everyone is not None and allows_everyone():
+                continue
+        except Exception:
+            pass
+        kept.append(policy)
+    return kept
 
 
 def _crashed(policy: Policy, peer: Peer, failure: Failure) -> Decision:

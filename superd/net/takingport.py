@@ -25,6 +25,12 @@ else None -- and returns
   or, when the protocol's ``serves_bare`` is true (echo), on the bare
   descriptor itself (``superd.net.bare``).
 
+A factory may also have ``begin_batch()`` and ``end_batch()``: the port
+calls them around each wake-up's accepts, so that what holds for the
+whole batch (the access policies that cannot refuse anyone now) is worked
+out once, not per connection.  Without them, or through a port that does
+not call them, every connection is decided on its own.
+
 A factory whose ``take_connection`` is None or absent (TLS, a builtin that
 keeps talking, or a reload that put another kind of service on the port) is
 served exactly as by ``tcp.Port``.  Twisted's pieces of the accept loop are
@@ -84,9 +90,10 @@ def accept_descriptors(logger: Logger, accepts: Iterable[object], listener: sock
     EMFILE releases ``reserved`` and accepts-and-closes until the backlog is
     empty; the other accept errors are logged and end this wake-up.
     """
+    accept = twistedprivate.descriptor_acceptor(listener)
     for _ in accepts:
         try:
-            fd, address = twistedprivate.accept_descriptor(listener)
+            fd, address = accept()
         except OSError as e:
             if e.errno in (EWOULDBLOCK, EAGAIN):
                 return
@@ -154,16 +161,29 @@ class TakingPort(tcp.Port):
         host, port = self.socket.getsockname()[:2]
         self.local = None if host in _WILDCARDS else Peer.from_address((host, port))
 
+    #: The factory's ``take_connection`` during a wake-up.
+    _take: Any = None
+
     def doRead(self) -> None:
-        take = getattr(self.factory, "take_connection", None)
+        factory = self.factory
+        take = getattr(factory, "take_connection", None)
         if take is None:
             super().doRead()
             return
-        serve_accepted(self, lambda fd, address: self._serve(take, fd, address))
-
-    def _serve(self, take: Any, fd: int, address: Any) -> None:
+        self._take = take
+        begin = getattr(factory, "begin_batch", None)
+        if begin is None:
+            serve_accepted(self, self._serve)
+            return
         try:
-            outcome = take(fd, address, self.local)
+            begin()
+            serve_accepted(self, self._serve)
+        finally:
+            factory.end_batch()
+
+    def _serve(self, fd: int, address: Any) -> None:
+        try:
+            outcome = self._take(fd, address, self.local)
         except BaseException:
             os.close(fd)
             raise

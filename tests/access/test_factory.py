@@ -552,3 +552,37 @@ def test_answer_fd_failure_is_logged_and_the_port_closes(
     assert take(factory, 7, ("127.0.0.2", 1)) is TAKEN
     assert [e for e in log_events if e.get("event") == "handler_error"]
     assert fail_lines(log_events) == ["FAIL: svc fork from=127.0.0.2"]
+
+
+def test_a_batch_decides_as_each_connection_alone(
+        access: AccessState, tmp_path: Path, log_events: list[dict[str, Any]]) -> None:
+    """In an accept batch (begin_batch .. end_batch) with no ban in force and
+    empty hosts files, nothing is asked per connection; a ban or a hosts.deny
+    rule in force when a batch begins refuses, with the same FAIL lines; a
+    rule written during a batch is seen by the next one, and at once outside
+    batches."""
+    handler = Answerer()
+    handler.counter = access.counter
+    answered = service(log_on_failure=HOST, flags=frozenset(), per_source=1)
+    factory = AccessControlledFactory(answered, handler, access)
+    factory.begin_batch()
+    assert take(factory, 7, ("127.0.0.4", 1)) is TAKEN
+    with open(tmp_path / "hosts.deny", "a") as f:
+        f.write("ALL: 127.0.0.4\n")
+    assert take(factory, 8, ("127.0.0.4", 2)) is TAKEN  # written during the batch
+    factory.end_batch()
+    assert take(factory, 9, ("127.0.0.4", 3)) is None
+    factory.begin_batch()
+    assert take(factory, 10, ("127.0.0.4", 4)) is None
+    assert take(factory, 11, ("127.0.0.5", 5)) is TAKEN
+    factory.end_batch()
+    (tmp_path / "hosts.deny").write_text("")
+    access.bans.ban("127.0.0.3", 10, "trap")
+    factory.begin_batch()
+    assert take(factory, 12, ("127.0.0.3", 6)) is None
+    assert take(factory, 13, ("127.0.0.4", 7)) is TAKEN
+    factory.end_batch()
+    assert [fd for _, fd, _ in handler.answered] == [7, 8, 11, 13]
+    assert fail_lines(log_events) == ["FAIL: svc libwrap from=127.0.0.4"] * 2 + [
+        "FAIL: svc address from=127.0.0.3"]
+    assert access.counters.for_block(answered.id, answered.block_key).accepted == 4

@@ -251,6 +251,46 @@ def test_accepts_per_wake_up_are_capped() -> None:
     port.connectionLost(None)  # type: ignore[arg-type]
 
 
+class Batching(Taking):
+    """A factory that records the batches the port announces."""
+
+    def __init__(self, answer: str) -> None:
+        super().__init__(answer)
+        self.events: list[Any] = []
+
+    def begin_batch(self) -> None:
+        self.events.append("begin")
+
+    def end_batch(self) -> None:
+        self.events.append("end")
+
+    def take_connection(self, fd: int, address: Any, local: Any) -> Any:
+        self.events.append(address[1])
+        return super().take_connection(fd, address, local)
+
+
+@pytest.mark.parametrize("answer", ["take", "raise"])
+def test_each_wake_up_is_one_batch(answer: str) -> None:
+    """A factory with begin_batch/end_batch hears of each wake-up's accepts
+    before the first and after the last, also when taking one raises (the
+    rest of that wake-up's connections wait for the next)."""
+    factory = Batching(answer)
+    port, _ = listening(factory)
+    clients = [socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+               for _ in range(3)]
+    port.doRead()
+    ports = [c.getsockname()[1] for c in clients]
+    if answer == "take":
+        assert factory.events == ["begin", *ports, "end"]
+    else:
+        assert factory.events == ["begin", ports[0], "end"]
+    port.doRead()
+    assert factory.events[-1] == "end" and factory.events.count("begin") == 2
+    for client in clients:
+        client.close()
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
 def test_ipv6_connections_are_taken_with_their_addresses() -> None:
     """On ::1 the factory gets accept()'s 4-tuple and the port's own address;
     a protocol answer still gets an IPv6 transport."""

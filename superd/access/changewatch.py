@@ -6,9 +6,9 @@ hosts.deny costs a ``poll()`` of an inotify descriptor instead of two
 file system).
 
 The promise stays the one ``stat()`` gave: a change written before a
-question is asked applies to its answer (the caller decides when to ask:
-per connection, or once per batch of accepted connections).  The kernel
-queues an inotify event in the writer's own ``write()``/``rename()``, and
+connection arrives applies to that connection (the caller asks after
+accepting it, or after accepting a whole batch).  The kernel queues an
+inotify event in the writer's own ``write()``/``rename()``, and
 ``changed()`` looks
 at the queue synchronously, so an event can never be "on its way".  The
 watches are on the files' directories (an editor that writes a new file and

@@ -48,6 +48,7 @@ from superd.observe import events
 from superd.observe.counters import ServiceCounters
 
 __all__ = [
+    "ANSWER_BATCH",
     "AccessControlledDatagramProtocol",
     "AccessControlledFactory",
     "admit_datagram_source",
@@ -55,6 +56,13 @@ __all__ = [
 ]
 
 _log = Logger(namespace="superd.access")
+
+#: Connections a port accepts before a service answered in one write
+#: decides them (``batch_size``): enough that the look at the hosts files
+#: and the ban list made once per batch costs next to nothing per
+#: connection, few enough that the descriptors held meanwhile do not
+#: matter.
+ANSWER_BATCH = 16
 
 #: ``take_connection(fd, address, local)`` (see ``superd.net.takingport``).
 TakeConnection = Callable[[int, Any, "Peer | None"], "Protocol | Taken | None"]
@@ -148,6 +156,11 @@ class AccessControlledFactory(ServerFactory):
             self._serve_fd = getattr(handler, "serve_fd", None)
             self._answer_fd = getattr(handler, "answer_fd", None)
             self.take_connection = self._take_connection
+        #: For ``superd.net.takingport.TakingPort``: answered connections
+        #: are decided in batches (``begin_batch``).  Not the others: a
+        #: connection that lives on holds its descriptor anyway, and the
+        #: batch would only add descriptors held before deciding.
+        self.batch_size = ANSWER_BATCH if self._answer_fd is not None else 0
         #: The policies of the accept batch under way (``begin_batch``).
         self._batch: list[Policy] | None = None
         # The reactor's clock itself: Runtime.seconds is one Python call more
@@ -188,11 +201,13 @@ class AccessControlledFactory(ServerFactory):
 
     def begin_batch(self) -> None:
         """
-        The port starts accepting a batch of connections (one wake-up):
-        until ``end_batch``, ``take_connection`` runs only the policies that
-        may refuse someone now (``batch_policies``), so a service without
-        bans in force and with empty hosts files decides nothing per
-        connection.
+        The port accepted a batch of connections and is about to hand them
+        over: until ``end_batch``, ``take_connection`` runs only the
+        policies that may refuse someone now (``batch_policies``), so a
+        service without bans in force and with empty hosts files decides
+        nothing per connection.  Every connection of the batch arrived
+        before this look at the hosts files, so a change written before a
+        client connected applies to it.
         """
         self._batch = batch_policies(self.policies)
 

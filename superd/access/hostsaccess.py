@@ -17,10 +17,9 @@ a line to hosts.deny takes effect on the next connection, with no restart
 and no signal (the seed's SeeYouLater workflow).  The daemon stats the
 files only when an inotify watch (``superd.access.changewatch``) says they
 may have changed; without one, on every check.  While both files are empty,
-a listening port that accepts a batch of connections asks once, when the
-batch begins (``HostsAccessPolicy.allows_everyone``), not per connection:
-a rule written during a batch (a few milliseconds at most) applies from the
-next one, which no client can tell from a rule written a moment later.
+a port that hands over a batch of accepted connections asks once for the
+batch (``HostsAccessPolicy.allows_everyone``), after accepting all of it,
+so a rule written before any of those clients connected still applies.
 A missing file is empty.
 A line that cannot be parsed is reported once and denies the daemons it
 names (every daemon if its daemon list is unreadable); an unreadable file

@@ -9,14 +9,15 @@ nothing it does not use.  The first denial wins; a policy that raises is
 logged and denies with its own reason word; a policy that must wait (a name
 lookup) suspends the rest until its answer arrives.
 
-A listening port that accepts connections in batches (one per wake-up) asks
-``batch_policies`` once per batch: a policy whose ``allows_everyone()``
-says it would admit every peer -- no ban in force, empty hosts.allow and
-hosts.deny -- is left out of that batch's decisions.  Nothing a batch does
-can change those answers (a ban comes from a sensor's own port, the
-operator or the ban database, each its own reactor event), so a batch
-decides exactly as if each policy had been asked, except that hosts.allow
-and hosts.deny are looked at when the batch starts, not per connection.
+A listening port that hands over connections in batches (accepted first,
+then decided) asks ``batch_policies`` once per batch: a policy whose
+``allows_everyone()`` says it would admit every peer -- no ban in force,
+empty hosts.allow and hosts.deny -- is left out of that batch's decisions.
+The answer holds for the whole batch: a ban comes from a sensor's own port,
+the operator or the ban database, each its own reactor event, never in the
+middle of a batch; and every connection of the batch arrived before the
+hosts files are looked at, so a change written before a client connected
+is seen, as when each connection is decided alone.
 """
 
 from __future__ import annotations

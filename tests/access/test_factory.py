@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
 from superd.access.factory import (
+    ANSWER_BATCH,
     AccessControlledDatagramProtocol,
     AccessControlledFactory,
     admit_datagram_source,
@@ -556,15 +557,19 @@ def test_answer_fd_failure_is_logged_and_the_port_closes(
 
 def test_a_batch_decides_as_each_connection_alone(
         access: AccessState, tmp_path: Path, log_events: list[dict[str, Any]]) -> None:
-    """In an accept batch (begin_batch .. end_batch) with no ban in force and
-    empty hosts files, nothing is asked per connection; a ban or a hosts.deny
-    rule in force when a batch begins refuses, with the same FAIL lines; a
-    rule written during a batch is seen by the next one, and at once outside
-    batches."""
+    """A service answered at once is handed its connections in batches; in a
+    batch (begin_batch .. end_batch, after the port accepted all of it) with
+    no ban in force and empty hosts files, nothing is asked per connection;
+    a ban or a hosts.deny rule in force when a batch begins refuses, with the
+    same FAIL lines; a rule written during a batch (after its clients
+    connected) is seen by the next one, and at once outside batches.  A
+    service whose connections live on is not batched."""
     handler = Answerer()
     handler.counter = access.counter
     answered = service(log_on_failure=HOST, flags=frozenset(), per_source=1)
     factory = AccessControlledFactory(answered, handler, access)
+    assert factory.batch_size == ANSWER_BATCH
+    assert factory_for(access)[0].batch_size == 0
     factory.begin_batch()
     assert take(factory, 7, ("127.0.0.4", 1)) is TAKEN
     with open(tmp_path / "hosts.deny", "a") as f:

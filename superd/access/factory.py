@@ -32,9 +32,8 @@ from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
 from twisted.logger import Logger
 
 from superd.access.banners import Banners, FailBannerProtocol
-from superd.access.decision import Decision, MaybeDeferred, deny
+from superd.access.decision import Decision, MaybeDeferred, Policy, deny
 from superd.access.gate import Gate
-from superd.access.decision import Policy
 from superd.access.pipeline import BANNED, batch_policies, policies_for, run_policies
 from superd.access.prefixes import source_key
 from superd.access.refusals import RefusalLog
@@ -224,7 +223,10 @@ class AccessControlledFactory(ServerFactory):
         its protocol; otherwise a ``Gate`` that waits for the decision, or
         what ``refuse`` returns.  The port owns ``fd``.
         """
-        peer = _peer_of_tuple(address)
+        if type(address) is tuple and ":" not in address[0]:
+            peer = Peer(address[0], address[1])  # IPv4: canonical already
+        else:
+            peer = _peer_of_tuple(address)
         policies = self._batch
         if policies is None:
             policies = self.policies

@@ -216,7 +216,7 @@ class TakingPort(tcp.Port):
     _take: Any = None
 
     def doRead(self) -> None:
-        factory = self.factory
+        factory: Any = self.factory
         take = getattr(factory, "take_connection", None)
         if take is None:
             super().doRead()

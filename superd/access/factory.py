@@ -32,7 +32,7 @@ from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
 from twisted.logger import Logger
 
 from superd.access.banners import Banners, FailBannerProtocol
-from superd.access.decision import Decision, MaybeDeferred, Policy, deny
+from superd.access.decision import ALLOW, Decision, MaybeDeferred, Policy, deny
 from superd.access.gate import Gate
 from superd.access.pipeline import BANNED, batch_policies, policies_for, run_policies
 from superd.access.prefixes import source_key
@@ -232,10 +232,11 @@ class AccessControlledFactory(ServerFactory):
             policies = self.policies
         if policies:
             outcome = run_policies(policies, peer, self._clock)
-            if not isinstance(outcome, Decision):
-                return Gate(self, peer, outcome)
-            if not outcome.allowed:
-                return self.refuse(peer, outcome)
+            if outcome is not ALLOW:  # the usual answer: one identity test
+                if not isinstance(outcome, Decision):
+                    return Gate(self, peer, outcome)
+                if not outcome.allowed:
+                    return self.refuse(peer, outcome)
         answer_fd = self._answer_fd
         if answer_fd is not None:
             self._counts.accept()

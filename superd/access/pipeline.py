@@ -172,7 +172,8 @@ def run_policies(policies: Sequence[Policy], peer: Peer,
                  now: Callable[[], float], start: int = 0) -> MaybeDeferred:
     """The first denial among ``policies[start:]``, else ALLOW."""
     at = now()  # one instant for one decision (resumed after a wait: a new one)
-    for index, policy in enumerate(policies[start:] if start else policies, start):
+    # No enumerate: the position is needed only by a policy that must wait.
+    for policy in policies[start:] if start else policies:
         try:
             outcome = policy.check(peer, at)
         except Exception:
@@ -183,7 +184,8 @@ def run_policies(policies: Sequence[Policy], peer: Peer,
             if not outcome.allowed:
                 return outcome
             continue
-        return _resume(outcome, policies, policy, peer, now, index + 1)
+        rest = start + list(policies[start:]).index(policy) + 1
+        return _resume(outcome, policies, policy, peer, now, rest)
     return ALLOW
 
 

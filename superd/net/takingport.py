@@ -148,13 +148,16 @@ class Batches:
             self._begin()
         except Exception:
             log.deferr()  # the factory decides each connection on its own
+        pending = iter(held)
         try:
-            for fd, address in held:
+            for fd, address in pending:
                 try:
                     serve(fd, address)
                 except Exception:
                     log.deferr()  # serve closed the descriptor
         finally:
+            for fd, _ in pending:  # only after a BaseException (the process ends)
+                os.close(fd)
             held.clear()
             self._end()
 

@@ -591,3 +591,22 @@ def test_a_batch_decides_as_each_connection_alone(
     assert fail_lines(log_events) == ["FAIL: svc libwrap from=127.0.0.4"] * 2 + [
         "FAIL: svc address from=127.0.0.3"]
     assert access.counters.for_block(answered.id, answered.block_key).accepted == 4
+
+
+def test_a_batch_still_counts_every_connection_for_cps(
+        access: AccessState, log_events: list[dict[str, Any]]) -> None:
+    """cps = 3 10 on an answered service inside one batch: the rate limit is
+    no batch-wide answer, so the fourth connection is refused and logged,
+    and the three before it are answered."""
+    clock: MemoryReactorClock = access.runtime.reactor
+    clock.advance(500.1)
+    handler = Answerer()
+    handler.counter = access.counter
+    factory = AccessControlledFactory(service(log_on_failure=HOST, cps=CPS(3, 10)),
+                                      handler, access)
+    factory.begin_batch()
+    results = [take(factory, fd, ("127.0.0.2", fd)) for fd in range(10, 14)]
+    factory.end_batch()
+    assert results == [TAKEN, TAKEN, TAKEN, None]
+    assert [fd for _, fd, _ in handler.answered] == [10, 11, 12]
+    assert fail_lines(log_events) == ["FAIL: svc connections per second from=127.0.0.2"]

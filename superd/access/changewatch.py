@@ -6,8 +6,10 @@ hosts.deny costs a ``poll()`` of an inotify descriptor instead of two
 file system).
 
 The promise stays the one ``stat()`` gave: a change written before a
-connection arrives applies to that connection.  The kernel queues an inotify
-event in the writer's own ``write()``/``rename()``, and ``changed()`` looks
+connection arrives applies to that connection (the caller asks after
+accepting it, or after accepting a whole batch).  The kernel queues an
+inotify event in the writer's own ``write()``/``rename()``, and
+``changed()`` looks
 at the queue synchronously, so an event can never be "on its way".  The
 watches are on the files' directories (an editor that writes a new file and
 renames it over the old one replaces the inode) and on those of their

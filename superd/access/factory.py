@@ -32,9 +32,9 @@ from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
 from twisted.logger import Logger
 
 from superd.access.banners import Banners, FailBannerProtocol
-from superd.access.decision import Decision, MaybeDeferred, deny
+from superd.access.decision import ALLOW, Decision, MaybeDeferred, Policy, deny
 from superd.access.gate import Gate
-from superd.access.pipeline import BANNED, policies_for, run_policies
+from superd.access.pipeline import BANNED, batch_policies, policies_for, run_policies
 from superd.access.prefixes import source_key
 from superd.access.refusals import RefusalLog
 from superd.access.state import AccessState
@@ -47,6 +47,7 @@ from superd.observe import events
 from superd.observe.counters import ServiceCounters
 
 __all__ = [
+    "ANSWER_BATCH",
     "AccessControlledDatagramProtocol",
     "AccessControlledFactory",
     "admit_datagram_source",
@@ -54,6 +55,13 @@ __all__ = [
 ]
 
 _log = Logger(namespace="superd.access")
+
+#: Connections a port accepts before a service answered in one write
+#: decides them (``batch_size``): enough that the look at the hosts files
+#: and the ban list made once per batch costs next to nothing per
+#: connection, few enough that the descriptors held meanwhile do not
+#: matter.
+ANSWER_BATCH = 16
 
 #: ``take_connection(fd, address, local)`` (see ``superd.net.takingport``).
 TakeConnection = Callable[[int, Any, "Peer | None"], "Protocol | Taken | None"]
@@ -147,7 +155,16 @@ class AccessControlledFactory(ServerFactory):
             self._serve_fd = getattr(handler, "serve_fd", None)
             self._answer_fd = getattr(handler, "answer_fd", None)
             self.take_connection = self._take_connection
-        self._clock = runtime.seconds
+        #: For ``superd.net.takingport.TakingPort``: answered connections
+        #: are decided in batches (``begin_batch``).  Not the others: a
+        #: connection that lives on holds its descriptor anyway, and the
+        #: batch would only add descriptors held before deciding.
+        self.batch_size = ANSWER_BATCH if self._answer_fd is not None else 0
+        #: The policies of the accept batch under way (``begin_batch``).
+        self._batch: list[Policy] | None = None
+        # The reactor's clock itself: Runtime.seconds is one Python call more
+        # per connection.
+        self._clock = runtime.reactor.seconds
         self._v6_prefix = service.v6_source_prefix
         # Only sessions of services behind a proxy (tcpmux clients: perhaps,
         # through the tcpmux service) or counted by network carry more than
@@ -181,6 +198,22 @@ class AccessControlledFactory(ServerFactory):
             return self.admit(peer, None, origin)
         return self.refuse(peer, outcome)
 
+    def begin_batch(self) -> None:
+        """
+        The port accepted a batch of connections and is about to hand them
+        over: until ``end_batch``, ``take_connection`` runs only the
+        policies that may refuse someone now (``batch_policies``), so a
+        service without bans in force and with empty hosts files decides
+        nothing per connection.  Every connection of the batch arrived
+        before this look at the hosts files, so a change written before a
+        client connected applies to it.
+        """
+        self._batch = batch_policies(self.policies)
+
+    def end_batch(self) -> None:
+        """The batch is over: every policy decides again."""
+        self._batch = None
+
     def _take_connection(self, fd: int, address: Any,
                          local: Peer | None) -> Protocol | Taken | None:
         """
@@ -190,12 +223,20 @@ class AccessControlledFactory(ServerFactory):
         its protocol; otherwise a ``Gate`` that waits for the decision, or
         what ``refuse`` returns.  The port owns ``fd``.
         """
-        peer = _peer_of_tuple(address)
-        outcome = run_policies(self.policies, peer, self._clock)
-        if not isinstance(outcome, Decision):
-            return Gate(self, peer, outcome)
-        if not outcome.allowed:
-            return self.refuse(peer, outcome)
+        if type(address) is tuple and ":" not in address[0]:
+            peer = Peer(address[0], address[1])  # IPv4: canonical already
+        else:
+            peer = _peer_of_tuple(address)
+        policies = self._batch
+        if policies is None:
+            policies = self.policies
+        if policies:
+            outcome = run_policies(policies, peer, self._clock)
+            if outcome is not ALLOW:  # the usual answer: one identity test
+                if not isinstance(outcome, Decision):
+                    return Gate(self, peer, outcome)
+                if not outcome.allowed:
+                    return self.refuse(peer, outcome)
         answer_fd = self._answer_fd
         if answer_fd is not None:
             self._counts.accept()

@@ -16,7 +16,11 @@ Each check re-parses a file whose (mtime, size, inode) changed: appending
 a line to hosts.deny takes effect on the next connection, with no restart
 and no signal (the seed's SeeYouLater workflow).  The daemon stats the
 files only when an inotify watch (``superd.access.changewatch``) says they
-may have changed; without one, on every check.  A missing file is empty.
+may have changed; without one, on every check.  While both files are empty,
+a port that hands over a batch of accepted connections asks once for the
+batch (``HostsAccessPolicy.allows_everyone``), after accepting all of it,
+so a rule written before any of those clients connected still applies.
+A missing file is empty.
 A line that cannot be parsed is reported once and denies the daemons it
 names (every daemon if its daemon list is unreadable); an unreadable file
 denies every daemon.
@@ -389,6 +393,12 @@ class HostsAccessPolicy:
     def __init__(self, daemon: str, hosts: HostsAccess) -> None:
         self.daemon = daemon
         self.hosts = hosts
+
+    def allows_everyone(self) -> bool:
+        """True when both files are empty (``superd.access.pipeline.batch_policies``):
+        the files are looked at now, once for a whole batch of connections."""
+        tables = self.hosts.tables()
+        return tables[0].empty and tables[1].empty
 
     def check(self, peer: Peer, now: float) -> MaybeDeferred:
         tables = self.hosts.tables()

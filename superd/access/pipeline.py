@@ -8,6 +8,16 @@ service configures are built, so a service without lists or limits pays for
 nothing it does not use.  The first denial wins; a policy that raises is
 logged and denies with its own reason word; a policy that must wait (a name
 lookup) suspends the rest until its answer arrives.
+
+A listening port that hands over connections in batches (accepted first,
+then decided) asks ``batch_policies`` once per batch: a policy whose
+``allows_everyone()`` says it would admit every peer -- no ban in force,
+empty hosts.allow and hosts.deny -- is left out of that batch's decisions.
+The answer holds for the whole batch: a ban comes from a sensor's own port,
+the operator or the ban database, each its own reactor event, never in the
+middle of a batch; and every connection of the batch arrived before the
+hosts files are looked at, so a change written before a client connected
+is seen, as when each connection is decided alone.
 """
 
 from __future__ import annotations
@@ -36,8 +46,8 @@ from superd.config.model import UNLIMITED, ServiceConfig, ServiceKind
 from superd.core.session import Peer
 from superd.observe import events
 
-__all__ = ["BANNED", "BanPolicy", "build_policies", "policies_for", "run_policies",
-           "source_checks"]
+__all__ = ["BANNED", "BanPolicy", "batch_policies", "build_policies", "policies_for",
+           "run_policies", "source_checks"]
 
 _log = Logger(namespace="superd.access")
 #: The denial of a banned source (the factory recognises it by identity).
@@ -50,7 +60,12 @@ class BanPolicy:
     reason = events.REASON_ADDRESS
 
     def __init__(self, bans: BanList) -> None:
+        self._bans = bans
         self._is_banned = bans.is_banned
+
+    def allows_everyone(self) -> bool:
+        """True while no source is banned (see ``batch_policies``)."""
+        return not self._bans
 
     def check(self, peer: Peer, now: float) -> Decision:
         if self._is_banned(peer.host):
@@ -127,6 +142,25 @@ def policies_for(service: ServiceConfig, state: AccessState, *,
     return policies
 
 
+def batch_policies(policies: Sequence[Policy]) -> list[Policy]:
+    """
+    The policies that must see each connection of an accept batch starting
+    now: ``policies`` without those whose ``allows_everyone()`` (a policy
+    may have one) is true.  A policy that raises is kept, so that its
+    ``check`` fails and denies as usual.
+    """
+    kept = []
+    for policy in policies:
+        allows_everyone = getattr(policy, "allows_everyone", None)
+        try:
+            if allows_everyone is not None and allows_everyone():
+                continue
+        except Exception:
+            pass
+        kept.append(policy)
+    return kept
+
+
 def _crashed(policy: Policy, peer: Peer, failure: Failure) -> Decision:
     _log.failure("access policy {policy} failed for {peer_host}; denying",
                  failure, event=events.EV_POLICY_ERROR, policy=type(policy).__name__,
@@ -138,7 +172,8 @@ def run_policies(policies: Sequence[Policy], peer: Peer,
                  now: Callable[[], float], start: int = 0) -> MaybeDeferred:
     """The first denial among ``policies[start:]``, else ALLOW."""
     at = now()  # one instant for one decision (resumed after a wait: a new one)
-    for index, policy in enumerate(policies[start:] if start else policies, start):
+    # No enumerate: the position is needed only by a policy that must wait.
+    for policy in policies[start:] if start else policies:
         try:
             outcome = policy.check(peer, at)
         except Exception:
@@ -149,7 +184,8 @@ def run_policies(policies: Sequence[Policy], peer: Peer,
             if not outcome.allowed:
                 return outcome
             continue
-        return _resume(outcome, policies, policy, peer, now, index + 1)
+        rest = start + list(policies[start:]).index(policy) + 1
+        return _resume(outcome, policies, policy, peer, now, rest)
     return ALLOW
 
 

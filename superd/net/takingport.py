@@ -25,6 +25,19 @@ else None -- and returns
   or, when the protocol's ``serves_bare`` is true (echo), on the bare
   descriptor itself (``superd.net.bare``).
 
+A factory whose connections are over as soon as they are taken (daytime,
+time) may ask for them in batches: with ``batch_size`` N > 0 (and
+``begin_batch()``, ``end_batch()``), the port accepts up to N connections,
+then calls ``begin_batch()``, takes each, and calls ``end_batch()``, so
+that what holds for the whole batch (the access policies that cannot
+refuse anyone now, looked at once) is worked out once, not per connection.
+As every connection of a batch is accepted before ``begin_batch()``, all
+of them arrived before it looks: a hosts.allow line written before a client
+connected applies to it, as when each is decided alone.  A batch holds at
+most N descriptors more than one at a time.  Without ``batch_size``, or
+through a port that does not batch (a UNIX socket), every connection is
+decided on its own as it is accepted.
+
 A factory whose ``take_connection`` is None or absent (TLS, a builtin that
 keeps talking, or a reload that put another kind of service on the port) is
 served exactly as by ``tcp.Port``.  Twisted's pieces of the accept loop are
@@ -53,7 +66,7 @@ from superd.net.bare import BareConnection, ordinary_transport
 from superd.net.connection import Connection
 from superd.observe import events
 
-__all__ = ["MAX_ACCEPTS_PER_WAKE", "TAKEN", "Taken", "TakingPort", "accept_descriptors",
+__all__ = ["MAX_ACCEPTS_PER_WAKE", "TAKEN", "Batches", "Taken", "TakingPort", "accept_descriptors",
            "adopt_taking", "listen_taking", "serve_accepted"]
 
 
@@ -84,9 +97,10 @@ def accept_descriptors(logger: Logger, accepts: Iterable[object], listener: sock
     EMFILE releases ``reserved`` and accepts-and-closes until the backlog is
     empty; the other accept errors are logged and end this wake-up.
     """
+    accept = twistedprivate.descriptor_acceptor(listener)
     for _ in accepts:
         try:
-            fd, address = twistedprivate.accept_descriptor(listener)
+            fd, address = accept()
         except OSError as e:
             if e.errno in (EWOULDBLOCK, EAGAIN):
                 return
@@ -113,20 +127,67 @@ def accept_descriptors(logger: Logger, accepts: Iterable[object], listener: sock
         yield fd, address
 
 
-def serve_accepted(port: tcp.Port, serve: Callable[[int, Any], None]) -> None:
+class Batches:
+    """
+    How a factory wants its connections handed over in batches: the port
+    accepts up to ``size`` of them, then calls ``begin()``, serves each,
+    and calls ``end()``.
+    """
+
+    def __init__(self, size: int, begin: Callable[[], object],
+                 end: Callable[[], object]) -> None:
+        self.size = size
+        self._begin = begin
+        self._end = end
+
+    def serve(self, held: list[tuple[int, Any]], serve: Callable[[int, Any], None]) -> None:
+        """Serve every connection in ``held`` (emptied), each on its own: one
+        that fails is logged and the others are still served, so no
+        descriptor is left behind."""
+        try:
+            self._begin()
+        except Exception:
+            log.deferr()  # the factory decides each connection on its own
+        pending = iter(held)
+        try:
+            for fd, address in pending:
+                try:
+                    serve(fd, address)
+                except Exception:
+                    log.deferr()  # serve closed the descriptor
+        finally:
+            for fd, _ in pending:  # only after a BaseException (the process ends)
+                os.close(fd)
+            held.clear()
+            self._end()
+
+
+def serve_accepted(port: tcp.Port, serve: Callable[[int, Any], None],
+                   batches: Batches | None = None) -> None:
     """
     ``port.doRead`` for bare descriptors: accept what is pending (at most
-    ``port.numberAccepts``) and ``serve(fd, address)`` each; ``serve`` owns
-    the descriptor.  An exception is logged, as ``tcp.Port.doRead`` does.
+    ``port.numberAccepts``) and ``serve(fd, address)`` each -- as it is
+    accepted, or with ``batches`` a batch at a time; ``serve`` owns the
+    descriptor.  An exception is logged, as ``tcp.Port.doRead`` does.
     """
     try:
         with twistedprivate.buffered_port_logs(port) as buffering:
             accepted = 0
-            for fd, address in accept_descriptors(
-                    buffering, range(port.numberAccepts), port.socket,
-                    twistedprivate.reserved_descriptor()):
-                accepted += 1
-                serve(fd, address)
+            held: list[tuple[int, Any]] = []
+            try:
+                for fd, address in accept_descriptors(
+                        buffering, range(port.numberAccepts), port.socket,
+                        twistedprivate.reserved_descriptor()):
+                    accepted += 1
+                    if batches is None:
+                        serve(fd, address)
+                        continue
+                    held.append((fd, address))
+                    if len(held) >= batches.size:
+                        batches.serve(held, serve)
+            finally:
+                if held:
+                    batches.serve(held, serve)  # type: ignore[union-attr]
         # Twisted's scaling of accepts per wake-up (tcp.Port.doRead),
         # capped: each accept here may spawn a child, which blocks the
         # reactor until the child execs, so an ever-growing batch under a
@@ -154,16 +215,26 @@ class TakingPort(tcp.Port):
         host, port = self.socket.getsockname()[:2]
         self.local = None if host in _WILDCARDS else Peer.from_address((host, port))
 
+    #: The factory's ``take_connection`` during a wake-up.
+    _take: Any = None
+
     def doRead(self) -> None:
-        take = getattr(self.factory, "take_connection", None)
+        factory: Any = self.factory
+        take = getattr(factory, "take_connection", None)
         if take is None:
             super().doRead()
             return
-        serve_accepted(self, lambda fd, address: self._serve(take, fd, address))
+        self._take = take
+        size = getattr(factory, "batch_size", 0)
+        if size > 0:
+            serve_accepted(self, self._serve,
+                           Batches(size, factory.begin_batch, factory.end_batch))
+        else:
+            serve_accepted(self, self._serve)
 
-    def _serve(self, take: Any, fd: int, address: Any) -> None:
+    def _serve(self, fd: int, address: Any) -> None:
         try:
-            outcome = take(fd, address, self.local)
+            outcome = self._take(fd, address, self.local)
         except BaseException:
             os.close(fd)
             raise

@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
 from superd.access.factory import (
+    ANSWER_BATCH,
     AccessControlledDatagramProtocol,
     AccessControlledFactory,
     admit_datagram_source,
@@ -552,3 +553,60 @@ def test_answer_fd_failure_is_logged_and_the_port_closes(
     assert take(factory, 7, ("127.0.0.2", 1)) is TAKEN
     assert [e for e in log_events if e.get("event") == "handler_error"]
     assert fail_lines(log_events) == ["FAIL: svc fork from=127.0.0.2"]
+
+
+def test_a_batch_decides_as_each_connection_alone(
+        access: AccessState, tmp_path: Path, log_events: list[dict[str, Any]]) -> None:
+    """A service answered at once is handed its connections in batches; in a
+    batch (begin_batch .. end_batch, after the port accepted all of it) with
+    no ban in force and empty hosts files, nothing is asked per connection;
+    a ban or a hosts.deny rule in force when a batch begins refuses, with the
+    same FAIL lines; a rule written during a batch (after its clients
+    connected) is seen by the next one, and at once outside batches.  A
+    service whose connections live on is not batched."""
+    handler = Answerer()
+    handler.counter = access.counter
+    answered = service(log_on_failure=HOST, flags=frozenset(), per_source=1)
+    factory = AccessControlledFactory(answered, handler, access)
+    assert factory.batch_size == ANSWER_BATCH
+    assert factory_for(access)[0].batch_size == 0
+    factory.begin_batch()
+    assert take(factory, 7, ("127.0.0.4", 1)) is TAKEN
+    with open(tmp_path / "hosts.deny", "a") as f:
+        f.write("ALL: 127.0.0.4\n")
+    assert take(factory, 8, ("127.0.0.4", 2)) is TAKEN  # written during the batch
+    factory.end_batch()
+    assert take(factory, 9, ("127.0.0.4", 3)) is None
+    factory.begin_batch()
+    assert take(factory, 10, ("127.0.0.4", 4)) is None
+    assert take(factory, 11, ("127.0.0.5", 5)) is TAKEN
+    factory.end_batch()
+    (tmp_path / "hosts.deny").write_text("")
+    access.bans.ban("127.0.0.3", 10, "trap")
+    factory.begin_batch()
+    assert take(factory, 12, ("127.0.0.3", 6)) is None
+    assert take(factory, 13, ("127.0.0.4", 7)) is TAKEN
+    factory.end_batch()
+    assert [fd for _, fd, _ in handler.answered] == [7, 8, 11, 13]
+    assert fail_lines(log_events) == ["FAIL: svc libwrap from=127.0.0.4"] * 2 + [
+        "FAIL: svc address from=127.0.0.3"]
+    assert access.counters.for_block(answered.id, answered.block_key).accepted == 4
+
+
+def test_a_batch_still_counts_every_connection_for_cps(
+        access: AccessState, log_events: list[dict[str, Any]]) -> None:
+    """cps = 3 10 on an answered service inside one batch: the rate limit is
+    no batch-wide answer, so the fourth connection is refused and logged,
+    and the three before it are answered."""
+    clock: MemoryReactorClock = access.runtime.reactor
+    clock.advance(500.1)
+    handler = Answerer()
+    handler.counter = access.counter
+    factory = AccessControlledFactory(service(log_on_failure=HOST, cps=CPS(3, 10)),
+                                      handler, access)
+    factory.begin_batch()
+    results = [take(factory, fd, ("127.0.0.2", fd)) for fd in range(10, 14)]
+    factory.end_batch()
+    assert results == [TAKEN, TAKEN, TAKEN, None]
+    assert [fd for _, fd, _ in handler.answered] == [10, 11, 12]
+    assert fail_lines(log_events) == ["FAIL: svc connections per second from=127.0.0.2"]

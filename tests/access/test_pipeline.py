@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
 from superd.access.decision import ALLOW, Decision, MaybeDeferred, deny
-from superd.access.pipeline import run_policies
+from superd.access.hostsaccess import HostsAccessPolicy
+from superd.access.pipeline import BANNED, BanPolicy, batch_policies, run_policies
 from superd.core.session import Peer
+from tests.access.helpers import make_access
 
 PEER = Peer("10.0.0.1", 1)
 
@@ -63,3 +66,58 @@ def test_failures_deny_with_the_policy_reason(log_events: list[dict[str, Any]]) 
     failing.errback(RuntimeError("lookup broke"))
     assert results == [Decision(False, "address", "policy error")]
     assert sum(e.get("event") == "policy_error" for e in log_events) == 2
+
+
+class Settled(Step):
+    """A policy that says whether it allows everyone (or raises)."""
+
+    def __init__(self, name: str, everyone: Any, calls: list[str]) -> None:
+        super().__init__(name, ALLOW, calls)
+        self.everyone = everyone
+
+    def allows_everyone(self) -> bool:
+        if isinstance(self.everyone, Exception):
+            raise self.everyone
+        return bool(self.everyone)
+
+
+def test_a_batch_leaves_out_the_policies_that_allow_everyone() -> None:
+    """Only a policy whose allows_everyone() is true is left out of a batch;
+    one without the method, one that says no and one that raises (its check
+    then fails and denies as usual) all stay, in order."""
+    calls: list[str] = []
+    plain = Step("plain", ALLOW, calls)
+    everyone = Settled("everyone", True, calls)
+    someone = Settled("someone", False, calls)
+    broken = Settled("broken", RuntimeError("x"), calls)
+    assert batch_policies([plain, everyone, someone, broken]) == [plain, someone, broken]
+    assert batch_policies([everyone]) == []
+    assert calls == []  # no check ran
+
+
+def test_ban_policy_allows_everyone_only_while_nothing_is_banned(tmp_path: Path) -> None:
+    """The ban list empty: nobody is refused; one ban in force: every batch
+    asks again per connection."""
+    access = make_access(tmp_path)
+    policy = BanPolicy(access.bans)
+    assert policy.allows_everyone()
+    access.bans.ban("10.0.0.9", 60, "trap")
+    assert not policy.allows_everyone()
+    assert batch_policies([policy]) == [policy]
+    assert policy.check(Peer("10.0.0.9", 1), 0.0) is BANNED
+    access.stopService()
+
+
+def test_hosts_policy_allows_everyone_while_both_files_are_empty(tmp_path: Path) -> None:
+    """hosts.allow and hosts.deny with comments only: nobody is refused; a rule
+    written since the last batch is seen by the next one."""
+    access = make_access(tmp_path)
+    (tmp_path / "hosts.allow").write_text("# nothing\n")
+    assert access.hosts is not None
+    policy = HostsAccessPolicy("svc", access.hosts)
+    assert policy.allows_everyone()
+    with open(tmp_path / "hosts.deny", "a") as f:
+        f.write("svc: 10.0.0.9\n")
+    assert not policy.allows_everyone()
+    assert policy.check(Peer("10.0.0.9", 1), 0.0) == deny("libwrap", "libwrap=svc")
+    access.stopService()

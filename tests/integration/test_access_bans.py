@@ -6,6 +6,7 @@ appending to hosts.deny refuses a host on its next connection, no signal.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,6 +106,40 @@ def test_appending_to_hosts_deny(superd_factory: Callable[..., Any],
     assert fetch("127.0.0.2", port)
     superd.wait_for_event(lambda e: e.get("xinetd_line") ==
                           "FAIL: daytime libwrap from=127.0.0.4")
+
+
+def test_hosts_allow_change_applies_to_the_next_daytime_connection(
+        superd_factory: Callable[..., Any], conf_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """daytime with both hosts files empty (decided once per accept batch):
+    a DENY rule written to hosts.allow refuses the host's next connection,
+    which gets nothing; emptying the file serves it again; the service log
+    has xinetd's START and FAIL lines for each."""
+    allow = tmp_path / "hosts.allow"
+    allow.write_text("# empty\n")
+    log = tmp_path / "daytime.log"
+    conf = conf_dir(daytime=daytime_block("daytime", extra=f"\tlog_type       = FILE {log}\n"))
+    superd = superd_factory(conf, *hosts_args(tmp_path))
+    port = superd.port("daytime")
+    assert fetch("127.0.0.2", port)
+    with open(allow, "a") as f:
+        f.write("daytime: 127.0.0.2 : DENY\n")
+    assert fetch("127.0.0.2", port) == b""
+    assert fetch("127.0.0.5", port)
+    allow.write_text("# empty again\n")
+    assert fetch("127.0.0.2", port)
+    expected = ["START: daytime from=127.0.0.2", "FAIL: daytime libwrap from=127.0.0.2",
+                "START: daytime from=127.0.0.5", "START: daytime from=127.0.0.2"]
+    stamp = r"\d{2}/\d{1,2}/\d{1,2}@\d{2}:\d{2}:\d{2}: "
+
+    def logged() -> list[str]:
+        text = log.read_text() if log.exists() else ""
+        return [re.sub("^" + stamp, "", line) for line in text.splitlines()]
+
+    deadline = time.monotonic() + 10
+    while logged() != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert logged() == expected
 
 
 def test_hammering_banned_source_is_dropped_in_the_kernel(

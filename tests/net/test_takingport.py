@@ -251,6 +251,68 @@ def test_accepts_per_wake_up_are_capped() -> None:
     port.connectionLost(None)  # type: ignore[arg-type]
 
 
+class Batching(Taking):
+    """A factory that asks for batches of ``size`` and records them."""
+
+    def __init__(self, answer: str, size: int) -> None:
+        super().__init__(answer)
+        self.batch_size = size
+        self.events: list[Any] = []
+
+    def begin_batch(self) -> None:
+        self.events.append("begin")
+
+    def end_batch(self) -> None:
+        self.events.append("end")
+
+    def take_connection(self, fd: int, address: Any, local: Any) -> Any:
+        self.events.append(address[1])
+        if self.answer == "raise" and len(self.taken) == 1:
+            self.taken.append((fd, address, local))
+            raise RuntimeError("broken factory")
+        return super().take_connection(fd, address, local)
+
+
+def test_batches_are_accepted_before_they_are_decided() -> None:
+    """With batch_size 2, five pending connections are accepted two at a
+    time (the last one alone), and each batch is announced only once all of
+    it was accepted; every client gets the close."""
+    factory = Batching("take", 2)
+    port, reactor = listening(factory)
+    clients = [socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+               for _ in range(5)]
+    port.doRead()
+    a, b, c, d, e = (client.getsockname()[1] for client in clients)
+    assert factory.events == ["begin", a, b, "end", "begin", c, d, "end", "begin", e, "end"]
+    for client in clients:
+        assert client.recv(1) == b""
+        client.close()
+    assert reactor.getReaders() == [port]
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_a_failure_in_a_batch_loses_no_descriptor() -> None:
+    """One connection of a batch whose taking raises is logged and closed;
+    the rest of the batch is still served and the batch still ends."""
+    factory = Batching("raise", 3)
+    port, _ = listening(factory)
+    clients = [socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+               for _ in range(3)]
+    logged: list[Any] = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        port.doRead()
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert factory.events[0] == "begin" and factory.events[-1] == "end"
+    assert len(factory.taken) == 3
+    assert any(e.get("log_failure") is not None or e.get("failure") is not None for e in logged)
+    for client in clients:
+        assert client.recv(1) == b""
+        client.close()
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
 def test_ipv6_connections_are_taken_with_their_addresses() -> None:
     """On ::1 the factory gets accept()'s 4-tuple and the port's own address;
     a protocol answer still gets an IPv6 transport."""

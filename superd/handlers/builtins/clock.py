@@ -31,7 +31,7 @@ from superd.config.model import ServiceConfig
 from superd.core.runtime import Runtime
 from superd.core.session import Peer
 from superd.handlers.builtins.base import BuiltinProtocol, BuiltinStreamHandler
-from superd.observe.events import emit_served_start
+from superd.observe.events import emit_session_start
 
 __all__ = [
     "RFC868_OFFSET",
@@ -114,7 +114,7 @@ class ReplyHandler(BuiltinStreamHandler):
 
     def answer_fd(self, peer: Peer, fd: int) -> None:
         """Write the reply to ``fd`` for ``peer``; the port closes it (FIN) afterwards."""
-        emit_served_start(self.service, peer)
+        emit_session_start(self.service, 0, peer)  # emit_served_start, one call fewer
         try:
             # The descriptor is blocking, but a reply of a few bytes into the
             # empty send buffer of a new connection cannot block.

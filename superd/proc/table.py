@@ -379,19 +379,32 @@ def prepare_process(fd_dir: str = "/proc/self/fd") -> int:
 
 
 def _real_spawner(reactor: Any, identity: Identity,
-                  which: Callable[[str], Optional[str]]) -> PosixSpawner:
+                  which: Callable[[str], Optional[str]],
+                  helpers: int) -> ISpawner:
     thread = SpawningThread.for_this_machine(identity)
     if thread.can_switch and not thread.probe():
         thread = SpawningThread(identity, None)
     mechanism = ("thread" if thread.can_switch else
                  "setpriv" if identity.is_root else "none (not root)")
     reaping = ExitReaping(reactor)
-    libc = LibcSpawn.load()
-    pool = None if libc is None else SpawnPool(reactor, delivered=reaping.reap_ended)
-    spawner = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping,
-                           pool=pool, background=libc, exec_wait=ExecWait())
-    _log.info("child credentials via {mechanism}", event=events.EV_SPAWN_MECHANISM,
-              mechanism=mechanism, background=libc is not None)
+    spawner: ISpawner
+    if helpers > 0:
+        # Only a daemon configured to spawn loads this (and starts a helper
+        # with its first child).
+        from superd.proc.spawnhelper import HelperSpawner
+
+        inline = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping)
+        spawner = HelperSpawner(reactor, inline, count=helpers)
+        background = f"{helpers} helper processes"
+    else:
+        libc = LibcSpawn.load()
+        pool = None if libc is None else SpawnPool(reactor, delivered=reaping.reap_ended)
+        spawner = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping,
+                               pool=pool, background=libc, exec_wait=ExecWait())
+        background = "threads" if libc is not None else "none"
+    _log.info("child credentials via {mechanism}; spawning off the reactor thread by "
+              "{background}", event=events.EV_SPAWN_MECHANISM,
+              mechanism=mechanism, background=background)
     return spawner
 
 
@@ -401,6 +414,7 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
                        which: Callable[[str], Optional[str]] = shutil.which,
                        group_list: Callable[[str, int], Sequence[int]] = os.getgrouplist,
                        cgroup: str = "none",
+                       spawn_helpers: int = 0,
                        ) -> ProcessTable:
     """
     The daemon's ``ProcessTable``.  Without an explicit ``spawner`` this is
@@ -409,6 +423,8 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
     environment: the startup environment children inherit.  ``cgroup`` is
     ``--cgroup`` (``auto``, ``none`` or a path; see ``superd.proc.cgroups``);
     raises ``CgroupError`` if a path given there cannot be used.
+    ``spawn_helpers`` is ``--spawn-helpers``: how many helper processes
+    start children (``superd.proc.spawnhelper``), 0 for spawn threads.
     """
     identity = Identity.current() if identity is None else identity
     if spawner is None:
@@ -416,7 +432,7 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
         if changed:
             _log.info("made {count} inherited descriptors close-on-exec",
                       event=events.EV_CLOEXEC, count=changed)
-        spawner = _real_spawner(reactor, identity, which)
+        spawner = _real_spawner(reactor, identity, which, spawn_helpers)
     env = dict(os.environ) if environ is None else environ
     return ProcessTable(reactor, spawner, environ=env, identity=identity,
                         which=which, group_list=group_list,

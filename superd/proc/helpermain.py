@@ -91,9 +91,9 @@ class Helper:
         poll.register(self._wake_r, select.POLLIN)
         self._send([(READY, os.getpid(), 0)])
         # Requests are taken off the socket as soon as they arrive and
-        # served one per turn: the kernel queues only a few messages on a
-        # UNIX socket (net.unix.max_dgram_qlen) before superd's sendmsg
-        # fails, which would make superd spawn on the reactor thread.
+        # served one per turn: superd's send buffer holds only so many
+        # (each carries an environment), and a full one makes superd spawn
+        # on the reactor thread.
         queue: Deque[Tuple[bytes, List[int]]] = deque()
         done = False
         while not done:
@@ -220,8 +220,22 @@ class Helper:
                 return
 
 
+def _close_inherited(keep: int) -> None:
+    """Close every descriptor but 0-2 and ``keep``: whatever the helper
+    inherited by mistake (superd's own are close-on-exec) would otherwise
+    reach every child it starts."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the listing's own descriptor, closed already
+
+
 def main(fd: int = SOCKET_FD) -> None:
     """Run the helper on the socket at ``fd`` until superd closes it."""
+    _close_inherited(fd)
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)
     sock.setblocking(True)

@@ -28,8 +28,8 @@ A helper that dies (its socket closes) is logged, its unanswered requests
 fail (``SpawnError(fork)``: FAIL logged, the connection closed), and the
 children it had started are followed by a pidfd each until they end, when
 they are reported with an unknown status (``ExitStatus(None)``); it is
-started again with the next spawn, after a back-off that grows while new
-helpers die before answering.
+started again after a back-off that grows while new helpers die before
+answering.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import attrs
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -198,6 +199,7 @@ class HelperSpawner:
         #: Helpers in a row that died before answering (for the back-off).
         self._failures = 0
         self._next_start = 0.0
+        self._restart: Optional[IDelayedCall] = None
 
     @property
     def helpers(self) -> Tuple[int, ...]:
@@ -275,6 +277,9 @@ class HelperSpawner:
     def _start(self) -> None:
         """Start the missing helpers, unless backing off."""
         now = self._reactor.seconds()
+        if now < self._next_start:
+            self._restart_at(self._next_start - now)
+            return
         while len(self._helpers) < self._count and now >= self._next_start:
             try:
                 pid, sock = self._launch()
@@ -288,10 +293,22 @@ class HelperSpawner:
             self.reaping.watch(pid, partial(self._exited, pid))
             self._reactor.addReader(helper)
 
-    def _back_off(self, now: float) -> None:
-        delay = min(MAX_RESTART_DELAY, self._restart_delay * 2 ** self._failures)
-        self._failures += 1
+    def _back_off(self, now: float, delay: Optional[float] = None) -> None:
+        """No helper starts for a while (by default: longer for each in a
+        row that failed); then the missing ones start, without waiting for
+        a spawn."""
+        if delay is None:
+            delay = min(MAX_RESTART_DELAY, self._restart_delay * 2 ** self._failures)
+            self._failures += 1
         self._next_start = now + delay
+        self._restart_at(delay)
+
+    def _restart_at(self, delay: float) -> None:
+        restart = self._restart
+        if restart is not None and restart.active():
+            restart.reset(delay)
+        else:
+            self._restart = self._reactor.callLater(delay, self._start)
 
     def _read(self, helper: _Helper) -> None:
         """Take in every batch of replies waiting."""
@@ -349,10 +366,8 @@ class HelperSpawner:
         """The helper's socket closed: it died (superd never closes it first
         but at shutdown)."""
         self._forget(helper)
-        if helper.ready:
-            self._next_start = self._reactor.seconds() + self._restart_delay
-        else:
-            self._back_off(self._reactor.seconds())
+        now = self._reactor.seconds()
+        self._back_off(now, self._restart_delay if helper.ready else None)
         pending, helper.pending = helper.pending, {}
         children, helper.children = helper.children, {}
         _log.warn("spawn helper {pid} died: {requests} requests refused, "
@@ -401,6 +416,10 @@ class HelperSpawner:
     def close(self) -> None:
         """Let every helper go (each exits on EOF) and stop following
         orphans: for tests and a process that stops managing children."""
+        if self._restart is not None and self._restart.active():
+            self._restart.cancel()
+        self._restart = None
+        self._count = 0  # and start no more
         for helper in list(self._helpers):
             self._forget(helper)
         for orphan in list(self._orphans.values()):

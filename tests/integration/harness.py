@@ -351,23 +351,28 @@ class Superd:
         """PIDs of the live (not zombie) servers the daemon started: its
         child processes, and those of its spawn helpers, which start them
         (``superd.proc.spawnhelper``), but not the helpers."""
+        own = _cmdline(self.pid)
         helpers = set(self.helpers())
         parents = helpers | {self.pid}
+        # A child still showing superd's command line has not executed its
+        # program yet (posix_spawn's child shares superd's memory until then):
+        # it may be a helper being started, not a server.
         return sorted(pid for pid, parent in _live_processes()
-                      if parent in parents and pid not in helpers)
+                      if parent in parents and pid not in helpers and _cmdline(pid) != own)
 
     def helpers(self) -> list[int]:
         """PIDs of the daemon's live spawn helpers."""
-        found = []
-        for pid, parent in _live_processes():
-            if parent == self.pid:
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        if b"superd.proc.helpermain" in f.read():
-                            found.append(pid)
-                except FileNotFoundError:
-                    continue
-        return sorted(found)
+        return sorted(pid for pid, parent in _live_processes()
+                      if parent == self.pid and b"superd.proc.helpermain" in _cmdline(pid))
+
+
+def _cmdline(pid: int) -> bytes:
+    """``/proc/PID/cmdline``, empty if the process has gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
 
 
 def _live_processes() -> list[tuple[int, int]]:

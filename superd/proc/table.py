@@ -33,6 +33,7 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from superd.core.session import Peer
 from superd.observe import events
@@ -47,6 +48,7 @@ from superd.proc.spawner import (
     PosixSpawner,
     SpawnError,
     SpawnRequest,
+    Started,
 )
 from superd.proc.spawnpool import SpawnPool
 from superd.proc.tracking import (
@@ -378,6 +380,46 @@ def prepare_process(fd_dir: str = "/proc/self/fd") -> int:
     return changed
 
 
+@implementer(IBackgroundSpawner)
+class _FirstSpawn:
+    """
+    The spawner until the first child: loads the spawn helpers' code
+    (``superd.proc.spawnhelper``) with the first request to start one, so
+    that a daemon that never spawns neither imports it nor starts a helper.
+    """
+
+    def __init__(self, reactor: Any, inline: PosixSpawner, count: int) -> None:
+        self._reactor = reactor
+        self._inline = inline
+        self._count = count
+        self._helpers: Optional[IBackgroundSpawner] = None
+        self.reaping = inline.reaping
+
+    def spawn(self, request: SpawnRequest, on_exit: Callable[[ExitStatus], None]) -> int:
+        """See ``ISpawner``: on the reactor thread."""
+        return self._inline.spawn(request, on_exit)
+
+    def kill_group(self, pgid: int, signum: int) -> bool:
+        """See ``ISpawner``."""
+        return self._inline.kill_group(pgid, signum)
+
+    def spawns_in_background(self, request: SpawnRequest) -> bool:
+        """See ``IBackgroundSpawner``."""
+        helpers = self._helpers
+        if helpers is None:
+            from superd.proc.spawnhelper import HelperSpawner
+
+            helpers = self._helpers = HelperSpawner(self._reactor, self._inline,
+                                                    count=self._count)
+        return helpers.spawns_in_background(request)
+
+    def spawn_in_background(self, request: SpawnRequest, started: Started,
+                            on_exit: Callable[[ExitStatus], None]) -> bool:
+        """See ``IBackgroundSpawner``."""
+        assert self._helpers is not None, "spawns_in_background said no"
+        return self._helpers.spawn_in_background(request, started, on_exit)
+
+
 def _real_spawner(reactor: Any, identity: Identity,
                   which: Callable[[str], Optional[str]],
                   helpers: int) -> ISpawner:
@@ -389,12 +431,8 @@ def _real_spawner(reactor: Any, identity: Identity,
     reaping = ExitReaping(reactor)
     spawner: ISpawner
     if helpers > 0:
-        # Only a daemon configured to spawn loads this (and starts a helper
-        # with its first child).
-        from superd.proc.spawnhelper import HelperSpawner
-
         inline = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping)
-        spawner = HelperSpawner(reactor, inline, count=helpers)
+        spawner = _FirstSpawn(reactor, inline, helpers)
         background = f"{helpers} helper processes"
     else:
         libc = LibcSpawn.load()

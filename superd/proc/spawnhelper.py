@@ -99,7 +99,7 @@ def launch_helper(posix_spawn: Callable[..., int] = os.posix_spawn,
             "from superd.proc.helpermain import main; main()")
     try:
         pid = posix_spawn(
-            executable, [executable, "-E", "-s", "-c", code], dict(os.environ),
+            executable, [executable, "-E", "-S", "-c", code], dict(os.environ),
             file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), SOCKET_FD),
                           (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
             setsigdef=frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP},
@@ -196,6 +196,7 @@ class HelperSpawner:
         self._orphans: Dict[int, _Orphan] = {}
         self._next_id = 0
         self._turn = 0
+        self._chosen: Optional[_Helper] = None
         #: Helpers in a row that died before answering (for the back-off).
         self._failures = 0
         self._next_start = 0.0
@@ -224,7 +225,9 @@ class HelperSpawner:
         (starting the helpers that are missing)."""
         if len(self._helpers) < self._count:
             self._start()
-        return self._pick() is not None
+        # Kept for the spawn_in_background call that follows at once.
+        self._chosen = self._pick()
+        return self._chosen is not None
 
     def _pick(self) -> Optional[_Helper]:
         """The ready helper with the fewest requests pending, taking turns
@@ -243,9 +246,11 @@ class HelperSpawner:
     def spawn_in_background(self, request: SpawnRequest, started: Started,
                             on_exit: OnExit) -> bool:
         """See ``IBackgroundSpawner``."""
-        helper = self._pick()
-        if helper is None:
-            return False
+        helper, self._chosen = self._chosen, None
+        if helper is None or helper.gone:
+            helper = self._pick()
+            if helper is None:
+                return False
         try:
             executable, argv, plan, thread_nice = self._inline.prepare(request)
         except SpawnError:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.integration.external import pid_alive, read_all, service_block, wait_until
@@ -161,3 +162,29 @@ def test_stop_waits_for_the_children_then_the_helpers_end(
     assert [int(e["signal"]) for e in exits if e.get("pid") == child] == [15]
     assert wait_until(lambda: not any(pid_alive(h) for h in helpers))
     held.close()
+
+
+def test_ten_thousand_connections_leave_nothing(superd_factory: Factory,
+                                                conf_dir: ConfDir) -> None:
+    """10,000 connections through the helpers, 32 at a time: every one
+    echoed, every child reaped (by its helper) and logged, superd holds
+    what it held idle, and each helper holds what it held once ready."""
+    superd = superd_factory(conf_dir(cat=service_block("cat", "/bin/cat",
+                                                       extra="cps = 100000 1")))
+    idle = superd.idle_fds()
+    assert echoed(superd, "cat") == b"ping"
+    superd.wait_for_events(lambda e: e.get("state") == "ready", 2)
+    helpers = superd.helpers()
+    helper_fds = {h: sorted(os.listdir(f"/proc/{h}/fd")) for h in helpers}
+
+    def one(i: int) -> bool:
+        return echoed(superd, "cat", f"hello {i}".encode()) == f"hello {i}".encode()
+
+    with ThreadPoolExecutor(32) as pool:
+        assert all(pool.map(one, range(10_000)))
+    assert wait_until(lambda: superd.children() == [], timeout=30)
+    assert wait_until(lambda: sum(1 for e in superd.events() if e.get("event") == "exit")
+                      == 10_001, timeout=30)
+    assert not superd.fds_beyond(idle)
+    assert superd.helpers() == helpers
+    assert {h: sorted(os.listdir(f"/proc/{h}/fd")) for h in helpers} == helper_fds

@@ -25,7 +25,8 @@ The protocol (both ends are this package, under the same interpreter, so
   (``SCM_RIGHTS``): ``(id, executable, argv, env, targets, plan, nice,
   umask)``, ``targets`` giving for each attached descriptor the child's
   descriptor numbers, ``plan`` None or ``(uid, gid, groups)``;
-* helper -> superd, batches (one message per loop turn): a list of
+* helper -> superd, batches (one message per loop turn, or per few turns
+  while requests wait): a list of
   ``(kind, a, b)``: ``(READY, pid, 0)`` once, then ``(STARTED, id, pid)``,
   ``(FAILED, id, errno)`` and ``(EXITED, pid, raw wait status)``.  A
   child's ``STARTED`` always comes before its ``EXITED``.
@@ -55,6 +56,10 @@ READY, STARTED, FAILED, EXITED = 0, 1, 2, 3
 #: The largest request (marshalled) and how many descriptors it may carry.
 MAX_REQUEST = 1 << 20
 MAX_FDS = 16
+#: Replies held back at most while requests wait to be served: each is
+#: late by one spawn per reply after it (START, EXIT and the service's
+#: instance count learn of it that much later).
+HOLD_REPLIES = 8
 #: Replies per message at most, well inside a socket buffer.
 REPLIES_PER_MESSAGE = 2048
 
@@ -96,8 +101,8 @@ class Helper:
         # on the reactor thread.
         queue: Deque[Tuple[bytes, List[int]]] = deque()
         done = False
+        replies: List[Reply] = []
         while not done:
-            replies: List[Reply] = []
             for fd, _ in poll.poll(0 if queue else None):
                 if fd == sock_fd:
                     done = self._receive(queue)
@@ -110,8 +115,11 @@ class Helper:
                 finally:
                     for fd in fds:
                         os.close(fd)
-            if replies:
+            # While requests wait, replies gather (up to HOLD_REPLIES): one
+            # message and one wake-up of superd for several children.
+            if replies and (not queue or done or len(replies) >= HOLD_REPLIES):
                 self._send(replies)
+                replies = []
         for _, fds in queue:
             for fd in fds:
                 os.close(fd)

@@ -64,6 +64,8 @@ HOLD_REPLIES = 8
 REPLIES_PER_MESSAGE = 2048
 
 Reply = Tuple[int, int, int]
+_RECV_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+_DUP2 = os.POSIX_SPAWN_DUP2
 #: A child's credentials: uid, gid, supplementary groups.
 Plan = Tuple[int, int, Tuple[int, ...]]
 
@@ -129,8 +131,7 @@ class Helper:
         cmsg_space = socket.CMSG_SPACE(MAX_FDS * 4)
         while True:
             try:
-                data, ancdata, _flags, _ = self._sock.recvmsg(
-                    MAX_REQUEST, cmsg_space, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+                data, ancdata, _flags, _ = self._sock.recvmsg(MAX_REQUEST, cmsg_space, _RECV_FLAGS)
             except BlockingIOError:
                 return False
             except ConnectionError:
@@ -167,6 +168,9 @@ class Helper:
         made on the way are appended to ``moved`` (the caller closes them)."""
         if len(targets) != len(fds):  # descriptors lost on the way (MSG_CTRUNC)
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        if len(fds) == 1 and targets[0] == [0, 1, 2] and fds[0] > 2:
+            fd = fds[0]  # the usual request: the connection as 0, 1 and 2
+            return [(_DUP2, fd, 0), (_DUP2, fd, 1), (_DUP2, fd, 2)]
         highest = max((child for numbers in targets for child in numbers), default=2)
         actions: List[Tuple[int, int, int]] = []
         for fd, numbers in zip(fds, targets, strict=True):

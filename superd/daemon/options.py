@@ -130,7 +130,7 @@ class Options(usage.Options):
          "start): a directory of the cgroup2 file system, 'auto' (superd's own "
          "cgroup if delegated to it, e.g. systemd's Delegate=yes) or 'none' "
          "(process groups only).", _cgroup],
-        ["spawn-helpers", None, 2,
+        ["spawn-helpers", None, 4,
          "Helper processes that start servers, so that superd never waits for a "
          "server's exec (0: superd starts them itself, with spawn threads when "
          "execs are slow).", _count],

@@ -71,9 +71,10 @@ OnExit = Callable[[ExitStatus], None]
 #: Starts one helper: its pid and superd's end of its socket.
 Launch = Callable[[], Tuple[int, socket.socket]]
 
-#: Helpers started by default: two spawn at once on two CPUs; one more
-#: only queues behind them on a machine where superd shares the CPUs.
-DEFAULT_HELPERS = 2
+#: Helpers started by default: each waits for one exec at a time, and on a
+#: busy machine an exec waits for a CPU, so a few more than two CPUs' worth
+#: keep children starting while others wait (bench/README has the figures).
+DEFAULT_HELPERS = 4
 #: Requests one helper holds unanswered at most; beyond, the reactor
 #: thread spawns (the helper is behind, and each request holds descriptors).
 MAX_PENDING = 64
@@ -103,7 +104,10 @@ def launch_helper(posix_spawn: Callable[..., int] = os.posix_spawn,
             file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), SOCKET_FD),
                           (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
             setsigdef=frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP},
-            setsigmask=())
+            # Its own session, as every server's: signals for superd's group
+            # or terminal are not its business, and with the scheduler's
+            # autogroups it competes for a CPU as the servers it starts do.
+            setsigmask=(), setsid=True)
     except BaseException:
         ours.close()
         raise

@@ -57,14 +57,16 @@ def queued_requests(helper: int) -> int:
 
 def test_servers_are_started_by_the_helpers(superd_factory: Factory,
                                             conf_dir: ConfDir) -> None:
-    """No helper before the first connection; then two, ready, and the
-    server is a child of one of them."""
+    """No helper before the first connection; then four (the default),
+    ready, each in a session of its own, and the server is a child of one
+    of them."""
     superd = superd_factory(conf_dir(cat=service_block("cat", "/bin/cat")))
     assert superd.helpers() == []
     assert echoed(superd, "cat") == b"ping"  # may be spawned by superd itself
     superd.wait_for_events(lambda e: e.get("event") == "spawn_helper"
-                           and e.get("state") == "ready", 2)
-    assert len(superd.helpers()) == 2
+                           and e.get("state") == "ready", 4)
+    assert len(superd.helpers()) == 4
+    assert all(os.getsid(helper) == helper for helper in superd.helpers())
     with connect(superd, "cat") as sock:
         sock.sendall(b"x")
         assert sock.recv(1) == b"x"
@@ -148,7 +150,7 @@ def test_stop_waits_for_the_children_then_the_helpers_end(
     the helpers), and the helpers end with superd (they ignore SIGTERM)."""
     superd = superd_factory(conf_dir(cat=service_block("cat", "/bin/cat")))
     assert echoed(superd, "cat") == b"ping"
-    superd.wait_for_events(lambda e: e.get("state") == "ready", 2)
+    superd.wait_for_events(lambda e: e.get("state") == "ready", 4)
     held = connect(superd, "cat")
     held.sendall(b"x")
     assert held.recv(1) == b"x"
@@ -173,7 +175,7 @@ def test_ten_thousand_connections_leave_nothing(superd_factory: Factory,
                                                        extra="cps = 100000 1")))
     idle = superd.idle_fds()
     assert echoed(superd, "cat") == b"ping"
-    superd.wait_for_events(lambda e: e.get("state") == "ready", 2)
+    superd.wait_for_events(lambda e: e.get("state") == "ready", 4)
     helpers = superd.helpers()
     helper_fds = {h: sorted(os.listdir(f"/proc/{h}/fd")) for h in helpers}
 

@@ -60,7 +60,7 @@ class RuntimeOptions:
     cgroup: str = "auto"
     #: ``--spawn-helpers``: helper processes starting children (0: none;
     #: see ``superd.proc.spawnhelper``).
-    spawn_helpers: int = 4
+    spawn_helpers: int = 0
 
 
 @attrs.frozen(eq=False)

@@ -130,10 +130,10 @@ class Options(usage.Options):
          "start): a directory of the cgroup2 file system, 'auto' (superd's own "
          "cgroup if delegated to it, e.g. systemd's Delegate=yes) or 'none' "
          "(process groups only).", _cgroup],
-        ["spawn-helpers", None, 4,
+        ["spawn-helpers", None, 0,
          "Helper processes that start servers, so that superd never waits for a "
-         "server's exec (0: superd starts them itself, with spawn threads when "
-         "execs are slow).", _count],
+         "server's exec (default 0: superd starts them itself, with spawn threads "
+         "when execs are slow).", _count],
         ["metrics", None, None,
          "Serve Prometheus /metrics on this Twisted endpoint, e.g. "
          "tcp:9101:interface=127.0.0.1 (default: no metrics)."],

@@ -71,10 +71,9 @@ OnExit = Callable[[ExitStatus], None]
 #: Starts one helper: its pid and superd's end of its socket.
 Launch = Callable[[], Tuple[int, socket.socket]]
 
-#: Helpers started by default: each waits for one exec at a time, and on a
-#: busy machine an exec waits for a CPU, so a few more than two CPUs' worth
-#: keep children starting while others wait (bench/README has the figures).
-DEFAULT_HELPERS = 4
+#: Helpers started when no number is given: two start two children at
+#: once on two CPUs; more compete with superd's reactor for the CPUs.
+DEFAULT_HELPERS = 2
 #: Requests one helper holds unanswered at most; beyond, the reactor
 #: thread spawns (the helper is behind, and each request holds descriptors).
 MAX_PENDING = 64
@@ -104,10 +103,10 @@ def launch_helper(posix_spawn: Callable[..., int] = os.posix_spawn,
             file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), SOCKET_FD),
                           (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
             setsigdef=frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP},
-            # Its own session, as every server's: signals for superd's group
-            # or terminal are not its business, and with the scheduler's
-            # autogroups it competes for a CPU as the servers it starts do.
-            setsigmask=(), setsid=True)
+            # Not a session of its own: with the scheduler's autogroups that
+            # would give each helper as much CPU as superd, whose reactor
+            # then waits for one (echo latency while spawning: bench/README).
+            setsigmask=())
     except BaseException:
         ours.close()
         raise

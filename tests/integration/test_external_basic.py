@@ -113,8 +113,8 @@ def test_child_sees_socket_env_and_credentials(superd_factory: Factory, conf_dir
 @needs_root
 def test_concurrent_children_of_a_user_started_off_the_reactor_thread(
         superd_factory: Factory, conf_dir: ConfDir, world_dir: Path) -> None:
-    """The children are started off the reactor thread, by superd's spawn
-    helpers (the daemon says so): 16 at once, each runs as nobody with no
+    """Without a umask the children are started by superd's spawning
+    threads (the daemon says so): 16 at once, each runs as nobody with no
     supplementary groups and only the socket as fds 0-2, and each is logged
     and reaped."""
     python = require_program("/usr/bin/python3")  # not a shim: nobody runs it
@@ -123,7 +123,7 @@ def test_concurrent_children_of_a_user_started_off_the_reactor_thread(
     probe.chmod(0o644)
     superd = superd_factory(conf_dir(probe=service_block("probe", python, f"-I -S {probe} x")))
     (mechanism,) = [e for e in superd.events() if e.get("event") == "spawn_mechanism"]
-    assert mechanism["background"] == "4 helper processes"
+    assert mechanism["background"] == "threads"
 
     def facts(i: int) -> dict[str, str]:
         with connect(superd, "probe") as sock:

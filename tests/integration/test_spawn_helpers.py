@@ -7,6 +7,7 @@ accounted until they end, restarted, no descriptor left), and stop.
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -14,7 +15,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.integration.external import pid_alive, read_all, service_block, wait_until
+from tests.integration.external import (
+    SERVICE_USER,
+    pid_alive,
+    read_all,
+    service_block,
+    wait_until,
+)
 from tests.integration.harness import Superd
 from tests.integration.test_external_basic import connect
 
@@ -57,21 +64,23 @@ def queued_requests(helper: int) -> int:
 
 def test_servers_are_started_by_the_helpers(superd_factory: Factory,
                                             conf_dir: ConfDir) -> None:
-    """No helper before the first connection; then four (the default),
-    ready, each in a session of its own, and the server is a child of one
+    """No helper before the first connection; then two, ready, in superd's
+    session, and the server (run as the service's user) is a child of one
     of them."""
-    superd = superd_factory(conf_dir(cat=service_block("cat", "/bin/cat")))
+    superd = superd_factory(conf_dir(cat=service_block("cat", "/bin/cat")),
+                            "--spawn-helpers", "2")
     assert superd.helpers() == []
     assert echoed(superd, "cat") == b"ping"  # may be spawned by superd itself
     superd.wait_for_events(lambda e: e.get("event") == "spawn_helper"
-                           and e.get("state") == "ready", 4)
-    assert len(superd.helpers()) == 4
-    assert all(os.getsid(helper) == helper for helper in superd.helpers())
+                           and e.get("state") == "ready", 2)
+    assert len(superd.helpers()) == 2
+    assert all(os.getsid(helper) == os.getsid(superd.pid) for helper in superd.helpers())
     with connect(superd, "cat") as sock:
         sock.sendall(b"x")
         assert sock.recv(1) == b"x"
         (child,) = superd.children()
         assert parent_of(child) in superd.helpers()
+        assert os.stat(f"/proc/{child}").st_uid == pwd.getpwnam(SERVICE_USER).pw_uid
 
 
 def test_a_killed_helper_is_restarted_and_its_child_accounted(
@@ -148,9 +157,10 @@ def test_stop_waits_for_the_children_then_the_helpers_end(
         superd_factory: Factory, conf_dir: ConfDir) -> None:
     """superd's stop still stops the children (their exits now reported by
     the helpers), and the helpers end with superd (they ignore SIGTERM)."""
-    superd = superd_factory(conf_dir(cat=service_block("cat", "/bin/cat")))
+    superd = superd_factory(conf_dir(cat=service_block("cat", "/bin/cat")),
+                            "--spawn-helpers", "2")
     assert echoed(superd, "cat") == b"ping"
-    superd.wait_for_events(lambda e: e.get("state") == "ready", 4)
+    superd.wait_for_events(lambda e: e.get("state") == "ready", 2)
     held = connect(superd, "cat")
     held.sendall(b"x")
     assert held.recv(1) == b"x"
@@ -172,10 +182,11 @@ def test_ten_thousand_connections_leave_nothing(superd_factory: Factory,
     echoed, every child reaped (by its helper) and logged, superd holds
     what it held idle, and each helper holds what it held once ready."""
     superd = superd_factory(conf_dir(cat=service_block("cat", "/bin/cat",
-                                                       extra="cps = 100000 1")))
+                                                       extra="cps = 100000 1")),
+                            "--spawn-helpers", "2")
     idle = superd.idle_fds()
     assert echoed(superd, "cat") == b"ping"
-    superd.wait_for_events(lambda e: e.get("state") == "ready", 4)
+    superd.wait_for_events(lambda e: e.get("state") == "ready", 2)
     helpers = superd.helpers()
     helper_fds = {h: sorted(os.listdir(f"/proc/{h}/fd")) for h in helpers}
 

@@ -12,8 +12,11 @@ reactor sends it the request with the connection's descriptors attached
 (one ``sendmsg``, ``SCM_RIGHTS``) and goes on; the helper spawns, reaps,
 and reports ``started``, ``failed`` and ``exited`` in batches that the
 reactor reads like any socket.  Two helpers start two children at once on
-two CPUs (bench/README, "Why the code is the way it is", has the
-figures for threads and for one and two helpers).
+two CPUs.  They take the spawn's CPU off superd, but cost about as much
+themselves, and busy helpers compete with the reactor for the CPUs, so
+superd's other services answer later while they spawn: they are used only
+when asked for (``--spawn-helpers N``; bench/README, "Why the code is the
+way it is", has the figures for threads and for one, two and four helpers).
 
 ``HelperSpawner`` is the ``IBackgroundSpawner`` the process table uses.
 Its helpers start with the first spawn (a daemon that never spawns has

@@ -98,7 +98,11 @@ def launch_helper(posix_spawn: Callable[..., int] = os.posix_spawn,
     if not executable:
         raise OSError(errno.ENOENT, "no Python interpreter to run the spawn helper")
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    code = (f"import sys; sys.path[:] = {sys.path!r}; "
+    # The directory holding this superd package first: an editable install's
+    # import hook (a .pth file, which -S skips) may be how superd was found.
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = [package_root, *(p for p in sys.path if p != package_root)]
+    code = (f"import sys; sys.path[:] = {path!r}; "
             "from superd.proc.helpermain import main; main()")
     try:
         pid = posix_spawn(

@@ -115,8 +115,11 @@ def superd_argv(paths: Paths, conf_dir: str, state_dir: str, cpu: int | None) ->
     ]
 
 
-def start_superd(paths: Paths, services: list[confgen.Service], cpu: int | None) -> procs.Server:
-    """``twistd -n superd`` on a directory holding the generated configuration."""
+def start_superd(
+    paths: Paths, services: list[confgen.Service], cpu: int | None, extra: Sequence[str] = ()
+) -> procs.Server:
+    """``twistd -n superd`` on a directory holding the generated configuration;
+    ``extra``: more superd arguments."""
     work = os.path.join(paths.tmp, "superd")
     conf_dir = os.path.join(work, "conf")
     state_dir = os.path.join(work, "state")
@@ -125,7 +128,7 @@ def start_superd(paths: Paths, services: list[confgen.Service], cpu: int | None)
     # No dot in the name: a directory is read like includedir, which skips those.
     with open(os.path.join(conf_dir, "bench"), "w") as f:
         f.write(confgen.render(services, confgen.SUPERD_BASE, log_dir=work))
-    argv = superd_argv(paths, conf_dir, state_dir, cpu)
+    argv = [*superd_argv(paths, conf_dir, state_dir, cpu), *extra]
     server = procs.start("superd", argv, os.path.join(work, "superd.log"), cwd=work)
     base = confgen.SUPERD_BASE
     return _listening(server, _ports(services, base), udp=_udp_ports(services, base))

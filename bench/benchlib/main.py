@@ -59,6 +59,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="run servers and load generators at this nice value (e.g. -10 on a shared host)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument(
+        "--superd-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more command-line argument for the main superd (repeat for each), for A/B"
+        " runs, e.g. --superd-arg=--spawn-helpers=0",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.reps, args.duration = 1, 0.5
@@ -107,6 +115,7 @@ def machine_facts(paths: daemons.Paths, pin_text: str, args: argparse.Namespace)
         f"gcc         {daemons.version_of(['gcc', '-dumpfullversion'])}",
         f"pinning     {pin_text}",
         f"method      {method}, servers interleaved, median reported",
+        *([f"superd args {' '.join(args.superd_arg)}"] if args.superd_arg else []),
     ]
 
 
@@ -181,13 +190,20 @@ def check_ports() -> None:
         raise SystemExit(f"bench/run: ports already in use: {busy}; stop whatever listens there")
 
 
-def start_servers(bench: figures.Bench, services: list[confgen.Service], no_superd: bool) -> None:
+def start_servers(
+    bench: figures.Bench,
+    services: list[confgen.Service],
+    no_superd: bool,
+    superd_args: list[str],
+) -> None:
     bench.xinetd = daemons.start_xinetd(bench.paths, services, bench.server_cpu)
     if no_superd:
         bench.superd_missing = "--no-superd"
         return
     try:
-        bench.superd = daemons.start_superd(bench.paths, services, bench.server_cpu)
+        bench.superd = daemons.start_superd(
+            bench.paths, services, bench.server_cpu, superd_args
+        )
     except RuntimeError as e:
         bench.superd_missing = str(e).splitlines()[0]
         bench.report.notes.append("superd did not start: " + " | ".join(str(e).splitlines()[-4:]))
@@ -236,7 +252,12 @@ def main(argv: list[str]) -> int:
     bench = figures.Bench(loadgen, args.reps, report, paths, server_cpu, None, None)
     load_start = load_average()
     try:
-        start_servers(bench, confgen.bench_services(tinycat=binaries["tinycat"]), args.no_superd)
+        start_servers(
+            bench,
+            confgen.bench_services(tinycat=binaries["tinycat"]),
+            args.no_superd,
+            args.superd_arg,
+        )
         if bench.superd:
             bench.start_rss = procs.rss_kib(bench.superd.pid) / 1024
             report.notes.append(f"superd RSS with the bench config: {bench.start_rss:.1f} MiB")

@@ -176,12 +176,36 @@ def start_timed(
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime+stime of ``pid`` plus cutime+cstime of its reaped children."""
+    """utime+stime of ``pid`` plus cutime+cstime of its reaped children, and
+    the same of every live descendant: a server's long-lived helper processes
+    (superd's spawn helpers) reap the children they start, so their CPU and
+    their children's reaches the server's own counters only when they end."""
     with open(f"/proc/{pid}/stat") as f:
         # The command name may contain spaces; fields resume after ')'.
         rest = f.read().rsplit(")", 1)[1].split()
     # rest[0] is field 3 (state); fields 14..17 are rest[11..14].
-    return sum(int(x) for x in rest[11:15]) / _CLK_TCK
+    total = sum(int(x) for x in rest[11:15]) / _CLK_TCK
+    for kid in _children(pid):
+        try:
+            total += cpu_seconds(kid)
+        except (FileNotFoundError, ProcessLookupError):  # reaped meanwhile
+            continue
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return kids
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids.extend(int(k) for k in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            continue
+    return kids
 
 
 def unreaped_children(pid: int) -> int:

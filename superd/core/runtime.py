@@ -58,6 +58,9 @@ class RuntimeOptions:
     #: ``--cgroup``: where children's cgroups go (``auto``, ``none`` or a
     #: cgroup v2 directory; see ``superd.proc.cgroups``).
     cgroup: str = "auto"
+    #: ``--spawn-helpers``: helper processes starting children (0: none;
+    #: see ``superd.proc.spawnhelper``).
+    spawn_helpers: int = 0
 
 
 @attrs.frozen(eq=False)

@@ -41,6 +41,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 64:
+        raise ValueError(f"must be between 0 and 64, not {value}")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 3600:
@@ -123,6 +130,10 @@ class Options(usage.Options):
          "start): a directory of the cgroup2 file system, 'auto' (superd's own "
          "cgroup if delegated to it, e.g. systemd's Delegate=yes) or 'none' "
          "(process groups only).", _cgroup],
+        ["spawn-helpers", None, 0,
+         "Helper processes that start servers, so that superd never waits for a "
+         "server's exec (default 0: superd starts them itself, with spawn threads "
+         "when execs are slow).", _count],
         ["metrics", None, None,
          "Serve Prometheus /metrics on this Twisted endpoint, e.g. "
          "tcp:9101:interface=127.0.0.1 (default: no metrics)."],
@@ -218,5 +229,5 @@ class Options(usage.Options):
             state_dir=self["state-dir"], limit=self["limit"], grace=self["grace"],
             hosts_allow=self["hosts-allow"], hosts_deny=self["hosts-deny"],
             ident_port=self["ident-port"], backlog=self["backlog"], cgroup=self["cgroup"],
-            syslog_ident=self["syslog-ident"],
+            syslog_ident=self["syslog-ident"], spawn_helpers=self["spawn-helpers"],
         )

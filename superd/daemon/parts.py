@@ -73,7 +73,8 @@ class Parts:
 def open_parts(runtime: Runtime) -> Parts:
     """The real daemon's parts: ``posix_spawn``, the ban database in the state
     directory, the hosts files and name lookups of the command line."""
-    processes = open_process_table(runtime.reactor, cgroup=runtime.options.cgroup)
+    processes = open_process_table(runtime.reactor, cgroup=runtime.options.cgroup,
+                                   spawn_helpers=runtime.options.spawn_helpers)
     listeners = Listeners()
     access = open_access(runtime, processes, Counters(), listeners.sockets)
     return Parts(runtime, processes, access, listeners)

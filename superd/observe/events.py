@@ -173,6 +173,18 @@ EV_STOP_CHILDREN: Final = "stop_children"
 EV_KILL_CHILDREN: Final = "kill_children"
 EV_KILL_CHILDREN_FAILED: Final = "kill_children_failed"
 EV_REAP_ERROR: Final = "reap_error"
+#: A spawn helper process (``superd.proc.spawnhelper``): ``state`` is one of
+#: the ``HELPER_*`` words below.
+EV_SPAWN_HELPER: Final = "spawn_helper"
+#: The helper answered and takes requests.
+HELPER_READY: Final = "ready"
+#: The helper's socket closed under superd: it died (its requests failed,
+#: its children followed by pidfd).
+HELPER_LOST: Final = "lost"
+#: The helper could not be started (``posix_spawn`` failed).
+HELPER_UNSTARTABLE: Final = "unstartable"
+#: The helper's process was reaped (``status``): after ``lost``, or at stop.
+HELPER_EXITED: Final = "exited"
 # Serving and deciding (superd.access, superd.handlers).
 EV_HANDLER_ERROR: Final = "handler_error"
 #: Starting a child off the reactor thread, or reporting it started, failed

@@ -1,5 +1,7 @@
 """
-Whether a child is started on the reactor thread or by a spawn worker.
+Whether a child is started on the reactor thread or by a spawn worker, when
+superd runs without spawn helpers (``--spawn-helpers 0``; see
+``superd.proc.spawnhelper`` for the default).
 
 ``posix_spawn`` returns once the child has executed its program, so the
 thread calling it waits for that exec.  While a CPU is free the wait is

@@ -16,11 +16,14 @@ Children are reaped on SIGCHLD, at a cost per exited child
 
 ``posix_spawn`` returns once the child has executed its program, so the
 thread calling it waits for that exec.  ``spawn`` calls it on the calling
-thread; ``spawn_in_background`` on a worker thread of a ``SpawnPool``, so
-that the reactor thread does not wait for a child's exec.  Given an
-``ExecWait``, the spawner offers the workers only while the waits on the
-reactor thread are long (``superd.proc.execwait``): the workers cost more
-CPU per child than they save while a CPU is free.
+thread.  By default superd's children are started by helper processes
+instead (``superd.proc.spawnhelper``, which uses this spawner to prepare
+each request and to spawn until a helper is ready); without them
+(``--spawn-helpers 0``), ``spawn_in_background`` calls it on a worker thread
+of a ``SpawnPool``, so that the reactor thread does not wait for a child's
+exec.  Given an ``ExecWait``, the spawner offers the workers only while the
+waits on the reactor thread are long (``superd.proc.execwait``): the workers
+cost more CPU per child than they save while a CPU is free.
 
 Per-child settings and how they reach the child without leaving the fast path:
 
@@ -353,15 +356,7 @@ class PosixSpawner:
         """Start ``request`` from the calling thread with ``call``, seeing to
         its credentials, wrapper and nice value (not its umask); ``fds``
         instead of the request's own descriptors if given."""
-        executable, argv = request.executable, request.argv
-        plan = request.credentials
-        if request.wrapped is not None:
-            require_executable(request.wrapped)
-        if plan is not None and not self._thread.can_switch:
-            require_executable(executable)
-            executable, argv = self._wrapped(plan, executable, argv)
-            plan = None
-        thread_nice = request.nice if self._thread.can_switch else None
+        executable, argv, plan, thread_nice = self.prepare(request)
         env = request.env
         if fds is None:
             fds = request.fds
@@ -375,9 +370,34 @@ class PosixSpawner:
                     executable, argv, env, fds, resetids=plan is not None))
         except OSError as e:
             raise SpawnError(classify_spawn_error(e), e) from e
+        self.started(request, pid, thread_nice)
+        return pid
+
+    def prepare(self, request: SpawnRequest) -> Tuple[
+            str, Tuple[str, ...], Optional[CredentialPlan], Optional[int]]:
+        """
+        What to start for ``request`` and how: the executable and argv (with
+        a ``setpriv`` prefix when the spawning thread cannot take the
+        credentials), the credentials and the nice value the spawning
+        thread must take (None: none).  Raises ``SpawnError(exec)`` when
+        the server behind a wrapper cannot be executed.
+        """
+        executable, argv = request.executable, request.argv
+        plan = request.credentials
+        if request.wrapped is not None:
+            require_executable(request.wrapped)
+        if plan is not None and not self._thread.can_switch:
+            require_executable(executable)
+            executable, argv = self._wrapped(plan, executable, argv)
+            plan = None
+        thread_nice = request.nice if self._thread.can_switch else None
+        return executable, argv, plan, thread_nice
+
+    def started(self, request: SpawnRequest, pid: int, thread_nice: Optional[int]) -> None:
+        """``request`` started as ``pid``, its thread having taken
+        ``thread_nice``: give it its nice value if that did not."""
         if request.nice is not None and thread_nice is None:
             self._renice(pid, request.nice)
-        return pid
 
     def _launch_with_umask(self, request: SpawnRequest) -> int:
         # The umask belongs to the whole process: set around this spawn, on

@@ -1,5 +1,7 @@
 """
-A few threads that start children while the reactor thread goes on.
+A few threads that start children while the reactor thread goes on, when
+superd runs without spawn helpers (``--spawn-helpers 0``; the helpers,
+``superd.proc.spawnhelper``, cost less CPU per child).
 
 ``posix_spawn`` returns only once the child has executed its program.  On a
 busy machine the vfork-style child may wait for a CPU before it gets there,

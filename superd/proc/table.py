@@ -33,6 +33,7 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from superd.core.session import Peer
 from superd.observe import events
@@ -47,6 +48,7 @@ from superd.proc.spawner import (
     PosixSpawner,
     SpawnError,
     SpawnRequest,
+    Started,
 )
 from superd.proc.spawnpool import SpawnPool
 from superd.proc.tracking import (
@@ -378,20 +380,69 @@ def prepare_process(fd_dir: str = "/proc/self/fd") -> int:
     return changed
 
 
+@implementer(IBackgroundSpawner)
+class _FirstSpawn:
+    """
+    The spawner until the first child: loads the spawn helpers' code
+    (``superd.proc.spawnhelper``) with the first request to start one, so
+    that a daemon that never spawns neither imports it nor starts a helper.
+    """
+
+    def __init__(self, reactor: Any, inline: PosixSpawner, count: int) -> None:
+        self._reactor = reactor
+        self._inline = inline
+        self._count = count
+        self._helpers: Optional[IBackgroundSpawner] = None
+        self.reaping = inline.reaping
+
+    def spawn(self, request: SpawnRequest, on_exit: Callable[[ExitStatus], None]) -> int:
+        """See ``ISpawner``: on the reactor thread."""
+        return self._inline.spawn(request, on_exit)
+
+    def kill_group(self, pgid: int, signum: int) -> bool:
+        """See ``ISpawner``."""
+        return self._inline.kill_group(pgid, signum)
+
+    def spawns_in_background(self, request: SpawnRequest) -> bool:
+        """See ``IBackgroundSpawner``."""
+        helpers = self._helpers
+        if helpers is None:
+            from superd.proc.spawnhelper import HelperSpawner
+
+            helpers = self._helpers = HelperSpawner(self._reactor, self._inline,
+                                                    count=self._count)
+        return helpers.spawns_in_background(request)
+
+    def spawn_in_background(self, request: SpawnRequest, started: Started,
+                            on_exit: Callable[[ExitStatus], None]) -> bool:
+        """See ``IBackgroundSpawner``."""
+        assert self._helpers is not None, "spawns_in_background said no"
+        return self._helpers.spawn_in_background(request, started, on_exit)
+
+
 def _real_spawner(reactor: Any, identity: Identity,
-                  which: Callable[[str], Optional[str]]) -> PosixSpawner:
+                  which: Callable[[str], Optional[str]],
+                  helpers: int) -> ISpawner:
     thread = SpawningThread.for_this_machine(identity)
     if thread.can_switch and not thread.probe():
         thread = SpawningThread(identity, None)
     mechanism = ("thread" if thread.can_switch else
                  "setpriv" if identity.is_root else "none (not root)")
     reaping = ExitReaping(reactor)
-    libc = LibcSpawn.load()
-    pool = None if libc is None else SpawnPool(reactor, delivered=reaping.reap_ended)
-    spawner = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping,
-                           pool=pool, background=libc, exec_wait=ExecWait())
-    _log.info("child credentials via {mechanism}", event=events.EV_SPAWN_MECHANISM,
-              mechanism=mechanism, background=libc is not None)
+    spawner: ISpawner
+    if helpers > 0:
+        inline = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping)
+        spawner = _FirstSpawn(reactor, inline, helpers)
+        background = f"{helpers} helper processes"
+    else:
+        libc = LibcSpawn.load()
+        pool = None if libc is None else SpawnPool(reactor, delivered=reaping.reap_ended)
+        spawner = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping,
+                               pool=pool, background=libc, exec_wait=ExecWait())
+        background = "threads" if libc is not None else "none"
+    _log.info("child credentials via {mechanism}; spawning off the reactor thread by "
+              "{background}", event=events.EV_SPAWN_MECHANISM,
+              mechanism=mechanism, background=background)
     return spawner
 
 
@@ -401,6 +452,7 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
                        which: Callable[[str], Optional[str]] = shutil.which,
                        group_list: Callable[[str, int], Sequence[int]] = os.getgrouplist,
                        cgroup: str = "none",
+                       spawn_helpers: int = 0,
                        ) -> ProcessTable:
     """
     The daemon's ``ProcessTable``.  Without an explicit ``spawner`` this is
@@ -409,6 +461,8 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
     environment: the startup environment children inherit.  ``cgroup`` is
     ``--cgroup`` (``auto``, ``none`` or a path; see ``superd.proc.cgroups``);
     raises ``CgroupError`` if a path given there cannot be used.
+    ``spawn_helpers`` is ``--spawn-helpers``: how many helper processes
+    start children (``superd.proc.spawnhelper``), 0 for spawn threads.
     """
     identity = Identity.current() if identity is None else identity
     if spawner is None:
@@ -416,7 +470,7 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
         if changed:
             _log.info("made {count} inherited descriptors close-on-exec",
                       event=events.EV_CLOEXEC, count=changed)
-        spawner = _real_spawner(reactor, identity, which)
+        spawner = _real_spawner(reactor, identity, which, spawn_helpers)
     env = dict(os.environ) if environ is None else environ
     return ProcessTable(reactor, spawner, environ=env, identity=identity,
                         which=which, group_list=group_list,

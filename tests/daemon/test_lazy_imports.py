@@ -2,8 +2,8 @@
 What a daemon serving builtins and sensors -- no TLS, no USERID, no UNIX
 socket, no ban stored yet -- leaves unloaded: OpenSSL, SQLite, the ident
 client, the TLS services' parts, the UNIX socket code, reload planning,
-Python's IDNA codec, and any thread.  Each of them is imported (or started)
-by the first service, ban or request that needs it.
+the spawn helpers' code, Python's IDNA codec, and any thread.  Each of them
+is imported (or started) by the first service, ban or request that needs it.
 
 The daemon is built and its sockets bound in a fresh interpreter, as twistd
 does it: this one imported everything long ago.
@@ -31,6 +31,8 @@ OPTIONAL = (
     "superd.net.unixport",
     "superd.daemon.plan",
     "superd.config.check",
+    "superd.proc.spawnhelper",
+    "superd.proc.helpermain",
 )
 
 def block(name: str, socket_type: str, bind: str, extra: str = "") -> str:

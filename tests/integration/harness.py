@@ -259,7 +259,9 @@ class Superd:
 
     def fds(self) -> Counter[str]:
         """What the daemon's descriptors refer to now (their ``/proc/PID/fd``
-        links: a path, ``socket:[inode]``, ``pipe:[inode]``...), counted."""
+        links: a path, ``socket:[inode]``, ``pipe:[inode]``...), counted;
+        without its ends of the spawn helpers' sockets, which it opens with
+        its first spawn and keeps."""
         held: Counter[str] = Counter()
         directory = f"/proc/{self.pid}/fd"
         for name in os.listdir(directory):
@@ -267,7 +269,31 @@ class Superd:
                 held[os.readlink(os.path.join(directory, name))] += 1
             except FileNotFoundError:
                 pass  # closed while we listed
+        for link in self.helper_sockets():
+            del held[link]
         return held
+
+    def helper_sockets(self) -> set[str]:
+        """The daemon's ends of its live spawn helpers' sockets, named as in
+        ``fds``: the peers (``ss``) of each helper's descriptor 3."""
+        theirs = set()
+        for pid in self.helpers():
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/3")
+            except FileNotFoundError:
+                continue
+            theirs.add(link.removeprefix("socket:[").removesuffix("]"))
+        if not theirs:
+            return set()
+        listing = subprocess.run(["ss", "-x", "-a"], capture_output=True, text=True,
+                                 check=True, timeout=30).stdout
+        ours = set()
+        for line in listing.splitlines():
+            # u_seq ESTAB 0 0 * LOCAL_INODE * PEER_INODE
+            fields = line.split()
+            if len(fields) >= 8 and fields[0] == "u_seq" and fields[5] in theirs:
+                ours.add(f"socket:[{fields[7]}]")
+        return ours
 
     def idle_fds(self, timeout: float = 10) -> Counter[str]:
         """
@@ -322,14 +348,42 @@ class Superd:
             return library in maps.read()
 
     def children(self) -> list[int]:
-        """PIDs of the daemon's live (not zombie) child processes."""
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                stat = _read_stat(entry)
-                if stat is not None and stat[1] == self.pid and stat[0] != "Z":
-                    found.append(int(entry))
-        return sorted(found)
+        """PIDs of the live (not zombie) servers the daemon started: its
+        child processes, and those of its spawn helpers, which start them
+        (``superd.proc.spawnhelper``), but not the helpers."""
+        own = _cmdline(self.pid)
+        helpers = set(self.helpers())
+        parents = helpers | {self.pid}
+        # A child still showing superd's command line has not executed its
+        # program yet (posix_spawn's child shares superd's memory until then):
+        # it may be a helper being started, not a server.
+        return sorted(pid for pid, parent in _live_processes()
+                      if parent in parents and pid not in helpers and _cmdline(pid) != own)
+
+    def helpers(self) -> list[int]:
+        """PIDs of the daemon's live spawn helpers."""
+        return sorted(pid for pid, parent in _live_processes()
+                      if parent == self.pid and b"superd.proc.helpermain" in _cmdline(pid))
+
+
+def _cmdline(pid: int) -> bytes:
+    """``/proc/PID/cmdline``, empty if the process has gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
+def _live_processes() -> list[tuple[int, int]]:
+    """(pid, parent pid) of every process that is not a zombie."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _read_stat(entry)
+            if stat is not None and stat[0] != "Z":
+                found.append((int(entry), stat[1]))
+    return found
 
 
 def _read_stat(pid: str) -> tuple[str, int] | None:

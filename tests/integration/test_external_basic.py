@@ -123,7 +123,7 @@ def test_concurrent_children_of_a_user_started_off_the_reactor_thread(
     probe.chmod(0o644)
     superd = superd_factory(conf_dir(probe=service_block("probe", python, f"-I -S {probe} x")))
     (mechanism,) = [e for e in superd.events() if e.get("event") == "spawn_mechanism"]
-    assert mechanism["background"] is True
+    assert mechanism["background"] == "threads"
 
     def facts(i: int) -> dict[str, str]:
         with connect(superd, "probe") as sock:

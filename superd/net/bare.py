@@ -80,11 +80,19 @@ class BareConnection:
     disconnecting = False
     TLS = False
 
+    #: The write side was shut down (a half-close).
+    _write_closed = False
+    #: The peer's EOF was read: reading is over.
+    _read_over = False
+    #: Reading stopped by ``pauseProducing``.
+    _paused = False
+
     def __init__(self, port: Any, fd: int, address: Any, protocol: Protocol) -> None:
         # Non-blocking in one system call: an accepted socket has no other
         # file status flag to keep.
         fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)
         self._port = port
+        self._family = port.addressFamily
         self._reactor = port.reactor
         self._fd = fd
         self._address = address
@@ -121,6 +129,9 @@ class BareConnection:
         if read_lost is None:
             self._close(connectionDone)
         else:
+            # As Twisted does: no more reading (the descriptor stays readable).
+            self._read_over = True
+            self._reactor.removeReader(self)
             read_lost()
 
     def connectionLost(self, reason: Failure) -> None:
@@ -135,7 +146,7 @@ class BareConnection:
         if moved is not None:
             moved.write(data)
             return
-        if self.disconnecting or not data:
+        if self.disconnecting or self._write_closed or not data:
             return
         try:
             sent = os.write(self._fd, data)
@@ -170,6 +181,51 @@ class BareConnection:
         elif not self.disconnecting:
             self._close(connectionDone)
 
+    def close_writing_if_flushed(self) -> bool:
+        """Half-close now (True): FIN, then the protocol's ``writeConnectionLost``;
+        moved, the ordinary transport's answer."""
+        if self._moved is not None:
+            return bool(self._moved.close_writing_if_flushed())
+        if not (self.disconnecting or self._write_closed):
+            self._write_closed = True
+            try:
+                self._on_socket("shutdown", socket.SHUT_WR)
+            except OSError:
+                pass  # reset: the next read meets the error
+            write_lost = getattr(self.protocol, "writeConnectionLost", None)
+            if write_lost is not None:
+                write_lost()
+        return True
+
+    def loseWriteConnection(self) -> None:
+        if self._moved is not None:
+            self._moved.loseWriteConnection()
+        else:
+            self.close_writing_if_flushed()
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        if self._moved is not None:
+            self._moved.setTcpNoDelay(enabled)
+        else:
+            self._on_socket("setsockopt", socket.IPPROTO_TCP, socket.TCP_NODELAY, enabled)
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        if self._moved is not None:
+            self._moved.setTcpKeepAlive(enabled)
+        else:
+            self._on_socket("setsockopt", socket.SOL_SOCKET, socket.SO_KEEPALIVE, enabled)
+
+    def _on_socket(self, method: str, *args: Any) -> Any:
+        """Call a ``socket`` method that ``os`` lacks on the descriptor (the
+        socket object is detached after, so it does not close it)."""
+        # socket.SocketType, the C type under socket.socket: no Python-level
+        # constructor or detach per call.
+        skt = socket.SocketType(self._family, socket.SOCK_STREAM, 0, self._fd)
+        try:
+            return getattr(skt, method)(*args)
+        finally:
+            skt.detach()
+
     def abortConnection(self) -> None:
         """Reset the connection; the protocol hears of it on the next turn, as
         from Twisted's ``abortConnection``."""
@@ -185,18 +241,17 @@ class BareConnection:
     def _reset(self) -> None:
         if not self.connected:  # the reactor closed it meanwhile
             return
-        skt = socket.socket(fileno=self._fd)
         try:
-            skt.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+            self._on_socket("setsockopt", socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
         except OSError:
             pass
-        skt.detach()
         self._close(Failure(error.ConnectionAborted()))
 
     def _close(self, reason: Failure) -> None:
         self.connected = False
         self.disconnecting = True
-        self._reactor.removeReader(self)
+        if not (self._read_over or self._paused):
+            self._reactor.removeReader(self)
         os.close(self._fd)
         self._fd = -1
         self.protocol.connectionLost(reason)
@@ -205,23 +260,36 @@ class BareConnection:
         """Serve the connection on the ordinary transport from now on, ``unsent``
         buffered there first."""
         self._reactor.removeReader(self)  # the new transport registers the descriptor
-        moved = ordinary_transport(self._port, self._fd, self.protocol, self._address)
+        moved = self._ordinary()
         self._moved = moved
         self.protocol.transport = moved
+        if self._paused or self._read_over:
+            moved.stopReading()  # it starts reading; this did not
         if unsent:
             moved.write(unsent)
+
+    def _ordinary(self) -> Any:
+        """The ordinary transport for this descriptor (see ``ordinary_transport``)."""
+        return ordinary_transport(self._port, self._fd, self.protocol, self._address)
 
     def pauseProducing(self) -> None:
         if self._moved is not None:
             self._moved.pauseProducing()
         elif not self.disconnecting:
+            self._paused = True
             self._reactor.removeReader(self)
 
     def resumeProducing(self) -> None:
         if self._moved is not None:
             self._moved.resumeProducing()
         elif not self.disconnecting:
-            self._reactor.addReader(self)
+            self._paused = False
+            if not self._read_over:
+                self._reactor.addReader(self)
+
+    def stopProducing(self) -> None:
+        """A consumer this fed is gone: close, as Twisted's transports do."""
+        self.loseConnection()
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         if self._moved is None:
@@ -237,8 +305,4 @@ class BareConnection:
         return _tcp_address(peer_address(self._address))
 
     def getHost(self) -> IPv4Address | IPv6Address:
-        skt = socket.socket(self._port.addressFamily, socket.SOCK_STREAM, 0, fileno=self._fd)
-        try:
-            return _tcp_address(peer_address(skt.getsockname()))
-        finally:
-            skt.detach()
+        return _tcp_address(peer_address(self._on_socket("getsockname")))

@@ -21,7 +21,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from superd.net.connection import Connection
-from superd.net.tcpconnect import TCPAttempt, connect_tcp
+from superd.net.tcpconnect import BareClientConnection, TCPAttempt, connect_tcp
 
 
 class Received(Protocol):
@@ -101,6 +101,62 @@ def test_connects_on_superds_transport(reactor: EPollReactor) -> None:
             transport.loseConnection()
             iterate_until(reactor, lambda: not transport.connected)
             assert peer.recv(10) == b""
+        assert factory.failures == []
+
+
+class BareReceived(Received):
+    serves_bare = True
+
+
+class BareRecording(Recording):
+    def buildProtocol(self, addr: Any) -> Received:
+        self.built.append(addr)
+        protocol = BareReceived()
+        self.protocols.append(protocol)
+        return protocol
+
+
+def test_a_protocol_that_serves_bare_gets_the_bare_descriptor(reactor: EPollReactor) -> None:
+    """A protocol class with serves_bare is served on the descriptor itself
+    (BareClientConnection, the reactor's reader); a write the kernel does not
+    take whole moves it onto superd's Connection, built as for any other
+    outbound connection, with the rest buffered in order."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        factory = BareRecording()
+        connect_tcp(reactor, "127.0.0.1", port, factory, 5.0)
+        iterate_until(reactor, lambda: factory.protocols
+                      and factory.protocols[0].transport is not None)
+        (protocol,) = factory.protocols
+        bare = protocol.transport
+        assert isinstance(bare, BareClientConnection)
+        assert bare in reactor.getReaders()
+        assert bare.getPeer() == IPv4Address("TCP", "127.0.0.1", port)
+        peer, _ = server.accept()
+        with peer:
+            peer.sendall(b"down")
+            iterate_until(reactor, lambda: protocol.data == b"down")
+            sent = b""
+            for _ in range(10_000):
+                block = bytes([len(sent) % 251]) * 65536
+                bare.write(block)
+                sent += block
+                if bare.buffered():
+                    break
+            moved = protocol.transport
+            assert isinstance(moved, Connection) and moved.fileno() == bare.fileno()
+            assert "BareReceived" in repr(moved)
+            peer.setblocking(False)
+            received = b""
+            for _ in range(10_000):
+                if len(received) == len(sent):
+                    break
+                reactor.iterate(0.01)  # type: ignore[no-untyped-call]
+                with contextlib.suppress(BlockingIOError):
+                    received += peer.recv(1 << 20)
+            assert received == sent
+            bare.loseConnection()
+            iterate_until(reactor, lambda: not moved.connected)
         assert factory.failures == []
 
 

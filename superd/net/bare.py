@@ -153,8 +153,13 @@ class BareConnection:
         except BlockingIOError:
             sent = 0
         except OSError:
-            # Reset: the descriptor is readable now, and the next read
-            # meets the error and loses the connection.
+            # Reset: the descriptor is readable now, and the next read meets
+            # the error and loses the connection.  Not read (past the peer's
+            # EOF, or paused), it is lost on the next turn, as Twisted's
+            # doWrite would lose it: else a relay would go on feeding it.
+            if self._read_over or self._paused:
+                self.disconnecting = True
+                self._reactor.callLater(0, self._lost_writing)
             return
         if sent < len(data):
             self._move(data[sent:])
@@ -246,6 +251,10 @@ class BareConnection:
         except OSError:
             pass
         self._close(Failure(error.ConnectionAborted()))
+
+    def _lost_writing(self) -> None:
+        if self.connected:  # else the reactor closed it meanwhile
+            self._close(Failure(error.ConnectionLost()))
 
     def _close(self, reason: Failure) -> None:
         self.connected = False

@@ -219,3 +219,21 @@ def test_a_tls_upstream_is_relayed_on_ordinary_transports() -> None:
         assert type(relay) is RelayProtocol and not getattr(type(relay), "serves_bare", False)
     finally:
         reactor._poller.close()
+
+
+def test_a_client_gone_after_its_eof_ends_the_relay(served: Served) -> None:
+    """A client that shut down writing, then closed: the relay no longer reads
+    it, so only a write meets the error; it must still end the relay (and
+    not go on reading an upstream that keeps sending, for ever)."""
+    served.client.shutdown(socket.SHUT_WR)
+    assert served.recv(served.upstream, 10) == b""
+    served.client.close()
+    served.upstream.setblocking(False)
+    for _ in range(500):
+        if served.session.ended:
+            break
+        with contextlib.suppress(BlockingIOError, ConnectionError):
+            served.upstream.send(b"u" * 4096)
+        served.reactor.iterate(0.01)  # type: ignore[no-untyped-call]
+    assert served.session.ended
+    assert not served.relay.transport.connected  # type: ignore[union-attr]

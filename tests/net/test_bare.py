@@ -368,3 +368,20 @@ def _is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_a_write_error_past_the_eof_loses_the_connection() -> None:
+    """Past the peer's EOF nothing reads the descriptor, so a write that
+    meets a reset loses the connection itself, on the next turn."""
+    protocol, transport, client, reactor, port = served(Bare(half_close=True))
+    client.shutdown(socket.SHUT_WR)
+    transport.doRead()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.close()  # RST
+    transport.write(b"to nobody")
+    assert protocol.lost == []
+    reactor.advance(0)
+    assert len(protocol.lost) == 1 and protocol.lost[0].check(ConnectionLost)
+    assert not transport.connected
+    transport.write(b"more")  # dropped
+    port.connectionLost(None)  # type: ignore[arg-type]

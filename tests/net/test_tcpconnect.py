@@ -77,16 +77,22 @@ def iterate_until(reactor: EPollReactor, done: Any, rounds: int = 200) -> None:
     raise AssertionError("nothing happened")
 
 
+def connected(reactor: EPollReactor, port: int, factory: Recording) -> Received:
+    """The one protocol ``factory`` built, once connect_tcp gave it its transport."""
+    connect_tcp(reactor, "127.0.0.1", port, factory, 5.0)
+    iterate_until(reactor, lambda: factory.protocols
+                  and factory.protocols[0].transport is not None)
+    (protocol,) = factory.protocols
+    return protocol
+
+
 def test_connects_on_superds_transport(reactor: EPollReactor) -> None:
     """The connected socket is served by superd's Connection; the factory
     builds the protocol with the peer's address; bytes flow both ways."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         factory = Recording()
-        connect_tcp(reactor, "127.0.0.1", port, factory, 5.0)
-        iterate_until(reactor, lambda: factory.protocols
-                      and factory.protocols[0].transport is not None)
-        (protocol,) = factory.protocols
+        protocol = connected(reactor, port, factory)
         transport = protocol.transport
         assert isinstance(transport, Connection)
         assert factory.built == [IPv4Address("TCP", "127.0.0.1", port)]
@@ -124,10 +130,7 @@ def test_a_protocol_that_serves_bare_gets_the_bare_descriptor(reactor: EPollReac
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         factory = BareRecording()
-        connect_tcp(reactor, "127.0.0.1", port, factory, 5.0)
-        iterate_until(reactor, lambda: factory.protocols
-                      and factory.protocols[0].transport is not None)
-        (protocol,) = factory.protocols
+        protocol = connected(reactor, port, factory)
         bare = protocol.transport
         assert isinstance(bare, BareClientConnection)
         assert bare in reactor.getReaders()

@@ -86,6 +86,8 @@ class BareConnection:
     _read_over = False
     #: Reading stopped by ``pauseProducing``.
     _paused = False
+    #: The socket object of ``_on_socket``, once one was needed.
+    _skt: socket.SocketType | None = None
 
     def __init__(self, port: Any, fd: int, address: Any, protocol: Protocol) -> None:
         # Non-blocking in one system call: an accepted socket has no other
@@ -221,14 +223,19 @@ class BareConnection:
             self._on_socket("setsockopt", socket.SOL_SOCKET, socket.SO_KEEPALIVE, enabled)
 
     def _on_socket(self, method: str, *args: Any) -> Any:
-        """Call a ``socket`` method that ``os`` lacks on the descriptor (the
-        socket object is detached after, so it does not close it)."""
-        # socket.SocketType, the C type under socket.socket: no Python-level
-        # constructor or detach per call.
-        skt = socket.SocketType(self._family, socket.SOCK_STREAM, 0, self._fd)
-        try:
-            return getattr(skt, method)(*args)
-        finally:
+        """Call a ``socket`` method that ``os`` lacks on the descriptor, through
+        one socket object kept until the connection closes or moves (each
+        new one asks the kernel for the socket's name).  ``socket.SocketType``
+        is the C type under ``socket.socket``: no Python-level constructor."""
+        skt = self._skt
+        if skt is None:
+            skt = self._skt = socket.SocketType(self._family, socket.SOCK_STREAM, 0, self._fd)
+        return getattr(skt, method)(*args)
+
+    def _release_socket(self) -> None:
+        """Let go of the socket object without closing the descriptor."""
+        skt, self._skt = self._skt, None
+        if skt is not None:
             skt.detach()
 
     def abortConnection(self) -> None:
@@ -261,6 +268,7 @@ class BareConnection:
         self.disconnecting = True
         if not (self._read_over or self._paused):
             self._reactor.removeReader(self)
+        self._release_socket()
         os.close(self._fd)
         self._fd = -1
         self.protocol.connectionLost(reason)
@@ -279,6 +287,7 @@ class BareConnection:
 
     def _ordinary(self) -> Any:
         """The ordinary transport for this descriptor (see ``ordinary_transport``)."""
+        self._release_socket()
         return ordinary_transport(self._port, self._fd, self.protocol, self._address)
 
     def pauseProducing(self) -> None:

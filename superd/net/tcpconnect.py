@@ -181,8 +181,7 @@ class TCPAttempt:
             return
         transport: Any
         if getattr(type(protocol), "serves_bare", False):
-            transport = BareClientConnection(self._reactor, self._family, skt.detach(),
-                                             self._address, protocol)
+            transport = BareClientConnection(self._reactor, skt, self._address, protocol)
         else:
             transport = client_transport(Connection, skt, protocol, self._address, self._reactor)
         protocol.makeConnection(transport)
@@ -191,18 +190,22 @@ class TCPAttempt:
 class BareClientConnection(BareConnection):
     """A connection superd made, on its bare descriptor (see ``BareConnection``)."""
 
-    def __init__(self, reactor: Any, family: socket.AddressFamily, fd: int,
-                 address: tuple[Any, ...], protocol: Any) -> None:
+    def __init__(self, reactor: Any, skt: socket.socket, address: tuple[Any, ...],
+                 protocol: Any) -> None:
         # Connected non-blocking: nothing to set up but the reactor's watch.
-        self._family = family
+        # The socket object is kept for what os cannot do (TCP options,
+        # half-close) and for the ordinary transport if the connection moves.
+        self._skt = skt
+        self._family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
         self._reactor = reactor
         self._address = address
-        self._fd = fd
+        self._fd = skt.fileno()
         self.protocol = protocol
         self.connected = True
         self._moved = None
         reactor.addReader(self)
 
     def _ordinary(self) -> Any:
-        skt = socket.socket(self._family, socket.SOCK_STREAM, 0, fileno=self._fd)
+        skt, self._skt = self._skt, None  # the ordinary transport's now
+        assert isinstance(skt, socket.socket)
         return client_transport(Connection, skt, self.protocol, self._address, self._reactor)

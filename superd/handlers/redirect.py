@@ -11,6 +11,9 @@ verified against ``redirect_tls_name`` (service_identity).  Access control
 has run before a connection reaches the handler, so a refused peer never
 causes an upstream connection.
 
+A relay to a plain TCP upstream whose client reached it directly (no gate,
+no TLS) runs on both connections' bare descriptors (``BareRelayProtocol``).
+
 Once one side is gone, the other is closed after what the relay still holds
 for it is written, but only for ``LINGER`` seconds: a peer that no longer
 reads (or an upstream blocked writing to a relay that has stopped reading

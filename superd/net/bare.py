@@ -3,11 +3,14 @@ The transport of a short request/reply connection served on its bare
 accepted descriptor: no ``socket.socket`` object, no ``tcp.Server``.
 
 A ``TakingPort`` gives it to a protocol that says it can start on one
-(``serves_bare``), such as echo: most of such a connection's life is one
-read, one write of the same size and the close, and Twisted's transport
-costs more Python per connection than those three system calls.  Here the
-descriptor itself is registered with the reactor, read with ``os.read``,
-written with ``os.write`` and closed with ``os.close``.
+(``serves_bare``), such as echo or a relay: most of such a connection's life
+is a read or two, a write and the close, and Twisted's transport costs more
+Python per connection than those system calls.  Here the descriptor itself
+is registered with the reactor, read with ``os.read``, written with
+``os.write`` and closed with ``os.close``; a half-close-aware protocol may
+half-close it (``shutdown``), and it stops reading at the peer's EOF, as
+Twisted's transports do.  ``superd.net.tcpconnect`` serves an outbound
+connection the same way.
 
 Only the common case is served this way.  The first write the kernel does
 not take whole moves the connection onto superd's ordinary transport

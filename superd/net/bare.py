@@ -1,6 +1,7 @@
 """
-The transport of a short request/reply connection served on its bare
-accepted descriptor: no ``socket.socket`` object, no ``tcp.Server``.
+The transport of a short-lived connection served on its bare descriptor:
+no ``socket.socket`` object (until a TCP option or a half-close needs one),
+no ``tcp.Server``.
 
 A ``TakingPort`` gives it to a protocol that says it can start on one
 (``serves_bare``), such as echo or a relay: most of such a connection's life

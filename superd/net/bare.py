@@ -42,6 +42,8 @@ __all__ = ["BareConnection", "ordinary_transport", "peer_address"]
 
 #: Bytes read per wake-up, as Twisted's transports read.
 READ_SIZE = 65536
+#: What ``_read`` returns after a read shorter than ``READ_SIZE``.
+_SHORT = object()
 #: SO_LINGER on, zero seconds: close() then resets the connection (an abort).
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
@@ -116,7 +118,23 @@ class BareConnection:
     def logPrefix(self) -> str:
         return type(self.protocol).__name__
 
+    #: After a read shorter than ``READ_SIZE``, read once more in the same
+    #: reactor turn (``superd.net.tcpconnect.BareClientConnection``): a peer
+    #: that answers and closes has usually sent its FIN with the answer, and
+    #: finding it now spares a reactor event, where finding nothing costs one
+    #: read() that fails with EAGAIN.
+    reads_on = False
+
     def doRead(self) -> Any:
+        why = self._read()
+        if why is _SHORT:
+            if (self.reads_on and self._moved is None and self.connected
+                    and not (self._paused or self._read_over or self.disconnecting)):
+                why = self._read()
+            return None if why is _SHORT else why
+        return why
+
+    def _read(self) -> Any:
         try:
             data = os.read(self._fd, READ_SIZE)
         except BlockingIOError:
@@ -127,7 +145,7 @@ class BareConnection:
             self._read_lost()
             return None
         self.protocol.dataReceived(data)
-        return None
+        return _SHORT if len(data) < READ_SIZE else None
 
     def _read_lost(self) -> None:
         """The peer closed its side: a half-close-aware protocol decides what next."""

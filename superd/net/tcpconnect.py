@@ -190,6 +190,9 @@ class TCPAttempt:
 class BareClientConnection(BareConnection):
     """A connection superd made, on its bare descriptor (see ``BareConnection``)."""
 
+    #: A relay's upstream typically answers and closes (see ``BareConnection.reads_on``).
+    reads_on = True
+
     def __init__(self, reactor: Any, skt: socket.socket, address: tuple[Any, ...],
                  protocol: Any) -> None:
         # Connected non-blocking: nothing to set up but the reactor's watch.

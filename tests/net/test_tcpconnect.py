@@ -8,6 +8,7 @@ on a memory reactor; connecting and refusals run on a private epoll reactor
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -253,3 +254,46 @@ def test_connects_to_an_ipv6_address(reactor: EPollReactor) -> None:
         assert factory.built == [IPv6Address("TCP", "::1", port)]
         transport.loseConnection()
         iterate_until(reactor, lambda: not transport.connected)
+
+
+class HalfCloseReceived(BareReceived):
+    def __init__(self) -> None:
+        super().__init__()
+        self.eof = 0
+
+    def readConnectionLost(self) -> None:
+        self.eof += 1
+
+
+class HalfCloseRecording(Recording):
+    def buildProtocol(self, addr: Any) -> Received:
+        protocol = HalfCloseReceived()
+        self.protocols.append(protocol)
+        return protocol
+
+
+def test_an_answer_and_its_eof_are_read_in_one_turn(reactor: EPollReactor) -> None:
+    """An outbound bare connection reads once more after a short read: an
+    upstream's answer and its FIN sent together are both seen in one
+    doRead; without the FIN, the second read finds nothing and the
+    connection stays watched."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        factory = HalfCloseRecording()
+        protocol = connected(reactor, server.getsockname()[1], factory)
+        assert isinstance(protocol, HalfCloseReceived)
+        bare = protocol.transport
+        assert isinstance(bare, BareClientConnection)
+        peer, _ = server.accept()
+        with peer:
+            peer.sendall(b"more to come")
+            iterate_until(reactor, lambda: protocol.data == b"more to come")
+            assert protocol.eof == 0 and bare in reactor.getReaders()
+            peer.sendall(b"; the end")
+            peer.shutdown(socket.SHUT_WR)
+            watch = select.poll()  # until the FIN is queued behind the bytes
+            watch.register(bare.fileno(), select.POLLRDHUP)
+            assert watch.poll(5000)
+            assert bare.doRead() is None
+            assert protocol.data == b"more to come; the end" and protocol.eof == 1
+            assert bare not in reactor.getReaders()
+            bare.loseConnection()

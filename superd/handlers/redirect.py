@@ -11,6 +11,9 @@ verified against ``redirect_tls_name`` (service_identity).  Access control
 has run before a connection reaches the handler, so a refused peer never
 causes an upstream connection.
 
+A relay to a plain TCP upstream whose client reached it directly (no gate,
+no TLS) runs on both connections' bare descriptors (``BareRelayProtocol``).
+
 Once one side is gone, the other is closed after what the relay still holds
 for it is written, but only for ``LINGER`` seconds: a peer that no longer
 reads (or an upstream blocked writing to a relay that has stopped reading
@@ -49,13 +52,14 @@ from superd.config.tlscontext import client_options, error_text
 from superd.core.interfaces import IStreamHandler
 from superd.core.runtime import Runtime
 from superd.core.session import Peer, Session
+from superd.net.bare import BareConnection
 from superd.net.connection import close_if_flushed, close_writing_if_flushed
 from superd.net.proxywire import build_header
 from superd.net.tcpconnect import Attempt, connect_tcp
 from superd.observe import events
 
-__all__ = ["LINGER", "DirectTCP", "RedirectHandler", "RelayProtocol", "emit_traffic",
-           "proxy_header", "upstream_endpoint"]
+__all__ = ["LINGER", "BareRelayProtocol", "DirectTCP", "RedirectHandler", "RelayProtocol",
+           "emit_traffic", "proxy_header", "upstream_endpoint"]
 
 _log = Logger(namespace="superd.redirect")
 
@@ -140,13 +144,15 @@ def _close_writing(transport: Any) -> None:
 
 def _tune(transport: Any, keepalive: bool) -> None:
     # xinetd sets TCP_NODELAY on both sides of a relay (and KEEPALIVE upstream).
-    for name, value in (("setTcpNoDelay", True), ("setTcpKeepAlive", keepalive)):
-        method = getattr(transport, name, None)
-        if method is not None and value:
-            try:
-                method(True)
-            except OSError:
-                pass
+    nodelay = getattr(transport, "setTcpNoDelay", None)
+    if nodelay is None:
+        return
+    try:
+        nodelay(True)
+        if keepalive:
+            transport.setTcpKeepAlive(True)
+    except OSError:
+        pass
 
 
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
@@ -184,6 +190,13 @@ class _Upstream(Protocol):
         self.relay.upstream_lost()
 
 
+class _BareUpstream(_Upstream):
+    """The upstream side of a relay whose client is on its bare descriptor."""
+
+    #: ``superd.net.tcpconnect`` serves it on the bare descriptor too.
+    serves_bare = True
+
+
 class _UpstreamFactory(ClientFactory):
     noisy = False
 
@@ -191,6 +204,8 @@ class _UpstreamFactory(ClientFactory):
         self.relay = relay
 
     def buildProtocol(self, addr: Any) -> _Upstream:
+        if isinstance(self.relay.transport, BareConnection):
+            return _BareUpstream(self.relay)
         return _Upstream(self.relay)
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
@@ -229,6 +244,9 @@ class RelayProtocol(Protocol):
         #: the upstream's connect until nothing more is written to it.
         self._upstream_fed = False
         self._client_fed = False
+        #: Both sides are bare descriptors: each becomes the other's producer
+        #: only once a write to it leaves bytes unsent (see ``BareRelayProtocol``).
+        self._lazy_flow = False
         #: Aborts whatever is still open once the relay started closing.
         self._linger: Optional[IDelayedCall] = None
 
@@ -251,8 +269,12 @@ class RelayProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.inbound += len(data)
-        if self.upstream is not None:
-            self.upstream.transport.write(data)  # type: ignore[union-attr]
+        upstream = self.upstream
+        if upstream is not None:
+            theirs: Any = upstream.transport
+            theirs.write(data)
+            if self._lazy_flow and not self._upstream_fed and theirs.buffered():
+                self._feed_upstream()
         else:
             # Bytes before the upstream is there: kept, and the client paused
             # until it is (at most one read, or what a TLS layer had already
@@ -303,16 +325,20 @@ class RelayProtocol(Protocol):
             self._lose(theirs)
             return
         _tune(theirs, "KEEPALIVE" in self.service.flags)
-        # Each side stops reading while the other cannot take more.
-        theirs.registerProducer(self.transport, True)
-        self.transport.registerProducer(theirs, True)
-        self._upstream_fed = self._client_fed = True
+        if isinstance(theirs, BareConnection) and isinstance(self.transport, BareConnection):
+            self._lazy_flow = True
+        else:
+            # Each side stops reading while the other cannot take more.
+            self._feed_upstream()
+            self._feed_client()
         version = self.service.extensions.redirect_proxy
         if version is not None:
             theirs.write(proxy_header(version, self.session, self.transport))
         early, self._early = self._early, []
         for data in early:
             theirs.write(data)
+        if self._lazy_flow and (version is not None or early) and theirs.buffered():
+            self._feed_upstream()
         if self._client_paused:
             self._client_paused = False
             self.transport.resumeProducing()
@@ -343,7 +369,10 @@ class RelayProtocol(Protocol):
     def from_upstream(self, data: bytes) -> None:
         """Bytes from the upstream, for the client."""
         self.outbound += len(data)
-        self.transport.write(data)
+        transport = self.transport
+        transport.write(data)
+        if self._lazy_flow and not self._client_fed and transport.buffered():
+            self._feed_client()
 
     def upstream_eof(self) -> None:
         """The upstream finished sending: so does the relay, to the client."""
@@ -363,6 +392,15 @@ class RelayProtocol(Protocol):
             self._unfeed_client()
             self._lose(self.transport)
         self._finish_if_done()
+
+    def _feed_upstream(self) -> None:
+        # The upstream's transport pauses the client while it holds too much.
+        self._upstream_fed = True
+        self.upstream.transport.registerProducer(self.transport, True)  # type: ignore[union-attr]
+
+    def _feed_client(self) -> None:
+        self._client_fed = True
+        self.transport.registerProducer(self.upstream.transport, True)  # type: ignore[union-attr]
 
     def _unfeed_upstream(self) -> None:
         # The client writes nothing more upstream.  A TLS upstream sends
@@ -432,6 +470,28 @@ class RelayProtocol(Protocol):
         self.session.end()
 
 
+class BareRelayProtocol(RelayProtocol):
+    """
+    A relay to a plain TCP upstream, served on bare descriptors when it can:
+    the client's as the port accepted it, the upstream's as connect() made
+    it (``superd.net.bare``).  Twisted's transports cost more Python per
+    relayed connection than the relaying itself (a socket object and a
+    ``tcp.Server`` per side, producers registered and unregistered both
+    ways, a chain of ``connectionLost`` calls); bare, each side is read with
+    ``os.read`` and written with ``os.write`` straight from its descriptor.
+
+    Flow control is kept: a side whose write the kernel does not take whole
+    moves onto the ordinary transport with the rest buffered, and only then
+    is the other side registered as its producer, so a slow reader still
+    stops the relay reading from the other side.  A relay with a gate in
+    front (a banner, a name lookup) or TLS on the client has no bare client
+    and relays on Twisted's transports as ``RelayProtocol`` does.
+    """
+
+    #: A ``TakingPort`` may serve it on the bare descriptor.
+    serves_bare = True
+
+
 @implementer(IStreamHandler)
 class RedirectHandler:
     """The ``IStreamHandler`` of a ``redirect`` service."""
@@ -443,6 +503,8 @@ class RedirectHandler:
 
     def protocol_for(self, session: Session) -> RelayProtocol:
         """A relay for ``session`` (the upstream is connected in connectionMade)."""
+        if isinstance(self.endpoint, DirectTCP):
+            return BareRelayProtocol(self.service, self.runtime, session, self.endpoint)
         return RelayProtocol(self.service, self.runtime, session, self.endpoint)
 
     def __repr__(self) -> str:

@@ -123,5 +123,7 @@ def close_if_flushed(transport: Any) -> bool:
 
 
 def close_writing_if_flushed(transport: Any) -> bool:
-    """``Connection.close_writing_if_flushed`` of ``transport``; False for any other transport."""
-    return isinstance(transport, Connection) and transport.close_writing_if_flushed()
+    """``close_writing_if_flushed`` of a ``Connection`` or ``BareConnection``; False
+    for any other transport."""
+    return (isinstance(transport, (Connection, BareConnection))
+            and transport.close_writing_if_flushed())

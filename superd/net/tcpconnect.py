@@ -18,6 +18,11 @@ with Twisted's own exceptions (``error.getConnectError`` of the errno,
 ``stopConnecting`` gives up).  ``Connection`` is a ``tcp.Server``, so this
 needs one of Twisted's posix reactors: ``connect_tcp`` uses ``connectTCP``
 on any other (test fakes).
+
+A protocol whose class says ``serves_bare`` (the relay's upstream side) is
+served on the bare descriptor instead (``BareClientConnection``, the
+outbound ``superd.net.bare.BareConnection``), moving onto ``Connection``
+as an accepted bare connection moves onto the port's transport.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from superd.core.twistedprivate import client_transport
+from superd.net.bare import BareConnection
 from superd.net.connection import Connection
 
-__all__ = ["Attempt", "TCPAttempt", "connect_tcp"]
+__all__ = ["Attempt", "BareClientConnection", "TCPAttempt", "connect_tcp"]
 
 #: connect() results that mean "under way": wait for the socket to be writable.
 _IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EINTR})
@@ -73,11 +79,11 @@ class TCPAttempt:
         self._factory = factory
         self._timeout = timeout
         six = ":" in host
+        self._family = socket.AF_INET6 if six else socket.AF_INET
         self._address: tuple[Any, ...] = (host, port, 0, 0) if six else (host, port)
         self._peer = (IPv6Address if six else IPv4Address)("TCP", host, port)
         self._socket: Optional[socket.socket] = socket.socket(
-            socket.AF_INET6 if six else socket.AF_INET,
-            socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+            self._family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         self._watching = False
         self._timer: Optional[IDelayedCall] = None
 
@@ -173,5 +179,36 @@ class TCPAttempt:
         if protocol is None:
             skt.close()
             return
-        transport = client_transport(Connection, skt, protocol, self._address, self._reactor)
+        transport: Any
+        if getattr(type(protocol), "serves_bare", False):
+            transport = BareClientConnection(self._reactor, skt, self._address, protocol)
+        else:
+            transport = client_transport(Connection, skt, protocol, self._address, self._reactor)
         protocol.makeConnection(transport)
+
+
+class BareClientConnection(BareConnection):
+    """A connection superd made, on its bare descriptor (see ``BareConnection``)."""
+
+    #: A relay's upstream typically answers and closes (see ``BareConnection.reads_on``).
+    reads_on = True
+
+    def __init__(self, reactor: Any, skt: socket.socket, address: tuple[Any, ...],
+                 protocol: Any) -> None:
+        # Connected non-blocking: nothing to set up but the reactor's watch.
+        # The socket object is kept for what os cannot do (TCP options,
+        # half-close) and for the ordinary transport if the connection moves.
+        self._skt = skt
+        self._family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
+        self._reactor = reactor
+        self._address = address
+        self._fd = skt.fileno()
+        self.protocol = protocol
+        self.connected = True
+        self._moved = None
+        reactor.addReader(self)
+
+    def _ordinary(self) -> Any:
+        skt, self._skt = self._skt, None  # the ordinary transport's now
+        assert isinstance(skt, socket.socket)
+        return client_transport(Connection, skt, self.protocol, self._address, self._reactor)

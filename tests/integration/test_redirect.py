@@ -174,3 +174,37 @@ def test_relay_to_ipv6_upstream(superd_factory: Callable[..., Superd],
         sock.sendall(b"six\n")
         sock.shutdown(socket.SHUT_WR)
         assert read_all(sock) == b"six\n"
+
+
+def test_a_client_gone_after_its_eof_ends_the_relay(superd_factory: Callable[..., Superd],
+                                                    conf_dir: Callable[..., Path]) -> None:
+    """A client that shuts down writing and then leaves, while its upstream
+    keeps sending: the relay no longer reads the client, so only a write
+    meets the reset; the relay must still end (TRAFFIC logged, the upstream
+    closed) instead of relaying into the void for ever."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        relay = start_with_upstream(superd_factory, conf_dir, server.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", relay.port("relay")), timeout=10) as sock:
+            server.settimeout(10)
+            upstream, _ = server.accept()
+            with upstream:
+                upstream.settimeout(10)
+                sock.shutdown(socket.SHUT_WR)
+                assert upstream.recv(10) == b""  # the client's EOF, carried
+                upstream.sendall(b"first\n")
+                assert sock.recv(10) == b"first\n"
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                sock.close()  # a reset: the relay's next write to it fails
+                deadline = time.monotonic() + 10
+                closed = False
+                while not closed and time.monotonic() < deadline:
+                    try:
+                        upstream.sendall(b"more\n")
+                    except OSError:
+                        closed = True
+                    time.sleep(0.01)
+                assert closed
+        relay.wait_for_event(lambda e: "TRAFFIC" in str(e.get("xinetd_line", "")))

@@ -19,7 +19,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from superd.net.bare import BareConnection
-from superd.net.connection import Connection, close_if_flushed
+from superd.net.connection import Connection, close_if_flushed, close_writing_if_flushed
 from superd.net.takingport import TakingPort, listen_taking
 
 
@@ -32,9 +32,11 @@ class Bare(Protocol):
         self.received: list[bytes] = []
         self.lost: list[Failure] = []
         self.read_lost = 0
+        self.write_lost = 0
         self.made = False
         if half_close:
             self.readConnectionLost = self._read_lost  # type: ignore[method-assign]
+            self.writeConnectionLost = self._write_lost  # type: ignore[method-assign]
 
     def connectionMade(self) -> None:
         self.made = True
@@ -44,6 +46,9 @@ class Bare(Protocol):
 
     def _read_lost(self) -> None:
         self.read_lost += 1
+
+    def _write_lost(self) -> None:
+        self.write_lost += 1
 
     def connectionLost(self, reason: Failure = main.CONNECTION_DONE) -> None:  # type: ignore[assignment]
         self.lost.append(reason)
@@ -133,6 +138,69 @@ def test_eof_goes_to_a_half_close_aware_protocol() -> None:
     port.connectionLost(None)  # type: ignore[arg-type]
 
 
+def test_the_eof_of_a_half_close_aware_protocol_ends_reading() -> None:
+    """As Twisted's transports do: after the peer's EOF the descriptor is no
+    longer watched (it stays readable, so a watched one would wake the
+    reactor for ever), and resuming does not watch it again."""
+    protocol, transport, client, reactor, port = served(Bare(half_close=True))
+    with client:
+        client.shutdown(socket.SHUT_WR)
+        transport.doRead()
+        assert protocol.read_lost == 1 and transport not in reactor.getReaders()
+        transport.pauseProducing()
+        transport.resumeProducing()
+        assert transport not in reactor.getReaders()
+        transport.write(b"still writable")
+        assert client.recv(100) == b"still writable"
+        transport.loseConnection()
+        assert len(protocol.lost) == 1
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_half_close_sends_fin_and_keeps_reading() -> None:
+    """close_writing_if_flushed shuts the write side down at once (the peer
+    reads EOF) and tells the protocol; later writes are dropped; the peer's
+    bytes are still read."""
+    protocol, transport, client, reactor, port = served(Bare(half_close=True))
+    with client:
+        transport.write(b"last")
+        assert close_writing_if_flushed(transport)
+        assert protocol.write_lost == 1
+        assert client.recv(10) == b"last" and client.recv(10) == b""
+        transport.write(b"dropped")
+        transport.loseWriteConnection()  # already half-closed: nothing more
+        assert protocol.write_lost == 1
+        assert transport in reactor.getReaders()
+        client.sendall(b"more")
+        transport.doRead()
+        assert protocol.received == [b"more"]
+        assert close_if_flushed(transport)
+        assert len(protocol.lost) == 1 and protocol.lost[0].check(ConnectionDone)
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_tcp_options_are_set_on_the_descriptor() -> None:
+    protocol, transport, client, reactor, port = served()
+    with client:
+        transport.setTcpNoDelay(True)
+        transport.setTcpKeepAlive(True)
+        with socket.socket(fileno=os.dup(transport.fileno())) as view:
+            assert view.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            assert view.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        transport.loseConnection()
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_stop_producing_closes_it() -> None:
+    """A consumer this fed is gone (Twisted calls stopProducing): closed, as a
+    Twisted transport closes."""
+    protocol, transport, client, reactor, port = served()
+    with client:
+        transport.stopProducing()
+        assert len(protocol.lost) == 1 and client.recv(10) == b""
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
 def test_a_reset_peer_is_lost_through_the_reactor() -> None:
     """A read error is returned to the reactor, which calls connectionLost."""
     protocol, transport, client, reactor, port = served()
@@ -203,6 +271,45 @@ def test_what_the_kernel_does_not_take_moves_the_connection_to_twisted() -> None
     port.connectionLost(None)  # type: ignore[arg-type]
 
 
+def _fill(transport: BareConnection) -> None:
+    """Write until the kernel does not take a write whole (the connection moves)."""
+    block = b"x" * 65536
+    for _ in range(10_000):
+        transport.write(block)
+        if transport.buffered():
+            return
+    raise AssertionError("the kernel took everything")
+
+
+def test_a_paused_connection_stays_paused_when_it_moves() -> None:
+    """Paused (a relay's other side is full), then moved by a write: the
+    ordinary transport does not start reading until resumed."""
+    protocol, transport, client, reactor, port = served()
+    with client:
+        transport.pauseProducing()
+        _fill(transport)
+        moved = protocol.transport
+        assert isinstance(moved, Connection) and moved not in reactor.getReaders()
+        transport.resumeProducing()
+        assert moved in reactor.getReaders()
+        transport.abortConnection()
+        reactor.advance(0)
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_a_connection_past_its_eof_does_not_read_when_it_moves() -> None:
+    protocol, transport, client, reactor, port = served(Bare(half_close=True))
+    with client:
+        client.shutdown(socket.SHUT_WR)
+        transport.doRead()
+        _fill(transport)
+        moved = protocol.transport
+        assert isinstance(moved, Connection) and moved not in reactor.getReaders()
+        transport.abortConnection()
+        reactor.advance(0)
+    port.connectionLost(None)  # type: ignore[arg-type]
+
+
 def test_a_producer_moves_the_connection_to_twisted() -> None:
     protocol, transport, client, reactor, port = served()
     with client:
@@ -261,3 +368,20 @@ def _is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_a_write_error_past_the_eof_loses_the_connection() -> None:
+    """Past the peer's EOF nothing reads the descriptor, so a write that
+    meets a reset loses the connection itself, on the next turn."""
+    protocol, transport, client, reactor, port = served(Bare(half_close=True))
+    client.shutdown(socket.SHUT_WR)
+    transport.doRead()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.close()  # RST
+    transport.write(b"to nobody")
+    assert protocol.lost == []
+    reactor.advance(0)
+    assert len(protocol.lost) == 1 and protocol.lost[0].check(ConnectionLost)
+    assert not transport.connected
+    transport.write(b"more")  # dropped
+    port.connectionLost(None)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ on a memory reactor; connecting and refusals run on a private epoll reactor
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from superd.net.connection import Connection
-from superd.net.tcpconnect import TCPAttempt, connect_tcp
+from superd.net.tcpconnect import BareClientConnection, TCPAttempt, connect_tcp
 
 
 class Received(Protocol):
@@ -77,16 +78,22 @@ def iterate_until(reactor: EPollReactor, done: Any, rounds: int = 200) -> None:
     raise AssertionError("nothing happened")
 
 
+def connected(reactor: EPollReactor, port: int, factory: Recording) -> Received:
+    """The one protocol ``factory`` built, once connect_tcp gave it its transport."""
+    connect_tcp(reactor, "127.0.0.1", port, factory, 5.0)
+    iterate_until(reactor, lambda: factory.protocols
+                  and factory.protocols[0].transport is not None)
+    (protocol,) = factory.protocols
+    return protocol
+
+
 def test_connects_on_superds_transport(reactor: EPollReactor) -> None:
     """The connected socket is served by superd's Connection; the factory
     builds the protocol with the peer's address; bytes flow both ways."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         factory = Recording()
-        connect_tcp(reactor, "127.0.0.1", port, factory, 5.0)
-        iterate_until(reactor, lambda: factory.protocols
-                      and factory.protocols[0].transport is not None)
-        (protocol,) = factory.protocols
+        protocol = connected(reactor, port, factory)
         transport = protocol.transport
         assert isinstance(transport, Connection)
         assert factory.built == [IPv4Address("TCP", "127.0.0.1", port)]
@@ -101,6 +108,59 @@ def test_connects_on_superds_transport(reactor: EPollReactor) -> None:
             transport.loseConnection()
             iterate_until(reactor, lambda: not transport.connected)
             assert peer.recv(10) == b""
+        assert factory.failures == []
+
+
+class BareReceived(Received):
+    serves_bare = True
+
+
+class BareRecording(Recording):
+    def buildProtocol(self, addr: Any) -> Received:
+        self.built.append(addr)
+        protocol = BareReceived()
+        self.protocols.append(protocol)
+        return protocol
+
+
+def test_a_protocol_that_serves_bare_gets_the_bare_descriptor(reactor: EPollReactor) -> None:
+    """A protocol class with serves_bare is served on the descriptor itself
+    (BareClientConnection, the reactor's reader); a write the kernel does not
+    take whole moves it onto superd's Connection, built as for any other
+    outbound connection, with the rest buffered in order."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        factory = BareRecording()
+        protocol = connected(reactor, port, factory)
+        bare = protocol.transport
+        assert isinstance(bare, BareClientConnection)
+        assert bare in reactor.getReaders()
+        assert bare.getPeer() == IPv4Address("TCP", "127.0.0.1", port)
+        peer, _ = server.accept()
+        with peer:
+            peer.sendall(b"down")
+            iterate_until(reactor, lambda: protocol.data == b"down")
+            sent = b""
+            for _ in range(10_000):
+                block = bytes([len(sent) % 251]) * 65536
+                bare.write(block)
+                sent += block
+                if bare.buffered():
+                    break
+            moved = protocol.transport
+            assert isinstance(moved, Connection) and moved.fileno() == bare.fileno()
+            assert "BareReceived" in repr(moved)
+            peer.setblocking(False)
+            received = b""
+            for _ in range(10_000):
+                if len(received) == len(sent):
+                    break
+                reactor.iterate(0.01)  # type: ignore[no-untyped-call]
+                with contextlib.suppress(BlockingIOError):
+                    received += peer.recv(1 << 20)
+            assert received == sent
+            bare.loseConnection()
+            iterate_until(reactor, lambda: not moved.connected)
         assert factory.failures == []
 
 
@@ -194,3 +254,46 @@ def test_connects_to_an_ipv6_address(reactor: EPollReactor) -> None:
         assert factory.built == [IPv6Address("TCP", "::1", port)]
         transport.loseConnection()
         iterate_until(reactor, lambda: not transport.connected)
+
+
+class HalfCloseReceived(BareReceived):
+    def __init__(self) -> None:
+        super().__init__()
+        self.eof = 0
+
+    def readConnectionLost(self) -> None:
+        self.eof += 1
+
+
+class HalfCloseRecording(Recording):
+    def buildProtocol(self, addr: Any) -> Received:
+        protocol = HalfCloseReceived()
+        self.protocols.append(protocol)
+        return protocol
+
+
+def test_an_answer_and_its_eof_are_read_in_one_turn(reactor: EPollReactor) -> None:
+    """An outbound bare connection reads once more after a short read: an
+    upstream's answer and its FIN sent together are both seen in one
+    doRead; without the FIN, the second read finds nothing and the
+    connection stays watched."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        factory = HalfCloseRecording()
+        protocol = connected(reactor, server.getsockname()[1], factory)
+        assert isinstance(protocol, HalfCloseReceived)
+        bare = protocol.transport
+        assert isinstance(bare, BareClientConnection)
+        peer, _ = server.accept()
+        with peer:
+            peer.sendall(b"more to come")
+            iterate_until(reactor, lambda: protocol.data == b"more to come")
+            assert protocol.eof == 0 and bare in reactor.getReaders()
+            peer.sendall(b"; the end")
+            peer.shutdown(socket.SHUT_WR)
+            watch = select.poll()  # until the FIN is queued behind the bytes
+            watch.register(bare.fileno(), select.POLLRDHUP)
+            assert watch.poll(5000)
+            assert bare.doRead() is None
+            assert protocol.data == b"more to come; the end" and protocol.eof == 1
+            assert bare not in reactor.getReaders()
+            bare.loseConnection()

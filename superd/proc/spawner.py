@@ -16,14 +16,14 @@ Children are reaped on SIGCHLD, at a cost per exited child
 
 ``posix_spawn`` returns once the child has executed its program, so the
 thread calling it waits for that exec.  ``spawn`` calls it on the calling
-thread.  By default superd's children are started by helper processes
-instead (``superd.proc.spawnhelper``, which uses this spawner to prepare
-each request and to spawn until a helper is ready); without them
-(``--spawn-helpers 0``), ``spawn_in_background`` calls it on a worker thread
-of a ``SpawnPool``, so that the reactor thread does not wait for a child's
-exec.  Given an ``ExecWait``, the spawner offers the workers only while the
-waits on the reactor thread are long (``superd.proc.execwait``): the workers
-cost more CPU per child than they save while a CPU is free.
+thread; ``spawn_in_background`` on a worker thread of a ``SpawnPool``, so
+that the reactor thread does not wait for a child's exec.  Given an
+``ExecWait``, the spawner offers the workers only while the waits on the
+reactor thread are long (``superd.proc.execwait``): the workers cost more
+CPU per child than they save while a CPU is free.  That is the default;
+with ``--spawn-helpers N`` helper processes start the children instead
+(``superd.proc.spawnhelper``, which uses this spawner to prepare each
+request, and to spawn on the reactor thread until a helper is ready).
 
 Per-child settings and how they reach the child without leaving the fast path:
 

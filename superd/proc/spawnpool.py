@@ -1,7 +1,8 @@
 """
 A few threads that start children while the reactor thread goes on, when
-superd runs without spawn helpers (``--spawn-helpers 0``; the helpers,
-``superd.proc.spawnhelper``, cost less CPU per child).
+superd runs without spawn helpers (``--spawn-helpers 0``, the default; the
+helpers, ``superd.proc.spawnhelper``, cost superd itself less CPU per child
+but as much in all).
 
 ``posix_spawn`` returns only once the child has executed its program.  On a
 busy machine the vfork-style child may wait for a CPU before it gets there,

@@ -37,7 +37,6 @@ __all__ = [
     "ProxyHeaderError",
     "parse_proxy_header",
     "ACCEPT_ERRORS",
-    "accept_descriptor",
     "descriptor_acceptor",
     "adopt_listening_descriptor",
     "adopt_unix_listening_descriptor",
@@ -91,20 +90,14 @@ def buffered_port_logs(port: tcp.Port) -> Any:
     return tcp._BuffersLogs(logger.namespace, logger.observer)
 
 
-def accept_descriptor(listener: socket.socket) -> tuple[int, Any]:
-    """
-    ``socket._accept()`` (CPython): ``accept4()`` returning the bare
-    descriptor and the peer's address, without building a ``socket.socket``
-    (whose constructor asks the kernel for the local address again).
-    Public replacement: none in the standard library.
-    """
-    fd, address = descriptor_acceptor(listener)()
-    return fd, address
-
-
 def descriptor_acceptor(listener: socket.socket) -> Callable[[], tuple[int, Any]]:
-    """``accept_descriptor`` bound to ``listener``: called once per connection
-    of a batch, it spares a Python call each time."""
+    """
+    ``listener._accept`` (CPython), bound once for a whole accept loop: each
+    call is ``accept4()`` returning the bare descriptor and the peer's
+    address, without building a ``socket.socket`` (whose constructor asks
+    the kernel for the local address again).  Public replacement: none in
+    the standard library.
+    """
     accept: Callable[[], tuple[int, Any]] = listener._accept  # type: ignore[attr-defined]
     return accept
 

@@ -98,13 +98,13 @@ def test_buffered_port_logs_hold_events_until_exit(taking: TakingPort) -> None:
     assert [e["log_format"] for e in seen] == ["held"]
 
 
-def test_accept_descriptor_gives_a_blocking_close_on_exec_descriptor() -> None:
+def test_descriptor_acceptor_gives_a_blocking_close_on_exec_descriptor() -> None:
     """socket._accept (CPython): (fd, address), the fd blocking and not inherited."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         with socket.create_connection(listener.getsockname(), timeout=10) as client:
-            fd, address = twistedprivate.accept_descriptor(listener)
+            fd, address = twistedprivate.descriptor_acceptor(listener)()
             try:
                 assert isinstance(fd, int) and address == client.getsockname()
                 assert os.get_blocking(fd) and not os.get_inheritable(fd)

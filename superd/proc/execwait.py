@@ -1,7 +1,8 @@
 """
 Whether a child is started on the reactor thread or by a spawn worker, when
 superd runs without spawn helpers (``--spawn-helpers 0``, the default; see
-``superd.proc.spawnhelper`` for the other way).
+``superd.proc.spawnhelper`` for the other way) and without its compiled
+clone module (``superd.proc.clonespawn``, which waits for no exec at all).
 
 ``posix_spawn`` returns once the child has executed its program, so the
 thread calling it waits for that exec.  While a CPU is free the wait is

@@ -16,12 +16,19 @@ Children are reaped on SIGCHLD, at a cost per exited child
 
 ``posix_spawn`` returns once the child has executed its program, so the
 thread calling it waits for that exec.  ``spawn`` calls it on the calling
-thread; ``spawn_in_background`` on a worker thread of a ``SpawnPool``, so
-that the reactor thread does not wait for a child's exec.  Given an
-``ExecWait``, the spawner offers the workers only while the waits on the
-reactor thread are long (``superd.proc.execwait``): the workers cost more
-CPU per child than they save while a CPU is free.  That is the default;
-with ``--spawn-helpers N`` helper processes start the children instead
+thread.  ``spawn_in_background`` starts a child without that wait, in one
+of two ways:
+
+* with ``clone`` (``superd.proc.clonespawn``, where its compiled module
+  was built: the default), from the calling thread, which goes on as soon
+  as the child exists; whether the exec succeeded is settled on a later
+  reactor turn, before the start is reported;
+* otherwise on a worker thread of a ``SpawnPool``.  Given an ``ExecWait``,
+  the spawner offers the workers only while the waits on the reactor
+  thread are long (``superd.proc.execwait``): the workers cost more CPU per
+  child than they save while a CPU is free.
+
+With ``--spawn-helpers N`` helper processes start the children instead
 (``superd.proc.spawnhelper``, which uses this spawner to prepare each
 request, and to spawn on the reactor thread until a helper is ready).
 
@@ -50,7 +57,8 @@ import errno
 import os
 import resource
 import signal
-from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple, Union
+from functools import partial
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Set, Tuple, Union
 
 import attrs
 from twisted.internet import process
@@ -61,6 +69,7 @@ from zope.interface import Interface, implementer
 from superd.observe import events
 from superd.observe.events import REASON_EXEC, REASON_FORK
 from superd.proc.cgroups import Limits
+from superd.proc.clonespawn import CloneSpawn
 from superd.proc.credentials import CredentialPlan, SpawningThread, setpriv_prefix
 from superd.proc.execwait import ExecWait
 from superd.proc.reaping import ExitReaping, ExitStatus, TwistedReaping
@@ -74,6 +83,7 @@ Reaping = Union[ExitReaping, TwistedReaping]
 __all__ = [
     "DESCRIPTOR_RESERVE",
     "MAX_IN_FLIGHT",
+    "SETTLE_INTERVAL",
     "ExitStatus",
     "IBackgroundSpawner",
     "ISpawner",
@@ -181,6 +191,9 @@ class IBackgroundSpawner(ISpawner):
         """
 
 
+#: Seconds between looks at cloned children whose exec is not settled.
+SETTLE_INTERVAL = 0.001
+
 #: Children being started off the reactor thread at most (queued or spawning).
 MAX_IN_FLIGHT = 64
 #: Descriptors left for everything else when copies for the workers are made:
@@ -239,11 +252,16 @@ class PosixSpawner:
         descriptor_limit: Callable[[], int] = lambda: resource.getrlimit(
             resource.RLIMIT_NOFILE)[0],
         exec_wait: Optional[ExecWait] = None,
+        clone: Optional[CloneSpawn] = None,
+        later: Optional[Callable[..., object]] = None,
     ) -> None:
         """``pool`` and ``background`` (the call the pool's workers make,
         ``superd.proc.libcspawn.LibcSpawn``): both, or no background spawning.
         ``exec_wait``: offer the workers only while it says the waits for
-        exec are long (without it, whenever they can take a request)."""
+        exec are long (without it, whenever they can take a request).
+        ``clone`` and ``later`` (``reactor.callLater``): start children in
+        the background without waiting for their exec, from the reactor
+        thread (``superd.proc.clonespawn``), instead of the workers."""
         self._thread = thread
         self._setpriv = setpriv
         self._posix_spawn = posix_spawn
@@ -256,6 +274,13 @@ class PosixSpawner:
         self._in_flight = 0
         self._descriptor_limit = descriptor_limit
         self._exec_wait = exec_wait
+        self._clone = clone if later is not None else None
+        self._later = later
+        #: Children cloned whose exec is not settled yet: pid -> started.
+        self._unsettled: Dict[int, Started] = {}
+        #: Cloned children whose exec failed: their exit is nobody's news.
+        self._exec_failed: Set[int] = set()
+        self._settling: Optional[Any] = None
 
     def spawn(self, request: SpawnRequest,
               on_exit: Callable[[ExitStatus], None]) -> int:
@@ -293,9 +318,13 @@ class PosixSpawner:
         return pid
 
     def spawns_in_background(self, request: SpawnRequest) -> bool:
-        """See ``IBackgroundSpawner``: everything but a umask, which is the
-        whole process's (``SpawnPool``); with an ``ExecWait``, only while
-        it says so."""
+        """See ``IBackgroundSpawner``: with ``clone``, every request whose
+        descriptors it can set up; else everything but a umask, which is
+        the whole process's (``SpawnPool``), and with an ``ExecWait`` only
+        while it says so."""
+        clone = self._clone
+        if clone is not None and clone.takes(request.fds):
+            return True
         if self._pool is None or request.umask is not None:
             return False
         waits = self._exec_wait
@@ -304,6 +333,9 @@ class PosixSpawner:
     def spawn_in_background(self, request: SpawnRequest, started: Started,
                             on_exit: Callable[[ExitStatus], None]) -> bool:
         """See ``IBackgroundSpawner``."""
+        if self._clone is not None and self._clone.takes(request.fds):
+            self._cloned(request, started, on_exit)
+            return True
         pool, call = self._pool, self._background
         assert pool is not None and call is not None, "spawns_in_background said no"
         # Each request in flight holds copies of its descriptors: a bounded
@@ -342,6 +374,65 @@ class PosixSpawner:
 
         pool.submit(work, done)
         return True
+
+    def _cloned(self, request: SpawnRequest, started: Started,
+                on_exit: Callable[[ExitStatus], None]) -> None:
+        """Start ``request`` with ``clone``; ``started`` once its exec is
+        settled (``_settle``), ``on_exit`` after that."""
+        clone, later = self._clone, self._later
+        assert clone is not None and later is not None
+        try:
+            if request.umask is None:
+                pid = self._launch(request, clone)
+            else:
+                pid = self._launch_with_umask(request, clone)
+        except SpawnError as e:
+            later(0, started, e)
+            return
+        self._unsettled[pid] = started
+        self.reaping.watch(pid, partial(self._clone_exited, pid, on_exit))
+        if self._settling is None:
+            self._settling = later(0, self._settle)
+
+    def _settle(self) -> None:
+        """Report each cloned child whose exec is settled: started(pid), or
+        started(SpawnError) when it could not execute its program; look
+        again shortly while any is not."""
+        self._settling = None
+        assert self._clone is not None and self._later is not None
+        unsettled = self._unsettled
+        for pid, err in self._clone.settle():
+            started = unsettled.pop(pid, None)
+            if started is None:
+                continue
+            outcome: Union[int, SpawnError] = pid
+            if err != 0:
+                # The child exits with 127 at once; its exit is not reported.
+                self._exec_failed.add(pid)
+                error = OSError(err, os.strerror(err))
+                outcome = SpawnError(classify_spawn_error(error), error)
+            try:
+                started(outcome)
+            except Exception:
+                # One child's bookkeeping must not leave the others unreported.
+                _log.failure("handling the start of child {pid} failed",
+                             event=events.EV_SPAWN_ERROR, pid=pid)
+        if unsettled:
+            self._settling = self._later(SETTLE_INTERVAL, self._settle)
+
+    def _clone_exited(self, pid: int, on_exit: Callable[[ExitStatus], None],
+                      status: ExitStatus) -> None:
+        # The kernel settles a child's exec (the block's tid cleared) before
+        # its exit can be reaped: settle now, so that started comes first.
+        if pid in self._unsettled:
+            settling = self._settling
+            if settling is not None and settling.active():
+                settling.cancel()
+            self._settle()
+        if pid in self._exec_failed:
+            self._exec_failed.discard(pid)
+            return
+        on_exit(status)
 
     def _os_call(self, executable: str, argv: Tuple[str, ...], env: Mapping[str, str],
                  fds: Mapping[int, int], *, resetids: bool = False) -> int:
@@ -399,7 +490,7 @@ class PosixSpawner:
         if request.nice is not None and thread_nice is None:
             self._renice(pid, request.nice)
 
-    def _launch_with_umask(self, request: SpawnRequest) -> int:
+    def _launch_with_umask(self, request: SpawnRequest, call: Optional[_Call] = None) -> int:
         # The umask belongs to the whole process: set around this spawn, on
         # the reactor thread (the only one creating files), while no worker
         # is spawning a child that would inherit it.
@@ -408,7 +499,7 @@ class PosixSpawner:
             assert request.umask is not None
             old = os.umask(request.umask)
             try:
-                return self._launch(request, self._os_call)
+                return self._launch(request, self._os_call if call is None else call)
             finally:
                 os.umask(old)
 

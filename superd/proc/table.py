@@ -37,6 +37,7 @@ from zope.interface import implementer
 
 from superd.core.session import Peer
 from superd.observe import events
+from superd.proc.clonespawn import CloneSpawn
 from superd.proc.credentials import Identity, SpawningThread
 from superd.proc.execwait import ExecWait
 from superd.proc.libcspawn import LibcSpawn
@@ -434,6 +435,10 @@ def _real_spawner(reactor: Any, identity: Identity,
         inline = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping)
         spawner = _FirstSpawn(reactor, inline, helpers)
         background = f"{helpers} helper processes"
+    elif (clone := CloneSpawn.load()) is not None:
+        spawner = PosixSpawner(thread, setpriv=which("setpriv"), reaping=reaping,
+                               clone=clone, later=reactor.callLater)
+        background = "clone, without waiting for exec"
     else:
         libc = LibcSpawn.load()
         pool = None if libc is None else SpawnPool(reactor, delivered=reaping.reap_ended)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from superd.proc.clonespawn import CloneSpawn
 from tests.integration.external import (
     lines_starting,
     needs_root,
@@ -113,17 +114,19 @@ def test_child_sees_socket_env_and_credentials(superd_factory: Factory, conf_dir
 @needs_root
 def test_concurrent_children_of_a_user_started_off_the_reactor_thread(
         superd_factory: Factory, conf_dir: ConfDir, world_dir: Path) -> None:
-    """Without a umask the children are started by superd's spawning
-    threads (the daemon says so): 16 at once, each runs as nobody with no
-    supplementary groups and only the socket as fds 0-2, and each is logged
-    and reaped."""
+    """The children are started without the reactor thread waiting for their
+    exec -- cloned where superd's compiled module is built, else by its
+    spawning threads (the daemon says which): 16 at once, each runs as
+    nobody with no supplementary groups and only the socket as fds 0-2, and
+    each is logged and reaped."""
     python = require_program("/usr/bin/python3")  # not a shim: nobody runs it
     probe = world_dir / "probe"
     probe.write_text(PROBE)
     probe.chmod(0o644)
     superd = superd_factory(conf_dir(probe=service_block("probe", python, f"-I -S {probe} x")))
     (mechanism,) = [e for e in superd.events() if e.get("event") == "spawn_mechanism"]
-    assert mechanism["background"] == "threads"
+    assert mechanism["background"] == ("threads" if CloneSpawn.load() is None
+                                       else "clone, without waiting for exec")
 
     def facts(i: int) -> dict[str, str]:
         with connect(superd, "probe") as sock:

@@ -10,13 +10,16 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
+from twisted.internet.task import Clock
 
 from superd.observe.events import REASON_EXEC, REASON_FORK
+from superd.proc.clonespawn import CloneSpawn
 from superd.proc.credentials import CredentialPlan, Identity, SpawningThread
 from superd.proc.execwait import SLOW, ExecWait
 from superd.proc.spawner import (
     DESCRIPTOR_RESERVE,
     MAX_IN_FLIGHT,
+    SETTLE_INTERVAL,
     ExitStatus,
     PosixSpawner,
     SpawnError,
@@ -458,3 +461,156 @@ def test_a_umask_spawn_is_not_an_exec_wait() -> None:
     spawner.spawn(SpawnRequest("/bin/true", ("true",), {}, {0: 0, 1: 1, 2: 2}, umask=0o27),
                   print)
     assert waits.average == 0.0 and pool.quiet_entered == 1
+
+
+class FakeClone:
+    """CloneSpawn stand-in: records each call; the test settles the children."""
+
+    takes = staticmethod(CloneSpawn.takes)
+
+    def __init__(self, error: Optional[OSError] = None) -> None:
+        self.calls: List[Dict[str, Any]] = []
+        self.error = error
+        self.ready: List[Tuple[int, int]] = []
+        self.next_pid = 6000
+
+    def __call__(self, executable: str, argv: Tuple[str, ...], env: Any,
+                 fds: Any, *, resetids: bool = False) -> int:
+        umask = os.umask(0o22)
+        os.umask(umask)
+        self.calls.append(dict(executable=executable, argv=argv, env=dict(env),
+                               fds=dict(fds), resetids=resetids, umask=umask))
+        if self.error is not None:
+            raise self.error
+        self.next_pid += 1
+        return self.next_pid
+
+    def settle(self) -> List[Tuple[int, int]]:
+        ready, self.ready = self.ready, []
+        return ready
+
+
+class WatchingReaping:
+    """ExitReaping stand-in: the test says when a watched child exits."""
+
+    def __init__(self) -> None:
+        self.watched: Dict[int, Callable[[ExitStatus], None]] = {}
+
+    def watch(self, pid: int, on_exit: Callable[[ExitStatus], None]) -> None:
+        self.watched[pid] = on_exit
+
+    def exit(self, pid: int, raw: int = 0) -> None:
+        self.watched.pop(pid)(ExitStatus.from_raw(raw))
+
+
+def cloning(thread: Optional[SpawningThread] = None, clone: Optional[FakeClone] = None
+            ) -> Tuple[PosixSpawner, FakeClone, WatchingReaping, Clock]:
+    clock, clone, reaping = Clock(), clone or FakeClone(), WatchingReaping()
+    spawner = PosixSpawner(thread or SpawningThread(USER, None), posix_spawn=FakePosixSpawn(),
+                           reaping=reaping, clone=clone,  # type: ignore[arg-type]
+                           later=clock.callLater)
+    return spawner, clone, reaping, clock
+
+
+CAT = SpawnRequest("/bin/cat", ("cat",), {"A": "1"}, {0: 7, 1: 7, 2: 7})
+
+
+def test_cloned_child_is_started_once_its_exec_is_settled() -> None:
+    """The clone returns at once; started(pid) comes on a later turn, once
+    settle() reports the exec, and on_exit only after that."""
+    spawner, clone, reaping, clock = cloning()
+    started: List[Any] = []
+    exits: List[ExitStatus] = []
+    assert spawner.spawns_in_background(CAT)
+    assert spawner.spawn_in_background(CAT, started.append, exits.append)
+    (call,) = clone.calls
+    assert call["fds"] == {0: 7, 1: 7, 2: 7} and call["resetids"] is False
+    pid = clone.next_pid
+    assert started == [] and pid in reaping.watched
+    clock.advance(0)
+    assert started == []  # not settled yet: looked at again shortly
+    clone.ready.append((pid, 0))
+    clock.advance(SETTLE_INTERVAL)
+    assert started == [pid]
+    assert not clock.getDelayedCalls()  # nothing left to settle: no more looks
+    reaping.exit(pid, 0)
+    assert [e.code for e in exits] == [0]
+
+
+def test_exit_before_the_settle_look_still_starts_first() -> None:
+    """A child that executed and exited before the next look: its exit
+    settles it first, so started comes before on_exit."""
+    spawner, clone, reaping, clock = cloning()
+    order: List[str] = []
+    spawner.spawn_in_background(CAT, lambda outcome: order.append(f"started {outcome}"),
+                                lambda status: order.append(f"exit {status.code}"))
+    pid = clone.next_pid
+    clone.ready.append((pid, 0))
+    reaping.exit(pid, 3 << 8)
+    assert order == [f"started {pid}", "exit 3"]
+    assert not [c for c in clock.getDelayedCalls() if c.active()]
+
+
+def test_cloned_exec_failure_is_a_spawn_error_and_its_exit_is_swallowed() -> None:
+    """The child could not execute its program: started(SpawnError(exec))
+    with its errno, and its exit (127) is reported to nobody."""
+    spawner, clone, reaping, clock = cloning()
+    started: List[Any] = []
+    exits: List[Any] = []
+    spawner.spawn_in_background(CAT, started.append, exits.append)
+    pid = clone.next_pid
+    clone.ready.append((pid, errno.ENOENT))
+    clock.advance(0)
+    (error,) = started
+    assert isinstance(error, SpawnError) and error.reason == REASON_EXEC
+    assert error.errno == errno.ENOENT
+    reaping.exit(pid, 127 << 8)
+    assert exits == []
+
+
+def test_cloned_fork_failure_is_reported_on_a_later_turn() -> None:
+    """No child could be made (EAGAIN): SpawnError(fork), never synchronously
+    (the process table counts the start only after spawn_in_background)."""
+    spawner, _, reaping, clock = cloning(clone=FakeClone(OSError(errno.EAGAIN, "busy")))
+    started: List[Any] = []
+    assert spawner.spawn_in_background(CAT, started.append, print)
+    assert started == [] and reaping.watched == {}
+    clock.advance(0)
+    (error,) = started
+    assert isinstance(error, SpawnError) and error.reason == REASON_FORK
+
+
+def test_cloned_credentials_and_umask_stay_on_the_calling_thread() -> None:
+    """user= services: the calling thread takes the real ids around the
+    clone and the child resets its effective ids (resetids); a umask is set
+    around the clone only."""
+    syscalls = RecordingSyscalls()
+    spawner, clone, _, _ = cloning(SpawningThread(ROOT, syscalls))
+    request = SpawnRequest("/bin/cat", ("cat",), {}, {0: 0, 1: 1, 2: 2},
+                           credentials=CredentialPlan(65534, 65534, ()), umask=0o027)
+    assert spawner.spawns_in_background(request)
+    spawner.spawn_in_background(request, print, print)
+    assert clone.calls[0]["resetids"] is True and clone.calls[0]["umask"] == 0o027
+    assert ("setresuid", 65534, -1, -1) in syscalls.calls
+    assert os.umask(0o022) != 0o027
+
+
+def test_clone_declines_descriptors_it_cannot_map() -> None:
+    """A child descriptor beyond the module's range goes the usual way."""
+    spawner, _, _, _ = cloning()
+    assert not spawner.spawns_in_background(SpawnRequest("/bin/cat", ("cat",), {}, {40: 3}))
+
+
+def test_one_failing_start_callback_does_not_lose_the_others() -> None:
+    spawner, clone, _, clock = cloning()
+    started: List[Any] = []
+
+    def broken(outcome: Any) -> None:
+        raise RuntimeError("bookkeeping")
+
+    spawner.spawn_in_background(CAT, broken, print)
+    first = clone.next_pid
+    spawner.spawn_in_background(CAT, started.append, print)
+    clone.ready += [(first, 0), (clone.next_pid, 0)]
+    clock.advance(0)
+    assert started == [clone.next_pid]

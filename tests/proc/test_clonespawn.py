@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from superd.proc.clonespawn import MAX_FDS, CloneSpawn
-from superd.proc.credentials import CredentialPlan, Identity, SpawningThread
+from superd.proc.credentials import Identity, SpawningThread
 from superd.proc.table import prepare_process
 from tests.integration.harness import REQUIRE_ALL
 from tests.integration.test_external_basic import PROBE
+from tests.proc.test_libcspawn import check_plain_child, check_switched_child
 
 SUPPORTED = sys.platform.startswith("linux") and platform.machine() == "x86_64"
 
@@ -90,13 +91,7 @@ def test_child_gets_its_descriptors_environment_and_session(tmp_path: Path) -> N
     close-on-exec), exactly the given environment and argv, a session of its
     own."""
     prepare_process()
-    facts = spawn_report(loaded(), tmp_path)
-    assert facts["argv"].endswith(" one two")
-    environment = set(facts) - {"argv", "ids", "umask", "nice", "fds", "sockets",
-                                "session_leader"}
-    assert environment == {"X", "LC_ALL"} and facts["X"] == "y"
-    assert facts["fds"] == "[0, 1, 2]" and facts["sockets"] == "1"
-    assert facts["session_leader"] == "True"
+    check_plain_child(spawn_report(loaded(), tmp_path))
 
 
 def test_child_signals_are_at_their_defaults_and_unblocked() -> None:
@@ -233,16 +228,5 @@ def test_resetids_makes_the_threads_real_ids_effective() -> None:
     if not thread.can_switch or not thread.probe():
         pytest.skip("per-thread credentials unavailable here")
     spawn = loaded()
-    out: list[bytes] = []
-
-    def start() -> int:
-        out.append(run(spawn, "/bin/cat", ("cat", "/proc/self/status"), {}, resetids=True))
-        return 0
-
-    thread.run_as(CredentialPlan(65534, 65534, ()), None, start)
-    lines = out[0].decode().splitlines()
-    fields = {k: v.split() for k, v in (line.split(":", 1) for line in lines)}
-    assert fields["Uid"] == ["65534"] * 4 and fields["Gid"] == ["65534"] * 4
-    assert fields["Groups"] == []
-    assert int(fields["CapPrm"][0], 16) == 0 and int(fields["CapEff"][0], 16) == 0
-    assert os.getresuid() == (0, 0, 0)
+    check_switched_child(
+        lambda: run(spawn, "/bin/cat", ("cat", "/proc/self/status"), {}, resetids=True))

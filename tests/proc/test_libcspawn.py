@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -62,7 +63,11 @@ def test_child_gets_its_descriptors_environment_and_session(tmp_path: Path) -> N
     close-on-exec), exactly the given environment and argv, a session of its
     own."""
     prepare_process()
-    facts = spawn_report(loaded(), tmp_path)
+    check_plain_child(spawn_report(loaded(), tmp_path))
+
+
+def check_plain_child(facts: dict[str, str]) -> None:
+    """What the probe started by ``spawn_report`` must have seen."""
     assert facts["argv"].endswith(" one two")
     environment = set(facts) - {"argv", "ids", "umask", "nice", "fds", "sockets",
                                 "session_leader"}
@@ -146,12 +151,19 @@ def test_resetids_makes_the_threads_real_ids_the_childs() -> None:
     """With the thread's real ids switched (superd.proc.credentials), the
     child runs as that user only: all three ids, the groups given, and no
     capability left after exec."""
-    thread = SpawningThread.for_this_machine(Identity.current())
     spawn = loaded()
+    check_switched_child(
+        lambda: run(spawn, "/bin/cat", ("cat", "/proc/self/status"), {}, resetids=True))
+
+
+def check_switched_child(status: Callable[[], bytes]) -> None:
+    """``status()``, called on a thread holding nobody's ids as its real ids,
+    gives a child's /proc/self/status: it ran as nobody alone."""
+    thread = SpawningThread.for_this_machine(Identity.current())
     out: list[bytes] = []
 
     def start() -> int:
-        out.append(run(spawn, "/bin/cat", ("cat", "/proc/self/status"), {}, resetids=True))
+        out.append(status())
         return 0
 
     thread.run_as(CredentialPlan(65534, 65534, ()), None, start)

@@ -453,10 +453,14 @@ def emit_session_start(service: ServiceConfig, pid: int,
     channel = connection_events
     if not channel.wanted(service.id):
         return
-    if channel.line_writers is not None:
+    writers = channel.line_writers
+    if writers is not None:
+        # deliver_line and block_of inlined: this runs for every connection
+        # of a logged service.
         line = start_line(service.id, service.log_on_success, pid, peer)
         if line is not None:
-            channel.deliver_line(service.id, block_of(service), line)
+            for write in writers:
+                write(service.id, service.block_key, line)
         return
     _start(_connection_log, service, pid, peer)
 
@@ -480,7 +484,8 @@ def emit_session_exit(service: ServiceConfig, pid: int, status: Optional[int],
         line = exit_line(service.id, service.log_on_success, pid, status,
                          signal, duration)
         if line is not None:
-            channel.deliver_line(service.id, block_of(service), line)
+            for write in channel.line_writers:
+                write(service.id, service.block_key, line)
     else:
         _exit(_connection_log, service, pid, status, signal, duration)
 

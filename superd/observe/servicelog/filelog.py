@@ -169,7 +169,9 @@ class FileSink:
         if fd is None:
             return
         stamp = self._stamp if int(now) == self._stamp_second else self._prefix(now)
-        data = f"{stamp}{one_line(line)}\n".encode("utf-8", "backslashreplace")
+        if "\n" in line or "\r" in line:  # one_line's test, without its call
+            line = one_line(line)
+        data = f"{stamp}{line}\n".encode("utf-8", "backslashreplace")
         if self._after_turn is not None:
             pending = self._pending
             if not pending:

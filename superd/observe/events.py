@@ -13,7 +13,8 @@ built only when consumed.
 
 from __future__ import annotations
 
-from typing import AbstractSet, Callable, Dict, Final, List, Optional, Tuple
+import functools
+from typing import AbstractSet, Callable, Dict, Final, FrozenSet, List, Optional, Tuple
 
 from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
 from zope.interface import implementer
@@ -223,11 +224,20 @@ def start_line(service_id: str, flags: AbstractSet[str], pid: int,
     """``START: <id>[ pid=<pid>][ from=<addr>]``, or None if nothing is logged."""
     if not flags:
         return None
+    if pid == 0 and type(flags) is frozenset:
+        # A builtin's session (pid 0): the same few lines recur for every
+        # connection from a host, and building one costs several times
+        # finding it.
+        return _builtin_start(service_id, flags, _from(peer))
+    return _start_text(service_id, flags, pid, _from(peer))
+
+
+def _start_text(service_id: str, flags: AbstractSet[str], pid: int, host: str) -> str:
     line = f"START: {service_id}"
     if "PID" in flags:
         line += f" pid={pid}"
     if "HOST" in flags:
-        line += f" from={_from(peer)}"
+        line += f" from={host}"
     return line
 
 
@@ -237,14 +247,37 @@ def exit_line(service_id: str, flags: AbstractSet[str], pid: int,
     """``EXIT: <id>[ status=<n>| signal=<n>][ pid=<pid>][ duration=<s>(sec)]``."""
     if "EXIT" not in flags and "DURATION" not in flags:
         return None
+    if pid == 0 and type(flags) is frozenset:
+        return _builtin_exit(service_id, flags, status, signal, int(duration))
+    return _exit_text(service_id, flags, pid, status, signal, int(duration))
+
+
+def _exit_text(service_id: str, flags: AbstractSet[str], pid: int,
+               status: Optional[int], signal: Optional[int], seconds: int) -> str:
     line = f"EXIT: {service_id}"
     if "EXIT" in flags:
         line += f" signal={signal}" if signal is not None else f" status={status}"
     if "PID" in flags:
         line += f" pid={pid}"
     if "DURATION" in flags:
-        line += f" duration={int(duration)}(sec)"
+        line += f" duration={seconds}(sec)"
     return line
+
+
+#: Distinct builtin START and EXIT lines kept (per service: its hosts, its
+#: durations in whole seconds).
+_LINE_CACHE = 4096
+
+
+@functools.lru_cache(maxsize=_LINE_CACHE)
+def _builtin_start(service_id: str, flags: FrozenSet[str], host: str) -> str:
+    return _start_text(service_id, flags, 0, host)
+
+
+@functools.lru_cache(maxsize=_LINE_CACHE)
+def _builtin_exit(service_id: str, flags: FrozenSet[str], status: Optional[int],
+                  signal: Optional[int], seconds: int) -> str:
+    return _exit_text(service_id, flags, 0, status, signal, seconds)
 
 
 def fail_line(service_id: str, flags: AbstractSet[str], reason: str,

@@ -278,3 +278,29 @@ def test_userid_noid_and_traffic_line_shapes() -> None:
     line = events.traffic_line("r", frozenset({"TRAFFIC"}), 12, 3)
     assert line == "TRAFFIC: r in=12(bytes) out=3(bytes)"
     assert events.traffic_line("r", frozenset({"HOST"}), 12, 3) is None
+
+
+@pytest.mark.parametrize("flags", [
+    frozenset({"HOST", "PID", "EXIT", "DURATION"}),
+    frozenset({"HOST"}),
+    frozenset({"DURATION"}),
+])
+def test_builtin_lines_are_the_same_whether_kept_or_built(flags: frozenset[str]) -> None:
+    """A builtin's (pid 0) START and EXIT lines are kept once built; each is
+    still the line its arguments describe: another host, status, signal or
+    whole second gives another line, and a plain set of flags (never kept)
+    gives the same text."""
+    peers = [Peer.from_address(("127.0.0.1", 1)), Peer.from_address(("127.0.0.2", 1))]
+    for _ in range(2):  # the second round finds them kept
+        for peer in peers:
+            assert events.start_line("svc", flags, 0, peer) == events.start_line(
+                "svc", set(flags), 0, peer)
+        for status, signal, duration in ((0, None, 0.4), (0, None, 1.7), (3, None, 1.2),
+                                         (None, 9, 0.0)):
+            assert events.exit_line("svc", flags, 0, status, signal, duration) == (
+                events.exit_line("svc", set(flags), 0, status, signal, duration))
+    assert events.exit_line("svc", frozenset({"EXIT", "DURATION"}), 0, 0, None, 1.7) == (
+        "EXIT: svc status=0 duration=1(sec)")
+    assert events.exit_line("svc", frozenset({"EXIT"}), 0, None, 9, 0.0) == "EXIT: svc signal=9"
+    assert events.start_line("svc", frozenset({"HOST"}), 0, peers[1]) == (
+        "START: svc from=127.0.0.2")

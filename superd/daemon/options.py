@@ -132,8 +132,9 @@ class Options(usage.Options):
          "(process groups only).", _cgroup],
         ["spawn-helpers", None, 0,
          "Helper processes that start servers, so that superd never waits for a "
-         "server's exec (default 0: superd starts them itself, with spawn threads "
-         "when execs are slow).", _count],
+         "server's exec (default 0: superd starts them itself, without waiting "
+         "where its compiled clone module is built, else with spawn threads when "
+         "execs are slow).", _count],
         ["metrics", None, None,
          "Serve Prometheus /metrics on this Twisted endpoint, e.g. "
          "tcp:9101:interface=127.0.0.1 (default: no metrics)."],

@@ -17,6 +17,8 @@ themselves, and busy helpers compete with the reactor for the CPUs, so
 superd's other services answer later while they spawn: they are used only
 when asked for (``--spawn-helpers N``; bench/README, "Why the code is the
 way it is", has the figures for threads and for one, two and four helpers).
+Where superd's compiled clone module is built (``superd.proc.clonespawn``),
+the reactor thread does not wait for the exec in the first place.
 
 ``HelperSpawner`` is the ``IBackgroundSpawner`` the process table uses.
 Its helpers start with the first spawn (a daemon that never spawns has

@@ -467,7 +467,9 @@ def open_process_table(reactor: Any, *, spawner: Optional[ISpawner] = None,
     ``--cgroup`` (``auto``, ``none`` or a path; see ``superd.proc.cgroups``);
     raises ``CgroupError`` if a path given there cannot be used.
     ``spawn_helpers`` is ``--spawn-helpers``: how many helper processes
-    start children (``superd.proc.spawnhelper``), 0 for spawn threads.
+    start children (``superd.proc.spawnhelper``), 0 for superd's own way:
+    the clone module where it is built (``superd.proc.clonespawn``), else
+    spawn threads.
     """
     identity = Identity.current() if identity is None else identity
     if spawner is None:

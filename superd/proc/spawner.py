@@ -58,10 +58,11 @@ import os
 import resource
 import signal
 from functools import partial
-from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Set, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Protocol, Set, Tuple, Union
 
 import attrs
 from twisted.internet import process
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
@@ -253,7 +254,7 @@ class PosixSpawner:
             resource.RLIMIT_NOFILE)[0],
         exec_wait: Optional[ExecWait] = None,
         clone: Optional[CloneSpawn] = None,
-        later: Optional[Callable[..., object]] = None,
+        later: Optional[Callable[..., IDelayedCall]] = None,
     ) -> None:
         """``pool`` and ``background`` (the call the pool's workers make,
         ``superd.proc.libcspawn.LibcSpawn``): both, or no background spawning.
@@ -280,7 +281,7 @@ class PosixSpawner:
         self._unsettled: Dict[int, Started] = {}
         #: Cloned children whose exec failed: their exit is nobody's news.
         self._exec_failed: Set[int] = set()
-        self._settling: Optional[Any] = None
+        self._settling: Optional[IDelayedCall] = None
 
     def spawn(self, request: SpawnRequest,
               on_exit: Callable[[ExitStatus], None]) -> int:
@@ -429,6 +430,10 @@ class PosixSpawner:
             if settling is not None and settling.active():
                 settling.cancel()
             self._settle()
+            late = self._unsettled.pop(pid, None)
+            if late is not None:
+                # Cannot happen (see above); if it did, the child ran.
+                late(pid)
         if pid in self._exec_failed:
             self._exec_failed.discard(pid)
             return

@@ -614,3 +614,17 @@ def test_one_failing_start_callback_does_not_lose_the_others() -> None:
     clone.ready += [(first, 0), (clone.next_pid, 0)]
     clock.advance(0)
     assert started == [clone.next_pid]
+
+
+def test_an_exit_never_settled_still_reports_the_start_first() -> None:
+    """Should the module not report a child that has exited (the kernel
+    settles it first), the start is still reported before the exit."""
+    spawner, clone, reaping, clock = cloning()
+    order: List[str] = []
+    spawner.spawn_in_background(CAT, lambda outcome: order.append(f"started {outcome}"),
+                                lambda status: order.append(f"exit {status.code}"))
+    pid = clone.next_pid
+    reaping.exit(pid, 0)
+    assert order == [f"started {pid}", "exit 0"]
+    clock.advance(SETTLE_INTERVAL)
+    assert order == [f"started {pid}", "exit 0"]

@@ -259,3 +259,12 @@ def make_parts(runtime: Optional[Runtime] = None, *,
     if processes is None:
         processes, _ = fake_processes(runtime.reactor)
     return Parts(runtime, processes, AccessState(runtime, processes=processes, **access))
+
+
+def is_open(fd: int) -> bool:
+    """Whether descriptor ``fd`` is open in this process."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from superd.net.bare import BareConnection
 from superd.net.connection import Connection, close_if_flushed, close_writing_if_flushed
 from superd.net.takingport import TakingPort, listen_taking
+from tests.fakes import is_open
 
 
 class Bare(Protocol):
@@ -122,7 +123,7 @@ def test_eof_closes_a_protocol_that_is_not_half_close_aware() -> None:
         assert client.recv(10) == b""
         transport.connectionLost(Failure(ConnectionLost()))  # late: ignored
         assert len(protocol.lost) == 1
-    assert not _is_open(fd)
+    assert not is_open(fd)
     port.connectionLost(None)  # type: ignore[arg-type]
 
 
@@ -347,7 +348,7 @@ def test_the_reactor_closing_everything_closes_it() -> None:
     fd = transport.fileno()
     with client:
         transport.connectionLost(Failure(ConnectionLost()))
-        assert protocol.lost[0].check(ConnectionLost) and not _is_open(fd)
+        assert protocol.lost[0].check(ConnectionLost) and not is_open(fd)
         assert client.recv(10) == b""
     port.connectionLost(None)  # type: ignore[arg-type]
 
@@ -360,14 +361,6 @@ def test_ipv6_peer_and_host() -> None:
         assert transport.getHost() == IPv6Address("TCP", "::1", port.getHost().port)
         transport.loseConnection()
     port.connectionLost(None)  # type: ignore[arg-type]
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 def test_a_write_error_past_the_eof_loses_the_connection() -> None:

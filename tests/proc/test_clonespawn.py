@@ -22,6 +22,7 @@ import pytest
 from superd.proc.clonespawn import MAX_FDS, CloneSpawn
 from superd.proc.credentials import Identity, SpawningThread
 from superd.proc.table import prepare_process
+from tests.fakes import is_open
 from tests.integration.harness import REQUIRE_ALL
 from tests.integration.test_external_basic import PROBE
 from tests.proc.test_libcspawn import check_plain_child, check_switched_child
@@ -148,7 +149,7 @@ def test_descriptor_already_in_place_is_kept_open() -> None:
     spawn = loaded()
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        free = [fd for fd in range(3, MAX_FDS) if not _is_open(fd)]
+        free = [fd for fd in range(3, MAX_FDS) if not is_open(fd)]
         if not free:
             pytest.fail("no descriptor below MAX_FDS is free in this process")
         number = free[0]
@@ -164,14 +165,6 @@ def test_descriptor_already_in_place_is_kept_open() -> None:
         assert ours.recv(10) == b"here"
     assert settled(spawn, pid) == 0
     assert os.waitpid(pid, 0)[1] == 0
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 def test_many_children_reuse_blocks_and_leak_nothing() -> None:
